@@ -1,0 +1,451 @@
+//! Compression and decompression of the records section of a batch, for every Kafka codec.
+//!
+//! Decompression accepts what real clients write:
+//! - gzip: one or more gzip members (`MultiGzDecoder`).
+//! - snappy: raw snappy (librdkafka, Sarama, franz-go) and xerial framing (the Java client:
+//!   `"\x82SNAPPY\0"`, two big-endian `i32` version fields, then `[u32 BE length][raw block]...`).
+//! - lz4: the LZ4 frame format with independent blocks (Java's `Lz4BlockOutputStream`, librdkafka).
+//! - zstd: one or more frames, with or without a content size (streaming decoder).
+//!
+//! Output is capped at [`MAX_DECOMPRESSED_BYTES`] so a hostile or broken batch cannot exhaust
+//! memory. Compression writes what the Java producer writes (xerial snappy, lz4 frames with
+//! 64 KiB independent blocks and no checksums, gzip at level 6), so every broker and client can
+//! read the result.
+
+use std::io::{self, Cursor, Read, Write};
+
+use super::header::Compression;
+use super::wire::u32_at;
+use super::{Error, Result};
+
+/// Largest records section a batch may decompress to (256 MiB); anything larger is rejected.
+pub const MAX_DECOMPRESSED_BYTES: usize = 256 << 20;
+
+const TOO_LARGE: &str = "decompressed records exceed the 256 MiB limit";
+
+const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
+/// Magic plus the `version` and `compatible version` big-endian `i32`s.
+const XERIAL_HEADER_LEN: usize = 16;
+/// Version fields the Java client (xerial snappy-java) writes.
+const XERIAL_VERSION: i32 = 1;
+const XERIAL_COMPATIBLE_VERSION: i32 = 1;
+/// Uncompressed chunk size of xerial's `SnappyOutputStream`, which Kafka uses with defaults.
+const XERIAL_BLOCK: usize = 32 * 1024;
+
+/// Largest ratio a single deflate stream can reach; bounds the capacity hint for gzip.
+const DEFLATE_MAX_RATIO: usize = 1032;
+
+/// Decompresses a records section.
+///
+/// `Compression::None` is not handled here: the caller slices the original bytes instead.
+pub(crate) fn decompress(codec: Compression, input: &[u8], base_offset: i64) -> Result<Vec<u8>> {
+    decompress_capped(codec, input, base_offset, MAX_DECOMPRESSED_BYTES)
+}
+
+/// [`decompress`] with an explicit output cap, so tests can probe the limit cheaply.
+fn decompress_capped(codec: Compression, input: &[u8], base_offset: i64, cap: usize) -> Result<Vec<u8>> {
+    let io_err = |source: io::Error| Error::Decompress {
+        base_offset,
+        codec,
+        source,
+    };
+    match codec {
+        Compression::None => Ok(input.to_vec()),
+        Compression::Gzip => {
+            // ISIZE of the last member: a good capacity hint for the common one-member case.
+            let hint = input
+                .len()
+                .checked_sub(4)
+                .and_then(|at| input.get(at..))
+                .and_then(|tail| tail.try_into().ok())
+                .map_or(0, |b: [u8; 4]| u32::from_le_bytes(b) as usize)
+                .min(input.len().saturating_mul(DEFLATE_MAX_RATIO));
+            read_capped(flate2::bufread::MultiGzDecoder::new(input), hint, cap, base_offset)
+                .map_err(|e| e.into_error(io_err))
+        }
+        Compression::Snappy => snappy_decompress(input, cap, base_offset),
+        Compression::Lz4 => read_capped(
+            lz4_flex::frame::FrameDecoder::new(input),
+            input.len().saturating_mul(4),
+            cap,
+            base_offset,
+        )
+        .map_err(|e| e.into_error(io_err)),
+        Compression::Zstd => {
+            let hint = match zstd::zstd_safe::get_frame_content_size(input) {
+                Ok(Some(n)) => usize::try_from(n).unwrap_or(usize::MAX),
+                _ => input.len().saturating_mul(4),
+            };
+            let decoder = zstd::stream::read::Decoder::with_buffer(input).map_err(io_err)?;
+            read_capped(decoder, hint, cap, base_offset).map_err(|e| e.into_error(io_err))
+        }
+    }
+}
+
+/// Why a capped read stopped.
+enum ReadError {
+    Io(io::Error),
+    TooLarge(Error),
+}
+
+impl ReadError {
+    fn into_error(self, io_err: impl FnOnce(io::Error) -> Error) -> Error {
+        match self {
+            ReadError::Io(e) => io_err(e),
+            ReadError::TooLarge(e) => e,
+        }
+    }
+}
+
+fn too_large(base_offset: i64) -> Error {
+    Error::Corrupt {
+        base_offset,
+        reason: TOO_LARGE,
+    }
+}
+
+/// Reads a decoder to its end, refusing output beyond `cap` bytes.
+fn read_capped(reader: impl Read, hint: usize, cap: usize, base_offset: i64) -> Result<Vec<u8>, ReadError> {
+    let mut out = Vec::with_capacity(hint.min(cap));
+    reader
+        .take(cap as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(ReadError::Io)?;
+    if out.len() > cap {
+        return Err(ReadError::TooLarge(too_large(base_offset)));
+    }
+    Ok(out)
+}
+
+fn snappy_decompress(input: &[u8], cap: usize, base_offset: i64) -> Result<Vec<u8>> {
+    let codec_err = |reason: &'static str| Error::Decompress {
+        base_offset,
+        codec: Compression::Snappy,
+        source: io::Error::new(io::ErrorKind::InvalidData, reason),
+    };
+    let snap_err = |e: snap::Error| Error::Decompress {
+        base_offset,
+        codec: Compression::Snappy,
+        source: io::Error::from(e),
+    };
+    let mut decoder = snap::raw::Decoder::new();
+    let mut out = Vec::new();
+    let mut append_block = |block: &[u8], out: &mut Vec<u8>| -> Result<()> {
+        let len = snap::raw::decompress_len(block).map_err(snap_err)?;
+        let start = out.len();
+        if len > cap.saturating_sub(start) {
+            return Err(too_large(base_offset));
+        }
+        out.resize(start + len, 0);
+        let written = decoder.decompress(block, &mut out[start..]).map_err(snap_err)?;
+        out.truncate(start + written);
+        Ok(())
+    };
+    if !input.starts_with(&XERIAL_MAGIC) {
+        append_block(input, &mut out)?;
+        return Ok(out);
+    }
+    let mut pos = 0;
+    while pos < input.len() {
+        // snappy-java also reads streams concatenated with their headers repeated.
+        if input[pos..].starts_with(&XERIAL_MAGIC) {
+            pos = pos
+                .checked_add(XERIAL_HEADER_LEN)
+                .filter(|&end| end <= input.len())
+                .ok_or_else(|| codec_err("truncated xerial snappy header"))?;
+            continue;
+        }
+        let len = u32_at(input, pos).ok_or_else(|| codec_err("truncated xerial chunk length"))?;
+        let start = pos + 4;
+        let block = usize::try_from(len)
+            .ok()
+            .and_then(|len| input.get(start..start.checked_add(len)?))
+            .ok_or_else(|| codec_err("xerial chunk longer than the input"))?;
+        append_block(block, &mut out)?;
+        pos = start + block.len();
+    }
+    Ok(out)
+}
+
+/// Reusable compression state, held by a `BatchBuilder` across batches.
+pub(crate) struct Compressors {
+    /// The zstd context and the level it is set to; contexts are costly to create.
+    zstd: Option<(i32, zstd::bulk::Compressor<'static>)>,
+    snappy: snap::raw::Encoder,
+}
+
+impl std::fmt::Debug for Compressors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compressors")
+            .field("zstd_level", &self.zstd.as_ref().map(|(level, _)| *level))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Compressors {
+    pub(crate) fn new() -> Self {
+        Compressors {
+            zstd: None,
+            snappy: snap::raw::Encoder::new(),
+        }
+    }
+
+    /// Appends the compressed form of `input` to `out`.
+    pub(crate) fn compress(
+        &mut self,
+        codec: Compression,
+        zstd_level: i32,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let wrap = |source: io::Error| Error::Compress { codec, source };
+        match codec {
+            Compression::None => {
+                out.extend_from_slice(input);
+                Ok(())
+            }
+            Compression::Gzip => {
+                let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(6));
+                encoder.write_all(input).map_err(wrap)?;
+                encoder.finish().map_err(wrap)?;
+                Ok(())
+            }
+            Compression::Snappy => self.snappy_xerial(input, out).map_err(wrap),
+            Compression::Lz4 => {
+                let info = lz4_flex::frame::FrameInfo::new()
+                    .block_size(lz4_flex::frame::BlockSize::Max64KB)
+                    .block_mode(lz4_flex::frame::BlockMode::Independent);
+                let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, out);
+                encoder.write_all(input).map_err(wrap)?;
+                encoder.finish().map_err(|e| wrap(io::Error::from(e)))?;
+                Ok(())
+            }
+            Compression::Zstd => {
+                let compressor = self.zstd_at(zstd_level).map_err(wrap)?;
+                out.reserve(zstd::zstd_safe::compress_bound(input.len()));
+                let mut cursor = Cursor::new(out);
+                let end = cursor.get_ref().len() as u64;
+                cursor.set_position(end);
+                compressor.compress_to_buffer(input, &mut cursor).map_err(wrap)?;
+                Ok(())
+            }
+        }
+    }
+
+    fn zstd_at(&mut self, level: i32) -> io::Result<&mut zstd::bulk::Compressor<'static>> {
+        let entry = match self.zstd.take() {
+            Some((current, mut compressor)) => {
+                if current != level {
+                    compressor.set_compression_level(level)?;
+                }
+                (level, compressor)
+            }
+            None => (level, zstd::bulk::Compressor::new(level)?),
+        };
+        Ok(&mut self.zstd.insert(entry).1)
+    }
+
+    fn snappy_xerial(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        out.extend_from_slice(&XERIAL_MAGIC);
+        out.extend_from_slice(&XERIAL_VERSION.to_be_bytes());
+        out.extend_from_slice(&XERIAL_COMPATIBLE_VERSION.to_be_bytes());
+        for chunk in input.chunks(XERIAL_BLOCK) {
+            let len_at = out.len();
+            let start = len_at + 4;
+            out.resize(start + snap::raw::max_compress_len(chunk.len()), 0);
+            let written = self.snappy.compress(chunk, &mut out[start..])?;
+            out.truncate(start + written);
+            let len = u32::try_from(written)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "snappy chunk too large"))?;
+            out[len_at..start].copy_from_slice(&len.to_be_bytes());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn compress(codec: Compression, input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Compressors::new()
+            .compress(codec, 3, input, &mut out)
+            .expect("compression of test data");
+        out
+    }
+
+    fn sample() -> Vec<u8> {
+        (0..200_000u32).flat_map(|i| (i % 251).to_be_bytes()).collect()
+    }
+
+    #[test]
+    fn every_codec_round_trips() {
+        let data = sample();
+        for codec in Compression::ALL {
+            let packed = compress(codec, &data);
+            let unpacked = decompress(codec, &packed, 7).expect("decompress own output");
+            assert_eq!(unpacked, data, "{codec}");
+        }
+    }
+
+    #[test]
+    fn compression_appends_after_existing_bytes() {
+        let data = sample();
+        for codec in Compression::ALL {
+            let mut out = vec![0xAA; 61];
+            Compressors::new()
+                .compress(codec, 1, &data, &mut out)
+                .expect("compress");
+            assert!(out[..61].iter().all(|&b| b == 0xAA), "{codec} kept the prefix");
+            assert_eq!(decompress(codec, &out[61..], 0).expect("decompress"), data);
+        }
+    }
+
+    #[test]
+    fn snappy_raw_and_xerial_are_both_read() {
+        let data = sample();
+        let raw = snap::raw::Encoder::new().compress_vec(&data).expect("raw snappy");
+        assert_eq!(decompress(Compression::Snappy, &raw, 0).expect("raw"), data);
+
+        let xerial = compress(Compression::Snappy, &data);
+        assert!(xerial.starts_with(&XERIAL_MAGIC));
+        assert_eq!(&xerial[8..16], &[0, 0, 0, 1, 0, 0, 0, 1]);
+        assert_eq!(decompress(Compression::Snappy, &xerial, 0).expect("xerial"), data);
+
+        // Two xerial streams back to back, as snappy-java reads them.
+        let mut doubled = xerial.clone();
+        doubled.extend_from_slice(&xerial);
+        let mut expected = data.clone();
+        expected.extend_from_slice(&data);
+        assert_eq!(decompress(Compression::Snappy, &doubled, 0).expect("concat"), expected);
+    }
+
+    #[test]
+    fn xerial_chunk_layout_matches_snappy_java() {
+        // Hand-laid stream: header, then one chunk holding raw snappy of "hello".
+        let block = snap::raw::Encoder::new().compress_vec(b"hello").expect("raw");
+        let mut stream = XERIAL_MAGIC.to_vec();
+        stream.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]);
+        stream.extend_from_slice(&(block.len() as u32).to_be_bytes());
+        stream.extend_from_slice(&block);
+        assert_eq!(
+            decompress(Compression::Snappy, &stream, 0).expect("hand-laid"),
+            b"hello"
+        );
+    }
+
+    #[test]
+    fn lz4_frame_descriptor_is_what_kafka_accepts() {
+        let packed = compress(Compression::Lz4, b"some records");
+        assert_eq!(&packed[..4], &[0x04, 0x22, 0x4d, 0x18], "lz4 frame magic");
+        // FLG: version 01, independent blocks, no checksums, no content size.
+        assert_eq!(packed[4], 0b0110_0000);
+        // BD: 64 KiB maximum block size.
+        assert_eq!(packed[5], 0x40);
+    }
+
+    #[test]
+    fn multi_member_gzip_and_multi_frame_zstd() {
+        let mut gz = compress(Compression::Gzip, b"abc");
+        gz.extend_from_slice(&compress(Compression::Gzip, b"def"));
+        assert_eq!(decompress(Compression::Gzip, &gz, 0).expect("gzip"), b"abcdef");
+
+        let mut zs = compress(Compression::Zstd, b"abc");
+        zs.extend_from_slice(&compress(Compression::Zstd, b"def"));
+        assert_eq!(decompress(Compression::Zstd, &zs, 0).expect("zstd"), b"abcdef");
+    }
+
+    #[test]
+    fn zstd_stream_without_content_size() {
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+        encoder.write_all(b"streamed records").expect("write");
+        let packed = encoder.finish().expect("finish");
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&packed).ok(),
+            Some(None),
+            "the streaming encoder leaves the size out"
+        );
+        assert_eq!(
+            decompress(Compression::Zstd, &packed, 0).expect("zstd"),
+            b"streamed records"
+        );
+    }
+
+    #[test]
+    fn decompression_bombs_are_refused() {
+        const CAP: usize = 1 << 20;
+        let zeros = vec![0u8; CAP + 1];
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let packed = compress(codec, &zeros);
+            assert_eq!(
+                decompress_capped(codec, &packed, 0, CAP + 1).expect("at the cap").len(),
+                CAP + 1
+            );
+            let err = decompress_capped(codec, &packed, 99, CAP).expect_err("over the cap");
+            assert!(
+                matches!(err, Error::Corrupt { base_offset: 99, reason } if reason == TOO_LARGE),
+                "{codec}: {err}"
+            );
+        }
+        // A raw snappy block whose preamble claims more than the cap is refused up front.
+        let mut claim = Vec::new();
+        let mut n = (MAX_DECOMPRESSED_BYTES + 1) as u64;
+        while n >= 0x80 {
+            claim.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        claim.push(n as u8);
+        assert!(matches!(
+            decompress(Compression::Snappy, &claim, 5),
+            Err(Error::Corrupt { base_offset: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let err = decompress(codec, b"definitely not compressed", 3).expect_err("garbage");
+            assert!(
+                matches!(&err, Error::Decompress { base_offset: 3, codec: c, .. } if *c == codec),
+                "{codec}: {err:?}"
+            );
+        }
+        let mut truncated_xerial = XERIAL_MAGIC.to_vec();
+        truncated_xerial.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 0, 1]);
+        assert!(decompress(Compression::Snappy, &truncated_xerial, 0).is_err());
+    }
+
+    #[test]
+    fn zstd_context_follows_level_changes() {
+        let data = sample();
+        let mut compressors = Compressors::new();
+        for level in [1, 19, 3, 3, -5] {
+            let mut out = Vec::new();
+            compressors
+                .compress(Compression::Zstd, level, &data, &mut out)
+                .expect("compress");
+            assert_eq!(decompress(Compression::Zstd, &out, 0).expect("decompress"), data);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn decompress_never_panics(codec in 1i16..5, bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let codec = Compression::from_id(codec).expect("ids 1-4 exist");
+            let _ = decompress(codec, &bytes, 0);
+        }
+    }
+}

@@ -1,0 +1,583 @@
+//! Configuration: the [`Config`] tree, its three figment layers, and validation.
+//!
+//! Layers, lowest precedence first:
+//!
+//! 1. built-in defaults, [`Config::default()`];
+//! 2. the TOML file named by `--config` / `STRAIT_CONFIG` (`main` resolves which and passes it);
+//! 3. `STRAIT_*` environment variables, `__` between levels: `STRAIT_SOURCE__BOOTSTRAP_SERVERS`
+//!    sets `source.bootstrap_servers`. `STRAIT_CONFIG` and `STRAIT_LOG` belong to `main`.
+//!
+//! `config/strait.toml` lists every key with its default and its variable; a test keeps it equal
+//! to [`Config::default()`]. Unknown keys in the file are errors; unknown `STRAIT_*` variables are
+//! warnings returned to the caller, who logs them (this module does not log).
+//!
+//! This module owns parsing and checking, and must not open sockets or resolve host names:
+//! everything here runs before the first connection, so a bad config fails fast with exit 64.
+
+mod env;
+mod error;
+mod secret;
+mod topics;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+pub use env::{env_var_for, known_keys, ENV_PREFIX, RESERVED_ENV_VARS};
+pub use error::{Error, Origin, Result};
+pub use secret::Secret;
+pub use topics::{TopicFilter, TopicsConfig, INTERNAL_TOPIC_PREFIX};
+
+/// The whole configuration. Field names are the operator interface: keep them stable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The cluster strait reads from.
+    pub source: ClusterConfig,
+    /// The cluster strait writes to; it also holds the checkpoint topic.
+    pub target: ClusterConfig,
+    /// Which topics are replicated and what they are called on the target.
+    pub topics: TopicsConfig,
+    /// Where a partition with no checkpoint starts reading.
+    pub start_from: StartFrom,
+    /// How fetched records are regrouped into produce batches.
+    pub batch: BatchConfig,
+    /// How much is fetched from the source at a time.
+    pub fetch: FetchConfig,
+    /// How batches are recompressed for the target.
+    pub compression: CompressionConfig,
+    /// The HTTP server for /livez, /readyz, /metrics and /status.
+    pub http: HttpConfig,
+    /// Where replication progress is stored on the target.
+    pub checkpoint: CheckpointConfig,
+    /// Which share of the partitions this process replicates.
+    pub shard: ShardConfig,
+    /// On SIGTERM, how long to flush in-flight batches and write checkpoints before aborting,
+    /// in seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            source: ClusterConfig::default(),
+            target: ClusterConfig {
+                bootstrap_servers: "127.0.0.1:9093".to_owned(),
+                ..ClusterConfig::default()
+            },
+            topics: TopicsConfig::default(),
+            start_from: StartFrom::default(),
+            batch: BatchConfig::default(),
+            fetch: FetchConfig::default(),
+            compression: CompressionConfig::default(),
+            http: HttpConfig::default(),
+            checkpoint: CheckpointConfig::default(),
+            shard: ShardConfig::default(),
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl Config {
+    /// Loads from the three layers, reading `STRAIT_*` from the process environment, and
+    /// validates. Returns the warnings (unknown `STRAIT_*` variables) for the caller to log.
+    pub fn load(path: Option<&Path>) -> Result<(Config, Vec<String>)> {
+        // Variables whose name is not UTF-8 cannot be ours; skip them rather than panic.
+        let env = std::env::vars_os()
+            .filter_map(|(name, value)| Some((name.into_string().ok()?, value.to_string_lossy().into_owned())));
+        Self::load_from(path, env)
+    }
+
+    /// [`Config::load`] with the environment given as `(name, value)` pairs.
+    pub fn load_from(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, Vec<String>)> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            // figment silently skips a missing file; one named explicitly must exist.
+            std::fs::File::open(path).map_err(|source| Error::ReadFile {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let (env_layer, warnings) = env::EnvLayer::from_pairs(env)?;
+        let config: Config = figment
+            .merge(env_layer)
+            .extract()
+            .map_err(|e| Error::from_figment(e, path))?;
+        config.validate()?;
+        Ok((config, warnings))
+    }
+
+    /// The topic filter, also excluding strait's own checkpoint topic.
+    pub fn topic_filter(&self) -> Result<TopicFilter> {
+        Ok(self.topics.filter()?.excluding(self.checkpoint.topic.clone()))
+    }
+
+    /// [`Self::shutdown_grace_secs`] as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// How to reach one cluster; used for both `source` and `target`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Comma-separated `host:port` list of brokers to bootstrap from.
+    pub bootstrap_servers: String,
+    /// Client id sent with every request, as seen in broker logs and quotas.
+    pub client_id: String,
+    /// How long to wait for any one response before failing the request, in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            bootstrap_servers: "127.0.0.1:9092".to_owned(),
+            client_id: "strait".to_owned(),
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The bootstrap brokers: entries trimmed, empty ones dropped.
+    pub fn bootstrap(&self) -> Vec<String> {
+        self.bootstrap_servers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// [`Self::request_timeout_ms`] as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// Where a partition with no checkpoint starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    /// The log start offset: copy everything still retained.
+    #[default]
+    Earliest,
+    /// The high watermark: copy only what is produced from now on.
+    Latest,
+}
+
+/// Produce batching.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Largest produce batch, in uncompressed bytes (1 KiB to 64 MiB).
+    pub max_bytes: usize,
+    /// How long to wait for more records before sending a partial batch, in milliseconds
+    /// (at most 60000).
+    pub linger_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_bytes: 1024 * 1024,
+            linger_ms: 100,
+        }
+    }
+}
+
+impl BatchConfig {
+    /// [`Self::linger_ms`] as a duration.
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
+    }
+}
+
+/// Source fetching.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchConfig {
+    /// Most bytes fetched per partition per request (1 KiB to 1 GiB); a larger first batch is
+    /// still returned whole.
+    pub max_bytes: usize,
+    /// How long the broker may hold a fetch waiting for data, in milliseconds (at most 60000).
+    pub max_wait_ms: u64,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            max_bytes: 1024 * 1024,
+            max_wait_ms: 500,
+        }
+    }
+}
+
+impl FetchConfig {
+    /// [`Self::max_wait_ms`] as a duration.
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_millis(self.max_wait_ms)
+    }
+}
+
+/// Recompression for the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionConfig {
+    /// zstd level, from 1 (fastest) to 22 (smallest).
+    pub zstd_level: i32,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        CompressionConfig { zstd_level: 3 }
+    }
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on, as `ip:port` (host names are not resolved).
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "0.0.0.0:9090".to_owned(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// [`Self::listen`] parsed; `Config::validate` has already checked it parses.
+    pub fn socket_addr(&self) -> Result<SocketAddr> {
+        validate::parse_listen(&self.listen)
+    }
+}
+
+/// Checkpoint storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// strait's own topic on the target cluster; never replicated.
+    pub topic: String,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            topic: "strait-checkpoints".to_owned(),
+        }
+    }
+}
+
+/// Splitting the partitions among several strait processes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardConfig {
+    /// This process's shard, from 0 to `count - 1`.
+    pub index: u32,
+    /// How many processes share the partitions (at least 1).
+    pub count: u32,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        ShardConfig { index: 0, count: 1 }
+    }
+}
+
+#[cfg(test)]
+// figment::Jail's closures must return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use figment::Jail;
+
+    use super::*;
+
+    /// The reference file, checked in next to the code it documents.
+    const REFERENCE: &str = include_str!("../../config/strait.toml");
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn load(file: Option<&str>, pairs: &[(&str, &str)]) -> Result<(Config, Vec<String>)> {
+        Config::load_from(file.map(Path::new), env(pairs))
+    }
+
+    #[test]
+    fn defaults_match_the_documented_interface() {
+        let (c, warnings) = load(None, &[]).expect("defaults load");
+        assert!(warnings.is_empty());
+        assert_eq!(c, Config::default());
+        assert_eq!(c.source.bootstrap(), ["127.0.0.1:9092"]);
+        assert_eq!(c.target.bootstrap(), ["127.0.0.1:9093"]);
+        assert_eq!(
+            (c.source.client_id.as_str(), c.source.request_timeout_ms),
+            ("strait", 30_000)
+        );
+        assert_eq!(c.topics.include, [".*"]);
+        assert!(c.topics.exclude.is_empty() && c.topics.prefix.is_empty());
+        assert_eq!(c.topics.refresh_secs, 30);
+        assert_eq!(c.start_from, StartFrom::Earliest);
+        assert_eq!((c.batch.max_bytes, c.batch.linger_ms), (1_048_576, 100));
+        assert_eq!((c.fetch.max_bytes, c.fetch.max_wait_ms), (1_048_576, 500));
+        assert_eq!(c.compression.zstd_level, 3);
+        assert_eq!(
+            c.http.socket_addr().expect("valid"),
+            "0.0.0.0:9090".parse().expect("addr")
+        );
+        assert_eq!(c.checkpoint.topic, "strait-checkpoints");
+        assert_eq!((c.shard.index, c.shard.count), (0, 1));
+        assert_eq!(c.shutdown_grace(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn toml_overrides_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "strait.toml",
+                r#"
+                start_from = "latest"
+                [source]
+                bootstrap_servers = "a:9092,b:9092"
+                [topics]
+                include = ["orders", "pay.*"]
+                prefix = "dr."
+                [compression]
+                zstd_level = 9
+                "#,
+            )?;
+            let (c, _) = load(Some("strait.toml"), &[]).expect("loads");
+            assert_eq!(c.source.bootstrap(), ["a:9092", "b:9092"]);
+            assert_eq!(c.source.client_id, "strait", "untouched keys keep defaults");
+            assert_eq!(c.topics.include, ["orders", "pay.*"]);
+            assert_eq!(c.topics.prefix, "dr.");
+            assert_eq!(c.start_from, StartFrom::Latest);
+            assert_eq!(c.compression.zstd_level, 9);
+            assert_eq!(c.target, Config::default().target);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_overrides_toml_with_nesting() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "strait.toml",
+                "[batch]\nlinger_ms = 5\nmax_bytes = 2048\n[source]\nclient_id = \"from-file\"\n",
+            )?;
+            let (c, warnings) = load(
+                Some("strait.toml"),
+                &[
+                    ("STRAIT_BATCH__LINGER_MS", "7"),
+                    ("STRAIT_SOURCE__BOOTSTRAP_SERVERS", "x:1, y:2"),
+                    ("STRAIT_TARGET__CLIENT_ID", "123"),
+                    ("STRAIT_START_FROM", "latest"),
+                    ("STRAIT_SHUTDOWN_GRACE_SECS", "5"),
+                    ("STRAIT_SHARD__COUNT", "4"),
+                    ("STRAIT_SHARD__INDEX", "3"),
+                    ("STRAIT_CONFIG", "ignored.toml"),
+                    ("STRAIT_LOG", "debug"),
+                ],
+            )
+            .expect("loads");
+            assert!(warnings.is_empty(), "{warnings:?}");
+            assert_eq!(c.batch.linger_ms, 7, "env beats the file");
+            assert_eq!(c.batch.max_bytes, 2048, "the file beats defaults");
+            assert_eq!(c.source.client_id, "from-file");
+            assert_eq!(c.source.bootstrap(), ["x:1", "y:2"]);
+            assert_eq!(c.target.client_id, "123", "numeric-looking strings stay strings");
+            assert_eq!(c.start_from, StartFrom::Latest);
+            assert_eq!(c.shutdown_grace_secs, 5);
+            assert_eq!((c.shard.index, c.shard.count), (3, 4));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn include_accepts_a_comma_list_from_env_and_toml() {
+        let (c, _) = load(
+            None,
+            &[
+                ("STRAIT_TOPICS__INCLUDE", "orders-.*, pay{1,2}, [ab,]x"),
+                ("STRAIT_TOPICS__EXCLUDE", ""),
+            ],
+        )
+        .expect("loads");
+        assert_eq!(c.topics.include, ["orders-.*", "pay{1,2}", "[ab,]x"]);
+        assert!(c.topics.exclude.is_empty());
+        let f = c.topic_filter().expect("compiles");
+        assert!(f.matches("orders-eu") && f.matches("payy") && f.matches("ax"));
+        assert!(!f.matches("strait-checkpoints"));
+
+        Jail::expect_with(|jail| {
+            jail.create_file("strait.toml", "[topics]\ninclude = \"a.*,b\"\nexclude = [\"a,b\"]\n")?;
+            let (c, _) = load(Some("strait.toml"), &[]).expect("loads");
+            assert_eq!(c.topics.include, ["a.*", "b"]);
+            assert_eq!(c.topics.exclude, ["a,b"], "array items are never split");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_env_var_warns_with_suggestion() {
+        let (_, warnings) = load(None, &[("STRAIT_SOURCE__BOOTSTRAP_SERVER", "a:1"), ("HOME", "/root")])
+            .expect("warnings do not fail the load");
+        assert_eq!(
+            warnings,
+            ["unknown variable STRAIT_SOURCE__BOOTSTRAP_SERVER; did you mean \
+              STRAIT_SOURCE__BOOTSTRAP_SERVERS?"]
+        );
+    }
+
+    #[test]
+    fn env_type_error_names_key_and_variable() {
+        let err = load(None, &[("STRAIT_BATCH__MAX_BYTES", "abc")]).expect_err("not a number");
+        let msg = err.to_string();
+        assert!(msg.starts_with("batch.max_bytes: invalid type"), "{msg}");
+        assert!(msg.contains("environment variable STRAIT_BATCH__MAX_BYTES"), "{msg}");
+        assert!(msg.contains("set STRAIT_BATCH__MAX_BYTES to a valid value"), "{msg}");
+        assert_eq!(err.exit_code(), 64);
+
+        let msg = load(None, &[("STRAIT_START_FROM", "beginning")])
+            .expect_err("no such")
+            .to_string();
+        assert!(
+            msg.contains("start_from") && msg.contains("`earliest` or `latest`"),
+            "{msg}"
+        );
+        assert!(msg.contains("STRAIT_START_FROM"), "{msg}");
+    }
+
+    #[test]
+    fn toml_type_error_names_key_and_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file("strait.toml", "[batch]\nmax_bytes = \"lots\"\n")?;
+            let msg = load(Some("strait.toml"), &[]).expect_err("string").to_string();
+            assert!(msg.starts_with("batch.max_bytes: invalid type"), "{msg}");
+            assert!(msg.contains("strait.toml"), "{msg}");
+            assert!(msg.contains("fix batch.max_bytes in"), "{msg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_toml_key_is_an_error_with_suggestion() {
+        Jail::expect_with(|jail| {
+            jail.create_file("strait.toml", "[source]\nbootstrap_server = \"a:1\"\n")?;
+            let err = load(Some("strait.toml"), &[]).expect_err("deny_unknown_fields");
+            let msg = err.to_string();
+            assert!(
+                msg.starts_with(
+                    "source.bootstrap_server: unknown field `bootstrap_server`, expected one of \
+                 `bootstrap_servers`, `client_id`, `request_timeout_ms` (from config file"
+                ),
+                "{msg}"
+            );
+            assert!(msg.contains("did you mean `bootstrap_servers`?"), "{msg}");
+            assert!(msg.contains("strait.toml"), "{msg}");
+            jail.create_file("top.toml", "linger_ms = 5\n")?;
+            let msg = load(Some("top.toml"), &[]).expect_err("not top level").to_string();
+            assert!(msg.starts_with("linger_ms: unknown field"), "{msg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn broken_or_missing_file_is_an_error() {
+        Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[source\n")?;
+            let err = load(Some("bad.toml"), &[]).expect_err("syntax");
+            assert!(matches!(err, Error::Parse { .. }), "{err:?}");
+            assert!(err.to_string().contains("is not valid TOML"), "{err}");
+            let err = load(Some("missing.toml"), &[]).expect_err("missing");
+            assert!(matches!(err, Error::ReadFile { .. }), "{err:?}");
+            assert!(err.to_string().contains("STRAIT_CONFIG"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn validation_runs_on_load() {
+        let err = load(None, &[("STRAIT_COMPRESSION__ZSTD_LEVEL", "0")]).expect_err("level 0");
+        assert!(
+            err.to_string()
+                .starts_with("compression.zstd_level = 0 is out of range"),
+            "{err}"
+        );
+        let err = load(None, &[("STRAIT_SHARD__INDEX", "1")]).expect_err("index 1 of 1");
+        assert!(err.to_string().contains("shard.count"), "{err}");
+    }
+
+    #[test]
+    fn value_can_come_from_a_file_variable() {
+        Jail::expect_with(|jail| {
+            jail.create_file("client-id", "from-secret-file\n")?;
+            let path = jail.directory().join("client-id");
+            let path = path.to_str().expect("utf-8 temp dir");
+            let (c, warnings) = load(None, &[("STRAIT_SOURCE__CLIENT_ID_FILE", path)]).expect("loads");
+            assert!(warnings.is_empty());
+            assert_eq!(c.source.client_id, "from-secret-file");
+
+            let err = load(
+                None,
+                &[
+                    ("STRAIT_SOURCE__CLIENT_ID_FILE", path),
+                    ("STRAIT_SOURCE__CLIENT_ID", "x"),
+                ],
+            )
+            .expect_err("both");
+            assert!(matches!(err, Error::EnvConflict { .. }), "{err:?}");
+            let err = load(None, &[("STRAIT_SOURCE__CLIENT_ID_FILE", "/nonexistent/x")]).expect_err("unreadable");
+            assert!(err.to_string().contains("STRAIT_SOURCE__CLIENT_ID_FILE"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_error_exits_64() {
+        let errors = [
+            load(None, &[("STRAIT_BATCH__MAX_BYTES", "abc")]),
+            load(None, &[("STRAIT_BATCH__MAX_BYTES", "1")]),
+            load(None, &[("STRAIT_TOPICS__INCLUDE", "(")]),
+            load(Some("/nonexistent/strait.toml"), &[]),
+            load(None, &[("STRAIT_HTTP__LISTEN_FILE", "/nonexistent/x")]),
+        ];
+        for result in errors {
+            assert_eq!(result.expect_err("bad config").exit_code(), 64);
+        }
+    }
+
+    #[test]
+    fn reference_file_is_exactly_the_defaults() {
+        // Parsed alone, without the defaults layer: every key must be spelled out in the file.
+        let from_file: Config = Figment::from(Toml::string(REFERENCE))
+            .extract()
+            .expect("config/strait.toml parses");
+        assert_eq!(from_file, Config::default());
+    }
+
+    #[test]
+    fn reference_file_documents_every_key_and_variable() {
+        for key in known_keys() {
+            let leaf = key.rsplit('.').next().unwrap_or(&key);
+            assert!(REFERENCE.contains(&format!("{leaf} = ")), "{key} missing");
+            assert!(REFERENCE.contains(&env_var_for(&key)), "{} missing", env_var_for(&key));
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! One Kafka cluster as strait sees it: bootstrap servers, a metadata cache, leader routing and
+//! one shared connection per broker.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kafka_protocol::error::ParseResponseErrorCode;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{MetadataRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::conn::Conn;
+use super::error::{Error, Result};
+use super::TopicPartition;
+
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>;
+
+/// A cluster: where its brokers are, who leads which partition, and the connections to them.
+pub struct Cluster {
+    name: String,
+    bootstrap: Vec<String>,
+    client_id: String,
+    timeout: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    brokers: HashMap<i32, String>,
+    slots: HashMap<String, Slot>,
+    leaders: HashMap<TopicPartition, i32>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("name", &self.name)
+            .field("bootstrap", &self.bootstrap)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The topics of a cluster and the leaders of their partitions.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterMetadata {
+    /// Cluster id, when the broker reports one.
+    pub cluster_id: Option<String>,
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicMetadata>,
+}
+
+/// One topic in a metadata answer.
+#[derive(Clone, Debug, Default)]
+pub struct TopicMetadata {
+    /// Topic-level error, e.g. UNKNOWN_TOPIC_OR_PARTITION.
+    pub error: Option<ResponseError>,
+    /// Whether the broker marks the topic internal.
+    pub is_internal: bool,
+    /// Leader node id per partition (-1 when leaderless).
+    pub leaders: BTreeMap<i32, i32>,
+}
+
+impl TopicMetadata {
+    /// Number of partitions the topic has.
+    pub fn partition_count(&self) -> i32 {
+        self.leaders.len() as i32
+    }
+}
+
+impl Cluster {
+    /// A cluster reached through `bootstrap` servers; no socket is opened until first use.
+    pub fn new(name: &str, bootstrap: Vec<String>, client_id: &str, timeout: Duration) -> Self {
+        Self {
+            name: name.to_owned(),
+            bootstrap,
+            client_id: client_id.to_owned(),
+            timeout,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The name given to this cluster in logs and errors ("source", "target").
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // Map updates are single inserts/removes, never left half done by a panic.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection to `addr`, opened (or reopened after a failure) on demand.
+    pub async fn conn_to(&self, addr: &str) -> Result<Arc<Conn>> {
+        let slot = Arc::clone(self.state().slots.entry(addr.to_owned()).or_default());
+        let mut guard = slot.lock().await;
+        if let Some(conn) = guard.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(conn));
+        }
+        let conn = Arc::new(Conn::connect(addr, &self.client_id, self.timeout).await?);
+        tracing::debug!(cluster = %self.name, broker = addr, "connected");
+        *guard = Some(Arc::clone(&conn));
+        Ok(conn)
+    }
+
+    /// The connection to broker `node_id`, as named by metadata.
+    pub async fn broker(&self, node_id: i32) -> Result<Arc<Conn>> {
+        let addr = self.state().brokers.get(&node_id).cloned();
+        match addr {
+            Some(addr) => self.conn_to(&addr).await,
+            None => Err(Error::UnknownBroker { node_id }),
+        }
+    }
+
+    /// Any working connection: known brokers first, then the bootstrap list.
+    pub async fn any_conn(&self) -> Result<Arc<Conn>> {
+        let mut candidates: Vec<String> = self.state().brokers.values().cloned().collect();
+        candidates.sort();
+        candidates.extend(self.bootstrap.iter().cloned());
+        let mut last = None;
+        for addr in candidates {
+            match self.conn_to(&addr).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(Error::Bootstrap {
+            cluster: self.name.clone(),
+            servers: self.bootstrap.join(","),
+            source: Box::new(last.unwrap_or(Error::NoLeader {
+                topic: String::new(),
+                partition: -1,
+            })),
+        })
+    }
+
+    /// Fetches metadata for `topics` (all topics when `None`) and refreshes the caches.
+    pub async fn metadata(&self, topics: Option<&[String]>) -> Result<ClusterMetadata> {
+        let request = MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(topics.map(|names| {
+                names
+                    .iter()
+                    .map(|n| {
+                        MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(n.clone()))))
+                    })
+                    .collect()
+            }));
+        let conn = self.any_conn().await?;
+        let (response, _) = conn.send(&request).await?;
+        let mut meta = ClusterMetadata {
+            cluster_id: response.cluster_id.map(|c| c.to_string()),
+            topics: BTreeMap::new(),
+        };
+        let mut state = self.state();
+        for b in &response.brokers {
+            state
+                .brokers
+                .insert(b.node_id.0, format!("{}:{}", b.host.as_str(), b.port));
+        }
+        for t in response.topics {
+            let Some(name) = t.name.map(|n| n.0.to_string()) else {
+                continue;
+            };
+            let mut topic = TopicMetadata {
+                error: t.error_code.err(),
+                is_internal: t.is_internal,
+                leaders: BTreeMap::new(),
+            };
+            for p in t.partitions {
+                let tp = TopicPartition::new(name.clone(), p.partition_index);
+                if p.leader_id.0 >= 0 {
+                    state.leaders.insert(tp, p.leader_id.0);
+                } else {
+                    state.leaders.remove(&tp);
+                }
+                topic.leaders.insert(p.partition_index, p.leader_id.0);
+            }
+            meta.topics.insert(name, topic);
+        }
+        Ok(meta)
+    }
+
+    /// The connection to the current leader of `tp`, refreshing metadata when it is unknown.
+    pub async fn leader(&self, tp: &TopicPartition) -> Result<Arc<Conn>> {
+        let cached = self.state().leaders.get(tp).copied();
+        let node_id = match cached {
+            Some(id) => id,
+            None => {
+                let meta = self.metadata(Some(std::slice::from_ref(&tp.topic))).await?;
+                let topic = meta.topics.get(&tp.topic);
+                if let Some(code) = topic.and_then(|t| t.error) {
+                    return Err(Error::Partition {
+                        api: kafka_protocol::messages::ApiKey::Metadata,
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        code,
+                        message: None,
+                    });
+                }
+                match topic.and_then(|t| t.leaders.get(&tp.partition)).copied() {
+                    Some(id) if id >= 0 => id,
+                    _ => {
+                        return Err(Error::NoLeader {
+                            topic: tp.topic.clone(),
+                            partition: tp.partition,
+                        })
+                    }
+                }
+            }
+        };
+        self.broker(node_id).await
+    }
+
+    /// Forgets the cached leader of `tp`, so the next call asks the cluster again.
+    pub fn invalidate(&self, tp: &TopicPartition) {
+        self.state().leaders.remove(tp);
+    }
+}

@@ -1,0 +1,365 @@
+//! One TCP connection to one broker: framing, correlation ids and pipelining.
+//!
+//! Requests are written in call order by a writer task; a reader task matches each response to
+//! its waiter by correlation id, so any number of requests can be in flight on one connection and
+//! Kafka's per-connection ordering is kept. When the socket fails every waiter gets
+//! [`Error::ConnectionLost`] and the connection reports itself closed, so the owner reconnects.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes, VersionRange};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::error::{Error, Result};
+use super::versions::BrokerVersions;
+
+/// Largest response frame accepted. Fetch answers are bounded by the request's max_bytes; this
+/// only stops a corrupt length prefix from allocating gigabytes.
+const MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
+/// How many encoded requests may wait for the writer; beyond it callers wait (backpressure).
+const OUTGOING_QUEUE: usize = 64;
+const UNSUPPORTED_VERSION: i16 = 35;
+
+type Waiter = oneshot::Sender<std::result::Result<Bytes, Arc<std::io::Error>>>;
+
+#[derive(Default)]
+struct Pending {
+    waiters: HashMap<i32, Waiter>,
+    closed: bool,
+}
+
+impl Pending {
+    fn fail_all(&mut self, err: Arc<std::io::Error>) {
+        self.closed = true;
+        for (_, w) in self.waiters.drain() {
+            // The waiter may have timed out and gone; nothing to tell it then.
+            let _ = w.send(Err(Arc::clone(&err)));
+        }
+    }
+}
+
+/// A connection to one broker, shared by every task that talks to it.
+pub struct Conn {
+    broker: String,
+    client_id: StrBytes,
+    timeout: Duration,
+    versions: BrokerVersions,
+    next_correlation: AtomicI32,
+    outgoing: mpsc::Sender<Bytes>,
+    pending: Arc<Mutex<Pending>>,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("broker", &self.broker)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
+}
+
+impl Conn {
+    /// Opens a connection and negotiates API versions.
+    pub async fn connect(broker: &str, client_id: &str, timeout: Duration) -> Result<Self> {
+        let connect_err = |source| Error::Connect {
+            broker: broker.to_owned(),
+            source,
+        };
+        let mut stream = tokio::time::timeout(timeout, TcpStream::connect(broker))
+            .await
+            .map_err(|_| connect_err(std::io::ErrorKind::TimedOut.into()))?
+            .map_err(connect_err)?;
+        stream.set_nodelay(true).map_err(connect_err)?;
+        let client_id = StrBytes::from_string(client_id.to_owned());
+        let versions = tokio::time::timeout(timeout, negotiate(&mut stream, broker, &client_id))
+            .await
+            .map_err(|_| Error::Timeout {
+                broker: broker.to_owned(),
+                api: ApiKey::ApiVersions,
+                timeout_ms: timeout.as_millis() as u64,
+            })??;
+
+        let (read_half, mut write_half) = stream.into_split();
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let (outgoing, mut queue) = mpsc::channel::<Bytes>(OUTGOING_QUEUE);
+
+        let writer_pending = Arc::clone(&pending);
+        let writer = tokio::spawn(async move {
+            while let Some(frame) = queue.recv().await {
+                if let Err(e) = write_half.write_all(&frame).await {
+                    lock(&writer_pending).fail_all(Arc::new(e));
+                    return;
+                }
+            }
+        });
+        let reader_pending = Arc::clone(&pending);
+        let reader = tokio::spawn(async move {
+            let err = read_loop(BufReader::with_capacity(64 * 1024, read_half), &reader_pending).await;
+            lock(&reader_pending).fail_all(Arc::new(err));
+        });
+
+        Ok(Self {
+            broker: broker.to_owned(),
+            client_id,
+            timeout,
+            versions,
+            next_correlation: AtomicI32::new(1),
+            outgoing,
+            pending,
+            reader,
+            writer,
+        })
+    }
+
+    /// The broker address this connection goes to.
+    pub fn broker(&self) -> &str {
+        &self.broker
+    }
+
+    /// Whether the socket has failed; a closed connection must be replaced.
+    pub fn is_closed(&self) -> bool {
+        lock(&self.pending).closed || self.reader.is_finished() || self.writer.is_finished()
+    }
+
+    /// Whether the broker serves request type `R` in a version strait speaks.
+    pub fn supports<R: Request>(&self) -> bool {
+        self.versions.supports::<R>()
+    }
+
+    /// The version that will be used for request type `R`.
+    pub fn version<R: Request>(&self) -> Result<i16> {
+        self.versions
+            .pick::<R>()
+            .map_err(|(ours, theirs)| Error::UnsupportedApi {
+                broker: self.broker.clone(),
+                api: api_key::<R>(),
+                ours: ours.to_string(),
+                theirs: theirs.map_or_else(|| "nothing".to_owned(), |t: VersionRange| t.to_string()),
+            })
+    }
+
+    /// Sends a request at the negotiated version and waits for its response.
+    pub async fn send<R: Request>(&self, request: &R) -> Result<(R::Response, i16)> {
+        let version = self.version::<R>()?;
+        let api = api_key::<R>();
+        let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_request(request, version, correlation_id, &self.client_id)?;
+
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = lock(&self.pending);
+            if pending.closed {
+                return Err(self.lost(None));
+            }
+            pending.waiters.insert(correlation_id, tx);
+        }
+        if self.outgoing.send(frame).await.is_err() {
+            lock(&self.pending).waiters.remove(&correlation_id);
+            return Err(self.lost(None));
+        }
+        let answer = match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(Ok(frame))) => frame,
+            Ok(Ok(Err(io))) => return Err(self.lost(Some(std::io::Error::new(io.kind(), io.to_string())))),
+            Ok(Err(_closed)) => return Err(self.lost(None)),
+            Err(_elapsed) => {
+                lock(&self.pending).waiters.remove(&correlation_id);
+                return Err(Error::Timeout {
+                    broker: self.broker.clone(),
+                    api,
+                    timeout_ms: self.timeout.as_millis() as u64,
+                });
+            }
+        };
+        let response = decode_response::<R::Response>(answer, version, api, &self.broker)?;
+        Ok((response, version))
+    }
+
+    fn lost(&self, source: Option<std::io::Error>) -> Error {
+        Error::ConnectionLost {
+            broker: self.broker.clone(),
+            source,
+        }
+    }
+}
+
+fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+    // A panic while holding this lock cannot leave the map inconsistent (single inserts and
+    // removes), so a poisoned lock is still usable.
+    pending.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn api_key<R: Request>() -> ApiKey {
+    ApiKey::try_from(R::KEY).unwrap_or(ApiKey::ApiVersions)
+}
+
+async fn read_loop(mut reader: BufReader<tokio::net::tcp::OwnedReadHalf>, pending: &Mutex<Pending>) -> std::io::Error {
+    loop {
+        let frame = match read_frame(&mut reader).await {
+            Ok(frame) => frame,
+            Err(e) => return e,
+        };
+        if frame.len() < 4 {
+            return std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "response frame shorter than its header",
+            );
+        }
+        let correlation_id = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        let waiter = lock(pending).waiters.remove(&correlation_id);
+        if let Some(w) = waiter {
+            let _ = w.send(Ok(frame));
+        }
+        // A response nobody waits for belongs to a request that timed out: drop it.
+    }
+}
+
+async fn read_frame<R: tokio::io::AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Bytes> {
+    let len = reader.read_i32().await?;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|l| *l <= MAX_FRAME_BYTES)
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("response frame length {len} out of range"),
+            )
+        })?;
+    let mut buf = BytesMut::zeroed(len);
+    reader.read_exact(&mut buf).await?;
+    Ok(buf.freeze())
+}
+
+fn encode_request<R: Request>(request: &R, version: i16, correlation_id: i32, client_id: &StrBytes) -> Result<Bytes> {
+    let api = api_key::<R>();
+    let encode_err = |source: anyhow::Error| Error::Encode {
+        api,
+        source: source.into(),
+    };
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(client_id.clone()));
+    let body_len = request.compute_size(version).map_err(encode_err)?;
+    let mut buf = BytesMut::with_capacity(4 + 64 + body_len);
+    buf.put_i32(0);
+    header
+        .encode(&mut buf, R::header_version(version))
+        .map_err(encode_err)?;
+    request.encode(&mut buf, version).map_err(encode_err)?;
+    let frame_len = i32::try_from(buf.len() - 4).map_err(|e| encode_err(e.into()))?;
+    buf[0..4].copy_from_slice(&frame_len.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+fn decode_response<T: Decodable + HeaderVersion>(
+    mut frame: Bytes,
+    version: i16,
+    api: ApiKey,
+    broker: &str,
+) -> Result<T> {
+    let decode_err = |source: anyhow::Error| Error::Decode {
+        broker: broker.to_owned(),
+        api,
+        source: source.into(),
+    };
+    ResponseHeader::decode(&mut frame, T::header_version(version)).map_err(decode_err)?;
+    T::decode(&mut frame, version).map_err(decode_err)
+}
+
+/// Exchanges ApiVersions on a fresh socket: v3 first; a broker that does not speak it answers
+/// UNSUPPORTED_VERSION in the v0 layout, and strait retries with v0.
+async fn negotiate(stream: &mut TcpStream, broker: &str, client_id: &StrBytes) -> Result<BrokerVersions> {
+    let request = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("strait"))
+        .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+    let mut last = None;
+    for (correlation_id, version) in [(0, 3i16), (1, 0)] {
+        let frame = encode_request(&request, version, correlation_id, client_id)?;
+        let io_err = |source| Error::ConnectionLost {
+            broker: broker.to_owned(),
+            source: Some(source),
+        };
+        stream.write_all(&frame).await.map_err(io_err)?;
+        let answer = read_frame(stream).await.map_err(io_err)?;
+        let decoded = decode_response::<ApiVersionsResponse>(answer.clone(), version, ApiKey::ApiVersions, broker)
+            .or_else(|e| decode_response::<ApiVersionsResponse>(answer, 0, ApiKey::ApiVersions, broker).map_err(|_| e));
+        match decoded {
+            Ok(resp) if resp.error_code == 0 => {
+                return Ok(BrokerVersions::new(resp.api_keys.iter().map(|k| {
+                    (
+                        k.api_key,
+                        VersionRange {
+                            min: k.min_version,
+                            max: k.max_version,
+                        },
+                    )
+                })))
+            }
+            Ok(resp) if resp.error_code == UNSUPPORTED_VERSION => {
+                last = Some(Error::Request {
+                    api: ApiKey::ApiVersions,
+                    resource: format!("broker {broker}"),
+                    code: kafka_protocol::error::ResponseError::UnsupportedVersion,
+                    message: None,
+                });
+            }
+            Ok(resp) => {
+                return Err(Error::Request {
+                    api: ApiKey::ApiVersions,
+                    resource: format!("broker {broker}"),
+                    code: kafka_protocol::error::ParseResponseErrorCode::err(resp.error_code)
+                        .unwrap_or(kafka_protocol::error::ResponseError::UnknownServerError),
+                    message: None,
+                })
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::ConnectionLost {
+        broker: broker.to_owned(),
+        source: None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Buf;
+    use kafka_protocol::messages::MetadataRequest;
+
+    #[test]
+    fn request_frames_carry_length_key_version_and_correlation() {
+        let frame = encode_request(&MetadataRequest::default(), 9, 42, &StrBytes::from_static_str("strait"))
+            .expect("metadata encodes");
+        let mut b = frame.clone();
+        assert_eq!(b.get_i32() as usize, frame.len() - 4);
+        assert_eq!(b.get_i16(), ApiKey::Metadata as i16);
+        assert_eq!(b.get_i16(), 9);
+        assert_eq!(b.get_i32(), 42);
+    }
+
+    #[tokio::test]
+    async fn oversized_frames_are_refused() {
+        let mut data: &[u8] = &[0x7f, 0xff, 0xff, 0xff];
+        let err = read_frame(&mut data).await.expect_err("2 GiB frame refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    }
+}

@@ -1,0 +1,206 @@
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::ApiKey;
+
+/// Result of the wire layer.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors of the wire layer. Each names the broker or the topic-partition it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The TCP connection could not be opened.
+    #[error("cannot connect to broker {broker}")]
+    Connect {
+        broker: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection broke while a request was outstanding.
+    #[error("connection to broker {broker} lost")]
+    ConnectionLost {
+        broker: String,
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// No answer within the request timeout.
+    #[error("{api:?} request to broker {broker} timed out after {timeout_ms} ms")]
+    Timeout {
+        broker: String,
+        api: ApiKey,
+        timeout_ms: u64,
+    },
+    /// The broker speaks no version of the API that strait can use.
+    #[error("broker {broker} does not support {api:?} in any version strait speaks ({ours}); it offers {theirs}")]
+    UnsupportedApi {
+        broker: String,
+        api: ApiKey,
+        ours: String,
+        theirs: String,
+    },
+    /// A request could not be encoded.
+    #[error("cannot encode {api:?} request")]
+    Encode {
+        api: ApiKey,
+        #[source]
+        source: BoxError,
+    },
+    /// A response could not be decoded.
+    #[error("malformed {api:?} response from broker {broker}")]
+    Decode {
+        broker: String,
+        api: ApiKey,
+        #[source]
+        source: BoxError,
+    },
+    /// A response frame above the size limit: a corrupt stream or a non-Kafka peer.
+    #[error("response frame of {size} bytes from broker {broker} exceeds the {limit} byte limit")]
+    FrameTooLarge { broker: String, size: usize, limit: usize },
+    /// The broker answered with a Kafka error code for a topic-partition.
+    #[error("{api:?} for {topic}/{partition} failed with {code:?}{}", detail(message))]
+    Partition {
+        api: ApiKey,
+        topic: String,
+        partition: i32,
+        code: ResponseError,
+        message: Option<String>,
+    },
+    /// The broker answered with a Kafka error code for a topic or the whole request.
+    #[error("{api:?} for {resource} failed with {code:?}{}", detail(message))]
+    Request {
+        api: ApiKey,
+        resource: String,
+        code: ResponseError,
+        message: Option<String>,
+    },
+    /// The broker's answer did not mention what was asked for.
+    #[error("{api:?} response from broker {broker} has no entry for {resource}")]
+    MissingInResponse {
+        broker: String,
+        api: ApiKey,
+        resource: String,
+    },
+    /// Metadata names no leader for the partition.
+    #[error("no leader known for {topic}/{partition}")]
+    NoLeader { topic: String, partition: i32 },
+    /// Metadata names a leader whose address is unknown.
+    #[error("broker {node_id} is the leader for a partition but not in the metadata")]
+    UnknownBroker { node_id: i32 },
+    /// None of the bootstrap servers answered.
+    #[error("no bootstrap server of {cluster} cluster ({servers}) answered")]
+    Bootstrap {
+        cluster: String,
+        servers: String,
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+fn detail(message: &Option<String>) -> String {
+    message
+        .as_deref()
+        .filter(|m| !m.is_empty())
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default()
+}
+
+impl Error {
+    /// The Kafka error code behind this error, if the broker sent one.
+    pub fn code(&self) -> Option<ResponseError> {
+        match self {
+            Self::Partition { code, .. } | Self::Request { code, .. } => Some(*code),
+            Self::Bootstrap { source, .. } => source.code(),
+            _ => None,
+        }
+    }
+
+    /// Whether the same request may succeed later: transport faults, and the error codes that
+    /// Kafka itself marks retriable.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Connect { .. }
+            | Self::ConnectionLost { .. }
+            | Self::Timeout { .. }
+            | Self::NoLeader { .. }
+            | Self::UnknownBroker { .. }
+            | Self::MissingInResponse { .. } => true,
+            Self::Bootstrap { source, .. } => source.is_retriable(),
+            Self::Partition { code, .. } | Self::Request { code, .. } => {
+                code.is_retriable() || matches!(code, ResponseError::BrokerNotAvailable)
+            }
+            Self::UnsupportedApi { .. } | Self::Encode { .. } | Self::Decode { .. } | Self::FrameTooLarge { .. } => {
+                false
+            }
+        }
+    }
+
+    /// Whether the cached leader for the partition is likely wrong, so metadata must be refreshed
+    /// before a retry.
+    pub fn needs_metadata_refresh(&self) -> bool {
+        match self {
+            Self::Connect { .. }
+            | Self::ConnectionLost { .. }
+            | Self::Timeout { .. }
+            | Self::NoLeader { .. }
+            | Self::UnknownBroker { .. } => true,
+            Self::Partition { code, .. } => matches!(
+                code,
+                ResponseError::NotLeaderOrFollower
+                    | ResponseError::LeaderNotAvailable
+                    | ResponseError::UnknownTopicOrPartition
+                    | ResponseError::FencedLeaderEpoch
+                    | ResponseError::UnknownLeaderEpoch
+                    | ResponseError::ReplicaNotAvailable
+                    | ResponseError::BrokerNotAvailable
+            ),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(code: ResponseError) -> Error {
+        Error::Partition {
+            api: ApiKey::Produce,
+            topic: "spans".into(),
+            partition: 3,
+            code,
+            message: None,
+        }
+    }
+
+    #[test]
+    fn classification_follows_kafka_codes() {
+        let cases = [
+            (ResponseError::NotLeaderOrFollower, true, true),
+            (ResponseError::UnknownTopicOrPartition, true, true),
+            (ResponseError::RequestTimedOut, true, false),
+            (ResponseError::MessageTooLarge, false, false),
+            (ResponseError::CorruptMessage, true, false),
+            (ResponseError::TopicAuthorizationFailed, false, false),
+            (ResponseError::OffsetOutOfRange, false, false),
+        ];
+        for (code, retriable, refresh) in cases {
+            let e = partition(code);
+            assert_eq!(e.is_retriable(), retriable, "{code:?}");
+            assert_eq!(e.needs_metadata_refresh(), refresh, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn messages_carry_coordinates() {
+        let e = Error::Partition {
+            api: ApiKey::Fetch,
+            topic: "spans".into(),
+            partition: 7,
+            code: ResponseError::CorruptMessage,
+            message: Some("bad crc".into()),
+        };
+        let text = e.to_string();
+        assert!(text.contains("spans/7"), "{text}");
+        assert!(text.contains("bad crc"), "{text}");
+    }
+}

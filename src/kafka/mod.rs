@@ -1,0 +1,48 @@
+//! The wire layer: strait's own Kafka client over `kafka-protocol` message types.
+//!
+//! It owns sockets, framing, correlation ids and pipelining ([`conn`]), API version negotiation
+//! ([`versions`]), cluster metadata and leader routing ([`cluster`]) and the typed requests the
+//! replicator needs ([`client`]). It never looks inside record batches: `records` travel as raw
+//! bytes in both directions, and [`crate::batch`] owns their format.
+
+mod backoff;
+mod client;
+mod cluster;
+mod conn;
+mod error;
+mod versions;
+
+pub use backoff::Backoff;
+pub use client::{FetchedPartition, OffsetSpec, ProduceAck, TopicConfig, TopicSpec};
+pub use cluster::{Cluster, ClusterMetadata, TopicMetadata};
+pub use conn::Conn;
+pub use error::{Error, Result};
+pub use kafka_protocol::error::ResponseError;
+pub use kafka_protocol::messages::ApiKey;
+
+use std::fmt;
+
+/// A topic and one of its partitions.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// Builds a topic-partition.
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}

@@ -1,0 +1,27 @@
+//! strait: a cross-cluster Kafka replicator that moves record batches, not records.
+//!
+//! # Layout
+//!
+//! ```text
+//!  source cluster                                                     target cluster
+//!  ┌──────────┐  Fetch (raw bytes)  ┌────────────┐ records ┌──────────┐ Produce ┌──────────┐
+//!  │ leader p │ ──────────────────► │ SourceRead │ ──────► │ Batcher  │ ──────► │ leader p │
+//!  └──────────┘  kafka::Cluster     │ (batch::   │ bounded │ (batch:: │ acks=all└──────────┘
+//!                                   │  parse,    │ channel │  builder,│
+//!                                   │  txn filt.)│         │  zstd)   │
+//!                                   └────────────┘         └──────────┘
+//! ```
+//!
+//! - [`config`]: the configuration tree, its figment layers and validation.
+//! - [`kafka`]: the wire layer over `kafka-protocol`: connections, version negotiation,
+//!   metadata and leader routing, typed requests.
+//! - [`batch`]: the pure record-batch v2 codec (parse, verify, decompress, merge, recompress).
+//! - [`replicate`]: topic discovery, partition assignment and the per-partition tasks.
+//! - [`spans`]: a seeded generator of Jaeger spans for demos, tests and benches.
+
+pub mod batch;
+pub mod config;
+pub mod demo;
+pub mod kafka;
+pub mod replicate;
+pub mod spans;

@@ -1,0 +1,202 @@
+//! The `strait` binary: parses the command line, loads and validates config, starts telemetry,
+//! runs the chosen command and maps the outcome to an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use strait::config::Config;
+use strait::replicate::Replicator;
+use strait::spans::Encoding;
+
+/// Exit code for a configuration error (EX_USAGE in sysexits.h).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(name = "strait", about = "Cross-cluster Kafka replicator", version)]
+struct Cli {
+    /// TOML config file; env vars (STRAIT_*) override it.
+    #[arg(long, env = "STRAIT_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replicate until SIGTERM or SIGINT.
+    Run,
+    /// Print the version.
+    Version,
+    /// Demo data: write Jaeger spans to a cluster, or count them.
+    #[command(subcommand)]
+    Demo(Demo),
+}
+
+#[derive(Debug, Subcommand)]
+enum Demo {
+    /// Write seeded Jaeger spans to a topic (created when missing).
+    Produce {
+        /// Comma-separated host:port of the cluster.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        /// Topic to write.
+        #[arg(long, default_value = "jaeger-spans")]
+        topic: String,
+        /// Partitions, when the topic is created.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Number of spans.
+        #[arg(long, default_value_t = 10_000)]
+        count: u64,
+        /// Generator seed: the same seed gives the same spans.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// protobuf (Jaeger's default) or json.
+        #[arg(long, default_value = "protobuf")]
+        encoding: Encoding,
+    },
+    /// Count the records of a topic and how many decode as Jaeger spans.
+    Count {
+        /// Comma-separated host:port of the cluster.
+        #[arg(long, default_value = "127.0.0.1:9093")]
+        bootstrap: String,
+        /// Topic to read.
+        #[arg(long, default_value = "jaeger-spans")]
+        topic: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Version => {
+            println!("strait {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Run => run(cli.config),
+        Command::Demo(demo) => match runtime().and_then(|rt| rt.block_on(run_demo(demo))) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn init_tracing() {
+    let filter = std::env::var("STRAIT_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("while starting the async runtime")
+}
+
+fn run(config_path: Option<PathBuf>) -> ExitCode {
+    // Validate everything before any socket opens.
+    let (config, warnings) = match Config::load(config_path.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {}", strait::replicate::error_chain(&e));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let filter = match config.topic_filter() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {}", strait::replicate::error_chain(&e));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(wait_for_signal(shutdown.clone()));
+            tracing::info!(source = %config.source.bootstrap_servers, target = %config.target.bootstrap_servers, "strait starting");
+            Replicator::new(config, filter)
+                .run(shutdown)
+                .await
+                .context("while replicating")
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            tracing::error!("cannot install signal handlers; stop strait with SIGKILL");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
+}
+
+async fn run_demo(demo: Demo) -> anyhow::Result<()> {
+    let split = |s: &str| {
+        s.split(',')
+            .map(|x| x.trim().to_owned())
+            .filter(|x| !x.is_empty())
+            .collect::<Vec<_>>()
+    };
+    match demo {
+        Demo::Produce {
+            bootstrap,
+            topic,
+            partitions,
+            count,
+            seed,
+            encoding,
+        } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .context("while reading the clock")?
+                .as_micros() as i64;
+            let n = strait::demo::produce_spans(&split(&bootstrap), &topic, partitions, count, seed, encoding, now)
+                .await
+                .with_context(|| format!("while writing spans to {topic} on {bootstrap}"))?;
+            println!("wrote {n} spans to {topic} on {bootstrap}");
+        }
+        Demo::Count { bootstrap, topic } => {
+            let c = strait::demo::count_spans(&split(&bootstrap), &topic)
+                .await
+                .with_context(|| format!("while reading {topic} on {bootstrap}"))?;
+            println!(
+                "{topic} on {bootstrap}: {} records, {} valid Jaeger spans{}",
+                c.records,
+                c.spans,
+                c.example.map(|e| format!(" (e.g. {e})")).unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}

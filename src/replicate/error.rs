@@ -1,0 +1,88 @@
+use crate::{batch, kafka};
+
+/// Result of the replication engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of the replication engine. Each names the topic-partition and, where it applies, the
+/// source offset at which replication stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request to a cluster failed in a way retrying does not fix.
+    #[error("{cluster} cluster: {action} failed for {topic}/{partition} at offset {offset}")]
+    Kafka {
+        cluster: &'static str,
+        action: &'static str,
+        topic: String,
+        partition: i32,
+        offset: i64,
+        #[source]
+        source: kafka::Error,
+    },
+    /// A cluster-wide request (metadata, topic admin) failed.
+    #[error("{cluster} cluster: {action} failed")]
+    Cluster {
+        cluster: &'static str,
+        action: String,
+        #[source]
+        source: kafka::Error,
+    },
+    /// A source batch is corrupt: nothing from it is written.
+    #[error("corrupt source batch in {topic}/{partition} at offset {offset}")]
+    Batch {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        #[source]
+        source: batch::Error,
+    },
+    /// A target batch could not be built.
+    #[error("cannot build target batch for {topic}/{partition} from offset {offset}")]
+    Build {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        #[source]
+        source: batch::Error,
+    },
+    /// One record is larger than the target accepts.
+    #[error(
+        "record {topic}/{partition} at offset {offset} needs {size} bytes, more than the target accepts \
+         ({max} bytes, the smaller of batch.max_bytes and the target topic's max.message.bytes): \
+         raise max.message.bytes on the target topic and batch.max_bytes"
+    )]
+    RecordTooLarge {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        size: usize,
+        max: usize,
+    },
+    /// The target topic has fewer partitions than the source and cannot be grown.
+    #[error(
+        "target topic {target_topic} has {target_partitions} partitions but source topic {source_topic} has \
+         {source_partitions}: strait does not remap partitions; add partitions to the target topic"
+    )]
+    FewerPartitions {
+        source_topic: String,
+        target_topic: String,
+        source_partitions: i32,
+        target_partitions: i32,
+    },
+    /// The target topic is missing and the target cluster cannot create it.
+    #[error(
+        "target topic {topic} does not exist and the target cluster does not serve CreateTopics: create it \
+         with {partitions} partitions"
+    )]
+    CannotCreate { topic: String, partitions: i32 },
+    /// The fetch position is beyond the source log end: the source partition was recreated.
+    #[error(
+        "source {topic}/{partition}: offset {offset} is beyond the log end {log_end}; the source topic was \
+         probably deleted and recreated"
+    )]
+    BeyondLogEnd {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        log_end: i64,
+    },
+}

@@ -1,0 +1,240 @@
+//! The replication engine: discovers source topics, keeps the target topics in shape, and runs
+//! one task per owned source partition until shutdown.
+//!
+//! It owns task lifecycles and the topic refresh loop; the data path itself lives in
+//! [`partition`], the topic decisions in [`topics`], and ownership in [`assign`].
+
+mod assign;
+mod error;
+mod partition;
+mod progress;
+mod topics;
+
+pub use assign::Shard;
+pub use error::{Error, Result};
+pub use progress::{PartitionState, PartitionStatus, Progress, Totals};
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, TopicFilter};
+use crate::kafka::{Backoff, Cluster, TopicPartition};
+use partition::{PartitionTask, TaskSettings};
+
+/// How often the progress line is logged.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// Formats an error with its whole `source()` chain, for log lines.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
+}
+
+/// The replicator: both clusters, the topic mapping and the running partition tasks.
+#[derive(Debug)]
+pub struct Replicator {
+    config: Config,
+    filter: TopicFilter,
+    source: Arc<Cluster>,
+    target: Arc<Cluster>,
+    settings: Arc<TaskSettings>,
+    shard: Shard,
+    progress: Arc<Progress>,
+}
+
+impl Replicator {
+    /// Builds the replicator from a validated config. Opens no socket.
+    pub fn new(config: Config, filter: TopicFilter) -> Self {
+        let cluster = |name: &str, c: &crate::config::ClusterConfig| {
+            Arc::new(Cluster::new(
+                name,
+                c.bootstrap(),
+                &c.client_id,
+                Duration::from_millis(c.request_timeout_ms),
+            ))
+        };
+        let source = cluster("source", &config.source);
+        let target = cluster("target", &config.target);
+        let settings = Arc::new(TaskSettings {
+            linger: Duration::from_millis(config.batch.linger_ms),
+            zstd_level: config.compression.zstd_level,
+            fetch_max_bytes: i32::try_from(config.fetch.max_bytes).unwrap_or(i32::MAX),
+            fetch_max_wait_ms: i32::try_from(config.fetch.max_wait_ms).unwrap_or(i32::MAX),
+            start_from: config.start_from,
+            produce_timeout_ms: i32::try_from(config.target.request_timeout_ms).unwrap_or(i32::MAX),
+        });
+        let shard = Shard {
+            index: config.shard.index,
+            count: config.shard.count,
+        };
+        Self {
+            config,
+            filter,
+            source,
+            target,
+            settings,
+            shard,
+            progress: Arc::new(Progress::default()),
+        }
+    }
+
+    /// The live figures of every partition task.
+    pub fn progress(&self) -> Arc<Progress> {
+        Arc::clone(&self.progress)
+    }
+
+    /// Replicates until `shutdown` fires, then lets every partition write what it has read,
+    /// within `shutdown_grace_secs`.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let mut tasks: JoinSet<(TopicPartition, Result<()>)> = JoinSet::new();
+        let mut running: HashMap<TopicPartition, ()> = HashMap::new();
+        let mut topic_errors: BTreeMap<String, String> = BTreeMap::new();
+        let refresh = Duration::from_secs(self.config.topics.refresh_secs);
+        let mut next_refresh = tokio::time::Instant::now();
+        let mut progress_tick = tokio::time::interval(PROGRESS_EVERY);
+        let mut last_totals = Totals::default();
+        let mut backoff = Backoff::new(Duration::from_millis(200), refresh);
+
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(joined) = tasks.join_next() => self.task_ended(joined),
+                _ = tokio::time::sleep_until(next_refresh) => {
+                    match self.refresh(&mut tasks, &mut running, &mut topic_errors, &shutdown).await {
+                        Ok(()) => {
+                            backoff.reset();
+                            next_refresh = tokio::time::Instant::now() + refresh;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %error_chain(&e), "topic refresh failed; retrying");
+                            next_refresh = tokio::time::Instant::now() + backoff.next_delay();
+                        }
+                    }
+                }
+                _ = progress_tick.tick() => {
+                    let t = self.progress.totals();
+                    let rate = (t.records - last_totals.records) as f64 / PROGRESS_EVERY.as_secs_f64();
+                    tracing::info!(partitions = t.partitions, halted = t.halted, records = t.records,
+                        records_per_sec = rate.round(), lag_records = t.lag_records,
+                        source_bytes = t.source_bytes, wire_bytes = t.wire_bytes, "progress");
+                    last_totals = t;
+                }
+            }
+        }
+
+        tracing::info!(tasks = tasks.len(), "shutting down: writing what was read");
+        let grace = Duration::from_secs(self.config.shutdown_grace_secs);
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(joined) = tasks.join_next().await {
+                self.task_ended(joined);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                tasks = tasks.len(),
+                grace_secs = grace.as_secs(),
+                "shutdown grace period over: aborting the tasks still writing"
+            );
+            tasks.abort_all();
+        }
+        let t = self.progress.totals();
+        tracing::info!(records = t.records, halted = t.halted, "stopped");
+        Ok(())
+    }
+
+    fn task_ended(&self, joined: std::result::Result<(TopicPartition, Result<()>), tokio::task::JoinError>) {
+        match joined {
+            Ok((tp, Ok(()))) => tracing::debug!(topic = %tp.topic, partition = tp.partition, "partition task stopped"),
+            Ok((tp, Err(e))) => {
+                tracing::error!(topic = %tp.topic, partition = tp.partition, error = %error_chain(&e), "partition halted; other partitions go on");
+            }
+            Err(e) => tracing::error!(error = %e, "partition task panicked"),
+        }
+    }
+
+    /// One discovery round: list source topics, fit the target topics, start tasks for owned
+    /// partitions that have none. A halted partition keeps its entry, so it is not restarted.
+    async fn refresh(
+        &self,
+        tasks: &mut JoinSet<(TopicPartition, Result<()>)>,
+        running: &mut HashMap<TopicPartition, ()>,
+        topic_errors: &mut BTreeMap<String, String>,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        let meta = self.source.metadata(None).await.map_err(|source| Error::Cluster {
+            cluster: "source",
+            action: "list topics".into(),
+            source,
+        })?;
+        let own = [self.config.checkpoint.topic.as_str()];
+        for (name, topic) in &meta.topics {
+            if topic.error.is_some()
+                || !topics::is_replicable(name, topic.is_internal, &own)
+                || !self.filter.matches(name)
+            {
+                continue;
+            }
+            let source_partitions = topic.partition_count();
+            let owned: Vec<i32> = (0..source_partitions)
+                .filter(|&p| self.shard.owns(name, p) && !running.contains_key(&TopicPartition::new(name.clone(), p)))
+                .collect();
+            if owned.is_empty() {
+                continue;
+            }
+            let target_name = self.filter.target_name(name);
+            let timeout_ms = i32::try_from(self.config.target.request_timeout_ms).unwrap_or(i32::MAX);
+            let target = match topics::ensure_target(
+                &self.source,
+                &self.target,
+                name,
+                &target_name,
+                source_partitions,
+                timeout_ms,
+            )
+            .await
+            {
+                Ok(t) => {
+                    topic_errors.remove(name);
+                    t
+                }
+                Err(e) => {
+                    let text = error_chain(&e);
+                    if topic_errors.get(name) != Some(&text) {
+                        tracing::error!(topic = %name, error = %text, "topic not replicated");
+                        topic_errors.insert(name.clone(), text);
+                    }
+                    continue;
+                }
+            };
+            let max_batch_bytes = self.config.batch.max_bytes.min(target.max_message_bytes);
+            for partition in owned.into_iter().filter(|&p| p < target.partitions) {
+                let source_tp = TopicPartition::new(name.clone(), partition);
+                let task = PartitionTask {
+                    source_tp: source_tp.clone(),
+                    target_tp: TopicPartition::new(target_name.clone(), partition),
+                    source: Arc::clone(&self.source),
+                    target: Arc::clone(&self.target),
+                    settings: Arc::clone(&self.settings),
+                    max_batch_bytes,
+                    progress: Arc::clone(&self.progress),
+                    cancel: shutdown.child_token(),
+                };
+                running.insert(source_tp.clone(), ());
+                tasks.spawn(async move { (source_tp, task.run().await) });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! What every partition task reports about itself: offsets, lag, counters and state. Tasks write
+//! once per produced batch; the periodic log line and (later) the HTTP status read it.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::kafka::TopicPartition;
+
+/// The state of one partition's replication.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PartitionState {
+    /// Looking up where to start.
+    #[default]
+    Starting,
+    /// Replicating.
+    Running,
+    /// Stopped on an error that needs an operator; the message says which.
+    Halted(String),
+    /// Stopped by shutdown.
+    Stopped,
+}
+
+/// The figures of one partition.
+#[derive(Clone, Debug, Default)]
+pub struct PartitionStatus {
+    /// Target topic-partition it writes to.
+    pub target: Option<TopicPartition>,
+    /// Next source offset to replicate (everything below is acknowledged by the target).
+    pub next_source_offset: i64,
+    /// Next target offset strait expects to write.
+    pub next_target_offset: i64,
+    /// Source high watermark at the last fetch.
+    pub source_high_watermark: i64,
+    /// Records acknowledged by the target.
+    pub records: u64,
+    /// Uncompressed bytes of those records as read from the source batches.
+    pub source_bytes: u64,
+    /// Bytes of the batches sent to the target.
+    pub wire_bytes: u64,
+    /// Current state.
+    pub state: PartitionState,
+}
+
+impl PartitionStatus {
+    /// Records on the source not yet acknowledged by the target.
+    pub fn lag_records(&self) -> i64 {
+        (self.source_high_watermark - self.next_source_offset).max(0)
+    }
+}
+
+/// Shared table of partition figures.
+#[derive(Debug, Default)]
+pub struct Progress {
+    partitions: Mutex<BTreeMap<TopicPartition, PartitionStatus>>,
+}
+
+/// Totals over all partitions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Partitions with a task.
+    pub partitions: usize,
+    /// Partitions halted on an error.
+    pub halted: usize,
+    /// Records acknowledged by the target.
+    pub records: u64,
+    /// Source bytes replicated.
+    pub source_bytes: u64,
+    /// Bytes sent to the target.
+    pub wire_bytes: u64,
+    /// Records not yet replicated.
+    pub lag_records: i64,
+}
+
+impl Progress {
+    fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<TopicPartition, PartitionStatus>> {
+        // Updates are plain field writes; a panicking writer cannot leave a half-done entry.
+        self.partitions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `f` to the figures of `tp`, creating them if needed.
+    pub fn update(&self, tp: &TopicPartition, f: impl FnOnce(&mut PartitionStatus)) {
+        f(self.table().entry(tp.clone()).or_default());
+    }
+
+    /// A copy of one partition's figures.
+    pub fn get(&self, tp: &TopicPartition) -> Option<PartitionStatus> {
+        self.table().get(tp).cloned()
+    }
+
+    /// A copy of the whole table.
+    pub fn snapshot(&self) -> BTreeMap<TopicPartition, PartitionStatus> {
+        self.table().clone()
+    }
+
+    /// Sums over all partitions.
+    pub fn totals(&self) -> Totals {
+        self.table().values().fold(Totals::default(), |mut t, s| {
+            t.partitions += 1;
+            t.halted += usize::from(matches!(s.state, PartitionState::Halted(_)));
+            t.records += s.records;
+            t.source_bytes += s.source_bytes;
+            t.wire_bytes += s.wire_bytes;
+            t.lag_records += s.lag_records();
+            t
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_sum_partitions_and_count_halted() {
+        let p = Progress::default();
+        let a = TopicPartition::new("spans", 0);
+        let b = TopicPartition::new("spans", 1);
+        p.update(&a, |s| {
+            s.records = 10;
+            s.next_source_offset = 10;
+            s.source_high_watermark = 15;
+        });
+        p.update(&b, |s| {
+            s.records = 5;
+            s.state = PartitionState::Halted("bad crc".into());
+        });
+        let t = p.totals();
+        assert_eq!((t.partitions, t.halted, t.records, t.lag_records), (2, 1, 15, 5));
+    }
+}

@@ -1,0 +1,239 @@
+//! Which source topics to replicate, what the target topics look like, and making them so.
+//! The decisions are pure functions; [`ensure_target`] carries them out against the target.
+
+use std::collections::BTreeMap;
+
+use crate::kafka::{Cluster, TopicConfig, TopicSpec};
+use kafka_protocol::messages::{CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest};
+
+use super::error::{Error, Result};
+
+/// Kafka's default max.message.bytes, assumed when the target does not report the topic's own.
+pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
+
+/// Source topic configs that shape the data and so are copied to a new target topic.
+const REPLICATED_CONFIGS: &[&str] = &[
+    "cleanup.policy",
+    "delete.retention.ms",
+    "max.compaction.lag.ms",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.difference.max.ms",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.ms",
+];
+
+/// Whether a source topic may be replicated at all: never Kafka's internal topics (`__*`, or
+/// marked internal) and never strait's own.
+pub(crate) fn is_replicable(topic: &str, is_internal: bool, own_topics: &[&str]) -> bool {
+    !is_internal && !topic.starts_with("__") && !own_topics.contains(&topic)
+}
+
+/// The configs for a new target topic: the data-shaping ones of the source, and
+/// `compression.type=producer` so the target stores strait's zstd batches as sent.
+pub(crate) fn target_configs(source: &TopicConfig) -> BTreeMap<String, String> {
+    let mut configs: BTreeMap<String, String> = source
+        .iter()
+        .filter(|(k, _)| REPLICATED_CONFIGS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    configs.insert("compression.type".into(), "producer".into());
+    configs
+}
+
+/// What the target topic needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TargetAction {
+    /// It does not exist: create it with this many partitions.
+    Create { partitions: i32 },
+    /// It has fewer partitions than the source (the source grew): add partitions.
+    Grow { from: i32, to: i32 },
+    /// It has at least the source's partitions.
+    Ready,
+}
+
+/// Decides what the target topic needs, from both partition counts.
+pub(crate) fn plan_target(source_partitions: i32, target_partitions: Option<i32>) -> TargetAction {
+    match target_partitions {
+        None | Some(0) => TargetAction::Create {
+            partitions: source_partitions,
+        },
+        Some(t) if t < source_partitions => TargetAction::Grow {
+            from: t,
+            to: source_partitions,
+        },
+        Some(_) => TargetAction::Ready,
+    }
+}
+
+/// What is known of a ready target topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TargetTopic {
+    /// Partitions it has.
+    pub(crate) partitions: i32,
+    /// The topic's max.message.bytes.
+    pub(crate) max_message_bytes: usize,
+}
+
+/// Makes the target topic fit the source topic: creates it (with the source's data configs) or
+/// grows it, then reports its partition count and size limit.
+pub(crate) async fn ensure_target(
+    source: &Cluster,
+    target: &Cluster,
+    source_topic: &str,
+    target_topic: &str,
+    source_partitions: i32,
+    timeout_ms: i32,
+) -> Result<TargetTopic> {
+    let cluster_err = |cluster: &'static str, action: String| {
+        move |source| Error::Cluster {
+            cluster,
+            action,
+            source,
+        }
+    };
+    let names = [target_topic.to_owned()];
+    let meta = target
+        .metadata(Some(&names))
+        .await
+        .map_err(cluster_err("target", format!("metadata for topic {target_topic}")))?;
+    let existing = meta
+        .topics
+        .get(target_topic)
+        .filter(|t| t.error.is_none())
+        .map(|t| t.partition_count());
+    let mut partitions = existing.unwrap_or(0);
+    match plan_target(source_partitions, existing) {
+        TargetAction::Create { partitions: count } => {
+            if !target.supports::<CreateTopicsRequest>().await.unwrap_or(false) {
+                return Err(Error::CannotCreate {
+                    topic: target_topic.to_owned(),
+                    partitions: count,
+                });
+            }
+            let source_configs = source_topic_configs(source, source_topic).await;
+            let spec = TopicSpec {
+                name: target_topic.to_owned(),
+                partitions: count,
+                configs: target_configs(&source_configs),
+            };
+            let results = target
+                .create_topics(std::slice::from_ref(&spec), timeout_ms)
+                .await
+                .map_err(cluster_err("target", format!("create topic {target_topic}")))?;
+            for (_, r) in results {
+                r.map_err(cluster_err("target", format!("create topic {target_topic}")))?;
+            }
+            tracing::info!(topic = target_topic, partitions = count, configs = ?spec.configs, "target topic created");
+            partitions = count;
+        }
+        TargetAction::Grow { from, to } => {
+            let grown = if target.supports::<CreatePartitionsRequest>().await.unwrap_or(false) {
+                target.create_partitions(target_topic, to, timeout_ms).await.is_ok()
+            } else {
+                false
+            };
+            if !grown {
+                return Err(Error::FewerPartitions {
+                    source_topic: source_topic.to_owned(),
+                    target_topic: target_topic.to_owned(),
+                    source_partitions,
+                    target_partitions: from,
+                });
+            }
+            tracing::info!(
+                topic = target_topic,
+                from,
+                to,
+                "target topic grown to the source's partition count"
+            );
+            partitions = to;
+        }
+        TargetAction::Ready => {}
+    }
+    let max_message_bytes = target_max_message_bytes(target, target_topic).await;
+    Ok(TargetTopic {
+        partitions,
+        max_message_bytes,
+    })
+}
+
+/// The source topic's configs, best effort: a source without DescribeConfigs gets a warning and
+/// the target topic the broker's defaults.
+async fn source_topic_configs(source: &Cluster, topic: &str) -> TopicConfig {
+    if !source.supports::<DescribeConfigsRequest>().await.unwrap_or(false) {
+        tracing::warn!(
+            topic,
+            "source cluster does not serve DescribeConfigs: target topic gets the target's defaults"
+        );
+        return TopicConfig::new();
+    }
+    match source.describe_topic_config(topic).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(topic, error = %super::error_chain(&e), "cannot read source topic configs: target topic gets the target's defaults");
+            TopicConfig::new()
+        }
+    }
+}
+
+async fn target_max_message_bytes(target: &Cluster, topic: &str) -> usize {
+    if !target.supports::<DescribeConfigsRequest>().await.unwrap_or(false) {
+        return DEFAULT_MAX_MESSAGE_BYTES;
+    }
+    target
+        .describe_topic_config(topic)
+        .await
+        .ok()
+        .and_then(|c| c.get("max.message.bytes").and_then(|v| v.parse().ok()))
+        .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_and_own_topics_are_never_replicated() {
+        let own = ["strait-checkpoints"];
+        assert!(is_replicable("jaeger-spans", false, &own));
+        assert!(!is_replicable("__consumer_offsets", false, &own));
+        assert!(!is_replicable("__transaction_state", true, &own));
+        assert!(!is_replicable("internal-but-named-plainly", true, &own));
+        assert!(!is_replicable("strait-checkpoints", false, &own));
+    }
+
+    #[test]
+    fn target_configs_keep_data_settings_and_force_producer_compression() {
+        let source: TopicConfig = [
+            ("retention.ms", "604800000"),
+            ("cleanup.policy", "compact"),
+            ("compression.type", "lz4"),
+            ("leader.replication.throttled.replicas", "*"),
+            ("max.message.bytes", "2097152"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let t = target_configs(&source);
+        assert_eq!(t.get("retention.ms").map(String::as_str), Some("604800000"));
+        assert_eq!(t.get("cleanup.policy").map(String::as_str), Some("compact"));
+        assert_eq!(t.get("max.message.bytes").map(String::as_str), Some("2097152"));
+        assert_eq!(t.get("compression.type").map(String::as_str), Some("producer"));
+        assert!(!t.contains_key("leader.replication.throttled.replicas"));
+    }
+
+    #[test]
+    fn plan_follows_partition_counts() {
+        assert_eq!(plan_target(4, None), TargetAction::Create { partitions: 4 });
+        assert_eq!(plan_target(4, Some(4)), TargetAction::Ready);
+        assert_eq!(plan_target(4, Some(8)), TargetAction::Ready);
+        assert_eq!(plan_target(6, Some(4)), TargetAction::Grow { from: 4, to: 6 });
+    }
+}

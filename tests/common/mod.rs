@@ -1,0 +1,370 @@
+//! Shared test harness: real brokers started as processes, the independent librdkafka client
+//! for writing and checking data, and strait run in-process.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use strait::config::Config;
+use strait::replicate::{Progress, Replicator};
+
+/// Whether the suite runs in CI, where a missing broker is a failure, not a skip.
+pub fn ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+}
+
+/// Call when a test cannot run here: fails under CI, skips (with a note) elsewhere.
+pub fn unavailable(what: &str) {
+    assert!(!ci(), "CI is set but {what}: run scripts/install-deps.sh");
+    eprintln!("SKIPPED: {what} (run scripts/install-deps.sh; under CI this fails)");
+}
+
+/// A unique topic name, so tests sharing a broker never see each other's data.
+pub fn topic(prefix: &str) -> String {
+    format!("{prefix}-{}-{:x}", std::process::id(), rand::random::<u32>())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokerKind {
+    Nisshi,
+    Tansu,
+}
+
+fn broker_binary() -> Option<(PathBuf, BrokerKind)> {
+    if let Some(p) = std::env::var_os("STRAIT_TEST_BROKER") {
+        let p = PathBuf::from(p);
+        let kind = if p.file_name().is_some_and(|n| n.to_string_lossy().contains("tansu")) {
+            BrokerKind::Tansu
+        } else {
+            BrokerKind::Nisshi
+        };
+        return Some((p, kind));
+    }
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
+    [("nisshi", BrokerKind::Nisshi), ("tansu", BrokerKind::Tansu)]
+        .into_iter()
+        .map(|(name, kind)| (home.join("bin").join(name), kind))
+        .find(|(p, _)| p.exists())
+}
+
+/// Where a broker keeps its data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// In memory: fast, batches returned byte-identical, lost on restart.
+    Memory,
+    /// SQLite file: survives a restart.
+    Sqlite,
+}
+
+/// A broker process on a free loopback port, killed on drop.
+pub struct Broker {
+    child: Option<Child>,
+    pub port: u16,
+    pub kind: BrokerKind,
+    bin: PathBuf,
+    storage: Storage,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+impl Broker {
+    /// Starts a broker, or returns `None` (after [`unavailable`]) when none is installed.
+    pub async fn start(storage: Storage) -> Option<Broker> {
+        let Some((bin, kind)) = broker_binary() else {
+            unavailable("no local broker (nisshi or tansu) is installed");
+            return None;
+        };
+        let storage = if kind == BrokerKind::Tansu {
+            Storage::Sqlite
+        } else {
+            storage
+        };
+        let mut b = Broker {
+            child: None,
+            port: free_port(),
+            kind,
+            bin,
+            storage,
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        b.spawn().await;
+        Some(b)
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let engine = match self.storage {
+            Storage::Memory => format!("memory://b{}/", self.port),
+            Storage::Sqlite => "sqlite://broker.db?maintenance_interval=5s".to_owned(),
+        };
+        let log = std::fs::File::create(self.dir.path().join("broker.log")).expect("broker log");
+        let child = Command::new(&self.bin)
+            .current_dir(self.dir.path())
+            .args(["broker", "--cluster-id", &format!("test-{}", self.port)])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", &engine])
+            .env_remove("CLUSTER_ID")
+            .env_remove("LISTENER_URL")
+            .env_remove("ADVERTISED_LISTENER_URL")
+            .env_remove("STORAGE_ENGINE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn broker");
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    /// Waits until the broker answers ApiVersions and Metadata.
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let cluster =
+            strait::kafka::Cluster::new("test", vec![self.bootstrap()], "strait-test", Duration::from_secs(5));
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("broker exited with {status}: {}", self.log());
+            }
+            if cluster.metadata(Some(&[])).await.is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "broker not ready after 60 s: {}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+
+    /// Kills the broker (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the broker and starts it again on the same port and data.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// librdkafka client config for a bootstrap list, with test-friendly timeouts.
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .set("log_level", "3");
+    c
+}
+
+/// Creates a topic with librdkafka's admin client.
+pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create().expect("admin client");
+    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
+    let res = admin
+        .create_topics(
+            [&t],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create topics request");
+    for r in res {
+        r.expect("topic created");
+    }
+}
+
+/// A producer with extra librdkafka settings.
+pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
+    let mut c = client_config(bootstrap);
+    c.set("message.timeout.ms", "30000");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c.create().expect("producer")
+}
+
+/// One record as librdkafka reads it: everything a replica must keep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rec {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub timestamp: Option<i64>,
+}
+
+impl Rec {
+    pub fn new(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[(&str, Option<&[u8]>)], timestamp: i64) -> Self {
+        Rec {
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.map(<[u8]>::to_vec)))
+                .collect(),
+            timestamp: Some(timestamp),
+        }
+    }
+}
+
+/// Sends one record to a partition and waits for the acknowledgement.
+pub async fn send(p: &FutureProducer, topic: &str, partition: i32, r: &Rec) {
+    let mut headers = rdkafka::message::OwnedHeaders::new();
+    for (k, v) in &r.headers {
+        headers = headers.insert(rdkafka::message::Header {
+            key: k,
+            value: v.as_deref(),
+        });
+    }
+    let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).partition(partition).headers(headers);
+    if let Some(k) = &r.key {
+        fr = fr.key(k.as_slice());
+    }
+    if let Some(v) = &r.value {
+        fr = fr.payload(v.as_slice());
+    }
+    if let Some(ts) = r.timestamp {
+        fr = fr.timestamp(ts);
+    }
+    p.send(fr, Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("record delivered");
+}
+
+/// Reads every partition of `topic` from the beginning with librdkafka until `expected`
+/// records per partition arrived (or the deadline passed), read_committed.
+pub fn consume(
+    bootstrap: &str,
+    topic: &str,
+    expected: &BTreeMap<i32, usize>,
+    timeout: Duration,
+) -> BTreeMap<i32, Vec<Rec>> {
+    let consumer: BaseConsumer = client_config(bootstrap)
+        .set("group.id", format!("check-{}", rand::random::<u32>()))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in expected.keys() {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning).expect("assign");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut got: BTreeMap<i32, Vec<Rec>> = expected.keys().map(|p| (*p, Vec::new())).collect();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline && expected.iter().any(|(p, n)| got[p].len() < *n) {
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("consume error (retrying): {e}");
+                continue;
+            }
+        };
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        got.entry(m.partition()).or_default().push(Rec {
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers,
+            timestamp: m.timestamp().to_millis(),
+        });
+    }
+    got
+}
+
+/// strait running in-process until dropped or stopped.
+pub struct Strait {
+    pub shutdown: CancellationToken,
+    pub progress: std::sync::Arc<Progress>,
+    handle: Option<tokio::task::JoinHandle<strait::replicate::Result<()>>>,
+}
+
+/// A config for tests: the two clusters, one topic regex, quick refresh and linger.
+pub fn config(source: &str, target: &str, include: &str) -> Config {
+    let mut c = Config::default();
+    c.source.bootstrap_servers = source.to_owned();
+    c.target.bootstrap_servers = target.to_owned();
+    c.source.request_timeout_ms = 10_000;
+    c.target.request_timeout_ms = 10_000;
+    c.topics.include = vec![include.to_owned()];
+    c.topics.refresh_secs = 1;
+    c.batch.linger_ms = 20;
+    c.fetch.max_wait_ms = 100;
+    c.shutdown_grace_secs = 10;
+    c
+}
+
+impl Strait {
+    pub fn start(config: Config) -> Strait {
+        config.validate().expect("test config is valid");
+        let filter = config.topic_filter().expect("filter");
+        let r = Replicator::new(config, filter);
+        let progress = r.progress();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(r.run(shutdown.clone()));
+        Strait {
+            shutdown,
+            progress,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops strait as SIGTERM would and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            h.await.expect("strait task").expect("strait run");
+        }
+    }
+}
+
+impl Drop for Strait {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
