@@ -16,7 +16,7 @@ pub enum Error {
         partition: i32,
         offset: i64,
         #[source]
-        source: kafka::Error,
+        source: Box<kafka::Error>,
     },
     /// A cluster-wide request (metadata, topic admin) failed.
     #[error("{cluster} cluster: {action} failed")]
@@ -24,7 +24,7 @@ pub enum Error {
         cluster: &'static str,
         action: String,
         #[source]
-        source: kafka::Error,
+        source: Box<kafka::Error>,
     },
     /// A source batch is corrupt: nothing from it is written.
     #[error("corrupt source batch in {topic}/{partition} at offset {offset}")]

@@ -14,7 +14,7 @@ pub use assign::Shard;
 pub use error::{Error, Result};
 pub use progress::{PartitionState, PartitionStatus, Progress, Totals};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,7 +97,7 @@ impl Replicator {
     /// within `shutdown_grace_secs`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let mut tasks: JoinSet<(TopicPartition, Result<()>)> = JoinSet::new();
-        let mut running: HashMap<TopicPartition, ()> = HashMap::new();
+        let mut running: HashSet<TopicPartition> = HashSet::new();
         let mut topic_errors: BTreeMap<String, String> = BTreeMap::new();
         let refresh = Duration::from_secs(self.config.topics.refresh_secs);
         let mut next_refresh = tokio::time::Instant::now();
@@ -169,14 +169,14 @@ impl Replicator {
     async fn refresh(
         &self,
         tasks: &mut JoinSet<(TopicPartition, Result<()>)>,
-        running: &mut HashMap<TopicPartition, ()>,
+        running: &mut HashSet<TopicPartition>,
         topic_errors: &mut BTreeMap<String, String>,
         shutdown: &CancellationToken,
     ) -> Result<()> {
         let meta = self.source.metadata(None).await.map_err(|source| Error::Cluster {
             cluster: "source",
             action: "list topics".into(),
-            source,
+            source: Box::new(source),
         })?;
         let own = [self.config.checkpoint.topic.as_str()];
         for (name, topic) in &meta.topics {
@@ -188,7 +188,7 @@ impl Replicator {
             }
             let source_partitions = topic.partition_count();
             let owned: Vec<i32> = (0..source_partitions)
-                .filter(|&p| self.shard.owns(name, p) && !running.contains_key(&TopicPartition::new(name.clone(), p)))
+                .filter(|&p| self.shard.owns(name, p) && !running.contains(&TopicPartition::new(name.clone(), p)))
                 .collect();
             if owned.is_empty() {
                 continue;
@@ -231,7 +231,7 @@ impl Replicator {
                     progress: Arc::clone(&self.progress),
                     cancel: shutdown.child_token(),
                 };
-                running.insert(source_tp.clone(), ());
+                running.insert(source_tp.clone());
                 tasks.spawn(async move { (source_tp, task.run().await) });
             }
         }

@@ -130,7 +130,7 @@ fn kafka_err(
         topic: tp.topic.clone(),
         partition: tp.partition,
         offset,
-        source,
+        source: Box::new(source),
     }
 }
 

@@ -92,10 +92,10 @@ pub(crate) async fn ensure_target(
     timeout_ms: i32,
 ) -> Result<TargetTopic> {
     let cluster_err = |cluster: &'static str, action: String| {
-        move |source| Error::Cluster {
+        move |source: crate::kafka::Error| Error::Cluster {
             cluster,
             action,
-            source,
+            source: Box::new(source),
         }
     };
     let names = [target_topic.to_owned()];
