@@ -260,10 +260,9 @@ pub async fn send(p: &FutureProducer, topic: &str, partition: i32, r: &Rec) {
     if let Some(ts) = r.timestamp {
         fr = fr.timestamp(ts);
     }
-    p.send(fr, Duration::from_secs(30))
-        .await
-        .map_err(|(e, _)| e)
-        .expect("record delivered");
+    if let Err((e, _)) = p.send(fr, Duration::from_secs(30)).await {
+        panic!("record {r:?} not delivered to {topic}/{partition}: {e}");
+    }
 }
 
 /// Reads every partition of `topic` from the beginning with librdkafka until `expected`
