@@ -78,11 +78,13 @@ impl PartitionTask {
         });
 
         let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
+        // The reader also stops when the writer does (halted partition), not only on shutdown.
+        let reader_cancel = self.cancel.child_token();
         let reader = SourceReader {
             tp: tp.clone(),
             cluster: Arc::clone(&self.source),
             settings: Arc::clone(&self.settings),
-            cancel: self.cancel.clone(),
+            cancel: reader_cancel.clone(),
         };
         let writer = SinkWriter {
             source_tp: tp.clone(),
@@ -94,7 +96,12 @@ impl PartitionTask {
             progress: Arc::clone(&self.progress),
             next_source_offset: start,
         };
-        let (_, written) = tokio::join!(reader.run(start, tx), writer.run(rx));
+        let write = async {
+            let written = writer.run(rx).await;
+            reader_cancel.cancel();
+            written
+        };
+        let (_, written) = tokio::join!(reader.run(start, tx), write);
         let state = match &written {
             Ok(()) => PartitionState::Stopped,
             Err(e) => PartitionState::Halted(crate::replicate::error_chain(e)),

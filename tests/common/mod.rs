@@ -340,6 +340,11 @@ pub fn config(source: &str, target: &str, include: &str) -> Config {
 
 impl Strait {
     pub fn start(config: Config) -> Strait {
+        // strait's log lines go to the test's captured output (shown when a test fails).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("STRAIT_LOG").unwrap_or_else(|_| "info".into()))
+            .with_test_writer()
+            .try_init();
         config.validate().expect("test config is valid");
         let filter = config.topic_filter().expect("filter");
         let r = Replicator::new(config, filter);
@@ -366,4 +371,158 @@ impl Drop for Strait {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// Waits until `cond` holds, checking every 20 ms; panics with `what` after `timeout`.
+/// For state that has no notification of its own (strait's progress table).
+pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Checks a replica against its source with duplicates allowed (the exactly-once issue removes
+/// them): the first occurrences, in target order, must equal the source sequence exactly.
+pub fn assert_no_loss_in_order(partition: i32, source: &[Rec], target: &[Rec]) {
+    let mut seen = std::collections::HashSet::new();
+    let firsts: Vec<&Rec> = target
+        .iter()
+        .filter(|r| seen.insert((r.key.clone(), r.value.clone())))
+        .collect();
+    assert_eq!(
+        firsts.len(),
+        source.len(),
+        "partition {partition}: distinct records on the target"
+    );
+    for (i, (t, s)) in firsts.iter().zip(source).enumerate() {
+        assert_eq!(*t, s, "partition {partition}: record {i} lost or out of order");
+    }
+}
+
+/// One consumed message as a [`Rec`].
+pub fn rec_of<M: Message>(m: &M) -> Rec {
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Rec {
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        headers,
+        timestamp: m.timestamp().to_millis(),
+    }
+}
+
+/// Reads `partitions` of `topic` from the beginning with librdkafka (read_committed) until
+/// `done` holds for everything read so far, or the deadline passes. Unlike [`consume`] it does
+/// not stop at a record count, so duplicates cannot hide a missing record. `done` is checked
+/// whenever the consumer goes idle and every 1,000 records.
+pub fn consume_until(
+    bootstrap: &str,
+    topic: &str,
+    partitions: &[i32],
+    timeout: Duration,
+    mut done: impl FnMut(&BTreeMap<i32, Vec<Rec>>) -> bool,
+) -> BTreeMap<i32, Vec<Rec>> {
+    let consumer: BaseConsumer = client_config(bootstrap)
+        .set("group.id", format!("check-{}", rand::random::<u32>()))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning).expect("assign");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut got: BTreeMap<i32, Vec<Rec>> = partitions.iter().map(|p| (*p, Vec::new())).collect();
+    let deadline = Instant::now() + timeout;
+    let mut since_check = 0usize;
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                got.entry(m.partition()).or_default().push(rec_of(&m));
+                since_check += 1;
+                if since_check < 1000 {
+                    continue;
+                }
+            }
+            Some(Err(e)) => eprintln!("consume error (retrying): {e}"),
+            None => {}
+        }
+        since_check = 0;
+        if done(&got) {
+            break;
+        }
+    }
+    got
+}
+
+/// Sends `records` to one partition without waiting between them, so the producer can put
+/// several into one batch, then waits for every acknowledgement.
+pub async fn send_all(p: &FutureProducer, topic: &str, partition: i32, records: &[Rec]) {
+    let mut pending = Vec::with_capacity(records.len());
+    for r in records {
+        pending.push(enqueue(p, topic, partition, r));
+    }
+    for d in pending {
+        d.await
+            .expect("delivery report")
+            .map_err(|(e, _)| e)
+            .expect("record delivered");
+    }
+}
+
+/// Puts one record in the producer's queue (waiting while the queue is full) and returns the
+/// future of its acknowledgement.
+pub fn enqueue(p: &FutureProducer, topic: &str, partition: i32, r: &Rec) -> rdkafka::producer::DeliveryFuture {
+    let mut headers = rdkafka::message::OwnedHeaders::new();
+    for (k, v) in &r.headers {
+        headers = headers.insert(rdkafka::message::Header {
+            key: k,
+            value: v.as_deref(),
+        });
+    }
+    let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).partition(partition).headers(headers);
+    if let Some(k) = &r.key {
+        fr = fr.key(k.as_slice());
+    }
+    if let Some(v) = &r.value {
+        fr = fr.payload(v.as_slice());
+    }
+    if let Some(ts) = r.timestamp {
+        fr = fr.timestamp(ts);
+    }
+    loop {
+        match p.send_result(fr) {
+            Ok(d) => return d,
+            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                fr = back;
+                // The producer's own thread drains the queue.
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err((e, _)) => panic!("cannot enqueue record: {e}"),
+        }
+    }
+}
+
+/// Keeps the first occurrence of every record, in order: what a replica that may replay
+/// (duplicate) but never lose or reorder looks like once replays are removed.
+pub fn first_occurrences(records: &[Rec]) -> Vec<Rec> {
+    let mut seen = std::collections::BTreeSet::new();
+    records
+        .iter()
+        .filter(|r| seen.insert((r.key.clone(), r.value.clone(), r.headers.clone(), r.timestamp)))
+        .cloned()
+        .collect()
 }

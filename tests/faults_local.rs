@@ -1,0 +1,174 @@
+//! Faults and topology changes against real local brokers: the target broker restarted while
+//! strait writes, a topic created after start (with a prefix), a record larger than the target
+//! accepts.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{Broker, Rec, Storage, Strait};
+use strait::replicate::PartitionState;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+fn numbered(i: usize, size: usize) -> Rec {
+    let value = format!("{i:08}-{}", "s".repeat(size));
+    // Recent timestamps: the sqlite broker deletes records older than retention on restart.
+    Rec::new(
+        Some(format!("k{i}").as_bytes()),
+        Some(value.as_bytes()),
+        &[("n", Some(b"1"))],
+        now_ms(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_restart_mid_run_loses_nothing() {
+    let Some(source) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let Some(mut target) = Broker::start(Storage::Sqlite).await else {
+        return;
+    };
+    let topic = common::topic("restart");
+    common::create_topic(&source.bootstrap(), &topic, 2, &[]).await;
+    let p = common::producer(&source.bootstrap(), &[("linger.ms", "2"), ("compression.type", "lz4")]);
+    let mut sent: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
+    let mut write = |from: usize, to: usize| {
+        let recs: Vec<(i32, Rec)> = (from..to).map(|i| ((i % 2) as i32, numbered(i, 200))).collect();
+        for (p, r) in &recs {
+            sent.entry(*p).or_default().push(r.clone());
+        }
+        recs
+    };
+    for (part, r) in write(0, 2000) {
+        common::send(&p, &topic, part, &r).await;
+    }
+    let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
+    let progress = strait.progress.clone();
+    common::wait_until("first records on the target", Duration::from_secs(60), || {
+        progress.totals().records > 0
+    })
+    .await;
+    // A produce burst while the target goes away and comes back with its data.
+    let burst = write(2000, 4000);
+    let (half, rest) = burst.split_at(1000);
+    for (part, r) in half {
+        common::send(&p, &topic, *part, r).await;
+    }
+    target.restart().await;
+    for (part, r) in rest {
+        common::send(&p, &topic, *part, r).await;
+    }
+    let counts: BTreeMap<i32, usize> = sent.iter().map(|(p, v)| (*p, v.len())).collect();
+    let progress = strait.progress.clone();
+    common::wait_until("strait caught up", Duration::from_secs(120), || {
+        let snap = progress.snapshot();
+        counts.iter().all(|(p, n)| {
+            snap.iter()
+                .any(|(tp, s)| tp.partition == *p && tp.topic == topic && s.next_source_offset >= *n as i64)
+        })
+    })
+    .await;
+    strait.stop().await;
+    let got = common::consume(&target.bootstrap(), &topic, &counts, Duration::from_secs(60));
+    for (part, want) in &sent {
+        common::assert_no_loss_in_order(*part, want, &got[part]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_created_after_start_is_replicated_under_its_prefix() {
+    let Some(source) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let Some(target) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let base = common::topic("late");
+    let mut cfg = common::config(&source.bootstrap(), &target.bootstrap(), &format!("{base}-.*"));
+    cfg.topics.prefix = "onprem.".into();
+    let strait = Strait::start(cfg);
+    // strait is running (and has listed topics at least once) before the topic exists.
+    let progress = strait.progress.clone();
+    tokio::time::sleep(Duration::from_millis(1500)).await; // one refresh period passes with nothing to do
+    assert_eq!(progress.totals().partitions, 0);
+
+    let topic = format!("{base}-spans");
+    common::create_topic(&source.bootstrap(), &topic, 3, &[]).await;
+    let p = common::producer(&source.bootstrap(), &[]);
+    let mut want: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
+    for i in 0..90 {
+        let r = numbered(i, 10);
+        common::send(&p, &topic, (i % 3) as i32, &r).await;
+        want.entry((i % 3) as i32).or_default().push(r);
+    }
+    let counts: BTreeMap<i32, usize> = want.iter().map(|(p, v)| (*p, v.len())).collect();
+    let got = common::consume(
+        &target.bootstrap(),
+        &format!("onprem.{topic}"),
+        &counts,
+        Duration::from_secs(60),
+    );
+    assert_eq!(got, want, "the new topic arrives whole under onprem.{topic}");
+    strait.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_larger_than_the_target_accepts_halts_only_its_partition() {
+    let Some(source) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let Some(target) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let topic = common::topic("large");
+    common::create_topic(&source.bootstrap(), &topic, 2, &[]).await;
+    // The target topic exists already, with a small size limit.
+    common::create_topic(&target.bootstrap(), &topic, 2, &[("max.message.bytes", "4096")]).await;
+    let p = common::producer(&source.bootstrap(), &[]);
+    let small: Vec<Rec> = (0..20).map(|i| numbered(i, 100)).collect();
+    for r in &small {
+        common::send(&p, &topic, 0, r).await;
+    }
+    common::send(&p, &topic, 1, &numbered(0, 100)).await;
+    common::send(&p, &topic, 1, &numbered(1, 10_000)).await;
+
+    let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
+    let progress = strait.progress.clone();
+    let tp1 = strait::kafka::TopicPartition::new(topic.clone(), 1);
+    common::wait_until("partition 1 halted", Duration::from_secs(60), || {
+        matches!(progress.get(&tp1).map(|s| s.state), Some(PartitionState::Halted(_)))
+    })
+    .await;
+    let Some(PartitionState::Halted(why)) = progress.get(&tp1).map(|s| s.state) else {
+        unreachable!()
+    };
+    assert!(why.contains(&format!("{topic}/1")) && why.contains("offset 1"), "{why}");
+    assert!(why.contains("max.message.bytes"), "the error says what to raise: {why}");
+    // The other partition and the record before the large one still arrive.
+    let got = common::consume(
+        &target.bootstrap(),
+        &topic,
+        &BTreeMap::from([(0, 20), (1, 1)]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(got[&0], small);
+    assert_eq!(
+        got[&1],
+        vec![numbered(0, 100)]
+            .into_iter()
+            .map(|mut r| {
+                r.timestamp = got[&1][0].timestamp;
+                r
+            })
+            .collect::<Vec<_>>()
+    );
+    strait.stop().await;
+}
