@@ -1,0 +1,97 @@
+//! The real binary: config errors exit 64 before any socket opens, with a message that names the
+//! key, the value and the fix; unknown variables are warned about.
+
+use std::process::{Command, Output};
+
+fn strait(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strait"));
+    cmd.args(args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("STRAIT_")) {
+        cmd.env_remove(k);
+    }
+    // Port 9 (discard) on loopback: if validation were skipped, strait would try to connect.
+    cmd.env("STRAIT_SOURCE__BOOTSTRAP_SERVERS", "127.0.0.1:9")
+        .env("STRAIT_TARGET__BOOTSTRAP_SERVERS", "127.0.0.2:9");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run strait")
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = strait(&["version"], &[]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("strait {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn bad_values_exit_64_naming_key_value_and_fix() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "STRAIT_COMPRESSION__ZSTD_LEVEL",
+            "0",
+            &["compression.zstd_level", "0", "22"],
+        ),
+        (
+            "STRAIT_BATCH__MAX_BYTES",
+            "abc",
+            &["batch.max_bytes", "abc", "STRAIT_BATCH__MAX_BYTES"],
+        ),
+        ("STRAIT_TOPICS__INCLUDE", "spans(", &["topics.include", "spans("]),
+        (
+            "STRAIT_SOURCE__BOOTSTRAP_SERVERS",
+            "kafka",
+            &["source.bootstrap_servers", "kafka", "host:port"],
+        ),
+        ("STRAIT_START_FROM", "yesterday", &["start_from", "yesterday"]),
+    ];
+    for (var, value, needles) in cases {
+        let out = strait(&["run"], &[(var, value)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{var}={value}: {err}");
+        for n in *needles {
+            assert!(err.contains(n), "{var}={value}: message lacks {n:?}: {err}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_config_file_exits_64() {
+    let out = strait(&["run", "--config", "/nonexistent/strait.toml"], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/strait.toml"));
+}
+
+#[test]
+fn unknown_variables_get_a_suggestion() {
+    use std::io::{BufRead, BufReader};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strait"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("STRAIT_")) {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
+        .arg("run")
+        .env("STRAIT_SOURCE__BOOTSTRAP_SERVER", "typo:9092")
+        .env("STRAIT_SOURCE__BOOTSTRAP_SERVERS", "127.0.0.1:9")
+        .env("STRAIT_TARGET__BOOTSTRAP_SERVERS", "127.0.0.2:9")
+        .env("STRAIT_HTTP__LISTEN", "127.0.0.1:0")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn strait");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut warned = None;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok).take(50) {
+        if line.contains("STRAIT_SOURCE__BOOTSTRAP_SERVER;") {
+            warned = Some(line);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = warned.expect("a warning about the unknown variable");
+    assert!(line.contains("did you mean STRAIT_SOURCE__BOOTSTRAP_SERVERS"), "{line}");
+}
