@@ -23,9 +23,11 @@ use common::{first_occurrences, Broker, Rec, Storage, Strait};
 const PARTITIONS: i32 = 4;
 const BROKERS: i32 = 3;
 
+type Mock = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
 /// A mock source cluster with one replicated topic, each partition's leader set explicitly.
 /// The cluster must stay in scope for the whole test: dropping it stops its brokers.
-fn mock_source(prefix: &str) -> (MockCluster<'static, rdkafka::producer::DefaultProducerContext>, String) {
+fn mock_source(prefix: &str) -> (Mock, String) {
     let mock = MockCluster::new(BROKERS).expect("mock cluster");
     let topic = common::topic(prefix);
     mock.create_topic(&topic, PARTITIONS, BROKERS).expect("mock topic");
@@ -40,6 +42,34 @@ fn mock_source(prefix: &str) -> (MockCluster<'static, rdkafka::producer::Default
 fn probe(bootstrap: &str) -> strait::kafka::Cluster {
     let servers = bootstrap.split(',').map(str::to_owned).collect();
     strait::kafka::Cluster::new("probe", servers, "probe", Duration::from_secs(10))
+}
+
+/// What partition `p`'s leader names as preferred read replica in a Fetch answer (-1: none).
+async fn preferred_read_replica(bootstrap: &str, topic: &str, p: i32) -> i32 {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let cluster = probe(bootstrap);
+    let tp = strait::kafka::TopicPartition::new(topic, p);
+    let leader = cluster.leader(&tp).await.expect("leader connection");
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(1024)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(p)
+                .with_partition_max_bytes(1024)])]);
+    let (response, version) = leader.send(&request).await.expect("fetch from the leader");
+    assert!(version >= 11, "fetch v{version} has no preferred read replica");
+    response
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .find(|q| q.partition_index == p)
+        .expect("partition in answer")
+        .preferred_read_replica
+        .0
 }
 
 /// The leader of partition `p` after `moves` leader changes: the brokers in turn (ids 1..=3).
@@ -167,10 +197,26 @@ fn assert_same(what: &str, partition: i32, have: &[Rec], want: &[Rec]) {
     );
 }
 
-/// The acceptance check: librdkafka reads the source and the target; per partition the
-/// target's first occurrences equal the source's, which equal what the writer sent. Then
-/// strait stops cleanly with no partition halted.
-async fn assert_replicated(source: &str, target: &str, topic: &str, writer: &Writer, strait: Strait) {
+/// Ends every fault the tests inject, so the reference read of the source sees a healthy
+/// cluster.
+fn faults_off(mock: &Mock, topic: &str) {
+    mock.clear_request_errors(RDKafkaApiKey::Fetch);
+    mock.clear_request_errors(RDKafkaApiKey::ListOffsets);
+    mock.broker_round_trip_time(-1, Duration::ZERO).expect("rtt off");
+    mock.broker_up(-1).expect("brokers up");
+    mock.topic_error(topic, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
+        .expect("topic error off");
+    for p in 0..PARTITIONS {
+        mock.partition_follower(topic, p, -1).expect("no preferred replica");
+    }
+}
+
+/// The acceptance check: librdkafka reads the target (faults still on, strait running), then
+/// strait stops with no partition halted, then, faults off, librdkafka reads the source. Per
+/// partition the target's first occurrences must equal the source's, which must equal what the
+/// writer sent.
+async fn assert_replicated(mock: &Mock, target: &str, topic: &str, writer: &Writer, strait: Strait) {
+    let source = &mock.bootstrap_servers();
     let counts = writer.counts();
     let partitions: Vec<i32> = counts.keys().copied().collect();
     let started = Instant::now();
@@ -186,6 +232,7 @@ async fn assert_replicated(source: &str, target: &str, topic: &str, writer: &Wri
     assert!(halted.is_empty(), "partitions halted: {halted:#?}");
     strait.stop().await;
 
+    faults_off(mock, topic);
     let source_view = common::consume_until(source, topic, &partitions, Duration::from_secs(60), |got| {
         complete(got, &counts)
     });
@@ -248,8 +295,7 @@ async fn snappy_batches_from_three_brokers_arrive_whole_and_in_order() {
 
     let strait = Strait::start(common::config(&source, &target.bootstrap(), &topic));
     writer.write(50).await;
-    assert_replicated(&source, &target.bootstrap(), &topic, &writer, strait).await;
-    drop(mock);
+    assert_replicated(&mock, &target.bootstrap(), &topic, &writer, strait).await;
 }
 
 /// Faults on the live path, with writes going on: refused ListOffsets at start, two leader
@@ -341,10 +387,19 @@ async fn leader_moves_fetch_errors_and_a_broker_outage_lose_nothing() {
     delivered(pending).await;
     writer.write(30).await;
 
-    mock.clear_request_errors(RDKafkaApiKey::Fetch);
-    mock.clear_request_errors(RDKafkaApiKey::ListOffsets);
-    assert_replicated(&source, &target.bootstrap(), &topic, &writer, strait).await;
-    drop(mock);
+    // 5. Two partitions get a follower: Fetch (v11+) to their leader now answers only with a
+    // preferred-read-replica redirect, and the data comes from the follower.
+    for p in [1, 2] {
+        mock.partition_follower(&topic, p, leader(p, 3)).expect("follower");
+    }
+    assert_eq!(
+        preferred_read_replica(&source, &topic, 1).await,
+        leader(1, 3),
+        "the leader must redirect"
+    );
+    writer.write(30).await;
+
+    assert_replicated(&mock, &target.bootstrap(), &topic, &writer, strait).await;
 }
 
 /// Every broker answers 2 s late (below strait's 10 s request timeout): metadata, list offsets
@@ -382,8 +437,7 @@ async fn slow_broker_answers_only_slow_replication_down() {
 
     let strait = Strait::start(common::config(&source, &target.bootstrap(), &topic));
     writer.write(20).await;
-    assert_replicated(&source, &target.bootstrap(), &topic, &writer, strait).await;
-    drop(mock);
+    assert_replicated(&mock, &target.bootstrap(), &topic, &writer, strait).await;
 }
 
 /// A ~1 KiB record whose value does not compress, so 64 of them make a ~64 KiB batch.
@@ -437,6 +491,5 @@ async fn fetch_answers_larger_than_asked_are_replicated() {
     cfg.fetch.max_bytes = 1024;
     let strait = Strait::start(cfg);
     writer.write(64).await;
-    assert_replicated(&source, &target.bootstrap(), &topic, &writer, strait).await;
-    drop(mock);
+    assert_replicated(&mock, &target.bootstrap(), &topic, &writer, strait).await;
 }
