@@ -19,9 +19,8 @@ fn corpus() -> (Bytes, usize) {
         compression: Compression::Lz4,
         ..BuildOptions::default()
     };
-    let mut offset = 0i64;
     let mut pending = Vec::new();
-    for _ in 0..SPANS {
+    for offset in 0..SPANS as i64 {
         let s = gen.next_span();
         let value = s.encode(Encoding::Protobuf);
         plain += value.len();
@@ -32,7 +31,6 @@ fn corpus() -> (Bytes, usize) {
             value: Some(Bytes::from(value)),
             headers: Bytes::from_static(&[0]),
         });
-        offset += 1;
         if pending.len() == SOURCE_BATCH_RECORDS {
             let base = pending[0].offset;
             all.extend_from_slice(&batch::encode_batch(base, &pending, &opts).expect("encode"));

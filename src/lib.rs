@@ -20,8 +20,10 @@
 //! - [`spans`]: a seeded generator of Jaeger spans for demos, tests and benches.
 
 pub mod batch;
+pub mod checkpoint;
 pub mod config;
 pub mod demo;
 pub mod kafka;
 pub mod replicate;
 pub mod spans;
+pub mod telemetry;

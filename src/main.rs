@@ -130,7 +130,10 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
         rt.block_on(async {
             let shutdown = CancellationToken::new();
             tokio::spawn(wait_for_signal(shutdown.clone()));
-            tracing::info!(source = %config.source.bootstrap_servers, target = %config.target.bootstrap_servers, "strait starting");
+            let listen = config.http.socket_addr().context("while reading http.listen")?;
+            strait::telemetry::install(listen).context("while starting the metrics endpoint")?;
+            tracing::info!(source = %config.source.bootstrap_servers, target = %config.target.bootstrap_servers,
+                metrics = %listen, "strait starting");
             Replicator::new(config, filter)
                 .run(shutdown)
                 .await

@@ -9,41 +9,6 @@ use std::time::Duration;
 
 use common::{Broker, Rec, Storage, Strait};
 
-/// Records that break lossy codecs: null vs empty, duplicate header keys, null header values,
-/// explicit timestamps far in the past (brokers refuse ones far in the future).
-fn tricky(partition: i32, codec: &str, i: usize) -> Rec {
-    let key = format!("{codec}-{partition}-{i}");
-    let ts = 1_600_000_000_000 + (i as i64 * 7919) % 100_000_000;
-    match i % 6 {
-        0 => Rec::new(None, Some(key.as_bytes()), &[], ts),
-        1 => Rec::new(Some(key.as_bytes()), None, &[("h", Some(b"1"))], ts),
-        2 => Rec::new(
-            Some(key.as_bytes()),
-            Some(b""),
-            &[("dup", Some(b"a")), ("dup", Some(b"b")), ("dup", None)],
-            ts,
-        ),
-        3 => Rec::new(
-            Some(b""),
-            Some(&[0u8, 255, 0, 1]),
-            &[("null", None), ("empty", Some(b""))],
-            1,
-        ),
-        4 => Rec::new(
-            Some(key.as_bytes()),
-            Some(&vec![b'x'; 3000]),
-            &[("a", Some(b"1")), ("b", Some(b"2")), ("a", Some(b"3"))],
-            ts,
-        ),
-        _ => Rec::new(
-            Some(key.as_bytes()),
-            Some(format!("span payload {i} for {codec}").as_bytes()),
-            &[("trace-id", Some(key.as_bytes()))],
-            1_500_000_000_000,
-        ),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_arrives_byte_identical_and_in_order() {
     let Some(source) = Broker::start(Storage::Memory).await else {
@@ -71,7 +36,7 @@ async fn every_record_arrives_byte_identical_and_in_order() {
         );
         for partition in 0..4 {
             for i in 0..per_codec {
-                let r = tricky(partition, codec, i);
+                let r = common::tricky(partition, codec, i);
                 common::send(&p, &topic, partition, &r).await;
                 expected.entry(partition).or_default().push(r);
             }

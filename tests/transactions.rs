@@ -53,7 +53,9 @@ struct Log {
 }
 
 fn record(offset: i64, what: &str) -> Record {
-    let value = format!("{what}@{offset}");
+    // Long and repetitive enough that every codec shrinks the batch (the encoder stores a
+    // batch uncompressed when the codec would not).
+    let value = format!("{what}@{offset}:{}", "span-attributes;".repeat(12));
     let mut r = Record::new(
         offset,
         1_700_000_000_000 + offset * 1_000,
@@ -69,9 +71,9 @@ impl Log {
     ///
     /// ```text
     /// 0-1   plain producer                     kept
-    /// 2-3   COMMITTER txn (snappy)             kept
+    /// 2-3   COMMITTER txn (snappy), null value kept
     /// 4-5   ABORTER txn (gzip)                 aborted: first_offset 4
-    /// 6     COMMITTER txn (lz4), null value    kept
+    /// 6     COMMITTER txn (lz4)                kept
     /// 7     idempotent, not transactional (zstd) kept
     /// 8-9   ABORTER txn, same transaction      aborted
     /// 10    ABORT marker for ABORTER
@@ -143,11 +145,17 @@ impl Log {
             .collect();
         // Shapes a lossy codec gets wrong, inside transactional and compressed batches.
         match base {
-            6 => records[0].value = None,
+            2 => records[1].value = None,
             14 => records[1].key = None,
             _ => {}
         }
         let bytes = batch::encode_batch(base, &records, opts).expect("encode data batch");
+        let header = batch::RawBatch::from_bytes(bytes.clone()).expect("valid batch").header;
+        assert_eq!(
+            header.compression().expect("codec"),
+            opts.compression,
+            "batch at {base} not compressed as asked (the encoder skips codecs that do not shrink)"
+        );
         self.end = base + records.len() as i64;
         self.batches.push((base, bytes));
         if kept {

@@ -57,6 +57,10 @@ pub struct Config {
     pub checkpoint: CheckpointConfig,
     /// Which share of the partitions this process replicates.
     pub shard: ShardConfig,
+    /// Identity of this replication flow (names its checkpoints).
+    pub replication: ReplicationConfig,
+    /// What to do when a target partition is behind its checkpoint.
+    pub on_target_reset: OnTargetReset,
     /// On SIGTERM, how long to flush in-flight batches and write checkpoints before aborting,
     /// in seconds.
     pub shutdown_grace_secs: u64,
@@ -79,6 +83,8 @@ impl Default for Config {
             checkpoint: CheckpointConfig::default(),
             shard: ShardConfig::default(),
             shutdown_grace_secs: 30,
+            replication: ReplicationConfig::default(),
+            on_target_reset: OnTargetReset::default(),
         }
     }
 }
@@ -274,14 +280,38 @@ impl HttpConfig {
 pub struct CheckpointConfig {
     /// strait's own topic on the target cluster; never replicated.
     pub topic: String,
+    /// How often acknowledged progress is written, in milliseconds (also at shutdown).
+    pub interval_ms: u64,
 }
 
 impl Default for CheckpointConfig {
     fn default() -> Self {
         CheckpointConfig {
             topic: "strait-checkpoints".to_owned(),
+            interval_ms: 1000,
         }
     }
+}
+
+/// Identity of this replication flow.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// Names this flow's checkpoints, so two deployments can share one target. Empty: derived
+    /// from the source cluster id.
+    pub id: String,
+}
+
+/// What to do when a target partition is behind its checkpoint (topic deleted and recreated,
+/// data lost on the target).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTargetReset {
+    /// Stop the partition with an error: an operator decides.
+    #[default]
+    Halt,
+    /// Forget the checkpoint and replicate the partition again from `start_from`.
+    ReplicateAgain,
 }
 
 /// Splitting the partitions among several strait processes.

@@ -50,8 +50,21 @@ impl Config {
         check_zstd_level(self.compression.zstd_level)?;
         self.http.socket_addr()?;
         check_topic_name("checkpoint.topic", &self.checkpoint.topic)?;
+        check_checkpoint_interval(self.checkpoint.interval_ms)?;
         check_shard(self)
     }
+}
+
+fn check_checkpoint_interval(interval_ms: u64) -> Result<()> {
+    if !(100..=600_000).contains(&interval_ms) {
+        return Err(Error::invalid(
+            "checkpoint.interval_ms",
+            interval_ms,
+            "is out of range",
+            "use 100 to 600000 milliseconds; 1000 keeps at most a second of work to redo after a crash",
+        ));
+    }
+    Ok(())
 }
 
 fn check_cluster(keys: &ClusterKeys, cluster: &ClusterConfig) -> Result<()> {

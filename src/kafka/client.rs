@@ -14,7 +14,7 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest, FetchRequest,
-    ListOffsetsRequest, ProduceRequest, TopicName,
+    InitProducerIdRequest, ListOffsetsRequest, ProduceRequest, ProducerId, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 
@@ -79,6 +79,15 @@ pub struct FetchedPartition {
 pub struct ProduceAck {
     /// Offset the broker gave the batch's first record.
     pub base_offset: i64,
+}
+
+/// An idempotent producer identity handed out by the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerIdentity {
+    /// Producer id.
+    pub id: i64,
+    /// Producer epoch.
+    pub epoch: i16,
 }
 
 /// A topic to create.
@@ -208,6 +217,29 @@ impl Cluster {
         partition_err(ApiKey::Produce, tp, p.error_code, p.error_message.as_ref())?;
         Ok(ProduceAck {
             base_offset: p.base_offset,
+        })
+    }
+
+    /// Asks for a new idempotent (non-transactional) producer id.
+    pub async fn init_producer_id(&self, timeout_ms: i32) -> Result<ProducerIdentity> {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(timeout_ms)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let conn = self.any_conn().await?;
+        let (response, _) = conn.send(&request).await?;
+        if let Some(code) = response.error_code.err() {
+            return Err(Error::Request {
+                api: ApiKey::InitProducerId,
+                resource: format!("cluster {}", self.name()),
+                code,
+                message: None,
+            });
+        }
+        Ok(ProducerIdentity {
+            id: response.producer_id.0,
+            epoch: response.producer_epoch,
         })
     }
 

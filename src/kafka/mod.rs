@@ -13,7 +13,7 @@ mod error;
 mod versions;
 
 pub use backoff::Backoff;
-pub use client::{FetchedPartition, OffsetSpec, ProduceAck, TopicConfig, TopicSpec};
+pub use client::{FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicConfig, TopicSpec};
 pub use cluster::{Cluster, ClusterMetadata, TopicMetadata};
 pub use conn::Conn;
 pub use error::{Error, Result};

@@ -74,6 +74,32 @@ pub enum Error {
          with {partitions} partitions"
     )]
     CannotCreate { topic: String, partitions: i32 },
+    /// The target partition holds less than its checkpoint says strait wrote.
+    #[error(
+        "target {topic}/{partition} ends at offset {end} but its checkpoint says strait wrote up to {checkpoint}: \
+         the target topic was recreated or lost data; set on_target_reset = \"replicate_again\" \
+         (STRAIT_ON_TARGET_RESET) to replicate the partition again"
+    )]
+    TargetBehind {
+        topic: String,
+        partition: i32,
+        checkpoint: i64,
+        end: i64,
+    },
+    /// A checkpoint could not be read or written.
+    #[error("checkpoint for {topic}/{partition} failed")]
+    Checkpoint {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: crate::checkpoint::Error,
+    },
+    /// The checkpoint topic could not be prepared or read.
+    #[error("checkpoint store failed")]
+    CheckpointStore {
+        #[source]
+        source: crate::checkpoint::Error,
+    },
     /// The fetch position is beyond the source log end: the source partition was recreated.
     #[error(
         "source {topic}/{partition}: offset {offset} is beyond the log end {log_end}; the source topic was \

@@ -14,15 +14,17 @@ pub use assign::Shard;
 pub use error::{Error, Result};
 pub use progress::{PartitionState, PartitionStatus, Progress, Totals};
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::checkpoint::{self, Checkpoint, CheckpointStore};
 use crate::config::{Config, TopicFilter};
 use crate::kafka::{Backoff, Cluster, TopicPartition};
+use crate::telemetry;
 use partition::{PartitionTask, TaskSettings};
 
 /// How often the progress line is logged.
@@ -38,6 +40,13 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     text
+}
+
+/// What a refresh needs to start partition tasks.
+struct Spawn<'a> {
+    store: &'a Arc<CheckpointStore>,
+    checkpoints: &'a mut HashMap<TopicPartition, Checkpoint>,
+    shutdown: &'a CancellationToken,
 }
 
 /// The replicator: both clusters, the topic mapping and the running partition tasks.
@@ -72,6 +81,7 @@ impl Replicator {
             fetch_max_wait_ms: i32::try_from(config.fetch.max_wait_ms).unwrap_or(i32::MAX),
             start_from: config.start_from,
             produce_timeout_ms: i32::try_from(config.target.request_timeout_ms).unwrap_or(i32::MAX),
+            on_target_reset: config.on_target_reset,
         });
         let shard = Shard {
             index: config.shard.index,
@@ -96,6 +106,11 @@ impl Replicator {
     /// Replicates until `shutdown` fires, then lets every partition write what it has read,
     /// within `shutdown_grace_secs`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let Some((store, mut checkpoints)) = self.load_checkpoints(&shutdown).await else {
+            return Ok(());
+        };
+        let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(self.config.checkpoint.interval_ms));
+        let mut written: BTreeMap<TopicPartition, (i64, i64)> = BTreeMap::new();
         let mut tasks: JoinSet<(TopicPartition, Result<()>)> = JoinSet::new();
         let mut running: HashSet<TopicPartition> = HashSet::new();
         let mut topic_errors: BTreeMap<String, String> = BTreeMap::new();
@@ -110,8 +125,10 @@ impl Replicator {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(joined) = tasks.join_next() => self.task_ended(joined),
+                _ = checkpoint_tick.tick() => self.write_checkpoints(&store, &mut written).await,
                 _ = tokio::time::sleep_until(next_refresh) => {
-                    match self.refresh(&mut tasks, &mut running, &mut topic_errors, &shutdown).await {
+                    let spawn = Spawn { store: &store, checkpoints: &mut checkpoints, shutdown: &shutdown };
+                    match self.refresh(&mut tasks, &mut running, &mut topic_errors, spawn).await {
                         Ok(()) => {
                             backoff.reset();
                             next_refresh = tokio::time::Instant::now() + refresh;
@@ -149,9 +166,113 @@ impl Replicator {
             );
             tasks.abort_all();
         }
+        self.write_checkpoints(&store, &mut written).await;
         let t = self.progress.totals();
         tracing::info!(records = t.records, halted = t.halted, "stopped");
         Ok(())
+    }
+
+    /// Names this flow, creates the checkpoint topic if needed and loads every checkpoint,
+    /// retrying until the clusters answer. `None` when shutdown comes first.
+    async fn load_checkpoints(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Option<(Arc<CheckpointStore>, HashMap<TopicPartition, Checkpoint>)> {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        let timeout_ms = i32::try_from(self.config.target.request_timeout_ms).unwrap_or(i32::MAX);
+        let mut last_error = String::new();
+        loop {
+            let attempt = async {
+                let id = self.replication_id().await?;
+                let store = CheckpointStore::new(Arc::clone(&self.target), &self.config.checkpoint.topic, &id);
+                store
+                    .ensure_topic(timeout_ms)
+                    .await
+                    .map_err(|source| Error::CheckpointStore { source })?;
+                let loaded = store.load().await.map_err(|source| Error::CheckpointStore { source })?;
+                Ok::<_, Error>((store, loaded))
+            };
+            let outcome = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                r = attempt => r,
+            };
+            match outcome {
+                Ok((store, loaded)) => {
+                    tracing::info!(replication_id = store.replication_id(), checkpoints = loaded.len(),
+                        topic = %self.config.checkpoint.topic, "checkpoints loaded");
+                    return Some((Arc::new(store), loaded));
+                }
+                Err(e) => {
+                    let text = error_chain(&e);
+                    if text != last_error {
+                        tracing::warn!(error = %text, "cannot load checkpoints yet; retrying");
+                        last_error = text;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// `replication.id`, or one derived from the source cluster id.
+    async fn replication_id(&self) -> Result<String> {
+        if !self.config.replication.id.is_empty() {
+            return Ok(self.config.replication.id.clone());
+        }
+        let meta = self.source.metadata(Some(&[])).await.map_err(|source| Error::Cluster {
+            cluster: "source",
+            action: "read the cluster id".into(),
+            source: Box::new(source),
+        })?;
+        Ok(match meta.cluster_id {
+            Some(id) if !id.is_empty() => format!("cluster-{id}"),
+            _ => format!("bootstrap-{}", self.config.source.bootstrap_servers),
+        })
+    }
+
+    /// Writes a checkpoint for every partition whose acknowledged position moved.
+    async fn write_checkpoints(&self, store: &CheckpointStore, written: &mut BTreeMap<TopicPartition, (i64, i64)>) {
+        let now = checkpoint::now_ms();
+        let due: Vec<Checkpoint> = self
+            .progress
+            .snapshot()
+            .into_iter()
+            .filter(|(tp, s)| {
+                s.checkpointable && written.get(tp) != Some(&(s.next_source_offset, s.next_target_offset))
+            })
+            .filter_map(|(tp, s)| {
+                Some(Checkpoint {
+                    replication_id: store.replication_id().to_owned(),
+                    target_topic: s.target?.topic,
+                    source_topic: tp.topic,
+                    source_partition: tp.partition,
+                    next_source_offset: s.next_source_offset,
+                    next_target_offset: s.next_target_offset,
+                    writer_epoch: s.writer_epoch,
+                    wall_clock_ms: now,
+                })
+            })
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        match store.write(&due).await {
+            Ok(()) => {
+                for c in due {
+                    written.insert(
+                        TopicPartition::new(c.source_topic, c.source_partition),
+                        (c.next_source_offset, c.next_target_offset),
+                    );
+                }
+            }
+            Err(e) => {
+                metrics::counter!(telemetry::CHECKPOINT_ERRORS).increment(1);
+                tracing::warn!(error = %error_chain(&e), partitions = due.len(), "checkpoint write failed; retrying at the next interval");
+            }
+        }
     }
 
     fn task_ended(&self, joined: std::result::Result<(TopicPartition, Result<()>), tokio::task::JoinError>) {
@@ -171,7 +292,7 @@ impl Replicator {
         tasks: &mut JoinSet<(TopicPartition, Result<()>)>,
         running: &mut HashSet<TopicPartition>,
         topic_errors: &mut BTreeMap<String, String>,
-        shutdown: &CancellationToken,
+        spawn: Spawn<'_>,
     ) -> Result<()> {
         let meta = self.source.metadata(None).await.map_err(|source| Error::Cluster {
             cluster: "source",
@@ -229,7 +350,9 @@ impl Replicator {
                     settings: Arc::clone(&self.settings),
                     max_batch_bytes,
                     progress: Arc::clone(&self.progress),
-                    cancel: shutdown.child_token(),
+                    cancel: spawn.shutdown.child_token(),
+                    checkpoint: spawn.checkpoints.remove(&source_tp),
+                    store: Arc::clone(spawn.store),
                 };
                 running.insert(source_tp.clone());
                 tasks.spawn(async move { (source_tp, task.run().await) });

@@ -14,8 +14,10 @@ use tokio_util::sync::CancellationToken;
 use super::error::{Error, Result};
 use super::progress::{PartitionState, Progress};
 use crate::batch::{self, BatchBuilder, BuildOptions, Compression, Record, TxnFilter};
-use crate::config::StartFrom;
-use crate::kafka::{Backoff, Cluster, OffsetSpec, ResponseError, TopicPartition};
+use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::config::{OnTargetReset, StartFrom};
+use crate::kafka::{Backoff, Cluster, OffsetSpec, ProducerIdentity, ResponseError, TopicPartition};
+use crate::telemetry;
 
 /// Fetch answers waiting for the writer. Small: the writer is the slow side when the link is.
 const CHUNK_QUEUE: usize = 2;
@@ -31,6 +33,7 @@ pub(crate) struct TaskSettings {
     pub(crate) fetch_max_wait_ms: i32,
     pub(crate) start_from: StartFrom,
     pub(crate) produce_timeout_ms: i32,
+    pub(crate) on_target_reset: OnTargetReset,
 }
 
 /// Everything one partition task needs.
@@ -45,6 +48,40 @@ pub(crate) struct PartitionTask {
     pub(crate) max_batch_bytes: usize,
     pub(crate) progress: Arc<Progress>,
     pub(crate) cancel: CancellationToken,
+    /// The partition's last checkpoint, if it was ever replicated.
+    pub(crate) checkpoint: Option<Checkpoint>,
+    /// Where a fresh partition's first checkpoint is written before any data.
+    pub(crate) store: Arc<CheckpointStore>,
+}
+
+/// A consistent pair of positions: everything below `source` (that strait copies) is on the
+/// target below `target`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Position {
+    pub(crate) source: i64,
+    pub(crate) target: i64,
+}
+
+/// Where to go on from: a checkpointed position and how many records the target holds beyond
+/// it (written after the checkpoint, before a crash).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Resume {
+    pub(crate) at: Position,
+    pub(crate) already_written: i64,
+}
+
+/// Decides how to resume from a checkpoint and the target partition's current end. Pure.
+///
+/// The invariant behind it: strait is the only writer of the target partition, and it writes
+/// the kept source records (control batches and aborted transactions dropped) in source order,
+/// one target offset each. So the records between the checkpointed target offset and the target
+/// end are exactly the next `end - checkpoint.target` kept source records after the checkpointed
+/// source offset. Another producer writing to the target partition breaks this.
+pub(crate) fn plan_resume(at: Position, target_end: i64) -> Option<Resume> {
+    (target_end >= at.target).then(|| Resume {
+        at,
+        already_written: target_end - at.target,
+    })
 }
 
 /// Records unpacked from one fetch answer.
@@ -58,6 +95,33 @@ struct Chunk {
     high_watermark: i64,
 }
 
+/// What the reader hands the writer.
+#[derive(Debug)]
+enum Fetched {
+    Records(Chunk),
+    /// Source records `from..to` were deleted before strait read them.
+    Gap {
+        from: i64,
+        to: i64,
+    },
+}
+
+/// Why the writer stopped.
+#[derive(Debug)]
+enum Stop {
+    /// The target's state is uncertain (producer state lost, foreign writes, an ambiguous
+    /// answer): reconcile against the target again from the last acknowledged position.
+    Resync(Position, String),
+    /// Needs an operator.
+    Halt(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Halt(e)
+    }
+}
+
 impl PartitionTask {
     /// Replicates until cancelled (then flushes what was read and returns `Ok`) or until an
     /// error that needs an operator.
@@ -67,60 +131,165 @@ impl PartitionTask {
             s.state = PartitionState::Starting;
             s.target = Some(self.target_tp.clone());
         });
-        let Some(start) = self.start_offset().await? else {
-            self.progress.update(&tp, |s| s.state = PartitionState::Stopped);
+        let result = self.replicate().await;
+        let state = match &result {
+            Ok(()) => PartitionState::Stopped,
+            Err(e) => PartitionState::Halted(crate::replicate::error_chain(e)),
+        };
+        let halted = matches!(state, PartitionState::Halted(_));
+        metrics::gauge!(telemetry::PARTITION_HALTED, &telemetry::labels(&tp.topic, tp.partition))
+            .set(f64::from(u8::from(halted)));
+        self.progress.update(&tp, |s| s.state = state);
+        result
+    }
+
+    async fn replicate(&self) -> Result<()> {
+        let tp = &self.source_tp;
+        let Some(mut resume) = self.resume().await? else {
             return Ok(());
         };
-        tracing::info!(topic = %tp.topic, partition = tp.partition, offset = start, target = %self.target_tp, "partition replication starting");
-        self.progress.update(&tp, |s| {
-            s.state = PartitionState::Running;
-            s.next_source_offset = start;
-        });
+        let writer_epoch = self.checkpoint.as_ref().map_or(0, |c| c.writer_epoch + 1);
+        loop {
+            tracing::info!(topic = %tp.topic, partition = tp.partition, source_offset = resume.at.source,
+                target_offset = resume.at.target, already_written = resume.already_written, target = %self.target_tp,
+                "partition replication starting");
+            self.progress.update(tp, |s| {
+                s.state = PartitionState::Running;
+                s.next_source_offset = resume.at.source;
+                s.next_target_offset = resume.at.target;
+                s.writer_epoch = writer_epoch;
+                s.checkpointable = true;
+            });
+            let Some(producer) = retry(&self.cancel, &self.target, &self.target_tp, "init producer id", || {
+                self.target.init_producer_id(self.settings.produce_timeout_ms)
+            })
+            .await
+            .map_err(|e| kafka_err("target", "init producer id", &self.target_tp, resume.at.target, e))?
+            else {
+                return Ok(());
+            };
+            match self.pipeline(resume, producer).await {
+                Ok(()) => return Ok(()),
+                Err(Stop::Halt(e)) => return Err(e),
+                Err(Stop::Resync(at, why)) => {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, source_offset = at.source,
+                        target_offset = at.target, reason = %why, "target state uncertain: reconciling with the target");
+                    let Some(end) = self.target_end(at.target).await? else {
+                        return Ok(());
+                    };
+                    resume = match plan_resume(at, end) {
+                        Some(r) => r,
+                        None => return Err(self.target_behind(at, end)),
+                    };
+                }
+            }
+        }
+    }
 
+    /// Runs the reader and the writer from `resume` until shutdown or a stop.
+    async fn pipeline(&self, resume: Resume, producer: ProducerIdentity) -> Result<(), Stop> {
         let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
-        // The reader also stops when the writer does (halted partition), not only on shutdown.
+        // The reader also stops when the writer does (halt or resync), not only on shutdown.
         let reader_cancel = self.cancel.child_token();
         let reader = SourceReader {
-            tp: tp.clone(),
+            tp: self.source_tp.clone(),
             cluster: Arc::clone(&self.source),
             settings: Arc::clone(&self.settings),
             cancel: reader_cancel.clone(),
         };
         let writer = SinkWriter {
-            source_tp: tp.clone(),
+            source_tp: self.source_tp.clone(),
             target_tp: self.target_tp.clone(),
             cluster: Arc::clone(&self.target),
             settings: Arc::clone(&self.settings),
             builder: BatchBuilder::new(self.max_batch_bytes),
             max_batch_bytes: self.max_batch_bytes,
             progress: Arc::clone(&self.progress),
-            next_source_offset: start,
+            acked: resume.at,
+            skip: resume.already_written,
+            producer,
+            next_sequence: 0,
+            labels: telemetry::labels(&self.source_tp.topic, self.source_tp.partition),
         };
         let write = async {
             let written = writer.run(rx).await;
             reader_cancel.cancel();
             written
         };
-        let (_, written) = tokio::join!(reader.run(start, tx), write);
-        let state = match &written {
-            Ok(()) => PartitionState::Stopped,
-            Err(e) => PartitionState::Halted(crate::replicate::error_chain(e)),
-        };
-        self.progress.update(&tp, |s| s.state = state);
+        let (_, written) = tokio::join!(reader.run(resume.at.source, tx), write);
         written
     }
 
-    /// Where to start: `start_from` for a partition never replicated. `None` when cancelled first.
-    async fn start_offset(&self) -> Result<Option<i64>> {
+    /// The starting point: from the checkpoint, reconciled with the target's end; or, for a
+    /// partition never replicated, `start_from` on the source and the target's current end,
+    /// checkpointed before any data is written. `None` when cancelled first.
+    async fn resume(&self) -> Result<Option<Resume>> {
+        let Some(end) = self.target_end(0).await? else {
+            return Ok(None);
+        };
+        if let Some(cp) = &self.checkpoint {
+            let at = Position {
+                source: cp.next_source_offset,
+                target: cp.next_target_offset,
+            };
+            match plan_resume(at, end) {
+                Some(r) => return Ok(Some(r)),
+                None if self.settings.on_target_reset == OnTargetReset::Halt => return Err(self.target_behind(at, end)),
+                None => tracing::warn!(topic = %self.source_tp.topic, partition = self.source_tp.partition,
+                    checkpoint_target_offset = at.target, target_end = end,
+                    "target partition is behind its checkpoint: replicating it again (on_target_reset = replicate_again)"),
+            }
+        }
         let spec = match self.settings.start_from {
             StartFrom::Earliest => OffsetSpec::Earliest,
             StartFrom::Latest => OffsetSpec::Latest,
         };
-        retry(&self.cancel, &self.source, &self.source_tp, "list offsets", || {
+        let Some(source) = retry(&self.cancel, &self.source, &self.source_tp, "list offsets", || {
             self.source.list_offset(&self.source_tp, spec)
         })
         .await
-        .map_err(|source| kafka_err("source", "list offsets", &self.source_tp, -1, source))
+        .map_err(|e| kafka_err("source", "list offsets", &self.source_tp, -1, e))?
+        else {
+            return Ok(None);
+        };
+        let at = Position { source, target: end };
+        let first = Checkpoint {
+            replication_id: self.store.replication_id().to_owned(),
+            source_topic: self.source_tp.topic.clone(),
+            source_partition: self.source_tp.partition,
+            target_topic: self.target_tp.topic.clone(),
+            next_source_offset: at.source,
+            next_target_offset: at.target,
+            writer_epoch: self.checkpoint.as_ref().map_or(0, |c| c.writer_epoch + 1),
+            wall_clock_ms: crate::checkpoint::now_ms(),
+        };
+        self.store
+            .write(std::slice::from_ref(&first))
+            .await
+            .map_err(|source| Error::Checkpoint {
+                topic: self.source_tp.topic.clone(),
+                partition: self.source_tp.partition,
+                source,
+            })?;
+        Ok(Some(Resume { at, already_written: 0 }))
+    }
+
+    /// The target partition's log end. `None` when cancelled first.
+    async fn target_end(&self, offset: i64) -> Result<Option<i64>> {
+        retry(&self.cancel, &self.target, &self.target_tp, "list offsets", || {
+            self.target.list_offset(&self.target_tp, OffsetSpec::Latest)
+        })
+        .await
+        .map_err(|e| kafka_err("target", "list offsets", &self.target_tp, offset, e))
+    }
+
+    fn target_behind(&self, at: Position, end: i64) -> Error {
+        Error::TargetBehind {
+            topic: self.target_tp.topic.clone(),
+            partition: self.target_tp.partition,
+            checkpoint: at.target,
+            end,
+        }
     }
 }
 
@@ -198,7 +367,7 @@ struct SourceReader {
 }
 
 impl SourceReader {
-    async fn run(self, mut offset: i64, tx: mpsc::Sender<Result<Chunk>>) {
+    async fn run(self, mut offset: i64, tx: mpsc::Sender<Result<Fetched>>) {
         let mut fetch_bytes = self.settings.fetch_max_bytes;
         loop {
             let fetched = retry(&self.cancel, &self.cluster, &self.tp, "fetch", || {
@@ -211,6 +380,9 @@ impl SourceReader {
                 Ok(None) => return,
                 Err(e) if e.code() == Some(ResponseError::OffsetOutOfRange) => match self.out_of_range(offset).await {
                     Ok(Some(next)) => {
+                        if next > offset && !self.send(&tx, Ok(Fetched::Gap { from: offset, to: next })).await {
+                            return;
+                        }
                         offset = next;
                         continue;
                     }
@@ -225,6 +397,15 @@ impl SourceReader {
                     return;
                 }
             };
+            // Some brokers answer a fetch below the log start with later data and no error: the
+            // log start in the answer tells.
+            if fetched.log_start_offset > offset {
+                let to = fetched.log_start_offset;
+                if !self.send(&tx, Ok(Fetched::Gap { from: offset, to })).await {
+                    return;
+                }
+                offset = to;
+            }
             let had_bytes = !fetched.records.is_empty();
             let chunk = match unpack(
                 &self.tp,
@@ -265,17 +446,24 @@ impl SourceReader {
             }
             fetch_bytes = self.settings.fetch_max_bytes;
             offset = chunk.next_offset;
-            tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return,
-                sent = tx.send(Ok(chunk)) => if sent.is_err() { return },
+            if !self.send(&tx, Ok(Fetched::Records(chunk))).await {
+                return;
             }
         }
     }
 
+    /// Hands a message to the writer; `false` when strait is stopping or the writer is gone.
+    async fn send(&self, tx: &mpsc::Sender<Result<Fetched>>, msg: Result<Fetched>) -> bool {
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => false,
+            sent = tx.send(msg) => sent.is_ok(),
+        }
+    }
+
     /// The fetch offset is outside the log. Below the log start, data was deleted before strait
-    /// read it: a gap, logged with its range, and replication goes on from the log start. Above
-    /// the log end the partition was recreated: that needs an operator.
+    /// read it: a gap, and replication goes on from the log start. Above the log end the
+    /// partition was recreated: that needs an operator.
     async fn out_of_range(&self, offset: i64) -> Result<Option<i64>> {
         let earliest = retry(&self.cancel, &self.cluster, &self.tp, "list offsets", || {
             self.cluster.list_offset(&self.tp, OffsetSpec::Earliest)
@@ -284,8 +472,6 @@ impl SourceReader {
         .map_err(|e| kafka_err("source", "list offsets", &self.tp, offset, e))?;
         let Some(earliest) = earliest else { return Ok(None) };
         if offset < earliest {
-            tracing::warn!(topic = %self.tp.topic, partition = self.tp.partition, from = offset, to = earliest - 1,
-                missing = earliest - offset, "source log truncated before replication: records lost to retention or deletion");
             return Ok(Some(earliest));
         }
         let latest = retry(&self.cancel, &self.cluster, &self.tp, "list offsets", || {
@@ -348,7 +534,16 @@ fn unpack(
     Ok(chunk)
 }
 
-/// Re-batches records into target batches and produces them, one at a time, in order.
+/// How a produce attempt ended.
+enum Produced {
+    /// The batch is on the target at the expected offset.
+    Landed,
+    /// Try the same batch (same sequence) again.
+    Again,
+}
+
+/// Re-batches records into target batches and produces them, one at a time, in order, as an
+/// idempotent producer.
 struct SinkWriter {
     source_tp: TopicPartition,
     target_tp: TopicPartition,
@@ -357,15 +552,20 @@ struct SinkWriter {
     builder: BatchBuilder,
     max_batch_bytes: usize,
     progress: Arc<Progress>,
-    /// Source offset after everything the target acknowledged.
-    next_source_offset: i64,
+    /// Everything below is acknowledged by the target.
+    acked: Position,
+    /// Records the target already holds beyond `acked` (written before a crash): dropped.
+    skip: i64,
+    producer: ProducerIdentity,
+    next_sequence: i32,
+    labels: [(&'static str, String); 2],
 }
 
 impl SinkWriter {
-    async fn run(mut self, mut rx: mpsc::Receiver<Result<Chunk>>) -> Result<()> {
+    async fn run(mut self, mut rx: mpsc::Receiver<Result<Fetched>>) -> Result<(), Stop> {
         let mut linger_until: Option<Instant> = None;
         // Source offset after everything pushed into the builder (control batches included).
-        let mut pushed_until = self.next_source_offset;
+        let mut pushed_until = self.acked.source;
         let mut pending_source_bytes = 0usize;
         loop {
             let deadline = linger_until;
@@ -378,56 +578,104 @@ impl SinkWriter {
                 }
                 msg = rx.recv() => msg,
             };
-            match msg {
-                None => {
-                    // The reader stopped (shutdown): write what was read.
-                    return self.flush(pushed_until, &mut pending_source_bytes).await;
-                }
+            let chunk = match msg {
+                // The reader stopped (shutdown): write what was read.
+                None => return self.flush(pushed_until, &mut pending_source_bytes).await,
                 Some(Err(e)) => {
                     self.flush(pushed_until, &mut pending_source_bytes).await?;
-                    return Err(e);
+                    return Err(Stop::Halt(e));
                 }
-                Some(Ok(chunk)) => {
-                    self.progress
-                        .update(&self.source_tp, |s| s.source_high_watermark = chunk.high_watermark);
-                    for record in chunk.records {
-                        if let Err(record) = self.builder.try_push(record) {
-                            let last = self.builder.last_offset().map_or(pushed_until, |o| o + 1);
-                            self.flush(last, &mut pending_source_bytes).await?;
-                            if let Err(record) = self.builder.try_push(record) {
-                                return Err(Error::RecordTooLarge {
-                                    topic: self.source_tp.topic.clone(),
-                                    partition: self.source_tp.partition,
-                                    offset: record.offset,
-                                    size: record.encoded_len_upper_bound(),
-                                    max: self.max_batch_bytes,
-                                });
-                            }
-                        }
-                    }
-                    pending_source_bytes += chunk.source_bytes;
-                    pushed_until = chunk.next_offset;
-                    if self.builder.is_empty() {
-                        // Only control or aborted batches: nothing to write, the position moves.
-                        self.acknowledge(pushed_until, 0, 0, 0);
-                    } else if linger_until.is_none() {
-                        linger_until = Some(Instant::now() + self.settings.linger);
+                Some(Ok(Fetched::Gap { from, to })) => {
+                    self.flush(pushed_until, &mut pending_source_bytes).await?;
+                    self.gap(from, to);
+                    pushed_until = to;
+                    continue;
+                }
+                Some(Ok(Fetched::Records(chunk))) => chunk,
+            };
+            self.progress
+                .update(&self.source_tp, |s| s.source_high_watermark = chunk.high_watermark);
+            for record in chunk.records {
+                if self.skip > 0 {
+                    // Already on the target: written after the last checkpoint, before a crash.
+                    self.skip -= 1;
+                    self.acked = Position {
+                        source: record.offset + 1,
+                        target: self.acked.target + 1,
+                    };
+                    continue;
+                }
+                if let Err(record) = self.builder.try_push(record) {
+                    let last = self.builder.last_offset().map_or(pushed_until, |o| o + 1);
+                    self.flush(last, &mut pending_source_bytes).await?;
+                    if let Err(record) = self.builder.try_push(record) {
+                        return Err(Stop::Halt(Error::RecordTooLarge {
+                            topic: self.source_tp.topic.clone(),
+                            partition: self.source_tp.partition,
+                            offset: record.offset,
+                            size: record.encoded_len_upper_bound(),
+                            max: self.max_batch_bytes,
+                        }));
                     }
                 }
+            }
+            pending_source_bytes += chunk.source_bytes;
+            pushed_until = chunk.next_offset;
+            if self.builder.is_empty() {
+                // Only control, aborted or skipped records: nothing to write, the position moves.
+                self.acknowledge(
+                    Position {
+                        source: pushed_until,
+                        target: self.acked.target,
+                    },
+                    0,
+                    0,
+                    0,
+                );
+            } else if linger_until.is_none() {
+                linger_until = Some(Instant::now() + self.settings.linger);
             }
         }
     }
 
+    /// Source records `from..to` are gone. Records the target already holds beyond the
+    /// checkpoint came from the first of them, so they are not counted as missing.
+    fn gap(&mut self, from: i64, to: i64) {
+        let deleted = to - from;
+        let replicated = self.skip.min(deleted);
+        self.skip -= replicated;
+        let missing = deleted - replicated;
+        if missing > 0 {
+            tracing::warn!(topic = %self.source_tp.topic, partition = self.source_tp.partition, from = from + replicated,
+                to = to - 1, missing, "source records deleted before replication (retention or DeleteRecords): counted as a gap");
+            metrics::counter!(telemetry::SOURCE_GAP_RECORDS, &self.labels).increment(missing as u64);
+        }
+        self.progress
+            .update(&self.source_tp, |s| s.gap_records += missing as u64);
+        self.acknowledge(
+            Position {
+                source: to,
+                target: self.acked.target + replicated,
+            },
+            0,
+            0,
+            0,
+        );
+    }
+
     /// Produces the builder's records as one batch; on success everything below `until` is
     /// acknowledged.
-    async fn flush(&mut self, until: i64, source_bytes: &mut usize) -> Result<()> {
+    async fn flush(&mut self, until: i64, source_bytes: &mut usize) -> Result<(), Stop> {
         if self.builder.is_empty() {
             return Ok(());
         }
         let opts = BuildOptions {
             compression: Compression::Zstd,
             zstd_level: self.settings.zstd_level,
-            ..BuildOptions::default()
+            producer_id: self.producer.id,
+            producer_epoch: self.producer.epoch,
+            base_sequence: self.next_sequence,
+            transactional: false,
         };
         let first = self.builder.first_offset().unwrap_or(until);
         let built = self.builder.finish(&opts).map_err(|source| Error::Build {
@@ -436,51 +684,120 @@ impl SinkWriter {
             offset: first,
             source,
         })?;
+        let count = i64::from(built.record_count);
         let wire_bytes = built.bytes.len();
-        let never = CancellationToken::new();
-        // In-flight data is written even during shutdown: the shutdown grace period bounds it.
-        let ack = retry(&never, &self.cluster, &self.target_tp, "produce", || {
-            self.cluster
-                .produce(&self.target_tp, built.bytes.clone(), self.settings.produce_timeout_ms)
-        })
-        .await
-        .map_err(|e| {
-            if e.code() == Some(ResponseError::MessageTooLarge) {
-                Error::RecordTooLarge {
-                    topic: self.source_tp.topic.clone(),
-                    partition: self.source_tp.partition,
-                    offset: first,
-                    size: wire_bytes,
-                    max: self.max_batch_bytes,
-                }
-            } else {
-                kafka_err("target", "produce", &self.target_tp, first, e)
+        let mut backoff = Backoff::default();
+        loop {
+            match self.produce_once(&built.bytes, count, first).await? {
+                Produced::Landed => break,
+                Produced::Again => tokio::time::sleep(backoff.next_delay()).await,
             }
-        })?;
-        let base = ack.map_or(-1, |a| a.base_offset);
+        }
+        self.next_sequence = self.next_sequence.wrapping_add(built.record_count) & i32::MAX;
         tracing::debug!(topic = %self.source_tp.topic, partition = self.source_tp.partition, from = first,
-            to = built.last_source_offset, records = built.record_count, wire_bytes, target_offset = base, "batch written");
-        self.acknowledge(
-            until,
-            built.record_count as u64,
-            std::mem::take(source_bytes) as u64,
-            wire_bytes as u64,
-        );
-        self.progress.update(&self.source_tp, |s| {
-            s.next_target_offset = base + i64::from(built.record_count)
-        });
+            to = built.last_source_offset, records = built.record_count, wire_bytes, "batch written");
+        let at = Position {
+            source: until,
+            target: self.acked.target + count,
+        };
+        self.acknowledge(at, count as u64, std::mem::take(source_bytes) as u64, wire_bytes as u64);
         Ok(())
     }
 
-    fn acknowledge(&mut self, until: i64, records: u64, source_bytes: u64, wire_bytes: u64) {
-        self.next_source_offset = until;
+    /// One produce attempt, and what its outcome means for the target's state.
+    async fn produce_once(&self, bytes: &Bytes, count: i64, first: i64) -> Result<Produced, Stop> {
+        let expected = self.acked.target;
+        let err = match self.cluster.produce(&self.target_tp, bytes.clone(), self.settings.produce_timeout_ms).await {
+            Ok(ack) if ack.base_offset == expected || ack.base_offset < 0 => return Ok(Produced::Landed),
+            Ok(ack) => {
+                return Err(Stop::Resync(
+                    self.acked,
+                    format!("batch landed at offset {} instead of {expected}: another producer writes to the target partition, or a retry was written twice", ack.base_offset),
+                ))
+            }
+            Err(e) => e,
+        };
+        match err.code() {
+            // The broker has this exact batch already: it landed.
+            Some(ResponseError::DuplicateSequenceNumber) => return Ok(Produced::Landed),
+            Some(
+                ResponseError::OutOfOrderSequenceNumber
+                | ResponseError::UnknownProducerId
+                | ResponseError::InvalidProducerEpoch
+                | ResponseError::ProducerFenced,
+            ) => return Err(Stop::Resync(self.acked, crate::replicate::error_chain(&err))),
+            Some(ResponseError::MessageTooLarge) => {
+                return Err(Stop::Halt(Error::RecordTooLarge {
+                    topic: self.source_tp.topic.clone(),
+                    partition: self.source_tp.partition,
+                    offset: first,
+                    size: bytes.len(),
+                    max: self.max_batch_bytes,
+                }))
+            }
+            _ => {}
+        }
+        if !err.is_retriable() {
+            return Err(Stop::Halt(kafka_err("target", "produce", &self.target_tp, first, err)));
+        }
+        if err.needs_metadata_refresh() {
+            self.cluster.invalidate(&self.target_tp);
+        }
+        tracing::warn!(topic = %self.target_tp.topic, partition = self.target_tp.partition, error = %crate::replicate::error_chain(&err), "produce failed; retrying");
+        if !is_ambiguous(&err) {
+            return Ok(Produced::Again);
+        }
+        // The batch may or may not have landed: the target's end tells, since strait is its
+        // only writer. A retry carries the same sequence, so a late landing is still deduplicated.
+        let never = CancellationToken::new();
+        let end = retry(&never, &self.cluster, &self.target_tp, "list offsets", || {
+            self.cluster.list_offset(&self.target_tp, OffsetSpec::Latest)
+        })
+        .await
+        .map_err(|e| Stop::Halt(kafka_err("target", "list offsets", &self.target_tp, first, e)))?
+        .unwrap_or(expected);
+        if end == expected + count {
+            Ok(Produced::Landed)
+        } else if end == expected {
+            Ok(Produced::Again)
+        } else {
+            Err(Stop::Resync(
+                self.acked,
+                format!(
+                    "target end {end} after an unanswered produce, expected {expected} or {}",
+                    expected + count
+                ),
+            ))
+        }
+    }
+
+    fn acknowledge(&mut self, at: Position, records: u64, source_bytes: u64, wire_bytes: u64) {
+        self.acked = at;
+        if records > 0 {
+            metrics::counter!(telemetry::RECORDS_REPLICATED, &self.labels).increment(records);
+            metrics::counter!(telemetry::SOURCE_BYTES, &self.labels).increment(source_bytes);
+            metrics::counter!(telemetry::WIRE_BYTES, &self.labels).increment(wire_bytes);
+        }
         self.progress.update(&self.source_tp, |s| {
-            s.next_source_offset = until;
+            s.next_source_offset = at.source;
+            s.next_target_offset = at.target;
             s.records += records;
             s.source_bytes += source_bytes;
             s.wire_bytes += wire_bytes;
+            metrics::gauge!(telemetry::LAG_RECORDS, &self.labels).set(s.lag_records() as f64);
         });
     }
+}
+
+/// Whether a failed produce may have been written anyway.
+fn is_ambiguous(e: &crate::kafka::Error) -> bool {
+    matches!(
+        e,
+        crate::kafka::Error::Timeout { .. } | crate::kafka::Error::ConnectionLost { .. }
+    ) || matches!(
+        e.code(),
+        Some(ResponseError::RequestTimedOut | ResponseError::NetworkException)
+    )
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

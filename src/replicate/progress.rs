@@ -37,6 +37,13 @@ pub struct PartitionStatus {
     pub source_bytes: u64,
     /// Bytes of the batches sent to the target.
     pub wire_bytes: u64,
+    /// Source records deleted before strait could read them.
+    pub gap_records: u64,
+    /// Which writer generation of this partition this process is.
+    pub writer_epoch: i64,
+    /// Whether the offsets are a position resumed or confirmed against the target, so a
+    /// checkpoint may be written from them.
+    pub checkpointable: bool,
     /// Current state.
     pub state: PartitionState,
 }

@@ -1,0 +1,506 @@
+//! The checkpoint record codec: pure functions from [`Checkpoint`] to key and value bytes and
+//! back. The byte layout is documented in the module doc of [`crate::checkpoint`].
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{Checkpoint, Error, Result};
+
+/// Key format version this build writes and the newest it reads.
+pub const KEY_VERSION: i16 = 1;
+/// Value format version this build writes and the newest it reads.
+pub const VALUE_VERSION: i16 = 1;
+
+const KEY: &str = "key";
+const VALUE: &str = "value";
+/// Bytes of the version 1 value body besides the target topic: length prefix and four `i64`s.
+const V1_BODY_FIXED: usize = 4 + 4 * 8;
+
+fn put_str(buf: &mut BytesMut, s: &str) {
+    let len = u32::try_from(s.len()).expect("checkpoint names and ids are shorter than 4 GiB");
+    buf.put_u32(len);
+    buf.put_slice(s.as_bytes());
+}
+
+/// Encodes the key of the checkpoint of `topic`/`partition` for `replication_id`.
+pub fn encode_key(replication_id: &str, topic: &str, partition: i32) -> Bytes {
+    let mut buf = BytesMut::with_capacity(2 + 4 + replication_id.len() + 4 + topic.len() + 4);
+    buf.put_i16(KEY_VERSION);
+    put_str(&mut buf, replication_id);
+    put_str(&mut buf, topic);
+    buf.put_i32(partition);
+    buf.freeze()
+}
+
+/// Encodes the value of a checkpoint in the current format version.
+pub fn encode_value(c: &Checkpoint) -> Bytes {
+    let body_len = V1_BODY_FIXED + c.target_topic.len();
+    let mut buf = BytesMut::with_capacity(2 + 4 + body_len);
+    buf.put_i16(VALUE_VERSION);
+    buf.put_u32(u32::try_from(body_len).expect("checkpoint names and ids are shorter than 4 GiB"));
+    put_str(&mut buf, &c.target_topic);
+    buf.put_i64(c.next_source_offset);
+    buf.put_i64(c.next_target_offset);
+    buf.put_i64(c.writer_epoch);
+    buf.put_i64(c.wall_clock_ms);
+    buf.freeze()
+}
+
+/// Decodes a checkpoint key into (replication id, source topic, source partition).
+pub fn decode_key(key: &[u8]) -> Result<(String, String, i32)> {
+    let mut r = Reader::new(key, KEY);
+    r.version(KEY_VERSION)?;
+    let replication_id = r.string("replication id")?;
+    let topic = r.string("source topic")?;
+    let partition = r.i32("source partition")?;
+    r.finish()?;
+    Ok((replication_id, topic, partition))
+}
+
+/// Decodes a checkpoint record: its key and its (non-null) value.
+pub fn decode_value(key: &[u8], value: &[u8]) -> Result<Checkpoint> {
+    let (replication_id, source_topic, source_partition) = decode_key(key)?;
+    let mut outer = Reader::new(value, VALUE);
+    outer.version(VALUE_VERSION)?;
+    let body_len = outer.u32("body length")?;
+    let body_start = outer.pos;
+    let body = outer.take(body_len, "body")?;
+    outer.finish()?;
+    // Fields appended by a newer strait within the same version are skipped: the body length
+    // delimits them, so nothing past the known fields is read.
+    let mut r = Reader {
+        buf: body,
+        pos: 0,
+        base: body_start,
+        total: value.len(),
+        part: VALUE,
+    };
+    Ok(Checkpoint {
+        replication_id,
+        source_topic,
+        source_partition,
+        target_topic: r.string("target topic")?,
+        next_source_offset: r.i64("next source offset")?,
+        next_target_offset: r.i64("next target offset")?,
+        writer_epoch: r.i64("writer epoch")?,
+        wall_clock_ms: r.i64("wall clock ms")?,
+    })
+}
+
+/// A cursor over untrusted bytes; every read is bounds-checked and reports where it failed.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    /// Position of `buf[0]` in the whole input, for error messages.
+    base: usize,
+    /// Length of the whole input, for error messages.
+    total: usize,
+    part: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8], part: &'static str) -> Self {
+        Reader {
+            buf,
+            pos: 0,
+            base: 0,
+            total: buf.len(),
+            part,
+        }
+    }
+
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8]> {
+        let slice = self
+            .pos
+            .checked_add(n)
+            .and_then(|end| self.buf.get(self.pos..end))
+            .ok_or(Error::Truncated {
+                part: self.part,
+                field,
+                at: self.base + self.pos,
+                len: self.total,
+            })?;
+        self.pos += n;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N]> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N, field)?);
+        Ok(out)
+    }
+
+    fn i16(&mut self, field: &'static str) -> Result<i16> {
+        self.array(field).map(i16::from_be_bytes)
+    }
+
+    fn i32(&mut self, field: &'static str) -> Result<i32> {
+        self.array(field).map(i32::from_be_bytes)
+    }
+
+    fn u32(&mut self, field: &'static str) -> Result<usize> {
+        // A u32 always fits the usize of the 32- and 64-bit targets strait runs on; on a smaller
+        // one the saturated length simply fails the bounds check.
+        self.array(field)
+            .map(|b| usize::try_from(u32::from_be_bytes(b)).unwrap_or(usize::MAX))
+    }
+
+    fn i64(&mut self, field: &'static str) -> Result<i64> {
+        self.array(field).map(i64::from_be_bytes)
+    }
+
+    fn string(&mut self, field: &'static str) -> Result<String> {
+        let len = self.u32(field)?;
+        let bytes = self.take(len, field)?;
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|source| Error::NotUtf8 {
+                part: self.part,
+                field,
+                source,
+            })
+    }
+
+    fn version(&mut self, supported: i16) -> Result<i16> {
+        let version = self.i16("format version")?;
+        if version > supported {
+            return Err(Error::UnsupportedVersion {
+                part: self.part,
+                version,
+                supported,
+            });
+        }
+        if version < 1 {
+            return Err(Error::InvalidVersion {
+                part: self.part,
+                version,
+            });
+        }
+        Ok(version)
+    }
+
+    fn finish(&self) -> Result<()> {
+        let extra = self.buf.len() - self.pos;
+        if extra == 0 {
+            Ok(())
+        } else {
+            Err(Error::TrailingBytes {
+                part: self.part,
+                at: self.base + self.pos,
+                extra,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        Checkpoint {
+            replication_id: "dc1".into(),
+            source_topic: "spans".into(),
+            source_partition: 7,
+            target_topic: "dc1.spans".into(),
+            next_source_offset: 1234,
+            next_target_offset: 5678,
+            writer_epoch: 3,
+            wall_clock_ms: 1_700_000_000_000,
+        }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn key_of(c: &Checkpoint) -> Bytes {
+        encode_key(&c.replication_id, &c.source_topic, c.source_partition)
+    }
+
+    /// Pins the format: if this test fails, checkpoints written by released versions would no
+    /// longer be read. Change the format by the rules in the module doc, never by editing this.
+    #[test]
+    fn golden_bytes() {
+        let c = sample();
+        let key = key_of(&c);
+        assert_eq!(
+            hex(&key),
+            concat!(
+                "0001",       // key version 1
+                "00000003",   // replication id length
+                "646331",     // "dc1"
+                "00000005",   // source topic length
+                "7370616e73", // "spans"
+                "00000007",   // partition 7
+            )
+        );
+        let value = encode_value(&c);
+        assert_eq!(
+            hex(&value),
+            concat!(
+                "0001",               // value version 1
+                "0000002d",           // body length 45 = 36 + 9
+                "00000009",           // target topic length
+                "6463312e7370616e73", // "dc1.spans"
+                "00000000000004d2",   // next source offset 1234
+                "000000000000162e",   // next target offset 5678
+                "0000000000000003",   // writer epoch 3
+                "0000018bcfe56800",   // wall clock 1_700_000_000_000 ms
+            )
+        );
+        assert_eq!(decode_value(&key, &value).expect("golden value decodes"), c);
+    }
+
+    #[test]
+    fn awkward_names_round_trip() {
+        let names = [
+            "",
+            "/",
+            ":",
+            "\0",
+            "a\0b",
+            "a/b:c",
+            "🦀 spans",
+            "dc1.spans",
+            "ÿ",
+            "\u{10ffff}",
+        ];
+        for rid in names {
+            for topic in names {
+                for partition in [i32::MIN, -1, 0, 1, i32::MAX] {
+                    let key = encode_key(rid, topic, partition);
+                    let decoded = decode_key(&key).expect("key decodes");
+                    assert_eq!(decoded, (rid.to_owned(), topic.to_owned(), partition));
+                }
+            }
+        }
+        // Length prefixes keep names apart that a separator would merge.
+        assert_ne!(encode_key("a", "b/c", 0), encode_key("a/b", "c", 0));
+        assert_ne!(encode_key("", "ab", 0), encode_key("a", "b", 0));
+    }
+
+    #[test]
+    fn newer_versions_are_refused_with_their_number() {
+        let c = sample();
+        let mut value = encode_value(&c).to_vec();
+        value[..2].copy_from_slice(&2i16.to_be_bytes());
+        let err = decode_value(&key_of(&c), &value).expect_err("version 2 is unknown");
+        assert!(
+            matches!(
+                err,
+                Error::UnsupportedVersion {
+                    part: "value",
+                    version: 2,
+                    supported: 1
+                }
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("version 2") && text.contains("upgrade strait"), "{text}");
+
+        let mut key = key_of(&c).to_vec();
+        key[..2].copy_from_slice(&i16::MAX.to_be_bytes());
+        let err = decode_key(&key).expect_err("key version 32767 is unknown");
+        assert!(err.to_string().contains("version 32767"), "{err}");
+    }
+
+    #[test]
+    fn zero_and_negative_versions_are_invalid() {
+        let c = sample();
+        for version in [0i16, -1, i16::MIN] {
+            let mut value = encode_value(&c).to_vec();
+            value[..2].copy_from_slice(&version.to_be_bytes());
+            let err = decode_value(&key_of(&c), &value).expect_err("invalid version");
+            assert!(
+                matches!(err, Error::InvalidVersion { version: v, .. } if v == version),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn appended_body_fields_are_skipped() {
+        // A newer strait may append fields inside the body without a version bump.
+        let c = sample();
+        let mut value = encode_value(&c).to_vec();
+        let extra = [0xAB_u8; 11];
+        value.extend_from_slice(&extra);
+        let body_len = u32::from_be_bytes([value[2], value[3], value[4], value[5]]) + extra.len() as u32;
+        value[2..6].copy_from_slice(&body_len.to_be_bytes());
+        assert_eq!(decode_value(&key_of(&c), &value).expect("decodes"), c);
+    }
+
+    #[test]
+    fn bytes_after_the_record_are_refused() {
+        let c = sample();
+        let mut key = key_of(&c).to_vec();
+        key.push(0);
+        let err = decode_key(&key).expect_err("trailing key byte");
+        assert!(
+            matches!(
+                err,
+                Error::TrailingBytes {
+                    part: "key",
+                    extra: 1,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+
+        let mut value = encode_value(&c).to_vec();
+        value.extend_from_slice(&[1, 2]);
+        let err = decode_value(&key_of(&c), &value).expect_err("bytes after the body");
+        assert!(
+            matches!(
+                err,
+                Error::TrailingBytes {
+                    part: "value",
+                    extra: 2,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_short_body_is_truncated() {
+        let c = sample();
+        let mut value = encode_value(&c).to_vec();
+        // Claim a body one byte shorter than the v1 fields and drop that byte.
+        value.pop();
+        let body_len = u32::from_be_bytes([value[2], value[3], value[4], value[5]]) - 1;
+        value[2..6].copy_from_slice(&body_len.to_be_bytes());
+        let err = decode_value(&key_of(&c), &value).expect_err("short body");
+        assert!(
+            matches!(
+                err,
+                Error::Truncated {
+                    part: "value",
+                    field: "wall clock ms",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn huge_length_prefixes_fail_cleanly() {
+        let mut key = vec![0, 1];
+        key.extend_from_slice(&u32::MAX.to_be_bytes());
+        let err = decode_key(&key).expect_err("length past the end");
+        assert!(
+            matches!(
+                err,
+                Error::Truncated {
+                    field: "replication id",
+                    at: 6,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported() {
+        let mut key = encode_key("x", "t", 0).to_vec();
+        key[6] = 0xff;
+        let err = decode_key(&key).expect_err("not utf-8");
+        assert!(
+            matches!(
+                err,
+                Error::NotUtf8 {
+                    field: "replication id",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    fn checkpoint() -> impl Strategy<Value = Checkpoint> {
+        (
+            (any::<String>(), any::<String>(), any::<i32>(), any::<String>()),
+            (any::<i64>(), any::<i64>(), any::<i64>(), any::<i64>()),
+        )
+            .prop_map(|((rid, st, sp, tt), (nso, nto, we, wc))| Checkpoint {
+                replication_id: rid,
+                source_topic: st,
+                source_partition: sp,
+                target_topic: tt,
+                next_source_offset: nso,
+                next_target_offset: nto,
+                writer_epoch: we,
+                wall_clock_ms: wc,
+            })
+    }
+
+    /// Strings biased towards separators, empties and non-ASCII.
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![any::<String>(), "[/:._\\-\\x00a-c🦀]{0,6}"]
+    }
+
+    proptest! {
+        #[test]
+        fn key_round_trips(rid in name(), topic in name(), partition in any::<i32>()) {
+            let key = encode_key(&rid, &topic, partition);
+            prop_assert_eq!(decode_key(&key).expect("key decodes"), (rid, topic, partition));
+        }
+
+        #[test]
+        fn keys_are_unambiguous(
+            a in (name(), name(), any::<i32>()),
+            b in (name(), name(), any::<i32>()),
+        ) {
+            let ka = encode_key(&a.0, &a.1, a.2);
+            let kb = encode_key(&b.0, &b.1, b.2);
+            prop_assert_eq!(ka == kb, a == b);
+        }
+
+        #[test]
+        fn value_round_trips(c in checkpoint()) {
+            let decoded = decode_value(&key_of(&c), &encode_value(&c)).expect("value decodes");
+            prop_assert_eq!(decoded, c);
+        }
+
+        #[test]
+        fn every_strict_prefix_is_an_error(c in checkpoint()) {
+            let key = key_of(&c);
+            let value = encode_value(&c);
+            for cut in 0..key.len() {
+                prop_assert!(decode_key(&key[..cut]).is_err(), "key prefix of {} bytes", cut);
+            }
+            for cut in 0..value.len() {
+                prop_assert!(decode_value(&key, &value[..cut]).is_err(), "value prefix of {} bytes", cut);
+            }
+        }
+
+        #[test]
+        fn random_bytes_never_panic(
+            key in proptest::collection::vec(any::<u8>(), 0..64),
+            value in proptest::collection::vec(any::<u8>(), 0..96),
+        ) {
+            let _ = decode_key(&key);
+            let _ = decode_value(&key, &value);
+        }
+
+        #[test]
+        fn corrupted_records_never_panic(c in checkpoint(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let key = key_of(&c);
+            let mut value = encode_value(&c).to_vec();
+            let i = at.index(value.len());
+            value[i] = byte;
+            let _ = decode_value(&key, &value);
+            let mut bad_key = key.to_vec();
+            let j = at.index(bad_key.len());
+            bad_key[j] = byte;
+            let _ = decode_key(&bad_key);
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Checkpoints: how far replication of each source partition got, stored on the target cluster so
+//! that strait resumes after any crash without losing or duplicating records.
+//!
+//! This module owns the checkpoint record format ([`encode_key`], [`encode_value`] and their
+//! decoders, pure functions in `codec`) and the [`CheckpointStore`], which keeps one record per
+//! source partition in a compacted topic on the target (`store`). It must not decide *when* a
+//! checkpoint is written or what a resumed task does with it: the replication engine writes a
+//! checkpoint only for what the target acknowledged, and reconciles on resume.
+//!
+//! # Record format
+//!
+//! All integers are big-endian (network order), as everywhere in the Kafka protocol. Strings
+//! are UTF-8 with a `u32` byte-length prefix, so any name (empty, containing separators,
+//! non-ASCII) encodes unambiguously and encoding never fails.
+//!
+//! ## Key (the compaction identity)
+//!
+//! | offset      | size | field              | type / value                |
+//! |-------------|------|--------------------|-----------------------------|
+//! | 0           | 2    | key version        | `i16` = 1                   |
+//! | 2           | 4    | replication id len | `u32` = R                   |
+//! | 6           | R    | replication id     | UTF-8                       |
+//! | 6 + R       | 4    | source topic len   | `u32` = T                   |
+//! | 10 + R      | T    | source topic       | UTF-8                       |
+//! | 10 + R + T  | 4    | source partition   | `i32`                       |
+//!
+//! Nothing may follow the partition. The key never changes for a given partition, so the topic
+//! compacts to one record per (replication id, source topic, source partition).
+//!
+//! ## Value
+//!
+//! | offset  | size | field                | type / value                                  |
+//! |---------|------|----------------------|-----------------------------------------------|
+//! | 0       | 2    | format version       | `i16` = 1                                     |
+//! | 2       | 4    | body length          | `u32` = B, the number of bytes that follow    |
+//! | 6       | 4    | target topic len     | `u32` = T                                     |
+//! | 10      | T    | target topic         | UTF-8                                         |
+//! | 10 + T  | 8    | next source offset   | `i64`                                         |
+//! | 18 + T  | 8    | next target offset   | `i64`                                         |
+//! | 26 + T  | 8    | writer epoch         | `i64`                                         |
+//! | 34 + T  | 8    | wall clock ms        | `i64`, Unix epoch milliseconds                |
+//!
+//! Version 1 writes B = 36 + T. A null value (tombstone) deletes the checkpoint.
+//!
+//! ## Evolution
+//!
+//! - *Compatible additions* append fields to the end of the body and keep the version. Readers
+//!   parse the fields they know and skip the rest of the body (its length says where it ends), so
+//!   an older strait keeps reading checkpoints written by a newer one. A newer strait reading an
+//!   older record sees a shorter body and uses defaults for the fields it lacks.
+//! - *Incompatible changes* bump the version. A reader refuses a version newer than it knows
+//!   with [`Error::UnsupportedVersion`], which names both versions, rather than guessing.
+//! - Bytes after the body, a body shorter than the version's fields, a negative or zero version
+//!   and invalid UTF-8 are errors; decoding never panics on any input.
+
+mod codec;
+mod error;
+mod store;
+
+pub use codec::{decode_key, decode_value, encode_key, encode_value, KEY_VERSION, VALUE_VERSION};
+pub use error::{Error, Result};
+pub use store::{now_ms, CheckpointStore};
+
+/// How far replication of one source partition got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Names the strait deployment, so that two deployments can share one target cluster.
+    pub replication_id: String,
+    /// Source topic.
+    pub source_topic: String,
+    /// Source partition.
+    pub source_partition: i32,
+    /// Target topic the partition replicates into.
+    pub target_topic: String,
+    /// Every source record below this offset was acknowledged by the target.
+    pub next_source_offset: i64,
+    /// The target partition's log end right after those records.
+    pub next_target_offset: i64,
+    /// Bumped by each new writer of the partition, to fence out an older one.
+    pub writer_epoch: i64,
+    /// When the checkpoint was written, Unix epoch milliseconds.
+    pub wall_clock_ms: i64,
+}

@@ -1,0 +1,835 @@
+//! The checkpoint store: one compacted topic on the target cluster, one record per
+//! (replication id, source topic, source partition), last value wins.
+//!
+//! Every request is split the same way: the IO (one [`Cluster`] call, retried with
+//! [`Backoff`] while the error is retriable and the retry budget lasts) and the pure
+//! interpretation of the answer (`apply_fetch`, [`Latest`]), which the unit tests drive with
+//! hand-built batches.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use kafka_protocol::messages::{CreateTopicsRequest, DescribeConfigsRequest};
+use tokio::time::Instant;
+
+use super::codec::{decode_key, decode_value, encode_key, encode_value};
+use super::{Checkpoint, Error, Result};
+use crate::batch::{self, BuildOptions, Compression, Record, TxnFilter};
+use crate::kafka::{self, ApiKey, Backoff, Cluster, OffsetSpec, ResponseError, TopicPartition, TopicSpec};
+
+/// The partition strait writes checkpoints to; the topic is created with just this one.
+const WRITE_PARTITION: i32 = 0;
+/// How long a fetch may wait for data; the broker may answer empty, so keep it short.
+const FETCH_MAX_WAIT_MS: i32 = 100;
+/// First fetch size; doubled while a single batch does not fit.
+const INITIAL_FETCH_BYTES: i32 = 1 << 20;
+/// Largest fetch size tried before giving up on a batch.
+const MAX_FETCH_BYTES: i32 = 64 << 20;
+/// Consecutive fetches without progress before reading a partition is declared stalled.
+const MAX_IDLE_FETCHES: u32 = 10;
+/// Default time a write (or a read step) keeps retrying retriable errors.
+const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(30);
+/// Default time the broker may take to replicate a checkpoint batch (acks=all).
+const DEFAULT_PRODUCE_TIMEOUT_MS: i32 = 10_000;
+/// zstd level for checkpoint batches: they are small and written often.
+const ZSTD_LEVEL: i32 = 3;
+/// How often ensure_topic polls metadata while waiting for the new topic's leader.
+const LEADER_POLL: Duration = Duration::from_millis(100);
+
+/// Configs of a newly created checkpoint topic.
+fn topic_configs() -> BTreeMap<String, String> {
+    [
+        ("cleanup.policy", "compact"),
+        // Keep the batch as strait wrote it (zstd or none), no broker-side recompression.
+        ("compression.type", "producer"),
+        // The active segment is never compacted: roll hourly so that `load` reads roughly one
+        // record per key plus at most an hour of updates, not a week of them (the default).
+        ("segment.ms", "3600000"),
+        ("min.compaction.lag.ms", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// Formats an error with its whole `source()` chain, for log lines.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
+}
+
+/// Reads and writes one replication id's checkpoints in a compacted topic on the target.
+#[derive(Debug)]
+pub struct CheckpointStore {
+    target: Arc<Cluster>,
+    topic: String,
+    replication_id: String,
+    produce_timeout_ms: i32,
+    retry_budget: Duration,
+}
+
+impl CheckpointStore {
+    /// A store for `replication_id`'s checkpoints in `topic` on the `target` cluster. Opens no
+    /// socket.
+    pub fn new(target: Arc<Cluster>, topic: &str, replication_id: &str) -> Self {
+        CheckpointStore {
+            target,
+            topic: topic.to_owned(),
+            replication_id: replication_id.to_owned(),
+            produce_timeout_ms: DEFAULT_PRODUCE_TIMEOUT_MS,
+            retry_budget: DEFAULT_RETRY_BUDGET,
+        }
+    }
+
+    /// How long one write, or one step of a load, keeps retrying retriable errors (default
+    /// 30 s). The last attempt may add one request timeout on top.
+    pub fn with_retry_budget(mut self, budget: Duration) -> Self {
+        self.retry_budget = budget;
+        self
+    }
+
+    /// How long the broker may take to replicate a checkpoint batch (default 10 s).
+    pub fn with_produce_timeout_ms(mut self, timeout_ms: i32) -> Self {
+        self.produce_timeout_ms = timeout_ms;
+        self
+    }
+
+    /// The checkpoint topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The replication id whose checkpoints this store reads and writes.
+    pub fn replication_id(&self) -> &str {
+        &self.replication_id
+    }
+
+    /// Creates the topic if missing: 1 partition, `cleanup.policy=compact`,
+    /// `compression.type=producer`, hourly segments. Then waits (up to `timeout_ms`) until the
+    /// partition written to has a leader.
+    ///
+    /// A target that does not serve CreateTopics gets [`Error::CannotCreate`], which says how to
+    /// create the topic by hand. An existing topic is left alone; it is only checked, with a
+    /// warning when it is not compacted or has more than one partition.
+    pub async fn ensure_topic(&self, timeout_ms: i32) -> Result<()> {
+        let waited_from = Instant::now();
+        let names = std::slice::from_ref(&self.topic);
+        let meta = self
+            .retry(None, "metadata", || self.target.metadata(Some(names)))
+            .await
+            .map_err(|(e, _)| self.topic_err("metadata", e))?;
+        let existing = meta
+            .topics
+            .get(&self.topic)
+            .filter(|t| t.error != Some(ResponseError::UnknownTopicOrPartition));
+        match existing {
+            Some(t) => {
+                if let Some(code) = t.error.filter(|c| !c.is_retriable()) {
+                    return Err(self.topic_err("metadata", self.request_err(ApiKey::Metadata, code)));
+                }
+                if t.error.is_none() && t.partition_count() != 1 {
+                    tracing::warn!(
+                        topic = %self.topic,
+                        partitions = t.partition_count(),
+                        "checkpoint topic has more than one partition; strait writes to partition 0 and reads all"
+                    );
+                }
+                self.check_existing_config().await;
+            }
+            None => self.create(timeout_ms).await?,
+        }
+        let wait = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
+        self.wait_for_leader(waited_from, wait).await
+    }
+
+    async fn create(&self, timeout_ms: i32) -> Result<()> {
+        let supported = self
+            .target
+            .supports::<CreateTopicsRequest>()
+            .await
+            .map_err(|e| self.topic_err("api versions", e))?;
+        if !supported {
+            return Err(Error::CannotCreate {
+                topic: self.topic.clone(),
+            });
+        }
+        let spec = TopicSpec {
+            name: self.topic.clone(),
+            partitions: 1,
+            configs: topic_configs(),
+        };
+        self.retry(None, "create topic", || async {
+            let results = self
+                .target
+                .create_topics(std::slice::from_ref(&spec), timeout_ms)
+                .await?;
+            match results.into_iter().find(|(name, _)| *name == self.topic) {
+                Some((_, result)) => result,
+                // The broker ignored our topic: report it like a missing answer (retriable).
+                None => Err(kafka::Error::Request {
+                    api: ApiKey::CreateTopics,
+                    resource: format!("topic {}", self.topic),
+                    code: ResponseError::UnknownServerError,
+                    message: Some("no result for the topic".into()),
+                }),
+            }
+        })
+        .await
+        .map_err(|(e, _)| self.topic_err("create topic", e))?;
+        tracing::info!(topic = %self.topic, "checkpoint topic created");
+        Ok(())
+    }
+
+    /// Warns when an existing topic would lose or pile up checkpoints. Best effort: brokers that
+    /// do not describe configs, or report only explicit ones, are not questioned.
+    async fn check_existing_config(&self) {
+        if !self.target.supports::<DescribeConfigsRequest>().await.unwrap_or(false) {
+            return;
+        }
+        match self.target.describe_topic_config(&self.topic).await {
+            Ok(configs) => {
+                if let Some(policy) = configs.get("cleanup.policy").filter(|p| !p.contains("compact")) {
+                    tracing::warn!(
+                        topic = %self.topic,
+                        cleanup_policy = %policy,
+                        "checkpoint topic is not compacted: checkpoints of idle partitions expire and loading \
+                         reads every update; set cleanup.policy=compact"
+                    );
+                }
+            }
+            Err(e) => tracing::debug!(topic = %self.topic, error = %chain(&e), "cannot check checkpoint topic configs"),
+        }
+    }
+
+    async fn wait_for_leader(&self, since: Instant, wait: Duration) -> Result<()> {
+        let names = std::slice::from_ref(&self.topic);
+        loop {
+            match self.target.metadata(Some(names)).await {
+                Ok(meta) => {
+                    let leader = meta
+                        .topics
+                        .get(&self.topic)
+                        .filter(|t| t.error.is_none())
+                        .and_then(|t| t.leaders.get(&WRITE_PARTITION).copied());
+                    if leader.is_some_and(|id| id >= 0) {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.is_retriable() => {
+                    tracing::debug!(topic = %self.topic, error = %chain(&e), "waiting for checkpoint topic leader");
+                }
+                Err(e) => return Err(self.topic_err("metadata", e)),
+            }
+            if since.elapsed() >= wait {
+                return Err(Error::NotReady {
+                    topic: self.topic.clone(),
+                    waited_ms: u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
+    }
+
+    /// Reads the whole topic (earliest to latest offset of every partition): the last value per
+    /// key wins and a tombstone deletes. Returns this replication id's checkpoints by source
+    /// topic-partition.
+    ///
+    /// Records that do not decode are skipped with a warning naming their offset; a corrupt
+    /// batch, a missing topic or a partition that stops making progress is an error.
+    pub async fn load(&self) -> Result<HashMap<TopicPartition, Checkpoint>> {
+        let partitions = self.partitions().await?;
+        let mut latest = Latest::new(&self.replication_id);
+        for partition in partitions {
+            self.read_partition(partition, &mut latest).await?;
+        }
+        tracing::info!(
+            topic = %self.topic,
+            replication_id = %self.replication_id,
+            checkpoints = latest.entries.len(),
+            "checkpoints loaded"
+        );
+        Ok(latest.entries)
+    }
+
+    /// The partitions of the checkpoint topic, in order.
+    async fn partitions(&self) -> Result<Vec<i32>> {
+        let names = std::slice::from_ref(&self.topic);
+        let deadline = Instant::now() + self.retry_budget;
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            let meta = self
+                .retry(None, "metadata", || self.target.metadata(Some(names)))
+                .await
+                .map_err(|(e, _)| self.topic_err("metadata", e))?;
+            let Some(topic) = meta.topics.get(&self.topic) else {
+                return Err(Error::MissingTopic {
+                    topic: self.topic.clone(),
+                });
+            };
+            match topic.error {
+                None if topic.partition_count() > 0 => return Ok(topic.leaders.keys().copied().collect()),
+                Some(ResponseError::UnknownTopicOrPartition) => {
+                    return Err(Error::MissingTopic {
+                        topic: self.topic.clone(),
+                    })
+                }
+                Some(code) if !code.is_retriable() => {
+                    return Err(self.topic_err("metadata", self.request_err(ApiKey::Metadata, code)))
+                }
+                // Leader election in progress, or no partitions reported yet.
+                other => {
+                    let delay = backoff.next_delay();
+                    if Instant::now() + delay > deadline {
+                        let code = other.unwrap_or(ResponseError::LeaderNotAvailable);
+                        return Err(self.topic_err("metadata", self.request_err(ApiKey::Metadata, code)));
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Reads one partition from its earliest to its latest offset into `latest`.
+    async fn read_partition(&self, partition: i32, latest: &mut Latest) -> Result<()> {
+        let tp = TopicPartition::new(self.topic.clone(), partition);
+        let read_err = |action, offset, e| Error::Read {
+            topic: self.topic.clone(),
+            partition,
+            action,
+            offset,
+            source: Box::new(e),
+        };
+        let earliest = || async {
+            self.retry(Some(&tp), "list offsets", || {
+                self.target.list_offset(&tp, OffsetSpec::Earliest)
+            })
+            .await
+            .map_err(|(e, _)| read_err("list earliest offset", -1, e))
+        };
+        let mut offset = earliest().await?;
+        let log_end = self
+            .retry(Some(&tp), "list offsets", || {
+                self.target.list_offset(&tp, OffsetSpec::Latest)
+            })
+            .await
+            .map_err(|(e, _)| read_err("list latest offset", -1, e))?;
+        let mut max_bytes = INITIAL_FETCH_BYTES;
+        let mut idle = 0;
+        while offset < log_end {
+            let fetched = match self
+                .retry(Some(&tp), "fetch", || {
+                    self.target.fetch(&tp, offset, max_bytes, FETCH_MAX_WAIT_MS)
+                })
+                .await
+            {
+                Ok(f) => f,
+                Err((e, _)) if e.code() == Some(ResponseError::OffsetOutOfRange) => {
+                    // Records were deleted under us; what is gone cannot be read, go on from the
+                    // new log start.
+                    let start = earliest().await?;
+                    if start > offset {
+                        tracing::warn!(topic = %self.topic, partition, offset, log_start = start, "checkpoint log start moved while reading");
+                        offset = start;
+                        continue;
+                    }
+                    return Err(read_err("fetch", offset, e));
+                }
+                Err((e, _)) => return Err(read_err("fetch", offset, e)),
+            };
+            let step = apply_fetch(&tp, offset, fetched.records, fetched.aborted, latest)?;
+            if step.next_offset > offset {
+                offset = step.next_offset;
+                idle = 0;
+            } else if step.partial_batch {
+                if max_bytes >= MAX_FETCH_BYTES {
+                    return Err(Error::BatchTooLarge {
+                        topic: self.topic.clone(),
+                        partition,
+                        offset,
+                        max_bytes,
+                    });
+                }
+                max_bytes = max_bytes.saturating_mul(2).min(MAX_FETCH_BYTES);
+            } else {
+                idle += 1;
+                if idle >= MAX_IDLE_FETCHES {
+                    return Err(Error::Stalled {
+                        topic: self.topic.clone(),
+                        partition,
+                        offset,
+                        log_end,
+                        fetches: idle,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `checkpoints` as one record batch (zstd, or none when that is smaller) to
+    /// partition 0 with acks=all, retrying retriable errors within the retry budget.
+    ///
+    /// A retried produce may store the batch twice; that is harmless, the values are the same.
+    /// Within one call, a later checkpoint for the same partition wins. Every checkpoint must
+    /// carry this store's replication id. An empty slice writes nothing.
+    pub async fn write(&self, checkpoints: &[Checkpoint]) -> Result<()> {
+        if checkpoints.is_empty() {
+            return Ok(());
+        }
+        if let Some(c) = checkpoints.iter().find(|c| c.replication_id != self.replication_id) {
+            return Err(Error::ForeignReplicationId {
+                expected: self.replication_id.clone(),
+                found: c.replication_id.clone(),
+                source_topic: c.source_topic.clone(),
+                source_partition: c.source_partition,
+            });
+        }
+        let count = checkpoints.len();
+        let batch = encode_checkpoints(checkpoints, now_ms()).map_err(|source| Error::Encode {
+            topic: self.topic.clone(),
+            count,
+            source,
+        })?;
+        let tp = TopicPartition::new(self.topic.clone(), WRITE_PARTITION);
+        let ack = self
+            .retry(Some(&tp), "produce", || {
+                self.target.produce(&tp, batch.clone(), self.produce_timeout_ms)
+            })
+            .await
+            .map_err(|(e, attempts)| Error::Write {
+                topic: self.topic.clone(),
+                partition: WRITE_PARTITION,
+                count,
+                attempts,
+                source: Box::new(e),
+            })?;
+        tracing::debug!(topic = %self.topic, partition = WRITE_PARTITION, offset = ack.base_offset, count, "checkpoints written");
+        Ok(())
+    }
+
+    /// Runs `op` until it succeeds, fails with a non-retriable error, or the retry budget is
+    /// spent. Hands back the last error and the number of attempts.
+    async fn retry<T, F, Fut>(
+        &self,
+        tp: Option<&TopicPartition>,
+        action: &'static str,
+        mut op: F,
+    ) -> std::result::Result<T, (kafka::Error, u32)>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = kafka::Result<T>>,
+    {
+        let deadline = Instant::now() + self.retry_budget;
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut attempts = 0u32;
+        loop {
+            attempts = attempts.saturating_add(1);
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retriable() => {
+                    let delay = backoff.next_delay();
+                    if Instant::now() + delay > deadline {
+                        return Err((e, attempts));
+                    }
+                    if let Some(tp) = tp.filter(|_| e.needs_metadata_refresh()) {
+                        self.target.invalidate(tp);
+                    }
+                    tracing::warn!(topic = %self.topic, action, attempts, error = %chain(&e), "checkpoint request failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err((e, attempts)),
+            }
+        }
+    }
+
+    fn topic_err(&self, action: &'static str, source: kafka::Error) -> Error {
+        Error::Topic {
+            topic: self.topic.clone(),
+            action,
+            source: Box::new(source),
+        }
+    }
+
+    fn request_err(&self, api: ApiKey, code: ResponseError) -> kafka::Error {
+        kafka::Error::Request {
+            api,
+            resource: format!("topic {}", self.topic),
+            code,
+            message: None,
+        }
+    }
+}
+
+/// The wall clock in Unix epoch milliseconds, as checkpoints record it (0 if the clock is before
+/// 1970).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Encodes checkpoints as one batch, in order, stamped `timestamp_ms`.
+fn encode_checkpoints(checkpoints: &[Checkpoint], timestamp_ms: i64) -> batch::Result<Bytes> {
+    let records: Vec<Record> = checkpoints
+        .iter()
+        .zip(0i64..)
+        .map(|(c, offset)| {
+            Record::new(
+                offset,
+                timestamp_ms,
+                Some(encode_key(&c.replication_id, &c.source_topic, c.source_partition)),
+                Some(encode_value(c)),
+            )
+        })
+        .collect();
+    let opts = BuildOptions {
+        compression: Compression::Zstd,
+        zstd_level: ZSTD_LEVEL,
+        ..BuildOptions::default()
+    };
+    batch::encode_batch(0, &records, &opts)
+}
+
+/// What one fetch answer contributed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Step {
+    /// The offset to fetch next.
+    next_offset: i64,
+    /// Bytes came back but not one whole batch: the fetch size is too small for it.
+    partial_batch: bool,
+}
+
+/// Applies the records of one fetch answer at `offset` to `latest`, in offset order. Records
+/// below `offset` (a batch may start earlier), control batches and aborted transactions are
+/// skipped.
+fn apply_fetch(
+    tp: &TopicPartition,
+    offset: i64,
+    records: Bytes,
+    aborted: Vec<(i64, i64)>,
+    latest: &mut Latest,
+) -> Result<Step> {
+    let had_bytes = !records.is_empty();
+    let mut txn = TxnFilter::new(aborted);
+    let mut next_offset = offset;
+    let batch_err = |offset, source| Error::Batch {
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+        offset,
+        source,
+    };
+    let mut iter = batch::batches(records);
+    for batch in iter.by_ref() {
+        let batch = batch.map_err(|e| batch_err(next_offset, e))?;
+        let header = &batch.header;
+        if header.next_offset() <= next_offset {
+            continue;
+        }
+        if txn.keep(&batch).map_err(|e| batch_err(header.base_offset, e))? {
+            let records = batch.records().map_err(|e| batch_err(header.base_offset, e))?;
+            for r in records.iter().filter(|r| r.offset >= next_offset) {
+                latest.apply(tp, r);
+            }
+        }
+        next_offset = header.next_offset();
+    }
+    Ok(Step {
+        next_offset,
+        partial_batch: had_bytes && iter.consumed() == 0 && iter.truncated_tail() > 0,
+    })
+}
+
+/// The last checkpoint per source partition of one replication id, built record by record.
+#[derive(Debug)]
+struct Latest {
+    replication_id: String,
+    entries: HashMap<TopicPartition, Checkpoint>,
+}
+
+impl Latest {
+    fn new(replication_id: &str) -> Self {
+        Latest {
+            replication_id: replication_id.to_owned(),
+            entries: HashMap::new(),
+        }
+    }
+
+    /// Applies one record of the checkpoint topic `tp`. Undecodable records are skipped with a
+    /// warning; an undecodable value leaves the previous checkpoint of its key in place.
+    fn apply(&mut self, tp: &TopicPartition, record: &Record) {
+        let warn = |what: &str, error: &Error| {
+            tracing::warn!(
+                topic = %tp.topic,
+                partition = tp.partition,
+                offset = record.offset,
+                error = %chain(error),
+                "skipping checkpoint record: {what}"
+            );
+        };
+        let Some(key) = record.key.as_deref() else {
+            tracing::warn!(topic = %tp.topic, partition = tp.partition, offset = record.offset, "skipping checkpoint record without key");
+            return;
+        };
+        let (replication_id, source_topic, source_partition) = match decode_key(key) {
+            Ok(k) => k,
+            Err(e) => return warn("undecodable key", &e),
+        };
+        if replication_id != self.replication_id {
+            return;
+        }
+        let source = TopicPartition::new(source_topic, source_partition);
+        let Some(value) = record.value.as_deref() else {
+            self.entries.remove(&source);
+            return;
+        };
+        match decode_value(key, value) {
+            Ok(c) => {
+                self.entries.insert(source, c);
+            }
+            Err(e) => warn("undecodable value", &e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::encode_control_batch;
+
+    const TOPIC: &str = "__strait_checkpoints";
+
+    fn cp(rid: &str, topic: &str, partition: i32, next: i64) -> Checkpoint {
+        Checkpoint {
+            replication_id: rid.into(),
+            source_topic: topic.into(),
+            source_partition: partition,
+            target_topic: format!("dc1.{topic}"),
+            next_source_offset: next,
+            next_target_offset: next * 2,
+            writer_epoch: 1,
+            wall_clock_ms: 1_700_000_000_000 + next,
+        }
+    }
+
+    fn record(offset: i64, key: Option<Bytes>, value: Option<Bytes>) -> Record {
+        Record::new(offset, 1_700_000_000_000, key, value)
+    }
+
+    fn put(offset: i64, c: &Checkpoint) -> Record {
+        record(
+            offset,
+            Some(encode_key(&c.replication_id, &c.source_topic, c.source_partition)),
+            Some(encode_value(c)),
+        )
+    }
+
+    fn batch_at(records: &[Record]) -> Bytes {
+        let base = records.first().map_or(0, |r| r.offset);
+        batch::encode_batch(base, records, &BuildOptions::default()).expect("test batch encodes")
+    }
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new(TOPIC, 0)
+    }
+
+    #[test]
+    fn last_value_wins_tombstones_delete_and_other_ids_are_ignored() {
+        let mut latest = Latest::new("dc1");
+        let records = [
+            put(0, &cp("dc1", "spans", 0, 10)),
+            put(1, &cp("dc1", "spans", 1, 11)),
+            put(2, &cp("dc2", "spans", 0, 99)),
+            put(3, &cp("dc1", "spans", 0, 20)),
+            record(4, Some(encode_key("dc1", "spans", 1)), None),
+            put(5, &cp("dc1", "logs", 3, 5)),
+            record(6, Some(encode_key("dc2", "logs", 3)), None),
+        ];
+        let bytes = batch_at(&records);
+        let step = apply_fetch(&tp(), 0, bytes, vec![], &mut latest).expect("applies");
+        assert_eq!(
+            step,
+            Step {
+                next_offset: 7,
+                partial_batch: false
+            }
+        );
+        let mut got: Vec<_> = latest.entries.into_iter().collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            vec![
+                (TopicPartition::new("logs", 3), cp("dc1", "logs", 3, 5)),
+                (TopicPartition::new("spans", 0), cp("dc1", "spans", 0, 20)),
+            ]
+        );
+    }
+
+    #[test]
+    fn undecodable_records_are_skipped_and_keep_the_previous_value() {
+        let mut latest = Latest::new("dc1");
+        let good = cp("dc1", "spans", 0, 10);
+        let mut newer_version = encode_value(&cp("dc1", "spans", 0, 50)).to_vec();
+        newer_version[..2].copy_from_slice(&9i16.to_be_bytes());
+        let records = [
+            put(0, &good),
+            record(1, None, Some(Bytes::from_static(b"no key"))),
+            record(2, Some(Bytes::from_static(b"\x00")), Some(Bytes::from_static(b"junk"))),
+            record(3, Some(encode_key("dc1", "spans", 0)), Some(Bytes::from(newer_version))),
+            record(
+                4,
+                Some(encode_key("dc1", "spans", 1)),
+                Some(Bytes::from_static(b"\x00\x01")),
+            ),
+        ];
+        apply_fetch(&tp(), 0, batch_at(&records), vec![], &mut latest).expect("never fatal");
+        assert_eq!(latest.entries.len(), 1);
+        assert_eq!(latest.entries.get(&TopicPartition::new("spans", 0)), Some(&good));
+    }
+
+    #[test]
+    fn records_before_the_fetch_offset_are_skipped() {
+        let mut latest = Latest::new("dc1");
+        // The batch starts at 10 but the fetch asked for 11: offset 10 was applied before.
+        let records = [put(10, &cp("dc1", "spans", 0, 100)), put(11, &cp("dc1", "spans", 1, 2))];
+        let step = apply_fetch(&tp(), 11, batch_at(&records), vec![], &mut latest).expect("applies");
+        assert_eq!(step.next_offset, 12);
+        assert!(!latest.entries.contains_key(&TopicPartition::new("spans", 0)));
+        assert_eq!(
+            latest.entries.get(&TopicPartition::new("spans", 1)),
+            Some(&cp("dc1", "spans", 1, 2))
+        );
+
+        // A batch wholly below the offset contributes nothing and does not move it back.
+        let step = apply_fetch(&tp(), 12, batch_at(&records), vec![], &mut latest).expect("applies");
+        assert_eq!(step.next_offset, 12);
+        assert_eq!(latest.entries.len(), 1);
+    }
+
+    #[test]
+    fn control_batches_advance_and_aborted_data_is_dropped() {
+        let mut latest = Latest::new("dc1");
+        let producer_id = 42;
+        let opts = BuildOptions {
+            producer_id,
+            producer_epoch: 0,
+            base_sequence: 0,
+            transactional: true,
+            ..BuildOptions::default()
+        };
+        let mut bytes = batch::encode_batch(0, &[put(0, &cp("dc1", "spans", 0, 666))], &opts)
+            .expect("encodes")
+            .to_vec();
+        bytes.extend_from_slice(&encode_control_batch(1, producer_id, 0, false, 0));
+        bytes.extend_from_slice(&batch_at(&[put(2, &cp("dc1", "spans", 1, 3))]));
+        let step = apply_fetch(&tp(), 0, Bytes::from(bytes), vec![(producer_id, 0)], &mut latest).expect("applies");
+        assert_eq!(step.next_offset, 3);
+        assert_eq!(latest.entries.len(), 1);
+        assert!(latest.entries.contains_key(&TopicPartition::new("spans", 1)));
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_fetch_is_reported_as_partial() {
+        let mut latest = Latest::new("dc1");
+        let whole = batch_at(&[put(0, &cp("dc1", "spans", 0, 1))]);
+        let cut = whole.slice(..whole.len() - 5);
+        let step = apply_fetch(&tp(), 0, cut, vec![], &mut latest).expect("a cut tail is no error");
+        assert_eq!(
+            step,
+            Step {
+                next_offset: 0,
+                partial_batch: true
+            }
+        );
+        let step = apply_fetch(&tp(), 0, Bytes::new(), vec![], &mut latest).expect("empty answer");
+        assert!(!step.partial_batch);
+    }
+
+    #[test]
+    fn a_corrupt_batch_is_an_error_with_its_offset() {
+        let mut latest = Latest::new("dc1");
+        let mut bytes = batch_at(&[put(5, &cp("dc1", "spans", 0, 1))]).to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        let err = apply_fetch(&tp(), 5, Bytes::from(bytes), vec![], &mut latest).expect_err("bad crc");
+        assert!(
+            matches!(
+                err,
+                Error::Batch {
+                    offset: 5,
+                    partition: 0,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("__strait_checkpoints/0"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn write_retries_within_its_budget_then_names_the_topic() {
+        // A port nobody listens on: every attempt fails with a retriable connect error.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("ephemeral port")
+            .port();
+        let cluster = Cluster::new(
+            "target",
+            vec![format!("127.0.0.1:{port}")],
+            "test",
+            Duration::from_secs(1),
+        );
+        let store = CheckpointStore::new(Arc::new(cluster), TOPIC, "dc1").with_retry_budget(Duration::from_secs(30));
+        let started = Instant::now();
+        let err = store
+            .write(&[cp("dc1", "spans", 0, 1)])
+            .await
+            .expect_err("nothing to write to");
+        let elapsed = started.elapsed();
+        let Error::Write {
+            attempts,
+            count,
+            ref source,
+            ..
+        } = err
+        else {
+            panic!("{err:?}");
+        };
+        assert!(attempts >= 5, "{attempts} attempts in {elapsed:?}");
+        assert_eq!(count, 1);
+        assert!(source.is_retriable(), "{source:?}");
+        assert!(elapsed <= Duration::from_secs(32), "{elapsed:?}");
+        assert!(err.to_string().contains("__strait_checkpoints/0"), "{err}");
+    }
+
+    #[test]
+    fn checkpoints_encode_as_one_batch_that_reads_back_in_order() {
+        let cps: Vec<Checkpoint> = (0..50).map(|i| cp("dc1", "spans", i % 7, i64::from(i))).collect();
+        let bytes = encode_checkpoints(&cps, 1_700_000_000_000).expect("encodes");
+        let mut iter = batch::batches(bytes);
+        let only = iter.next().expect("one batch").expect("valid batch");
+        assert!(iter.next().is_none());
+        assert_eq!(only.header.record_count, 50);
+        assert_eq!(only.header.compression().expect("known codec"), Compression::Zstd);
+        let mut latest = Latest::new("dc1");
+        for r in only.records().expect("records") {
+            latest.apply(&tp(), &r);
+        }
+        assert_eq!(latest.entries.len(), 7);
+        // The last of each partition wins: i = 43..=49 for partitions 1,2,..,0.
+        for i in 43..50 {
+            assert_eq!(
+                latest.entries.get(&TopicPartition::new("spans", i % 7)),
+                Some(&cp("dc1", "spans", i % 7, i64::from(i)))
+            );
+        }
+    }
+}

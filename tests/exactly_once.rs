@@ -1,0 +1,183 @@
+//! Exactly-once resume of the real binary: strait is killed with SIGKILL at varied points while
+//! the source keeps growing, restarted each time, and in the end the target holds every source
+//! record exactly once, byte-identical and in order (read back with librdkafka).
+//!
+//! `STRAIT_KILL_CYCLES` sets the number of kill cycles (default 5; the long run uses 20).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Broker, Rec, Storage};
+use strait::kafka::{Cluster, OffsetSpec, TopicPartition};
+
+const PARTITIONS: i32 = 3;
+
+fn spawn_strait(source: &str, target: &str, topic: &str, log: &std::path::Path) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strait"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("STRAIT_")) {
+        cmd.env_remove(k);
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    cmd.arg("run")
+        .env("STRAIT_SOURCE__BOOTSTRAP_SERVERS", source)
+        .env("STRAIT_TARGET__BOOTSTRAP_SERVERS", target)
+        .env("STRAIT_TOPICS__INCLUDE", topic)
+        .env("STRAIT_TOPICS__REFRESH_SECS", "1")
+        .env("STRAIT_BATCH__LINGER_MS", "10")
+        .env("STRAIT_FETCH__MAX_WAIT_MS", "100")
+        .env("STRAIT_FETCH__MAX_BYTES", "16384")
+        .env("STRAIT_BATCH__MAX_BYTES", "65536")
+        .env("STRAIT_CHECKPOINT__INTERVAL_MS", "300")
+        .env("STRAIT_HTTP__LISTEN", "127.0.0.1:0")
+        .env("STRAIT_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn strait")
+}
+
+async fn target_total(cluster: &Cluster, topic: &str) -> i64 {
+    let mut total = 0;
+    for p in 0..PARTITIONS {
+        total += cluster
+            .list_offset(&TopicPartition::new(topic, p), OffsetSpec::Latest)
+            .await
+            .unwrap_or(0);
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_cycles_lose_nothing_and_duplicate_nothing() {
+    let Some(source) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let Some(target) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let topic = common::topic("eos");
+    common::create_topic(&source.bootstrap(), &topic, PARTITIONS, &[]).await;
+    let cycles: usize = std::env::var("STRAIT_KILL_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("strait.log");
+
+    // The source keeps growing during the whole test, in every codec.
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (bootstrap, topic, writing) = (source.bootstrap(), topic.clone(), Arc::clone(&writing));
+        tokio::spawn(async move {
+            let codecs = ["none", "gzip", "lz4", "zstd", "snappy"];
+            let producers: Vec<_> = codecs
+                .iter()
+                .map(|c| {
+                    common::producer(
+                        &bootstrap,
+                        &[
+                            ("compression.type", c),
+                            ("linger.ms", "5"),
+                            ("enable.idempotence", "true"),
+                        ],
+                    )
+                })
+                .collect();
+            let mut sent: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
+            let mut i = 0usize;
+            while writing.load(Ordering::Relaxed) || i < 600 {
+                let c = (i / 40) % codecs.len();
+                let p = (i % PARTITIONS as usize) as i32;
+                let r = common::tricky(p, codecs[c], i);
+                common::send(&producers[c], &topic, p, &r).await;
+                sent.entry(p).or_default().push(r);
+                i += 1;
+            }
+            sent
+        })
+    };
+
+    let target_cluster = Cluster::new("check", vec![target.bootstrap()], "check", Duration::from_secs(10));
+    let mut seen = 0;
+    for cycle in 0..cycles {
+        let mut child = spawn_strait(&source.bootstrap(), &target.bootstrap(), &topic, &log);
+        // Kill at a varied point: after the target grew by a varied number of records.
+        let grow = 20 + (cycle * 37) % 150;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let total = target_total(&target_cluster, &topic).await;
+            if total >= seen + grow as i64 {
+                seen = total;
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "cycle {cycle}: no progress; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            assert!(
+                child.try_wait().expect("status").is_none(),
+                "strait exited early; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(10 + (cycle as u64 * 13) % 40)).await;
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+    }
+    writing.store(false, Ordering::Relaxed);
+    let sent = writer.await.expect("writer task");
+    let counts: BTreeMap<i32, usize> = sent.iter().map(|(p, v)| (*p, v.len())).collect();
+    let expected_total: usize = counts.values().sum();
+
+    // A last run catches up and stops cleanly.
+    let mut child = spawn_strait(&source.bootstrap(), &target.bootstrap(), &topic, &log);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while target_total(&target_cluster, &topic).await < expected_total as i64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "final run did not catch up; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SIGTERM: exits 0 after writing its final checkpoint.
+    let pid = child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+    assert!(status.success());
+    let exit = child.wait().expect("strait exit");
+    assert!(exit.success(), "strait exit status {exit:?}");
+
+    // How often a restart found records written after the last checkpoint (the reconciliation
+    // path, not just checkpoint replay).
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let reconciled = text.lines().filter(|l| l.contains("already_written=") && !l.contains("already_written=0")).count();
+    eprintln!("{cycles} kill cycles; {reconciled} partition resumes skipped records already on the target");
+
+    let got = common::consume(&target.bootstrap(), &topic, &counts, Duration::from_secs(60));
+    for (p, want) in &sent {
+        let have = &got[p];
+        assert_eq!(
+            have.len(),
+            want.len(),
+            "partition {p}: {} on target, {} on source (duplicates or loss)",
+            have.len(),
+            want.len()
+        );
+        for (i, (h, w)) in have.iter().zip(want).enumerate() {
+            assert_eq!(h, w, "partition {p}, record {i}");
+        }
+    }
+    // Nothing more arrives after the check: the target end equals the source count exactly.
+    assert_eq!(target_total(&target_cluster, &topic).await, expected_total as i64);
+}
