@@ -161,7 +161,10 @@ async fn sigkill_cycles_lose_nothing_and_duplicate_nothing() {
     // How often a restart found records written after the last checkpoint (the reconciliation
     // path, not just checkpoint replay).
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let reconciled = text.lines().filter(|l| l.contains("already_written=") && !l.contains("already_written=0")).count();
+    let reconciled = text
+        .lines()
+        .filter(|l| l.contains("already_written=") && !l.contains("already_written=0"))
+        .count();
     eprintln!("{cycles} kill cycles; {reconciled} partition resumes skipped records already on the target");
 
     let got = common::consume(&target.bootstrap(), &topic, &counts, Duration::from_secs(60));

@@ -1,3 +1,6 @@
+//! The one error type of the checkpoint codec and store, and a helper that formats an error
+//! chain for log lines.
+
 use crate::{batch, kafka};
 
 /// Result of the checkpoint codec and store.
@@ -199,4 +202,16 @@ pub enum Error {
         #[source]
         source: Box<kafka::Error>,
     },
+}
+
+/// Formats an error with its whole `source()` chain, for log lines.
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
 }

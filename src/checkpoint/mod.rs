@@ -3,7 +3,8 @@
 //!
 //! This module owns the checkpoint record format ([`encode_key`], [`encode_value`] and their
 //! decoders, pure functions in `codec`) and the [`CheckpointStore`], which keeps one record per
-//! source partition in a compacted topic on the target (`store`). It must not decide *when* a
+//! source partition in a compacted topic on the target (`store` does the requests, `log` turns
+//! checkpoints into record batches and fetched batches back into checkpoints, without IO). It must not decide *when* a
 //! checkpoint is written or what a resumed task does with it: the replication engine writes a
 //! checkpoint only for what the target acknowledged, and reconciles on resume.
 //!
@@ -55,6 +56,7 @@
 
 mod codec;
 mod error;
+mod log;
 mod store;
 
 pub use codec::{decode_key, decode_value, encode_key, encode_value, KEY_VERSION, VALUE_VERSION};

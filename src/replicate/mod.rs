@@ -8,6 +8,7 @@ mod assign;
 mod error;
 mod partition;
 mod progress;
+mod resume;
 mod topics;
 
 pub use assign::Shard;

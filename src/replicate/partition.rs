@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{Error, Result};
 use super::progress::{PartitionState, Progress};
+use super::resume::{plan_resume, Position, Resume, Tail};
 use crate::batch::{self, BatchBuilder, BuildOptions, Compression, Record, TxnFilter};
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::config::{OnTargetReset, StartFrom};
@@ -52,36 +53,6 @@ pub(crate) struct PartitionTask {
     pub(crate) checkpoint: Option<Checkpoint>,
     /// Where a fresh partition's first checkpoint is written before any data.
     pub(crate) store: Arc<CheckpointStore>,
-}
-
-/// A consistent pair of positions: everything below `source` (that strait copies) is on the
-/// target below `target`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Position {
-    pub(crate) source: i64,
-    pub(crate) target: i64,
-}
-
-/// Where to go on from: a checkpointed position and how many records the target holds beyond
-/// it (written after the checkpoint, before a crash).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Resume {
-    pub(crate) at: Position,
-    pub(crate) already_written: i64,
-}
-
-/// Decides how to resume from a checkpoint and the target partition's current end. Pure.
-///
-/// The invariant behind it: strait is the only writer of the target partition, and it writes
-/// the kept source records (control batches and aborted transactions dropped) in source order,
-/// one target offset each. So the records between the checkpointed target offset and the target
-/// end are exactly the next `end - checkpoint.target` kept source records after the checkpointed
-/// source offset. Another producer writing to the target partition breaks this.
-pub(crate) fn plan_resume(at: Position, target_end: i64) -> Option<Resume> {
-    (target_end >= at.target).then(|| Resume {
-        at,
-        already_written: target_end - at.target,
-    })
 }
 
 /// Records unpacked from one fetch answer.
@@ -206,7 +177,7 @@ impl PartitionTask {
             max_batch_bytes: self.max_batch_bytes,
             progress: Arc::clone(&self.progress),
             acked: resume.at,
-            skip: resume.already_written,
+            tail: Tail::new(resume.already_written),
             producer,
             next_sequence: 0,
             labels: telemetry::labels(&self.source_tp.topic, self.source_tp.partition),
@@ -555,7 +526,7 @@ struct SinkWriter {
     /// Everything below is acknowledged by the target.
     acked: Position,
     /// Records the target already holds beyond `acked` (written before a crash): dropped.
-    skip: i64,
+    tail: Tail,
     producer: ProducerIdentity,
     next_sequence: i32,
     labels: [(&'static str, String); 2],
@@ -596,13 +567,7 @@ impl SinkWriter {
             self.progress
                 .update(&self.source_tp, |s| s.source_high_watermark = chunk.high_watermark);
             for record in chunk.records {
-                if self.skip > 0 {
-                    // Already on the target: written after the last checkpoint, before a crash.
-                    self.skip -= 1;
-                    self.acked = Position {
-                        source: record.offset + 1,
-                        target: self.acked.target + 1,
-                    };
+                if self.tail.absorb(record.offset, &mut self.acked) {
                     continue;
                 }
                 if let Err(record) = self.builder.try_push(record) {
@@ -641,26 +606,15 @@ impl SinkWriter {
     /// Source records `from..to` are gone. Records the target already holds beyond the
     /// checkpoint came from the first of them, so they are not counted as missing.
     fn gap(&mut self, from: i64, to: i64) {
-        let deleted = to - from;
-        let replicated = self.skip.min(deleted);
-        self.skip -= replicated;
-        let missing = deleted - replicated;
+        let missing = self.tail.gap(from, to, &mut self.acked);
         if missing > 0 {
-            tracing::warn!(topic = %self.source_tp.topic, partition = self.source_tp.partition, from = from + replicated,
+            tracing::warn!(topic = %self.source_tp.topic, partition = self.source_tp.partition, from = to - missing,
                 to = to - 1, missing, "source records deleted before replication (retention or DeleteRecords): counted as a gap");
             metrics::counter!(telemetry::SOURCE_GAP_RECORDS, &self.labels).increment(missing as u64);
         }
         self.progress
             .update(&self.source_tp, |s| s.gap_records += missing as u64);
-        self.acknowledge(
-            Position {
-                source: to,
-                target: self.acked.target + replicated,
-            },
-            0,
-            0,
-            0,
-        );
+        self.acknowledge(self.acked, 0, 0, 0);
     }
 
     /// Produces the builder's records as one batch; on success everything below `until` is

@@ -1,0 +1,338 @@
+//! The checkpoint topic's records, without IO: a write's checkpoints encoded as one record
+//! batch, and fetched batches replayed into the latest checkpoint per key. The store does the
+//! requests; everything it concludes from their answers happens here, where the tests drive it
+//! with hand-built batches.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use super::codec::{decode_key, decode_value, encode_key, encode_value};
+use super::error::chain;
+use super::{Checkpoint, Error, Result};
+use crate::batch::{self, BuildOptions, Compression, Record, TxnFilter};
+use crate::kafka::TopicPartition;
+
+/// zstd level for checkpoint batches: they are small and written often.
+const ZSTD_LEVEL: i32 = 3;
+
+/// Encodes checkpoints as one batch, in order, stamped `timestamp_ms`.
+pub(super) fn encode_checkpoints(checkpoints: &[Checkpoint], timestamp_ms: i64) -> batch::Result<Bytes> {
+    let records: Vec<Record> = checkpoints
+        .iter()
+        .zip(0i64..)
+        .map(|(c, offset)| {
+            Record::new(
+                offset,
+                timestamp_ms,
+                Some(encode_key(&c.replication_id, &c.source_topic, c.source_partition)),
+                Some(encode_value(c)),
+            )
+        })
+        .collect();
+    let opts = BuildOptions {
+        compression: Compression::Zstd,
+        zstd_level: ZSTD_LEVEL,
+        ..BuildOptions::default()
+    };
+    batch::encode_batch(0, &records, &opts)
+}
+
+/// What one fetch answer contributed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Step {
+    /// The offset to fetch next.
+    pub(super) next_offset: i64,
+    /// Bytes came back but not one whole batch: the fetch size is too small for it.
+    pub(super) partial_batch: bool,
+}
+
+/// Applies the records of one fetch answer at `offset` to `latest`, in offset order. Records
+/// below `offset` (a batch may start earlier), control batches and aborted transactions are
+/// skipped.
+pub(super) fn apply_fetch(
+    tp: &TopicPartition,
+    offset: i64,
+    records: Bytes,
+    aborted: Vec<(i64, i64)>,
+    latest: &mut Latest,
+) -> Result<Step> {
+    let had_bytes = !records.is_empty();
+    let mut txn = TxnFilter::new(aborted);
+    let mut next_offset = offset;
+    let batch_err = |offset, source| Error::Batch {
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+        offset,
+        source,
+    };
+    let mut iter = batch::batches(records);
+    for batch in iter.by_ref() {
+        let batch = batch.map_err(|e| batch_err(next_offset, e))?;
+        let header = &batch.header;
+        if header.next_offset() <= next_offset {
+            continue;
+        }
+        if txn.keep(&batch).map_err(|e| batch_err(header.base_offset, e))? {
+            let records = batch.records().map_err(|e| batch_err(header.base_offset, e))?;
+            for r in records.iter().filter(|r| r.offset >= next_offset) {
+                latest.apply(tp, r);
+            }
+        }
+        next_offset = header.next_offset();
+    }
+    Ok(Step {
+        next_offset,
+        partial_batch: had_bytes && iter.consumed() == 0 && iter.truncated_tail() > 0,
+    })
+}
+
+/// The last checkpoint per source partition of one replication id, built record by record.
+#[derive(Debug)]
+pub(super) struct Latest {
+    replication_id: String,
+    pub(super) entries: HashMap<TopicPartition, Checkpoint>,
+}
+
+impl Latest {
+    pub(super) fn new(replication_id: &str) -> Self {
+        Latest {
+            replication_id: replication_id.to_owned(),
+            entries: HashMap::new(),
+        }
+    }
+
+    /// Applies one record of the checkpoint topic `tp`. Undecodable records are skipped with a
+    /// warning; an undecodable value leaves the previous checkpoint of its key in place.
+    pub(super) fn apply(&mut self, tp: &TopicPartition, record: &Record) {
+        let warn = |what: &str, error: &Error| {
+            tracing::warn!(
+                topic = %tp.topic,
+                partition = tp.partition,
+                offset = record.offset,
+                error = %chain(error),
+                "skipping checkpoint record: {what}"
+            );
+        };
+        let Some(key) = record.key.as_deref() else {
+            tracing::warn!(topic = %tp.topic, partition = tp.partition, offset = record.offset, "skipping checkpoint record without key");
+            return;
+        };
+        let (replication_id, source_topic, source_partition) = match decode_key(key) {
+            Ok(k) => k,
+            Err(e) => return warn("undecodable key", &e),
+        };
+        if replication_id != self.replication_id {
+            return;
+        }
+        let source = TopicPartition::new(source_topic, source_partition);
+        let Some(value) = record.value.as_deref() else {
+            self.entries.remove(&source);
+            return;
+        };
+        match decode_value(key, value) {
+            Ok(c) => {
+                self.entries.insert(source, c);
+            }
+            Err(e) => warn("undecodable value", &e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::encode_control_batch;
+
+    const TOPIC: &str = "__strait_checkpoints";
+
+    fn cp(rid: &str, topic: &str, partition: i32, next: i64) -> Checkpoint {
+        Checkpoint {
+            replication_id: rid.into(),
+            source_topic: topic.into(),
+            source_partition: partition,
+            target_topic: format!("dc1.{topic}"),
+            next_source_offset: next,
+            next_target_offset: next * 2,
+            writer_epoch: 1,
+            wall_clock_ms: 1_700_000_000_000 + next,
+        }
+    }
+
+    fn record(offset: i64, key: Option<Bytes>, value: Option<Bytes>) -> Record {
+        Record::new(offset, 1_700_000_000_000, key, value)
+    }
+
+    fn put(offset: i64, c: &Checkpoint) -> Record {
+        record(
+            offset,
+            Some(encode_key(&c.replication_id, &c.source_topic, c.source_partition)),
+            Some(encode_value(c)),
+        )
+    }
+
+    fn batch_at(records: &[Record]) -> Bytes {
+        let base = records.first().map_or(0, |r| r.offset);
+        batch::encode_batch(base, records, &BuildOptions::default()).expect("test batch encodes")
+    }
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new(TOPIC, 0)
+    }
+
+    #[test]
+    fn last_value_wins_tombstones_delete_and_other_ids_are_ignored() {
+        let mut latest = Latest::new("dc1");
+        let records = [
+            put(0, &cp("dc1", "spans", 0, 10)),
+            put(1, &cp("dc1", "spans", 1, 11)),
+            put(2, &cp("dc2", "spans", 0, 99)),
+            put(3, &cp("dc1", "spans", 0, 20)),
+            record(4, Some(encode_key("dc1", "spans", 1)), None),
+            put(5, &cp("dc1", "logs", 3, 5)),
+            record(6, Some(encode_key("dc2", "logs", 3)), None),
+        ];
+        let bytes = batch_at(&records);
+        let step = apply_fetch(&tp(), 0, bytes, vec![], &mut latest).expect("applies");
+        assert_eq!(
+            step,
+            Step {
+                next_offset: 7,
+                partial_batch: false
+            }
+        );
+        let mut got: Vec<_> = latest.entries.into_iter().collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            vec![
+                (TopicPartition::new("logs", 3), cp("dc1", "logs", 3, 5)),
+                (TopicPartition::new("spans", 0), cp("dc1", "spans", 0, 20)),
+            ]
+        );
+    }
+
+    #[test]
+    fn undecodable_records_are_skipped_and_keep_the_previous_value() {
+        let mut latest = Latest::new("dc1");
+        let good = cp("dc1", "spans", 0, 10);
+        let mut newer_version = encode_value(&cp("dc1", "spans", 0, 50)).to_vec();
+        newer_version[..2].copy_from_slice(&9i16.to_be_bytes());
+        let records = [
+            put(0, &good),
+            record(1, None, Some(Bytes::from_static(b"no key"))),
+            record(2, Some(Bytes::from_static(b"\x00")), Some(Bytes::from_static(b"junk"))),
+            record(3, Some(encode_key("dc1", "spans", 0)), Some(Bytes::from(newer_version))),
+            record(
+                4,
+                Some(encode_key("dc1", "spans", 1)),
+                Some(Bytes::from_static(b"\x00\x01")),
+            ),
+        ];
+        apply_fetch(&tp(), 0, batch_at(&records), vec![], &mut latest).expect("never fatal");
+        assert_eq!(latest.entries.len(), 1);
+        assert_eq!(latest.entries.get(&TopicPartition::new("spans", 0)), Some(&good));
+    }
+
+    #[test]
+    fn records_before_the_fetch_offset_are_skipped() {
+        let mut latest = Latest::new("dc1");
+        // The batch starts at 10 but the fetch asked for 11: offset 10 was applied before.
+        let records = [put(10, &cp("dc1", "spans", 0, 100)), put(11, &cp("dc1", "spans", 1, 2))];
+        let step = apply_fetch(&tp(), 11, batch_at(&records), vec![], &mut latest).expect("applies");
+        assert_eq!(step.next_offset, 12);
+        assert!(!latest.entries.contains_key(&TopicPartition::new("spans", 0)));
+        assert_eq!(
+            latest.entries.get(&TopicPartition::new("spans", 1)),
+            Some(&cp("dc1", "spans", 1, 2))
+        );
+
+        // A batch wholly below the offset contributes nothing and does not move it back.
+        let step = apply_fetch(&tp(), 12, batch_at(&records), vec![], &mut latest).expect("applies");
+        assert_eq!(step.next_offset, 12);
+        assert_eq!(latest.entries.len(), 1);
+    }
+
+    #[test]
+    fn control_batches_advance_and_aborted_data_is_dropped() {
+        let mut latest = Latest::new("dc1");
+        let producer_id = 42;
+        let opts = BuildOptions {
+            producer_id,
+            producer_epoch: 0,
+            base_sequence: 0,
+            transactional: true,
+            ..BuildOptions::default()
+        };
+        let mut bytes = batch::encode_batch(0, &[put(0, &cp("dc1", "spans", 0, 666))], &opts)
+            .expect("encodes")
+            .to_vec();
+        bytes.extend_from_slice(&encode_control_batch(1, producer_id, 0, false, 0));
+        bytes.extend_from_slice(&batch_at(&[put(2, &cp("dc1", "spans", 1, 3))]));
+        let step = apply_fetch(&tp(), 0, Bytes::from(bytes), vec![(producer_id, 0)], &mut latest).expect("applies");
+        assert_eq!(step.next_offset, 3);
+        assert_eq!(latest.entries.len(), 1);
+        assert!(latest.entries.contains_key(&TopicPartition::new("spans", 1)));
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_fetch_is_reported_as_partial() {
+        let mut latest = Latest::new("dc1");
+        let whole = batch_at(&[put(0, &cp("dc1", "spans", 0, 1))]);
+        let cut = whole.slice(..whole.len() - 5);
+        let step = apply_fetch(&tp(), 0, cut, vec![], &mut latest).expect("a cut tail is no error");
+        assert_eq!(
+            step,
+            Step {
+                next_offset: 0,
+                partial_batch: true
+            }
+        );
+        let step = apply_fetch(&tp(), 0, Bytes::new(), vec![], &mut latest).expect("empty answer");
+        assert!(!step.partial_batch);
+    }
+
+    #[test]
+    fn a_corrupt_batch_is_an_error_with_its_offset() {
+        let mut latest = Latest::new("dc1");
+        let mut bytes = batch_at(&[put(5, &cp("dc1", "spans", 0, 1))]).to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        let err = apply_fetch(&tp(), 5, Bytes::from(bytes), vec![], &mut latest).expect_err("bad crc");
+        assert!(
+            matches!(
+                err,
+                Error::Batch {
+                    offset: 5,
+                    partition: 0,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("__strait_checkpoints/0"), "{err}");
+    }
+
+    #[test]
+    fn checkpoints_encode_as_one_batch_that_reads_back_in_order() {
+        let cps: Vec<Checkpoint> = (0..50).map(|i| cp("dc1", "spans", i % 7, i64::from(i))).collect();
+        let bytes = encode_checkpoints(&cps, 1_700_000_000_000).expect("encodes");
+        let mut iter = batch::batches(bytes);
+        let only = iter.next().expect("one batch").expect("valid batch");
+        assert!(iter.next().is_none());
+        assert_eq!(only.header.record_count, 50);
+        assert_eq!(only.header.compression().expect("known codec"), Compression::Zstd);
+        let mut latest = Latest::new("dc1");
+        for r in only.records().expect("records") {
+            latest.apply(&tp(), &r);
+        }
+        assert_eq!(latest.entries.len(), 7);
+        // The last of each partition wins: i = 43..=49 for partitions 1,2,..,0.
+        for i in 43..50 {
+            assert_eq!(
+                latest.entries.get(&TopicPartition::new("spans", i % 7)),
+                Some(&cp("dc1", "spans", i % 7, i64::from(i)))
+            );
+        }
+    }
+}
