@@ -46,6 +46,27 @@ fn spawn_strait(source: &str, target: &str, topic: &str, log: &std::path::Path) 
         .expect("spawn strait")
 }
 
+/// Sends SIGTERM and waits for the exit, at most `bound` (the grace period plus slack).
+async fn terminate(child: &mut Child, bound: Duration) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM")
+        .success());
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        if let Some(status) = child.try_wait().expect("status") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "strait did not exit within {bound:?} of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn target_total(cluster: &Cluster, topic: &str) -> i64 {
     let mut total = 0;
     for p in 0..PARTITIONS {
@@ -132,8 +153,18 @@ async fn sigkill_cycles_lose_nothing_and_duplicate_nothing() {
             );
             tokio::time::sleep(Duration::from_millis(10 + (cycle as u64 * 13) % 40)).await;
         }
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
+        if cycle == cycles / 2 {
+            // One stop is a SIGTERM under load: a clean exit within the grace period.
+            let exit = terminate(&mut child, Duration::from_secs(40)).await;
+            assert!(
+                exit.success(),
+                "SIGTERM under load: exit {exit:?}; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        } else {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reaped");
+        }
     }
     writing.store(false, Ordering::Relaxed);
     let sent = writer.await.expect("writer task");
@@ -152,10 +183,7 @@ async fn sigkill_cycles_lose_nothing_and_duplicate_nothing() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // SIGTERM: exits 0 after writing its final checkpoint.
-    let pid = child.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
-    assert!(status.success());
-    let exit = child.wait().expect("strait exit");
+    let exit = terminate(&mut child, Duration::from_secs(40)).await;
     assert!(exit.success(), "strait exit status {exit:?}");
 
     // How often a restart found records written after the last checkpoint (the reconciliation

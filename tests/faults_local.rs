@@ -29,7 +29,7 @@ fn numbered(i: usize, size: usize) -> Rec {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn target_restart_mid_run_loses_nothing() {
+async fn target_restart_mid_run_loses_and_duplicates_nothing() {
     let Some(source) = Broker::start(Storage::Memory).await else {
         return;
     };
@@ -79,7 +79,20 @@ async fn target_restart_mid_run_loses_nothing() {
     strait.stop().await;
     let got = common::consume(&target.bootstrap(), &topic, &counts, Duration::from_secs(60));
     for (part, want) in &sent {
-        common::assert_no_loss_in_order(*part, want, &got[part]);
+        assert_eq!(
+            &got[part], want,
+            "partition {part}: exactly the source records, once, in order"
+        );
+    }
+    // Nothing beyond them (a duplicate would sit past the expected count).
+    let cluster = strait::kafka::Cluster::new("check", vec![target.bootstrap()], "check", Duration::from_secs(10));
+    for (part, n) in &counts {
+        let tp = strait::kafka::TopicPartition::new(topic.clone(), *part);
+        let end = cluster
+            .list_offset(&tp, strait::kafka::OffsetSpec::Latest)
+            .await
+            .expect("target end");
+        assert_eq!(end, *n as i64, "partition {part}: target end");
     }
 }
 
@@ -171,4 +184,73 @@ async fn record_larger_than_the_target_accepts_halts_only_its_partition() {
             .collect::<Vec<_>>()
     );
     strait.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_truncated_while_stopped_is_a_counted_gap_without_duplicates() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let Some(source) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let Some(target) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let topic = common::topic("gap");
+    common::create_topic(&source.bootstrap(), &topic, 1, &[]).await;
+    let p = common::producer(&source.bootstrap(), &[("linger.ms", "2")]);
+    let all: Vec<Rec> = (0..200).map(|i| numbered(i, 50)).collect();
+    for r in &all[..100] {
+        common::send(&p, &topic, 0, r).await;
+    }
+    let tp = strait::kafka::TopicPartition::new(topic.clone(), 0);
+
+    // First run: replicate 100 records, stop (final checkpoint).
+    let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
+    let progress = strait.progress.clone();
+    common::wait_until("first 100 replicated", Duration::from_secs(60), || {
+        progress.get(&tp).is_some_and(|s| s.next_source_offset >= 100)
+    })
+    .await;
+    strait.stop().await;
+
+    // While strait is stopped: 100 more records, and the source deletes up to offset 160.
+    for r in &all[100..] {
+        common::send(&p, &topic, 0, r).await;
+    }
+    let admin: AdminClient<DefaultClientContext> = common::client_config(&source.bootstrap()).create().expect("admin");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, Offset::Offset(160))
+        .expect("offset");
+    admin
+        .delete_records(&tpl, &AdminOptions::new())
+        .await
+        .expect("delete records");
+
+    // Second run: 60 records (100..160) were never replicated and are gone: a gap of exactly 60.
+    let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
+    let progress = strait.progress.clone();
+    common::wait_until("caught up after the gap", Duration::from_secs(60), || {
+        progress.get(&tp).is_some_and(|s| s.next_source_offset >= 200)
+    })
+    .await;
+    assert_eq!(progress.get(&tp).map(|s| s.gap_records), Some(60), "gap counter");
+    strait.stop().await;
+
+    let got = common::consume(
+        &target.bootstrap(),
+        &topic,
+        &BTreeMap::from([(0, 140)]),
+        Duration::from_secs(30),
+    );
+    let want: Vec<Rec> = all[..100].iter().chain(&all[160..]).cloned().collect();
+    assert_eq!(got[&0], want, "target holds 0..100 and 160..200, each once");
+    let cluster = strait::kafka::Cluster::new("check", vec![target.bootstrap()], "check", Duration::from_secs(10));
+    let end = cluster
+        .list_offset(&tp, strait::kafka::OffsetSpec::Latest)
+        .await
+        .expect("target end");
+    assert_eq!(end, 140, "nothing beyond the 140 expected records");
 }
