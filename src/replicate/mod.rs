@@ -118,7 +118,10 @@ impl Replicator {
         let refresh = Duration::from_secs(self.config.topics.refresh_secs);
         let mut next_refresh = tokio::time::Instant::now();
         let mut progress_tick = tokio::time::interval(PROGRESS_EVERY);
+        progress_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_totals = Totals::default();
+        let mut last_tick = tokio::time::Instant::now();
         let mut backoff = Backoff::new(Duration::from_millis(200), refresh);
 
         loop {
@@ -126,10 +129,22 @@ impl Replicator {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(joined) = tasks.join_next() => self.task_ended(joined),
-                _ = checkpoint_tick.tick() => self.write_checkpoints(&store, &mut written).await,
+                _ = checkpoint_tick.tick() => tokio::select! {
+                    // The final checkpoint after the drain covers a write cut short here.
+                    biased;
+                    _ = shutdown.cancelled() => break,
+                    _ = self.write_checkpoints(&store, &mut written) => {}
+                },
                 _ = tokio::time::sleep_until(next_refresh) => {
                     let spawn = Spawn { store: &store, checkpoints: &mut checkpoints, shutdown: &shutdown };
-                    match self.refresh(&mut tasks, &mut running, &mut topic_errors, spawn).await {
+                    // A refresh waits on the clusters; shutdown must not wait for it. Tasks it
+                    // already started are in the JoinSet, so stopping it midway loses nothing.
+                    let refreshed = tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => break,
+                        r = self.refresh(&mut tasks, &mut running, &mut topic_errors, spawn) => r,
+                    };
+                    match refreshed {
                         Ok(()) => {
                             backoff.reset();
                             next_refresh = tokio::time::Instant::now() + refresh;
@@ -142,7 +157,9 @@ impl Replicator {
                 }
                 _ = progress_tick.tick() => {
                     let t = self.progress.totals();
-                    let rate = (t.records - last_totals.records) as f64 / PROGRESS_EVERY.as_secs_f64();
+                    let elapsed = last_tick.elapsed().as_secs_f64().max(0.001);
+                    last_tick = tokio::time::Instant::now();
+                    let rate = (t.records - last_totals.records) as f64 / elapsed;
                     tracing::info!(partitions = t.partitions, halted = t.halted, records = t.records,
                         records_per_sec = rate.round(), lag_records = t.lag_records,
                         source_bytes = t.source_bytes, wire_bytes = t.wire_bytes, "progress");
