@@ -17,12 +17,15 @@
 //!   metadata and leader routing, typed requests.
 //! - [`batch`]: the pure record-batch v2 codec (parse, verify, decompress, merge, recompress).
 //! - [`replicate`]: topic discovery, partition assignment and the per-partition tasks.
+//! - [`http`]: the operations endpoint (`/metrics`, `/livez`, `/readyz`, `/status`).
 //! - [`spans`]: a seeded generator of Jaeger spans for demos, tests and benches.
 
 pub mod batch;
+pub mod budget;
 pub mod checkpoint;
 pub mod config;
 pub mod demo;
+pub mod http;
 pub mod kafka;
 pub mod replicate;
 pub mod spans;

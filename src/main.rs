@@ -29,6 +29,9 @@ struct Cli {
 enum Command {
     /// Replicate until SIGTERM or SIGINT.
     Run,
+    /// Dry run: print which source topics match, their target names and what would be created
+    /// or changed on the target. Writes nothing.
+    Plan,
     /// Print the version.
     Version,
     /// Demo data: write Jaeger spans to a cluster, or count them.
@@ -72,13 +75,17 @@ enum Demo {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    if let Err(e) = init_tracing() {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     match cli.command {
         Command::Version => {
             println!("strait {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
         Command::Run => run(cli.config),
+        Command::Plan => plan(cli.config),
         Command::Demo(demo) => match runtime().and_then(|rt| rt.block_on(run_demo(demo))) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -89,15 +96,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Logs go to stderr: JSON unless stderr is a terminal or `STRAIT_LOG_FORMAT=text`; the level
+/// comes from `STRAIT_LOG`, else `RUST_LOG`, else `info`.
+fn init_tracing() -> Result<(), strait::telemetry::Error> {
     let filter = std::env::var("STRAIT_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let format_var = std::env::var("STRAIT_LOG_FORMAT").ok();
+    let format = strait::telemetry::LogFormat::choose(
+        format_var.as_deref(),
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    )?;
+    strait::telemetry::init_logs(format, &filter);
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -131,19 +142,75 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
             let shutdown = CancellationToken::new();
             tokio::spawn(wait_for_signal(shutdown.clone()));
             let listen = config.http.socket_addr().context("while reading http.listen")?;
-            strait::telemetry::install(listen).context("while starting the metrics endpoint")?;
+            let metrics = strait::telemetry::install().context("while starting the metrics recorder")?;
+            metrics::gauge!(strait::telemetry::ZSTD_LEVEL).set(f64::from(config.compression.zstd_level));
             tracing::info!(source = %config.source.bootstrap_servers, target = %config.target.bootstrap_servers,
-                metrics = %listen, "strait starting");
-            Replicator::new(config, filter)
-                .run(shutdown)
+                http = %listen, "strait starting");
+            let info = strait::http::StatusInfo {
+                source_bootstrap: config.source.bootstrap_servers.clone(),
+                target_bootstrap: config.target.bootstrap_servers.clone(),
+                zstd_level: config.compression.zstd_level,
+            };
+            let replicator = Replicator::new(config, filter);
+            let endpoints = strait::http::Endpoints {
+                metrics,
+                progress: replicator.progress(),
+                health: replicator.health(),
+                liveness: Default::default(),
+                info,
+            };
+            // Dropped (and so stopped) when `run` returns.
+            let _http = strait::http::HttpServer::start(listen, endpoints)
                 .await
-                .context("while replicating")
+                .context("while starting the HTTP endpoint")?;
+            replicator.run(shutdown).await.context("while replicating")
         })
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn plan(config_path: Option<PathBuf>) -> ExitCode {
+    let (config, warnings) = match Config::load(config_path.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {}", strait::replicate::error_chain(&e));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let filter = match config.topic_filter() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {}", strait::replicate::error_chain(&e));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            strait::replicate::plan(&config, &filter)
+                .await
+                .context("while reading both clusters")
+        })
+    });
+    match result {
+        Ok(plan) => {
+            println!(
+                "source {} -> target {}",
+                config.source.bootstrap_servers, config.target.bootstrap_servers
+            );
+            print!("{plan}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -2,9 +2,8 @@
 //! truth), descriptions, and the Prometheus exporter. Names are `strait_<thing>_<unit>[_total]`,
 //! labelled by `topic` and `partition`, never by offset.
 
-use std::net::SocketAddr;
-
-use metrics::{describe_counter, describe_gauge, Unit};
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Records acknowledged by the target.
 pub const RECORDS_REPLICATED: &str = "strait_records_replicated_total";
@@ -20,29 +19,75 @@ pub const SOURCE_GAP_RECORDS: &str = "strait_source_gap_records_total";
 pub const PARTITION_HALTED: &str = "strait_partition_halted";
 /// Checkpoint writes that failed.
 pub const CHECKPOINT_ERRORS: &str = "strait_checkpoint_errors_total";
+/// Seconds since the last successful checkpoint write (since start until the first one).
+pub const CHECKPOINT_AGE: &str = "strait_checkpoint_age_seconds";
+/// Partitions halted on an error, over the whole process.
+pub const PARTITIONS_HALTED: &str = "strait_partitions_halted";
+/// Records read from the source (before they are written).
+pub const SOURCE_RECORDS: &str = "strait_source_records_total";
+/// Source bytes divided by wire bytes over everything replicated so far.
+pub const COMPRESSION_RATIO: &str = "strait_compression_ratio";
+/// Bytes on the source not yet acknowledged by the target (estimated from batch sizes).
+pub const LAG_BYTES: &str = "strait_lag_bytes";
+/// Age of the oldest source record not yet acknowledged by the target.
+pub const LAG_SECONDS: &str = "strait_lag_seconds";
+/// From a record's timestamp to the target's acknowledgement, one sample per batch.
+pub const END_TO_END_LATENCY: &str = "strait_end_to_end_latency_seconds";
+/// Produce request round trips to the target.
+pub const PRODUCE_LATENCY: &str = "strait_produce_latency_seconds";
+/// Fetch request round trips to the source.
+pub const FETCH_LATENCY: &str = "strait_fetch_latency_seconds";
+/// Failed requests, labelled `cluster`, `api` and Kafka error `code`.
+pub const REQUEST_ERRORS: &str = "strait_request_errors_total";
+/// Requests retried, labelled `cluster` and `api`.
+pub const RETRIES: &str = "strait_retries_total";
+/// Tokens (wire bytes) left in the bandwidth budget.
+pub const BUDGET_TOKENS: &str = "strait_budget_tokens_bytes";
+/// Time spent waiting for the bandwidth budget.
+pub const BUDGET_THROTTLE: &str = "strait_budget_throttle_seconds_total";
+/// zstd level in use for target batches.
+pub const ZSTD_LEVEL: &str = "strait_zstd_level";
+/// Open broker connections, labelled `cluster`.
+pub const CONNECTIONS: &str = "strait_connections";
+/// SASL re-authentications, labelled `cluster`.
+pub const REAUTHENTICATIONS: &str = "strait_reauthentications_total";
+/// 1 while the last probe of a cluster succeeded, labelled `cluster` (source, target).
+pub const CLUSTER_REACHABLE: &str = "strait_cluster_reachable";
+/// 1 while `/readyz` answers 200.
+pub const READY: &str = "strait_ready";
+/// Requests served by the HTTP endpoint, labelled `path` and `status`.
+pub const HTTP_REQUESTS: &str = "strait_http_requests_total";
 
 /// Errors of the telemetry setup.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The exporter could not listen.
-    #[error("cannot serve metrics on {addr}: set http.listen (STRAIT_HTTP__LISTEN) to a free address")]
-    Listen {
-        addr: SocketAddr,
+    /// A metrics recorder is already installed in this process.
+    #[error("cannot install the Prometheus recorder")]
+    Install {
         #[source]
         source: metrics_exporter_prometheus::BuildError,
     },
+    /// `STRAIT_LOG_FORMAT` holds something else than `json` or `text`.
+    #[error("STRAIT_LOG_FORMAT={value:?} is not a log format: set it to json or text, or unset it")]
+    LogFormat { value: String },
 }
 
-/// Installs the Prometheus exporter on `addr` (serving `/metrics`) and describes every metric.
-/// Must run inside the tokio runtime.
-pub fn install(addr: SocketAddr) -> Result<(), Error> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .install()
-        .map_err(|source| Error::Listen { addr, source })?;
+/// Installs the Prometheus recorder and describes every metric. The returned handle renders
+/// the text exposition; `crate::http` serves it on `/metrics` and runs its upkeep.
+pub fn install() -> Result<PrometheusHandle, Error> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(LATENCY_BUCKETS)
+        .map_err(|source| Error::Install { source })?
+        .install_recorder()
+        .map_err(|source| Error::Install { source })?;
     describe();
-    Ok(())
+    Ok(handle)
 }
+
+/// Histogram buckets for every latency, in seconds: from a LAN round trip to a stalled WAN.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
 
 fn describe() {
     describe_counter!(RECORDS_REPLICATED, Unit::Count, "Records acknowledged by the target");
@@ -68,9 +113,165 @@ fn describe() {
         "1 while the partition is halted on an error"
     );
     describe_counter!(CHECKPOINT_ERRORS, Unit::Count, "Checkpoint writes that failed");
+    describe_gauge!(
+        CHECKPOINT_AGE,
+        Unit::Seconds,
+        "Seconds since the last successful checkpoint write"
+    );
+    describe_gauge!(PARTITIONS_HALTED, Unit::Count, "Partitions halted on an error");
+    describe_counter!(SOURCE_RECORDS, Unit::Count, "Records read from the source");
+    describe_gauge!(
+        COMPRESSION_RATIO,
+        Unit::Count,
+        "Source bytes per wire byte over everything replicated"
+    );
+    describe_gauge!(
+        LAG_BYTES,
+        Unit::Bytes,
+        "Source bytes not yet acknowledged by the target"
+    );
+    describe_gauge!(
+        LAG_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest source record not yet acknowledged by the target"
+    );
+    describe_histogram!(
+        END_TO_END_LATENCY,
+        Unit::Seconds,
+        "From record timestamp to target acknowledgement"
+    );
+    describe_histogram!(PRODUCE_LATENCY, Unit::Seconds, "Produce request round trip");
+    describe_histogram!(FETCH_LATENCY, Unit::Seconds, "Fetch request round trip");
+    describe_counter!(
+        REQUEST_ERRORS,
+        Unit::Count,
+        "Failed requests by cluster, api and error code"
+    );
+    describe_counter!(RETRIES, Unit::Count, "Requests retried by cluster and api");
+    describe_gauge!(BUDGET_TOKENS, Unit::Bytes, "Tokens left in the bandwidth budget");
+    describe_counter!(
+        BUDGET_THROTTLE,
+        Unit::Seconds,
+        "Time spent waiting for the bandwidth budget"
+    );
+    describe_gauge!(ZSTD_LEVEL, Unit::Count, "zstd level used for target batches");
+    describe_gauge!(CONNECTIONS, Unit::Count, "Open broker connections by cluster");
+    describe_counter!(REAUTHENTICATIONS, Unit::Count, "SASL re-authentications by cluster");
+    describe_gauge!(
+        CLUSTER_REACHABLE,
+        Unit::Count,
+        "1 while the last metadata probe of the cluster succeeded"
+    );
+    describe_gauge!(READY, Unit::Count, "1 while /readyz answers 200");
+    describe_counter!(HTTP_REQUESTS, Unit::Count, "HTTP requests served by path and status");
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line: for containers and log shippers.
+    Json,
+    /// Human-readable lines, coloured on a terminal.
+    Text,
+}
+
+impl LogFormat {
+    /// The format named by `STRAIT_LOG_FORMAT` (`value`); unset or empty means JSON unless
+    /// stderr is a terminal, so containers get JSON and a shell gets text.
+    pub fn choose(value: Option<&str>, stderr_is_terminal: bool) -> Result<LogFormat, Error> {
+        match value.map(str::trim).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("") => Ok(if stderr_is_terminal {
+                LogFormat::Text
+            } else {
+                LogFormat::Json
+            }),
+            Some("json") => Ok(LogFormat::Json),
+            Some("text") => Ok(LogFormat::Text),
+            Some(_) => Err(Error::LogFormat {
+                value: value.unwrap_or_default().to_owned(),
+            }),
+        }
+    }
+}
+
+/// Installs the global `tracing` subscriber on stderr: `format`, with `filter` in `EnvFilter`
+/// syntax (`info`, `strait=debug,warn`). A subscriber already installed is left in place.
+pub fn init_logs(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::new(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 /// Labels for a topic-partition.
 pub fn labels(topic: &str, partition: i32) -> [(&'static str, String); 2] {
     [("topic", topic.to_owned()), ("partition", partition.to_string())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_format_defaults_by_terminal_and_honours_the_variable() {
+        let table: &[(Option<&str>, bool, Option<LogFormat>)] = &[
+            (None, false, Some(LogFormat::Json)),
+            (None, true, Some(LogFormat::Text)),
+            (Some(""), false, Some(LogFormat::Json)),
+            (Some("json"), true, Some(LogFormat::Json)),
+            (Some("TEXT"), false, Some(LogFormat::Text)),
+            (Some(" text "), false, Some(LogFormat::Text)),
+            (Some("xml"), false, None),
+        ];
+        for (value, tty, want) in table {
+            let got = LogFormat::choose(*value, *tty).ok();
+            assert_eq!(got, *want, "STRAIT_LOG_FORMAT={value:?}, terminal={tty}");
+        }
+        let err = LogFormat::choose(Some("xml"), false).expect_err("xml is not a format");
+        assert!(err.to_string().contains("json or text"), "{err}");
+    }
+
+    #[test]
+    fn metric_names_follow_the_convention() {
+        let names = [
+            RECORDS_REPLICATED,
+            SOURCE_BYTES,
+            WIRE_BYTES,
+            LAG_RECORDS,
+            SOURCE_GAP_RECORDS,
+            PARTITION_HALTED,
+            CHECKPOINT_ERRORS,
+            CHECKPOINT_AGE,
+            PARTITIONS_HALTED,
+            SOURCE_RECORDS,
+            COMPRESSION_RATIO,
+            LAG_BYTES,
+            LAG_SECONDS,
+            END_TO_END_LATENCY,
+            PRODUCE_LATENCY,
+            FETCH_LATENCY,
+            REQUEST_ERRORS,
+            RETRIES,
+            BUDGET_TOKENS,
+            BUDGET_THROTTLE,
+            ZSTD_LEVEL,
+            CONNECTIONS,
+            REAUTHENTICATIONS,
+            CLUSTER_REACHABLE,
+            READY,
+            HTTP_REQUESTS,
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for n in names {
+            assert!(n.starts_with("strait_"), "{n}");
+            assert!(n.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{n}");
+            assert!(seen.insert(n), "{n} defined twice");
+        }
+    }
 }

@@ -23,6 +23,9 @@ pub const MAX_DECOMPRESSED_BYTES: usize = 256 << 20;
 
 const TOO_LARGE: &str = "decompressed records exceed the 256 MiB limit";
 
+/// The most a snappy block can expand: 64 bytes from a 3-byte copy tag, rounded up.
+const SNAPPY_MAX_RATIO: usize = 22;
+
 const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
 /// Magic plus the `version` and `compatible version` big-endian `i32`s.
 const XERIAL_HEADER_LEN: usize = 16;
@@ -135,6 +138,14 @@ fn snappy_decompress(input: &[u8], cap: usize, base_offset: i64) -> Result<Vec<u
         let start = out.len();
         if len > cap.saturating_sub(start) {
             return Err(too_large(base_offset));
+        }
+        // A snappy block expands at most ~21x (a 3-byte copy of 64 bytes): a larger declared
+        // length is a lie, refused before it allocates.
+        if len > block.len().saturating_mul(SNAPPY_MAX_RATIO) {
+            return Err(Error::Corrupt {
+                base_offset,
+                reason: "snappy block declares more output than it can encode",
+            });
         }
         out.resize(start + len, 0);
         let written = decoder.decompress(block, &mut out[start..]).map_err(snap_err)?;
@@ -447,5 +458,12 @@ mod tests {
             let codec = Compression::from_id(codec).expect("ids 1-4 exist");
             let _ = decompress(codec, &bytes, 0);
         }
+    }
+
+    #[test]
+    fn snappy_declared_length_is_bounded_by_the_block() {
+        // Found by fuzzing: 4 bytes declaring ~240 MiB of output.
+        let err = decompress(Compression::Snappy, &[0xff, 0xff, 0xff, 0x77], 0).expect_err("corrupt");
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     }
 }

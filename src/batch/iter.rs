@@ -124,7 +124,8 @@ fn verify(batch: &[u8], base_offset: i64) -> Result<BatchHeader> {
         reason: "batch shorter than the v2 header",
     })?;
     let computed = crc32c::crc32c(batch.get(ATTRIBUTES_OFFSET..).unwrap_or_default());
-    if computed != header.crc {
+    // Under the fuzzer a CRC mismatch is not fatal, so mutated inputs reach the decoders.
+    if computed != header.crc && !cfg!(fuzzing) {
         return Err(Error::Crc {
             base_offset,
             stored: header.crc,

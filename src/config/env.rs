@@ -25,7 +25,7 @@ use super::{Config, Error, Result};
 pub const ENV_PREFIX: &str = "STRAIT_";
 
 /// Variables that share the prefix but are read by `main`, not by this layer.
-pub const RESERVED_ENV_VARS: &[&str] = &["STRAIT_CONFIG", "STRAIT_LOG"];
+pub const RESERVED_ENV_VARS: &[&str] = &["STRAIT_CONFIG", "STRAIT_LOG", "STRAIT_LOG_FORMAT"];
 
 /// Suffix that makes a variable name a file holding the value.
 const FILE_SUFFIX: &str = "_file";
@@ -218,8 +218,13 @@ mod tests {
     const SPEC_KEYS: &[&str] = &[
         "batch.linger_ms",
         "batch.max_bytes",
+        "budget.burst_bytes",
+        "budget.bytes_per_sec",
+        "budget.weights",
         "checkpoint.interval_ms",
         "checkpoint.topic",
+        "compression.max_level",
+        "compression.min_level",
         "compression.zstd_level",
         "fetch.max_bytes",
         "fetch.max_wait_ms",
@@ -232,10 +237,30 @@ mod tests {
         "source.bootstrap_servers",
         "source.client_id",
         "source.request_timeout_ms",
+        "source.sasl.aws_region",
+        "source.sasl.mechanism",
+        "source.sasl.password",
+        "source.sasl.password_file",
+        "source.sasl.username",
+        "source.tls.ca_file",
+        "source.tls.cert_file",
+        "source.tls.enabled",
+        "source.tls.key_file",
+        "source.tls.server_name",
         "start_from",
         "target.bootstrap_servers",
         "target.client_id",
         "target.request_timeout_ms",
+        "target.sasl.aws_region",
+        "target.sasl.mechanism",
+        "target.sasl.password",
+        "target.sasl.password_file",
+        "target.sasl.username",
+        "target.tls.ca_file",
+        "target.tls.cert_file",
+        "target.tls.enabled",
+        "target.tls.key_file",
+        "target.tls.server_name",
         "topics.exclude",
         "topics.include",
         "topics.prefix",
@@ -288,6 +313,7 @@ mod tests {
             ("STRAIT_SOURCE__BOOTSTRAP_SERVER", "x:1"),
             ("STRAIT_CONFIG", "/etc/strait.toml"),
             ("STRAIT_LOG", "debug"),
+            ("STRAIT_LOG_FORMAT", "json"),
             ("PATH", "/bin"),
         ]))
         .expect("no file variables");

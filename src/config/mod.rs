@@ -5,7 +5,7 @@
 //! 1. built-in defaults, [`Config::default()`];
 //! 2. the TOML file named by `--config` / `STRAIT_CONFIG` (`main` resolves which and passes it);
 //! 3. `STRAIT_*` environment variables, `__` between levels: `STRAIT_SOURCE__BOOTSTRAP_SERVERS`
-//!    sets `source.bootstrap_servers`. `STRAIT_CONFIG` and `STRAIT_LOG` belong to `main`.
+//!    sets `source.bootstrap_servers`. `STRAIT_CONFIG`, `STRAIT_LOG` and `STRAIT_LOG_FORMAT` belong to `main`.
 //!
 //! `config/strait.toml` lists every key with its default and its variable; a test keeps it equal
 //! to [`Config::default()`]. Unknown keys in the file are errors; unknown `STRAIT_*` variables are
@@ -17,6 +17,7 @@
 mod env;
 mod error;
 mod secret;
+mod security;
 mod topics;
 mod validate;
 
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use env::{env_var_for, known_keys, ENV_PREFIX, RESERVED_ENV_VARS};
 pub use error::{Error, Origin, Result};
 pub use secret::Secret;
+pub use security::{SaslConfig, SaslMechanism, TlsConfig};
 pub use topics::{TopicFilter, TopicsConfig, INTERNAL_TOPIC_PREFIX};
 
 /// The whole configuration. Field names are the operator interface: keep them stable.
@@ -51,6 +53,8 @@ pub struct Config {
     pub fetch: FetchConfig,
     /// How batches are recompressed for the target.
     pub compression: CompressionConfig,
+    /// The WAN bandwidth budget.
+    pub budget: BudgetConfig,
     /// The HTTP server for /livez, /readyz, /metrics and /status.
     pub http: HttpConfig,
     /// Where replication progress is stored on the target.
@@ -79,6 +83,7 @@ impl Default for Config {
             batch: BatchConfig::default(),
             fetch: FetchConfig::default(),
             compression: CompressionConfig::default(),
+            budget: BudgetConfig::default(),
             http: HttpConfig::default(),
             checkpoint: CheckpointConfig::default(),
             shard: ShardConfig::default(),
@@ -143,6 +148,10 @@ pub struct ClusterConfig {
     pub client_id: String,
     /// How long to wait for any one response before failing the request, in milliseconds.
     pub request_timeout_ms: u64,
+    /// TLS to every broker of this cluster.
+    pub tls: TlsConfig,
+    /// SASL authentication on every connection to this cluster.
+    pub sasl: SaslConfig,
 }
 
 impl Default for ClusterConfig {
@@ -151,6 +160,8 @@ impl Default for ClusterConfig {
             bootstrap_servers: "127.0.0.1:9092".to_owned(),
             client_id: "strait".to_owned(),
             request_timeout_ms: 30_000,
+            tls: TlsConfig::default(),
+            sasl: SaslConfig::default(),
         }
     }
 }
@@ -241,14 +252,35 @@ impl FetchConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompressionConfig {
-    /// zstd level, from 1 (fastest) to 22 (smallest).
+    /// zstd level, from 1 (fastest) to 22 (smallest); the starting level when a budget is set.
     pub zstd_level: i32,
+    /// Lowest level the adaptive control goes down to under a budget.
+    pub min_level: i32,
+    /// Highest level the adaptive control goes up to under a budget.
+    pub max_level: i32,
 }
 
 impl Default for CompressionConfig {
     fn default() -> Self {
-        CompressionConfig { zstd_level: 3 }
+        CompressionConfig {
+            zstd_level: 3,
+            min_level: 1,
+            max_level: 12,
+        }
     }
+}
+
+/// The WAN bandwidth budget.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// Bytes per second strait may send to the target; 0 = no limit.
+    pub bytes_per_sec: u64,
+    /// Bytes that may go out at once after an idle spell; 0 = a tenth of a second of budget.
+    pub burst_bytes: u64,
+    /// `REGEX=WEIGHT` rules splitting the budget between backlogged topics (target names);
+    /// unmatched topics share weight 1.
+    pub weights: Vec<String>,
 }
 
 /// The HTTP server.
@@ -515,7 +547,7 @@ mod tests {
             assert!(
                 msg.starts_with(
                     "source.bootstrap_server: unknown field `bootstrap_server`, expected one of \
-                 `bootstrap_servers`, `client_id`, `request_timeout_ms` (from config file"
+                 `bootstrap_servers`, `client_id`, `request_timeout_ms`, `tls`, `sasl` (from config file"
                 ),
                 "{msg}"
             );

@@ -44,10 +44,13 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         check_cluster(&SOURCE, &self.source)?;
         check_cluster(&TARGET, &self.target)?;
+        super::security::check("source", &self.source.tls, &self.source.sasl)?;
+        super::security::check("target", &self.target.tls, &self.target.sasl)?;
         check_topics(self)?;
         check_not_self_replicating(self)?;
         check_batch_and_fetch(self)?;
         check_zstd_level(self.compression.zstd_level)?;
+        check_budget(self)?;
         self.http.socket_addr()?;
         check_topic_name("checkpoint.topic", &self.checkpoint.topic)?;
         check_checkpoint_interval(self.checkpoint.interval_ms)?;
@@ -274,6 +277,42 @@ fn check_batch_and_fetch(config: &Config) -> Result<()> {
             "is out of range",
             format!("use from 0 to {MAX_WAIT_MS} milliseconds, e.g. 500"),
         ));
+    }
+    Ok(())
+}
+
+fn check_budget(config: &Config) -> Result<()> {
+    let c = &config.compression;
+    for (key, level) in [
+        ("compression.min_level", c.min_level),
+        ("compression.max_level", c.max_level),
+    ] {
+        if !(1..=22).contains(&level) {
+            return Err(Error::invalid(
+                key,
+                level,
+                "is out of range",
+                "use a zstd level from 1 to 22",
+            ));
+        }
+    }
+    if c.min_level > c.max_level {
+        return Err(Error::invalid(
+            "compression.min_level",
+            c.min_level,
+            format!("is above compression.max_level = {}", c.max_level),
+            "make min_level at most max_level",
+        ));
+    }
+    for entry in &config.budget.weights {
+        if let Err(e) = crate::budget::WeightRule::parse(entry) {
+            return Err(Error::invalid(
+                "budget.weights",
+                format!("{entry:?}"),
+                format!("is not a valid rule ({e})"),
+                "write rules as REGEX=WEIGHT with a positive weight, e.g. \"jaeger-.*=3\"",
+            ));
+        }
     }
     Ok(())
 }

@@ -81,6 +81,36 @@ pub struct ProduceAck {
     pub base_offset: i64,
 }
 
+/// A produce request on the wire.
+#[derive(Debug)]
+pub struct PendingProduce {
+    tp: TopicPartition,
+    broker: String,
+    in_flight: super::conn::InFlight<ProduceRequest>,
+}
+
+impl PendingProduce {
+    /// Waits for the broker's acknowledgement.
+    pub async fn ack(self) -> Result<ProduceAck> {
+        let (response, _) = self.in_flight.response().await?;
+        let tp = &self.tp;
+        let p = response
+            .responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter())
+            .find(|p| p.index == tp.partition)
+            .ok_or_else(|| Error::MissingInResponse {
+                broker: self.broker.clone(),
+                api: ApiKey::Produce,
+                resource: tp.to_string(),
+            })?;
+        partition_err(ApiKey::Produce, tp, p.error_code, p.error_message.as_ref())?;
+        Ok(ProduceAck {
+            base_offset: p.base_offset,
+        })
+    }
+}
+
 /// An idempotent producer identity handed out by the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProducerIdentity {
@@ -198,6 +228,13 @@ impl Cluster {
 
     /// Produces one record batch to a partition with acks=all.
     pub async fn produce(&self, tp: &TopicPartition, batch: Bytes, timeout_ms: i32) -> Result<ProduceAck> {
+        self.start_produce(tp, batch, timeout_ms).await?.ack().await
+    }
+
+    /// Puts one record batch for a partition on the wire (to its leader) and returns a handle to
+    /// the acknowledgement. Batches started one after another on the same leader are written
+    /// and answered in that order.
+    pub async fn start_produce(&self, tp: &TopicPartition, batch: Bytes, timeout_ms: i32) -> Result<PendingProduce> {
         let request = ProduceRequest::default()
             .with_acks(-1)
             .with_timeout_ms(timeout_ms)
@@ -207,16 +244,11 @@ impl Cluster {
                     .with_index(tp.partition)
                     .with_records(Some(batch))])]);
         let conn = self.leader(tp).await?;
-        let (response, _) = conn.send(&request).await?;
-        let p = response
-            .responses
-            .iter()
-            .flat_map(|t| t.partition_responses.iter())
-            .find(|p| p.index == tp.partition)
-            .ok_or_else(|| missing(&conn, ApiKey::Produce, tp))?;
-        partition_err(ApiKey::Produce, tp, p.error_code, p.error_message.as_ref())?;
-        Ok(ProduceAck {
-            base_offset: p.base_offset,
+        let in_flight = conn.enqueue(&request).await?;
+        Ok(PendingProduce {
+            tp: tp.clone(),
+            broker: conn.broker().to_owned(),
+            in_flight,
         })
     }
 

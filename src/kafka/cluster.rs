@@ -13,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::conn::Conn;
 use super::error::{Error, Result};
+use super::security::Security;
 use super::TopicPartition;
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>;
@@ -23,6 +24,7 @@ pub struct Cluster {
     bootstrap: Vec<String>,
     client_id: String,
     timeout: Duration,
+    security: Security,
     state: Mutex<State>,
 }
 
@@ -38,6 +40,7 @@ impl std::fmt::Debug for Cluster {
         f.debug_struct("Cluster")
             .field("name", &self.name)
             .field("bootstrap", &self.bootstrap)
+            .field("security", &self.security.describe())
             .finish_non_exhaustive()
     }
 }
@@ -71,14 +74,57 @@ impl TopicMetadata {
 
 impl Cluster {
     /// A cluster reached through `bootstrap` servers; no socket is opened until first use.
+    /// Plaintext, no authentication.
     pub fn new(name: &str, bootstrap: Vec<String>, client_id: &str, timeout: Duration) -> Self {
+        Self::with_security(name, bootstrap, client_id, timeout, Security::plaintext())
+    }
+
+    /// A cluster whose every connection, to bootstrap servers and to brokers found later in
+    /// metadata alike, is set up with `security` (TLS handshake, then SASL).
+    pub fn with_security(
+        name: &str,
+        bootstrap: Vec<String>,
+        client_id: &str,
+        timeout: Duration,
+        security: Security,
+    ) -> Self {
         Self {
             name: name.to_owned(),
             bootstrap,
             client_id: client_id.to_owned(),
             timeout,
+            security,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// The cluster described by one `[source]` or `[target]` section, `name` being the section.
+    /// Reads its TLS files now; opens no socket.
+    pub fn from_config(name: &str, config: &crate::config::ClusterConfig) -> Result<Self> {
+        Ok(Self::with_security(
+            name,
+            config.bootstrap(),
+            &config.client_id,
+            config.request_timeout(),
+            Security::from_config(name, config)?,
+        ))
+    }
+
+    /// The brokers named by the last metadata answer: `(node id, host:port)`, by node id.
+    pub fn known_brokers(&self) -> Vec<(i32, String)> {
+        let mut brokers: Vec<(i32, String)> = self.state().brokers.iter().map(|(id, a)| (*id, a.clone())).collect();
+        brokers.sort();
+        brokers
+    }
+
+    /// The bootstrap servers, as configured.
+    pub fn bootstrap_servers(&self) -> &[String] {
+        &self.bootstrap
+    }
+
+    /// How connections are protected, in Kafka's names (`SASL_SSL/SCRAM-SHA-512`).
+    pub fn security_protocol(&self) -> String {
+        self.security.describe()
     }
 
     /// The name given to this cluster in logs and errors ("source", "target").
@@ -98,7 +144,7 @@ impl Cluster {
         if let Some(conn) = guard.as_ref().filter(|c| !c.is_closed()) {
             return Ok(Arc::clone(conn));
         }
-        let conn = Arc::new(Conn::connect(addr, &self.client_id, self.timeout).await?);
+        let conn = Arc::new(Conn::connect_with(addr, &self.client_id, self.timeout, &self.security).await?);
         tracing::debug!(cluster = %self.name, broker = addr, "connected");
         *guard = Some(Arc::clone(&conn));
         Ok(conn)

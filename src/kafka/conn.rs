@@ -13,12 +13,13 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes, VersionRange};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::error::{Error, Result};
+use super::security::Security;
 use super::versions::BrokerVersions;
 
 /// Largest response frame accepted. Fetch answers are bounded by the request's max_bytes; this
@@ -76,44 +77,71 @@ impl Drop for Conn {
 }
 
 impl Conn {
-    /// Opens a connection and negotiates API versions.
+    /// Opens a plaintext connection and negotiates API versions.
     pub async fn connect(broker: &str, client_id: &str, timeout: Duration) -> Result<Self> {
+        Self::connect_with(broker, client_id, timeout, &Security::plaintext()).await
+    }
+
+    /// Opens a connection protected as `security` says: TCP, the TLS handshake, ApiVersions,
+    /// then SASL, each step within `timeout`. Only an authenticated connection is returned, so
+    /// no other request ever goes out before authentication.
+    pub async fn connect_with(broker: &str, client_id: &str, timeout: Duration, security: &Security) -> Result<Self> {
         let connect_err = |source| Error::Connect {
             broker: broker.to_owned(),
             source,
         };
-        let mut stream = tokio::time::timeout(timeout, TcpStream::connect(broker))
+        let timed_out = |api| Error::Timeout {
+            broker: broker.to_owned(),
+            api,
+            timeout_ms: timeout.as_millis() as u64,
+        };
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(broker))
             .await
             .map_err(|_| connect_err(std::io::ErrorKind::TimedOut.into()))?
             .map_err(connect_err)?;
-        stream.set_nodelay(true).map_err(connect_err)?;
+        tcp.set_nodelay(true).map_err(connect_err)?;
+        let mut stream = match security.tls() {
+            None => Stream::Plain(tcp),
+            Some(tls) => {
+                let handshake = tokio::time::timeout(timeout, tls.handshake(broker, tcp));
+                Stream::Tls(Box::new(handshake.await.map_err(|_| tls.timed_out(broker, timeout))??))
+            }
+        };
         let client_id = StrBytes::from_string(client_id.to_owned());
         let versions = tokio::time::timeout(timeout, negotiate(&mut stream, broker, &client_id))
             .await
-            .map_err(|_| Error::Timeout {
-                broker: broker.to_owned(),
-                api: ApiKey::ApiVersions,
-                timeout_ms: timeout.as_millis() as u64,
-            })??;
+            .map_err(|_| timed_out(ApiKey::ApiVersions))??;
+        if let Some(sasl) = security.sasl() {
+            let mut hs = Handshake {
+                stream: &mut stream,
+                broker,
+                client_id: &client_id,
+                versions: &versions,
+                next_correlation: 2,
+            };
+            let auth = tokio::time::timeout(timeout, sasl.authenticate(&mut hs))
+                .await
+                .map_err(|_| timed_out(ApiKey::SaslAuthenticate))??;
+            tracing::debug!(
+                broker,
+                mechanism = sasl.mechanism(),
+                session_lifetime_ms = auth.session_lifetime_ms,
+                "authenticated"
+            );
+        }
 
-        let (read_half, mut write_half) = stream.into_split();
         let pending = Arc::new(Mutex::new(Pending::default()));
-        let (outgoing, mut queue) = mpsc::channel::<Bytes>(OUTGOING_QUEUE);
-
-        let writer_pending = Arc::clone(&pending);
-        let writer = tokio::spawn(async move {
-            while let Some(frame) = queue.recv().await {
-                if let Err(e) = write_half.write_all(&frame).await {
-                    lock(&writer_pending).fail_all(Arc::new(e));
-                    return;
-                }
+        let (outgoing, queue) = mpsc::channel::<Bytes>(OUTGOING_QUEUE);
+        let (reader, writer) = match stream {
+            Stream::Plain(tcp) => {
+                let (read_half, write_half) = tcp.into_split();
+                spawn_io(read_half, write_half, queue, &pending)
             }
-        });
-        let reader_pending = Arc::clone(&pending);
-        let reader = tokio::spawn(async move {
-            let err = read_loop(BufReader::with_capacity(64 * 1024, read_half), &reader_pending).await;
-            lock(&reader_pending).fail_all(Arc::new(err));
-        });
+            Stream::Tls(tls) => {
+                let (read_half, write_half) = tokio::io::split(*tls);
+                spawn_io(read_half, write_half, queue, &pending)
+            }
+        };
 
         Ok(Self {
             broker: broker.to_owned(),
@@ -157,6 +185,13 @@ impl Conn {
 
     /// Sends a request at the negotiated version and waits for its response.
     pub async fn send<R: Request>(&self, request: &R) -> Result<(R::Response, i16)> {
+        self.enqueue(request).await?.response().await
+    }
+
+    /// Queues a request for the wire and returns at once with a handle to its response.
+    /// Requests queued one after another on a connection are written, and answered, in that
+    /// order: this is how several produce requests of one partition stay in flight in order.
+    pub async fn enqueue<R: Request>(&self, request: &R) -> Result<InFlight<R>> {
         let version = self.version::<R>()?;
         let api = api_key::<R>();
         let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
@@ -174,21 +209,16 @@ impl Conn {
             lock(&self.pending).waiters.remove(&correlation_id);
             return Err(self.lost(None));
         }
-        let answer = match tokio::time::timeout(self.timeout, rx).await {
-            Ok(Ok(Ok(frame))) => frame,
-            Ok(Ok(Err(io))) => return Err(self.lost(Some(std::io::Error::new(io.kind(), io.to_string())))),
-            Ok(Err(_closed)) => return Err(self.lost(None)),
-            Err(_elapsed) => {
-                lock(&self.pending).waiters.remove(&correlation_id);
-                return Err(Error::Timeout {
-                    broker: self.broker.clone(),
-                    api,
-                    timeout_ms: self.timeout.as_millis() as u64,
-                });
-            }
-        };
-        let response = decode_response::<R::Response>(answer, version, api, &self.broker)?;
-        Ok((response, version))
+        Ok(InFlight {
+            broker: self.broker.clone(),
+            api,
+            version,
+            correlation_id,
+            timeout: self.timeout,
+            pending: Arc::clone(&self.pending),
+            answer: rx,
+            _request: std::marker::PhantomData,
+        })
     }
 
     fn lost(&self, source: Option<std::io::Error>) -> Error {
@@ -196,6 +226,186 @@ impl Conn {
             broker: self.broker.clone(),
             source,
         }
+    }
+}
+
+/// A request on the wire whose response has not been read yet.
+pub struct InFlight<R: Request> {
+    broker: String,
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    timeout: Duration,
+    pending: Arc<Mutex<Pending>>,
+    answer: oneshot::Receiver<std::result::Result<Bytes, Arc<std::io::Error>>>,
+    _request: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Request> std::fmt::Debug for InFlight<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlight")
+            .field("broker", &self.broker)
+            .field("api", &self.api)
+            .field("correlation_id", &self.correlation_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Request> InFlight<R> {
+    /// Waits for the response, at most the connection's request timeout from now.
+    pub async fn response(self) -> Result<(R::Response, i16)> {
+        let lost = |source| Error::ConnectionLost {
+            broker: self.broker.clone(),
+            source,
+        };
+        let frame = match tokio::time::timeout(self.timeout, self.answer).await {
+            Ok(Ok(Ok(frame))) => frame,
+            Ok(Ok(Err(io))) => return Err(lost(Some(std::io::Error::new(io.kind(), io.to_string())))),
+            Ok(Err(_closed)) => return Err(lost(None)),
+            Err(_elapsed) => {
+                lock(&self.pending).waiters.remove(&self.correlation_id);
+                return Err(Error::Timeout {
+                    broker: self.broker.clone(),
+                    api: self.api,
+                    timeout_ms: self.timeout.as_millis() as u64,
+                });
+            }
+        };
+        let response = decode_response::<R::Response>(frame, self.version, self.api, &self.broker)?;
+        Ok((response, self.version))
+    }
+}
+
+/// A broker socket before it is split into the reader and writer halves.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Starts the writer task (frames from `queue`, in order) and the reader task (responses to
+/// their waiters) on the two halves of a connection.
+fn spawn_io<R, W>(
+    read_half: R,
+    mut write_half: W,
+    mut queue: mpsc::Receiver<Bytes>,
+    pending: &Arc<Mutex<Pending>>,
+) -> (JoinHandle<()>, JoinHandle<()>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let writer_pending = Arc::clone(pending);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = queue.recv().await {
+            // TLS buffers records: flush so a request is not held back until the next one.
+            let written = async {
+                write_half.write_all(&frame).await?;
+                write_half.flush().await
+            };
+            if let Err(e) = written.await {
+                lock(&writer_pending).fail_all(Arc::new(e));
+                return;
+            }
+        }
+    });
+    let reader_pending = Arc::clone(pending);
+    let reader = tokio::spawn(async move {
+        let err = read_loop(BufReader::with_capacity(64 * 1024, read_half), &reader_pending).await;
+        lock(&reader_pending).fail_all(Arc::new(err));
+    });
+    (reader, writer)
+}
+
+/// A connection between ApiVersions and its hand-over to the pipelined tasks: requests go one
+/// at a time, each answer read before the next request is written (what SASL needs).
+pub(crate) struct Handshake<'a> {
+    stream: &'a mut Stream,
+    broker: &'a str,
+    client_id: &'a StrBytes,
+    versions: &'a BrokerVersions,
+    next_correlation: i32,
+}
+
+impl Handshake<'_> {
+    /// The broker at the other end.
+    pub(crate) fn broker(&self) -> &str {
+        self.broker
+    }
+
+    /// What the broker said it supports.
+    pub(crate) fn versions(&self) -> &BrokerVersions {
+        self.versions
+    }
+
+    /// Sends one request at the negotiated version and reads its answer.
+    pub(crate) async fn exchange<R: Request>(&mut self, request: &R) -> Result<R::Response> {
+        let api = api_key::<R>();
+        let version = self
+            .versions
+            .pick::<R>()
+            .map_err(|(ours, theirs)| Error::UnsupportedApi {
+                broker: self.broker.to_owned(),
+                api,
+                ours: ours.to_string(),
+                theirs: theirs.map_or_else(|| "nothing".to_owned(), |t: VersionRange| t.to_string()),
+            })?;
+        let correlation_id = self.next_correlation;
+        self.next_correlation += 1;
+        let frame = encode_request(request, version, correlation_id, self.client_id)?;
+        let io_err = |source| Error::ConnectionLost {
+            broker: self.broker.to_owned(),
+            source: Some(source),
+        };
+        self.stream.write_all(&frame).await.map_err(io_err)?;
+        self.stream.flush().await.map_err(io_err)?;
+        let answer = read_frame(self.stream).await.map_err(io_err)?;
+        decode_response::<R::Response>(answer, version, api, self.broker)
     }
 }
 
@@ -209,7 +419,7 @@ fn api_key<R: Request>() -> ApiKey {
     ApiKey::try_from(R::KEY).unwrap_or(ApiKey::ApiVersions)
 }
 
-async fn read_loop(mut reader: BufReader<tokio::net::tcp::OwnedReadHalf>, pending: &Mutex<Pending>) -> std::io::Error {
+async fn read_loop<R: AsyncRead + Unpin>(mut reader: BufReader<R>, pending: &Mutex<Pending>) -> std::io::Error {
     loop {
         let frame = match read_frame(&mut reader).await {
             Ok(frame) => frame,
@@ -286,7 +496,11 @@ fn decode_response<T: Decodable + HeaderVersion>(
 
 /// Exchanges ApiVersions on a fresh socket: v3 first; a broker that does not speak it answers
 /// UNSUPPORTED_VERSION in the v0 layout, and strait retries with v0.
-async fn negotiate(stream: &mut TcpStream, broker: &str, client_id: &StrBytes) -> Result<BrokerVersions> {
+async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    broker: &str,
+    client_id: &StrBytes,
+) -> Result<BrokerVersions> {
     let request = ApiVersionsRequest::default()
         .with_client_software_name(StrBytes::from_static_str("strait"))
         .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
@@ -298,6 +512,7 @@ async fn negotiate(stream: &mut TcpStream, broker: &str, client_id: &StrBytes) -
             source: Some(source),
         };
         stream.write_all(&frame).await.map_err(io_err)?;
+        stream.flush().await.map_err(io_err)?;
         let answer = read_frame(stream).await.map_err(io_err)?;
         let decoded = decode_response::<ApiVersionsResponse>(answer.clone(), version, ApiKey::ApiVersions, broker)
             .or_else(|e| decode_response::<ApiVersionsResponse>(answer, 0, ApiKey::ApiVersions, broker).map_err(|_| e));

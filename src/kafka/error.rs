@@ -4,7 +4,7 @@ use kafka_protocol::messages::ApiKey;
 /// Result of the wire layer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Errors of the wire layer. Each names the broker or the topic-partition it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +86,36 @@ pub enum Error {
     /// Metadata names a leader whose address is unknown.
     #[error("broker {node_id} is the leader for a partition but not in the metadata")]
     UnknownBroker { node_id: i32 },
+    /// The TLS handshake with a broker failed: its certificate was refused, or it refused ours.
+    #[error("{cluster} cluster, broker {broker}: TLS handshake failed: {reason}; fix: {fix}")]
+    Tls {
+        cluster: String,
+        broker: String,
+        reason: String,
+        fix: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// SASL authentication with a broker was refused or failed.
+    #[error("{cluster} cluster, broker {broker}: SASL {mechanism} authentication failed: {reason}; fix: {fix}")]
+    Auth {
+        cluster: String,
+        broker: String,
+        mechanism: &'static str,
+        reason: String,
+        fix: String,
+        /// The broker's error code, when it sent one.
+        code: Option<ResponseError>,
+    },
+    /// A CA, certificate or key file named by a `tls.*` key cannot be used.
+    #[error("{key} = {path:?} {problem}: fix the file or the key")]
+    TlsSetup {
+        key: String,
+        path: String,
+        problem: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     /// None of the bootstrap servers answered.
     #[error("no bootstrap server of {cluster} cluster ({servers}) answered")]
     Bootstrap {
@@ -109,6 +139,7 @@ impl Error {
     pub fn code(&self) -> Option<ResponseError> {
         match self {
             Self::Partition { code, .. } | Self::Request { code, .. } => Some(*code),
+            Self::Auth { code, .. } => *code,
             Self::Bootstrap { source, .. } => source.code(),
             _ => None,
         }
@@ -128,9 +159,37 @@ impl Error {
             Self::Partition { code, .. } | Self::Request { code, .. } => {
                 code.is_retriable() || matches!(code, ResponseError::BrokerNotAvailable)
             }
-            Self::UnsupportedApi { .. } | Self::Encode { .. } | Self::Decode { .. } | Self::FrameTooLarge { .. } => {
-                false
-            }
+            // A rotated certificate or password may fix these after start-up; at start-up the
+            // replicator checks `is_security_failure` first and stops instead.
+            Self::Tls { .. } | Self::Auth { .. } => true,
+            Self::UnsupportedApi { .. }
+            | Self::Encode { .. }
+            | Self::Decode { .. }
+            | Self::FrameTooLarge { .. }
+            | Self::TlsSetup { .. } => false,
+        }
+    }
+
+    /// Whether TLS or authentication refused the connection: retrying with the same settings
+    /// will not help.
+    pub fn is_security_failure(&self) -> bool {
+        match self {
+            Self::Tls { .. } | Self::Auth { .. } | Self::TlsSetup { .. } => true,
+            Self::Bootstrap { source, .. } => source.is_security_failure(),
+            _ => false,
+        }
+    }
+
+    /// The process exit code for this error at start-up (sysexits.h): 77 (`EX_NOPERM`) when
+    /// authentication was refused, 69 (`EX_UNAVAILABLE`) when the cluster cannot be reached or
+    /// its TLS handshake failed, 64 (`EX_USAGE`) for an unusable TLS file; `None` otherwise.
+    pub fn exit_code(&self) -> Option<u8> {
+        match self {
+            Self::Auth { .. } => Some(77),
+            Self::Tls { .. } | Self::Connect { .. } | Self::ConnectionLost { .. } | Self::Timeout { .. } => Some(69),
+            Self::TlsSetup { .. } => Some(64),
+            Self::Bootstrap { source, .. } => source.exit_code(),
+            _ => None,
         }
     }
 

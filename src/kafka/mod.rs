@@ -10,15 +10,19 @@ mod client;
 mod cluster;
 mod conn;
 mod error;
+mod sasl;
+mod security;
+mod tls;
 mod versions;
 
 pub use backoff::Backoff;
-pub use client::{FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicConfig, TopicSpec};
+pub use client::{FetchedPartition, OffsetSpec, PendingProduce, ProduceAck, ProducerIdentity, TopicConfig, TopicSpec};
 pub use cluster::{Cluster, ClusterMetadata, TopicMetadata};
-pub use conn::Conn;
+pub use conn::{Conn, InFlight};
 pub use error::{Error, Result};
 pub use kafka_protocol::error::ResponseError;
 pub use kafka_protocol::messages::ApiKey;
+pub use security::Security;
 
 use std::fmt;
 

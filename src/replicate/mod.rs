@@ -6,13 +6,18 @@
 
 mod assign;
 mod error;
+mod health;
 mod partition;
+mod plan;
 mod progress;
 mod resume;
+mod startup;
 mod topics;
 
 pub use assign::Shard;
 pub use error::{Error, Result};
+pub use health::{ClusterHealth, Health, Readiness, Side};
+pub use plan::{plan, Plan, TargetChange, TopicPlan};
 pub use progress::{PartitionState, PartitionStatus, Progress, Totals};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -22,6 +27,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::{Budget, LevelControl, WeightRule};
 use crate::checkpoint::{self, Checkpoint, CheckpointStore};
 use crate::config::{Config, TopicFilter};
 use crate::kafka::{Backoff, Cluster, TopicPartition};
@@ -43,6 +49,33 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Seconds until a lag of `lag_records` is replicated at `records_per_sec`; `None` when nothing
+/// moves (an ETA would be infinite or meaningless).
+pub fn drain_eta_secs(lag_records: i64, records_per_sec: f64) -> Option<f64> {
+    match (lag_records, records_per_sec) {
+        (0, _) => Some(0.0),
+        (l, r) if l > 0 && r > 0.0 => Some(l as f64 / r),
+        _ => None,
+    }
+}
+
+/// The level control's counters at one instant.
+struct LevelWindow {
+    at: tokio::time::Instant,
+    waited: Duration,
+    compressing: Duration,
+}
+
+impl LevelWindow {
+    fn now(settings: &TaskSettings) -> Self {
+        Self {
+            at: tokio::time::Instant::now(),
+            waited: settings.budget.waited(),
+            compressing: settings.level.compressing(),
+        }
+    }
+}
+
 /// What a refresh needs to start partition tasks.
 struct Spawn<'a> {
     store: &'a Arc<CheckpointStore>,
@@ -60,24 +93,45 @@ pub struct Replicator {
     settings: Arc<TaskSettings>,
     shard: Shard,
     progress: Arc<Progress>,
+    health: Arc<Health>,
+    /// A TLS file that could not be used; [`Self::run`] reports it before opening any socket.
+    setup_error: Option<crate::kafka::Error>,
 }
 
 impl Replicator {
     /// Builds the replicator from a validated config. Opens no socket.
     pub fn new(config: Config, filter: TopicFilter) -> Self {
-        let cluster = |name: &str, c: &crate::config::ClusterConfig| {
-            Arc::new(Cluster::new(
-                name,
-                c.bootstrap(),
-                &c.client_id,
-                Duration::from_millis(c.request_timeout_ms),
-            ))
+        let mut setup_error = None;
+        let mut cluster = |name: &str, c: &crate::config::ClusterConfig| {
+            Arc::new(Cluster::from_config(name, c).unwrap_or_else(|e| {
+                setup_error.get_or_insert(e);
+                Cluster::new(name, c.bootstrap(), &c.client_id, c.request_timeout())
+            }))
         };
         let source = cluster("source", &config.source);
         let target = cluster("target", &config.target);
+        // Validation has checked every rule; one that still fails to parse is left out.
+        let rules = config
+            .budget
+            .weights
+            .iter()
+            .filter_map(|w| WeightRule::parse(w).ok())
+            .collect();
+        let budget = Arc::new(Budget::new(
+            config.budget.bytes_per_sec,
+            config.budget.burst_bytes,
+            rules,
+        ));
+        let c = &config.compression;
+        let level = Arc::new(LevelControl::new(
+            c.zstd_level,
+            c.min_level.min(c.zstd_level),
+            c.max_level.max(c.zstd_level),
+        ));
         let settings = Arc::new(TaskSettings {
             linger: Duration::from_millis(config.batch.linger_ms),
-            zstd_level: config.compression.zstd_level,
+            level,
+            budget,
             fetch_max_bytes: i32::try_from(config.fetch.max_bytes).unwrap_or(i32::MAX),
             fetch_max_wait_ms: i32::try_from(config.fetch.max_wait_ms).unwrap_or(i32::MAX),
             start_from: config.start_from,
@@ -96,7 +150,19 @@ impl Replicator {
             settings,
             shard,
             progress: Arc::new(Progress::default()),
+            health: Arc::new(Health::default()),
+            setup_error,
         }
+    }
+
+    /// The WAN budget, to change it at run time.
+    pub fn budget(&self) -> Arc<Budget> {
+        Arc::clone(&self.settings.budget)
+    }
+
+    /// The zstd level control.
+    pub fn level(&self) -> Arc<LevelControl> {
+        Arc::clone(&self.settings.level)
     }
 
     /// The live figures of every partition task.
@@ -104,12 +170,37 @@ impl Replicator {
         Arc::clone(&self.progress)
     }
 
+    /// Readiness flags, cluster probes and rates; the monitor task updates them while
+    /// [`Self::run`] runs.
+    pub fn health(&self) -> Arc<Health> {
+        Arc::clone(&self.health)
+    }
+
     /// Replicates until `shutdown` fires, then lets every partition write what it has read,
     /// within `shutdown_grace_secs`.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+    ///
+    /// First both clusters must accept a connection and answer Metadata: a TLS or
+    /// authentication refusal returns [`Error::StartupRefused`] at once, a cluster unreachable for
+    /// its `request_timeout_ms` returns [`Error::StartupUnreachable`] (see [`Error::exit_code`]).
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        if let Some(e) = self.setup_error.take() {
+            return Err(Error::StartupRefused { source: Box::new(e) });
+        }
+        for (cluster, c) in [(&self.source, &self.config.source), (&self.target, &self.config.target)] {
+            if !startup::reach(cluster, c.request_timeout(), &shutdown).await? {
+                return Ok(());
+            }
+        }
+        let _monitor = health::Monitor::spawn(
+            Arc::clone(&self.health),
+            Arc::clone(&self.progress),
+            Arc::clone(&self.source),
+            Arc::clone(&self.target),
+        );
         let Some((store, mut checkpoints)) = self.load_checkpoints(&shutdown).await else {
             return Ok(());
         };
+        self.health.set_checkpoints_loaded();
         let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(self.config.checkpoint.interval_ms));
         let mut written: BTreeMap<TopicPartition, (i64, i64)> = BTreeMap::new();
         let mut tasks: JoinSet<(TopicPartition, Result<()>)> = JoinSet::new();
@@ -122,6 +213,7 @@ impl Replicator {
         checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_totals = Totals::default();
         let mut last_tick = tokio::time::Instant::now();
+        let mut level_window = LevelWindow::now(&self.settings);
         let mut backoff = Backoff::new(Duration::from_millis(200), refresh);
 
         loop {
@@ -144,6 +236,7 @@ impl Replicator {
                         _ = shutdown.cancelled() => break,
                         r = self.refresh(&mut tasks, &mut running, &mut topic_errors, spawn) => r,
                     };
+                    self.health.set_topic_errors(&topic_errors);
                     match refreshed {
                         Ok(()) => {
                             backoff.reset();
@@ -156,13 +249,16 @@ impl Replicator {
                     }
                 }
                 _ = progress_tick.tick() => {
+                    self.adapt_level(&mut level_window);
                     let t = self.progress.totals();
                     let elapsed = last_tick.elapsed().as_secs_f64().max(0.001);
                     last_tick = tokio::time::Instant::now();
                     let rate = (t.records - last_totals.records) as f64 / elapsed;
+                    let eta = drain_eta_secs(t.lag_records, rate);
                     tracing::info!(partitions = t.partitions, halted = t.halted, records = t.records,
                         records_per_sec = rate.round(), lag_records = t.lag_records,
-                        source_bytes = t.source_bytes, wire_bytes = t.wire_bytes, "progress");
+                        drain_eta_secs = eta.map(|s| s.round()), source_bytes = t.source_bytes,
+                        wire_bytes = t.wire_bytes, "progress");
                     last_totals = t;
                 }
             }
@@ -251,6 +347,31 @@ impl Replicator {
         })
     }
 
+    /// One step of the zstd level control over the last progress period, when a budget is set.
+    fn adapt_level(&self, window: &mut LevelWindow) {
+        let next = LevelWindow::now(&self.settings);
+        let budget = &self.settings.budget;
+        if budget.bytes_per_sec() > 0 {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let before = self.settings.level.level();
+            let level = self.settings.level.step(
+                next.at.duration_since(window.at),
+                budget.waited().saturating_sub(window.waited),
+                self.settings.level.compressing().saturating_sub(window.compressing),
+                cores,
+            );
+            if level != before {
+                tracing::info!(from = before, to = level, "zstd level adapted to the budget");
+            }
+        }
+        metrics::gauge!(telemetry::ZSTD_LEVEL).set(f64::from(self.settings.level.level()));
+        let t = self.progress.totals();
+        if t.wire_bytes > 0 {
+            metrics::gauge!(telemetry::COMPRESSION_RATIO).set(t.source_bytes as f64 / t.wire_bytes as f64);
+        }
+        *window = next;
+    }
+
     /// Writes a checkpoint for every partition whose acknowledged position moved.
     async fn write_checkpoints(&self, store: &CheckpointStore, written: &mut BTreeMap<TopicPartition, (i64, i64)>) {
         let now = checkpoint::now_ms();
@@ -275,10 +396,12 @@ impl Replicator {
             })
             .collect();
         if due.is_empty() {
+            self.health.checkpoint_current();
             return;
         }
         match store.write(&due).await {
             Ok(()) => {
+                self.health.checkpoint_current();
                 for c in due {
                     written.insert(
                         TopicPartition::new(c.source_topic, c.source_partition),
@@ -357,7 +480,13 @@ impl Replicator {
                     continue;
                 }
             };
-            let max_batch_bytes = self.config.batch.max_bytes.min(target.max_message_bytes);
+            // Under a budget, batches stay small enough to keep any 10 s window near the budget.
+            let max_batch_bytes = self
+                .config
+                .batch
+                .max_bytes
+                .min(target.max_message_bytes)
+                .min(self.settings.budget.batch_cap().unwrap_or(usize::MAX));
             for partition in owned.into_iter().filter(|&p| p < target.partitions) {
                 let source_tp = TopicPartition::new(name.clone(), partition);
                 let task = PartitionTask {

@@ -3,6 +3,7 @@
 //! bounded channel, so at most a few fetch answers per partition are held in memory whatever the
 //! backlog.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +16,10 @@ use super::error::{Error, Result};
 use super::progress::{PartitionState, Progress};
 use super::resume::{plan_resume, Position, Resume, Tail};
 use crate::batch::{self, BatchBuilder, BuildOptions, Compression, Record, TxnFilter};
+use crate::budget::{Budget, LevelControl};
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::config::{OnTargetReset, StartFrom};
-use crate::kafka::{Backoff, Cluster, OffsetSpec, ProducerIdentity, ResponseError, TopicPartition};
+use crate::kafka::{Backoff, Cluster, OffsetSpec, ProduceAck, ProducerIdentity, ResponseError, TopicPartition};
 use crate::telemetry;
 
 /// Fetch answers waiting for the writer. Small: the writer is the slow side when the link is.
@@ -29,7 +31,10 @@ const MAX_FETCH_BYTES: i32 = 64 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub(crate) struct TaskSettings {
     pub(crate) linger: Duration,
-    pub(crate) zstd_level: i32,
+    /// The zstd level in use, adapted to the budget.
+    pub(crate) level: Arc<LevelControl>,
+    /// The WAN budget shared by every partition.
+    pub(crate) budget: Arc<Budget>,
     pub(crate) fetch_max_bytes: i32,
     pub(crate) fetch_max_wait_ms: i32,
     pub(crate) start_from: StartFrom,
@@ -82,7 +87,12 @@ enum Fetched {
 enum Stop {
     /// The target's state is uncertain (producer state lost, foreign writes, an ambiguous
     /// answer): reconcile against the target again from the last acknowledged position.
-    Resync(Position, String),
+    /// `keep` carries the producer identity and the sequence at `at` when they are still valid.
+    Resync {
+        at: Position,
+        why: String,
+        keep: Option<(ProducerIdentity, i32)>,
+    },
     /// Needs an operator.
     Halt(Error),
 }
@@ -120,6 +130,10 @@ impl PartitionTask {
             return Ok(());
         };
         let writer_epoch = self.checkpoint.as_ref().map_or(0, |c| c.writer_epoch + 1);
+        // The producer identity and the sequence of the first record at `resume.at`, when the
+        // last pipeline's identity is still good (its batches can still be deduplicated).
+        let mut carried: Option<(ProducerIdentity, i32)> = None;
+        let mut backoff = Backoff::default();
         loop {
             tracing::info!(topic = %tp.topic, partition = tp.partition, source_offset = resume.at.source,
                 target_offset = resume.at.target, already_written = resume.already_written, target = %self.target_tp,
@@ -131,20 +145,34 @@ impl PartitionTask {
                 s.writer_epoch = writer_epoch;
                 s.checkpointable = true;
             });
-            let Some(producer) = retry(&self.cancel, &self.target, &self.target_tp, "init producer id", || {
-                self.target.init_producer_id(self.settings.produce_timeout_ms)
-            })
-            .await
-            .map_err(|e| kafka_err("target", "init producer id", &self.target_tp, resume.at.target, e))?
-            else {
-                return Ok(());
+            let (producer, sequence) = match carried.take() {
+                Some((p, seq)) => (p, seq.wrapping_add(resume.already_written as i32) & i32::MAX),
+                None => {
+                    let Some(p) = retry(&self.cancel, &self.target, &self.target_tp, "init producer id", || {
+                        self.target.init_producer_id(self.settings.produce_timeout_ms)
+                    })
+                    .await
+                    .map_err(|e| kafka_err("target", "init producer id", &self.target_tp, resume.at.target, e))?
+                    else {
+                        return Ok(());
+                    };
+                    (p, 0)
+                }
             };
-            match self.pipeline(resume, producer).await {
+            let started = resume.at;
+            match self.pipeline(resume, producer, sequence).await {
                 Ok(()) => return Ok(()),
                 Err(Stop::Halt(e)) => return Err(e),
-                Err(Stop::Resync(at, why)) => {
+                Err(Stop::Resync { at, why, keep }) => {
                     tracing::warn!(topic = %tp.topic, partition = tp.partition, source_offset = at.source,
                         target_offset = at.target, reason = %why, "target state uncertain: reconciling with the target");
+                    if at != started {
+                        backoff.reset();
+                    }
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
                     let Some(end) = self.target_end(at.target).await? else {
                         return Ok(());
                     };
@@ -152,13 +180,14 @@ impl PartitionTask {
                         Some(r) => r,
                         None => return Err(self.target_behind(at, end)),
                     };
+                    carried = keep;
                 }
             }
         }
     }
 
     /// Runs the reader and the writer from `resume` until shutdown or a stop.
-    async fn pipeline(&self, resume: Resume, producer: ProducerIdentity) -> Result<(), Stop> {
+    async fn pipeline(&self, resume: Resume, producer: ProducerIdentity, sequence: i32) -> Result<(), Stop> {
         let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
         // The reader also stops when the writer does (halt or resync), not only on shutdown.
         let reader_cancel = self.cancel.child_token();
@@ -177,9 +206,11 @@ impl PartitionTask {
             max_batch_bytes: self.max_batch_bytes,
             progress: Arc::clone(&self.progress),
             acked: resume.at,
+            acked_sequence: sequence,
             tail: Tail::new(resume.already_written),
             producer,
-            next_sequence: 0,
+            next_sequence: sequence,
+            in_flight: VecDeque::new(),
             labels: telemetry::labels(&self.source_tp.topic, self.source_tp.partition),
         };
         let write = async {
@@ -505,16 +536,32 @@ fn unpack(
     Ok(chunk)
 }
 
-/// How a produce attempt ended.
-enum Produced {
-    /// The batch is on the target at the expected offset.
-    Landed,
-    /// Try the same batch (same sequence) again.
-    Again,
+/// Produce requests of one partition on the wire at once. Kafka keeps the order of up to five
+/// in flight for an idempotent producer.
+const MAX_IN_FLIGHT: usize = 5;
+
+/// A batch on the wire, waiting for its acknowledgement.
+#[derive(Debug)]
+struct Sent {
+    /// First source offset in the batch.
+    first: i64,
+    /// Source position once acknowledged (may extend past the batch over dropped records).
+    until: i64,
+    count: i64,
+    source_bytes: u64,
+    wire_bytes: u64,
+    ack: tokio::task::JoinHandle<Result<ProduceAck, crate::kafka::Error>>,
 }
 
-/// Re-batches records into target batches and produces them, one at a time, in order, as an
-/// idempotent producer.
+/// What the writer's loop woke up for.
+enum Event {
+    Linger,
+    Fetched(Option<Result<Fetched>>),
+    Acked(Result<ProduceAck, crate::kafka::Error>),
+}
+
+/// Re-batches records into target batches and produces them in order as an idempotent
+/// producer, with up to [`MAX_IN_FLIGHT`] batches on the wire.
 struct SinkWriter {
     source_tp: TopicPartition,
     target_tp: TopicPartition,
@@ -525,44 +572,73 @@ struct SinkWriter {
     progress: Arc<Progress>,
     /// Everything below is acknowledged by the target.
     acked: Position,
+    /// The producer sequence of the first record at `acked`.
+    acked_sequence: i32,
     /// Records the target already holds beyond `acked` (written before a crash): dropped.
     tail: Tail,
     producer: ProducerIdentity,
+    /// The sequence of the next batch to send.
     next_sequence: i32,
+    in_flight: VecDeque<Sent>,
     labels: [(&'static str, String); 2],
 }
 
 impl SinkWriter {
     async fn run(mut self, mut rx: mpsc::Receiver<Result<Fetched>>) -> Result<(), Stop> {
+        let result = self.write(&mut rx).await;
+        if result.is_err() {
+            // Nothing may land after the writer gives up on the target's state: wait for what
+            // is still on the wire before anyone reconciles.
+            self.abandon().await;
+        }
+        result
+    }
+
+    async fn write(&mut self, rx: &mut mpsc::Receiver<Result<Fetched>>) -> Result<(), Stop> {
         let mut linger_until: Option<Instant> = None;
         // Source offset after everything pushed into the builder (control batches included).
         let mut pushed_until = self.acked.source;
         let mut pending_source_bytes = 0usize;
         loop {
             let deadline = linger_until;
-            let msg = tokio::select! {
-                biased;
-                _ = sleep_until(deadline), if deadline.is_some() => {
+            let event = {
+                let front = self.in_flight.front_mut().map(|s| &mut s.ack);
+                tokio::select! {
+                    biased;
+                    Some(acked) = next_ack(front) => Event::Acked(acked),
+                    _ = sleep_until(deadline), if deadline.is_some() => Event::Linger,
+                    msg = rx.recv() => Event::Fetched(msg),
+                }
+            };
+            let chunk = match event {
+                Event::Acked(acked) => {
+                    self.acked_front(acked)?;
+                    continue;
+                }
+                Event::Linger => {
                     self.flush(pushed_until, &mut pending_source_bytes).await?;
                     linger_until = None;
                     continue;
                 }
-                msg = rx.recv() => msg,
-            };
-            let chunk = match msg {
                 // The reader stopped (shutdown): write what was read.
-                None => return self.flush(pushed_until, &mut pending_source_bytes).await,
-                Some(Err(e)) => {
+                Event::Fetched(None) => {
                     self.flush(pushed_until, &mut pending_source_bytes).await?;
+                    return self.drain().await;
+                }
+                Event::Fetched(Some(Err(e))) => {
+                    self.flush(pushed_until, &mut pending_source_bytes).await?;
+                    self.drain().await?;
                     return Err(Stop::Halt(e));
                 }
-                Some(Ok(Fetched::Gap { from, to })) => {
+                Event::Fetched(Some(Ok(Fetched::Gap { from, to }))) => {
                     self.flush(pushed_until, &mut pending_source_bytes).await?;
+                    self.drain().await?;
+                    linger_until = None;
                     self.gap(from, to);
                     pushed_until = to;
                     continue;
                 }
-                Some(Ok(Fetched::Records(chunk))) => chunk,
+                Event::Fetched(Some(Ok(Fetched::Records(chunk)))) => chunk,
             };
             self.progress
                 .update(&self.source_tp, |s| s.source_high_watermark = chunk.high_watermark);
@@ -574,6 +650,7 @@ impl SinkWriter {
                     let last = self.builder.last_offset().map_or(pushed_until, |o| o + 1);
                     self.flush(last, &mut pending_source_bytes).await?;
                     if let Err(record) = self.builder.try_push(record) {
+                        self.drain().await?;
                         return Err(Stop::Halt(Error::RecordTooLarge {
                             topic: self.source_tp.topic.clone(),
                             partition: self.source_tp.partition,
@@ -587,16 +664,20 @@ impl SinkWriter {
             pending_source_bytes += chunk.source_bytes;
             pushed_until = chunk.next_offset;
             if self.builder.is_empty() {
-                // Only control, aborted or skipped records: nothing to write, the position moves.
-                self.acknowledge(
-                    Position {
-                        source: pushed_until,
-                        target: self.acked.target,
-                    },
-                    0,
-                    0,
-                    0,
-                );
+                // Only control, aborted or skipped records since the last batch: the position
+                // moves with the last batch on the wire, or now when none is.
+                match self.in_flight.back_mut() {
+                    Some(last) => last.until = pushed_until,
+                    None => self.acknowledge(
+                        Position {
+                            source: pushed_until,
+                            target: self.acked.target,
+                        },
+                        0,
+                        0,
+                        0,
+                    ),
+                }
             } else if linger_until.is_none() {
                 linger_until = Some(Instant::now() + self.settings.linger);
             }
@@ -617,111 +698,164 @@ impl SinkWriter {
         self.acknowledge(self.acked, 0, 0, 0);
     }
 
-    /// Produces the builder's records as one batch; on success everything below `until` is
-    /// acknowledged.
+    /// Builds the builder's records into one batch and puts it on the wire (waiting first for
+    /// a free in-flight slot and for the budget). Everything below `until` is acknowledged
+    /// with it.
     async fn flush(&mut self, until: i64, source_bytes: &mut usize) -> Result<(), Stop> {
         if self.builder.is_empty() {
             return Ok(());
         }
+        while self.in_flight.len() >= MAX_IN_FLIGHT {
+            self.complete_front().await?;
+        }
         let opts = BuildOptions {
             compression: Compression::Zstd,
-            zstd_level: self.settings.zstd_level,
+            zstd_level: self.settings.level.level(),
             producer_id: self.producer.id,
             producer_epoch: self.producer.epoch,
             base_sequence: self.next_sequence,
             transactional: false,
         };
         let first = self.builder.first_offset().unwrap_or(until);
+        let compress_started = std::time::Instant::now();
         let built = self.builder.finish(&opts).map_err(|source| Error::Build {
             topic: self.source_tp.topic.clone(),
             partition: self.source_tp.partition,
             offset: first,
             source,
         })?;
+        self.settings.level.record_compress(compress_started.elapsed());
         let count = i64::from(built.record_count);
-        let wire_bytes = built.bytes.len();
-        let mut backoff = Backoff::default();
-        loop {
-            match self.produce_once(&built.bytes, count, first).await? {
-                Produced::Landed => break,
-                Produced::Again => tokio::time::sleep(backoff.next_delay()).await,
+        let wire_bytes = built.bytes.len() + PRODUCE_OVERHEAD_BYTES + self.target_tp.topic.len();
+        self.settings.budget.acquire(&self.target_tp.topic, wire_bytes).await;
+        let pending = match self
+            .cluster
+            .start_produce(&self.target_tp, built.bytes, self.settings.produce_timeout_ms)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                self.drain().await?;
+                return Err(self.failed(e, first, wire_bytes));
             }
-        }
-        self.next_sequence = self.next_sequence.wrapping_add(built.record_count) & i32::MAX;
-        tracing::debug!(topic = %self.source_tp.topic, partition = self.source_tp.partition, from = first,
-            to = built.last_source_offset, records = built.record_count, wire_bytes, "batch written");
-        let at = Position {
-            source: until,
-            target: self.acked.target + count,
         };
-        self.acknowledge(at, count as u64, std::mem::take(source_bytes) as u64, wire_bytes as u64);
+        self.next_sequence = self.next_sequence.wrapping_add(built.record_count) & i32::MAX;
+        tracing::trace!(topic = %self.source_tp.topic, partition = self.source_tp.partition, from = first,
+            to = built.last_source_offset, records = count, wire_bytes, "batch sent");
+        self.in_flight.push_back(Sent {
+            first,
+            until,
+            count,
+            source_bytes: std::mem::take(source_bytes) as u64,
+            wire_bytes: wire_bytes as u64,
+            ack: tokio::spawn(pending.ack()),
+        });
         Ok(())
     }
 
-    /// One produce attempt, and what its outcome means for the target's state.
-    async fn produce_once(&self, bytes: &Bytes, count: i64, first: i64) -> Result<Produced, Stop> {
-        let expected = self.acked.target;
-        let err = match self.cluster.produce(&self.target_tp, bytes.clone(), self.settings.produce_timeout_ms).await {
-            Ok(ack) if ack.base_offset == expected || ack.base_offset < 0 => return Ok(Produced::Landed),
-            Ok(ack) => {
-                return Err(Stop::Resync(
-                    self.acked,
-                    format!("batch landed at offset {} instead of {expected}: another producer writes to the target partition, or a retry was written twice", ack.base_offset),
-                ))
-            }
-            Err(e) => e,
+    /// Waits for the oldest batch on the wire and takes its answer.
+    async fn complete_front(&mut self) -> Result<(), Stop> {
+        let Some(front) = self.in_flight.front_mut() else {
+            return Ok(());
         };
+        let acked = (&mut front.ack).await.unwrap_or_else(|join| {
+            Err(crate::kafka::Error::ConnectionLost {
+                broker: format!("(produce task ended: {join})"),
+                source: None,
+            })
+        });
+        self.acked_front(Ok(acked).and_then(|a| a))
+    }
+
+    /// Applies the answer for the oldest batch on the wire.
+    fn acked_front(&mut self, acked: Result<ProduceAck, crate::kafka::Error>) -> Result<(), Stop> {
+        let Some(sent) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let expected = self.acked.target;
+        match acked {
+            Ok(ack) if ack.base_offset == expected || ack.base_offset < 0 => {
+                self.acked_sequence = self.acked_sequence.wrapping_add(sent.count as i32) & i32::MAX;
+                self.acknowledge(
+                    Position {
+                        source: sent.until,
+                        target: expected + sent.count,
+                    },
+                    sent.count as u64,
+                    sent.source_bytes,
+                    sent.wire_bytes,
+                );
+                Ok(())
+            }
+            Ok(ack) => Err(Stop::Resync {
+                at: self.acked,
+                why: format!(
+                    "batch landed at offset {} instead of {expected}: another producer writes to the target partition",
+                    ack.base_offset
+                ),
+                keep: None,
+            }),
+            Err(e) => Err(self.failed(e, sent.first, sent.wire_bytes as usize)),
+        }
+    }
+
+    /// What a failed produce means for the partition.
+    fn failed(&self, err: crate::kafka::Error, first: i64, wire_bytes: usize) -> Stop {
+        let why = crate::replicate::error_chain(&err);
         match err.code() {
-            // The broker has this exact batch already: it landed.
-            Some(ResponseError::DuplicateSequenceNumber) => return Ok(Produced::Landed),
+            // The identity is no good any more: a new one, after reconciling.
             Some(
                 ResponseError::OutOfOrderSequenceNumber
                 | ResponseError::UnknownProducerId
                 | ResponseError::InvalidProducerEpoch
-                | ResponseError::ProducerFenced,
-            ) => return Err(Stop::Resync(self.acked, crate::replicate::error_chain(&err))),
+                | ResponseError::ProducerFenced
+                | ResponseError::DuplicateSequenceNumber,
+            ) => {
+                return Stop::Resync {
+                    at: self.acked,
+                    why,
+                    keep: None,
+                }
+            }
             Some(ResponseError::MessageTooLarge) => {
-                return Err(Stop::Halt(Error::RecordTooLarge {
+                return Stop::Halt(Error::RecordTooLarge {
                     topic: self.source_tp.topic.clone(),
                     partition: self.source_tp.partition,
                     offset: first,
-                    size: bytes.len(),
+                    size: wire_bytes,
                     max: self.max_batch_bytes,
-                }))
+                })
             }
             _ => {}
         }
         if !err.is_retriable() {
-            return Err(Stop::Halt(kafka_err("target", "produce", &self.target_tp, first, err)));
+            return Stop::Halt(kafka_err("target", "produce", &self.target_tp, first, err));
         }
         if err.needs_metadata_refresh() {
             self.cluster.invalidate(&self.target_tp);
         }
-        tracing::warn!(topic = %self.target_tp.topic, partition = self.target_tp.partition, error = %crate::replicate::error_chain(&err), "produce failed; retrying");
-        if !is_ambiguous(&err) {
-            return Ok(Produced::Again);
+        // Retriable, possibly landed or not: the target's end tells, and the same identity and
+        // sequences let the broker drop a late duplicate of anything resent.
+        Stop::Resync {
+            at: self.acked,
+            why,
+            keep: Some((self.producer, self.acked_sequence)),
         }
-        // The batch may or may not have landed: the target's end tells, since strait is its
-        // only writer. A retry carries the same sequence, so a late landing is still deduplicated.
-        let never = CancellationToken::new();
-        let end = retry(&never, &self.cluster, &self.target_tp, "list offsets", || {
-            self.cluster.list_offset(&self.target_tp, OffsetSpec::Latest)
-        })
-        .await
-        .map_err(|e| Stop::Halt(kafka_err("target", "list offsets", &self.target_tp, first, e)))?
-        .unwrap_or(expected);
-        if end == expected + count {
-            Ok(Produced::Landed)
-        } else if end == expected {
-            Ok(Produced::Again)
-        } else {
-            Err(Stop::Resync(
-                self.acked,
-                format!(
-                    "target end {end} after an unanswered produce, expected {expected} or {}",
-                    expected + count
-                ),
-            ))
+    }
+
+    /// Waits for every batch on the wire, in order; stops at the first failure.
+    async fn drain(&mut self) -> Result<(), Stop> {
+        while !self.in_flight.is_empty() {
+            self.complete_front().await?;
+        }
+        Ok(())
+    }
+
+    /// After a failure: lets every batch still on the wire finish, ignoring the answers (the
+    /// reconciliation that follows reads the truth from the target).
+    async fn abandon(&mut self) {
+        while let Some(sent) = self.in_flight.pop_front() {
+            let _ = sent.ack.await;
         }
     }
 
@@ -743,15 +877,22 @@ impl SinkWriter {
     }
 }
 
-/// Whether a failed produce may have been written anyway.
-fn is_ambiguous(e: &crate::kafka::Error) -> bool {
-    matches!(
-        e,
-        crate::kafka::Error::Timeout { .. } | crate::kafka::Error::ConnectionLost { .. }
-    ) || matches!(
-        e.code(),
-        Some(ResponseError::RequestTimedOut | ResponseError::NetworkException)
-    )
+/// Request bytes around the records of a one-partition produce, plus the topic name.
+const PRODUCE_OVERHEAD_BYTES: usize = 80;
+
+/// The oldest in-flight acknowledgement, or never when nothing is on the wire.
+async fn next_ack(
+    front: Option<&mut tokio::task::JoinHandle<Result<ProduceAck, crate::kafka::Error>>>,
+) -> Option<Result<ProduceAck, crate::kafka::Error>> {
+    match front {
+        Some(handle) => Some(handle.await.unwrap_or_else(|join| {
+            Err(crate::kafka::Error::ConnectionLost {
+                broker: format!("(produce task ended: {join})"),
+                source: None,
+            })
+        })),
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -166,7 +166,7 @@ pub(crate) async fn ensure_target(
 
 /// The source topic's configs, best effort: a source without DescribeConfigs gets a warning and
 /// the target topic the broker's defaults.
-async fn source_topic_configs(source: &Cluster, topic: &str) -> TopicConfig {
+pub(super) async fn source_topic_configs(source: &Cluster, topic: &str) -> TopicConfig {
     if !source.supports::<DescribeConfigsRequest>().await.unwrap_or(false) {
         tracing::warn!(
             topic,

@@ -77,6 +77,10 @@ pub struct Broker {
     bin: PathBuf,
     storage: Storage,
     dir: tempfile::TempDir,
+    /// Extra broker flags (TLS, authentication), kept across restarts.
+    extra_args: Vec<String>,
+    /// How the readiness probe connects (TLS, SASL), matching `extra_args`.
+    probe: strait::kafka::Security,
 }
 
 fn free_port() -> u16 {
@@ -103,9 +107,69 @@ impl Broker {
             bin,
             storage,
             dir: tempfile::tempdir().expect("temp dir"),
+            extra_args: Vec::new(),
+            probe: strait::kafka::Security::plaintext(),
         };
         b.spawn().await;
         Some(b)
+    }
+
+    /// Starts a nisshi broker with extra flags (e.g. `--cert`, `--key`, `--authentication`),
+    /// waiting until a client set up with `probe` gets Metadata. `None` (after [`unavailable`])
+    /// without nisshi: Tansu has no TLS listener.
+    pub async fn start_with(storage: Storage, args: &[String], probe: strait::kafka::Security) -> Option<Broker> {
+        let mut b = Broker::start_quiet(storage).await?;
+        b.extra_args = args.to_vec();
+        b.probe = probe;
+        b.spawn().await;
+        Some(b)
+    }
+
+    /// A nisshi broker not yet started; `None` (after [`unavailable`]) without one.
+    async fn start_quiet(storage: Storage) -> Option<Broker> {
+        let Some((bin, kind)) = broker_binary() else {
+            unavailable("no local broker (nisshi or tansu) is installed");
+            return None;
+        };
+        if kind != BrokerKind::Nisshi {
+            unavailable("the TLS and SASL tests need nisshi (Tansu has no TLS listener)");
+            return None;
+        }
+        Some(Broker {
+            child: None,
+            port: free_port(),
+            kind,
+            bin,
+            storage,
+            dir: tempfile::tempdir().expect("temp dir"),
+            extra_args: Vec::new(),
+            probe: strait::kafka::Security::plaintext(),
+        })
+    }
+
+    /// Restarts the broker with other flags and probe (same port and data).
+    pub async fn restart_with(&mut self, args: &[String], probe: strait::kafka::Security) {
+        self.kill();
+        self.extra_args = args.to_vec();
+        self.probe = probe;
+        self.spawn().await;
+    }
+
+    /// Creates a SCRAM user (`scram256` or `scram512`) with nisshi's own tool. The broker must
+    /// run without `--authentication`.
+    pub fn create_user(&self, mechanism: &str, user: &str, password: &str) {
+        let out = Command::new(&self.bin)
+            .current_dir(self.dir.path())
+            .args(["user", "create", "--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .args(["--mechanism", mechanism, user, password])
+            .output()
+            .expect("run nisshi user create");
+        assert!(
+            out.status.success(),
+            "nisshi user create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn bootstrap(&self) -> String {
@@ -124,6 +188,7 @@ impl Broker {
             .args(["broker", "--cluster-id", &format!("test-{}", self.port)])
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", &engine])
+            .args(&self.extra_args)
             .env_remove("CLUSTER_ID")
             .env_remove("LISTENER_URL")
             .env_remove("ADVERTISED_LISTENER_URL")
@@ -140,8 +205,13 @@ impl Broker {
     /// Waits until the broker answers ApiVersions and Metadata.
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        let cluster =
-            strait::kafka::Cluster::new("test", vec![self.bootstrap()], "strait-test", Duration::from_secs(5));
+        let cluster = strait::kafka::Cluster::with_security(
+            "test",
+            vec![self.bootstrap()],
+            "strait-test",
+            Duration::from_secs(5),
+            self.probe.clone(),
+        );
         loop {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("broker exited with {status}: {}", self.log());

@@ -1,0 +1,430 @@
+//! The WAN bandwidth budget: one token bucket on the bytes strait sends to the target, shared by
+//! every partition, split between topic classes by weight when several are backlogged, and
+//! changeable at run time. Plus the adaptive zstd level that spends CPU to fit more data into
+//! the budget.
+//!
+//! Fairness: each weight class gets `rate * weight / (sum of the weights of active classes)`; a
+//! class is active while it waits or has sent within the last second, so an idle class's share
+//! goes to the others. Within a class, waiters are served first come, first served, so no
+//! partition starves. Tokens may go negative by one batch (a batch is never split), and the next
+//! sender of that class waits until the debt is paid: the long-run rate is the budget, and any
+//! window exceeds it by at most the burst plus one batch. `batch_cap` keeps batches small enough
+//! for that to stay within a few percent of a 10 s window.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use regex::Regex;
+use tokio::time::Instant;
+
+/// How long a class stays active after its last send.
+const ACTIVE_FOR: Duration = Duration::from_secs(1);
+/// Waiters look again at least this often, so a budget change takes effect quickly.
+const RECHECK: Duration = Duration::from_millis(100);
+
+/// Errors of the budget settings.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A weight rule is not `regex=weight`.
+    #[error("budget.weights entry {entry:?} is not REGEX=WEIGHT with a positive weight, e.g. \"jaeger-.*=3\"")]
+    Rule { entry: String },
+    /// A weight rule's regex does not compile.
+    #[error("budget.weights entry {entry:?} has an invalid regex")]
+    Regex {
+        entry: String,
+        #[source]
+        source: regex::Error,
+    },
+}
+
+/// A parsed weight rule: topics fully matching `regex` share `weight`.
+#[derive(Clone, Debug)]
+pub struct WeightRule {
+    regex: Regex,
+    weight: f64,
+}
+
+impl WeightRule {
+    /// Parses `REGEX=WEIGHT`.
+    pub fn parse(entry: &str) -> Result<Self, Error> {
+        let (pattern, weight) = entry.rsplit_once('=').ok_or_else(|| Error::Rule {
+            entry: entry.to_owned(),
+        })?;
+        let weight: f64 = weight
+            .trim()
+            .parse()
+            .ok()
+            .filter(|w: &f64| w.is_finite() && *w > 0.0)
+            .ok_or_else(|| Error::Rule {
+                entry: entry.to_owned(),
+            })?;
+        let regex = Regex::new(&format!("^(?:{})$", pattern.trim())).map_err(|source| Error::Regex {
+            entry: entry.to_owned(),
+            source,
+        })?;
+        Ok(Self { regex, weight })
+    }
+}
+
+#[derive(Debug)]
+struct Class {
+    weight: f64,
+    tokens: f64,
+    waiting: usize,
+    last_active: Option<Instant>,
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Bytes per second; 0 = unlimited.
+    rate: f64,
+    /// Total burst, split between classes by weight.
+    burst: f64,
+    classes: Vec<Class>,
+    last_refill: Instant,
+}
+
+impl State {
+    fn active(&self, now: Instant, c: &Class) -> bool {
+        c.waiting > 0 || c.last_active.is_some_and(|t| now.duration_since(t) < ACTIVE_FOR)
+    }
+
+    /// Bytes per second class `i` gets now.
+    fn share(&self, now: Instant, i: usize) -> f64 {
+        let total: f64 = self
+            .classes
+            .iter()
+            .enumerate()
+            .filter(|(j, c)| *j == i || self.active(now, c))
+            .map(|(_, c)| c.weight)
+            .sum();
+        self.rate * self.classes[i].weight / total
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let dt = now.duration_since(self.last_refill).as_secs_f64();
+        self.last_refill = now;
+        if dt <= 0.0 {
+            return;
+        }
+        let total_weight: f64 = self.classes.iter().map(|c| c.weight).sum();
+        for i in 0..self.classes.len() {
+            let share = self.share(now, i);
+            let cap = self.burst * self.classes[i].weight / total_weight;
+            let c = &mut self.classes[i];
+            c.tokens = (c.tokens + share * dt).min(cap);
+        }
+    }
+}
+
+/// The shared budget. Cheap to clone behind an `Arc`.
+#[derive(Debug)]
+pub struct Budget {
+    rules: Vec<WeightRule>,
+    state: Mutex<State>,
+    /// The rate in bytes per second, for the unlimited fast path and for batch sizing.
+    rate: AtomicU64,
+    classify: Mutex<HashMap<String, usize>>,
+    /// Nanoseconds senders spent waiting for tokens (link-bound time), for the level control.
+    waited_nanos: AtomicU64,
+}
+
+impl Budget {
+    /// A budget of `bytes_per_sec` (0 = unlimited) with `burst_bytes` (0 = a tenth of a
+    /// second of budget) and weight rules; topics matching no rule form one class of weight 1.
+    pub fn new(bytes_per_sec: u64, burst_bytes: u64, rules: Vec<WeightRule>) -> Self {
+        let mut classes: Vec<Class> = rules.iter().map(|r| class(r.weight)).collect();
+        classes.push(class(1.0));
+        let burst = effective_burst(bytes_per_sec, burst_bytes);
+        for c in &mut classes {
+            c.tokens = 0.0;
+        }
+        Self {
+            rules,
+            state: Mutex::new(State {
+                rate: bytes_per_sec as f64,
+                burst,
+                classes,
+                last_refill: Instant::now(),
+            }),
+            rate: AtomicU64::new(bytes_per_sec),
+            classify: Mutex::new(HashMap::new()),
+            waited_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// No limit.
+    pub fn unlimited() -> Self {
+        Self::new(0, 0, Vec::new())
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // Only plain arithmetic happens under the lock.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The budget in bytes per second (0 = unlimited).
+    pub fn bytes_per_sec(&self) -> u64 {
+        self.rate.load(Ordering::Relaxed)
+    }
+
+    /// Changes the budget at run time; waiting senders see it within [`RECHECK`].
+    pub fn set(&self, bytes_per_sec: u64, burst_bytes: u64) {
+        let now = Instant::now();
+        let mut st = self.state();
+        st.refill(now);
+        st.rate = bytes_per_sec as f64;
+        st.burst = effective_burst(bytes_per_sec, burst_bytes);
+        self.rate.store(bytes_per_sec, Ordering::Relaxed);
+    }
+
+    /// The largest batch that keeps a 10 s window within about 2% of the budget (with the burst
+    /// of a tenth of a second): a tenth of a second of budget, at least 16 KiB.
+    pub fn batch_cap(&self) -> Option<usize> {
+        match self.bytes_per_sec() {
+            0 => None,
+            r => Some(((r / 10) as usize).max(16 * 1024)),
+        }
+    }
+
+    /// Total time senders have waited for tokens.
+    pub fn waited(&self) -> Duration {
+        Duration::from_nanos(self.waited_nanos.load(Ordering::Relaxed))
+    }
+
+    fn class_of(&self, topic: &str) -> usize {
+        let mut cache = self.classify.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&i) = cache.get(topic) {
+            return i;
+        }
+        let i = self
+            .rules
+            .iter()
+            .position(|r| r.regex.is_match(topic))
+            .unwrap_or(self.rules.len());
+        cache.insert(topic.to_owned(), i);
+        i
+    }
+
+    /// Waits until `bytes` for `topic` fit the budget, then spends them.
+    pub async fn acquire(&self, topic: &str, bytes: usize) {
+        if self.bytes_per_sec() == 0 {
+            return;
+        }
+        let i = self.class_of(topic);
+        let gate = Arc::clone(&self.state().classes[i].gate);
+        let _turn = gate.lock().await;
+        let started = Instant::now();
+        self.state().classes[i].waiting += 1;
+        loop {
+            let wait = {
+                let now = Instant::now();
+                let mut st = self.state();
+                st.refill(now);
+                if st.rate == 0.0 || st.classes[i].tokens >= 0.0 {
+                    let c = &mut st.classes[i];
+                    c.tokens -= bytes as f64;
+                    c.waiting -= 1;
+                    c.last_active = Some(now);
+                    break;
+                }
+                let share = st.share(now, i);
+                Duration::from_secs_f64((-st.classes[i].tokens / share).max(0.0))
+            };
+            tokio::time::sleep(wait.clamp(Duration::from_millis(1), RECHECK)).await;
+        }
+        let waited = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.waited_nanos.fetch_add(waited, Ordering::Relaxed);
+    }
+}
+
+fn class(weight: f64) -> Class {
+    Class {
+        weight,
+        tokens: 0.0,
+        waiting: 0,
+        last_active: None,
+        gate: Arc::new(tokio::sync::Mutex::new(())),
+    }
+}
+
+fn effective_burst(bytes_per_sec: u64, burst_bytes: u64) -> f64 {
+    if burst_bytes > 0 {
+        burst_bytes as f64
+    } else {
+        (bytes_per_sec as f64 / 10.0).max(16.0 * 1024.0)
+    }
+}
+
+/// The zstd level in use, adapted to the budget: raised while the link is the bottleneck and
+/// compression leaves CPU to spare, lowered when compression becomes the bottleneck.
+#[derive(Debug)]
+pub struct LevelControl {
+    level: AtomicI32,
+    min: i32,
+    max: i32,
+    /// Nanoseconds spent compressing, by all partitions.
+    compress_nanos: AtomicU64,
+}
+
+impl LevelControl {
+    /// Starts at `level`, kept within `min..=max`.
+    pub fn new(level: i32, min: i32, max: i32) -> Self {
+        Self {
+            level: AtomicI32::new(level.clamp(min, max)),
+            min,
+            max,
+            compress_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// The level to compress the next batch with.
+    pub fn level(&self) -> i32 {
+        self.level.load(Ordering::Relaxed)
+    }
+
+    /// Records time spent compressing one batch.
+    pub fn record_compress(&self, took: Duration) {
+        self.compress_nanos
+            .fetch_add(took.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+    }
+
+    /// Total compression time so far.
+    pub fn compressing(&self) -> Duration {
+        Duration::from_nanos(self.compress_nanos.load(Ordering::Relaxed))
+    }
+
+    /// One control step over a period of `wall` in which senders waited `waited` for the
+    /// budget and compression took `compressing` of CPU (summed over partitions), on `cores`.
+    /// Link-bound (waiting most of the time) with CPU to spare: one level up. Compression using
+    /// most of the CPU while the link is not the limit: one level down. Returns the new level.
+    pub fn step(&self, wall: Duration, waited: Duration, compressing: Duration, cores: usize) -> i32 {
+        let wall = wall.as_secs_f64().max(1e-9);
+        let cpu_share = compressing.as_secs_f64() / (wall * cores.max(1) as f64);
+        let link_bound = waited.as_secs_f64() / wall > 0.5;
+        let current = self.level();
+        let next = if link_bound && cpu_share < 0.5 {
+            current + 1
+        } else if cpu_share > 0.8 || (!link_bound && cpu_share > 0.5) {
+            current - 1
+        } else {
+            current
+        };
+        let next = next.clamp(self.min, self.max);
+        self.level.store(next, Ordering::Relaxed);
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn drain_for(budget: Arc<Budget>, topic: &'static str, chunk: usize, until: Instant) -> usize {
+        let mut sent = 0;
+        while Instant::now() < until {
+            budget.acquire(topic, chunk).await;
+            sent += chunk;
+        }
+        sent
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn long_run_rate_equals_the_budget() {
+        let budget = Arc::new(Budget::new(100_000, 10_000, Vec::new()));
+        let until = Instant::now() + Duration::from_secs(100);
+        let sent = drain_for(budget, "spans", 1_000, until).await;
+        // 100 s at 100 kB/s, plus at most the burst and one chunk.
+        assert!((10_000_000..=10_011_000).contains(&sent), "{sent}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn weights_split_the_budget_between_backlogged_topics() {
+        let rules = vec![WeightRule::parse("jaeger-.*=3").expect("rule")];
+        let budget = Arc::new(Budget::new(100_000, 10_000, rules));
+        let until = Instant::now() + Duration::from_secs(60);
+        let spans = tokio::spawn(drain_for(Arc::clone(&budget), "jaeger-spans", 1_000, until));
+        let logs = tokio::spawn(drain_for(Arc::clone(&budget), "app-logs", 1_000, until));
+        let (spans, logs) = (spans.await.expect("spans"), logs.await.expect("logs"));
+        let ratio = spans as f64 / logs as f64;
+        assert!((2.8..=3.2).contains(&ratio), "spans {spans} logs {logs}");
+        let total = spans + logs;
+        assert!((5_950_000..=6_050_000).contains(&total), "{total}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_class_leaves_its_share_to_the_others() {
+        let rules = vec![WeightRule::parse("jaeger-.*=3").expect("rule")];
+        let budget = Arc::new(Budget::new(100_000, 10_000, rules));
+        let until = Instant::now() + Duration::from_secs(30);
+        let logs = drain_for(budget, "app-logs", 1_000, until).await;
+        assert!(logs >= 2_950_000, "{logs}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_partition_starves() {
+        let budget = Arc::new(Budget::new(50_000, 5_000, Vec::new()));
+        let until = Instant::now() + Duration::from_secs(60);
+        let tasks: Vec<_> = (0..10)
+            .map(|_| tokio::spawn(drain_for(Arc::clone(&budget), "spans", 2_000, until)))
+            .collect();
+        let mut sent = Vec::new();
+        for t in tasks {
+            sent.push(t.await.expect("task"));
+        }
+        let mean = sent.iter().sum::<usize>() as f64 / sent.len() as f64;
+        assert!(sent.iter().all(|&s| s as f64 > 0.8 * mean), "{sent:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_runtime_change_takes_effect_within_a_second() {
+        let budget = Arc::new(Budget::new(100_000, 10_000, Vec::new()));
+        let start = Instant::now();
+        let sender = tokio::spawn(drain_for(
+            Arc::clone(&budget),
+            "spans",
+            1_000,
+            start + Duration::from_secs(21),
+        ));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        budget.set(10_000, 1_000);
+        let sent = sender.await.expect("sender");
+        // 10 s at 100 kB/s, then up to 1 s more at the old rate, then 10 s at 10 kB/s.
+        assert!((1_090_000..=1_225_000).contains(&sent), "{sent}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unlimited_never_waits() {
+        let budget = Budget::unlimited();
+        let start = Instant::now();
+        for _ in 0..1000 {
+            budget.acquire("spans", 1 << 20).await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(budget.batch_cap(), None);
+    }
+
+    #[test]
+    fn weight_rules_are_checked() {
+        assert!(WeightRule::parse("spans=2").is_ok());
+        assert!(WeightRule::parse("spans").is_err());
+        assert!(WeightRule::parse("spans=0").is_err());
+        assert!(WeightRule::parse("spans=-1").is_err());
+        assert!(matches!(WeightRule::parse("spans(=1"), Err(Error::Regex { .. })));
+    }
+
+    #[test]
+    fn level_rises_when_link_bound_and_falls_when_cpu_bound() {
+        let c = LevelControl::new(3, 1, 19);
+        let s = Duration::from_secs;
+        assert_eq!(c.step(s(5), s(4), s(1), 2), 4);
+        assert_eq!(c.step(s(5), s(4), s(1), 2), 5);
+        assert_eq!(c.step(s(5), s(0), s(9), 2), 4);
+        assert_eq!(c.step(s(5), s(1), s(1), 2), 4);
+        let top = LevelControl::new(19, 1, 19);
+        assert_eq!(top.step(s(5), s(5), s(0), 2), 19);
+    }
+}

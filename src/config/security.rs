@@ -1,0 +1,420 @@
+//! Per-cluster transport security keys: `{source,target}.tls.*` and `{source,target}.sasl.*`.
+//!
+//! This module owns their types and the rules between them. It only checks that named files
+//! exist and are readable; parsing certificates and keys and talking to brokers belong to
+//! `kafka::tls` and `kafka::sasl`.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Error, Result, Secret};
+
+/// TLS to every broker of one cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Encrypt every connection with TLS and verify the broker's certificate and host name.
+    pub enabled: bool,
+    /// PEM file with the CA certificates that sign the brokers' certificates; empty: the
+    /// system's roots (or Mozilla's bundled roots on a machine without a CA store).
+    pub ca_file: String,
+    /// PEM client certificate chain for mutual TLS; needs `key_file`.
+    pub cert_file: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `cert_file`.
+    pub key_file: String,
+    /// Name to verify every broker certificate against, instead of the host name strait
+    /// connects to (for brokers reached through a tunnel or by IP address).
+    pub server_name: String,
+}
+
+/// A SASL mechanism, as Kafka names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SaslMechanism {
+    /// No SASL: the empty string.
+    #[default]
+    #[serde(rename = "")]
+    None,
+    /// User name and password in clear text (use with TLS).
+    #[serde(rename = "PLAIN")]
+    Plain,
+    /// Salted challenge-response, SHA-256.
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    /// Salted challenge-response, SHA-512.
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+    /// OAuth 2 bearer token (KIP-255).
+    #[serde(rename = "OAUTHBEARER")]
+    OauthBearer,
+    /// Amazon MSK IAM: OAUTHBEARER with a signed token from the AWS credential chain.
+    #[serde(rename = "AWS_MSK_IAM")]
+    AwsMskIam,
+}
+
+impl SaslMechanism {
+    /// The name used in config and on the wire (`SaslHandshake`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaslMechanism::None => "",
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            SaslMechanism::OauthBearer => "OAUTHBEARER",
+            SaslMechanism::AwsMskIam => "AWS_MSK_IAM",
+        }
+    }
+
+    /// Whether the mechanism authenticates with `username` and `password`.
+    pub fn uses_password(self) -> bool {
+        matches!(
+            self,
+            SaslMechanism::Plain | SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512
+        )
+    }
+}
+
+impl std::fmt::Display for SaslMechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// SASL authentication on every connection to one cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaslConfig {
+    /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER` or `AWS_MSK_IAM`; empty: none.
+    pub mechanism: SaslMechanism,
+    /// User name for PLAIN and SCRAM.
+    pub username: String,
+    /// Password for PLAIN and SCRAM. Never logged; prefer `password_file`.
+    pub password: Secret,
+    /// File holding the password (one trailing newline ignored), re-read on every new
+    /// connection so a rotated secret is picked up without a restart.
+    pub password_file: String,
+    /// AWS region of the MSK cluster, for `AWS_MSK_IAM`.
+    pub aws_region: String,
+}
+
+impl SaslConfig {
+    /// The password: `password`, or the contents of `password_file` read now.
+    pub fn read_password(&self) -> std::io::Result<Secret> {
+        if self.password_file.is_empty() {
+            return Ok(self.password.clone());
+        }
+        let contents = std::fs::read_to_string(&self.password_file)?;
+        let value = contents.strip_suffix('\n').unwrap_or(&contents);
+        Ok(Secret::new(value.strip_suffix('\r').unwrap_or(value)))
+    }
+}
+
+/// The dotted key names of one side, so messages name `source.*` or `target.*` precisely.
+struct Keys {
+    tls_enabled: &'static str,
+    ca_file: &'static str,
+    cert_file: &'static str,
+    key_file: &'static str,
+    server_name: &'static str,
+    mechanism: &'static str,
+    username: &'static str,
+    password: &'static str,
+    password_file: &'static str,
+    aws_region: &'static str,
+}
+
+macro_rules! keys {
+    ($side:literal) => {
+        Keys {
+            tls_enabled: concat!($side, ".tls.enabled"),
+            ca_file: concat!($side, ".tls.ca_file"),
+            cert_file: concat!($side, ".tls.cert_file"),
+            key_file: concat!($side, ".tls.key_file"),
+            server_name: concat!($side, ".tls.server_name"),
+            mechanism: concat!($side, ".sasl.mechanism"),
+            username: concat!($side, ".sasl.username"),
+            password: concat!($side, ".sasl.password"),
+            password_file: concat!($side, ".sasl.password_file"),
+            aws_region: concat!($side, ".sasl.aws_region"),
+        }
+    };
+}
+
+const SOURCE: Keys = keys!("source");
+const TARGET: Keys = keys!("target");
+
+/// Checks the `tls` and `sasl` keys of `side` ("source" or "target").
+pub(super) fn check(side: &str, tls: &TlsConfig, sasl: &SaslConfig) -> Result<()> {
+    let keys = if side == "source" { &SOURCE } else { &TARGET };
+    check_tls(keys, tls)?;
+    check_sasl(keys, sasl)
+}
+
+fn check_tls(keys: &Keys, tls: &TlsConfig) -> Result<()> {
+    let files = [
+        (keys.ca_file, &tls.ca_file),
+        (keys.cert_file, &tls.cert_file),
+        (keys.key_file, &tls.key_file),
+    ];
+    if !tls.enabled {
+        let set = files
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain([(keys.server_name, tls.server_name.as_str())])
+            .find(|(_, v)| !v.is_empty());
+        if let Some((key, value)) = set {
+            return Err(Error::invalid(
+                key,
+                format!("{value:?}"),
+                format!("is set but {} is false", keys.tls_enabled),
+                format!("set {} = true to use TLS, or remove {key}", keys.tls_enabled),
+            ));
+        }
+        return Ok(());
+    }
+    for (key, path) in files {
+        check_readable(key, path)?;
+    }
+    match (tls.cert_file.is_empty(), tls.key_file.is_empty()) {
+        (false, true) => {
+            return Err(Error::invalid(
+                keys.key_file,
+                "\"\"",
+                format!("is empty but {} is set", keys.cert_file),
+                "mutual TLS needs both: name the PEM private key of the client certificate",
+            ))
+        }
+        (true, false) => {
+            return Err(Error::invalid(
+                keys.cert_file,
+                "\"\"",
+                format!("is empty but {} is set", keys.key_file),
+                "mutual TLS needs both: name the PEM client certificate chain",
+            ))
+        }
+        _ => {}
+    }
+    let name = &tls.server_name;
+    let plain = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '*'));
+    if !plain || name.starts_with('.') {
+        return Err(Error::invalid(
+            keys.server_name,
+            format!("{name:?}"),
+            "is not a host name or IP address",
+            "give the DNS name (or IP) in the brokers' certificates, without scheme or port",
+        ));
+    }
+    Ok(())
+}
+
+fn check_sasl(keys: &Keys, sasl: &SaslConfig) -> Result<()> {
+    let mechanism = sasl.mechanism;
+    if mechanism == SaslMechanism::None {
+        let set = [
+            (keys.username, sasl.username.clone()),
+            (keys.password, sasl.password.to_string()),
+            (keys.password_file, sasl.password_file.clone()),
+            (keys.aws_region, sasl.aws_region.clone()),
+        ]
+        .into_iter()
+        .find(|(_, v)| !v.is_empty());
+        if let Some((key, value)) = set {
+            return Err(Error::invalid(
+                key,
+                format!("{value:?}"),
+                format!("is set but {} is empty", keys.mechanism),
+                format!(
+                    "set {} to PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or AWS_MSK_IAM, or remove {key}",
+                    keys.mechanism
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    if matches!(mechanism, SaslMechanism::OauthBearer | SaslMechanism::AwsMskIam) {
+        return Err(Error::invalid(
+            keys.mechanism,
+            format!("{:?}", mechanism.as_str()),
+            "is not supported by this build of strait yet",
+            "use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+        ));
+    }
+    if sasl.username.is_empty() {
+        return Err(Error::invalid(
+            keys.username,
+            "\"\"",
+            format!("is empty but {} = {mechanism} needs it", keys.mechanism),
+            "set the user name the broker knows",
+        ));
+    }
+    match (sasl.password.is_empty(), sasl.password_file.is_empty()) {
+        (true, true) => Err(Error::invalid(
+            keys.password,
+            "\"\"",
+            format!("is empty but {} = {mechanism} needs it", keys.mechanism),
+            format!(
+                "set {} to a file holding the password (or set the password itself)",
+                keys.password_file
+            ),
+        )),
+        (false, false) => Err(Error::invalid(
+            keys.password_file,
+            format!("{:?}", sasl.password_file),
+            format!("is set together with {}", keys.password),
+            "set only one of them",
+        )),
+        (true, false) => check_readable(keys.password_file, &sasl.password_file),
+        (false, true) => Ok(()),
+    }
+}
+
+/// An empty path is "not set"; a set one must be a readable file.
+fn check_readable(key: &'static str, path: &str) -> Result<()> {
+    if path.is_empty() {
+        return Ok(());
+    }
+    match std::fs::File::open(Path::new(path)).and_then(|f| f.metadata()) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(Error::invalid(
+            key,
+            format!("{path:?}"),
+            "is not a regular file",
+            "name the PEM or secret file itself, not its directory",
+        )),
+        Err(e) => Err(Error::invalid(
+            key,
+            format!("{path:?}"),
+            format!("cannot be read ({e})"),
+            "point it at a readable file (is the secret mounted?)",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls() -> TlsConfig {
+        TlsConfig {
+            enabled: true,
+            ..TlsConfig::default()
+        }
+    }
+
+    fn scram(password: &str) -> SaslConfig {
+        SaslConfig {
+            mechanism: SaslMechanism::ScramSha512,
+            username: "strait".into(),
+            password: Secret::new(password),
+            ..SaslConfig::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_plaintext_and_valid() {
+        check("source", &TlsConfig::default(), &SaslConfig::default()).expect("defaults");
+        check("target", &tls(), &scram("pw")).expect("tls + scram");
+    }
+
+    #[test]
+    fn rules_name_key_and_fix() {
+        let table: Vec<(TlsConfig, SaslConfig, &str, &str)> = vec![
+            (
+                TlsConfig {
+                    ca_file: "/x".into(),
+                    ..TlsConfig::default()
+                },
+                SaslConfig::default(),
+                "source.tls.ca_file = \"/x\" is set but source.tls.enabled is false",
+                "set source.tls.enabled = true",
+            ),
+            (
+                TlsConfig {
+                    ca_file: "/nonexistent/ca.pem".into(),
+                    ..tls()
+                },
+                SaslConfig::default(),
+                "source.tls.ca_file = \"/nonexistent/ca.pem\" cannot be read",
+                "is the secret mounted?",
+            ),
+            (
+                TlsConfig {
+                    server_name: "https://broker".into(),
+                    ..tls()
+                },
+                SaslConfig::default(),
+                "source.tls.server_name = \"https://broker\" is not a host name",
+                "without scheme or port",
+            ),
+            (
+                TlsConfig::default(),
+                SaslConfig {
+                    username: "u".into(),
+                    ..SaslConfig::default()
+                },
+                "source.sasl.username = \"u\" is set but source.sasl.mechanism is empty",
+                "SCRAM-SHA-512",
+            ),
+            (
+                TlsConfig::default(),
+                SaslConfig {
+                    username: String::new(),
+                    ..scram("pw")
+                },
+                "source.sasl.username = \"\" is empty but source.sasl.mechanism = SCRAM-SHA-512 needs it",
+                "user name",
+            ),
+            (
+                TlsConfig::default(),
+                scram(""),
+                "source.sasl.password = \"\" is empty",
+                "source.sasl.password_file",
+            ),
+            (
+                TlsConfig::default(),
+                SaslConfig {
+                    password_file: "/nonexistent/pw".into(),
+                    ..scram("pw")
+                },
+                "source.sasl.password_file = \"/nonexistent/pw\" is set together with source.sasl.password",
+                "only one",
+            ),
+        ];
+        for (tls, sasl, starts, fix) in table {
+            let msg = check("source", &tls, &sasl).expect_err("invalid").to_string();
+            assert!(msg.starts_with(starts), "{msg}");
+            assert!(msg.contains(fix), "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_password_never_appears_in_messages() {
+        let sasl = SaslConfig {
+            mechanism: SaslMechanism::None,
+            password: Secret::new("hunter2"),
+            ..SaslConfig::default()
+        };
+        let msg = check("target", &TlsConfig::default(), &sasl)
+            .expect_err("password without mechanism")
+            .to_string();
+        assert!(msg.starts_with("target.sasl.password = \"***\""), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert!(!format!("{sasl:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn password_file_is_read_without_its_newline() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "s3cret\n").expect("write");
+        let sasl = SaslConfig {
+            password: Secret::default(),
+            password_file: path.to_string_lossy().into_owned(),
+            ..scram("")
+        };
+        check("source", &TlsConfig::default(), &sasl).expect("valid");
+        assert_eq!(sasl.read_password().expect("readable").expose(), "s3cret");
+    }
+}

@@ -1,0 +1,388 @@
+//! Whether this process is fit to serve: the readiness conditions (source and target reachable,
+//! checkpoints loaded, no partition halted), the per-partition replication rate, and the monitor
+//! task that probes both clusters and keeps the process-wide gauges current.
+//!
+//! The replicator sets the flags; `crate::http` only reads them. Nothing here writes to a
+//! cluster: the probe is a metadata request for no topics, the cheapest request a broker answers.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::kafka::{Cluster, TopicPartition};
+use crate::telemetry;
+
+use super::progress::{PartitionState, Progress};
+
+/// How often the monitor refreshes the gauges and the rates.
+const TICK: Duration = Duration::from_secs(1);
+/// How often each cluster is probed.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// A probe that takes longer than this counts as a failure.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Rates are averaged over this window.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every guarded value is replaced whole; a panicking writer cannot leave it half done.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the last probe of one cluster found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterHealth {
+    /// The last probe succeeded.
+    pub reachable: bool,
+    /// Whether a probe has finished at all.
+    pub probed: bool,
+    /// The error of the last failed probe, cleared by a success.
+    pub last_error: Option<String>,
+}
+
+/// The answer to "ready?", with every reason it is not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    /// Every condition holds.
+    pub ready: bool,
+    /// One line per failed condition, for `/readyz` and the logs.
+    pub reasons: Vec<String>,
+}
+
+/// Shared health flags of one replicator; see the module docs.
+#[derive(Debug)]
+pub struct Health {
+    source: Mutex<ClusterHealth>,
+    target: Mutex<ClusterHealth>,
+    checkpoints_loaded: AtomicBool,
+    started: Instant,
+    last_checkpoint: Mutex<Option<Instant>>,
+    topic_errors: Mutex<BTreeMap<String, String>>,
+    rates: Mutex<RateMeter>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            source: Mutex::default(),
+            target: Mutex::default(),
+            checkpoints_loaded: AtomicBool::new(false),
+            started: Instant::now(),
+            last_checkpoint: Mutex::new(None),
+            topic_errors: Mutex::default(),
+            rates: Mutex::new(RateMeter::new(RATE_WINDOW)),
+        }
+    }
+}
+
+/// Which cluster a probe result is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The cluster strait reads from.
+    Source,
+    /// The cluster strait writes to.
+    Target,
+}
+
+impl Side {
+    /// `source` or `target`, as in logs and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Source => "source",
+            Side::Target => "target",
+        }
+    }
+}
+
+impl Health {
+    fn side(&self, side: Side) -> &Mutex<ClusterHealth> {
+        match side {
+            Side::Source => &self.source,
+            Side::Target => &self.target,
+        }
+    }
+
+    /// What the last probe of `side` found.
+    pub fn cluster(&self, side: Side) -> ClusterHealth {
+        lock(self.side(side)).clone()
+    }
+
+    /// Records a probe outcome (`Err` carries the error chain).
+    pub fn record_probe(&self, side: Side, outcome: Result<(), String>) {
+        let mut h = lock(self.side(side));
+        let was = h.reachable;
+        h.probed = true;
+        h.reachable = outcome.is_ok();
+        h.last_error = outcome.err();
+        match (&h.last_error, was) {
+            (Some(e), true) => tracing::warn!(cluster = side.name(), error = %e, "cluster unreachable"),
+            (None, false) => tracing::info!(cluster = side.name(), "cluster reachable"),
+            _ => {}
+        }
+    }
+
+    /// Marks the checkpoints loaded (and so partition tasks free to start).
+    pub fn set_checkpoints_loaded(&self) {
+        self.checkpoints_loaded.store(true, Ordering::Release);
+    }
+
+    /// Whether the checkpoints are loaded.
+    pub fn checkpoints_loaded(&self) -> bool {
+        self.checkpoints_loaded.load(Ordering::Acquire)
+    }
+
+    /// Notes that the checkpoints now cover everything the target acknowledged (a write
+    /// succeeded, or nothing moved since the last one).
+    pub fn checkpoint_current(&self) {
+        *lock(&self.last_checkpoint) = Some(Instant::now());
+    }
+
+    /// Time since the checkpoints last covered everything acknowledged; since start until then.
+    pub fn checkpoint_age(&self) -> Duration {
+        self.checkpoint_age_at(Instant::now())
+    }
+
+    fn checkpoint_age_at(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(lock(&self.last_checkpoint).unwrap_or(self.started))
+    }
+
+    /// Whether a checkpoint has been current at least once.
+    pub fn checkpointed(&self) -> bool {
+        lock(&self.last_checkpoint).is_some()
+    }
+
+    /// Replaces the topics that cannot be replicated, with their errors.
+    pub fn set_topic_errors(&self, errors: &BTreeMap<String, String>) {
+        let mut cur = lock(&self.topic_errors);
+        if *cur != *errors {
+            cur.clone_from(errors);
+        }
+    }
+
+    /// Topics that cannot be replicated, with their errors.
+    pub fn topic_errors(&self) -> BTreeMap<String, String> {
+        lock(&self.topic_errors).clone()
+    }
+
+    /// Records per second acknowledged per partition, over the last ten seconds.
+    pub fn rates(&self) -> BTreeMap<TopicPartition, f64> {
+        lock(&self.rates).rates()
+    }
+
+    /// Whether the process is ready, and why not.
+    pub fn readiness(&self, progress: &Progress) -> Readiness {
+        let mut reasons = Vec::new();
+        for side in [Side::Source, Side::Target] {
+            let h = self.cluster(side);
+            if !h.probed {
+                reasons.push(format!("{} cluster not reached yet", side.name()));
+            } else if !h.reachable {
+                let why = h.last_error.unwrap_or_default();
+                reasons.push(format!("{} cluster unreachable: {why}", side.name()));
+            }
+        }
+        if !self.checkpoints_loaded() {
+            reasons.push("checkpoints not loaded yet".to_owned());
+        }
+        for (tp, s) in progress.snapshot() {
+            if let PartitionState::Halted(why) = s.state {
+                reasons.push(format!("partition {tp} halted: {why}"));
+            }
+        }
+        Readiness {
+            ready: reasons.is_empty(),
+            reasons,
+        }
+    }
+
+    /// Samples the progress table for the rates, and sets the process-wide gauges.
+    fn tick(&self, progress: &Progress) {
+        let snapshot = progress.snapshot();
+        let counts = snapshot.iter().map(|(tp, s)| (tp.clone(), s.records)).collect();
+        lock(&self.rates).sample(Instant::now(), counts);
+        let halted = snapshot
+            .values()
+            .filter(|s| matches!(s.state, PartitionState::Halted(_)))
+            .count();
+        metrics::gauge!(telemetry::PARTITIONS_HALTED).set(halted as f64);
+        metrics::gauge!(telemetry::CHECKPOINT_AGE).set(self.checkpoint_age().as_secs_f64());
+        for (tp, s) in &snapshot {
+            if s.wire_bytes > 0 {
+                metrics::gauge!(
+                    telemetry::COMPRESSION_RATIO,
+                    &telemetry::labels(&tp.topic, tp.partition)
+                )
+                .set(s.source_bytes as f64 / s.wire_bytes as f64);
+            }
+        }
+        let ready = self.readiness(progress).ready;
+        metrics::gauge!(telemetry::READY).set(f64::from(u8::from(ready)));
+    }
+}
+
+/// The monitor task: probes both clusters and refreshes gauges and rates until dropped.
+#[derive(Debug)]
+pub(crate) struct Monitor(tokio::task::JoinHandle<()>);
+
+impl Monitor {
+    /// Starts the monitor on the current runtime.
+    pub(crate) fn spawn(
+        health: Arc<Health>,
+        progress: Arc<Progress>,
+        source: Arc<Cluster>,
+        target: Arc<Cluster>,
+    ) -> Self {
+        Monitor(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut next_probe = tokio::time::Instant::now();
+            loop {
+                tick.tick().await;
+                if tokio::time::Instant::now() >= next_probe {
+                    next_probe = tokio::time::Instant::now() + PROBE_EVERY;
+                    let (s, t) = tokio::join!(probe(&source), probe(&target));
+                    health.record_probe(Side::Source, s);
+                    health.record_probe(Side::Target, t);
+                    for (side, h) in [(Side::Source, &health.source), (Side::Target, &health.target)] {
+                        let up = lock(h).reachable;
+                        metrics::gauge!(telemetry::CLUSTER_REACHABLE, "cluster" => side.name())
+                            .set(f64::from(u8::from(up)));
+                    }
+                }
+                health.tick(&progress);
+            }
+        }))
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One metadata request for no topics, bounded by [`PROBE_TIMEOUT`].
+async fn probe(cluster: &Cluster) -> Result<(), String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, cluster.metadata(Some(&[]))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(super::error_chain(&e)),
+        Err(_) => Err(format!("no metadata answer within {} s", PROBE_TIMEOUT.as_secs())),
+    }
+}
+
+/// Per-partition rates from samples of monotonically growing counters over a sliding window.
+#[derive(Debug)]
+pub(crate) struct RateMeter {
+    window: Duration,
+    samples: VecDeque<(Instant, BTreeMap<TopicPartition, u64>)>,
+}
+
+impl RateMeter {
+    pub(crate) fn new(window: Duration) -> Self {
+        Self {
+            window,
+            samples: VecDeque::new(),
+        }
+    }
+
+    /// Adds a sample, keeping one sample at least `window` old as the base of the rates.
+    pub(crate) fn sample(&mut self, now: Instant, counts: BTreeMap<TopicPartition, u64>) {
+        self.samples.push_back((now, counts));
+        while self.samples.len() > 2 && self.samples[1].0 + self.window <= now {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Counter increase per second between the oldest and the newest sample; a partition
+    /// missing from the oldest sample started from zero.
+    pub(crate) fn rates(&self) -> BTreeMap<TopicPartition, f64> {
+        let (Some((t0, old)), Some((t1, new))) = (self.samples.front(), self.samples.back()) else {
+            return BTreeMap::new();
+        };
+        let secs = t1.saturating_duration_since(*t0).as_secs_f64();
+        new.iter()
+            .map(|(tp, n)| {
+                let rate = if secs > 0.0 {
+                    n.saturating_sub(old.get(tp).copied().unwrap_or(0)) as f64 / secs
+                } else {
+                    0.0
+                };
+                (tp.clone(), rate)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(pairs: &[(i32, u64)]) -> BTreeMap<TopicPartition, u64> {
+        pairs
+            .iter()
+            .map(|(p, n)| (TopicPartition::new("spans", *p), *n))
+            .collect()
+    }
+
+    #[test]
+    fn rates_span_the_window_and_count_new_partitions_from_zero() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::new(Duration::from_secs(10));
+        assert!(m.rates().is_empty());
+        m.sample(t0, counts(&[(0, 100)]));
+        m.sample(t0 + Duration::from_secs(5), counts(&[(0, 600), (1, 50)]));
+        let r = m.rates();
+        assert_eq!(r[&TopicPartition::new("spans", 0)], 100.0);
+        assert_eq!(r[&TopicPartition::new("spans", 1)], 10.0);
+        // After the window passes, the oldest sample is dropped and the base moves forward.
+        m.sample(t0 + Duration::from_secs(15), counts(&[(0, 600), (1, 50)]));
+        m.sample(t0 + Duration::from_secs(20), counts(&[(0, 600), (1, 50)]));
+        let r = m.rates();
+        assert_eq!(r[&TopicPartition::new("spans", 0)], 0.0);
+    }
+
+    #[test]
+    fn readiness_needs_both_clusters_checkpoints_and_no_halt() {
+        let h = Health::default();
+        let p = Progress::default();
+        let r = h.readiness(&p);
+        assert!(!r.ready);
+        assert_eq!(r.reasons.len(), 3, "{:?}", r.reasons);
+
+        h.record_probe(Side::Source, Ok(()));
+        h.record_probe(Side::Target, Ok(()));
+        h.set_checkpoints_loaded();
+        assert!(h.readiness(&p).ready);
+
+        h.record_probe(Side::Target, Err("connection refused".into()));
+        let r = h.readiness(&p);
+        assert!(!r.ready);
+        assert!(
+            r.reasons[0].contains("target cluster unreachable: connection refused"),
+            "{r:?}"
+        );
+        h.record_probe(Side::Target, Ok(()));
+        assert!(h.readiness(&p).ready);
+
+        p.update(&TopicPartition::new("spans", 3), |s| {
+            s.state = PartitionState::Halted("corrupt batch".into())
+        });
+        let r = h.readiness(&p);
+        assert!(!r.ready);
+        assert!(
+            r.reasons[0].contains("spans") && r.reasons[0].contains("corrupt batch"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn checkpoint_age_restarts_when_current() {
+        let h = Health::default();
+        let later = h.started + Duration::from_secs(60);
+        assert!(!h.checkpointed());
+        assert_eq!(h.checkpoint_age_at(later), Duration::from_secs(60));
+        h.checkpoint_current();
+        assert!(h.checkpointed());
+        assert!(h.checkpoint_age_at(later) < Duration::from_secs(60));
+    }
+}
