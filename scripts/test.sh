@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo fmt --check
+bash scripts/validate-deploy.sh
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked -- --test-threads=2

@@ -152,6 +152,7 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
                 zstd_level: config.compression.zstd_level,
             };
             let replicator = Replicator::new(config, filter);
+            tokio::spawn(reload_budget_on_sighup(config_path.clone(), replicator.budget()));
             let endpoints = strait::http::Endpoints {
                 metrics,
                 progress: replicator.progress(),
@@ -212,6 +213,27 @@ fn plan(config_path: Option<PathBuf>) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGHUP re-reads the config (file and env) and applies a changed budget at once. Other
+/// settings need a restart.
+async fn reload_budget_on_sighup(config_path: Option<PathBuf>, budget: std::sync::Arc<strait::budget::Budget>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler: budget changes need a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match Config::load(config_path.as_deref()) {
+            Ok((c, _)) => {
+                budget.set(c.budget.bytes_per_sec, c.budget.burst_bytes);
+                tracing::info!(bytes_per_sec = c.budget.bytes_per_sec, "SIGHUP: budget changed");
+            }
+            Err(e) => {
+                tracing::warn!(error = %strait::replicate::error_chain(&e), "SIGHUP: config invalid, budget unchanged")
+            }
         }
     }
 }

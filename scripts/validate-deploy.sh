@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Offline checks of the deploy files: the OpenShift manifests against the Kubernetes schemas
+# (strict: unknown fields fail; CRDs such as ServiceMonitor have no schema and only warn),
+# docker-compose.yml with docker-compose (no engine needed), and the Containerfile with hadolint.
+# A missing validator fails under CI (scripts/install-deps.sh installs them) and is skipped,
+# with a note, elsewhere.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# OpenShift 4.15 is Kubernetes 1.28: the oldest release the manifests (pod-index label) target.
+K8S_VERSION=1.28.0
+
+log() { printf '[validate-deploy] %s\n' "$*" >&2; }
+missing() {
+  if [ -n "${CI:-}" ] && [ "${CI}" != "false" ]; then
+    log "CI is set but $1 is not installed: run scripts/install-deps.sh"
+    exit 1
+  fi
+  log "SKIPPED: $1 not installed (run scripts/install-deps.sh)"
+}
+
+if command -v kubernetes-validate >/dev/null 2>&1; then
+  manifests=()
+  for f in deploy/openshift/*.yaml; do
+    # kustomization.yaml is kustomize's own file, not a Kubernetes resource.
+    [ "$(basename "$f")" = kustomization.yaml ] || manifests+=("$f")
+  done
+  kubernetes-validate --strict --quiet -k "$K8S_VERSION" "${manifests[@]}"
+  # Every file kustomization.yaml names must exist.
+  for r in $(sed -n 's/^  - \(.*\.yaml\)$/\1/p' deploy/openshift/kustomization.yaml); do
+    [ -f "deploy/openshift/$r" ] || { log "kustomization.yaml names missing file $r"; exit 1; }
+  done
+  log "OpenShift manifests valid against Kubernetes $K8S_VERSION"
+else
+  missing kubernetes-validate
+fi
+
+if command -v docker-compose >/dev/null 2>&1; then
+  docker-compose -f docker-compose.yml config -q
+  log "docker-compose.yml valid"
+else
+  missing docker-compose
+fi
+
+if command -v hadolint >/dev/null 2>&1; then
+  hadolint Containerfile
+  log "Containerfile lint clean"
+else
+  log "SKIPPED: hadolint not installed; Containerfile not linted"
+fi
+
+python3 -m json.tool deploy/grafana/strait-dashboard.json >/dev/null
+log "Grafana dashboard is valid JSON"
