@@ -21,6 +21,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::budget::{Budget, LevelControl};
 use crate::replicate::{drain_eta_secs, ClusterHealth, Health, PartitionState, Progress, Side};
 use crate::telemetry;
 
@@ -92,8 +93,6 @@ pub struct StatusInfo {
     pub source_bootstrap: String,
     /// Target bootstrap servers.
     pub target_bootstrap: String,
-    /// zstd level of target batches.
-    pub zstd_level: i32,
 }
 
 /// Everything the endpoints read.
@@ -107,6 +106,10 @@ pub struct Endpoints {
     pub health: Arc<Health>,
     /// Heartbeat of the runtime.
     pub liveness: Arc<Liveness>,
+    /// The WAN budget in force (changed at run time by SIGHUP).
+    pub budget: Arc<Budget>,
+    /// The zstd level in force (adapted to the budget).
+    pub level: Arc<LevelControl>,
     /// Fixed facts for `/status`.
     pub info: StatusInfo,
 }
@@ -255,10 +258,14 @@ impl Endpoints {
                 .then(|| self.health.checkpoint_age().as_secs_f64()),
             compression: CompressionReport {
                 codec: "zstd",
-                zstd_level: self.info.zstd_level,
+                zstd_level: self.level.level(),
                 ratio: (t.wire_bytes > 0).then(|| t.source_bytes as f64 / t.wire_bytes as f64),
             },
-            budget: BudgetReport::default(),
+            budget: BudgetReport {
+                bytes_per_sec: Some(self.budget.bytes_per_sec()).filter(|&b| b > 0),
+                tokens_bytes: None,
+                throttle_secs_total: Some(self.budget.waited().as_secs_f64()),
+            },
             totals: TotalsReport {
                 partitions: t.partitions,
                 halted: t.halted,
@@ -327,15 +334,14 @@ pub struct CompressionReport {
     pub ratio: Option<f64>,
 }
 
-/// The bandwidth budget in `/status`. All null until a budget is configured (the budget issue
-/// fills these in).
+/// The bandwidth budget in `/status`.
 #[derive(Debug, Default, Serialize)]
 pub struct BudgetReport {
-    /// Configured wire bytes per second; null when unlimited.
+    /// Wire bytes per second in force; null when unlimited.
     pub bytes_per_sec: Option<u64>,
-    /// Tokens left now.
+    /// Tokens left now; null until the budget exposes it.
     pub tokens_bytes: Option<u64>,
-    /// Time spent waiting for tokens so far.
+    /// Time partitions spent waiting for tokens so far.
     pub throttle_secs_total: Option<f64>,
 }
 
@@ -497,10 +503,11 @@ mod tests {
             progress: Arc::new(Progress::default()),
             health: Arc::new(Health::default()),
             liveness: Arc::new(Liveness::default()),
+            budget: Arc::new(Budget::new(1_000_000, 0, Vec::new())),
+            level: Arc::new(LevelControl::new(7, 1, 12)),
             info: StatusInfo {
                 source_bootstrap: "onprem:9092".into(),
                 target_bootstrap: "aws:9092".into(),
-                zstd_level: 7,
             },
         }
     }
@@ -564,7 +571,8 @@ mod tests {
         assert_eq!(v["compression"]["zstd_level"], 7);
         assert_eq!(v["compression"]["ratio"], 4.0);
         assert_eq!(v["target"]["bootstrap_servers"], "aws:9092");
-        assert!(v["budget"]["bytes_per_sec"].is_null());
+        assert_eq!(v["budget"]["bytes_per_sec"], 1_000_000);
+        assert_eq!(v["budget"]["throttle_secs_total"], 0.0);
         assert_eq!(v["ready"], false);
     }
 

@@ -32,6 +32,9 @@ enum Command {
     /// Dry run: print which source topics match, their target names and what would be created
     /// or changed on the target. Writes nothing.
     Plan,
+    /// Connect to both clusters with the full config (TLS, SASL, ApiVersions, Metadata on every
+    /// broker) and list the topics that would be replicated. Exit 0 only when all passes.
+    Check,
     /// Print the version.
     Version,
     /// Demo data: write Jaeger spans to a cluster, or count them.
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         }
         Command::Run => run(cli.config),
         Command::Plan => plan(cli.config),
+        Command::Check => check(cli.config),
         Command::Demo(demo) => match runtime().and_then(|rt| rt.block_on(run_demo(demo))) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -143,13 +147,11 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
             tokio::spawn(wait_for_signal(shutdown.clone()));
             let listen = config.http.socket_addr().context("while reading http.listen")?;
             let metrics = strait::telemetry::install().context("while starting the metrics recorder")?;
-            metrics::gauge!(strait::telemetry::ZSTD_LEVEL).set(f64::from(config.compression.zstd_level));
             tracing::info!(source = %config.source.bootstrap_servers, target = %config.target.bootstrap_servers,
                 http = %listen, "strait starting");
             let info = strait::http::StatusInfo {
                 source_bootstrap: config.source.bootstrap_servers.clone(),
                 target_bootstrap: config.target.bootstrap_servers.clone(),
-                zstd_level: config.compression.zstd_level,
             };
             let replicator = Replicator::new(config, filter);
             tokio::spawn(reload_budget_on_sighup(config_path.clone(), replicator.budget()));
@@ -158,6 +160,8 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
                 progress: replicator.progress(),
                 health: replicator.health(),
                 liveness: Default::default(),
+                budget: replicator.budget(),
+                level: replicator.level(),
                 info,
             };
             // Dropped (and so stopped) when `run` returns.
@@ -171,9 +175,43 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            ExitCode::FAILURE
+            // 69 unreachable or TLS refused, 77 authentication refused (sysexits.h).
+            let code = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<strait::replicate::Error>())
+                .and_then(strait::replicate::Error::exit_code);
+            code.map_or(ExitCode::FAILURE, ExitCode::from)
         }
     }
+}
+
+fn check(config_path: Option<PathBuf>) -> ExitCode {
+    let (config, warnings) = match Config::load(config_path.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {}", strait::replicate::error_chain(&e));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let filter = match config.topic_filter() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {}", strait::replicate::error_chain(&e));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let report = match runtime() {
+        Ok(rt) => rt.block_on(strait::replicate::check(&config, &filter)),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{report}");
+    ExitCode::from(report.exit_code())
 }
 
 fn plan(config_path: Option<PathBuf>) -> ExitCode {

@@ -25,7 +25,7 @@ pub const CHECKPOINT_AGE: &str = "strait_checkpoint_age_seconds";
 pub const PARTITIONS_HALTED: &str = "strait_partitions_halted";
 /// Records read from the source (before they are written).
 pub const SOURCE_RECORDS: &str = "strait_source_records_total";
-/// Source bytes divided by wire bytes over everything replicated so far.
+/// Source bytes divided by wire bytes over everything replicated so far (process-wide).
 pub const COMPRESSION_RATIO: &str = "strait_compression_ratio";
 /// Bytes on the source not yet acknowledged by the target (estimated from batch sizes).
 pub const LAG_BYTES: &str = "strait_lag_bytes";
@@ -237,36 +237,63 @@ mod tests {
         assert!(err.to_string().contains("json or text"), "{err}");
     }
 
+    /// Every metric name defined above.
+    const ALL_NAMES: &[&str] = &[
+        RECORDS_REPLICATED,
+        SOURCE_BYTES,
+        WIRE_BYTES,
+        LAG_RECORDS,
+        SOURCE_GAP_RECORDS,
+        PARTITION_HALTED,
+        CHECKPOINT_ERRORS,
+        CHECKPOINT_AGE,
+        PARTITIONS_HALTED,
+        SOURCE_RECORDS,
+        COMPRESSION_RATIO,
+        LAG_BYTES,
+        LAG_SECONDS,
+        END_TO_END_LATENCY,
+        PRODUCE_LATENCY,
+        FETCH_LATENCY,
+        REQUEST_ERRORS,
+        RETRIES,
+        BUDGET_TOKENS,
+        BUDGET_THROTTLE,
+        ZSTD_LEVEL,
+        CONNECTIONS,
+        REAUTHENTICATIONS,
+        CLUSTER_REACHABLE,
+        READY,
+        HTTP_REQUESTS,
+    ];
+
     #[test]
-    fn metric_names_follow_the_convention() {
-        let names = [
+    fn the_dashboard_uses_only_defined_metrics_and_every_interface_name() {
+        let dashboard = include_str!("../deploy/grafana/strait-dashboard.json");
+        let used: std::collections::BTreeSet<&str> = regex::Regex::new(r"strait_[a-z_]+")
+            .expect("valid regex")
+            .find_iter(dashboard)
+            .map(|m| m.as_str())
+            .map(|n| n.strip_suffix("_bucket").unwrap_or(n))
+            .collect();
+        for n in &used {
+            assert!(ALL_NAMES.contains(n), "dashboard uses undefined metric {n}");
+        }
+        for n in [
             RECORDS_REPLICATED,
             SOURCE_BYTES,
             WIRE_BYTES,
             LAG_RECORDS,
             SOURCE_GAP_RECORDS,
             PARTITION_HALTED,
-            CHECKPOINT_ERRORS,
-            CHECKPOINT_AGE,
-            PARTITIONS_HALTED,
-            SOURCE_RECORDS,
-            COMPRESSION_RATIO,
-            LAG_BYTES,
-            LAG_SECONDS,
-            END_TO_END_LATENCY,
-            PRODUCE_LATENCY,
-            FETCH_LATENCY,
-            REQUEST_ERRORS,
-            RETRIES,
-            BUDGET_TOKENS,
-            BUDGET_THROTTLE,
-            ZSTD_LEVEL,
-            CONNECTIONS,
-            REAUTHENTICATIONS,
-            CLUSTER_REACHABLE,
-            READY,
-            HTTP_REQUESTS,
-        ];
+        ] {
+            assert!(used.contains(n), "dashboard lacks {n}");
+        }
+    }
+
+    #[test]
+    fn metric_names_follow_the_convention() {
+        let names = ALL_NAMES;
         let mut seen = std::collections::HashSet::new();
         for n in names {
             assert!(n.starts_with("strait_"), "{n}");

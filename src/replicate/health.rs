@@ -206,15 +206,6 @@ impl Health {
             .count();
         metrics::gauge!(telemetry::PARTITIONS_HALTED).set(halted as f64);
         metrics::gauge!(telemetry::CHECKPOINT_AGE).set(self.checkpoint_age().as_secs_f64());
-        for (tp, s) in &snapshot {
-            if s.wire_bytes > 0 {
-                metrics::gauge!(
-                    telemetry::COMPRESSION_RATIO,
-                    &telemetry::labels(&tp.topic, tp.partition)
-                )
-                .set(s.source_bytes as f64 / s.wire_bytes as f64);
-            }
-        }
         let ready = self.readiness(progress).ready;
         metrics::gauge!(telemetry::READY).set(f64::from(u8::from(ready)));
     }

@@ -5,6 +5,7 @@
 //! [`partition`], the topic decisions in [`topics`], and ownership in [`assign`].
 
 mod assign;
+mod check;
 mod error;
 mod health;
 mod partition;
@@ -15,6 +16,7 @@ mod startup;
 mod topics;
 
 pub use assign::Shard;
+pub use check::{check, CheckReport, ClusterCheck, TargetState, TopicCheck};
 pub use error::{Error, Result};
 pub use health::{ClusterHealth, Health, Readiness, Side};
 pub use plan::{plan, Plan, TargetChange, TopicPlan};

@@ -642,8 +642,10 @@ impl SinkWriter {
             };
             self.progress
                 .update(&self.source_tp, |s| s.source_high_watermark = chunk.high_watermark);
+            let mut absorbed = 0u64;
             for record in chunk.records {
                 if self.tail.absorb(record.offset, &mut self.acked) {
+                    absorbed += 1;
                     continue;
                 }
                 if let Err(record) = self.builder.try_push(record) {
@@ -660,6 +662,10 @@ impl SinkWriter {
                         }));
                     }
                 }
+            }
+            if absorbed > 0 {
+                // Written by an earlier attempt whose acknowledgement was lost: replicated all the same.
+                self.acknowledge(self.acked, absorbed, 0, 0);
             }
             pending_source_bytes += chunk.source_bytes;
             pushed_until = chunk.next_offset;

@@ -79,8 +79,12 @@ pub struct Broker {
     dir: tempfile::TempDir,
     /// Extra broker flags (TLS, authentication), kept across restarts.
     extra_args: Vec<String>,
-    /// How the readiness probe connects (TLS, SASL), matching `extra_args`.
-    probe: strait::kafka::Security,
+    /// Network namespace and address the broker runs in and listens on (WAN tests).
+    netns: Option<(String, String)>,
+    /// How the readiness probe connects (TLS, SASL), matching `extra_args`; `None`: it only
+    /// waits for the port to accept TCP (for a broker no client can pass, e.g. an expired
+    /// certificate).
+    probe: Option<strait::kafka::Security>,
 }
 
 fn free_port() -> u16 {
@@ -108,7 +112,8 @@ impl Broker {
             storage,
             dir: tempfile::tempdir().expect("temp dir"),
             extra_args: Vec::new(),
-            probe: strait::kafka::Security::plaintext(),
+            netns: None,
+            probe: Some(strait::kafka::Security::plaintext()),
         };
         b.spawn().await;
         Some(b)
@@ -117,7 +122,11 @@ impl Broker {
     /// Starts a nisshi broker with extra flags (e.g. `--cert`, `--key`, `--authentication`),
     /// waiting until a client set up with `probe` gets Metadata. `None` (after [`unavailable`])
     /// without nisshi: Tansu has no TLS listener.
-    pub async fn start_with(storage: Storage, args: &[String], probe: strait::kafka::Security) -> Option<Broker> {
+    pub async fn start_with(
+        storage: Storage,
+        args: &[String],
+        probe: Option<strait::kafka::Security>,
+    ) -> Option<Broker> {
         let mut b = Broker::start_quiet(storage).await?;
         b.extra_args = args.to_vec();
         b.probe = probe;
@@ -143,12 +152,13 @@ impl Broker {
             storage,
             dir: tempfile::tempdir().expect("temp dir"),
             extra_args: Vec::new(),
-            probe: strait::kafka::Security::plaintext(),
+            netns: None,
+            probe: Some(strait::kafka::Security::plaintext()),
         })
     }
 
     /// Restarts the broker with other flags and probe (same port and data).
-    pub async fn restart_with(&mut self, args: &[String], probe: strait::kafka::Security) {
+    pub async fn restart_with(&mut self, args: &[String], probe: Option<strait::kafka::Security>) {
         self.kill();
         self.extra_args = args.to_vec();
         self.probe = probe;
@@ -173,17 +183,52 @@ impl Broker {
     }
 
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        let host = self.netns.as_ref().map_or("127.0.0.1", |(_, host)| host.as_str());
+        format!("{host}:{}", self.port)
+    }
+
+    /// Starts a broker inside network namespace `netns`, listening on `host` there (the far
+    /// end of an emulated WAN link from `tools/wan/link.sh`).
+    pub async fn start_in_netns(storage: Storage, netns: &str, host: &str) -> Option<Broker> {
+        let Some((bin, kind)) = broker_binary() else {
+            unavailable("no local broker (nisshi or tansu) is installed");
+            return None;
+        };
+        let mut b = Broker {
+            child: None,
+            port: free_port(),
+            kind,
+            bin,
+            storage: if kind == BrokerKind::Tansu {
+                Storage::Sqlite
+            } else {
+                storage
+            },
+            dir: tempfile::tempdir().expect("temp dir"),
+            extra_args: Vec::new(),
+            netns: Some((netns.to_owned(), host.to_owned())),
+            probe: Some(strait::kafka::Security::plaintext()),
+        };
+        b.spawn().await;
+        Some(b)
     }
 
     async fn spawn(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let url = format!("tcp://{}", self.bootstrap());
         let engine = match self.storage {
             Storage::Memory => format!("memory://b{}/", self.port),
             Storage::Sqlite => "sqlite://broker.db?maintenance_interval=5s".to_owned(),
         };
         let log = std::fs::File::create(self.dir.path().join("broker.log")).expect("broker log");
-        let child = Command::new(&self.bin)
+        let mut command = match &self.netns {
+            Some((ns, _)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        let child = command
             .current_dir(self.dir.path())
             .args(["broker", "--cluster-id", &format!("test-{}", self.port)])
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
@@ -205,18 +250,24 @@ impl Broker {
     /// Waits until the broker answers ApiVersions and Metadata.
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        let cluster = strait::kafka::Cluster::with_security(
-            "test",
-            vec![self.bootstrap()],
-            "strait-test",
-            Duration::from_secs(5),
-            self.probe.clone(),
-        );
+        let cluster = self.probe.clone().map(|probe| {
+            strait::kafka::Cluster::with_security(
+                "test",
+                vec![self.bootstrap()],
+                "strait-test",
+                Duration::from_secs(5),
+                probe,
+            )
+        });
         loop {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("broker exited with {status}: {}", self.log());
             }
-            if cluster.metadata(Some(&[])).await.is_ok() {
+            let ready = match &cluster {
+                Some(cluster) => cluster.metadata(Some(&[])).await.is_ok(),
+                None => tokio::net::TcpStream::connect(self.bootstrap()).await.is_ok(),
+            };
+            if ready {
                 return;
             }
             assert!(Instant::now() < deadline, "broker not ready after 60 s: {}", self.log());
@@ -453,6 +504,22 @@ pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() ->
             "timed out after {timeout:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// [`wait_until`] for a condition that must ask a cluster.
+pub async fn wait_until_async<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !cond().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
