@@ -236,8 +236,18 @@ impl Budget {
             };
             tokio::time::sleep(wait.clamp(Duration::from_millis(1), RECHECK)).await;
         }
-        let waited = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-        self.waited_nanos.fetch_add(waited, Ordering::Relaxed);
+        let waited = started.elapsed();
+        self.waited_nanos
+            .fetch_add(waited.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+        metrics::gauge!(crate::telemetry::BUDGET_THROTTLE).set(self.waited().as_secs_f64());
+    }
+
+    /// Tokens (bytes) left over all classes; negative while senders pay off a batch.
+    pub fn tokens(&self) -> f64 {
+        let now = Instant::now();
+        let mut st = self.state();
+        st.refill(now);
+        st.classes.iter().map(|c| c.tokens).sum()
     }
 }
 

@@ -149,10 +149,12 @@ fn describe() {
     );
     describe_counter!(RETRIES, Unit::Count, "Requests retried by cluster and api");
     describe_gauge!(BUDGET_TOKENS, Unit::Bytes, "Tokens left in the bandwidth budget");
-    describe_counter!(
+    // A gauge holding a running total: metrics counters count whole units, and the waits are
+    // fractions of a second.
+    describe_gauge!(
         BUDGET_THROTTLE,
         Unit::Seconds,
-        "Time spent waiting for the bandwidth budget"
+        "Time spent waiting for the bandwidth budget (running total)"
     );
     describe_gauge!(ZSTD_LEVEL, Unit::Count, "zstd level used for target batches");
     describe_gauge!(CONNECTIONS, Unit::Count, "Open broker connections by cluster");

@@ -367,6 +367,9 @@ impl Replicator {
             }
         }
         metrics::gauge!(telemetry::ZSTD_LEVEL).set(f64::from(self.settings.level.level()));
+        if budget.bytes_per_sec() > 0 {
+            metrics::gauge!(telemetry::BUDGET_TOKENS).set(budget.tokens());
+        }
         let t = self.progress.totals();
         if t.wire_bytes > 0 {
             metrics::gauge!(telemetry::COMPRESSION_RATIO).set(t.source_bytes as f64 / t.wire_bytes as f64);

@@ -193,6 +193,7 @@ impl PartitionTask {
         let reader_cancel = self.cancel.child_token();
         let reader = SourceReader {
             tp: self.source_tp.clone(),
+            labels: telemetry::labels(&self.source_tp.topic, self.source_tp.partition),
             cluster: Arc::clone(&self.source),
             settings: Arc::clone(&self.settings),
             cancel: reader_cancel.clone(),
@@ -211,6 +212,7 @@ impl PartitionTask {
             producer,
             next_sequence: sequence,
             in_flight: VecDeque::new(),
+            builder_max_timestamp: i64::MIN,
             labels: telemetry::labels(&self.source_tp.topic, self.source_tp.partition),
         };
         let write = async {
@@ -342,6 +344,9 @@ where
                 return Ok(Some(v));
             }
             Err(e) if e.is_retriable() => {
+                count_error(cluster.name(), action, &e);
+                metrics::counter!(telemetry::RETRIES, "cluster" => cluster.name().to_owned(), "api" => action.to_owned())
+                    .increment(1);
                 if e.needs_metadata_refresh() {
                     cluster.invalidate(tp);
                 }
@@ -355,14 +360,36 @@ where
                     _ = tokio::time::sleep(backoff.next_delay()) => {}
                 }
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                count_error(cluster.name(), action, &e);
+                return Err(e);
+            }
         }
+    }
+}
+
+/// Counts a failed request by cluster, request and Kafka error code (or the transport fault).
+fn count_error(cluster: &str, api: &str, e: &crate::kafka::Error) {
+    let code = e
+        .code()
+        .map_or_else(|| transport_fault(e).to_owned(), |c| format!("{c:?}"));
+    metrics::counter!(telemetry::REQUEST_ERRORS, "cluster" => cluster.to_owned(), "api" => api.to_owned(), "code" => code)
+        .increment(1);
+}
+
+fn transport_fault(e: &crate::kafka::Error) -> &'static str {
+    match e {
+        crate::kafka::Error::Timeout { .. } => "timeout",
+        crate::kafka::Error::ConnectionLost { .. } => "connection_lost",
+        crate::kafka::Error::Connect { .. } | crate::kafka::Error::Bootstrap { .. } => "connect",
+        _ => "other",
     }
 }
 
 /// Fetches a source partition and unpacks its batches into records, in offset order.
 struct SourceReader {
     tp: TopicPartition,
+    labels: [(&'static str, String); 2],
     cluster: Arc<Cluster>,
     settings: Arc<TaskSettings>,
     cancel: CancellationToken,
@@ -372,9 +399,14 @@ impl SourceReader {
     async fn run(self, mut offset: i64, tx: mpsc::Sender<Result<Fetched>>) {
         let mut fetch_bytes = self.settings.fetch_max_bytes;
         loop {
-            let fetched = retry(&self.cancel, &self.cluster, &self.tp, "fetch", || {
-                self.cluster
+            let fetched = retry(&self.cancel, &self.cluster, &self.tp, "fetch", || async {
+                let started = std::time::Instant::now();
+                let f = self
+                    .cluster
                     .fetch(&self.tp, offset, fetch_bytes, self.settings.fetch_max_wait_ms)
+                    .await;
+                metrics::histogram!(telemetry::FETCH_LATENCY).record(started.elapsed());
+                f
             })
             .await;
             let fetched = match fetched {
@@ -448,6 +480,7 @@ impl SourceReader {
             }
             fetch_bytes = self.settings.fetch_max_bytes;
             offset = chunk.next_offset;
+            metrics::counter!(telemetry::SOURCE_RECORDS, &self.labels).increment(chunk.records.len() as u64);
             if !self.send(&tx, Ok(Fetched::Records(chunk))).await {
                 return;
             }
@@ -550,6 +583,8 @@ struct Sent {
     count: i64,
     source_bytes: u64,
     wire_bytes: u64,
+    /// Newest record timestamp in the batch (ms), for the end-to-end latency.
+    max_timestamp: i64,
     ack: tokio::task::JoinHandle<Result<ProduceAck, crate::kafka::Error>>,
 }
 
@@ -580,6 +615,8 @@ struct SinkWriter {
     /// The sequence of the next batch to send.
     next_sequence: i32,
     in_flight: VecDeque<Sent>,
+    /// Newest record timestamp in the builder (ms).
+    builder_max_timestamp: i64,
     labels: [(&'static str, String); 2],
 }
 
@@ -648,6 +685,7 @@ impl SinkWriter {
                     absorbed += 1;
                     continue;
                 }
+                let timestamp = record.timestamp;
                 if let Err(record) = self.builder.try_push(record) {
                     let last = self.builder.last_offset().map_or(pushed_until, |o| o + 1);
                     self.flush(last, &mut pending_source_bytes).await?;
@@ -662,6 +700,7 @@ impl SinkWriter {
                         }));
                     }
                 }
+                self.builder_max_timestamp = self.builder_max_timestamp.max(timestamp);
             }
             if absorbed > 0 {
                 // Written by an earlier attempt whose acknowledgement was lost: replicated all the same.
@@ -723,6 +762,7 @@ impl SinkWriter {
             transactional: false,
         };
         let first = self.builder.first_offset().unwrap_or(until);
+        let max_timestamp = std::mem::replace(&mut self.builder_max_timestamp, i64::MIN);
         let compress_started = std::time::Instant::now();
         let built = self.builder.finish(&opts).map_err(|source| Error::Build {
             topic: self.source_tp.topic.clone(),
@@ -754,7 +794,13 @@ impl SinkWriter {
             count,
             source_bytes: std::mem::take(source_bytes) as u64,
             wire_bytes: wire_bytes as u64,
-            ack: tokio::spawn(pending.ack()),
+            max_timestamp,
+            ack: tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let ack = pending.ack().await;
+                metrics::histogram!(telemetry::PRODUCE_LATENCY).record(started.elapsed());
+                ack
+            }),
         });
         Ok(())
     }
@@ -781,6 +827,12 @@ impl SinkWriter {
         let expected = self.acked.target;
         match acked {
             Ok(ack) if ack.base_offset == expected || ack.base_offset < 0 => {
+                let age_ms = crate::checkpoint::now_ms() - sent.max_timestamp;
+                if (0..86_400_000).contains(&age_ms) {
+                    let age = Duration::from_millis(age_ms as u64);
+                    metrics::histogram!(telemetry::END_TO_END_LATENCY).record(age);
+                    metrics::gauge!(telemetry::LAG_SECONDS, &self.labels).set(age.as_secs_f64());
+                }
                 self.acked_sequence = self.acked_sequence.wrapping_add(sent.count as i32) & i32::MAX;
                 self.acknowledge(
                     Position {

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use kafka_protocol::messages::{CreatePartitionsRequest, CreateTopicsRequest};
 
@@ -112,16 +111,18 @@ pub(crate) fn plan_topics(
 
 /// Computes the plan against the live clusters; writes nothing.
 pub async fn plan(config: &Config, filter: &TopicFilter) -> Result<Plan> {
-    let cluster = |name: &str, c: &crate::config::ClusterConfig| {
-        Arc::new(Cluster::new(
-            name,
-            c.bootstrap(),
-            &c.client_id,
-            Duration::from_millis(c.request_timeout_ms),
-        ))
+    // The same TLS and SASL as `run`, so a plan sees what replication would.
+    let cluster = |name: &'static str, c: &crate::config::ClusterConfig| {
+        Cluster::from_config(name, c)
+            .map(Arc::new)
+            .map_err(|source| Error::Cluster {
+                cluster: name,
+                action: "set up TLS and SASL".into(),
+                source: Box::new(source),
+            })
     };
-    let source = cluster("source", &config.source);
-    let target = cluster("target", &config.target);
+    let source = cluster("source", &config.source)?;
+    let target = cluster("target", &config.target)?;
     let err = |cluster: &'static str, action: &str| {
         let action = action.to_owned();
         move |source: crate::kafka::Error| Error::Cluster {
