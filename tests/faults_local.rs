@@ -254,3 +254,39 @@ async fn source_truncated_while_stopped_is_a_counted_gap_without_duplicates() {
         .expect("target end");
     assert_eq!(end, 140, "nothing beyond the 140 expected records");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_flow_end_to_end_without_any_data() {
+    let Some(source) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let Some(target) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let hb = common::topic("hb");
+    // The include list matches nothing: only heartbeats flow.
+    let mut cfg = common::config(&source.bootstrap(), &target.bootstrap(), "no-such-topic-.*");
+    cfg.heartbeats.enabled = true;
+    cfg.heartbeats.topic = hb.clone();
+    cfg.heartbeats.interval_ms = 100;
+    cfg.replication.id = "hb-test".into();
+    let strait = Strait::start(cfg);
+    let got = common::consume(
+        &target.bootstrap(),
+        &hb,
+        &BTreeMap::from([(0, 5)]),
+        Duration::from_secs(60),
+    );
+    strait.stop().await;
+    let beats = &got[&0];
+    assert!(beats.len() >= 5, "{} heartbeats on the target", beats.len());
+    for b in beats {
+        assert_eq!(b.key.as_deref(), Some(&b"hb-test"[..]));
+        let doc: serde_json::Value = serde_json::from_slice(b.value.as_deref().unwrap_or_default()).expect("json");
+        assert_eq!(
+            doc["timestamp_ms"].as_i64(),
+            b.timestamp,
+            "value and record timestamp agree"
+        );
+    }
+}

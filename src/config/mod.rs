@@ -61,6 +61,8 @@ pub struct Config {
     pub checkpoint: CheckpointConfig,
     /// Which share of the partitions this process replicates.
     pub shard: ShardConfig,
+    /// Heartbeat records written to the source and replicated, to measure the whole path.
+    pub heartbeats: HeartbeatsConfig,
     /// Identity of this replication flow (names its checkpoints).
     pub replication: ReplicationConfig,
     /// What to do when a target partition is behind its checkpoint.
@@ -87,6 +89,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             checkpoint: CheckpointConfig::default(),
             shard: ShardConfig::default(),
+            heartbeats: HeartbeatsConfig::default(),
             shutdown_grace_secs: 30,
             replication: ReplicationConfig::default(),
             on_target_reset: OnTargetReset::default(),
@@ -344,6 +347,30 @@ pub enum OnTargetReset {
     Halt,
     /// Forget the checkpoint and replicate the partition again from `start_from`.
     ReplicateAgain,
+}
+
+/// Heartbeats: a small record written to a source topic at a fixed interval and replicated
+/// like any other, so end-to-end latency and liveness are measured even when no spans flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatsConfig {
+    /// Whether strait writes heartbeats.
+    pub enabled: bool,
+    /// The source topic they go to (created with one partition when missing); replicated even
+    /// when `topics.include` does not name it.
+    pub topic: String,
+    /// Milliseconds between heartbeats.
+    pub interval_ms: u64,
+}
+
+impl Default for HeartbeatsConfig {
+    fn default() -> Self {
+        HeartbeatsConfig {
+            enabled: false,
+            topic: "strait-heartbeats".to_owned(),
+            interval_ms: 1000,
+        }
+    }
 }
 
 /// Splitting the partitions among several strait processes.

@@ -54,6 +54,15 @@ impl Config {
         self.http.socket_addr()?;
         check_topic_name("checkpoint.topic", &self.checkpoint.topic)?;
         check_checkpoint_interval(self.checkpoint.interval_ms)?;
+        check_topic_name("heartbeats.topic", &self.heartbeats.topic)?;
+        if !(10..=3_600_000).contains(&self.heartbeats.interval_ms) {
+            return Err(Error::invalid(
+                "heartbeats.interval_ms",
+                self.heartbeats.interval_ms,
+                "is out of range",
+                "use 10 to 3600000 milliseconds, e.g. 1000",
+            ));
+        }
         check_shard(self)
     }
 }

@@ -8,6 +8,7 @@ mod assign;
 mod check;
 mod error;
 mod health;
+mod heartbeat;
 mod partition;
 mod plan;
 mod progress;
@@ -157,6 +158,12 @@ impl Replicator {
         }
     }
 
+    /// Whether `topic` is the heartbeat topic this process writes (replicated even when the
+    /// include list does not name it).
+    fn is_heartbeat_topic(&self, topic: &str) -> bool {
+        self.config.heartbeats.enabled && topic == self.config.heartbeats.topic
+    }
+
     /// The WAN budget, to change it at run time.
     pub fn budget(&self) -> Arc<Budget> {
         Arc::clone(&self.settings.budget)
@@ -203,6 +210,17 @@ impl Replicator {
             return Ok(());
         };
         self.health.set_checkpoints_loaded();
+        let _heartbeats = self.config.heartbeats.enabled.then(|| {
+            let cancel = shutdown.child_token();
+            tokio::spawn(heartbeat::run(
+                Arc::clone(&self.source),
+                self.config.heartbeats.topic.clone(),
+                store.replication_id().to_owned(),
+                Duration::from_millis(self.config.heartbeats.interval_ms),
+                cancel.clone(),
+            ));
+            cancel.drop_guard()
+        });
         let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(self.config.checkpoint.interval_ms));
         let mut written: BTreeMap<TopicPartition, (i64, i64)> = BTreeMap::new();
         let mut tasks: JoinSet<(TopicPartition, Result<()>)> = JoinSet::new();
@@ -449,7 +467,7 @@ impl Replicator {
         for (name, topic) in &meta.topics {
             if topic.error.is_some()
                 || !topics::is_replicable(name, topic.is_internal, &own)
-                || !self.filter.matches(name)
+                || !(self.filter.matches(name) || self.is_heartbeat_topic(name))
             {
                 continue;
             }
