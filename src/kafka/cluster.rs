@@ -147,6 +147,14 @@ impl Cluster {
         let conn = Arc::new(Conn::connect_with(addr, &self.client_id, self.timeout, &self.security).await?);
         tracing::debug!(cluster = %self.name, broker = addr, "connected");
         *guard = Some(Arc::clone(&conn));
+        // Open connections of this cluster; a slot locked by another caller counts as open.
+        let open = self
+            .state()
+            .slots
+            .values()
+            .filter(|s| s.try_lock().map_or(true, |g| g.as_ref().is_some_and(|c| !c.is_closed())))
+            .count();
+        metrics::gauge!(crate::telemetry::CONNECTIONS, "cluster" => self.name.clone()).set(open as f64);
         Ok(conn)
     }
 

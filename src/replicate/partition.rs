@@ -931,6 +931,11 @@ impl SinkWriter {
             s.source_bytes += source_bytes;
             s.wire_bytes += wire_bytes;
             metrics::gauge!(telemetry::LAG_RECORDS, &self.labels).set(s.lag_records() as f64);
+            if s.records > 0 {
+                // Estimated from the average size of the records replicated so far.
+                let average = s.source_bytes as f64 / s.records as f64;
+                metrics::gauge!(telemetry::LAG_BYTES, &self.labels).set(s.lag_records() as f64 * average);
+            }
         });
     }
 }
