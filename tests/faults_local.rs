@@ -290,3 +290,66 @@ async fn heartbeats_flow_end_to_end_without_any_data() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_behind_its_checkpoint_halts_unless_told_to_replicate_again() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+
+    let Some(source) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let Some(target) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let topic = common::topic("reset");
+    common::create_topic(&source.bootstrap(), &topic, 1, &[]).await;
+    let p = common::producer(&source.bootstrap(), &[]);
+    let all: Vec<Rec> = (0..50).map(|i| numbered(i, 20)).collect();
+    for r in &all {
+        common::send(&p, &topic, 0, r).await;
+    }
+    let tp = strait::kafka::TopicPartition::new(topic.clone(), 0);
+    let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
+    let progress = strait.progress.clone();
+    common::wait_until("50 replicated", Duration::from_secs(60), || {
+        progress.get(&tp).is_some_and(|s| s.next_source_offset >= 50)
+    })
+    .await;
+    strait.stop().await;
+
+    // The target topic is deleted and recreated empty; the checkpoint still says 50.
+    let admin: AdminClient<DefaultClientContext> = common::client_config(&target.bootstrap()).create().expect("admin");
+    for r in admin
+        .delete_topics(&[&topic], &AdminOptions::new())
+        .await
+        .expect("delete topics")
+    {
+        r.expect("target topic deleted");
+    }
+    common::create_topic(&target.bootstrap(), &topic, 1, &[]).await;
+
+    let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
+    let progress = strait.progress.clone();
+    common::wait_until("partition halted", Duration::from_secs(60), || {
+        matches!(progress.get(&tp).map(|s| s.state), Some(PartitionState::Halted(_)))
+    })
+    .await;
+    let Some(PartitionState::Halted(why)) = progress.get(&tp).map(|s| s.state) else {
+        unreachable!()
+    };
+    assert!(why.contains("on_target_reset") && why.contains("up to 50"), "{why}");
+    strait.stop().await;
+
+    let mut cfg = common::config(&source.bootstrap(), &target.bootstrap(), &topic);
+    cfg.on_target_reset = strait::config::OnTargetReset::ReplicateAgain;
+    let strait = Strait::start(cfg);
+    let got = common::consume(
+        &target.bootstrap(),
+        &topic,
+        &BTreeMap::from([(0, 50)]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(got[&0], all, "replicated again from the start");
+    strait.stop().await;
+}
