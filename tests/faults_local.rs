@@ -353,3 +353,39 @@ async fn target_behind_its_checkpoint_halts_unless_told_to_replicate_again() {
     assert_eq!(got[&0], all, "replicated again from the start");
     strait.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_partitions_share_a_small_fetch_buffer_without_stalling() {
+    let Some(source) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let Some(target) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let topic = common::topic("buffer");
+    let partitions = 24;
+    common::create_topic(&source.bootstrap(), &topic, partitions, &[]).await;
+    let p = common::producer(
+        &source.bootstrap(),
+        &[("linger.ms", "20"), ("compression.type", "zstd")],
+    );
+    let mut want: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
+    for i in 0..2400 {
+        want.entry((i % partitions as usize) as i32)
+            .or_default()
+            .push(numbered(i, 2000));
+    }
+    for (part, recs) in &want {
+        common::send_all(&p, &topic, *part, recs).await;
+    }
+    // 1 MiB for 24 partitions whose data is ~4.8 MB uncompressed: they must take turns.
+    let mut cfg = common::config(&source.bootstrap(), &target.bootstrap(), &topic);
+    cfg.fetch.buffer_max_bytes = 1 << 20;
+    let strait = Strait::start(cfg);
+    let counts: BTreeMap<i32, usize> = want.iter().map(|(p, v)| (*p, v.len())).collect();
+    let got = common::consume(&target.bootstrap(), &topic, &counts, Duration::from_secs(120));
+    strait.stop().await;
+    for (part, w) in &want {
+        assert_eq!(&got[part], w, "partition {part}");
+    }
+}

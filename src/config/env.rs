@@ -226,6 +226,7 @@ mod tests {
         "compression.max_level",
         "compression.min_level",
         "compression.zstd_level",
+        "fetch.buffer_max_bytes",
         "fetch.max_bytes",
         "fetch.max_wait_ms",
         "heartbeats.enabled",

@@ -233,6 +233,9 @@ pub struct FetchConfig {
     pub max_bytes: usize,
     /// How long the broker may hold a fetch waiting for data, in milliseconds (at most 60000).
     pub max_wait_ms: u64,
+    /// Fetched data held in memory across all partitions, in bytes, until it is re-batched;
+    /// bounds memory whatever the backlog and the partition count (at least 1 MiB).
+    pub buffer_max_bytes: usize,
 }
 
 impl Default for FetchConfig {
@@ -240,6 +243,7 @@ impl Default for FetchConfig {
         FetchConfig {
             max_bytes: 1024 * 1024,
             max_wait_ms: 500,
+            buffer_max_bytes: 128 * 1024 * 1024,
         }
     }
 }

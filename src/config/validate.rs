@@ -279,6 +279,15 @@ fn check_batch_and_fetch(config: &Config) -> Result<()> {
             format!("use from {KIB} (1 KiB) to {} (1 GiB), e.g. 1048576", 1024 * MIB),
         ));
     }
+    let buffer = config.fetch.buffer_max_bytes;
+    if buffer < MIB {
+        return Err(Error::invalid(
+            "fetch.buffer_max_bytes",
+            buffer,
+            "is below 1 MiB",
+            "use at least 1048576; 134217728 (128 MiB) suits a thousand partitions",
+        ));
+    }
     if config.fetch.max_wait_ms > MAX_WAIT_MS {
         return Err(Error::invalid(
             "fetch.max_wait_ms",

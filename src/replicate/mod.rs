@@ -135,6 +135,10 @@ impl Replicator {
             linger: Duration::from_millis(config.batch.linger_ms),
             level,
             budget,
+            buffer: Arc::new(tokio::sync::Semaphore::new(
+                partition::buffer_units(config.fetch.buffer_max_bytes) as usize,
+            )),
+            buffer_units: partition::buffer_units(config.fetch.buffer_max_bytes),
             fetch_max_bytes: i32::try_from(config.fetch.max_bytes).unwrap_or(i32::MAX),
             fetch_max_wait_ms: i32::try_from(config.fetch.max_wait_ms).unwrap_or(i32::MAX),
             start_from: config.start_from,

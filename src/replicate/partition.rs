@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +35,10 @@ pub(crate) struct TaskSettings {
     pub(crate) level: Arc<LevelControl>,
     /// The WAN budget shared by every partition.
     pub(crate) budget: Arc<Budget>,
+    /// Fetched data held across all partitions, in [`BUFFER_UNIT`]s (`fetch.buffer_max_bytes`).
+    pub(crate) buffer: Arc<Semaphore>,
+    /// The buffer's size in units: no fetch reserves more.
+    pub(crate) buffer_units: u32,
     pub(crate) fetch_max_bytes: i32,
     pub(crate) fetch_max_wait_ms: i32,
     pub(crate) start_from: StartFrom,
@@ -60,10 +64,36 @@ pub(crate) struct PartitionTask {
     pub(crate) store: Arc<CheckpointStore>,
 }
 
+/// The smallest fetch a partition asks for; idle partitions shrink to it.
+const MIN_FETCH_BYTES: i32 = 64 * 1024;
+/// The fetch buffer is counted in units of this many bytes.
+const BUFFER_UNIT: usize = 1024;
+
+/// Buffer units covering `bytes`.
+pub(crate) fn buffer_units(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(BUFFER_UNIT).max(1)).unwrap_or(u32::MAX)
+}
+
+/// The next fetch size: doubled while answers come back at least half full (a backlog), halved
+/// when they are mostly empty (caught up), within `MIN_FETCH_BYTES..=max`.
+pub(crate) fn next_fetch_bytes(current: i32, fetched: usize, max: i32) -> i32 {
+    let floor = MIN_FETCH_BYTES.min(max);
+    let current = current.clamp(floor, max);
+    if fetched >= current as usize / 2 {
+        current.saturating_mul(2).min(max)
+    } else if fetched < current as usize / 8 {
+        (current / 2).max(floor)
+    } else {
+        current
+    }
+}
+
 /// Records unpacked from one fetch answer.
 #[derive(Debug)]
 struct Chunk {
     records: Vec<Record>,
+    /// This chunk's share of the fetch buffer, given back once its records are re-batched.
+    buffer: Option<OwnedSemaphorePermit>,
     /// The source offset after the last batch looked at (control and aborted batches included).
     next_offset: i64,
     /// Uncompressed record bytes, for the progress figures.
@@ -397,8 +427,18 @@ struct SourceReader {
 
 impl SourceReader {
     async fn run(self, mut offset: i64, tx: mpsc::Sender<Result<Fetched>>) {
-        let mut fetch_bytes = self.settings.fetch_max_bytes;
+        let mut fetch_bytes = MIN_FETCH_BYTES.min(self.settings.fetch_max_bytes);
         loop {
+            // Memory first: a fetch asks only for what the shared buffer can hold.
+            let reserved = buffer_units(fetch_bytes as usize).min(self.settings.buffer_units);
+            let mut permit = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return,
+                p = Arc::clone(&self.settings.buffer).acquire_many_owned(reserved) => match p {
+                    Ok(p) => p,
+                    Err(_closed) => return,
+                },
+            };
             let fetched = retry(&self.cancel, &self.cluster, &self.tp, "fetch", || async {
                 let started = std::time::Instant::now();
                 let f = self
@@ -441,6 +481,7 @@ impl SourceReader {
                 offset = to;
             }
             let had_bytes = !fetched.records.is_empty();
+            let fetched_len = fetched.records.len();
             let chunk = match unpack(
                 &self.tp,
                 offset,
@@ -471,6 +512,8 @@ impl SourceReader {
                         return;
                     }
                     fetch_bytes = fetch_bytes.saturating_mul(2).min(MAX_FETCH_BYTES);
+                } else {
+                    fetch_bytes = next_fetch_bytes(fetch_bytes, 0, self.settings.fetch_max_bytes);
                 }
                 // Caught up: the broker held the fetch for max_wait already, so loop at once.
                 if self.cancel.is_cancelled() {
@@ -478,7 +521,20 @@ impl SourceReader {
                 }
                 continue;
             }
-            fetch_bytes = self.settings.fetch_max_bytes;
+            // Hold what the chunk really takes (records may be larger than the raw bytes once
+            // decompressed): give back the surplus, or take more if it is free; brokers return
+            // a first batch whole even above the fetch size, so a little overdraft is possible.
+            let footprint = buffer_units(fetched_len.max(chunk.source_bytes)).min(self.settings.buffer_units);
+            if footprint < reserved {
+                drop(permit.split((reserved - footprint) as usize));
+            } else if footprint > reserved {
+                if let Ok(more) = Arc::clone(&self.settings.buffer).try_acquire_many_owned(footprint - reserved) {
+                    permit.merge(more);
+                }
+            }
+            let mut chunk = chunk;
+            chunk.buffer = Some(permit);
+            fetch_bytes = next_fetch_bytes(fetch_bytes, fetched_len, self.settings.fetch_max_bytes);
             offset = chunk.next_offset;
             metrics::counter!(telemetry::SOURCE_RECORDS, &self.labels).increment(chunk.records.len() as u64);
             if !self.send(&tx, Ok(Fetched::Records(chunk))).await {
@@ -540,6 +596,7 @@ fn unpack(
     let mut txn = TxnFilter::new(aborted);
     let mut chunk = Chunk {
         records: Vec::new(),
+        buffer: None,
         next_offset: offset,
         source_bytes: 0,
         high_watermark,
@@ -995,6 +1052,28 @@ mod tests {
         let mut bytes = built.bytes.to_vec();
         bytes[0..8].copy_from_slice(&records[0].offset.to_be_bytes());
         Bytes::from(bytes)
+    }
+
+    #[test]
+    fn fetch_size_grows_with_a_backlog_and_shrinks_when_idle() {
+        let max = 1 << 20;
+        assert_eq!(next_fetch_bytes(64 * 1024, 64 * 1024, max), 128 * 1024);
+        assert_eq!(next_fetch_bytes(512 * 1024, 400 * 1024, max), max);
+        assert_eq!(next_fetch_bytes(max, max as usize, max), max);
+        assert_eq!(next_fetch_bytes(max, 0, max), max / 2);
+        assert_eq!(next_fetch_bytes(64 * 1024, 0, max), 64 * 1024);
+        assert_eq!(next_fetch_bytes(256 * 1024, 64 * 1024, max), 256 * 1024);
+        // A configured maximum below the usual floor is respected.
+        assert_eq!(next_fetch_bytes(4096, 4096, 4096), 4096);
+    }
+
+    #[test]
+    fn buffer_units_round_up_and_never_reach_zero() {
+        assert_eq!(buffer_units(0), 1);
+        assert_eq!(buffer_units(1), 1);
+        assert_eq!(buffer_units(1024), 1);
+        assert_eq!(buffer_units(1025), 2);
+        assert_eq!(buffer_units(128 << 20), 131_072);
     }
 
     #[test]
