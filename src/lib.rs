@@ -13,6 +13,7 @@
 //! ```
 //!
 //! - [`config`]: the configuration tree, its figment layers and validation.
+//! - [`auth`]: SASL credential providers: MSK IAM tokens, cached and refreshed before expiry.
 //! - [`kafka`]: the wire layer over `kafka-protocol`: connections, version negotiation,
 //!   metadata and leader routing, typed requests.
 //! - [`batch`]: the pure record-batch v2 codec (parse, verify, decompress, merge, recompress).
@@ -20,6 +21,7 @@
 //! - [`http`]: the operations endpoint (`/metrics`, `/livez`, `/readyz`, `/status`).
 //! - [`spans`]: a seeded generator of Jaeger spans for demos, tests and benches.
 
+pub mod auth;
 pub mod batch;
 pub mod budget;
 pub mod checkpoint;

@@ -199,7 +199,7 @@ impl LogFormat {
 /// Installs the global `tracing` subscriber on stderr: `format`, with `filter` in `EnvFilter`
 /// syntax (`info`, `strait=debug,warn`). A subscriber already installed is left in place.
 pub fn init_logs(format: LogFormat, filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::new(filter);
+    let filter = secret_safe(tracing_subscriber::EnvFilter::new(filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -209,6 +209,17 @@ pub fn init_logs(format: LogFormat, filter: &str) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .try_init(),
     };
+}
+
+/// Caps crates that log secrets below `info`, whatever the operator asked for: aws-sigv4 traces
+/// the canonical request of a presigned URL, which holds the session token of temporary AWS
+/// credentials (MSK IAM with web identity or an instance role). A directive for the same target
+/// replaces the operator's.
+fn secret_safe(filter: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
+    match "aws_sigv4=info".parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
+    }
 }
 
 /// Labels for a topic-partition.

@@ -226,20 +226,41 @@ fn check_sasl(keys: &Keys, sasl: &SaslConfig) -> Result<()> {
                 format!("{value:?}"),
                 format!("is set but {} is empty", keys.mechanism),
                 format!(
-                    "set {} to PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or AWS_MSK_IAM, or remove {key}",
+                    "set {} to PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or AWS_MSK_IAM, or remove {key}",
                     keys.mechanism
                 ),
             ));
         }
         return Ok(());
     }
-    if matches!(mechanism, SaslMechanism::OauthBearer | SaslMechanism::AwsMskIam) {
+    match mechanism {
+        SaslMechanism::AwsMskIam => return check_msk_iam(keys, sasl),
+        SaslMechanism::OauthBearer if !sasl.username.is_empty() => {
+            return Err(Error::invalid(
+                keys.username,
+                format!("{:?}", sasl.username),
+                format!("is set but {} = OAUTHBEARER does not use it", keys.mechanism),
+                format!(
+                    "remove it: the bearer token in {} carries the identity",
+                    keys.password_file
+                ),
+            ));
+        }
+        _ => {}
+    }
+    if !sasl.aws_region.is_empty() {
         return Err(Error::invalid(
-            keys.mechanism,
-            format!("{:?}", mechanism.as_str()),
-            "is not supported by this build of strait yet",
-            "use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+            keys.aws_region,
+            format!("{:?}", sasl.aws_region),
+            format!("is set but {} = {mechanism} does not use it", keys.mechanism),
+            format!(
+                "set {} = AWS_MSK_IAM for MSK IAM, or remove {}",
+                keys.mechanism, keys.aws_region
+            ),
         ));
+    }
+    if mechanism == SaslMechanism::OauthBearer {
+        return check_secret(keys, sasl, "the bearer token");
     }
     if sasl.username.is_empty() {
         return Err(Error::invalid(
@@ -249,13 +270,19 @@ fn check_sasl(keys: &Keys, sasl: &SaslConfig) -> Result<()> {
             "set the user name the broker knows",
         ));
     }
+    check_secret(keys, sasl, "the password")
+}
+
+/// `password` or `password_file` holds `what` (the password, or an OAUTHBEARER token).
+fn check_secret(keys: &Keys, sasl: &SaslConfig, what: &str) -> Result<()> {
+    let mechanism = sasl.mechanism;
     match (sasl.password.is_empty(), sasl.password_file.is_empty()) {
         (true, true) => Err(Error::invalid(
             keys.password,
             "\"\"",
             format!("is empty but {} = {mechanism} needs it", keys.mechanism),
             format!(
-                "set {} to a file holding the password (or set the password itself)",
+                "set {} to a file holding {what} (or set {what} itself)",
                 keys.password_file
             ),
         )),
@@ -268,6 +295,58 @@ fn check_sasl(keys: &Keys, sasl: &SaslConfig) -> Result<()> {
         (true, false) => check_readable(keys.password_file, &sasl.password_file),
         (false, true) => Ok(()),
     }
+}
+
+/// `AWS_MSK_IAM`: a region, and no password keys (the AWS credential chain supplies the keys).
+fn check_msk_iam(keys: &Keys, sasl: &SaslConfig) -> Result<()> {
+    if !cfg!(feature = "msk-iam") {
+        return Err(Error::invalid(
+            keys.mechanism,
+            "\"AWS_MSK_IAM\"",
+            "is not available: this build of strait has no msk-iam feature",
+            "use a build with the default features (cargo build --features msk-iam)",
+        ));
+    }
+    let set = [
+        (keys.username, sasl.username.clone()),
+        (keys.password, sasl.password.to_string()),
+        (keys.password_file, sasl.password_file.clone()),
+    ]
+    .into_iter()
+    .find(|(_, v)| !v.is_empty());
+    if let Some((key, value)) = set {
+        return Err(Error::invalid(
+            key,
+            format!("{value:?}"),
+            format!("is set but {} = AWS_MSK_IAM does not use it", keys.mechanism),
+            format!(
+                "remove {key}: AWS_MSK_IAM signs with the AWS credential chain (AWS_ACCESS_KEY_ID, \
+                 AWS_PROFILE, AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, or the instance role)"
+            ),
+        ));
+    }
+    let region = &sasl.aws_region;
+    if region.is_empty() {
+        return Err(Error::invalid(
+            keys.aws_region,
+            "\"\"",
+            format!("is empty but {} = AWS_MSK_IAM needs it", keys.mechanism),
+            "set it to the AWS region of the MSK cluster, e.g. eu-west-1 (env: STRAIT_<SIDE>__SASL__AWS_REGION)"
+                .replace("<SIDE>", &keys.aws_region[..6].to_ascii_uppercase()),
+        ));
+    }
+    let plain = region
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !plain || region.starts_with('-') {
+        return Err(Error::invalid(
+            keys.aws_region,
+            format!("{region:?}"),
+            "is not an AWS region name",
+            "give the region code of the MSK cluster, e.g. us-east-1 (not an endpoint or a display name)",
+        ));
+    }
+    Ok(())
 }
 
 /// An empty path is "not set"; a set one must be a readable file.
@@ -316,11 +395,28 @@ mod tests {
     fn defaults_are_plaintext_and_valid() {
         check("source", &TlsConfig::default(), &SaslConfig::default()).expect("defaults");
         check("target", &tls(), &scram("pw")).expect("tls + scram");
+        let bearer = SaslConfig {
+            mechanism: SaslMechanism::OauthBearer,
+            password: Secret::new("token"),
+            ..SaslConfig::default()
+        };
+        check("target", &tls(), &bearer).expect("tls + static bearer token");
+        #[cfg(feature = "msk-iam")]
+        check(
+            "target",
+            &tls(),
+            &SaslConfig {
+                mechanism: SaslMechanism::AwsMskIam,
+                aws_region: "eu-west-1".into(),
+                ..SaslConfig::default()
+            },
+        )
+        .expect("tls + msk iam");
     }
 
     #[test]
     fn rules_name_key_and_fix() {
-        let table: Vec<(TlsConfig, SaslConfig, &str, &str)> = vec![
+        let mut table: Vec<(TlsConfig, SaslConfig, &str, &str)> = vec![
             (
                 TlsConfig {
                     ca_file: "/x".into(),
@@ -382,6 +478,65 @@ mod tests {
                 "only one",
             ),
         ];
+        let iam = SaslConfig {
+            mechanism: SaslMechanism::AwsMskIam,
+            ..SaslConfig::default()
+        };
+        #[cfg(feature = "msk-iam")]
+        table.extend([
+            (
+                TlsConfig::default(),
+                iam.clone(),
+                "source.sasl.aws_region = \"\" is empty but source.sasl.mechanism = AWS_MSK_IAM needs it",
+                "STRAIT_SOURCE__SASL__AWS_REGION",
+            ),
+            (
+                TlsConfig::default(),
+                SaslConfig {
+                    aws_region: "EU West".into(),
+                    ..iam.clone()
+                },
+                "source.sasl.aws_region = \"EU West\" is not an AWS region name",
+                "e.g. us-east-1",
+            ),
+            (
+                TlsConfig::default(),
+                SaslConfig {
+                    aws_region: "eu-west-1".into(),
+                    password: Secret::new("pw"),
+                    ..iam.clone()
+                },
+                "source.sasl.password = \"***\" is set but source.sasl.mechanism = AWS_MSK_IAM does not use it",
+                "AWS credential chain",
+            ),
+        ]);
+        #[cfg(not(feature = "msk-iam"))]
+        table.push((
+            TlsConfig::default(),
+            iam,
+            "source.sasl.mechanism = \"AWS_MSK_IAM\" is not available",
+            "--features msk-iam",
+        ));
+        table.extend([
+            (
+                TlsConfig::default(),
+                SaslConfig {
+                    mechanism: SaslMechanism::OauthBearer,
+                    ..SaslConfig::default()
+                },
+                "source.sasl.password = \"\" is empty but source.sasl.mechanism = OAUTHBEARER needs it",
+                "holding the bearer token",
+            ),
+            (
+                TlsConfig::default(),
+                SaslConfig {
+                    aws_region: "eu-west-1".into(),
+                    ..scram("pw")
+                },
+                "source.sasl.aws_region = \"eu-west-1\" is set but source.sasl.mechanism = SCRAM-SHA-512 does not use it",
+                "AWS_MSK_IAM",
+            ),
+        ]);
         for (tls, sasl, starts, fix) in table {
             let msg = check("source", &tls, &sasl).expect_err("invalid").to_string();
             assert!(msg.starts_with(starts), "{msg}");

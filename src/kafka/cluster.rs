@@ -152,7 +152,10 @@ impl Cluster {
             .state()
             .slots
             .values()
-            .filter(|s| s.try_lock().map_or(true, |g| g.as_ref().is_some_and(|c| !c.is_closed())))
+            .filter(|s| {
+                s.try_lock()
+                    .map_or(true, |g| g.as_ref().is_some_and(|c| !c.is_closed()))
+            })
             .count();
         metrics::gauge!(crate::telemetry::CONNECTIONS, "cluster" => self.name.clone()).set(open as f64);
         Ok(conn)

@@ -4,8 +4,18 @@
 //! its waiter by correlation id, so any number of requests can be in flight on one connection and
 //! Kafka's per-connection ordering is kept. When the socket fails every waiter gets
 //! [`Error::ConnectionLost`] and the connection reports itself closed, so the owner reconnects.
+//!
+//! KIP-368 re-authentication happens in band: when SaslAuthenticate set a session lifetime,
+//! the writer task, at 85% of it, stops taking requests from its queue, sends SaslHandshake and
+//! SaslAuthenticate itself (with correlation ids from the same counter, answered through the
+//! same reader) and resumes. Kafka answers a connection's requests in order, so every response
+//! to a request sent before the re-authentication arrives before its SASL answers; nothing in
+//! flight is dropped and the order of pipelined produce requests on the connection is kept,
+//! which a switch to a fresh connection could not promise. A refused re-authentication closes
+//! the connection: requests still queued were never sent and fail as retriable.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::error::{Error, Result};
+use super::sasl::Sasl;
 use super::security::Security;
 use super::versions::BrokerVersions;
 
@@ -28,6 +39,9 @@ const MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
 /// How many encoded requests may wait for the writer; beyond it callers wait (backpressure).
 const OUTGOING_QUEUE: usize = 64;
 const UNSUPPORTED_VERSION: i16 = 35;
+/// Re-authenticate when this share of the broker's session lifetime has passed (the Java
+/// client picks 85-95%).
+const REAUTH_AT: f64 = 0.85;
 
 type Waiter = oneshot::Sender<std::result::Result<Bytes, Arc<std::io::Error>>>;
 
@@ -53,7 +67,7 @@ pub struct Conn {
     client_id: StrBytes,
     timeout: Duration,
     versions: BrokerVersions,
-    next_correlation: AtomicI32,
+    next_correlation: Arc<AtomicI32>,
     outgoing: mpsc::Sender<Bytes>,
     pending: Arc<Mutex<Pending>>,
     reader: JoinHandle<()>,
@@ -111,6 +125,8 @@ impl Conn {
         let versions = tokio::time::timeout(timeout, negotiate(&mut stream, broker, &client_id))
             .await
             .map_err(|_| timed_out(ApiKey::ApiVersions))??;
+        let next_correlation = Arc::new(AtomicI32::new(1));
+        let mut reauth = None;
         if let Some(sasl) = security.sasl() {
             let mut hs = Handshake {
                 stream: &mut stream,
@@ -128,6 +144,15 @@ impl Conn {
                 session_lifetime_ms = auth.session_lifetime_ms,
                 "authenticated"
             );
+            reauth = Some(Reauth {
+                sasl: sasl.clone(),
+                broker: broker.to_owned(),
+                client_id: client_id.clone(),
+                versions: versions.clone(),
+                next_correlation: Arc::clone(&next_correlation),
+                timeout,
+                due: reauth_due(auth.session_lifetime_ms),
+            });
         }
 
         let pending = Arc::new(Mutex::new(Pending::default()));
@@ -135,11 +160,11 @@ impl Conn {
         let (reader, writer) = match stream {
             Stream::Plain(tcp) => {
                 let (read_half, write_half) = tcp.into_split();
-                spawn_io(read_half, write_half, queue, &pending)
+                spawn_io(read_half, write_half, queue, &pending, reauth)
             }
             Stream::Tls(tls) => {
                 let (read_half, write_half) = tokio::io::split(*tls);
-                spawn_io(read_half, write_half, queue, &pending)
+                spawn_io(read_half, write_half, queue, &pending, reauth)
             }
         };
 
@@ -148,7 +173,7 @@ impl Conn {
             client_id,
             timeout,
             versions,
-            next_correlation: AtomicI32::new(1),
+            next_correlation,
             outgoing,
             pending,
             reader,
@@ -328,13 +353,86 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// Starts the writer task (frames from `queue`, in order) and the reader task (responses to
-/// their waiters) on the two halves of a connection.
+/// When to re-authenticate a session the broker limited to `lifetime_ms` (none: never).
+fn reauth_due(lifetime_ms: i64) -> Option<tokio::time::Instant> {
+    let lifetime = Duration::from_millis(u64::try_from(lifetime_ms).ok().filter(|l| *l > 0)?);
+    Some(tokio::time::Instant::now() + lifetime.mul_f64(REAUTH_AT))
+}
+
+async fn until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The cause of the last failed re-authentication in this process, so every connection of
+/// every cluster failing for one reason (expired credentials) makes one log line, not one each.
+static LAST_REAUTH_FAILURE: Mutex<Option<String>> = Mutex::new(None);
+
+fn lock_cause(m: &Mutex<Option<String>>) -> std::sync::MutexGuard<'_, Option<String>> {
+    // A plain assignment cannot be left half done by a panic.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether `cause` differs from the last re-authentication failure logged (and records it).
+fn first_report(cause: &str) -> bool {
+    let mut last = lock_cause(&LAST_REAUTH_FAILURE);
+    if last.as_deref() == Some(cause) {
+        return false;
+    }
+    *last = Some(cause.to_owned());
+    true
+}
+
+/// What the writer task needs to re-authenticate its connection (KIP-368).
+struct Reauth {
+    sasl: Sasl,
+    broker: String,
+    client_id: StrBytes,
+    versions: BrokerVersions,
+    next_correlation: Arc<AtomicI32>,
+    timeout: Duration,
+    /// When to do it; `None` when the broker set no session lifetime.
+    due: Option<tokio::time::Instant>,
+}
+
+impl Reauth {
+    /// Runs SaslHandshake and SaslAuthenticate on the live connection and schedules the next
+    /// round from the new session lifetime.
+    async fn run<W: AsyncWrite + Unpin + Send>(&mut self, write: &mut W, pending: &Arc<Mutex<Pending>>) -> Result<()> {
+        let mut exchange = InBand {
+            write,
+            pending,
+            broker: &self.broker,
+            client_id: &self.client_id,
+            versions: &self.versions,
+            next_correlation: &self.next_correlation,
+            timeout: self.timeout,
+        };
+        let auth = self.sasl.authenticate(&mut exchange).await?;
+        self.due = reauth_due(auth.session_lifetime_ms);
+        *lock_cause(&LAST_REAUTH_FAILURE) = None;
+        metrics::counter!(crate::telemetry::REAUTHENTICATIONS, "cluster" => self.sasl.cluster().to_owned())
+            .increment(1);
+        tracing::debug!(
+            cluster = self.sasl.cluster(),
+            broker = %self.broker,
+            session_lifetime_ms = auth.session_lifetime_ms,
+            "re-authenticated"
+        );
+        Ok(())
+    }
+}
+
+/// Starts the writer task (frames from `queue`, in order, and re-authentication when due) and
+/// the reader task (responses to their waiters) on the two halves of a connection.
 fn spawn_io<R, W>(
     read_half: R,
     mut write_half: W,
     mut queue: mpsc::Receiver<Bytes>,
     pending: &Arc<Mutex<Pending>>,
+    mut reauth: Option<Reauth>,
 ) -> (JoinHandle<()>, JoinHandle<()>)
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -342,7 +440,35 @@ where
 {
     let writer_pending = Arc::clone(pending);
     let writer = tokio::spawn(async move {
-        while let Some(frame) = queue.recv().await {
+        loop {
+            let due = reauth.as_ref().and_then(|r| r.due);
+            let frame = tokio::select! {
+                biased;
+                () = until(due) => {
+                    let Some(r) = reauth.as_mut() else { continue };
+                    if let Err(e) = r.run(&mut write_half, &writer_pending).await {
+                        let cause = e.to_string();
+                        if first_report(&cause) {
+                            tracing::warn!(
+                                cluster = r.sasl.cluster(),
+                                broker = %r.broker,
+                                error = %cause,
+                                "re-authentication failed; closing the connection (queued requests are retried on a new one; logged once per cause)"
+                            );
+                        } else {
+                            tracing::debug!(cluster = r.sasl.cluster(), broker = %r.broker, "re-authentication failed again");
+                        }
+                        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "re-authentication failed");
+                        lock(&writer_pending).fail_all(Arc::new(io));
+                        return;
+                    }
+                    continue;
+                }
+                frame = queue.recv() => frame,
+            };
+            let Some(frame) = frame else {
+                return;
+            };
             // TLS buffers records: flush so a request is not held back until the next one.
             let written = async {
                 write_half.write_all(&frame).await?;
@@ -362,6 +488,90 @@ where
     (reader, writer)
 }
 
+/// One request, one answer, in order: what a SASL exchange needs from a connection.
+pub(crate) trait Exchange {
+    /// The broker at the other end.
+    fn broker(&self) -> &str;
+
+    /// What the broker said it supports.
+    fn versions(&self) -> &BrokerVersions;
+
+    /// Sends one request at the negotiated version and reads its answer.
+    fn exchange<R: Request + Sync>(&mut self, request: &R) -> impl Future<Output = Result<R::Response>> + Send;
+}
+
+/// A live, pipelined connection lent to re-authentication by its writer task, which writes
+/// nothing else meanwhile; answers come back through the reader task like any other.
+struct InBand<'a, W> {
+    write: &'a mut W,
+    pending: &'a Arc<Mutex<Pending>>,
+    broker: &'a str,
+    client_id: &'a StrBytes,
+    versions: &'a BrokerVersions,
+    next_correlation: &'a AtomicI32,
+    timeout: Duration,
+}
+
+impl<W: AsyncWrite + Unpin + Send> Exchange for InBand<'_, W> {
+    fn broker(&self) -> &str {
+        self.broker
+    }
+
+    fn versions(&self) -> &BrokerVersions {
+        self.versions
+    }
+
+    async fn exchange<R: Request + Sync>(&mut self, request: &R) -> Result<R::Response> {
+        let api = api_key::<R>();
+        let version = pick_version::<R>(self.versions, self.broker)?;
+        let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_request(request, version, correlation_id, self.client_id)?;
+        let lost = |source| Error::ConnectionLost {
+            broker: self.broker.to_owned(),
+            source,
+        };
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = lock(self.pending);
+            if pending.closed {
+                return Err(lost(None));
+            }
+            pending.waiters.insert(correlation_id, tx);
+        }
+        let written = async {
+            self.write.write_all(&frame).await?;
+            self.write.flush().await
+        };
+        if let Err(e) = written.await {
+            lock(self.pending).fail_all(Arc::new(std::io::Error::new(e.kind(), e.to_string())));
+            return Err(lost(Some(e)));
+        }
+        let answer = match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(Ok(frame))) => frame,
+            Ok(Ok(Err(io))) => return Err(lost(Some(std::io::Error::new(io.kind(), io.to_string())))),
+            Ok(Err(_)) => return Err(lost(None)),
+            Err(_) => {
+                lock(self.pending).waiters.remove(&correlation_id);
+                return Err(Error::Timeout {
+                    broker: self.broker.to_owned(),
+                    api,
+                    timeout_ms: self.timeout.as_millis() as u64,
+                });
+            }
+        };
+        decode_response::<R::Response>(answer, version, api, self.broker)
+    }
+}
+
+fn pick_version<R: Request>(versions: &BrokerVersions, broker: &str) -> Result<i16> {
+    versions.pick::<R>().map_err(|(ours, theirs)| Error::UnsupportedApi {
+        broker: broker.to_owned(),
+        api: api_key::<R>(),
+        ours: ours.to_string(),
+        theirs: theirs.map_or_else(|| "nothing".to_owned(), |t: VersionRange| t.to_string()),
+    })
+}
+
 /// A connection between ApiVersions and its hand-over to the pipelined tasks: requests go one
 /// at a time, each answer read before the next request is written (what SASL needs).
 pub(crate) struct Handshake<'a> {
@@ -372,29 +582,18 @@ pub(crate) struct Handshake<'a> {
     next_correlation: i32,
 }
 
-impl Handshake<'_> {
-    /// The broker at the other end.
-    pub(crate) fn broker(&self) -> &str {
+impl Exchange for Handshake<'_> {
+    fn broker(&self) -> &str {
         self.broker
     }
 
-    /// What the broker said it supports.
-    pub(crate) fn versions(&self) -> &BrokerVersions {
+    fn versions(&self) -> &BrokerVersions {
         self.versions
     }
 
-    /// Sends one request at the negotiated version and reads its answer.
-    pub(crate) async fn exchange<R: Request>(&mut self, request: &R) -> Result<R::Response> {
+    async fn exchange<R: Request + Sync>(&mut self, request: &R) -> Result<R::Response> {
         let api = api_key::<R>();
-        let version = self
-            .versions
-            .pick::<R>()
-            .map_err(|(ours, theirs)| Error::UnsupportedApi {
-                broker: self.broker.to_owned(),
-                api,
-                ours: ours.to_string(),
-                theirs: theirs.map_or_else(|| "nothing".to_owned(), |t: VersionRange| t.to_string()),
-            })?;
+        let version = pick_version::<R>(self.versions, self.broker)?;
         let correlation_id = self.next_correlation;
         self.next_correlation += 1;
         let frame = encode_request(request, version, correlation_id, self.client_id)?;

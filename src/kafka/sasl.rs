@@ -1,8 +1,11 @@
-//! SASL on a fresh broker connection: SaslHandshake, then SaslAuthenticate round trips driven by
-//! rsasl (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), before the connection carries any other request.
+//! SASL on a broker connection: SaslHandshake, then SaslAuthenticate round trips driven by
+//! rsasl (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) or one bearer-token message (OAUTHBEARER, and
+//! AWS_MSK_IAM, which is OAUTHBEARER with a token from [`crate::auth`]). It runs before the
+//! connection carries any other request, and again in band when the broker set a session
+//! lifetime (KIP-368, see `conn`).
 //!
-//! It owns the mechanism exchange and the credentials' one use; the password is exposed only to
-//! rsasl and never enters an error or a log line.
+//! It owns the mechanism exchange and the credentials' one use; the password or token is
+//! exposed only to the SASL message and never enters an error or a log line.
 
 use std::sync::Arc;
 
@@ -12,8 +15,9 @@ use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::StrBytes;
 use rsasl::prelude::{Mechname, SASLClient, SASLConfig, State};
 
-use super::conn::Handshake;
+use super::conn::Exchange;
 use super::error::{Error, Result};
+use crate::auth::TokenCache;
 use crate::config::{SaslConfig, SaslMechanism, Secret};
 
 /// The SASL settings of one cluster.
@@ -23,6 +27,8 @@ pub(crate) struct Sasl {
     mechanism: SaslMechanism,
     username: String,
     config: SaslConfig,
+    /// Where AWS_MSK_IAM tokens come from; shared by every connection of the cluster.
+    tokens: Option<TokenCache>,
 }
 
 impl std::fmt::Debug for Sasl {
@@ -50,12 +56,47 @@ impl Sasl {
             mechanism: config.mechanism,
             username: config.username.clone(),
             config: config.clone(),
+            tokens: Self::default_tokens(side, config),
         })
+    }
+
+    #[cfg(feature = "msk-iam")]
+    fn default_tokens(side: &str, config: &SaslConfig) -> Option<TokenCache> {
+        (config.mechanism == SaslMechanism::AwsMskIam)
+            .then(|| TokenCache::new(side, crate::auth::MskIamTokens::new(&config.aws_region)))
+    }
+
+    #[cfg(not(feature = "msk-iam"))]
+    fn default_tokens(_side: &str, _config: &SaslConfig) -> Option<TokenCache> {
+        // Config validation refuses AWS_MSK_IAM in this build.
+        None
+    }
+
+    /// Takes bearer tokens from `tokens` instead (tests: static credentials, short lifetimes).
+    pub(crate) fn set_tokens(&mut self, tokens: TokenCache) {
+        self.tokens = Some(tokens);
     }
 
     /// The mechanism's name, as in config.
     pub(crate) fn mechanism(&self) -> &'static str {
         self.mechanism.as_str()
+    }
+
+    /// The cluster ("source", "target") these settings belong to.
+    pub(crate) fn cluster(&self) -> &str {
+        &self.side
+    }
+
+    /// The mechanism named in SaslHandshake: AWS_MSK_IAM tokens travel as OAUTHBEARER.
+    fn wire_mechanism(&self) -> &'static str {
+        match self.mechanism {
+            SaslMechanism::AwsMskIam => SaslMechanism::OauthBearer.as_str(),
+            m => m.as_str(),
+        }
+    }
+
+    fn is_bearer(&self) -> bool {
+        matches!(self.mechanism, SaslMechanism::OauthBearer | SaslMechanism::AwsMskIam)
     }
 
     fn failure(&self, broker: &str, reason: impl Into<String>, fix: impl Into<String>) -> Error {
@@ -71,6 +112,18 @@ impl Sasl {
 
     fn credentials_fix(&self) -> String {
         let s = &self.side;
+        if self.mechanism == SaslMechanism::AwsMskIam {
+            return format!(
+                "check that the AWS credentials strait finds (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+                 AWS_PROFILE, AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, or the instance role) are current \
+                 and allowed kafka-cluster:Connect on this cluster, and that {s}.sasl.aws_region is its region"
+            );
+        }
+        if self.mechanism == SaslMechanism::OauthBearer {
+            return format!(
+                "check that the bearer token in {s}.sasl.password_file is current and meant for this cluster"
+            );
+        }
         if self.config.password_file.is_empty() {
             format!("check {s}.sasl.username and {s}.sasl.password against the user the broker knows")
         } else {
@@ -81,11 +134,12 @@ impl Sasl {
         }
     }
 
-    /// Authenticates the connection `hs` is driving; every request goes out in order before the
-    /// connection is handed to the pipelined reader and writer.
-    pub(crate) async fn authenticate(&self, hs: &mut Handshake<'_>) -> Result<Authenticated> {
+    /// Authenticates the connection `hs` is driving: each request is answered before the next
+    /// goes out (at connect time, before the connection is handed to the pipelined reader and
+    /// writer; at re-authentication, while the writer holds every other request back).
+    pub(crate) async fn authenticate<E: Exchange>(&self, hs: &mut E) -> Result<Authenticated> {
         let broker = hs.broker().to_owned();
-        let mechanism = self.mechanism.as_str();
+        let mechanism = self.wire_mechanism();
         if !hs.versions().supports::<SaslHandshakeRequest>() || !hs.versions().supports::<SaslAuthenticateRequest>() {
             return Err(self.failure(
                 &broker,
@@ -114,6 +168,9 @@ impl Sasl {
                 *code = answer.error_code.err();
             }
             return Err(err);
+        }
+        if self.is_bearer() {
+            return self.bearer(hs, &broker).await;
         }
 
         let password = self.config.read_password().map_err(|e| {
@@ -177,6 +234,71 @@ impl Sasl {
         }
     }
 
+    /// OAUTHBEARER (RFC 7628, KIP-255): one client message with the token. A broker that
+    /// refuses it may first send an error challenge (JSON); the client answers it with a lone
+    /// 0x01 and then gets the refusal.
+    async fn bearer<E: Exchange>(&self, hs: &mut E, broker: &str) -> Result<Authenticated> {
+        let token = match &self.tokens {
+            Some(cache) => cache
+                .token()
+                .await
+                .map_err(|e| self.failure(broker, format!("no token ({})", e.chain()), e.fix()))?,
+            None => self.config.read_password().map_err(|e| {
+                self.failure(
+                    broker,
+                    format!("the token file {} cannot be read ({e})", self.config.password_file),
+                    format!(
+                        "point {}.sasl.password_file at a readable file (is the secret mounted?)",
+                        self.side
+                    ),
+                )
+            })?,
+        };
+        let message = format!("n,,\x01auth=Bearer {}\x01\x01", token.expose());
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message));
+        let mut answer = hs.exchange(&request).await?;
+        let mut challenge = None;
+        if answer.error_code == 0 && !answer.auth_bytes.is_empty() {
+            challenge = Some(String::from_utf8_lossy(&answer.auth_bytes).into_owned());
+            let ack = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\x01"));
+            answer = hs.exchange(&ack).await?;
+            if answer.error_code == 0 {
+                return Err(self.failure(
+                    broker,
+                    format!(
+                        "the broker sent an error challenge ({}) but then accepted",
+                        challenge.unwrap_or_default()
+                    ),
+                    format!("check the broker's SASL settings for {}", self.wire_mechanism()),
+                ));
+            }
+        }
+        if answer.error_code != 0 {
+            let code = answer.error_code.err();
+            let said = answer
+                .error_message
+                .as_ref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            let challenge = challenge.map(|c| format!(" (challenge {c})")).unwrap_or_default();
+            let fix = match code {
+                Some(ResponseError::SaslAuthenticationFailed) | None => self.credentials_fix(),
+                Some(_) => format!("check the broker's SASL settings for {}", self.wire_mechanism()),
+            };
+            return Err(Error::Auth {
+                cluster: self.side.clone(),
+                broker: broker.to_owned(),
+                mechanism: self.mechanism.as_str(),
+                reason: format!("the broker refused the bearer token at SaslAuthenticate{said}{challenge}"),
+                fix,
+                code,
+            });
+        }
+        Ok(Authenticated {
+            session_lifetime_ms: answer.session_lifetime_ms,
+        })
+    }
+
     fn start(&self, password: &Secret) -> std::result::Result<rsasl::prelude::Session, String> {
         let config: Arc<SASLConfig> =
             SASLConfig::with_credentials(None, self.username.clone(), password.expose().to_owned())
@@ -191,6 +313,9 @@ impl Sasl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::versions::BrokerVersions;
+    use kafka_protocol::messages::{SaslAuthenticateResponse, SaslHandshakeResponse};
+    use kafka_protocol::protocol::{Decodable, Encodable, Request};
 
     #[test]
     fn only_a_mechanism_turns_sasl_on() {
@@ -229,5 +354,103 @@ mod tests {
                 assert!(out.starts_with(b"n,,n=u,r="), "{m}");
             }
         }
+    }
+
+    /// A broker that answers from a script and keeps what it was sent.
+    struct Scripted {
+        versions: BrokerVersions,
+        answers: std::collections::VecDeque<Bytes>,
+        sent: Vec<Bytes>,
+    }
+
+    impl Scripted {
+        fn new(answers: Vec<Bytes>) -> Self {
+            let range = |max| kafka_protocol::protocol::VersionRange { min: 0, max };
+            Self {
+                versions: BrokerVersions::new([
+                    (SaslHandshakeRequest::KEY, range(1)),
+                    (SaslAuthenticateRequest::KEY, range(2)),
+                ]),
+                answers: answers.into(),
+                sent: Vec::new(),
+            }
+        }
+    }
+
+    fn encoded<T: Encodable>(body: &T, version: i16) -> Bytes {
+        let mut buf = bytes::BytesMut::new();
+        body.encode(&mut buf, version).expect("encodes");
+        buf.freeze()
+    }
+
+    impl Exchange for Scripted {
+        fn broker(&self) -> &str {
+            "b:9098"
+        }
+
+        fn versions(&self) -> &BrokerVersions {
+            &self.versions
+        }
+
+        async fn exchange<R: Request + Sync>(&mut self, request: &R) -> Result<R::Response> {
+            let version = self.versions.pick::<R>().expect("scripted versions");
+            self.sent.push(encoded(request, version));
+            let mut answer = self.answers.pop_front().expect("a scripted answer");
+            Ok(R::Response::decode(&mut answer, version).expect("scripted answer decodes"))
+        }
+    }
+
+    fn bearer(token: &str) -> Sasl {
+        let config = SaslConfig {
+            mechanism: SaslMechanism::OauthBearer,
+            password: Secret::new(token),
+            ..SaslConfig::default()
+        };
+        Sasl::from_config("target", &config).expect("on")
+    }
+
+    fn handshake_ok() -> Bytes {
+        let ok = SaslHandshakeResponse::default().with_mechanisms(vec![StrBytes::from_static_str("OAUTHBEARER")]);
+        encoded(&ok, 1)
+    }
+
+    #[tokio::test]
+    async fn oauthbearer_sends_one_message_and_reports_the_session_lifetime() {
+        let sasl = bearer("tok-123");
+        let mut broker = Scripted::new(vec![
+            handshake_ok(),
+            encoded(&SaslAuthenticateResponse::default().with_session_lifetime_ms(3_000), 2),
+        ]);
+        let auth = sasl.authenticate(&mut broker).await.expect("accepted");
+        assert_eq!(auth.session_lifetime_ms, 3_000);
+        let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+        assert!(contains(&broker.sent[0], b"OAUTHBEARER"));
+        assert!(contains(&broker.sent[1], b"n,,\x01auth=Bearer tok-123\x01\x01"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_acknowledged_then_reported_without_the_token() {
+        let sasl = bearer("tok-secret-456");
+        let challenge =
+            SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from_static(br#"{"status":"invalid_token"}"#));
+        let refusal = SaslAuthenticateResponse::default()
+            .with_error_code(58)
+            .with_error_message(Some(StrBytes::from_static_str("invalid token")));
+        let mut broker = Scripted::new(vec![handshake_ok(), encoded(&challenge, 2), encoded(&refusal, 2)]);
+        let err = sasl.authenticate(&mut broker).await.expect_err("refused");
+        assert_eq!(broker.sent.len(), 3, "the challenge was answered");
+        // SaslAuthenticate v2: compact bytes (length 1 + 1), the lone 0x01, no tagged fields.
+        assert!(broker.sent[2].ends_with(&[2, 1, 0]), "{:?}", broker.sent[2]);
+        assert_eq!(err.exit_code(), Some(77));
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("target cluster, broker b:9098: SASL OAUTHBEARER authentication failed"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("invalid_token") && msg.contains("fix: check that the bearer token"),
+            "{msg}"
+        );
+        assert!(!msg.contains("tok-secret-456"), "{msg}");
     }
 }

@@ -34,6 +34,15 @@ impl Security {
         })
     }
 
+    /// Takes OAUTHBEARER / AWS_MSK_IAM tokens from `tokens` instead of the configured source
+    /// (tests: static AWS credentials, shortened lifetimes). No effect without SASL.
+    pub fn with_tokens(mut self, tokens: crate::auth::TokenCache) -> Self {
+        if let Some(sasl) = self.sasl.as_mut() {
+            sasl.set_tokens(tokens);
+        }
+        self
+    }
+
     /// For logs: `plaintext`, `TLS`, `SASL_SSL/SCRAM-SHA-512`, in Kafka's protocol names.
     pub fn describe(&self) -> String {
         match (&self.tls, &self.sasl) {
