@@ -12,9 +12,11 @@ mod heartbeat;
 mod partition;
 mod plan;
 mod progress;
+mod reader;
 mod resume;
 mod startup;
 mod topics;
+mod writer;
 
 pub use assign::Shard;
 pub use check::{check, CheckReport, ClusterCheck, TargetState, TopicCheck};
@@ -136,9 +138,9 @@ impl Replicator {
             level,
             budget,
             buffer: Arc::new(tokio::sync::Semaphore::new(
-                partition::buffer_units(config.fetch.buffer_max_bytes) as usize,
+                reader::buffer_units(config.fetch.buffer_max_bytes) as usize,
             )),
-            buffer_units: partition::buffer_units(config.fetch.buffer_max_bytes),
+            buffer_units: reader::buffer_units(config.fetch.buffer_max_bytes),
             fetch_max_bytes: i32::try_from(config.fetch.max_bytes).unwrap_or(i32::MAX),
             fetch_max_wait_ms: i32::try_from(config.fetch.max_wait_ms).unwrap_or(i32::MAX),
             start_from: config.start_from,

@@ -1,0 +1,414 @@
+//! The target side of a partition task: re-batches records, recompresses them, spends the
+//! budget and produces them as an idempotent producer with several batches in flight, in order;
+//! on any doubt about the target's state it stops for the task to reconcile.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::error::{Error, Result};
+use super::partition::{kafka_err, Fetched, Stop, TaskSettings};
+use super::progress::Progress;
+use super::resume::{Position, Tail};
+use crate::batch::{BatchBuilder, BuildOptions, Compression};
+use crate::kafka::{Cluster, ProduceAck, ProducerIdentity, ResponseError, TopicPartition};
+use crate::telemetry;
+
+/// Produce requests of one partition on the wire at once. Kafka keeps the order of up to five
+/// in flight for an idempotent producer.
+const MAX_IN_FLIGHT: usize = 5;
+
+/// A batch on the wire, waiting for its acknowledgement.
+#[derive(Debug)]
+pub(super) struct Sent {
+    /// First source offset in the batch.
+    first: i64,
+    /// Source position once acknowledged (may extend past the batch over dropped records).
+    until: i64,
+    count: i64,
+    source_bytes: u64,
+    wire_bytes: u64,
+    /// Newest record timestamp in the batch (ms), for the end-to-end latency.
+    max_timestamp: i64,
+    ack: tokio::task::JoinHandle<Result<ProduceAck, crate::kafka::Error>>,
+}
+
+/// What the writer's loop woke up for.
+enum Event {
+    Linger,
+    Fetched(Option<Result<Fetched>>),
+    Acked(Result<ProduceAck, crate::kafka::Error>),
+}
+
+/// Re-batches records into target batches and produces them in order as an idempotent
+/// producer, with up to [`MAX_IN_FLIGHT`] batches on the wire.
+pub(super) struct SinkWriter {
+    pub(super) source_tp: TopicPartition,
+    pub(super) target_tp: TopicPartition,
+    pub(super) cluster: Arc<Cluster>,
+    pub(super) settings: Arc<TaskSettings>,
+    pub(super) builder: BatchBuilder,
+    pub(super) max_batch_bytes: usize,
+    pub(super) progress: Arc<Progress>,
+    /// Everything below is acknowledged by the target.
+    pub(super) acked: Position,
+    /// The producer sequence of the first record at `acked`.
+    pub(super) acked_sequence: i32,
+    /// Records the target already holds beyond `acked` (written before a crash): dropped.
+    pub(super) tail: Tail,
+    pub(super) producer: ProducerIdentity,
+    /// The sequence of the next batch to send.
+    pub(super) next_sequence: i32,
+    pub(super) in_flight: VecDeque<Sent>,
+    /// Newest record timestamp in the builder (ms).
+    pub(super) builder_max_timestamp: i64,
+    pub(super) labels: [(&'static str, String); 2],
+}
+
+impl SinkWriter {
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Result<Fetched>>) -> Result<(), Stop> {
+        let result = self.write(&mut rx).await;
+        if result.is_err() {
+            // Nothing may land after the writer gives up on the target's state: wait for what
+            // is still on the wire before anyone reconciles.
+            self.abandon().await;
+        }
+        result
+    }
+
+    async fn write(&mut self, rx: &mut mpsc::Receiver<Result<Fetched>>) -> Result<(), Stop> {
+        let mut linger_until: Option<Instant> = None;
+        // Source offset after everything pushed into the builder (control batches included).
+        let mut pushed_until = self.acked.source;
+        let mut pending_source_bytes = 0usize;
+        loop {
+            let deadline = linger_until;
+            let event = {
+                let front = self.in_flight.front_mut().map(|s| &mut s.ack);
+                tokio::select! {
+                    biased;
+                    Some(acked) = next_ack(front) => Event::Acked(acked),
+                    _ = sleep_until(deadline), if deadline.is_some() => Event::Linger,
+                    msg = rx.recv() => Event::Fetched(msg),
+                }
+            };
+            let chunk = match event {
+                Event::Acked(acked) => {
+                    self.acked_front(acked)?;
+                    continue;
+                }
+                Event::Linger => {
+                    self.flush(pushed_until, &mut pending_source_bytes).await?;
+                    linger_until = None;
+                    continue;
+                }
+                // The reader stopped (shutdown): write what was read.
+                Event::Fetched(None) => {
+                    self.flush(pushed_until, &mut pending_source_bytes).await?;
+                    return self.drain().await;
+                }
+                Event::Fetched(Some(Err(e))) => {
+                    self.flush(pushed_until, &mut pending_source_bytes).await?;
+                    self.drain().await?;
+                    return Err(Stop::Halt(e));
+                }
+                Event::Fetched(Some(Ok(Fetched::Gap { from, to }))) => {
+                    self.flush(pushed_until, &mut pending_source_bytes).await?;
+                    self.drain().await?;
+                    linger_until = None;
+                    self.gap(from, to);
+                    pushed_until = to;
+                    continue;
+                }
+                Event::Fetched(Some(Ok(Fetched::Records(chunk)))) => chunk,
+            };
+            self.progress
+                .update(&self.source_tp, |s| s.source_high_watermark = chunk.high_watermark);
+            let mut absorbed = 0u64;
+            for record in chunk.records {
+                if self.tail.absorb(record.offset, &mut self.acked) {
+                    absorbed += 1;
+                    continue;
+                }
+                let timestamp = record.timestamp;
+                if let Err(record) = self.builder.try_push(record) {
+                    let last = self.builder.last_offset().map_or(pushed_until, |o| o + 1);
+                    self.flush(last, &mut pending_source_bytes).await?;
+                    if let Err(record) = self.builder.try_push(record) {
+                        self.drain().await?;
+                        return Err(Stop::Halt(Error::RecordTooLarge {
+                            topic: self.source_tp.topic.clone(),
+                            partition: self.source_tp.partition,
+                            offset: record.offset,
+                            size: record.encoded_len_upper_bound(),
+                            max: self.max_batch_bytes,
+                        }));
+                    }
+                }
+                self.builder_max_timestamp = self.builder_max_timestamp.max(timestamp);
+            }
+            if absorbed > 0 {
+                // Written by an earlier attempt whose acknowledgement was lost: replicated all the same.
+                self.acknowledge(self.acked, absorbed, 0, 0);
+            }
+            pending_source_bytes += chunk.source_bytes;
+            pushed_until = chunk.next_offset;
+            if self.builder.is_empty() {
+                // Only control, aborted or skipped records since the last batch: the position
+                // moves with the last batch on the wire, or now when none is.
+                match self.in_flight.back_mut() {
+                    Some(last) => last.until = pushed_until,
+                    None => self.acknowledge(
+                        Position {
+                            source: pushed_until,
+                            target: self.acked.target,
+                        },
+                        0,
+                        0,
+                        0,
+                    ),
+                }
+            } else if linger_until.is_none() {
+                linger_until = Some(Instant::now() + self.settings.linger);
+            }
+        }
+    }
+
+    /// Source records `from..to` are gone. Records the target already holds beyond the
+    /// checkpoint came from the first of them, so they are not counted as missing.
+    fn gap(&mut self, from: i64, to: i64) {
+        let missing = self.tail.gap(from, to, &mut self.acked);
+        if missing > 0 {
+            tracing::warn!(topic = %self.source_tp.topic, partition = self.source_tp.partition, from = to - missing,
+                to = to - 1, missing, "source records deleted before replication (retention or DeleteRecords): counted as a gap");
+            metrics::counter!(telemetry::SOURCE_GAP_RECORDS, &self.labels).increment(missing as u64);
+        }
+        self.progress
+            .update(&self.source_tp, |s| s.gap_records += missing as u64);
+        self.acknowledge(self.acked, 0, 0, 0);
+    }
+
+    /// Builds the builder's records into one batch and puts it on the wire (waiting first for
+    /// a free in-flight slot and for the budget). Everything below `until` is acknowledged
+    /// with it.
+    async fn flush(&mut self, until: i64, source_bytes: &mut usize) -> Result<(), Stop> {
+        if self.builder.is_empty() {
+            return Ok(());
+        }
+        while self.in_flight.len() >= MAX_IN_FLIGHT {
+            self.complete_front().await?;
+        }
+        let opts = BuildOptions {
+            compression: Compression::Zstd,
+            zstd_level: self.settings.level.level(),
+            producer_id: self.producer.id,
+            producer_epoch: self.producer.epoch,
+            base_sequence: self.next_sequence,
+            transactional: false,
+        };
+        let first = self.builder.first_offset().unwrap_or(until);
+        let max_timestamp = std::mem::replace(&mut self.builder_max_timestamp, i64::MIN);
+        let compress_started = std::time::Instant::now();
+        let built = self.builder.finish(&opts).map_err(|source| Error::Build {
+            topic: self.source_tp.topic.clone(),
+            partition: self.source_tp.partition,
+            offset: first,
+            source,
+        })?;
+        self.settings.level.record_compress(compress_started.elapsed());
+        let count = i64::from(built.record_count);
+        let wire_bytes = built.bytes.len() + PRODUCE_OVERHEAD_BYTES + self.target_tp.topic.len();
+        self.settings.budget.acquire(&self.target_tp.topic, wire_bytes).await;
+        let pending = match self
+            .cluster
+            .start_produce(&self.target_tp, built.bytes, self.settings.produce_timeout_ms)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                self.drain().await?;
+                return Err(self.failed(e, first, wire_bytes));
+            }
+        };
+        self.next_sequence = self.next_sequence.wrapping_add(built.record_count) & i32::MAX;
+        tracing::trace!(topic = %self.source_tp.topic, partition = self.source_tp.partition, from = first,
+            to = built.last_source_offset, records = count, wire_bytes, "batch sent");
+        self.in_flight.push_back(Sent {
+            first,
+            until,
+            count,
+            source_bytes: std::mem::take(source_bytes) as u64,
+            wire_bytes: wire_bytes as u64,
+            max_timestamp,
+            ack: tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let ack = pending.ack().await;
+                metrics::histogram!(telemetry::PRODUCE_LATENCY).record(started.elapsed());
+                ack
+            }),
+        });
+        Ok(())
+    }
+
+    /// Waits for the oldest batch on the wire and takes its answer.
+    async fn complete_front(&mut self) -> Result<(), Stop> {
+        let Some(front) = self.in_flight.front_mut() else {
+            return Ok(());
+        };
+        let acked = (&mut front.ack).await.unwrap_or_else(|join| {
+            Err(crate::kafka::Error::ConnectionLost {
+                broker: format!("(produce task ended: {join})"),
+                source: None,
+            })
+        });
+        self.acked_front(Ok(acked).and_then(|a| a))
+    }
+
+    /// Applies the answer for the oldest batch on the wire.
+    fn acked_front(&mut self, acked: Result<ProduceAck, crate::kafka::Error>) -> Result<(), Stop> {
+        let Some(sent) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let expected = self.acked.target;
+        match acked {
+            Ok(ack) if ack.base_offset == expected || ack.base_offset < 0 => {
+                let age_ms = crate::checkpoint::now_ms() - sent.max_timestamp;
+                if (0..86_400_000).contains(&age_ms) {
+                    let age = Duration::from_millis(age_ms as u64);
+                    metrics::histogram!(telemetry::END_TO_END_LATENCY).record(age);
+                    metrics::gauge!(telemetry::LAG_SECONDS, &self.labels).set(age.as_secs_f64());
+                }
+                self.acked_sequence = self.acked_sequence.wrapping_add(sent.count as i32) & i32::MAX;
+                self.acknowledge(
+                    Position {
+                        source: sent.until,
+                        target: expected + sent.count,
+                    },
+                    sent.count as u64,
+                    sent.source_bytes,
+                    sent.wire_bytes,
+                );
+                Ok(())
+            }
+            Ok(ack) => Err(Stop::Resync {
+                at: self.acked,
+                why: format!(
+                    "batch landed at offset {} instead of {expected}: another producer writes to the target partition",
+                    ack.base_offset
+                ),
+                keep: None,
+            }),
+            Err(e) => Err(self.failed(e, sent.first, sent.wire_bytes as usize)),
+        }
+    }
+
+    /// What a failed produce means for the partition.
+    fn failed(&self, err: crate::kafka::Error, first: i64, wire_bytes: usize) -> Stop {
+        let why = crate::replicate::error_chain(&err);
+        match err.code() {
+            // The identity is no good any more: a new one, after reconciling.
+            Some(
+                ResponseError::OutOfOrderSequenceNumber
+                | ResponseError::UnknownProducerId
+                | ResponseError::InvalidProducerEpoch
+                | ResponseError::ProducerFenced
+                | ResponseError::DuplicateSequenceNumber,
+            ) => {
+                return Stop::Resync {
+                    at: self.acked,
+                    why,
+                    keep: None,
+                }
+            }
+            Some(ResponseError::MessageTooLarge) => {
+                return Stop::Halt(Error::RecordTooLarge {
+                    topic: self.source_tp.topic.clone(),
+                    partition: self.source_tp.partition,
+                    offset: first,
+                    size: wire_bytes,
+                    max: self.max_batch_bytes,
+                })
+            }
+            _ => {}
+        }
+        if !err.is_retriable() {
+            return Stop::Halt(kafka_err("target", "produce", &self.target_tp, first, err));
+        }
+        if err.needs_metadata_refresh() {
+            self.cluster.invalidate(&self.target_tp);
+        }
+        // Retriable, possibly landed or not: the target's end tells, and the same identity and
+        // sequences let the broker drop a late duplicate of anything resent.
+        Stop::Resync {
+            at: self.acked,
+            why,
+            keep: Some((self.producer, self.acked_sequence)),
+        }
+    }
+
+    /// Waits for every batch on the wire, in order; stops at the first failure.
+    async fn drain(&mut self) -> Result<(), Stop> {
+        while !self.in_flight.is_empty() {
+            self.complete_front().await?;
+        }
+        Ok(())
+    }
+
+    /// After a failure: lets every batch still on the wire finish, ignoring the answers (the
+    /// reconciliation that follows reads the truth from the target).
+    async fn abandon(&mut self) {
+        while let Some(sent) = self.in_flight.pop_front() {
+            let _ = sent.ack.await;
+        }
+    }
+
+    fn acknowledge(&mut self, at: Position, records: u64, source_bytes: u64, wire_bytes: u64) {
+        self.acked = at;
+        if records > 0 {
+            metrics::counter!(telemetry::RECORDS_REPLICATED, &self.labels).increment(records);
+            metrics::counter!(telemetry::SOURCE_BYTES, &self.labels).increment(source_bytes);
+            metrics::counter!(telemetry::WIRE_BYTES, &self.labels).increment(wire_bytes);
+        }
+        self.progress.update(&self.source_tp, |s| {
+            s.next_source_offset = at.source;
+            s.next_target_offset = at.target;
+            s.records += records;
+            s.source_bytes += source_bytes;
+            s.wire_bytes += wire_bytes;
+            metrics::gauge!(telemetry::LAG_RECORDS, &self.labels).set(s.lag_records() as f64);
+            if s.records > 0 {
+                // Estimated from the average size of the records replicated so far.
+                let average = s.source_bytes as f64 / s.records as f64;
+                metrics::gauge!(telemetry::LAG_BYTES, &self.labels).set(s.lag_records() as f64 * average);
+            }
+        });
+    }
+}
+
+/// Request bytes around the records of a one-partition produce, plus the topic name.
+const PRODUCE_OVERHEAD_BYTES: usize = 80;
+
+/// The oldest in-flight acknowledgement, or never when nothing is on the wire.
+async fn next_ack(
+    front: Option<&mut tokio::task::JoinHandle<Result<ProduceAck, crate::kafka::Error>>>,
+) -> Option<Result<ProduceAck, crate::kafka::Error>> {
+    match front {
+        Some(handle) => Some(handle.await.unwrap_or_else(|join| {
+            Err(crate::kafka::Error::ConnectionLost {
+                broker: format!("(produce task ended: {join})"),
+                source: None,
+            })
+        })),
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
