@@ -115,6 +115,21 @@ fn init_tracing() -> Result<(), strait::telemetry::Error> {
     Ok(())
 }
 
+/// Loads and validates the config (before any socket opens), logs its warnings, and compiles
+/// the topic filter; a bad config prints why and gives exit code 64.
+fn load_config(path: Option<&std::path::Path>) -> Result<(Config, strait::config::TopicFilter), ExitCode> {
+    let fail = |e: &dyn std::error::Error| {
+        eprintln!("error: {}", strait::replicate::error_chain(e));
+        ExitCode::from(EXIT_CONFIG)
+    };
+    let (config, warnings) = Config::load(path).map_err(|e| fail(&e))?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let filter = config.topic_filter().map_err(|e| fail(&e))?;
+    Ok((config, filter))
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -124,22 +139,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(config_path: Option<PathBuf>) -> ExitCode {
     // Validate everything before any socket opens.
-    let (config, warnings) = match Config::load(config_path.as_deref()) {
+    let (config, filter) = match load_config(config_path.as_deref()) {
         Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("error: {}", strait::replicate::error_chain(&e));
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
-    let filter = match config.topic_filter() {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {}", strait::replicate::error_chain(&e));
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let result = runtime().and_then(|rt| {
         rt.block_on(async {
@@ -186,22 +188,9 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
 }
 
 fn check(config_path: Option<PathBuf>) -> ExitCode {
-    let (config, warnings) = match Config::load(config_path.as_deref()) {
+    let (config, filter) = match load_config(config_path.as_deref()) {
         Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("error: {}", strait::replicate::error_chain(&e));
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
-    let filter = match config.topic_filter() {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {}", strait::replicate::error_chain(&e));
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let report = match runtime() {
         Ok(rt) => rt.block_on(strait::replicate::check(&config, &filter)),
@@ -215,22 +204,9 @@ fn check(config_path: Option<PathBuf>) -> ExitCode {
 }
 
 fn plan(config_path: Option<PathBuf>) -> ExitCode {
-    let (config, warnings) = match Config::load(config_path.as_deref()) {
+    let (config, filter) = match load_config(config_path.as_deref()) {
         Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("error: {}", strait::replicate::error_chain(&e));
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
-    let filter = match config.topic_filter() {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {}", strait::replicate::error_chain(&e));
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let result = runtime().and_then(|rt| {
         rt.block_on(async {
