@@ -124,7 +124,11 @@ impl Conn {
         let client_id = StrBytes::from_string(client_id.to_owned());
         let versions = tokio::time::timeout(timeout, negotiate(&mut stream, broker, &client_id))
             .await
-            .map_err(|_| timed_out(ApiKey::ApiVersions))??;
+            .map_err(|_| timed_out(ApiKey::ApiVersions))?
+            .map_err(|e| match security.tls() {
+                Some(tls) => tls.refused_after_handshake(broker, e),
+                None => e,
+            })?;
         let next_correlation = Arc::new(AtomicI32::new(1));
         let mut reauth = None;
         if let Some(sasl) = security.sasl() {

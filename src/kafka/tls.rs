@@ -124,6 +124,37 @@ impl Tls {
         }
     }
 
+    /// In TLS 1.3 a broker checks the client certificate after the handshake has finished on
+    /// strait's side, so a refusal (`CertificateRequired`, a bad certificate) arrives as an alert
+    /// on the first read. Such a lost connection becomes the same typed TLS error, with its fix,
+    /// as a refusal during the handshake; any other error is returned as it is.
+    pub(crate) fn refused_after_handshake(&self, broker: &str, err: Error) -> Error {
+        match err {
+            Error::ConnectionLost {
+                broker: lost,
+                source: Some(io),
+            } if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
+                match self.server_name.clone().or_else(|| broker_name(broker)) {
+                    Some(name) => {
+                        let (reason, fix) = explain(&io, &name, &self.roots, &self.side);
+                        Error::Tls {
+                            cluster: self.side.clone(),
+                            broker: broker.to_owned(),
+                            reason,
+                            fix,
+                            source: io,
+                        }
+                    }
+                    None => Error::ConnectionLost {
+                        broker: lost,
+                        source: Some(io),
+                    },
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Runs the TLS handshake on a fresh TCP connection to `broker` (`host:port`).
     pub(crate) async fn handshake(&self, broker: &str, tcp: TcpStream) -> Result<TlsStream<TcpStream>> {
         let name = match &self.server_name {

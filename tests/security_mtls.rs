@@ -1,0 +1,408 @@
+//! Mutual TLS end to end. nisshi's TLS listener never asks for a client certificate, so a
+//! test-only TLS terminator sits in front of a plaintext nisshi target: it requires a client
+//! certificate signed by the throwaway CA (rustls `WebPkiClientVerifier`), records the subject
+//! of every verified one, forwards frames to the broker verbatim and rewrites Metadata answers
+//! so the broker's advertised address becomes its own (as common/sasl_gateway.rs does), so no
+//! client can bypass it. The replica is read back with librdkafka directly on the target.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, MetadataResponse, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use common::{Broker, Rec, Storage, Strait};
+
+const CLIENT_CN: &str = "strait-mtls-client";
+
+/// A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, in a temp dir.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca_der: CertificateDer<'static>,
+    server_der: CertificateDer<'static>,
+    server_key: Vec<u8>,
+    client_der: CertificateDer<'static>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "strait-mtls-ca");
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write ca");
+
+        let leaf = |cn: &str, names: &[&str], usage: ExtendedKeyUsagePurpose| {
+            let mut params =
+                CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).expect("params");
+            params.distinguished_name.push(DnType::CommonName, cn);
+            params.extended_key_usages = vec![usage];
+            let key = KeyPair::generate().expect("key");
+            let cert = params.signed_by(&key, &ca).expect("sign");
+            std::fs::write(dir.path().join(format!("{cn}.pem")), cert.pem()).expect("write cert");
+            std::fs::write(dir.path().join(format!("{cn}.key")), key.serialize_pem()).expect("write key");
+            (cert.der().clone(), key.serialize_der())
+        };
+        let (server_der, server_key) = leaf("terminator", &["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
+        let (client_der, _) = leaf(CLIENT_CN, &["strait.client"], ExtendedKeyUsagePurpose::ClientAuth);
+        Pki {
+            ca_der: ca.der().clone(),
+            dir,
+            server_der,
+            server_key,
+            client_der,
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        path_str(&self.dir.path().join(name))
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_str().expect("utf-8 temp path").to_owned()
+}
+
+/// What the terminator saw.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Subject (`CN=…`) and DER of every verified client certificate, one per connection.
+    peers: Vec<(String, Vec<u8>)>,
+    /// Why handshakes failed.
+    refused: Vec<String>,
+}
+
+/// TLS in front of a plaintext broker, requiring a client certificate signed by the test CA.
+struct Terminator {
+    port: u16,
+    seen: Arc<Mutex<Seen>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Terminator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Terminator {
+    async fn start(pki: &Pki, broker: String) -> Terminator {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(pki.ca_der.clone()).expect("ca root");
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+            .build()
+            .expect("client verifier");
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![pki.server_der.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.server_key.clone())),
+            )
+            .expect("server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind terminator");
+        let port = listener.local_addr().expect("addr").port();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let task = tokio::spawn({
+            let seen = Arc::clone(&seen);
+            async move {
+                let mut conns = tokio::task::JoinSet::new();
+                loop {
+                    let Ok((client, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let (acceptor, seen, broker) = (acceptor.clone(), Arc::clone(&seen), broker.clone());
+                    conns.spawn(async move {
+                        let tls = match acceptor.accept(client).await {
+                            Ok(tls) => tls,
+                            Err(e) => {
+                                seen.lock().expect("seen").refused.push(e.to_string());
+                                return;
+                            }
+                        };
+                        let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| {
+                            let subject = subject(c).unwrap_or_else(|| "<unparsable subject>".into());
+                            (subject, c.to_vec())
+                        });
+                        let Some(peer) = peer else {
+                            // The verifier makes a certificate mandatory; this cannot pass.
+                            seen.lock().expect("seen").refused.push("no client certificate".into());
+                            return;
+                        };
+                        seen.lock().expect("seen").peers.push(peer);
+                        let _ = forward(tls, &broker, port).await;
+                    });
+                }
+            }
+        });
+        Terminator { port, seen, task }
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// One client connection, sequential like a Kafka broker: a request, then its answer.
+async fn forward<S: AsyncRead + AsyncWrite + Unpin>(mut client: S, broker: &str, port: u16) -> std::io::Result<()> {
+    let mut broker = TcpStream::connect(broker).await?;
+    broker.set_nodelay(true)?;
+    loop {
+        let frame = read_frame(&mut client).await?;
+        if frame.len() < 4 {
+            return Err(std::io::ErrorKind::InvalidData.into());
+        }
+        let key = i16::from_be_bytes([frame[0], frame[1]]);
+        let version = i16::from_be_bytes([frame[2], frame[3]]);
+        write_frame(&mut broker, &frame).await?;
+        let answer = read_frame(&mut broker).await?;
+        let answer = if key == ApiKey::Metadata as i16 {
+            rewrite_metadata(answer, version, port)?
+        } else {
+            answer
+        };
+        write_frame(&mut client, &answer).await?;
+    }
+}
+
+async fn read_frame<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Bytes> {
+    let len = s.read_i32().await?;
+    let mut buf = BytesMut::zeroed(usize::try_from(len).map_err(|_| std::io::ErrorKind::InvalidData)?);
+    s.read_exact(&mut buf).await?;
+    Ok(buf.freeze())
+}
+
+async fn write_frame<S: AsyncWrite + Unpin>(s: &mut S, body: &[u8]) -> std::io::Result<()> {
+    let len = i32::try_from(body.len()).map_err(|_| std::io::ErrorKind::InvalidData)?;
+    s.write_i32(len).await?;
+    s.write_all(body).await?;
+    s.flush().await
+}
+
+fn invalid(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// Points every advertised broker at the terminator.
+fn rewrite_metadata(mut answer: Bytes, version: i16, port: u16) -> std::io::Result<Bytes> {
+    let api = ApiKey::Metadata;
+    let header = ResponseHeader::decode(&mut answer, api.response_header_version(version)).map_err(invalid)?;
+    let mut resp = MetadataResponse::decode(&mut answer, version).map_err(invalid)?;
+    for b in &mut resp.brokers {
+        b.host = StrBytes::from_static_str("127.0.0.1");
+        b.port = i32::from(port);
+    }
+    let mut buf = BytesMut::new();
+    header
+        .encode(&mut buf, api.response_header_version(version))
+        .map_err(invalid)?;
+    resp.encode(&mut buf, version).map_err(invalid)?;
+    Ok(buf.freeze())
+}
+
+/// One DER element: tag, contents, what follows.
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The CN and O attributes of an X.509 certificate's subject, as `CN=…, O=…`.
+fn subject(cert: &[u8]) -> Option<String> {
+    let (_, cert, _) = der(cert)?;
+    let (_, mut tbs, _) = der(cert)?;
+    let mut fields = Vec::new();
+    while let Some((tag, contents, rest)) = der(tbs) {
+        fields.push((tag, contents));
+        tbs = rest;
+    }
+    // [0] version (optional), serial, signature algorithm, issuer, validity, subject.
+    let skip = usize::from(fields.first()?.0 == 0xa0);
+    let mut rdns = fields.get(skip + 4)?.1;
+    let mut parts = Vec::new();
+    while let Some((_, set, rest)) = der(rdns) {
+        rdns = rest;
+        let (_, pair, _) = der(set)?;
+        let (_, oid, value) = der(pair)?;
+        let (_, value, _) = der(value)?;
+        let name = match oid {
+            [0x55, 0x04, 0x03] => "CN",
+            [0x55, 0x04, 0x0a] => "O",
+            _ => continue,
+        };
+        parts.push(format!("{name}={}", String::from_utf8_lossy(value)));
+    }
+    Some(parts.join(", "))
+}
+
+fn records(n: usize, partition: i32) -> Vec<Rec> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    (0..n)
+        .map(|i| {
+            let key = format!("k-{partition}-{i}");
+            let value = format!("mtls record {i} of partition {partition}");
+            Rec::new(
+                Some(key.as_bytes()),
+                Some(value.as_bytes()),
+                &[("h", Some(b"v"))],
+                now + i as i64,
+            )
+        })
+        .collect()
+}
+
+/// Runs the real binary with only the given `STRAIT_*` variables; kills it after `limit`.
+fn strait_bin(args: &[&str], env: &[(&str, String)], limit: Duration) -> (Output, Duration) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strait"));
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("STRAIT_")) {
+        cmd.env_remove(k);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    cmd.env("STRAIT_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("STRAIT_LOG_FORMAT", "text");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("run strait");
+    while child.try_wait().expect("wait for strait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("strait output");
+            panic!(
+                "strait {args:?} still running after {limit:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("strait output");
+    (out, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_client_certificate_is_required_and_accepted() {
+    let pki = Pki::new();
+    let Some(source) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let Some(target) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let terminator = Terminator::start(&pki, target.bootstrap()).await;
+
+    let topic = common::topic("mtls");
+    common::create_topic(&source.bootstrap(), &topic, 2, &[]).await;
+    let producer = common::producer(&source.bootstrap(), &[]);
+    let mut sent = BTreeMap::new();
+    for p in 0..2 {
+        let recs = records(60, p);
+        common::send_all(&producer, &topic, p, &recs).await;
+        sent.insert(p, recs);
+    }
+    drop(producer);
+
+    // (1) With the client certificate: source (plaintext) -> terminator (mTLS) -> target.
+    let mut config = common::config(&source.bootstrap(), &terminator.bootstrap(), &topic);
+    config.target.tls.enabled = true;
+    config.target.tls.ca_file = pki.path("ca.pem");
+    config.target.tls.cert_file = pki.path(&format!("{CLIENT_CN}.pem"));
+    config.target.tls.key_file = pki.path(&format!("{CLIENT_CN}.key"));
+    let strait = Strait::start(config);
+    let expected: BTreeMap<i32, usize> = sent.iter().map(|(p, r)| (*p, r.len())).collect();
+    let got = tokio::task::spawn_blocking({
+        let (bootstrap, topic) = (target.bootstrap(), topic.clone());
+        move || common::consume(&bootstrap, &topic, &expected, Duration::from_secs(60))
+    })
+    .await
+    .expect("consumer");
+    strait.stop().await;
+    for (p, recs) in &sent {
+        common::assert_no_loss_in_order(*p, recs, &got[p]);
+    }
+
+    // (2) Every connection that reached the broker carried the verified client certificate.
+    {
+        let seen = terminator.seen.lock().expect("seen");
+        assert!(!seen.peers.is_empty(), "no verified client connection: {seen:?}");
+        for (subject, der) in &seen.peers {
+            assert_eq!(subject, &format!("CN={CLIENT_CN}"), "peer subject");
+            assert_eq!(der.as_slice(), pki.client_der.as_ref(), "peer certificate");
+        }
+        assert!(seen.refused.is_empty(), "handshakes refused: {:?}", seen.refused);
+    }
+
+    // (3) Without a client certificate the terminator refuses the handshake and `check` fails
+    // fast, naming the target cluster and TLS.
+    let env = vec![
+        ("STRAIT_SOURCE__BOOTSTRAP_SERVERS", source.bootstrap()),
+        ("STRAIT_TARGET__BOOTSTRAP_SERVERS", terminator.bootstrap()),
+        ("STRAIT_TARGET__TLS__ENABLED", "true".to_owned()),
+        ("STRAIT_TARGET__TLS__CA_FILE", pki.path("ca.pem")),
+        ("STRAIT_TOPICS__INCLUDE", topic.clone()),
+    ];
+    let peers_before = terminator.seen.lock().expect("seen").peers.len();
+    let (out, took) = tokio::task::spawn_blocking(move || strait_bin(&["check"], &env, Duration::from_secs(30)))
+        .await
+        .expect("strait check");
+    let msg = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        matches!(out.status.code(), Some(69 | 77)),
+        "exit {:?}: {msg}",
+        out.status.code()
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}: {msg}");
+    for needle in ["target cluster", "TLS"] {
+        assert!(msg.contains(needle), "lacks {needle:?}: {msg}");
+    }
+    let seen = terminator.seen.lock().expect("seen");
+    assert_eq!(
+        seen.peers.len(),
+        peers_before,
+        "a connection without a certificate got through"
+    );
+    assert!(!seen.refused.is_empty(), "the terminator refused no handshake");
+    eprintln!("strait check without a client certificate ({took:?}): {msg}");
+    eprintln!("terminator refused: {:?}", seen.refused);
+}
