@@ -1,0 +1,394 @@
+//! What the bench runs on: nisshi brokers started as processes (optionally inside a network
+//! namespace), child processes measured from /proc, strait's /metrics, and the emulated WAN link.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use strait::kafka::{Cluster, OffsetSpec, TopicPartition, TopicSpec};
+
+/// A free TCP port on the loopback interface (bound and released at once).
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("while binding an ephemeral port")?;
+    Ok(l.local_addr().context("while reading the ephemeral port")?.port())
+}
+
+/// The nisshi binary: `$STRAIT_TEST_BROKER`, else `~/.cargo/bin/nisshi`.
+pub fn nisshi_binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("STRAIT_TEST_BROKER") {
+        return Ok(PathBuf::from(p));
+    }
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    let p = home.join("bin").join("nisshi");
+    if !p.exists() {
+        bail!("{} not found (install it with scripts/install-deps.sh)", p.display());
+    }
+    Ok(p)
+}
+
+/// A nisshi broker on memory storage, killed (and its directory removed) on drop.
+pub struct Broker {
+    child: Child,
+    pub host: String,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Broker {
+    /// Starts a broker on `host` (inside network namespace `netns` when given) and waits until
+    /// it answers Metadata.
+    pub async fn start(name: &str, netns: Option<&str>, host: &str) -> Result<Broker> {
+        let bin = nisshi_binary()?;
+        let port = free_port()?;
+        let dir = std::env::temp_dir().join(format!("strait-e2e-{}-{name}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("while creating {}", dir.display()))?;
+        let log = std::fs::File::create(dir.join("broker.log")).context("while creating the broker log")?;
+        let url = format!("tcp://{host}:{port}");
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let child = command
+            .current_dir(&dir)
+            .args(["broker", "--cluster-id", &format!("bench-{name}-{port}")])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", &format!("memory://{name}{port}/")])
+            .env_remove("CLUSTER_ID")
+            .env_remove("LISTENER_URL")
+            .env_remove("ADVERTISED_LISTENER_URL")
+            .env_remove("STORAGE_ENGINE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("while starting {}", bin.display()))?;
+        let mut b = Broker {
+            child,
+            host: host.to_owned(),
+            port,
+            dir,
+        };
+        b.wait_ready().await?;
+        Ok(b)
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    pub fn cluster(&self) -> Arc<Cluster> {
+        Arc::new(cluster(&self.bootstrap()))
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let c = self.cluster();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().context("while polling the broker")? {
+                bail!("broker exited with {status}: {}", self.log_tail());
+            }
+            if c.metadata(Some(&[])).await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("broker not ready after 60 s: {}", self.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default();
+        log.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A strait wire-layer client for the bench's own reads and writes.
+pub fn cluster(bootstrap: &str) -> Cluster {
+    Cluster::new(
+        "bench",
+        vec![bootstrap.to_owned()],
+        "strait-e2e",
+        Duration::from_secs(30),
+    )
+}
+
+/// Creates `topic` with `partitions` (no-op when it exists).
+pub async fn create_topic(c: &Cluster, topic: &str, partitions: i32) -> Result<()> {
+    let spec = TopicSpec {
+        name: topic.to_owned(),
+        partitions,
+        configs: BTreeMap::new(),
+    };
+    for (name, r) in c
+        .create_topics(&[spec], 30_000)
+        .await
+        .context("while creating a topic")?
+    {
+        match r {
+            Err(e) if e.code() != Some(strait::kafka::ResponseError::TopicAlreadyExists) => {
+                return Err(e).with_context(|| format!("while creating topic {name}"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Sum of the end offsets of `topic`'s partitions 0..partitions; 0 while it does not exist.
+pub async fn end_offsets(c: &Cluster, topic: &str, partitions: i32) -> i64 {
+    let mut total = 0;
+    for p in 0..partitions {
+        let tp = TopicPartition::new(topic, p);
+        match c.list_offset(&tp, OffsetSpec::Latest).await {
+            Ok(o) => total += o,
+            Err(_) => {
+                c.invalidate(&tp);
+                return 0;
+            }
+        }
+    }
+    total
+}
+
+/// CPU ticks per second for /proc/PID/stat (USER_HZ).
+pub fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok())
+        .unwrap_or(100.0)
+}
+
+/// User + system CPU seconds of process `pid` (all its threads), from /proc/PID/stat.
+pub fn cpu_seconds(pid: u32, ticks: f64) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("while reading /proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); utime is field 14, stime field 15.
+    let utime: f64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: f64 = fields.get(12).context("no stime")?.parse()?;
+    Ok((utime + stime) / ticks)
+}
+
+/// A `VmXXX:` line of /proc/PID/status, in bytes (e.g. `VmHWM` = peak RSS, `VmRSS`).
+pub fn vm_bytes(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("while reading /proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
+    let kb: u64 = line[field.len() + 1..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .with_context(|| format!("bad {field} line {line:?}"))?;
+    Ok(kb * 1024)
+}
+
+/// A measured child process (strait or a baseline mirror), stopped on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stdout and stderr going to `log`.
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Proc> {
+        let out = std::fs::File::create(log).with_context(|| format!("while creating {}", log.display()))?;
+        let err = out.try_clone().context("while duplicating the log handle")?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("while starting {name}"))?;
+        Ok(Proc {
+            child,
+            name: name.to_owned(),
+            log: log.to_owned(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Err when the process has exited (with the tail of its log).
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait().context("while polling a child")? {
+            bail!("{} exited with {status}; log tail: {}", self.name, self.log_tail(8));
+        }
+        Ok(())
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut lines: Vec<&str> = log.lines().rev().take(n).collect();
+        lines.reverse();
+        lines.join("\n")
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`. Returns whether it exited within the grace.
+    pub fn stop(&mut self, grace: Duration) -> bool {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return true;
+        }
+        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The environment of a `strait run` child: both clusters, one topic, its own HTTP port,
+/// checkpoint topic and replication id.
+pub fn strait_command(bin: &Path, source: &str, target: &str, include: &str, prefix: &str, http_port: u16) -> Command {
+    let mut c = Command::new(bin);
+    c.arg("run")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("STRAIT_SOURCE__BOOTSTRAP_SERVERS", source)
+        .env("STRAIT_TARGET__BOOTSTRAP_SERVERS", target)
+        .env("STRAIT_TOPICS__INCLUDE", include)
+        .env("STRAIT_TOPICS__PREFIX", prefix)
+        .env("STRAIT_HTTP__LISTEN", format!("127.0.0.1:{http_port}"))
+        .env(
+            "STRAIT_CHECKPOINT__TOPIC",
+            format!("strait-ckpt-{}", prefix.trim_end_matches('.')),
+        )
+        .env(
+            "STRAIT_REPLICATION__ID",
+            format!("bench-{}", prefix.trim_end_matches('.')),
+        )
+        .env("STRAIT_LOG_FORMAT", "text")
+        .env("STRAIT_LOG", "info");
+    c
+}
+
+/// A plain HTTP/1.0 GET on 127.0.0.1:port; (status, body).
+pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).context("while connecting to strait's HTTP port")?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no HTTP status")?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Sum over all label sets of metric `name` in a Prometheus text page.
+pub fn metric_sum(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// An emulated WAN link from `tools/wan/link.sh`, torn down on drop.
+pub struct Link {
+    pub name: String,
+    pub far: String,
+    /// The near-side TUN device (in this namespace): its tx counters are the bytes sent towards
+    /// the far side.
+    pub near_dev: String,
+    script: PathBuf,
+}
+
+impl Link {
+    pub fn up(repo: &Path, name: &str, rate: &str, delay_ms: u32) -> Result<Link> {
+        let script = repo.join("tools/wan/link.sh");
+        // A leftover from an aborted run would make `ip netns add` fail.
+        let _ = Command::new("bash").arg(&script).args(["down", name]).output();
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(["up", name, rate, &delay_ms.to_string()])
+            .output()
+            .context("while running tools/wan/link.sh")?;
+        let link = Link {
+            name: name.to_owned(),
+            far: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            near_dev: format!("{}a", &name[..name.len().min(10)]),
+            script,
+        };
+        if !out.status.success() {
+            bail!("link.sh up failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(link)
+    }
+
+    /// (tx_bytes, tx_packets) of the near-side device.
+    pub fn tx(&self) -> Result<(u64, u64)> {
+        let read = |f: &str| -> Result<u64> {
+            let p = format!("/sys/class/net/{}/statistics/{f}", self.near_dev);
+            Ok(std::fs::read_to_string(&p)
+                .with_context(|| format!("while reading {p}"))?
+                .trim()
+                .parse()?)
+        };
+        Ok((read("tx_bytes")?, read("tx_packets")?))
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(&self.script)
+            .args(["down", &self.name])
+            .output();
+    }
+}

@@ -1,0 +1,147 @@
+//! strait's end-to-end benchmark (issue 4, item 6): in one run on local nisshi brokers it
+//! measures the brokers' own limits, strait against a naive rskafka mirror and a tuned
+//! librdkafka mirror, wire bytes per source byte against the zstd-19 bound, the budget over an
+//! emulated 50 ms link, and RSS at 1,000 partitions, and prints one table.
+//!
+//! strait runs as the real release binary (`target/release/strait run`), each baseline as a
+//! subprocess of this binary (`strait-e2e mirror ...`), so CPU time and peak RSS read from
+//! /proc are each process' own.
+
+mod baseline;
+mod corpus;
+mod harness;
+mod sections;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "strait-e2e", about = "strait end-to-end benchmark")]
+pub struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    /// Span corpus size, MB of key + value bytes.
+    #[arg(long, default_value_t = 256)]
+    corpus_mb: u64,
+    /// Partitions of the corpus topic.
+    #[arg(long, default_value_t = 8)]
+    partitions: i32,
+    /// Longest a mirror is measured before its rate is taken from what it moved so far.
+    #[arg(long, default_value_t = 60)]
+    max_mirror_secs: u64,
+    /// MB of regrouped records compressed at zstd 19 for the bound (a sample: level 19 runs
+    /// at a few MB/s).
+    #[arg(long, default_value_t = 32)]
+    bound_sample_mb: u64,
+    /// Rate of the emulated link (tc tbf syntax); 25 ms each way.
+    #[arg(long, default_value = "10mbit")]
+    link_rate: String,
+    /// strait's budget over the emulated link.
+    #[arg(long, default_value_t = 400_000)]
+    budget_bytes_per_sec: u64,
+    /// Seconds the budgeted, backlogged run is measured.
+    #[arg(long, default_value_t = 60)]
+    budget_secs: u64,
+    /// Records per second written for the latency measurement.
+    #[arg(long, default_value_t = 20)]
+    latency_rate: u64,
+    /// Seconds of the latency measurement.
+    #[arg(long, default_value_t = 30)]
+    latency_secs: u64,
+    /// Partitions of the wide (RSS) run.
+    #[arg(long, default_value_t = 1000)]
+    wide_partitions: i32,
+    /// Backlog per partition of the wide run, MB of key + value bytes.
+    #[arg(long, default_value_t = 2.0)]
+    wide_mb_per_partition: f64,
+    /// Longest the wide run is measured.
+    #[arg(long, default_value_t = 120)]
+    wide_max_secs: u64,
+    /// Skip the broker limits.
+    #[arg(long)]
+    skip_limits: bool,
+    /// Skip strait unthrottled (and so the ratios and the wire bytes measured on the target).
+    #[arg(long)]
+    skip_strait: bool,
+    /// Skip the naive rskafka mirror.
+    #[arg(long)]
+    skip_naive: bool,
+    /// Skip the tuned librdkafka mirror.
+    #[arg(long)]
+    skip_rdkafka: bool,
+    /// Skip the zstd-19 bound.
+    #[arg(long)]
+    skip_bound: bool,
+    /// Skip the budget over the emulated link (needs root).
+    #[arg(long)]
+    skip_wan: bool,
+    /// Skip the 1,000-partition RSS run.
+    #[arg(long)]
+    skip_wide: bool,
+    /// The strait binary; default: `cargo build --release` of this repository, then
+    /// `target/release/strait`.
+    #[arg(long)]
+    strait_bin: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Internal: run a baseline mirror until killed (the bench starts these itself).
+    Mirror {
+        #[arg(value_enum)]
+        kind: baseline::Mirror,
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        target_topic: String,
+        #[arg(long)]
+        partitions: i32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.mode {
+        Some(Mode::Mirror {
+            kind,
+            ref source,
+            ref target,
+            ref topic,
+            ref target_topic,
+            partitions,
+        }) => match rt.block_on(baseline::run(kind, source, target, topic, target_topic, partitions)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mirror failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        None => match rt.block_on(sections::run_all(&cli)) {
+            Ok(report) => {
+                println!("{}", report.render());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bench failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
