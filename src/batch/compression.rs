@@ -178,25 +178,45 @@ fn snappy_decompress(input: &[u8], cap: usize, base_offset: i64) -> Result<Vec<u
     Ok(out)
 }
 
+thread_local! {
+    /// One zstd context per thread, with the level it is set to. Contexts are costly to create
+    /// and hold megabytes each, so they are shared by every builder on the thread rather than
+    /// kept per builder (per partition): memory stays flat however many partitions there are.
+    static ZSTD: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The thread's zstd context at `level`, created on first use.
+fn zstd_at<'s>(
+    slot: &'s mut Option<(i32, zstd::bulk::Compressor<'static>)>,
+    level: i32,
+) -> io::Result<&'s mut zstd::bulk::Compressor<'static>> {
+    let entry = match slot.take() {
+        Some((current, mut compressor)) => {
+            if current != level {
+                compressor.set_compression_level(level)?;
+            }
+            (level, compressor)
+        }
+        None => (level, zstd::bulk::Compressor::new(level)?),
+    };
+    Ok(&mut slot.insert(entry).1)
+}
+
 /// Reusable compression state, held by a `BatchBuilder` across batches.
 pub(crate) struct Compressors {
-    /// The zstd context and the level it is set to; contexts are costly to create.
-    zstd: Option<(i32, zstd::bulk::Compressor<'static>)>,
     snappy: snap::raw::Encoder,
 }
 
 impl std::fmt::Debug for Compressors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Compressors")
-            .field("zstd_level", &self.zstd.as_ref().map(|(level, _)| *level))
-            .finish_non_exhaustive()
+        f.debug_struct("Compressors").finish_non_exhaustive()
     }
 }
 
 impl Compressors {
     pub(crate) fn new() -> Self {
         Compressors {
-            zstd: None,
             snappy: snap::raw::Encoder::new(),
         }
     }
@@ -231,29 +251,18 @@ impl Compressors {
                 encoder.finish().map_err(|e| wrap(io::Error::from(e)))?;
                 Ok(())
             }
-            Compression::Zstd => {
-                let compressor = self.zstd_at(zstd_level).map_err(wrap)?;
-                out.reserve(zstd::zstd_safe::compress_bound(input.len()));
-                let mut cursor = Cursor::new(out);
-                let end = cursor.get_ref().len() as u64;
-                cursor.set_position(end);
-                compressor.compress_to_buffer(input, &mut cursor).map_err(wrap)?;
-                Ok(())
-            }
+            Compression::Zstd => ZSTD
+                .with(|cell| {
+                    let mut slot = cell.borrow_mut();
+                    let compressor = zstd_at(&mut slot, zstd_level)?;
+                    out.reserve(zstd::zstd_safe::compress_bound(input.len()));
+                    let mut cursor = Cursor::new(out);
+                    let end = cursor.get_ref().len() as u64;
+                    cursor.set_position(end);
+                    compressor.compress_to_buffer(input, &mut cursor).map(|_| ())
+                })
+                .map_err(wrap),
         }
-    }
-
-    fn zstd_at(&mut self, level: i32) -> io::Result<&mut zstd::bulk::Compressor<'static>> {
-        let entry = match self.zstd.take() {
-            Some((current, mut compressor)) => {
-                if current != level {
-                    compressor.set_compression_level(level)?;
-                }
-                (level, compressor)
-            }
-            None => (level, zstd::bulk::Compressor::new(level)?),
-        };
-        Ok(&mut self.zstd.insert(entry).1)
     }
 
     fn snappy_xerial(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
