@@ -13,18 +13,17 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, MetadataResponse, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::messages::ApiKey;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
+use common::frames::{read_frame, rewrite_metadata, write_frame};
 use common::{Broker, Rec, Storage, Strait};
 
 const CLIENT_CN: &str = "strait-mtls-client";
@@ -182,41 +181,6 @@ async fn forward<S: AsyncRead + AsyncWrite + Unpin>(mut client: S, broker: &str,
         };
         write_frame(&mut client, &answer).await?;
     }
-}
-
-async fn read_frame<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Bytes> {
-    let len = s.read_i32().await?;
-    let mut buf = BytesMut::zeroed(usize::try_from(len).map_err(|_| std::io::ErrorKind::InvalidData)?);
-    s.read_exact(&mut buf).await?;
-    Ok(buf.freeze())
-}
-
-async fn write_frame<S: AsyncWrite + Unpin>(s: &mut S, body: &[u8]) -> std::io::Result<()> {
-    let len = i32::try_from(body.len()).map_err(|_| std::io::ErrorKind::InvalidData)?;
-    s.write_i32(len).await?;
-    s.write_all(body).await?;
-    s.flush().await
-}
-
-fn invalid(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
-}
-
-/// Points every advertised broker at the terminator.
-fn rewrite_metadata(mut answer: Bytes, version: i16, port: u16) -> std::io::Result<Bytes> {
-    let api = ApiKey::Metadata;
-    let header = ResponseHeader::decode(&mut answer, api.response_header_version(version)).map_err(invalid)?;
-    let mut resp = MetadataResponse::decode(&mut answer, version).map_err(invalid)?;
-    for b in &mut resp.brokers {
-        b.host = StrBytes::from_static_str("127.0.0.1");
-        b.port = i32::from(port);
-    }
-    let mut buf = BytesMut::new();
-    header
-        .encode(&mut buf, api.response_header_version(version))
-        .map_err(invalid)?;
-    resp.encode(&mut buf, version).map_err(invalid)?;
-    Ok(buf.freeze())
 }
 
 /// One DER element: tag, contents, what follows.

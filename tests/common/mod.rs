@@ -2,6 +2,8 @@
 //! for writing and checking data, and strait run in-process.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod frames;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -17,13 +17,14 @@ use base64::Engine;
 use bytes::{Buf, Bytes, BytesMut};
 use hmac::{Hmac, Mac};
 use kafka_protocol::messages::{
-    ApiKey, MetadataResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
-    SaslHandshakeRequest, SaslHandshakeResponse,
+    ApiKey, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+    SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::common::frames::{invalid, read_frame, rewrite_metadata, write_frame};
 
 /// What the gateway accepts and how it answers.
 #[derive(Clone, Debug)]
@@ -97,19 +98,6 @@ impl Gateway {
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
-}
-
-async fn read_frame(s: &mut TcpStream) -> std::io::Result<Bytes> {
-    let len = s.read_i32().await?;
-    let mut buf = BytesMut::zeroed(usize::try_from(len).map_err(|_| std::io::ErrorKind::InvalidData)?);
-    s.read_exact(&mut buf).await?;
-    Ok(buf.freeze())
-}
-
-async fn write_frame(s: &mut TcpStream, body: &[u8]) -> std::io::Result<()> {
-    s.write_i32(body.len() as i32).await?;
-    s.write_all(body).await?;
-    s.flush().await
 }
 
 fn respond<T: Encodable>(api: ApiKey, version: i16, correlation_id: i32, body: &T) -> Bytes {
@@ -216,26 +204,6 @@ async fn serve(mut client: TcpStream, port: u16, config: &GatewayConfig, stats: 
             }
         }
     }
-}
-
-fn invalid(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
-}
-
-fn rewrite_metadata(mut answer: Bytes, version: i16, port: u16) -> std::io::Result<Bytes> {
-    let api = ApiKey::Metadata;
-    let header = ResponseHeader::decode(&mut answer, api.response_header_version(version)).map_err(invalid)?;
-    let mut resp = MetadataResponse::decode(&mut answer, version).map_err(invalid)?;
-    for b in &mut resp.brokers {
-        b.host = StrBytes::from_static_str("127.0.0.1");
-        b.port = i32::from(port);
-    }
-    let mut buf = BytesMut::new();
-    header
-        .encode(&mut buf, api.response_header_version(version))
-        .map_err(invalid)?;
-    resp.encode(&mut buf, version).map_err(invalid)?;
-    Ok(buf.freeze())
 }
 
 /// Checks an OAUTHBEARER client message carrying an MSK IAM token.
