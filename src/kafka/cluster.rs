@@ -13,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::conn::Conn;
 use super::error::{Error, Result};
+use super::pace::Pace;
 use super::security::Security;
 use super::TopicPartition;
 
@@ -25,6 +26,7 @@ pub struct Cluster {
     client_id: String,
     timeout: Duration,
     security: Security,
+    pace: Option<Arc<dyn Pace>>,
     state: Mutex<State>,
 }
 
@@ -94,6 +96,7 @@ impl Cluster {
             client_id: client_id.to_owned(),
             timeout,
             security,
+            pace: None,
             state: Mutex::new(State::default()),
         }
     }
@@ -108,6 +111,12 @@ impl Cluster {
             config.request_timeout(),
             Security::from_config(name, config)?,
         ))
+    }
+
+    /// Every connection opened from now on writes at the rate `pace` allows.
+    pub fn with_pace(mut self, pace: Arc<dyn Pace>) -> Self {
+        self.pace = Some(pace);
+        self
     }
 
     /// The brokers named by the last metadata answer: `(node id, host:port)`, by node id.
@@ -144,7 +153,8 @@ impl Cluster {
         if let Some(conn) = guard.as_ref().filter(|c| !c.is_closed()) {
             return Ok(Arc::clone(conn));
         }
-        let conn = Arc::new(Conn::connect_with(addr, &self.client_id, self.timeout, &self.security).await?);
+        let conn =
+            Arc::new(Conn::connect_with(addr, &self.client_id, self.timeout, &self.security, self.pace.clone()).await?);
         tracing::debug!(cluster = %self.name, broker = addr, "connected");
         *guard = Some(Arc::clone(&conn));
         // Open connections of this cluster; a slot locked by another caller counts as open.

@@ -25,6 +25,8 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, 
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes, VersionRange};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+use super::pace::{Pace, Socket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -93,13 +95,20 @@ impl Drop for Conn {
 impl Conn {
     /// Opens a plaintext connection and negotiates API versions.
     pub async fn connect(broker: &str, client_id: &str, timeout: Duration) -> Result<Self> {
-        Self::connect_with(broker, client_id, timeout, &Security::plaintext()).await
+        Self::connect_with(broker, client_id, timeout, &Security::plaintext(), None).await
     }
 
     /// Opens a connection protected as `security` says: TCP, the TLS handshake, ApiVersions,
     /// then SASL, each step within `timeout`. Only an authenticated connection is returned, so
     /// no other request ever goes out before authentication.
-    pub async fn connect_with(broker: &str, client_id: &str, timeout: Duration, security: &Security) -> Result<Self> {
+    /// Writes follow `pace` when given (the WAN budget on target connections).
+    pub async fn connect_with(
+        broker: &str,
+        client_id: &str,
+        timeout: Duration,
+        security: &Security,
+        pace: Option<Arc<dyn Pace>>,
+    ) -> Result<Self> {
         let connect_err = |source| Error::Connect {
             broker: broker.to_owned(),
             source,
@@ -114,6 +123,7 @@ impl Conn {
             .map_err(|_| connect_err(std::io::ErrorKind::TimedOut.into()))?
             .map_err(connect_err)?;
         tcp.set_nodelay(true).map_err(connect_err)?;
+        let tcp = Socket::new(tcp, pace);
         let mut stream = match security.tls() {
             None => Stream::Plain(tcp),
             Some(tls) => {
@@ -163,7 +173,7 @@ impl Conn {
         let (outgoing, queue) = mpsc::channel::<Bytes>(OUTGOING_QUEUE);
         let (reader, writer) = match stream {
             Stream::Plain(tcp) => {
-                let (read_half, write_half) = tcp.into_split();
+                let (read_half, write_half) = tokio::io::split(tcp);
                 spawn_io(read_half, write_half, queue, &pending, reauth)
             }
             Stream::Tls(tls) => {
@@ -307,8 +317,8 @@ impl<R: Request> InFlight<R> {
 
 /// A broker socket before it is split into the reader and writer halves.
 enum Stream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Plain(Socket),
+    Tls(Box<tokio_rustls::client::TlsStream<Socket>>),
 }
 
 impl AsyncRead for Stream {

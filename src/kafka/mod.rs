@@ -10,6 +10,7 @@ mod client;
 mod cluster;
 mod conn;
 mod error;
+mod pace;
 mod sasl;
 mod security;
 mod tls;
@@ -22,6 +23,7 @@ pub use conn::{Conn, InFlight};
 pub use error::{Error, Result};
 pub use kafka_protocol::error::ResponseError;
 pub use kafka_protocol::messages::ApiKey;
+pub use pace::{Pace, CHUNK_BYTES};
 pub use security::Security;
 
 use std::fmt;

@@ -7,10 +7,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::pace::Socket;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{AlertDescription, CertificateError, RootCertStore};
-use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
@@ -156,7 +156,7 @@ impl Tls {
     }
 
     /// Runs the TLS handshake on a fresh TCP connection to `broker` (`host:port`).
-    pub(crate) async fn handshake(&self, broker: &str, tcp: TcpStream) -> Result<TlsStream<TcpStream>> {
+    pub(crate) async fn handshake(&self, broker: &str, tcp: Socket) -> Result<TlsStream<Socket>> {
         let name = match &self.server_name {
             Some(name) => name.clone(),
             None => broker_name(broker).ok_or_else(|| Error::Tls {

@@ -108,12 +108,12 @@ impl Replicator {
     pub fn new(config: Config, filter: TopicFilter) -> Self {
         let mut setup_error = None;
         let mut cluster = |name: &str, c: &crate::config::ClusterConfig| {
-            Arc::new(Cluster::from_config(name, c).unwrap_or_else(|e| {
+            Cluster::from_config(name, c).unwrap_or_else(|e| {
                 setup_error.get_or_insert(e);
                 Cluster::new(name, c.bootstrap(), &c.client_id, c.request_timeout())
-            }))
+            })
         };
-        let source = cluster("source", &config.source);
+        let source = Arc::new(cluster("source", &config.source));
         let target = cluster("target", &config.target);
         // Validation has checked every rule; one that still fails to parse is left out.
         let rules = config
@@ -127,6 +127,8 @@ impl Replicator {
             config.budget.burst_bytes,
             rules,
         ));
+        // Every byte to the target, checkpoints included, leaves at the budget's pace.
+        let target = Arc::new(target.with_pace(Arc::clone(&budget) as Arc<dyn crate::kafka::Pace>));
         let c = &config.compression;
         let level = Arc::new(LevelControl::new(
             c.zstd_level,
@@ -509,13 +511,7 @@ impl Replicator {
                     continue;
                 }
             };
-            // Under a budget, batches stay small enough to keep any 10 s window near the budget.
-            let max_batch_bytes = self
-                .config
-                .batch
-                .max_bytes
-                .min(target.max_message_bytes)
-                .min(self.settings.budget.batch_cap().unwrap_or(usize::MAX));
+            let max_batch_bytes = self.config.batch.max_bytes.min(target.max_message_bytes);
             for partition in owned.into_iter().filter(|&p| p < target.partitions) {
                 let source_tp = TopicPartition::new(name.clone(), partition);
                 let task = PartitionTask {
