@@ -138,3 +138,47 @@ async fn target_batches_are_zstd_at_the_configured_level_and_merged() {
         "{n} one-record source batches became {batches} target batches"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_partitions_share_a_batch_memory_of_two_batches() {
+    let Some(source) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let Some(target) = Broker::start(Storage::Memory).await else {
+        return;
+    };
+    let topic = common::topic("memory");
+    let partitions = 24;
+    common::create_topic(&source.bootstrap(), &topic, partitions, &[]).await;
+    let p = common::producer(&source.bootstrap(), &[("compression.type", "lz4"), ("linger.ms", "5")]);
+    let per_partition = 200;
+    let mut expected: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
+    for partition in 0..partitions {
+        let records: Vec<Rec> = (0..per_partition)
+            .map(|i| {
+                let value = format!("p{partition} r{i} {}", "span-bytes ".repeat(60 + i % 40));
+                Rec::new(
+                    Some(format!("k{i}").as_bytes()),
+                    Some(value.as_bytes()),
+                    &[],
+                    1_700_000_000_000 + i as i64,
+                )
+            })
+            .collect();
+        common::send_all(&p, &topic, partition, &records).await;
+        expected.insert(partition, records);
+    }
+    // Room for two 16 KiB batches across 24 backlogged partitions: most partitions wait for
+    // memory while holding none, and every one still gets through.
+    let mut cfg = common::config(&source.bootstrap(), &target.bootstrap(), &topic);
+    cfg.batch.max_bytes = 16 * 1024;
+    cfg.batch.buffer_max_bytes = 32 * 1024;
+    cfg.fetch.buffer_max_bytes = 1024 * 1024;
+    let strait = Strait::start(cfg);
+    let counts: BTreeMap<i32, usize> = expected.iter().map(|(p, v)| (*p, v.len())).collect();
+    let got = common::consume(&target.bootstrap(), &topic, &counts, Duration::from_secs(120));
+    for (p, want) in &expected {
+        assert_eq!(&got[p], want, "partition {p}");
+    }
+    strait.stop().await;
+}

@@ -15,8 +15,9 @@ use super::record::Record;
 use super::wire::varint_len;
 use super::{Error, Result};
 
-/// The builder never pre-allocates more than this, however large `max_bytes` is.
-const MAX_INITIAL_CAPACITY: usize = 1 << 20;
+/// A builder starts a batch with room for this much and grows as records come, so memory
+/// follows what a partition really holds; it keeps up to this much from one batch to the next.
+const KEEP_CAPACITY: usize = 64 * 1024;
 /// Leader epoch a producer writes; the broker stamps the real one.
 const NO_PARTITION_LEADER_EPOCH: i32 = -1;
 /// Kafka's "no timestamp" value, used as base/max timestamp of an empty batch.
@@ -127,7 +128,7 @@ impl BatchBuilder {
         }
         if self.is_empty() {
             self.buf
-                .reserve(self.max_bytes.min(MAX_INITIAL_CAPACITY).saturating_sub(HEADER_LEN));
+                .reserve(self.max_bytes.min(KEEP_CAPACITY).saturating_sub(self.buf.len()));
             self.base_timestamp = record.timestamp;
             self.max_timestamp = record.timestamp;
             self.first_offset = record.offset;
@@ -196,7 +197,11 @@ impl BatchBuilder {
             uncompressed_len,
             compression,
         };
-        // Keep the allocation when it was not handed out inside the batch.
+        // Keep a small allocation for the next batch; give a large one back, so a thousand idle
+        // partitions do not each hold a full batch of memory.
+        if self.buf.capacity() > KEEP_CAPACITY {
+            self.buf = Vec::new();
+        }
         self.buf.clear();
         self.buf.resize(HEADER_LEN, 0);
         self.count = 0;
@@ -250,6 +255,8 @@ fn compress_and_seal(
             let mut out = Vec::with_capacity(raw.len());
             out.resize(HEADER_LEN, 0);
             compressors.compress(codec, opts.zstd_level, records, &mut out)?;
+            // The batch lives until the target acknowledges it: hold only what it needs.
+            out.shrink_to_fit();
             (out.len() < raw.len()).then_some((out, codec))
         }
     };

@@ -206,6 +206,11 @@ pub struct BatchConfig {
     /// How long to wait for more records before sending a partial batch, in milliseconds
     /// (at most 60000).
     pub linger_ms: u64,
+    /// Memory for batches across all partitions, in bytes: records being re-batched and
+    /// compressed batches waiting for the target's acknowledgement (at least `max_bytes`).
+    /// When it is full, a partition sends what it has and waits, so many partitions make
+    /// smaller batches instead of more memory.
+    pub buffer_max_bytes: usize,
 }
 
 impl Default for BatchConfig {
@@ -213,6 +218,7 @@ impl Default for BatchConfig {
         BatchConfig {
             max_bytes: 1024 * 1024,
             linger_ms: 100,
+            buffer_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -243,7 +249,7 @@ impl Default for FetchConfig {
         FetchConfig {
             max_bytes: 1024 * 1024,
             max_wait_ms: 500,
-            buffer_max_bytes: 128 * 1024 * 1024,
+            buffer_max_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -262,6 +262,14 @@ fn check_batch_and_fetch(config: &Config) -> Result<()> {
             format!("use from {KIB} (1 KiB) to {} (64 MiB), e.g. 1048576", 64 * MIB),
         ));
     }
+    if config.batch.buffer_max_bytes < batch_max {
+        return Err(Error::invalid(
+            "batch.buffer_max_bytes",
+            config.batch.buffer_max_bytes,
+            "cannot hold one batch of batch.max_bytes",
+            format!("use at least batch.max_bytes ({batch_max}); 67108864 (64 MiB) suits a thousand partitions"),
+        ));
+    }
     if config.batch.linger_ms > MAX_WAIT_MS {
         return Err(Error::invalid(
             "batch.linger_ms",
@@ -285,7 +293,7 @@ fn check_batch_and_fetch(config: &Config) -> Result<()> {
             "fetch.buffer_max_bytes",
             buffer,
             "is below 1 MiB",
-            "use at least 1048576; 134217728 (128 MiB) suits a thousand partitions",
+            "use at least 1048576; 67108864 (64 MiB) suits a thousand partitions",
         ));
     }
     if config.fetch.max_wait_ms > MAX_WAIT_MS {
@@ -516,6 +524,11 @@ mod tests {
             (|c| c.batch.max_bytes = 1023, "batch.max_bytes", "1 KiB"),
             (|c| c.batch.max_bytes = 64 * MIB + 1, "batch.max_bytes", "64 MiB"),
             (|c| c.batch.linger_ms = 60_001, "batch.linger_ms", "0 to 60000"),
+            (
+                |c| c.batch.buffer_max_bytes = c.batch.max_bytes - 1,
+                "batch.buffer_max_bytes",
+                "at least batch.max_bytes",
+            ),
             (|c| c.fetch.max_bytes = 0, "fetch.max_bytes", "1 KiB"),
             (|c| c.fetch.max_wait_ms = 60_001, "fetch.max_wait_ms", "0 to 60000"),
             (

@@ -143,6 +143,10 @@ impl Replicator {
                 reader::buffer_units(config.fetch.buffer_max_bytes) as usize,
             )),
             buffer_units: reader::buffer_units(config.fetch.buffer_max_bytes),
+            batch_memory: Arc::new(tokio::sync::Semaphore::new(
+                reader::buffer_units(config.batch.buffer_max_bytes) as usize,
+            )),
+            batch_memory_units: reader::buffer_units(config.batch.buffer_max_bytes),
             fetch_max_bytes: i32::try_from(config.fetch.max_bytes).unwrap_or(i32::MAX),
             fetch_max_wait_ms: i32::try_from(config.fetch.max_wait_ms).unwrap_or(i32::MAX),
             start_from: config.start_from,

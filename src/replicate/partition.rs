@@ -37,6 +37,11 @@ pub(crate) struct TaskSettings {
     pub(crate) buffer: Arc<Semaphore>,
     /// The buffer's size in units: no fetch reserves more.
     pub(crate) buffer_units: u32,
+    /// Batch memory across all partitions, in the same units (`batch.buffer_max_bytes`):
+    /// records in builders and compressed batches until the target acknowledges them.
+    pub(crate) batch_memory: Arc<Semaphore>,
+    /// Its size in units.
+    pub(crate) batch_memory_units: u32,
     pub(crate) fetch_max_bytes: i32,
     pub(crate) fetch_max_wait_ms: i32,
     pub(crate) start_from: StartFrom,
@@ -217,6 +222,7 @@ impl PartitionTask {
             next_sequence: sequence,
             in_flight: VecDeque::new(),
             builder_max_timestamp: i64::MIN,
+            memory: None,
             labels: telemetry::labels(&self.source_tp.topic, self.source_tp.partition),
         };
         let write = async {

@@ -6,12 +6,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use super::error::{Error, Result};
 use super::partition::{kafka_err, Fetched, Stop, TaskSettings};
 use super::progress::Progress;
+use super::reader::buffer_units;
 use super::resume::{Position, Tail};
 use crate::batch::{BatchBuilder, BuildOptions, Compression};
 use crate::kafka::{Cluster, ProduceAck, ProducerIdentity, ResponseError, TopicPartition};
@@ -65,6 +66,9 @@ pub(super) struct SinkWriter {
     pub(super) in_flight: VecDeque<Sent>,
     /// Newest record timestamp in the builder (ms).
     pub(super) builder_max_timestamp: i64,
+    /// This partition's share of the batch memory for what the builder holds (and the rest of
+    /// the chunk being pushed).
+    pub(super) memory: Option<OwnedSemaphorePermit>,
     pub(super) labels: [(&'static str, String); 2],
 }
 
@@ -127,6 +131,8 @@ impl SinkWriter {
             };
             self.progress
                 .update(&self.source_tp, |s| s.source_high_watermark = chunk.high_watermark);
+            let encoded = chunk.source_bytes + chunk.records.len() * RECORD_FRAMING_BYTES;
+            self.reserve(encoded, pushed_until, &mut pending_source_bytes).await?;
             let mut absorbed = 0u64;
             for record in chunk.records {
                 if self.tail.absorb(record.offset, &mut self.acked) {
@@ -156,6 +162,7 @@ impl SinkWriter {
             }
             pending_source_bytes += chunk.source_bytes;
             pushed_until = chunk.next_offset;
+            self.trim_memory();
             if self.builder.is_empty() {
                 // Only control, aborted or skipped records since the last batch: the position
                 // moves with the last batch on the wire, or now when none is.
@@ -173,6 +180,45 @@ impl SinkWriter {
                 }
             } else if linger_until.is_none() {
                 linger_until = Some(Instant::now() + self.settings.linger);
+            }
+        }
+    }
+
+    /// Takes batch memory for `bytes` of records about to be pushed. When it is all taken, sends
+    /// what the builder holds first (so no partition waits while holding memory it could free),
+    /// then waits for acknowledgements, here or on other partitions, to give some back.
+    async fn reserve(&mut self, bytes: usize, until: i64, source_bytes: &mut usize) -> Result<(), Stop> {
+        let units = buffer_units(bytes).min(self.settings.batch_memory_units);
+        let memory = Arc::clone(&self.settings.batch_memory);
+        let permit = match Arc::clone(&memory).try_acquire_many_owned(units) {
+            Ok(p) => p,
+            Err(_) => {
+                self.flush(until, source_bytes).await?;
+                self.memory = None;
+                match memory.acquire_many_owned(units).await {
+                    Ok(p) => p,
+                    // The semaphore is never closed.
+                    Err(_closed) => return Ok(()),
+                }
+            }
+        };
+        match self.memory.as_mut() {
+            Some(held) => held.merge(permit),
+            None => self.memory = Some(permit),
+        }
+        Ok(())
+    }
+
+    /// Gives back the batch memory held beyond what the builder holds.
+    fn trim_memory(&mut self) {
+        if self.builder.is_empty() {
+            self.memory = None;
+            return;
+        }
+        let keep = buffer_units(self.builder.size_bytes()) as usize;
+        if let Some(held) = self.memory.as_mut() {
+            if held.num_permits() > keep {
+                drop(held.split(held.num_permits() - keep));
             }
         }
     }
@@ -219,6 +265,11 @@ impl SinkWriter {
             source,
         })?;
         self.settings.level.record_compress(compress_started.elapsed());
+        // The builder's memory is free again, but for the compressed batch, held until the
+        // target acknowledges it; the rest stays with the records still to be pushed.
+        let mut batch_memory = take_permits(&mut self.memory, buffer_units(built.uncompressed_len) as usize);
+        let on_the_wire = take_permits(&mut batch_memory, buffer_units(built.bytes.len()) as usize);
+        drop(batch_memory);
         let count = i64::from(built.record_count);
         let wire_bytes = built.bytes.len() + PRODUCE_OVERHEAD_BYTES + self.target_tp.topic.len();
         self.settings.budget.acquire(&self.target_tp.topic, wire_bytes).await;
@@ -246,6 +297,7 @@ impl SinkWriter {
             ack: tokio::spawn(async move {
                 let started = std::time::Instant::now();
                 let ack = pending.ack().await;
+                drop(on_the_wire);
                 metrics::histogram!(telemetry::PRODUCE_LATENCY).record(started.elapsed());
                 ack
             }),
@@ -387,6 +439,19 @@ impl SinkWriter {
         });
     }
 }
+
+/// Takes up to `n` permits out of `held` (all of it when it has no more).
+fn take_permits(held: &mut Option<OwnedSemaphorePermit>, n: usize) -> Option<OwnedSemaphorePermit> {
+    let permits = held.as_ref()?.num_permits();
+    if n >= permits {
+        return held.take();
+    }
+    held.as_mut()?.split(n)
+}
+
+/// Bytes a record takes in a batch beyond its key, value and headers (length, attributes,
+/// deltas, counts as varints): an estimate for reserving batch memory.
+const RECORD_FRAMING_BYTES: usize = 16;
 
 /// Request bytes around the records of a one-partition produce, plus the topic name.
 const PRODUCE_OVERHEAD_BYTES: usize = 80;
