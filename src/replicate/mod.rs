@@ -41,6 +41,8 @@ use partition::{PartitionTask, TaskSettings};
 
 /// How often the progress line is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// How often the zstd level control takes a step (one level at most).
+const LEVEL_EVERY: Duration = Duration::from_secs(2);
 
 /// Formats an error with its whole `source()` chain, for log lines.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
@@ -242,6 +244,8 @@ impl Replicator {
         let mut next_refresh = tokio::time::Instant::now();
         let mut progress_tick = tokio::time::interval(PROGRESS_EVERY);
         progress_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut level_tick = tokio::time::interval(LEVEL_EVERY);
+        level_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_totals = Totals::default();
         let mut last_tick = tokio::time::Instant::now();
@@ -280,8 +284,8 @@ impl Replicator {
                         }
                     }
                 }
+                _ = level_tick.tick() => self.adapt_level(&mut level_window),
                 _ = progress_tick.tick() => {
-                    self.adapt_level(&mut level_window);
                     let t = self.progress.totals();
                     let elapsed = last_tick.elapsed().as_secs_f64().max(0.001);
                     last_tick = tokio::time::Instant::now();
@@ -379,7 +383,7 @@ impl Replicator {
         })
     }
 
-    /// One step of the zstd level control over the last progress period, when a budget is set.
+    /// One step of the zstd level control over the last [`LEVEL_EVERY`], when a budget is set.
     fn adapt_level(&self, window: &mut LevelWindow) {
         let next = LevelWindow::now(&self.settings);
         let budget = &self.settings.budget;

@@ -83,6 +83,10 @@ impl Broker {
         Ok(b)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn bootstrap(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }

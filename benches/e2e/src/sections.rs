@@ -109,6 +109,9 @@ struct MirrorFigures {
     moved: u64,
     secs: f64,
     completed: bool,
+    /// Cores the mirror and the two brokers used over the measured interval.
+    mirror_cores: f64,
+    broker_cores: f64,
 }
 
 fn machine() -> Vec<String> {
@@ -410,6 +413,15 @@ fn add_mirror(report: &mut Report, name: &str, f: &MirrorFigures) {
     );
     report.add(
         "mirrors (unthrottled)",
+        format!("{name}: cores used, mirror + both brokers"),
+        format!("{:.2} + {:.2}", f.mirror_cores, f.broker_cores),
+        format!(
+            "of {} on this machine: where the time went (brokers and mirror share the cores)",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        ),
+    );
+    report.add(
+        "mirrors (unthrottled)",
         format!("{name}: peak RSS"),
         format!("{:.1} MiB", f.peak_rss_mib),
         "VmHWM",
@@ -420,6 +432,7 @@ fn add_mirror(report: &mut Report, name: &str, f: &MirrorFigures) {
 /// the last (or `max_secs`), sampling its CPU at both ends.
 async fn measure(
     p: &mut Proc,
+    brokers: [&Broker; 2],
     dst: &strait::kafka::Cluster,
     target_topic: &str,
     corpus: &Corpus,
@@ -427,14 +440,17 @@ async fn measure(
 ) -> Result<MirrorFigures> {
     let ticks = harness::clock_ticks();
     let spawned = Instant::now();
-    let mut first: Option<(Instant, i64, f64)> = None;
+    let mut first: Option<(Instant, i64, f64, f64)> = None;
+    let broker_cpu = || -> Result<f64> {
+        Ok(harness::cpu_seconds(brokers[0].pid(), ticks)? + harness::cpu_seconds(brokers[1].pid(), ticks)?)
+    };
     let total = corpus.records as i64;
     loop {
         p.check_alive()?;
         let n = harness::end_offsets(dst, target_topic, corpus.partitions).await;
         let now = Instant::now();
         match first {
-            None if n > 0 => first = Some((now, n, harness::cpu_seconds(p.pid(), ticks)?)),
+            None if n > 0 => first = Some((now, n, harness::cpu_seconds(p.pid(), ticks)?, broker_cpu()?)),
             None if spawned.elapsed() > Duration::from_secs(60) => {
                 bail!(
                     "{}: no record on the target 60 s after start; log tail: {}",
@@ -444,10 +460,11 @@ async fn measure(
             }
             _ => {}
         }
-        if let Some((t0, n0, cpu0)) = first {
+        if let Some((t0, n0, cpu0, brokers0)) = first {
             let done = n >= total;
             if done || now.duration_since(t0) > Duration::from_secs(max_secs) {
                 let cpu1 = harness::cpu_seconds(p.pid(), ticks)?;
+                let brokers1 = broker_cpu()?;
                 let hwm = harness::vm_bytes(p.pid(), "VmHWM")?;
                 let secs = now.duration_since(t0).as_secs_f64().max(1e-3);
                 let moved_payload = (n - n0).max(0) as f64 * corpus.payload_per_record();
@@ -464,6 +481,8 @@ async fn measure(
                     moved: n as u64,
                     secs,
                     completed: done,
+                    mirror_cores: (cpu1 - cpu0) / secs,
+                    broker_cores: (brokers1 - brokers0) / secs,
                 });
             }
         }
@@ -486,7 +505,15 @@ async fn run_strait_unthrottled(
     let cmd = harness::strait_command(bin, &source.bootstrap(), &target.bootstrap(), "spans", "strait.", http);
     let mut p = Proc::spawn("strait", cmd, &logs.join("strait-unthrottled.log"))?;
     let dst = target.cluster();
-    let figs = measure(&mut p, &dst, "strait.spans", corpus, cli.max_mirror_secs).await;
+    let figs = measure(
+        &mut p,
+        [source, target],
+        &dst,
+        "strait.spans",
+        corpus,
+        cli.max_mirror_secs,
+    )
+    .await;
     let figs = match figs {
         Ok(f) => f,
         Err(e) => {
@@ -571,7 +598,15 @@ async fn run_baseline(
     .args(["--topic", &corpus.topic, "--target-topic", &target_topic])
     .args(["--partitions", &corpus.partitions.to_string()]);
     let mut p = Proc::spawn(name, cmd, &logs.join(format!("{name}.log")))?;
-    let f = measure(&mut p, &dst, &target_topic, corpus, cli.max_mirror_secs).await;
+    let f = measure(
+        &mut p,
+        [source, target],
+        &dst,
+        &target_topic,
+        corpus,
+        cli.max_mirror_secs,
+    )
+    .await;
     p.stop(Duration::from_secs(1));
     f
 }
