@@ -164,6 +164,11 @@ impl BatchBuilder {
         (!self.is_empty()).then_some(self.first_offset)
     }
 
+    /// Timestamp of the first record (the batch's base timestamp), if any.
+    pub fn first_timestamp(&self) -> Option<i64> {
+        (!self.is_empty()).then_some(self.base_timestamp)
+    }
+
     /// Source offset of the last record, if any.
     pub fn last_offset(&self) -> Option<i64> {
         (!self.is_empty()).then_some(self.last_offset)
@@ -366,6 +371,8 @@ mod tests {
             (builder.first_offset(), builder.last_offset(), builder.len()),
             (Some(10), Some(20), 3)
         );
+        // The first record's, not the smallest.
+        assert_eq!(builder.first_timestamp(), Some(1_000));
         let opts = BuildOptions {
             producer_id: 77,
             producer_epoch: 3,
@@ -375,6 +382,7 @@ mod tests {
         };
         let built = builder.finish(&opts).expect("finish");
         assert!(builder.is_empty());
+        assert_eq!(builder.first_timestamp(), None);
         assert_eq!(builder.size_bytes(), HEADER_LEN);
         assert_eq!(
             (built.record_count, built.first_source_offset, built.last_source_offset),

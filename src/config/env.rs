@@ -216,6 +216,7 @@ mod tests {
 
     /// The operator interface: renaming any of these is a breaking change.
     const SPEC_KEYS: &[&str] = &[
+        "alerts.retention_headroom_secs",
         "batch.linger_ms",
         "batch.max_bytes",
         "budget.burst_bytes",
