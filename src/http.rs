@@ -93,6 +93,9 @@ pub struct StatusInfo {
     pub source_bootstrap: String,
     /// Target bootstrap servers.
     pub target_bootstrap: String,
+    /// `alerts.retention_headroom_secs`: partitions lagging with less headroom are at risk
+    /// (0 = never).
+    pub retention_headroom_alert_secs: u64,
 }
 
 /// Everything the endpoints read.
@@ -195,15 +198,22 @@ impl Endpoints {
 
     /// The `/status` document.
     pub fn status_report(&self) -> StatusReport {
+        self.status_report_at(crate::checkpoint::now_ms())
+    }
+
+    /// The `/status` document with the wall clock at `now_ms` (ages and headrooms depend on it).
+    pub fn status_report_at(&self, now_ms: i64) -> StatusReport {
+        let threshold_secs = self.info.retention_headroom_alert_secs;
         let readiness = self.health.readiness(&self.progress);
         let rates = self.health.rates();
-        let partitions = self
+        let partitions: Vec<PartitionReport> = self
             .progress
             .snapshot()
             .into_iter()
             .map(|(tp, s)| {
                 let records_per_sec = rates.get(&tp).copied().unwrap_or(0.0);
                 let lag_records = s.lag_records();
+                let risk = s.retention_risk(now_ms, threshold_secs);
                 let (state, last_error) = match &s.state {
                     PartitionState::Starting => ("starting", None),
                     PartitionState::Running => ("running", None),
@@ -228,6 +238,10 @@ impl Endpoints {
                     wire_bytes: s.wire_bytes,
                     gap_records: s.gap_records,
                     writer_epoch: s.writer_epoch,
+                    retention_ms: s.retention.ms(),
+                    oldest_unacked_age_secs: risk.oldest_unacked_age_ms.map(|ms| ms as f64 / 1000.0),
+                    retention_headroom_secs: risk.headroom_secs,
+                    at_risk: risk.at_risk,
                 }
             })
             .collect();
@@ -245,6 +259,7 @@ impl Endpoints {
             }
         };
         let t = self.progress.totals();
+        let partitions_at_retention_risk = partitions.iter().filter(|p: &&PartitionReport| p.at_risk).count();
         StatusReport {
             version: env!("CARGO_PKG_VERSION"),
             ready: readiness.ready,
@@ -274,7 +289,9 @@ impl Endpoints {
                 wire_bytes: t.wire_bytes,
                 lag_records: t.lag_records,
                 records_per_sec: rates.values().sum(),
+                partitions_at_retention_risk,
             },
+            retention_headroom_alert_secs: Some(threshold_secs).filter(|&s| s > 0),
             topic_errors: self.health.topic_errors(),
             partitions,
         }
@@ -304,6 +321,8 @@ pub struct StatusReport {
     pub budget: BudgetReport,
     /// Sums over all partitions.
     pub totals: TotalsReport,
+    /// `alerts.retention_headroom_secs`; null when the retention alert is off.
+    pub retention_headroom_alert_secs: Option<u64>,
     /// Topics that match but cannot be replicated, with the error.
     pub topic_errors: std::collections::BTreeMap<String, String>,
     /// One entry per source partition with a task, by topic and partition.
@@ -362,6 +381,8 @@ pub struct TotalsReport {
     pub lag_records: i64,
     /// Records per second over the last ten seconds.
     pub records_per_sec: f64,
+    /// Partitions with `at_risk` set.
+    pub partitions_at_retention_risk: usize,
 }
 
 /// One partition in `/status`.
@@ -401,6 +422,17 @@ pub struct PartitionReport {
     pub gap_records: u64,
     /// Writer generation.
     pub writer_epoch: i64,
+    /// The source topic's retention.ms (Kafka's default when the source does not report it);
+    /// null when infinite.
+    pub retention_ms: Option<i64>,
+    /// Age of the oldest source record not yet acknowledged by the target: 0 when caught up,
+    /// null when lagging with no timestamp known yet.
+    pub oldest_unacked_age_secs: Option<f64>,
+    /// Seconds until the source's retention may delete that record (negative: past it); the
+    /// whole retention when caught up; null when retention is infinite or the age unknown.
+    pub retention_headroom_secs: Option<f64>,
+    /// Lagging with a headroom under `alerts.retention_headroom_secs`.
+    pub at_risk: bool,
 }
 
 /// The running endpoint: accept loop, its connections and the heartbeat, aborted on drop.
@@ -508,6 +540,7 @@ mod tests {
             info: StatusInfo {
                 source_bootstrap: "onprem:9092".into(),
                 target_bootstrap: "aws:9092".into(),
+                retention_headroom_alert_secs: 3600,
             },
         }
     }
@@ -574,6 +607,42 @@ mod tests {
         assert_eq!(v["budget"]["bytes_per_sec"], 1_000_000);
         assert_eq!(v["budget"]["throttle_secs_total"], 0.0);
         assert_eq!(v["ready"], false);
+    }
+
+    #[test]
+    fn status_flags_partitions_at_retention_risk() {
+        let e = endpoints();
+        let now = 1_800_000_000_000;
+        let lagging = TopicPartition::new("spans", 0);
+        let caught_up = TopicPartition::new("spans", 1);
+        let forever = TopicPartition::new("audit", 0);
+        for tp in [&lagging, &caught_up, &forever] {
+            e.progress.update(tp, |s| {
+                s.next_source_offset = 10;
+                s.source_high_watermark = if tp == &caught_up { 10 } else { 50 };
+                s.oldest_unacked_timestamp_ms = Some(now - 6_600_000);
+                s.retention = crate::replicate::Retention::Ms(7_200_000);
+            });
+        }
+        e.progress.set_retention("audit", crate::replicate::Retention::Infinite);
+        let v = serde_json::to_value(e.status_report_at(now)).expect("json");
+        let p = |i: usize| &v["partitions"][i];
+        // Sorted by topic then partition: audit/0, spans/0, spans/1.
+        assert_eq!(
+            (p(0)["topic"].as_str(), p(0)["at_risk"].as_bool()),
+            (Some("audit"), Some(false))
+        );
+        assert!(p(0)["retention_ms"].is_null() && p(0)["retention_headroom_secs"].is_null());
+        assert_eq!(p(1)["oldest_unacked_age_secs"], 6600.0);
+        assert_eq!(p(1)["retention_headroom_secs"], 600.0);
+        assert_eq!(p(1)["at_risk"], true);
+        assert_eq!(p(2)["retention_headroom_secs"], 7200.0);
+        assert_eq!(p(2)["at_risk"], false);
+        assert_eq!(v["totals"]["partitions_at_retention_risk"], 1);
+        assert_eq!(v["retention_headroom_alert_secs"], 3600);
+        // The link stays down: ten minutes later the headroom is gone, with no new event.
+        let v = serde_json::to_value(e.status_report_at(now + 600_000)).expect("json");
+        assert_eq!(v["partitions"][1]["retention_headroom_secs"], 0.0);
     }
 
     #[tokio::test]

@@ -29,8 +29,15 @@ pub const SOURCE_RECORDS: &str = "strait_source_records_total";
 pub const COMPRESSION_RATIO: &str = "strait_compression_ratio";
 /// Bytes on the source not yet acknowledged by the target (estimated from batch sizes).
 pub const LAG_BYTES: &str = "strait_lag_bytes";
-/// Age of the oldest source record not yet acknowledged by the target.
+/// Age of the oldest source record not yet acknowledged by the target (0 when caught up),
+/// computed from the wall clock every second, so it keeps growing while nothing is acknowledged.
 pub const LAG_SECONDS: &str = "strait_lag_seconds";
+/// Seconds until the source topic's `retention.ms` may delete the oldest record not yet
+/// acknowledged by the target (negative: already past it); the whole retention when caught up;
+/// not exported for a topic whose retention is infinite.
+pub const RETENTION_HEADROOM: &str = "strait_retention_headroom_seconds";
+/// Partitions lagging with a retention headroom under `alerts.retention_headroom_secs`.
+pub const PARTITIONS_AT_RETENTION_RISK: &str = "strait_partitions_at_retention_risk";
 /// From a record's timestamp to the target's acknowledgement, one sample per batch.
 pub const END_TO_END_LATENCY: &str = "strait_end_to_end_latency_seconds";
 /// Produce request round trips to the target.
@@ -134,6 +141,16 @@ fn describe() {
         LAG_SECONDS,
         Unit::Seconds,
         "Age of the oldest source record not yet acknowledged by the target"
+    );
+    describe_gauge!(
+        RETENTION_HEADROOM,
+        Unit::Seconds,
+        "Time until source retention may delete the oldest record not yet acknowledged (retention when caught up)"
+    );
+    describe_gauge!(
+        PARTITIONS_AT_RETENTION_RISK,
+        Unit::Count,
+        "Lagging partitions whose retention headroom is under alerts.retention_headroom_secs"
     );
     describe_histogram!(
         END_TO_END_LATENCY,
@@ -265,6 +282,8 @@ mod tests {
         COMPRESSION_RATIO,
         LAG_BYTES,
         LAG_SECONDS,
+        RETENTION_HEADROOM,
+        PARTITIONS_AT_RETENTION_RISK,
         END_TO_END_LATENCY,
         PRODUCE_LATENCY,
         FETCH_LATENCY,
@@ -299,6 +318,8 @@ mod tests {
             LAG_RECORDS,
             SOURCE_GAP_RECORDS,
             PARTITION_HALTED,
+            RETENTION_HEADROOM,
+            PARTITIONS_AT_RETENTION_RISK,
         ] {
             assert!(used.contains(n), "dashboard lacks {n}");
         }

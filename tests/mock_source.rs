@@ -490,6 +490,15 @@ async fn fetch_answers_larger_than_asked_are_replicated() {
     let mut cfg = common::config(&source, &target.bootstrap(), &topic);
     cfg.fetch.max_bytes = 1024;
     let strait = Strait::start(cfg);
+    let progress = strait.progress.clone();
     writer.write(64).await;
     assert_replicated(&mock, &target.bootstrap(), &topic, &writer, strait).await;
+    // The mock serves no DescribeConfigs: the retention risk assumes Kafka's default 7 days.
+    let status = progress
+        .get(&strait::kafka::TopicPartition::new(topic.clone(), 0))
+        .expect("partition 0 in the progress table");
+    assert_eq!(
+        status.retention,
+        strait::replicate::Retention::Ms(strait::replicate::KAFKA_DEFAULT_RETENTION_MS)
+    );
 }

@@ -165,6 +165,11 @@ impl BatchBuilder {
         (!self.is_empty()).then_some(self.first_offset)
     }
 
+    /// Timestamp of the first record (the batch's base timestamp), if any.
+    pub fn first_timestamp(&self) -> Option<i64> {
+        (!self.is_empty()).then_some(self.base_timestamp)
+    }
+
     /// Source offset of the last record, if any.
     pub fn last_offset(&self) -> Option<i64> {
         (!self.is_empty()).then_some(self.last_offset)
@@ -373,6 +378,8 @@ mod tests {
             (builder.first_offset(), builder.last_offset(), builder.len()),
             (Some(10), Some(20), 3)
         );
+        // The first record's, not the smallest.
+        assert_eq!(builder.first_timestamp(), Some(1_000));
         let opts = BuildOptions {
             producer_id: 77,
             producer_epoch: 3,
@@ -382,6 +389,7 @@ mod tests {
         };
         let built = builder.finish(&opts).expect("finish");
         assert!(builder.is_empty());
+        assert_eq!(builder.first_timestamp(), None);
         assert_eq!(builder.size_bytes(), HEADER_LEN);
         assert_eq!(
             (built.record_count, built.first_source_offset, built.last_source_offset),

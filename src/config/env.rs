@@ -216,6 +216,7 @@ mod tests {
 
     /// The operator interface: renaming any of these is a breaking change.
     const SPEC_KEYS: &[&str] = &[
+        "alerts.retention_headroom_secs",
         "batch.buffer_max_bytes",
         "batch.linger_ms",
         "batch.max_bytes",

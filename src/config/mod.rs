@@ -63,6 +63,8 @@ pub struct Config {
     pub shard: ShardConfig,
     /// Heartbeat records written to the source and replicated, to measure the whole path.
     pub heartbeats: HeartbeatsConfig,
+    /// When strait warns that replication is falling behind dangerously.
+    pub alerts: AlertsConfig,
     /// Identity of this replication flow (names its checkpoints).
     pub replication: ReplicationConfig,
     /// What to do when a target partition is behind its checkpoint.
@@ -90,6 +92,7 @@ impl Default for Config {
             checkpoint: CheckpointConfig::default(),
             shard: ShardConfig::default(),
             heartbeats: HeartbeatsConfig::default(),
+            alerts: AlertsConfig::default(),
             shutdown_grace_secs: 30,
             replication: ReplicationConfig::default(),
             on_target_reset: OnTargetReset::default(),
@@ -383,6 +386,24 @@ impl Default for HeartbeatsConfig {
     }
 }
 
+/// Alert thresholds: a partition past one is flagged on `/status`, counted in a metric, and
+/// logged once per crossing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// A lagging partition is at retention risk when the source topic's `retention.ms` may
+    /// delete its oldest record not yet replicated within this many seconds; 0 = never.
+    pub retention_headroom_secs: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            retention_headroom_secs: 3600,
+        }
+    }
+}
+
 /// Splitting the partitions among several strait processes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -442,7 +463,27 @@ mod tests {
         );
         assert_eq!(c.checkpoint.topic, "strait-checkpoints");
         assert_eq!((c.shard.index, c.shard.count), (0, 1));
+        assert_eq!(c.alerts.retention_headroom_secs, 3600);
         assert_eq!(c.shutdown_grace(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn retention_headroom_alert_is_set_from_env_zero_disables_and_bounds_are_checked() {
+        let (c, warnings) = load(None, &[("STRAIT_ALERTS__RETENTION_HEADROOM_SECS", "7200")]).expect("loads");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.alerts.retention_headroom_secs, 7200);
+        let (c, _) = load(None, &[("STRAIT_ALERTS__RETENTION_HEADROOM_SECS", "0")]).expect("0 disables");
+        assert_eq!(c.alerts.retention_headroom_secs, 0);
+        let err = load(None, &[("STRAIT_ALERTS__RETENTION_HEADROOM_SECS", "40000000")]).expect_err("over a year");
+        let msg = err.to_string();
+        assert!(msg.starts_with("alerts.retention_headroom_secs = 40000000"), "{msg}");
+        assert!(msg.contains("0 to disable"), "{msg}");
+        assert_eq!(err.exit_code(), 64);
+        let err = load(None, &[("STRAIT_ALERTS__RETENTION_HEADROOM_SECS", "-1")]).expect_err("negative");
+        assert!(
+            err.to_string().contains("STRAIT_ALERTS__RETENTION_HEADROOM_SECS"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -63,8 +63,27 @@ impl Config {
                 "use 10 to 3600000 milliseconds, e.g. 1000",
             ));
         }
+        check_retention_headroom(self.alerts.retention_headroom_secs)?;
         check_shard(self)
     }
+}
+
+/// Longest retention headroom alert: beyond a year every lagging partition would be at risk.
+const MAX_RETENTION_HEADROOM_SECS: u64 = 365 * 24 * 3600;
+
+fn check_retention_headroom(secs: u64) -> Result<()> {
+    if secs > MAX_RETENTION_HEADROOM_SECS {
+        return Err(Error::invalid(
+            "alerts.retention_headroom_secs",
+            secs,
+            "is out of range",
+            format!(
+                "use 0 to disable, or up to {MAX_RETENTION_HEADROOM_SECS} seconds; 3600 leaves an hour to \
+                 raise the budget or the source topic's retention.ms"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_checkpoint_interval(interval_ms: u64) -> Result<()> {
@@ -556,6 +575,11 @@ mod tests {
                 |c| c.checkpoint.topic = "cp topic".into(),
                 "checkpoint.topic",
                 "ASCII letters",
+            ),
+            (
+                |c| c.alerts.retention_headroom_secs = MAX_RETENTION_HEADROOM_SECS + 1,
+                "alerts.retention_headroom_secs",
+                "use 0 to disable",
             ),
             (|c| c.shard.count = 0, "shard.count", "at least 1"),
             (

@@ -348,6 +348,54 @@ impl Cluster {
             .collect())
     }
 
+    /// Some configs (`keys`) of several topics in one request, one result per topic the broker
+    /// answered. Brokers that report only explicitly set configs leave unset keys out.
+    pub async fn describe_topic_configs(
+        &self,
+        topics: &[String],
+        keys: &[&str],
+    ) -> Result<Vec<(String, Result<TopicConfig>)>> {
+        let wanted = |name: &str| keys.contains(&name);
+        let request = DescribeConfigsRequest::default().with_resources(
+            topics
+                .iter()
+                .map(|t| {
+                    DescribeConfigsResource::default()
+                        .with_resource_type(TOPIC_RESOURCE)
+                        .with_resource_name(StrBytes::from_string(t.clone()))
+                        .with_configuration_keys(Some(
+                            keys.iter().map(|k| StrBytes::from_string((*k).to_owned())).collect(),
+                        ))
+                })
+                .collect(),
+        );
+        let conn = self.any_conn().await?;
+        let (response, _) = conn.send(&request).await?;
+        Ok(response
+            .results
+            .into_iter()
+            .map(|r| {
+                let name = r.resource_name.to_string();
+                let result = match r.error_code.err() {
+                    Some(code) => Err(Error::Request {
+                        api: ApiKey::DescribeConfigs,
+                        resource: format!("topic {name}"),
+                        code,
+                        message: r.error_message.map(|m| m.to_string()),
+                    }),
+                    // Filtered again: a broker may ignore the requested keys.
+                    None => Ok(r
+                        .configs
+                        .into_iter()
+                        .filter(|c| wanted(c.name.as_str()))
+                        .filter_map(|c| c.value.map(|v| (c.name.to_string(), v.to_string())))
+                        .collect()),
+                };
+                (name, result)
+            })
+            .collect())
+    }
+
     /// Raises a topic's partition count to `count`.
     pub async fn create_partitions(&self, topic: &str, count: i32, timeout_ms: i32) -> Result<()> {
         let request = CreatePartitionsRequest::default()

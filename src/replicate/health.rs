@@ -1,6 +1,9 @@
 //! Whether this process is fit to serve: the readiness conditions (source and target reachable,
 //! checkpoints loaded, no partition halted), the per-partition replication rate, and the monitor
-//! task that probes both clusters and keeps the process-wide gauges current.
+//! task that probes both clusters and keeps the process-wide gauges current, including the
+//! per-partition lag age and retention headroom (and the warning when a partition enters the
+//! retention risk). It runs on its own task, so nothing the replicator waits on (a checkpoint
+//! write retrying while the target is down) holds these figures still.
 //!
 //! The replicator sets the flags; `crate::http` only reads them. Nothing here writes to a
 //! cluster: the probe is a metadata request for no topics, the cheapest request a broker answers.
@@ -13,7 +16,8 @@ use std::time::{Duration, Instant};
 use crate::kafka::{Cluster, TopicPartition};
 use crate::telemetry;
 
-use super::progress::{PartitionState, Progress};
+use super::progress::{PartitionState, PartitionStatus, Progress};
+use super::retention::{Crossing, RiskWatch};
 
 /// How often the monitor refreshes the gauges and the rates.
 const TICK: Duration = Duration::from_secs(1);
@@ -196,8 +200,9 @@ impl Health {
     }
 
     /// Samples the progress table for the rates, and sets the process-wide gauges.
-    fn tick(&self, progress: &Progress) {
+    fn tick(&self, progress: &Progress, watch: &mut RiskWatch) {
         let snapshot = progress.snapshot();
+        retention_gauges(&snapshot, watch, crate::checkpoint::now_ms());
         let counts = snapshot.iter().map(|(tp, s)| (tp.clone(), s.records)).collect();
         lock(&self.rates).sample(Instant::now(), counts);
         let halted = snapshot
@@ -211,6 +216,40 @@ impl Health {
     }
 }
 
+/// Sets each partition's lag age and retention headroom gauges and the at-risk count, and logs
+/// each partition entering or leaving the retention risk once. A topic with infinite retention
+/// has no headroom series: the exporter writes infinity as `inf`, not the `+Inf` the exposition
+/// format documents.
+fn retention_gauges(snapshot: &BTreeMap<TopicPartition, PartitionStatus>, watch: &mut RiskWatch, now_ms: i64) {
+    let threshold_secs = watch.threshold_secs();
+    let mut at_risk = 0usize;
+    for (tp, s) in snapshot {
+        let f = s.retention_risk(now_ms, threshold_secs);
+        let labels = telemetry::labels(&tp.topic, tp.partition);
+        if let Some(age_ms) = f.oldest_unacked_age_ms {
+            metrics::gauge!(telemetry::LAG_SECONDS, &labels).set(age_ms as f64 / 1000.0);
+        }
+        // None: infinite retention, or lagging with no timestamp known yet (the last value stands).
+        if let Some(h) = f.headroom_secs {
+            metrics::gauge!(telemetry::RETENTION_HEADROOM, &labels).set(h);
+        }
+        at_risk += usize::from(f.at_risk);
+        let headroom_secs = f.headroom_secs.map(f64::round);
+        match watch.observe(tp, &f) {
+            Some(Crossing::Entered) => tracing::warn!(topic = %tp.topic, partition = tp.partition, headroom_secs,
+                threshold_secs, lag_records = f.lag_records,
+                oldest_unacked_age_secs = f.oldest_unacked_age_ms.map(|ms| ms / 1000),
+                retention_ms = s.retention.ms(),
+                "source retention may delete records not yet replicated: raise budget.bytes_per_sec or restore \
+                 the link to the target, or extend the source topic's retention.ms"),
+            Some(Crossing::Cleared) => tracing::info!(topic = %tp.topic, partition = tp.partition, headroom_secs,
+                lag_records = f.lag_records, "retention risk cleared"),
+            None => {}
+        }
+    }
+    metrics::gauge!(telemetry::PARTITIONS_AT_RETENTION_RISK).set(at_risk as f64);
+}
+
 /// The monitor task: probes both clusters and refreshes gauges and rates until dropped.
 #[derive(Debug)]
 pub(crate) struct Monitor(tokio::task::JoinHandle<()>);
@@ -222,8 +261,10 @@ impl Monitor {
         progress: Arc<Progress>,
         source: Arc<Cluster>,
         target: Arc<Cluster>,
+        retention_headroom_alert_secs: u64,
     ) -> Self {
         Monitor(tokio::spawn(async move {
+            let mut watch = RiskWatch::new(retention_headroom_alert_secs);
             let mut tick = tokio::time::interval(TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut next_probe = tokio::time::Instant::now();
@@ -240,7 +281,7 @@ impl Monitor {
                             .set(f64::from(u8::from(up)));
                     }
                 }
-                health.tick(&progress);
+                health.tick(&progress, &mut watch);
             }
         }))
     }
@@ -306,6 +347,7 @@ impl RateMeter {
 
 #[cfg(test)]
 mod tests {
+    use super::super::retention::Retention;
     use super::*;
 
     fn counts(pairs: &[(i32, u64)]) -> BTreeMap<TopicPartition, u64> {
@@ -364,6 +406,58 @@ mod tests {
             r.reasons[0].contains("spans") && r.reasons[0].contains("corrupt batch"),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn retention_gauges_follow_the_clock_with_nothing_acknowledged() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let now = 1_800_000_000_000;
+        let mut table = BTreeMap::new();
+        table.insert(
+            TopicPartition::new("spans", 0),
+            PartitionStatus {
+                next_source_offset: 10,
+                source_high_watermark: 50,
+                oldest_unacked_timestamp_ms: Some(now - 6_600_000),
+                retention: Retention::Ms(7_200_000),
+                ..PartitionStatus::default()
+            },
+        );
+        table.insert(
+            TopicPartition::new("audit", 0),
+            PartitionStatus {
+                next_source_offset: 10,
+                source_high_watermark: 10,
+                oldest_unacked_timestamp_ms: Some(0),
+                retention: Retention::Infinite,
+                ..PartitionStatus::default()
+            },
+        );
+        let mut watch = RiskWatch::new(3600);
+        metrics::with_local_recorder(&recorder, || retention_gauges(&table, &mut watch, now));
+        let text = handle.render();
+        for line in [
+            r#"strait_lag_seconds{topic="spans",partition="0"} 6600"#,
+            r#"strait_lag_seconds{topic="audit",partition="0"} 0"#,
+            r#"strait_retention_headroom_seconds{topic="spans",partition="0"} 600"#,
+            "strait_partitions_at_retention_risk 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing from\n{text}");
+        }
+        assert!(
+            !text.contains(r#"strait_retention_headroom_seconds{topic="audit""#),
+            "no headroom under infinite retention:\n{text}"
+        );
+        // Ten minutes on, nothing acknowledged: the age grew and the headroom is gone.
+        metrics::with_local_recorder(&recorder, || retention_gauges(&table, &mut watch, now + 600_000));
+        let text = handle.render();
+        for line in [
+            r#"strait_lag_seconds{topic="spans",partition="0"} 7200"#,
+            r#"strait_retention_headroom_seconds{topic="spans",partition="0"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing from\n{text}");
+        }
     }
 
     #[test]

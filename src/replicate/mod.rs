@@ -14,6 +14,7 @@ mod plan;
 mod progress;
 mod reader;
 mod resume;
+mod retention;
 mod startup;
 mod topics;
 mod writer;
@@ -24,6 +25,7 @@ pub use error::{Error, Result};
 pub use health::{ClusterHealth, Health, Readiness, Side};
 pub use plan::{plan, Plan, TargetChange, TopicPlan};
 pub use progress::{PartitionState, PartitionStatus, Progress, Totals};
+pub use retention::{Retention, RiskFigures, KAFKA_DEFAULT_RETENTION_MS};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -219,6 +221,7 @@ impl Replicator {
             Arc::clone(&self.progress),
             Arc::clone(&self.source),
             Arc::clone(&self.target),
+            self.config.alerts.retention_headroom_secs,
         );
         let Some((store, mut checkpoints)) = self.load_checkpoints(&shutdown).await else {
             return Ok(());
@@ -251,12 +254,34 @@ impl Replicator {
         let mut last_tick = tokio::time::Instant::now();
         let mut level_window = LevelWindow::now(&self.settings);
         let mut backoff = Backoff::new(Duration::from_millis(200), refresh);
+        let mut retention_error: Option<String> = None;
 
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(joined) = tasks.join_next() => self.task_ended(joined),
+                // Before the checkpoint tick: a checkpoint write retries for up to its budget while
+                // the target is down, and the tick is due again by then, so it would starve this one.
+                _ = level_tick.tick() => self.adapt_level(&mut level_window),
+                _ = progress_tick.tick() => {
+                    let t = self.progress.totals();
+                    let elapsed = last_tick.elapsed().as_secs_f64().max(0.001);
+                    last_tick = tokio::time::Instant::now();
+                    let rate = (t.records - last_totals.records) as f64 / elapsed;
+                    let eta = drain_eta_secs(t.lag_records, rate);
+                    let now_ms = checkpoint::now_ms();
+                    let threshold_secs = self.config.alerts.retention_headroom_secs;
+                    let risk = retention::Summary::of(
+                        self.progress.snapshot().values().map(|s| s.retention_risk(now_ms, threshold_secs)),
+                    );
+                    tracing::info!(partitions = t.partitions, halted = t.halted, records = t.records,
+                        records_per_sec = rate.round(), lag_records = t.lag_records,
+                        drain_eta_secs = eta.map(|s| s.round()), source_bytes = t.source_bytes,
+                        wire_bytes = t.wire_bytes, retention_headroom_min_secs = risk.min_headroom_secs.map(f64::round),
+                        partitions_at_retention_risk = risk.at_risk, "progress");
+                    last_totals = t;
+                }
                 _ = checkpoint_tick.tick() => tokio::select! {
                     // The final checkpoint after the drain covers a write cut short here.
                     biased;
@@ -270,7 +295,7 @@ impl Replicator {
                     let refreshed = tokio::select! {
                         biased;
                         _ = shutdown.cancelled() => break,
-                        r = self.refresh(&mut tasks, &mut running, &mut topic_errors, spawn) => r,
+                        r = self.refresh(&mut tasks, &mut running, &mut topic_errors, &mut retention_error, spawn) => r,
                     };
                     self.health.set_topic_errors(&topic_errors);
                     match refreshed {
@@ -283,19 +308,6 @@ impl Replicator {
                             next_refresh = tokio::time::Instant::now() + backoff.next_delay();
                         }
                     }
-                }
-                _ = level_tick.tick() => self.adapt_level(&mut level_window),
-                _ = progress_tick.tick() => {
-                    let t = self.progress.totals();
-                    let elapsed = last_tick.elapsed().as_secs_f64().max(0.001);
-                    last_tick = tokio::time::Instant::now();
-                    let rate = (t.records - last_totals.records) as f64 / elapsed;
-                    let eta = drain_eta_secs(t.lag_records, rate);
-                    tracing::info!(partitions = t.partitions, halted = t.halted, records = t.records,
-                        records_per_sec = rate.round(), lag_records = t.lag_records,
-                        drain_eta_secs = eta.map(|s| s.round()), source_bytes = t.source_bytes,
-                        wire_bytes = t.wire_bytes, "progress");
-                    last_totals = t;
                 }
             }
         }
@@ -472,6 +484,7 @@ impl Replicator {
         tasks: &mut JoinSet<(TopicPartition, Result<()>)>,
         running: &mut HashSet<TopicPartition>,
         topic_errors: &mut BTreeMap<String, String>,
+        retention_error: &mut Option<String>,
         spawn: Spawn<'_>,
     ) -> Result<()> {
         let meta = self.source.metadata(None).await.map_err(|source| Error::Cluster {
@@ -480,13 +493,36 @@ impl Replicator {
             source: Box::new(source),
         })?;
         let own = [self.config.checkpoint.topic.as_str()];
-        for (name, topic) in &meta.topics {
-            if topic.error.is_some()
-                || !topics::is_replicable(name, topic.is_internal, &own)
-                || !(self.filter.matches(name) || self.is_heartbeat_topic(name))
-            {
-                continue;
+        let replicated: Vec<_> = meta
+            .topics
+            .iter()
+            .filter(|(name, topic)| {
+                topic.error.is_none()
+                    && topics::is_replicable(name, topic.is_internal, &own)
+                    && (self.filter.matches(name) || self.is_heartbeat_topic(name))
+            })
+            .collect();
+        let names: Vec<String> = replicated.iter().map(|(name, _)| (*name).clone()).collect();
+        let retention = match topics::read_retention(&self.source, &names).await {
+            Ok(r) => {
+                if retention_error.take().is_some() {
+                    tracing::info!("source topic retention read again");
+                }
+                r
             }
+            Err(e) => {
+                let text = error_chain(&e);
+                if retention_error.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(error = %text, "cannot read source topic retention: keeping the last known (new partitions assume 7 days)");
+                    *retention_error = Some(text);
+                }
+                BTreeMap::new()
+            }
+        };
+        for (topic, r) in &retention {
+            self.progress.set_retention(topic, *r);
+        }
+        for (name, topic) in replicated {
             let source_partitions = topic.partition_count();
             let owned: Vec<i32> = (0..source_partitions)
                 .filter(|&p| self.shard.owns(name, p) && !running.contains(&TopicPartition::new(name.clone(), p)))
@@ -533,6 +569,7 @@ impl Replicator {
                     cancel: spawn.shutdown.child_token(),
                     checkpoint: spawn.checkpoints.remove(&source_tp),
                     store: Arc::clone(spawn.store),
+                    retention: retention.get(name).copied().unwrap_or_default(),
                 };
                 running.insert(source_tp.clone());
                 tasks.spawn(async move { (source_tp, task.run().await) });

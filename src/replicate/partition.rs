@@ -14,6 +14,7 @@ use super::error::{Error, Result};
 use super::progress::{PartitionState, Progress};
 use super::reader::SourceReader;
 use super::resume::{plan_resume, Position, Resume, Tail};
+use super::retention::Retention;
 use super::writer::SinkWriter;
 use crate::batch::{BatchBuilder, Record};
 use crate::budget::{Budget, LevelControl};
@@ -65,6 +66,8 @@ pub(crate) struct PartitionTask {
     pub(crate) checkpoint: Option<Checkpoint>,
     /// Where a fresh partition's first checkpoint is written before any data.
     pub(crate) store: Arc<CheckpointStore>,
+    /// The source topic's retention as last read (the refresh loop keeps it current).
+    pub(crate) retention: Retention,
 }
 
 /// Records unpacked from one fetch answer.
@@ -120,6 +123,7 @@ impl PartitionTask {
         self.progress.update(&tp, |s| {
             s.state = PartitionState::Starting;
             s.target = Some(self.target_tp.clone());
+            s.retention = self.retention;
         });
         let result = self.replicate().await;
         let state = match &result {
@@ -223,6 +227,7 @@ impl PartitionTask {
             in_flight: VecDeque::new(),
             builder_max_timestamp: i64::MIN,
             memory: None,
+            acked_max_timestamp: None,
             labels: telemetry::labels(&self.source_tp.topic, self.source_tp.partition),
         };
         let write = async {

@@ -1,9 +1,10 @@
 //! What every partition task reports about itself: offsets, lag, counters and state. Tasks write
-//! once per produced batch; the periodic log line and (later) the HTTP status read it.
+//! once per produced batch; the periodic log line and the HTTP status read it.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use super::retention::{Retention, RiskFigures};
 use crate::kafka::TopicPartition;
 
 /// The state of one partition's replication.
@@ -39,6 +40,13 @@ pub struct PartitionStatus {
     pub wire_bytes: u64,
     /// Source records deleted before strait could read them.
     pub gap_records: u64,
+    /// Timestamp (ms) of the oldest source record not yet acknowledged by the target, as far as
+    /// the writer knows: the first record of the oldest batch it holds (on the wire or being
+    /// built), else the newest record of the last acknowledged batch. It is kept while no writer
+    /// runs (the target is unreachable), so the age computed from it keeps growing.
+    pub oldest_unacked_timestamp_ms: Option<i64>,
+    /// The source topic's time-based retention.
+    pub retention: Retention,
     /// Which writer generation of this partition this process is.
     pub writer_epoch: i64,
     /// Whether the offsets are a position resumed or confirmed against the target, so a
@@ -52,6 +60,18 @@ impl PartitionStatus {
     /// Records on the source not yet acknowledged by the target.
     pub fn lag_records(&self) -> i64 {
         (self.source_high_watermark - self.next_source_offset).max(0)
+    }
+
+    /// The retention figures at `now_ms` (wall clock) for an alert threshold of
+    /// `threshold_secs` (0 = disabled).
+    pub fn retention_risk(&self, now_ms: i64, threshold_secs: u64) -> RiskFigures {
+        RiskFigures::at(
+            self.lag_records(),
+            self.oldest_unacked_timestamp_ms,
+            self.retention,
+            now_ms,
+            threshold_secs,
+        )
     }
 }
 
@@ -87,6 +107,13 @@ impl Progress {
     /// Applies `f` to the figures of `tp`, creating them if needed.
     pub fn update(&self, tp: &TopicPartition, f: impl FnOnce(&mut PartitionStatus)) {
         f(self.table().entry(tp.clone()).or_default());
+    }
+
+    /// Sets the retention of every partition of `topic` in the table.
+    pub fn set_retention(&self, topic: &str, retention: Retention) {
+        for (_, s) in self.table().iter_mut().filter(|(tp, _)| tp.topic == topic) {
+            s.retention = retention;
+        }
     }
 
     /// A copy of one partition's figures.
@@ -133,5 +160,28 @@ mod tests {
         });
         let t = p.totals();
         assert_eq!((t.partitions, t.halted, t.records, t.lag_records), (2, 1, 15, 5));
+    }
+
+    #[test]
+    fn retention_is_set_per_topic_and_feeds_the_risk() {
+        let p = Progress::default();
+        let a = TopicPartition::new("spans", 0);
+        let b = TopicPartition::new("logs", 0);
+        for tp in [&a, &b] {
+            p.update(tp, |s| {
+                s.next_source_offset = 10;
+                s.source_high_watermark = 20;
+                s.oldest_unacked_timestamp_ms = Some(1_000_000);
+            });
+        }
+        p.set_retention("spans", Retention::Ms(3_600_000));
+        let spans = p.get(&a).expect("spans/0");
+        let logs = p.get(&b).expect("logs/0");
+        assert_eq!(spans.retention, Retention::Ms(3_600_000));
+        assert_eq!(logs.retention, Retention::default());
+        let risk = spans.retention_risk(2_000_000, 3600);
+        assert_eq!(risk.headroom_secs, Some(2600.0));
+        assert!(risk.at_risk);
+        assert!(!logs.retention_risk(2_000_000, 3600).at_risk);
     }
 }

@@ -7,6 +7,7 @@ use crate::kafka::{Cluster, TopicConfig, TopicSpec};
 use kafka_protocol::messages::{CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest};
 
 use super::error::{Error, Result};
+use super::retention::Retention;
 
 /// Kafka's default max.message.bytes, assumed when the target does not report the topic's own.
 pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
@@ -181,6 +182,39 @@ pub(super) async fn source_topic_configs(source: &Cluster, topic: &str) -> Topic
             TopicConfig::new()
         }
     }
+}
+
+/// Topics per DescribeConfigs request when reading retention.
+const DESCRIBE_BATCH: usize = 100;
+
+/// The time-based retention of the source `topics`, in one DescribeConfigs request per hundred
+/// topics asking only for `retention.ms`. A source without DescribeConfigs (librdkafka's mock
+/// cluster) gets Kafka's default for every topic, as does a topic that does not report the key
+/// (see [`super::retention::KAFKA_DEFAULT_RETENTION_MS`]); a topic the source answers with an
+/// error is left out, so its last known retention stands.
+pub(super) async fn read_retention(
+    source: &Cluster,
+    topics: &[String],
+) -> Result<BTreeMap<String, Retention>, crate::kafka::Error> {
+    if topics.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    if !source.supports::<DescribeConfigsRequest>().await? {
+        return Ok(topics.iter().map(|t| (t.clone(), Retention::default())).collect());
+    }
+    let mut retention = BTreeMap::new();
+    for chunk in topics.chunks(DESCRIBE_BATCH) {
+        for (topic, result) in source.describe_topic_configs(chunk, &["retention.ms"]).await? {
+            match result {
+                Ok(configs) => {
+                    retention.insert(topic, Retention::from_configs(&configs));
+                }
+                Err(e) => tracing::debug!(topic, error = %super::error_chain(&e),
+                    "cannot read the source topic's retention.ms: keeping the last known"),
+            }
+        }
+    }
+    Ok(retention)
 }
 
 async fn target_max_message_bytes(target: &Cluster, topic: &str) -> usize {

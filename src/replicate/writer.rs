@@ -34,6 +34,8 @@ pub(super) struct Sent {
     wire_bytes: u64,
     /// Newest record timestamp in the batch (ms), for the end-to-end latency.
     max_timestamp: i64,
+    /// Timestamp of the batch's first record (ms): the oldest it holds by offset.
+    first_timestamp: i64,
     ack: tokio::task::JoinHandle<Result<ProduceAck, crate::kafka::Error>>,
 }
 
@@ -69,6 +71,9 @@ pub(super) struct SinkWriter {
     /// This partition's share of the batch memory for what the builder holds (and the rest of
     /// the chunk being pushed).
     pub(super) memory: Option<OwnedSemaphorePermit>,
+    /// Newest record timestamp of the last acknowledged batch (ms): stands in for the oldest
+    /// unacknowledged record's while the writer holds none.
+    pub(super) acked_max_timestamp: Option<i64>,
     pub(super) labels: [(&'static str, String); 2],
 }
 
@@ -129,8 +134,16 @@ impl SinkWriter {
                 }
                 Event::Fetched(Some(Ok(Fetched::Records(chunk)))) => chunk,
             };
-            self.progress
-                .update(&self.source_tp, |s| s.source_high_watermark = chunk.high_watermark);
+            // The oldest record not yet acknowledged: one the writer holds, else this chunk's first.
+            let oldest = self
+                .oldest_held_timestamp()
+                .or_else(|| chunk.records.first().map(|r| r.timestamp));
+            self.progress.update(&self.source_tp, |s| {
+                s.source_high_watermark = chunk.high_watermark;
+                if oldest.is_some() {
+                    s.oldest_unacked_timestamp_ms = oldest;
+                }
+            });
             let encoded = chunk.source_bytes + chunk.records.len() * RECORD_FRAMING_BYTES;
             self.reserve(encoded, pushed_until, &mut pending_source_bytes).await?;
             let mut absorbed = 0u64;
@@ -257,6 +270,7 @@ impl SinkWriter {
         };
         let first = self.builder.first_offset().unwrap_or(until);
         let max_timestamp = std::mem::replace(&mut self.builder_max_timestamp, i64::MIN);
+        let first_timestamp = self.builder.first_timestamp().unwrap_or(max_timestamp);
         let compress_started = std::time::Instant::now();
         let built = self.builder.finish(&opts).map_err(|source| Error::Build {
             topic: self.source_tp.topic.clone(),
@@ -294,6 +308,7 @@ impl SinkWriter {
             source_bytes: std::mem::take(source_bytes) as u64,
             wire_bytes: wire_bytes as u64,
             max_timestamp,
+            first_timestamp,
             ack: tokio::spawn(async move {
                 let started = std::time::Instant::now();
                 let ack = pending.ack().await;
@@ -329,10 +344,9 @@ impl SinkWriter {
             Ok(ack) if ack.base_offset == expected || ack.base_offset < 0 => {
                 let age_ms = crate::checkpoint::now_ms() - sent.max_timestamp;
                 if (0..86_400_000).contains(&age_ms) {
-                    let age = Duration::from_millis(age_ms as u64);
-                    metrics::histogram!(telemetry::END_TO_END_LATENCY).record(age);
-                    metrics::gauge!(telemetry::LAG_SECONDS, &self.labels).set(age.as_secs_f64());
+                    metrics::histogram!(telemetry::END_TO_END_LATENCY).record(Duration::from_millis(age_ms as u64));
                 }
+                self.acked_max_timestamp = Some(sent.max_timestamp);
                 self.acked_sequence = self.acked_sequence.wrapping_add(sent.count as i32) & i32::MAX;
                 self.acknowledge(
                     Position {
@@ -417,8 +431,18 @@ impl SinkWriter {
         }
     }
 
+    /// Timestamp of the oldest record the writer holds: the first of the oldest batch on the
+    /// wire, else the first in the builder.
+    fn oldest_held_timestamp(&self) -> Option<i64> {
+        self.in_flight
+            .front()
+            .map(|s| s.first_timestamp)
+            .or_else(|| self.builder.first_timestamp())
+    }
+
     fn acknowledge(&mut self, at: Position, records: u64, source_bytes: u64, wire_bytes: u64) {
         self.acked = at;
+        let oldest = self.oldest_held_timestamp().or(self.acked_max_timestamp);
         if records > 0 {
             metrics::counter!(telemetry::RECORDS_REPLICATED, &self.labels).increment(records);
             metrics::counter!(telemetry::SOURCE_BYTES, &self.labels).increment(source_bytes);
@@ -430,6 +454,9 @@ impl SinkWriter {
             s.records += records;
             s.source_bytes += source_bytes;
             s.wire_bytes += wire_bytes;
+            if oldest.is_some() {
+                s.oldest_unacked_timestamp_ms = oldest;
+            }
             metrics::gauge!(telemetry::LAG_RECORDS, &self.labels).set(s.lag_records() as f64);
             if s.records > 0 {
                 // Estimated from the average size of the records replicated so far.
