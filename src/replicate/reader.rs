@@ -18,6 +18,9 @@ const MAX_FETCH_BYTES: i32 = 64 * 1024 * 1024;
 
 /// The smallest fetch a partition asks for; idle partitions shrink to it.
 const MIN_FETCH_BYTES: i32 = 64 * 1024;
+/// How much larger than its fetched bytes a partition's first chunk is assumed to be once
+/// decompressed, until its own answers tell.
+const INITIAL_EXPANSION: f64 = 4.0;
 /// The fetch buffer is counted in units of this many bytes.
 const BUFFER_UNIT: usize = 1024;
 
@@ -52,9 +55,15 @@ pub(super) struct SourceReader {
 impl SourceReader {
     pub(super) async fn run(self, mut offset: i64, tx: mpsc::Sender<Result<Fetched>>) {
         let mut fetch_bytes = MIN_FETCH_BYTES.min(self.settings.fetch_max_bytes);
+        // What a fetch is expected to take once unpacked: the size of the last answer (a broker
+        // returns a first batch whole, whatever the fetch size) times how much its records grew
+        // when decompressed. Reserving that before fetching keeps the buffer an honest bound.
+        let mut last_len = 0usize;
+        let mut expansion = INITIAL_EXPANSION;
         loop {
             // Memory first: a fetch asks only for what the shared buffer can hold.
-            let reserved = buffer_units(fetch_bytes as usize).min(self.settings.buffer_units);
+            let expected = (fetch_bytes as usize).max(last_len) as f64 * expansion;
+            let reserved = buffer_units(expected as usize).min(self.settings.buffer_units);
             let mut permit = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return,
@@ -149,11 +158,26 @@ impl SourceReader {
             // decompressed): give back the surplus, or take more if it is free; brokers return
             // a first batch whole even above the fetch size, so a little overdraft is possible.
             let footprint = buffer_units(fetched_len.max(chunk.source_bytes)).min(self.settings.buffer_units);
+            last_len = fetched_len;
+            expansion = (chunk.source_bytes as f64 / fetched_len.max(1) as f64).max(1.0);
             if footprint < reserved {
                 drop(permit.split((reserved - footprint) as usize));
             } else if footprint > reserved {
-                if let Ok(more) = Arc::clone(&self.settings.buffer).try_acquire_many_owned(footprint - reserved) {
-                    permit.merge(more);
+                match Arc::clone(&self.settings.buffer).try_acquire_many_owned(footprint - reserved) {
+                    Ok(more) => permit.merge(more),
+                    Err(_) => {
+                        // Not free now: wait for the whole footprint holding none, so readers
+                        // waiting like this can never hold the buffer between them.
+                        drop(permit);
+                        permit = tokio::select! {
+                            biased;
+                            _ = self.cancel.cancelled() => return,
+                            p = Arc::clone(&self.settings.buffer).acquire_many_owned(footprint) => match p {
+                                Ok(p) => p,
+                                Err(_closed) => return,
+                            },
+                        };
+                    }
                 }
             }
             let mut chunk = chunk;
