@@ -117,6 +117,11 @@ fn read_capped(reader: impl Read, hint: usize, cap: usize, base_offset: i64) -> 
     if out.len() > cap {
         return Err(ReadError::TooLarge(too_large(base_offset)));
     }
+    // Records keep this buffer alive until they are re-batched: hold what they use, not what a
+    // size guess or the growth of the read left over.
+    if out.capacity() > out.len() + out.len() / 8 {
+        out.shrink_to_fit();
+    }
     Ok(out)
 }
 

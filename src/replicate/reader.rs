@@ -18,6 +18,8 @@ const MAX_FETCH_BYTES: i32 = 64 * 1024 * 1024;
 
 /// The smallest fetch a partition asks for; idle partitions shrink to it.
 const MIN_FETCH_BYTES: i32 = 64 * 1024;
+/// The least a fetch reserves of the buffer, before the decompression ratio.
+const MIN_RESERVE_BYTES: usize = 16 * 1024;
 /// How much larger than its fetched bytes a partition's first chunk is assumed to be once
 /// decompressed, until its own answers tell.
 const INITIAL_EXPANSION: f64 = 4.0;
@@ -56,13 +58,14 @@ impl SourceReader {
     pub(super) async fn run(self, mut offset: i64, tx: mpsc::Sender<Result<Fetched>>) {
         let mut fetch_bytes = MIN_FETCH_BYTES.min(self.settings.fetch_max_bytes);
         // What a fetch is expected to take once unpacked: the size of the last answer (a broker
-        // returns a first batch whole, whatever the fetch size) times how much its records grew
-        // when decompressed. Reserving that before fetching keeps the buffer an honest bound.
-        let mut last_len = 0usize;
+        // returns a first batch whole, whatever the fetch size; an idle partition's answers are
+        // empty) times how much its records grew when decompressed. Reserving that before
+        // fetching keeps the buffer an honest bound without idle long polls holding it.
+        let mut last_len = fetch_bytes as usize;
         let mut expansion = INITIAL_EXPANSION;
         loop {
             // Memory first: a fetch asks only for what the shared buffer can hold.
-            let expected = (fetch_bytes as usize).max(last_len) as f64 * expansion;
+            let expected = last_len.max(MIN_RESERVE_BYTES) as f64 * expansion;
             let reserved = buffer_units(expected as usize).min(self.settings.buffer_units);
             let mut permit = tokio::select! {
                 biased;
@@ -115,6 +118,7 @@ impl SourceReader {
             }
             let had_bytes = !fetched.records.is_empty();
             let fetched_len = fetched.records.len();
+            last_len = fetched_len;
             let chunk = match unpack(
                 &self.tp,
                 offset,
@@ -158,7 +162,6 @@ impl SourceReader {
             // decompressed): give back the surplus, or take more if it is free; brokers return
             // a first batch whole even above the fetch size, so a little overdraft is possible.
             let footprint = buffer_units(fetched_len.max(chunk.source_bytes)).min(self.settings.buffer_units);
-            last_len = fetched_len;
             expansion = (chunk.source_bytes as f64 / fetched_len.max(1) as f64).max(1.0);
             if footprint < reserved {
                 drop(permit.split((reserved - footprint) as usize));
