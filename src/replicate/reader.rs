@@ -18,8 +18,6 @@ const MAX_FETCH_BYTES: i32 = 64 * 1024 * 1024;
 
 /// The smallest fetch a partition asks for; idle partitions shrink to it.
 const MIN_FETCH_BYTES: i32 = 64 * 1024;
-/// The least a fetch reserves of the buffer, before the decompression ratio.
-const MIN_RESERVE_BYTES: usize = 16 * 1024;
 /// How much larger than its fetched bytes a partition's first chunk is assumed to be once
 /// decompressed, until its own answers tell.
 const INITIAL_EXPANSION: f64 = 4.0;
@@ -65,7 +63,12 @@ impl SourceReader {
         let mut expansion = INITIAL_EXPANSION;
         loop {
             // Memory first: a fetch asks only for what the shared buffer can hold.
-            let expected = last_len.max(MIN_RESERVE_BYTES) as f64 * expansion;
+            let expected = match last_len {
+                // Idle: a long poll that most likely brings nothing holds almost nothing; if
+                // data comes after all, the answer waits below for its real footprint.
+                0 => BUFFER_UNIT as f64,
+                n => n as f64 * expansion,
+            };
             let reserved = buffer_units(expected as usize).min(self.settings.buffer_units);
             let mut permit = tokio::select! {
                 biased;
