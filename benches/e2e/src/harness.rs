@@ -294,8 +294,9 @@ pub fn strait_command(bin: &Path, source: &str, target: &str, include: &str, pre
     c.arg("run")
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        // Allocator tuning given to the bench passes through (glibc's MALLOC_* variables).
-        .envs(std::env::vars().filter(|(k, _)| k.starts_with("MALLOC_")))
+        // Allocator tuning (glibc's MALLOC_*) and strait settings given to the bench pass
+        // through; the settings below take precedence.
+        .envs(std::env::vars().filter(|(k, _)| k.starts_with("MALLOC_") || k.starts_with("STRAIT_")))
         .env("STRAIT_SOURCE__BOOTSTRAP_SERVERS", source)
         .env("STRAIT_TARGET__BOOTSTRAP_SERVERS", target)
         .env("STRAIT_TOPICS__INCLUDE", include)
