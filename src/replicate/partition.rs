@@ -80,6 +80,9 @@ pub(super) struct Chunk {
     pub(super) next_offset: i64,
     /// Uncompressed record bytes, for the progress figures.
     pub(super) source_bytes: usize,
+    /// Memory the chunk keeps alive: records, their list, and the fetch answer when records
+    /// point into it.
+    pub(super) memory_bytes: usize,
     pub(super) high_watermark: i64,
 }
 

@@ -61,6 +61,8 @@ impl SourceReader {
         // fetching keeps the buffer an honest bound without idle long polls holding it.
         let mut last_len = fetch_bytes as usize;
         let mut expansion = INITIAL_EXPANSION;
+        // Units to reserve for fetching again an answer that was dropped for lack of room.
+        let mut refetch_reserving: Option<u32> = None;
         loop {
             // Memory first: a fetch asks only for what the shared buffer can hold.
             let expected = match last_len {
@@ -69,7 +71,10 @@ impl SourceReader {
                 0 => BUFFER_UNIT as f64,
                 n => n as f64 * expansion,
             };
-            let reserved = buffer_units(expected as usize).min(self.settings.buffer_units);
+            let reserved = refetch_reserving
+                .take()
+                .unwrap_or_else(|| buffer_units(expected as usize))
+                .min(self.settings.buffer_units);
             let mut permit = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return,
@@ -128,6 +133,7 @@ impl SourceReader {
                 fetched.records,
                 fetched.aborted,
                 fetched.high_watermark,
+                reserved as usize * BUFFER_UNIT,
             ) {
                 Ok(chunk) => chunk,
                 Err(e) => {
@@ -162,9 +168,11 @@ impl SourceReader {
                 continue;
             }
             // Hold what the chunk really takes (records may be larger than the raw bytes once
-            // decompressed): give back the surplus, or take more if it is free; brokers return
-            // a first batch whole even above the fetch size, so a little overdraft is possible.
-            let footprint = buffer_units(fetched_len.max(chunk.source_bytes)).min(self.settings.buffer_units);
+            // decompressed): give back the surplus, or take more if it is free. A broker returns
+            // a first batch whole even above the fetch size (some return far more than asked);
+            // when the buffer cannot cover that now, the answer is dropped and fetched again
+            // once its size is reserved, so no reader ever holds data the buffer does not count.
+            let footprint = buffer_units(chunk.memory_bytes).min(self.settings.buffer_units);
             expansion = (chunk.source_bytes as f64 / fetched_len.max(1) as f64).max(1.0);
             if footprint < reserved {
                 drop(permit.split((reserved - footprint) as usize));
@@ -172,17 +180,10 @@ impl SourceReader {
                 match Arc::clone(&self.settings.buffer).try_acquire_many_owned(footprint - reserved) {
                     Ok(more) => permit.merge(more),
                     Err(_) => {
-                        // Not free now: wait for the whole footprint holding none, so readers
-                        // waiting like this can never hold the buffer between them.
+                        drop(chunk);
                         drop(permit);
-                        permit = tokio::select! {
-                            biased;
-                            _ = self.cancel.cancelled() => return,
-                            p = Arc::clone(&self.settings.buffer).acquire_many_owned(footprint) => match p {
-                                Ok(p) => p,
-                                Err(_closed) => return,
-                            },
-                        };
+                        refetch_reserving = Some(footprint);
+                        continue;
                     }
                 }
             }
@@ -240,21 +241,28 @@ impl SourceReader {
 
 /// Unpacks one fetch answer: complete batches only, control batches and aborted transactions
 /// dropped, records below `offset` (the start of a batch fetched from its middle) skipped.
+/// Stops after the batch that brings the chunk's memory to `limit` bytes (at least one batch
+/// is always unpacked); the rest of the answer is left for the next fetch.
 pub(super) fn unpack(
     tp: &TopicPartition,
     offset: i64,
     records: Bytes,
     aborted: Vec<(i64, i64)>,
     high_watermark: i64,
+    limit: usize,
 ) -> Result<Chunk> {
+    let raw_len = records.len();
     let mut txn = TxnFilter::new(aborted);
     let mut chunk = Chunk {
         records: Vec::new(),
         buffer: None,
         next_offset: offset,
         source_bytes: 0,
+        memory_bytes: 0,
         high_watermark,
     };
+    // Records of uncompressed batches point into the answer itself, keeping all of it alive.
+    let mut shares_answer = false;
     let batch_err = |offset, source| Error::Batch {
         topic: tp.topic.clone(),
         partition: tp.partition,
@@ -262,6 +270,9 @@ pub(super) fn unpack(
         source,
     };
     for batch in batch::batches(records) {
+        if chunk.memory_bytes >= limit {
+            break;
+        }
         let batch = batch.map_err(|e| batch_err(chunk.next_offset, e))?;
         let header = &batch.header;
         if header.next_offset() <= chunk.next_offset {
@@ -270,12 +281,16 @@ pub(super) fn unpack(
         let keep = txn.keep(&batch).map_err(|e| batch_err(header.base_offset, e))?;
         if keep {
             let records = batch.records().map_err(|e| batch_err(header.base_offset, e))?;
+            shares_answer |= header.compression().is_ok_and(|c| c == batch::Compression::None);
             for r in records.into_iter().filter(|r| r.offset >= chunk.next_offset) {
                 chunk.source_bytes += r.encoded_len_upper_bound();
                 chunk.records.push(r);
             }
         }
         chunk.next_offset = header.next_offset();
+        chunk.memory_bytes = chunk.source_bytes
+            + chunk.records.capacity() * std::mem::size_of::<batch::Record>()
+            + if shares_answer { raw_len } else { 0 };
     }
     Ok(chunk)
 }
@@ -338,10 +353,27 @@ mod tests {
     fn unpack_skips_records_before_the_fetch_offset() {
         let tp = TopicPartition::new("spans", 0);
         let recs: Vec<Record> = (10..15).map(|o| record(o, b"v")).collect();
-        let chunk = unpack(&tp, 12, source_batch(&recs), vec![], 15).expect("unpacks");
+        let chunk = unpack(&tp, 12, source_batch(&recs), vec![], 15, usize::MAX).expect("unpacks");
         let offsets: Vec<i64> = chunk.records.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, vec![12, 13, 14]);
         assert_eq!(chunk.next_offset, 15);
+    }
+
+    #[test]
+    fn unpack_stops_at_its_memory_limit_after_a_whole_batch() {
+        let tp = TopicPartition::new("spans", 0);
+        let batches: Vec<Bytes> = (0..3)
+            .map(|b| source_batch(&[record(b * 2, b"0123456789"), record(b * 2 + 1, b"abcdefghij")]))
+            .collect();
+        let answer = Bytes::from(batches.concat());
+        // A limit of one byte still unpacks the first batch whole, and nothing more.
+        let chunk = unpack(&tp, 0, answer.clone(), vec![], 6, 1).expect("unpacks");
+        assert_eq!(chunk.records.len(), 2);
+        assert_eq!(chunk.next_offset, 2);
+        // Uncompressed records point into the answer: all of it counts.
+        assert!(chunk.memory_bytes >= answer.len(), "{}", chunk.memory_bytes);
+        let all = unpack(&tp, 0, answer, vec![], 6, usize::MAX).expect("unpacks");
+        assert_eq!((all.records.len(), all.next_offset), (6, 6));
     }
 
     #[test]
@@ -351,7 +383,7 @@ mod tests {
         let second = source_batch(&[record(2, b"c")]);
         let mut joined = first.to_vec();
         joined.extend_from_slice(&second[..second.len() - 3]);
-        let chunk = unpack(&tp, 0, Bytes::from(joined), vec![], 3).expect("unpacks");
+        let chunk = unpack(&tp, 0, Bytes::from(joined), vec![], 3, usize::MAX).expect("unpacks");
         assert_eq!(chunk.records.len(), 2);
         assert_eq!(chunk.next_offset, 2);
     }
@@ -362,7 +394,7 @@ mod tests {
         let mut bytes = source_batch(&[record(40, b"x")]).to_vec();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
-        let err = unpack(&tp, 40, Bytes::from(bytes), vec![], 41).expect_err("bad crc");
+        let err = unpack(&tp, 40, Bytes::from(bytes), vec![], 41, usize::MAX).expect_err("bad crc");
         let text = err.to_string();
         assert!(text.contains("spans/4") && text.contains("40"), "{text}");
     }
