@@ -3,6 +3,7 @@
 //! Retrying is the caller's choice ([`Error::is_retriable`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
@@ -24,6 +25,43 @@ use super::TopicPartition;
 
 const READ_COMMITTED: i8 = 1;
 const TOPIC_RESOURCE: i8 = 2;
+
+/// One partition's fetch in a request of its own, on `conn`.
+async fn fetch_alone(
+    conn: &super::Conn,
+    tp: &TopicPartition,
+    offset: i64,
+    max_bytes: i32,
+    max_wait_ms: i32,
+) -> Result<kafka_protocol::messages::fetch_response::PartitionData> {
+    let request = FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(max_bytes)
+        .with_isolation_level(READ_COMMITTED)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(&tp.topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(tp.partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(max_bytes)])]);
+    let (response, _) = conn.send(&request).await?;
+    if let Some(code) = response.error_code.err() {
+        return Err(Error::Partition {
+            api: ApiKey::Fetch,
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            code,
+            message: None,
+        });
+    }
+    response
+        .responses
+        .into_iter()
+        .flat_map(|t| t.partitions)
+        .find(|p| p.partition_index == tp.partition)
+        .ok_or_else(|| missing(conn, ApiKey::Fetch, tp))
+}
 
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_owned()))
@@ -174,40 +212,21 @@ impl Cluster {
         max_bytes: i32,
         max_wait_ms: i32,
     ) -> Result<FetchedPartition> {
-        let request = FetchRequest::default()
-            .with_max_wait_ms(max_wait_ms)
-            .with_min_bytes(1)
-            .with_max_bytes(max_bytes)
-            .with_isolation_level(READ_COMMITTED)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(topic_name(&tp.topic))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(tp.partition)
-                    .with_fetch_offset(offset)
-                    .with_partition_max_bytes(max_bytes)])]);
-        let mut conn = self.leader(tp).await?;
-        // A leader may redirect to a preferred read replica (KIP-392); follow it once.
+        let leader = self.leader(tp).await?;
+        // Shared with the other partitions led by the same broker: one request in flight each.
+        let mut answer = self
+            .fetches()
+            .fetch(Arc::clone(&leader), tp, offset, max_bytes, max_wait_ms)
+            .await;
+        let mut conn = leader;
+        // A leader may redirect to a preferred read replica (KIP-392); follow it once, alone.
         for _ in 0..2 {
-            let (response, _) = conn.send(&request).await?;
-            if let Some(code) = response.error_code.err() {
-                return Err(Error::Partition {
-                    api: ApiKey::Fetch,
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    code,
-                    message: None,
-                });
-            }
-            let p = response
-                .responses
-                .into_iter()
-                .flat_map(|t| t.partitions)
-                .find(|p| p.partition_index == tp.partition)
-                .ok_or_else(|| missing(&conn, ApiKey::Fetch, tp))?;
+            let p = answer?;
             partition_err(ApiKey::Fetch, tp, p.error_code, None)?;
             let records = p.records.unwrap_or_default();
             if p.preferred_read_replica.0 >= 0 && records.is_empty() {
                 conn = self.broker(p.preferred_read_replica.0).await?;
+                answer = fetch_alone(&conn, tp, offset, max_bytes, max_wait_ms).await;
                 continue;
             }
             return Ok(FetchedPartition {
@@ -224,6 +243,10 @@ impl Cluster {
             });
         }
         Err(missing(&conn, ApiKey::Fetch, tp))
+    }
+
+    fn fetches(&self) -> &super::fetches::Fetches {
+        self.fetches.get_or_init(super::fetches::Fetches::start)
     }
 
     /// Produces one record batch to a partition with acks=all.

@@ -27,6 +27,8 @@ pub struct Cluster {
     timeout: Duration,
     security: Security,
     pace: Option<Arc<dyn Pace>>,
+    /// Fetches share one request per broker; started on first use.
+    pub(super) fetches: std::sync::OnceLock<super::fetches::Fetches>,
     state: Mutex<State>,
 }
 
@@ -97,6 +99,7 @@ impl Cluster {
             timeout,
             security,
             pace: None,
+            fetches: std::sync::OnceLock::new(),
             state: Mutex::new(State::default()),
         }
     }

@@ -126,6 +126,141 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The same error again, for each of several requesters of one failed request; sources
+    /// are carried as their messages (and I/O kinds).
+    pub(crate) fn duplicate(&self) -> Error {
+        let io = |e: &std::io::Error| std::io::Error::new(e.kind(), e.to_string());
+        let boxed = |e: &BoxError| -> BoxError { e.to_string().into() };
+        match self {
+            Error::Connect { broker, source } => Error::Connect {
+                broker: broker.clone(),
+                source: io(source),
+            },
+            Error::ConnectionLost { broker, source } => Error::ConnectionLost {
+                broker: broker.clone(),
+                source: source.as_ref().map(io),
+            },
+            Error::Timeout {
+                broker,
+                api,
+                timeout_ms,
+            } => Error::Timeout {
+                broker: broker.clone(),
+                api: *api,
+                timeout_ms: *timeout_ms,
+            },
+            Error::UnsupportedApi {
+                broker,
+                api,
+                ours,
+                theirs,
+            } => Error::UnsupportedApi {
+                broker: broker.clone(),
+                api: *api,
+                ours: ours.clone(),
+                theirs: theirs.clone(),
+            },
+            Error::Encode { api, source } => Error::Encode {
+                api: *api,
+                source: boxed(source),
+            },
+            Error::Decode { broker, api, source } => Error::Decode {
+                broker: broker.clone(),
+                api: *api,
+                source: boxed(source),
+            },
+            Error::FrameTooLarge { broker, size, limit } => Error::FrameTooLarge {
+                broker: broker.clone(),
+                size: *size,
+                limit: *limit,
+            },
+            Error::Partition {
+                api,
+                topic,
+                partition,
+                code,
+                message,
+            } => Error::Partition {
+                api: *api,
+                topic: topic.clone(),
+                partition: *partition,
+                code: *code,
+                message: message.clone(),
+            },
+            Error::Request {
+                api,
+                resource,
+                code,
+                message,
+            } => Error::Request {
+                api: *api,
+                resource: resource.clone(),
+                code: *code,
+                message: message.clone(),
+            },
+            Error::MissingInResponse { broker, api, resource } => Error::MissingInResponse {
+                broker: broker.clone(),
+                api: *api,
+                resource: resource.clone(),
+            },
+            Error::NoLeader { topic, partition } => Error::NoLeader {
+                topic: topic.clone(),
+                partition: *partition,
+            },
+            Error::UnknownBroker { node_id } => Error::UnknownBroker { node_id: *node_id },
+            Error::Tls {
+                cluster,
+                broker,
+                reason,
+                fix,
+                source,
+            } => Error::Tls {
+                cluster: cluster.clone(),
+                broker: broker.clone(),
+                reason: reason.clone(),
+                fix: fix.clone(),
+                source: io(source),
+            },
+            Error::Auth {
+                cluster,
+                broker,
+                mechanism,
+                reason,
+                fix,
+                code,
+            } => Error::Auth {
+                cluster: cluster.clone(),
+                broker: broker.clone(),
+                mechanism,
+                reason: reason.clone(),
+                fix: fix.clone(),
+                code: *code,
+            },
+            Error::TlsSetup {
+                key,
+                path,
+                problem,
+                source,
+            } => Error::TlsSetup {
+                key: key.clone(),
+                path: path.clone(),
+                problem: problem.clone(),
+                source: source.as_ref().map(boxed),
+            },
+            Error::Bootstrap {
+                cluster,
+                servers,
+                source,
+            } => Error::Bootstrap {
+                cluster: cluster.clone(),
+                servers: servers.clone(),
+                source: Box::new(source.duplicate()),
+            },
+        }
+    }
+}
+
 fn detail(message: &Option<String>) -> String {
     message
         .as_deref()

@@ -10,6 +10,7 @@ mod client;
 mod cluster;
 mod conn;
 mod error;
+mod fetches;
 mod pace;
 mod sasl;
 mod security;
