@@ -204,7 +204,9 @@ impl Cluster {
         Ok(p.offset)
     }
 
-    /// Fetches raw record batches of one partition from `offset`, read_committed.
+    /// Fetches raw record batches of one partition from `offset`, read_committed. The request
+    /// is shared with other partitions of the same leader, so an empty answer does not mean
+    /// the partition has nothing more at `offset`: the response may have been full.
     pub async fn fetch(
         &self,
         tp: &TopicPartition,

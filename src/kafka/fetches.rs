@@ -175,3 +175,152 @@ async fn send(wants: Vec<Want>) {
         let _ = w.reply.send(answer);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
+    use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, FetchResponse, RequestHeader, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+    use std::sync::Mutex;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio::sync::Notify;
+
+    fn answer<R: Encodable + HeaderVersion>(correlation_id: i32, body: &R, version: i16) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        ResponseHeader::default()
+            .with_correlation_id(correlation_id)
+            .encode(&mut buf, R::header_version(version))
+            .expect("header");
+        body.encode(&mut buf, version).expect("body");
+        let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&buf);
+        frame
+    }
+
+    /// A broker that records the partitions of every Fetch and holds its first answer until
+    /// `release` is notified; every partition gets an empty answer.
+    async fn broker(requests: Arc<Mutex<Vec<Vec<i32>>>>, first: Arc<Notify>, release: Arc<Notify>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            loop {
+                let Ok(len) = s.read_i32().await else { return };
+                let mut frame = vec![0u8; len as usize];
+                s.read_exact(&mut frame).await.expect("frame");
+                let mut frame = Bytes::from(frame);
+                let key = i16::from_be_bytes([frame[0], frame[1]]);
+                let version = i16::from_be_bytes([frame[2], frame[3]]);
+                let api = ApiKey::try_from(key).expect("api key");
+                let header = RequestHeader::decode(&mut frame, api.request_header_version(version)).expect("header");
+                let id = header.correlation_id;
+                let out = if api == ApiKey::ApiVersions {
+                    let keys = [(ApiKey::ApiVersions, 0, 3), (ApiKey::Fetch, 4, 12)]
+                        .iter()
+                        .map(|(k, min, max)| {
+                            ApiVersion::default()
+                                .with_api_key(*k as i16)
+                                .with_min_version(*min)
+                                .with_max_version(*max)
+                        })
+                        .collect();
+                    // ApiVersions answers always carry a v0 header.
+                    let mut buf = BytesMut::new();
+                    ResponseHeader::default()
+                        .with_correlation_id(id)
+                        .encode(&mut buf, 0)
+                        .expect("h");
+                    ApiVersionsResponse::default()
+                        .with_api_keys(keys)
+                        .encode(&mut buf, version)
+                        .expect("body");
+                    let mut f = (buf.len() as i32).to_be_bytes().to_vec();
+                    f.extend_from_slice(&buf);
+                    f
+                } else {
+                    let request = FetchRequest::decode(&mut frame, version).expect("fetch");
+                    let topics: Vec<FetchableTopicResponse> = request
+                        .topics
+                        .iter()
+                        .map(|t| {
+                            FetchableTopicResponse::default()
+                                .with_topic(t.topic.clone())
+                                .with_partitions(
+                                    t.partitions
+                                        .iter()
+                                        .map(|p| {
+                                            PartitionData::default()
+                                                .with_partition_index(p.partition)
+                                                .with_records(Some(Bytes::new()))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect();
+                    let seen: Vec<i32> = request
+                        .topics
+                        .iter()
+                        .flat_map(|t| t.partitions.iter().map(|p| p.partition))
+                        .collect();
+                    let is_first = {
+                        let mut r = requests.lock().expect("lock");
+                        r.push(seen);
+                        r.len() == 1
+                    };
+                    if is_first {
+                        first.notify_one();
+                        release.notified().await;
+                    }
+                    answer(id, &FetchResponse::default().with_responses(topics), version)
+                };
+                s.write_all(&out).await.expect("write");
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn partitions_asking_while_a_fetch_is_out_share_the_next_request() {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (first, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let addr = broker(Arc::clone(&requests), Arc::clone(&first), Arc::clone(&release)).await;
+        let conn = Arc::new(
+            Conn::connect(&addr, "test", std::time::Duration::from_secs(5))
+                .await
+                .expect("connect"),
+        );
+        let fetches = Arc::new(Fetches::start());
+        let fetch = |p: i32| {
+            let (fetches, conn) = (Arc::clone(&fetches), Arc::clone(&conn));
+            tokio::spawn(async move {
+                fetches
+                    .fetch(conn, &TopicPartition::new("spans", p), 0, 1 << 20, 100)
+                    .await
+                    .map(|d| d.partition_index)
+            })
+        };
+        let p0 = fetch(0);
+        first.notified().await;
+        // While partition 0's request is out, three more partitions ask, in two waves (each
+        // wave reaches the gathering task before the next starts).
+        let mut later: Vec<_> = (1..3).map(fetch).collect();
+        tokio::task::yield_now().await;
+        later.push(fetch(3));
+        tokio::task::yield_now().await;
+        release.notify_one();
+        assert_eq!(p0.await.expect("task").expect("answer"), 0);
+        for (i, t) in later.into_iter().enumerate() {
+            assert_eq!(t.await.expect("task").expect("answer"), i as i32 + 1);
+        }
+        let requests = requests.lock().expect("lock").clone();
+        assert_eq!(
+            requests,
+            vec![vec![0], vec![1, 2, 3]],
+            "one request in flight, the rest gathered"
+        );
+    }
+}

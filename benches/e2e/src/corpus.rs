@@ -104,12 +104,17 @@ pub async fn fetch_all(c: &Arc<Cluster>, topic: &str, partitions: i32) -> Result
             let end = c.list_offset(&tp, OffsetSpec::Latest).await?;
             let mut offset = 0i64;
             let mut batches = Vec::new();
-            while offset < end {
+            // Fetches of several partitions share requests, so an answer may be empty before
+            // the end; give up only after many empty answers in a row.
+            let mut empty = 0;
+            while offset < end && empty < 1000 {
                 let f = c.fetch(&tp, offset, 1 << 20, 100).await?;
                 let (got, next) = split_batches(&f.records, offset);
                 if next <= offset {
-                    break;
+                    empty += 1;
+                    continue;
                 }
+                empty = 0;
                 offset = next;
                 batches.extend(got);
             }
