@@ -114,7 +114,13 @@ impl Writer {
     fn new(bootstrap: &str, topic: &str, extra: &[(&str, &str)], make: fn(i32, usize) -> Rec) -> Self {
         // Idempotence keeps librdkafka's order through its own retries; the mock may still
         // append a retried batch twice, which the first-occurrence comparison absorbs.
-        let mut settings = vec![("enable.idempotence", "true")];
+        // After a mock broker comes back, reconnect within a second and give queued records
+        // time to drain (one CI run saw the 30 s default expire after an outage).
+        let mut settings = vec![
+            ("enable.idempotence", "true"),
+            ("reconnect.backoff.max.ms", "1000"),
+            ("message.timeout.ms", "120000"),
+        ];
         settings.extend_from_slice(extra);
         Self {
             producer: common::producer(bootstrap, &settings),
