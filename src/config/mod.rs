@@ -241,6 +241,9 @@ pub struct FetchConfig {
     /// still returned whole.
     pub max_bytes: usize,
     /// How long the broker may hold a fetch waiting for data, in milliseconds (at most 60000).
+    /// Partitions share one fetch request per broker, and a partition that asks while an idle
+    /// request is held waits for it: keep this short. Idle polling costs one small request per
+    /// broker per interval.
     pub max_wait_ms: u64,
     /// Fetched data held in memory across all partitions, in bytes, until it is re-batched;
     /// bounds memory whatever the backlog and the partition count (at least 1 MiB).
@@ -251,7 +254,7 @@ impl Default for FetchConfig {
     fn default() -> Self {
         FetchConfig {
             max_bytes: 1024 * 1024,
-            max_wait_ms: 500,
+            max_wait_ms: 50,
             buffer_max_bytes: 64 * 1024 * 1024,
         }
     }
@@ -455,7 +458,7 @@ mod tests {
         assert_eq!(c.topics.refresh_secs, 30);
         assert_eq!(c.start_from, StartFrom::Earliest);
         assert_eq!((c.batch.max_bytes, c.batch.linger_ms), (1_048_576, 100));
-        assert_eq!((c.fetch.max_bytes, c.fetch.max_wait_ms), (1_048_576, 500));
+        assert_eq!((c.fetch.max_bytes, c.fetch.max_wait_ms), (1_048_576, 50));
         assert_eq!(c.compression.zstd_level, 3);
         assert_eq!(
             c.http.socket_addr().expect("valid"),

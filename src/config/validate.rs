@@ -320,7 +320,7 @@ fn check_batch_and_fetch(config: &Config) -> Result<()> {
             "fetch.max_wait_ms",
             config.fetch.max_wait_ms,
             "is out of range",
-            format!("use from 0 to {MAX_WAIT_MS} milliseconds, e.g. 500"),
+            format!("use from 0 to {MAX_WAIT_MS} milliseconds, e.g. 50"),
         ));
     }
     Ok(())
