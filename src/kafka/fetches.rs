@@ -19,9 +19,10 @@ use super::TopicPartition;
 
 /// Partitions waiting for the next request, across all brokers: one per partition reader.
 const QUEUE: usize = 4096;
-/// Most bytes one request asks for (Kafka's own consumer default is 50 MiB); partitions that
-/// do not fit get an empty answer and ask again.
-const REQUEST_MAX_BYTES: i64 = 64 * 1024 * 1024;
+/// Most bytes one request asks for; partitions that do not fit get an empty answer and ask
+/// again. The answer is held whole until every partition in it is unpacked, outside the fetch
+/// buffer's count, so it is kept well below Kafka's own consumer default (50 MiB).
+const REQUEST_MAX_BYTES: i64 = 16 * 1024 * 1024;
 const READ_COMMITTED: i8 = 1;
 
 /// One partition's place in the next request to its leader.
