@@ -190,11 +190,12 @@ mod tests {
     use tokio::net::TcpListener;
     use tokio::sync::Notify;
 
-    fn answer<R: Encodable + HeaderVersion>(correlation_id: i32, body: &R, version: i16) -> Vec<u8> {
+    /// A response frame: size, header of `header_version`, body.
+    fn answer<R: Encodable>(correlation_id: i32, body: &R, version: i16, header_version: i16) -> Vec<u8> {
         let mut buf = BytesMut::new();
         ResponseHeader::default()
             .with_correlation_id(correlation_id)
-            .encode(&mut buf, R::header_version(version))
+            .encode(&mut buf, header_version)
             .expect("header");
         body.encode(&mut buf, version).expect("body");
         let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
@@ -230,18 +231,7 @@ mod tests {
                         })
                         .collect();
                     // ApiVersions answers always carry a v0 header.
-                    let mut buf = BytesMut::new();
-                    ResponseHeader::default()
-                        .with_correlation_id(id)
-                        .encode(&mut buf, 0)
-                        .expect("h");
-                    ApiVersionsResponse::default()
-                        .with_api_keys(keys)
-                        .encode(&mut buf, version)
-                        .expect("body");
-                    let mut f = (buf.len() as i32).to_be_bytes().to_vec();
-                    f.extend_from_slice(&buf);
-                    f
+                    answer(id, &ApiVersionsResponse::default().with_api_keys(keys), version, 0)
                 } else {
                     let request = FetchRequest::decode(&mut frame, version).expect("fetch");
                     let topics: Vec<FetchableTopicResponse> = request
@@ -276,7 +266,12 @@ mod tests {
                         first.notify_one();
                         release.notified().await;
                     }
-                    answer(id, &FetchResponse::default().with_responses(topics), version)
+                    answer(
+                        id,
+                        &FetchResponse::default().with_responses(topics),
+                        version,
+                        FetchResponse::header_version(version),
+                    )
                 };
                 s.write_all(&out).await.expect("write");
             }
