@@ -137,6 +137,7 @@ async fn binary_serves_ops_endpoints_follows_the_target_and_checkpoints_on_sigte
         ("STRAIT_TARGET__BOOTSTRAP_SERVERS", target.bootstrap()),
         ("STRAIT_SOURCE__REQUEST_TIMEOUT_MS", "5000".to_owned()),
         ("STRAIT_TARGET__REQUEST_TIMEOUT_MS", "5000".to_owned()),
+        ("STRAIT_SOURCE__CONNECTIONS_PER_BROKER", "2".to_owned()),
         ("STRAIT_TOPICS__INCLUDE", topic.clone()),
         ("STRAIT_TOPICS__REFRESH_SECS", "1".to_owned()),
         ("STRAIT_BATCH__LINGER_MS", "20".to_owned()),
@@ -173,6 +174,12 @@ async fn binary_serves_ops_endpoints_follows_the_target_and_checkpoints_on_sigte
         Some(1.0)
     );
     assert_eq!(metric_sum(&metrics, "strait_zstd_level", &[]), Some(3.0));
+    // The two partitions fetch over the two connections to the source broker, one each.
+    assert_eq!(
+        metric_sum(&metrics, "strait_connections", &[("cluster", "source")]),
+        Some(2.0),
+        "{metrics}"
+    );
     assert_eq!(metric_sum(&metrics, "strait_partitions_halted", &[]), Some(0.0));
     assert!(
         metric_sum(&metrics, "strait_lag_records", &[("topic", &topic)]).is_some(),

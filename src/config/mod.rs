@@ -80,6 +80,7 @@ impl Default for Config {
             source: ClusterConfig::default(),
             target: ClusterConfig {
                 bootstrap_servers: "127.0.0.1:9093".to_owned(),
+                connections_per_broker: 2,
                 ..ClusterConfig::default()
             },
             topics: TopicsConfig::default(),
@@ -154,6 +155,10 @@ pub struct ClusterConfig {
     pub client_id: String,
     /// How long to wait for any one response before failing the request, in milliseconds.
     pub request_timeout_ms: u64,
+    /// Connections to each broker (1 to 16) that partitions' fetches and produce requests are
+    /// spread over, a partition always on the same one. A Kafka broker handles one
+    /// connection's requests one at a time, so several let it serve several partitions at once.
+    pub connections_per_broker: u16,
     /// TLS to every broker of this cluster.
     pub tls: TlsConfig,
     /// SASL authentication on every connection to this cluster.
@@ -166,6 +171,7 @@ impl Default for ClusterConfig {
             bootstrap_servers: "127.0.0.1:9092".to_owned(),
             client_id: "strait".to_owned(),
             request_timeout_ms: 30_000,
+            connections_per_broker: 4,
             tls: TlsConfig::default(),
             sasl: SaslConfig::default(),
         }
@@ -453,6 +459,10 @@ mod tests {
             (c.source.client_id.as_str(), c.source.request_timeout_ms),
             ("strait", 30_000)
         );
+        assert_eq!(
+            (c.source.connections_per_broker, c.target.connections_per_broker),
+            (4, 2)
+        );
         assert_eq!(c.topics.include, [".*"]);
         assert!(c.topics.exclude.is_empty() && c.topics.prefix.is_empty());
         assert_eq!(c.topics.refresh_secs, 30);
@@ -628,7 +638,8 @@ mod tests {
             assert!(
                 msg.starts_with(
                     "source.bootstrap_server: unknown field `bootstrap_server`, expected one of \
-                 `bootstrap_servers`, `client_id`, `request_timeout_ms`, `tls`, `sasl` (from config file"
+                 `bootstrap_servers`, `client_id`, `request_timeout_ms`, `connections_per_broker`, `tls`, \
+                 `sasl` (from config file"
                 ),
                 "{msg}"
             );

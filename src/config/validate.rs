@@ -25,18 +25,21 @@ struct ClusterKeys {
     bootstrap_servers: &'static str,
     client_id: &'static str,
     request_timeout_ms: &'static str,
+    connections_per_broker: &'static str,
 }
 
 const SOURCE: ClusterKeys = ClusterKeys {
     bootstrap_servers: "source.bootstrap_servers",
     client_id: "source.client_id",
     request_timeout_ms: "source.request_timeout_ms",
+    connections_per_broker: "source.connections_per_broker",
 };
 
 const TARGET: ClusterKeys = ClusterKeys {
     bootstrap_servers: "target.bootstrap_servers",
     client_id: "target.client_id",
     request_timeout_ms: "target.request_timeout_ms",
+    connections_per_broker: "target.connections_per_broker",
 };
 
 impl Config {
@@ -135,6 +138,14 @@ fn check_cluster(keys: &ClusterKeys, cluster: &ClusterConfig) -> Result<()> {
             timeout,
             "is out of range",
             format!("use a timeout from 1 to {WIRE_MAX} milliseconds, e.g. 30000"),
+        ));
+    }
+    if !(1..=16).contains(&cluster.connections_per_broker) {
+        return Err(Error::invalid(
+            keys.connections_per_broker,
+            cluster.connections_per_broker,
+            "is out of range",
+            "use from 1 to 16 connections, e.g. 4",
         ));
     }
     Ok(())
@@ -512,6 +523,16 @@ mod tests {
                 |c| c.source.request_timeout_ms = 0,
                 "source.request_timeout_ms",
                 "use a timeout",
+            ),
+            (
+                |c| c.target.connections_per_broker = 0,
+                "target.connections_per_broker",
+                "from 1 to 16",
+            ),
+            (
+                |c| c.source.connections_per_broker = 17,
+                "source.connections_per_broker",
+                "from 1 to 16",
             ),
             (
                 |c| c.target.bootstrap_servers = c.source.bootstrap_servers.clone(),

@@ -214,8 +214,8 @@ impl Cluster {
         max_bytes: i32,
         max_wait_ms: i32,
     ) -> Result<FetchedPartition> {
-        let leader = self.leader(tp).await?;
-        // Shared with the other partitions led by the same broker: one request in flight each.
+        let leader = self.lane_conn(tp).await?;
+        // Shared with the other partitions on this lane to the broker: one request in flight.
         let mut answer = self
             .fetches()
             .fetch(Arc::clone(&leader), tp, offset, max_bytes, max_wait_ms)
@@ -268,7 +268,7 @@ impl Cluster {
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(tp.partition)
                     .with_records(Some(batch))])]);
-        let conn = self.leader(tp).await?;
+        let conn = self.lane_conn(tp).await?;
         let in_flight = conn.enqueue(&request).await?;
         Ok(PendingProduce {
             tp: tp.clone(),

@@ -1,5 +1,6 @@
 //! One Kafka cluster as strait sees it: bootstrap servers, a metadata cache, leader routing and
-//! one shared connection per broker.
+//! shared connections per broker: lanes that partitions are spread over, the first also carrying
+//! everything that is not a partition's fetch or produce.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,8 @@ pub struct Cluster {
     timeout: Duration,
     security: Security,
     pace: Option<Arc<dyn Pace>>,
+    /// Connections per broker that partitions' fetches and produce requests are spread over.
+    lanes: u16,
     /// Fetches share one request per broker; started on first use.
     pub(super) fetches: std::sync::OnceLock<super::fetches::Fetches>,
     state: Mutex<State>,
@@ -35,7 +38,8 @@ pub struct Cluster {
 #[derive(Default)]
 struct State {
     brokers: HashMap<i32, String>,
-    slots: HashMap<String, Slot>,
+    /// Connections by broker address and lane (lane 0 carries everything but produce).
+    slots: HashMap<(String, u16), Slot>,
     leaders: HashMap<TopicPartition, i32>,
 }
 
@@ -99,6 +103,7 @@ impl Cluster {
             timeout,
             security,
             pace: None,
+            lanes: 1,
             fetches: std::sync::OnceLock::new(),
             state: Mutex::new(State::default()),
         }
@@ -113,13 +118,35 @@ impl Cluster {
             &config.client_id,
             config.request_timeout(),
             Security::from_config(name, config)?,
-        ))
+        )
+        .with_lanes(config.connections_per_broker))
     }
 
     /// Every connection opened from now on writes at the rate `pace` allows.
     pub fn with_pace(mut self, pace: Arc<dyn Pace>) -> Self {
         self.pace = Some(pace);
         self
+    }
+
+    /// Partitions fetch and produce over `lanes` connections per broker (at least 1), a
+    /// partition always over the same one so its requests stay in order. A Kafka broker handles
+    /// the requests of one connection one at a time; more connections let it serve several
+    /// partitions at once.
+    pub fn with_lanes(mut self, lanes: u16) -> Self {
+        self.lanes = lanes.max(1);
+        self
+    }
+
+    /// The lane of `tp`: partitions of a topic take the lanes in turn.
+    fn lane(&self, tp: &TopicPartition) -> u16 {
+        use std::hash::{Hash, Hasher};
+        if self.lanes <= 1 {
+            return 0;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        tp.topic.hash(&mut h);
+        let spread = h.finish().wrapping_add(tp.partition.unsigned_abs().into());
+        (spread % u64::from(self.lanes)) as u16
     }
 
     /// The brokers named by the last metadata answer: `(node id, host:port)`, by node id.
@@ -151,14 +178,19 @@ impl Cluster {
 
     /// The connection to `addr`, opened (or reopened after a failure) on demand.
     pub async fn conn_to(&self, addr: &str) -> Result<Arc<Conn>> {
-        let slot = Arc::clone(self.state().slots.entry(addr.to_owned()).or_default());
+        self.lane_to(addr, 0).await
+    }
+
+    /// Connection `lane` to `addr`, opened (or reopened after a failure) on demand.
+    async fn lane_to(&self, addr: &str, lane: u16) -> Result<Arc<Conn>> {
+        let slot = Arc::clone(self.state().slots.entry((addr.to_owned(), lane)).or_default());
         let mut guard = slot.lock().await;
         if let Some(conn) = guard.as_ref().filter(|c| !c.is_closed()) {
             return Ok(Arc::clone(conn));
         }
         let conn =
             Arc::new(Conn::connect_with(addr, &self.client_id, self.timeout, &self.security, self.pace.clone()).await?);
-        tracing::debug!(cluster = %self.name, broker = addr, "connected");
+        tracing::debug!(cluster = %self.name, broker = addr, lane, "connected");
         *guard = Some(Arc::clone(&conn));
         // Open connections of this cluster; a slot locked by another caller counts as open.
         let open = self
@@ -254,6 +286,22 @@ impl Cluster {
 
     /// The connection to the current leader of `tp`, refreshing metadata when it is unknown.
     pub async fn leader(&self, tp: &TopicPartition) -> Result<Arc<Conn>> {
+        let node_id = self.leader_id(tp).await?;
+        self.broker(node_id).await
+    }
+
+    /// The connection `tp` fetches and produces over: its lane to the current leader.
+    pub(super) async fn lane_conn(&self, tp: &TopicPartition) -> Result<Arc<Conn>> {
+        let node_id = self.leader_id(tp).await?;
+        let addr = self.state().brokers.get(&node_id).cloned();
+        match addr {
+            Some(addr) => self.lane_to(&addr, self.lane(tp)).await,
+            None => Err(Error::UnknownBroker { node_id }),
+        }
+    }
+
+    /// The node id of the current leader of `tp`, refreshing metadata when it is unknown.
+    async fn leader_id(&self, tp: &TopicPartition) -> Result<i32> {
         let cached = self.state().leaders.get(tp).copied();
         let node_id = match cached {
             Some(id) => id,
@@ -280,11 +328,41 @@ impl Cluster {
                 }
             }
         };
-        self.broker(node_id).await
+        Ok(node_id)
     }
 
     /// Forgets the cached leader of `tp`, so the next call asks the cluster again.
     pub fn invalidate(&self, tp: &TopicPartition) {
         self.state().leaders.remove(tp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lanes(n: u16) -> Cluster {
+        Cluster::new("target", vec!["127.0.0.1:1".into()], "strait", Duration::from_secs(1)).with_lanes(n)
+    }
+
+    #[test]
+    fn partitions_take_the_produce_lanes_in_turn_and_keep_theirs() {
+        let c = lanes(2);
+        let of = |p: i32| c.lane(&TopicPartition::new("spans", p));
+        let first: Vec<u16> = (0..8).map(of).collect();
+        // Neighbouring partitions alternate, so each lane carries half of them.
+        assert!(first.windows(2).all(|w| w[0] != w[1]), "{first:?}");
+        assert_eq!(first.iter().filter(|l| **l == 0).count(), 4);
+        // A partition's lane never changes, so its batches stay on one connection, in order.
+        assert_eq!((0..8).map(of).collect::<Vec<_>>(), first);
+        assert!((0..1000).all(|p| of(p) < 2));
+    }
+
+    #[test]
+    fn one_lane_is_the_shared_connection() {
+        for n in [0, 1] {
+            let c = lanes(n);
+            assert!((0..100).all(|p| c.lane(&TopicPartition::new("spans", p)) == 0));
+        }
     }
 }

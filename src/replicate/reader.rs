@@ -43,6 +43,18 @@ pub(crate) fn next_fetch_bytes(current: i32, fetched: usize, max: i32) -> i32 {
     }
 }
 
+/// Whether an answer with no records left a backlog behind: records wait from `offset` below
+/// the end a read_committed fetch can read (the last stable offset, when the broker gives one,
+/// within the high watermark). A shared request spent its bytes on other partitions first; the
+/// partition is not caught up and keeps its fetch size.
+fn starved(f: &crate::kafka::FetchedPartition, offset: i64) -> bool {
+    let end = match f.last_stable_offset {
+        lso if lso >= 0 => lso.min(f.high_watermark),
+        _ => f.high_watermark,
+    };
+    f.records.is_empty() && end > offset
+}
+
 /// Fetches a source partition and unpacks its batches into records, in offset order.
 pub(super) struct SourceReader {
     pub(super) tp: TopicPartition,
@@ -126,7 +138,10 @@ impl SourceReader {
             }
             let had_bytes = !fetched.records.is_empty();
             let fetched_len = fetched.records.len();
-            last_len = fetched_len;
+            let starved = starved(&fetched, offset);
+            if !starved {
+                last_len = fetched_len;
+            }
             let chunk = match unpack(
                 &self.tp,
                 offset,
@@ -158,7 +173,7 @@ impl SourceReader {
                         return;
                     }
                     fetch_bytes = fetch_bytes.saturating_mul(2).min(MAX_FETCH_BYTES);
-                } else {
+                } else if !starved {
                     fetch_bytes = next_fetch_bytes(fetch_bytes, 0, self.settings.fetch_max_bytes);
                 }
                 // Caught up: the broker held the fetch for max_wait already, so loop at once.
@@ -338,6 +353,25 @@ mod tests {
         assert_eq!(next_fetch_bytes(256 * 1024, 64 * 1024, max), 256 * 1024);
         // A configured maximum below the usual floor is respected.
         assert_eq!(next_fetch_bytes(4096, 4096, 4096), 4096);
+    }
+
+    #[test]
+    fn an_empty_answer_below_the_stable_end_is_a_starved_backlog() {
+        let answer = |hw, lso, records: &'static [u8]| crate::kafka::FetchedPartition {
+            high_watermark: hw,
+            last_stable_offset: lso,
+            log_start_offset: 0,
+            records: Bytes::from_static(records),
+            aborted: Vec::new(),
+        };
+        // Other partitions took the request's bytes: records wait at 10..100.
+        assert!(starved(&answer(100, 100, b""), 10));
+        assert!(starved(&answer(100, -1, b""), 10));
+        // Caught up, or held back by an open transaction: nothing to read yet.
+        assert!(!starved(&answer(10, 10, b""), 10));
+        assert!(!starved(&answer(100, 10, b""), 10));
+        // Records came back.
+        assert!(!starved(&answer(100, 100, b"x"), 10));
     }
 
     #[test]
