@@ -248,7 +248,8 @@ impl Cluster {
     }
 
     fn fetches(&self) -> &super::fetches::Fetches {
-        self.fetches.get_or_init(super::fetches::Fetches::start)
+        self.fetches
+            .get_or_init(|| super::fetches::Fetches::start(super::fetches::BROKER_MAX_BYTES / i64::from(self.lanes())))
     }
 
     /// Produces one record batch to a partition with acks=all.

@@ -137,6 +137,11 @@ impl Cluster {
         self
     }
 
+    /// Connections per broker that partitions are spread over.
+    pub(super) fn lanes(&self) -> u16 {
+        self.lanes
+    }
+
     /// The lane of `tp`: partitions of a topic take the lanes in turn.
     fn lane(&self, tp: &TopicPartition) -> u16 {
         use std::hash::{Hash, Hasher};

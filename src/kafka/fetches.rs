@@ -19,10 +19,11 @@ use super::TopicPartition;
 
 /// Partitions waiting for the next request, across all brokers: one per partition reader.
 const QUEUE: usize = 4096;
-/// Most bytes one request asks for; partitions that do not fit get an empty answer and ask
-/// again. The answer is held whole until every partition in it is unpacked, outside the fetch
-/// buffer's count, so it is kept well below Kafka's own consumer default (50 MiB).
-const REQUEST_MAX_BYTES: i64 = 16 * 1024 * 1024;
+/// Most bytes the requests to one broker ask for together, split between its connections;
+/// partitions that do not fit get an empty answer and ask again. An answer is held whole until
+/// every partition in it is unpacked, outside the fetch buffer's count, so this is kept well
+/// below Kafka's own consumer default (50 MiB).
+pub(crate) const BROKER_MAX_BYTES: i64 = 16 * 1024 * 1024;
 const READ_COMMITTED: i8 = 1;
 
 /// One partition's place in the next request to its leader.
@@ -42,10 +43,11 @@ pub(crate) struct Fetches {
 }
 
 impl Fetches {
-    /// Starts the task that gathers wants into requests. Needs a tokio runtime.
-    pub(crate) fn start() -> Self {
+    /// Starts the task that gathers wants into requests of at most `request_max_bytes`. Needs a
+    /// tokio runtime.
+    pub(crate) fn start(request_max_bytes: i64) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(gather(rx));
+        tokio::spawn(gather(rx, request_max_bytes));
         Self { tx }
     }
 
@@ -78,7 +80,7 @@ impl Fetches {
 }
 
 /// Groups wants by connection and keeps one request in flight per connection.
-async fn gather(mut rx: mpsc::Receiver<Want>) {
+async fn gather(mut rx: mpsc::Receiver<Want>, request_max_bytes: i64) {
     let mut waiting: HashMap<usize, Vec<Want>> = HashMap::new();
     let mut busy: HashSet<usize> = HashSet::new();
     let (done_tx, mut done_rx) = mpsc::channel::<usize>(QUEUE);
@@ -104,7 +106,7 @@ async fn gather(mut rx: mpsc::Receiver<Want>) {
             let done = done_tx.clone();
             let key = *key;
             tokio::spawn(async move {
-                send(batch).await;
+                send(batch, request_max_bytes).await;
                 let _ = done.send(key).await;
             });
         }
@@ -113,7 +115,7 @@ async fn gather(mut rx: mpsc::Receiver<Want>) {
 }
 
 /// Sends one request for `wants` (all on the same connection) and hands each its answer.
-async fn send(wants: Vec<Want>) {
+async fn send(wants: Vec<Want>, request_max_bytes: i64) {
     let Some(conn) = wants.first().map(|w| Arc::clone(&w.conn)) else {
         return;
     };
@@ -139,7 +141,7 @@ async fn send(wants: Vec<Want>) {
     let request = FetchRequest::default()
         .with_max_wait_ms(wants.iter().map(|w| w.max_wait_ms).max().unwrap_or(0))
         .with_min_bytes(1)
-        .with_max_bytes(total.min(REQUEST_MAX_BYTES) as i32)
+        .with_max_bytes(total.min(request_max_bytes) as i32)
         .with_isolation_level(READ_COMMITTED)
         .with_topics(topics);
     let response = match conn.send(&request).await {
@@ -289,7 +291,7 @@ mod tests {
                 .await
                 .expect("connect"),
         );
-        let fetches = Arc::new(Fetches::start());
+        let fetches = Arc::new(Fetches::start(BROKER_MAX_BYTES));
         let fetch = |p: i32| {
             let (fetches, conn) = (Arc::clone(&fetches), Arc::clone(&conn));
             tokio::spawn(async move {

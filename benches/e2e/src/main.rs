@@ -22,8 +22,9 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     mode: Option<Mode>,
-    /// Span corpus size, MB of key + value bytes.
-    #[arg(long, default_value_t = 256)]
+    /// Span corpus size, MB of key + value bytes (large enough that the unthrottled runs last
+    /// seconds, not a few samples).
+    #[arg(long, default_value_t = 1024)]
     corpus_mb: u64,
     /// Partitions of the corpus topic.
     #[arg(long, default_value_t = 8)]

@@ -254,21 +254,27 @@ pub async fn run_all(cli: &Cli) -> Result<Report> {
                 corpus.records as f64 / corpus.fetch_secs
             ),
         );
+        let ticks = harness::clock_ticks();
+        let target_cpu = || harness::cpu_seconds(target.pid(), ticks);
         let produce = async {
             harness::create_topic(&dst, "limit.spans", cli.partitions).await?;
-            corpus::produce_all(&dst, &corpus, "limit.spans").await
+            let cpu0 = target_cpu()?;
+            let secs = corpus::produce_all(&dst, &corpus, "limit.spans").await?;
+            Ok::<_, anyhow::Error>((secs, target_cpu()? - cpu0))
         }
         .await;
         match produce {
-            Ok(secs) => {
+            Ok((secs, cpu)) => {
                 let rate = corpus.payload_bytes as f64 / MB / secs;
                 report.add(
                     "broker limits",
                     "produce-only to the target",
                     format!("{rate:.1} MB/s"),
                     format!(
-                        "{:.0} records/s; the source's lz4 batches as they are, 4 in flight per partition",
-                        corpus.records as f64 / secs
+                        "{:.0} records/s; the source's lz4 batches as they are, 4 in flight per partition; \
+                         the target broker used {:.2} cores",
+                        corpus.records as f64 / secs,
+                        cpu / secs
                     ),
                 );
                 slower_limit = Some(fetch_rate.min(rate));
@@ -631,6 +637,33 @@ fn ratios(
             verdict(s.mb_per_sec / l >= 0.9, "target >= 90%"),
         ),
         None => report.na(S, "strait / slower broker limit", "no broker limits"),
+    }
+    // Mirror and brokers share the machine's cores: what they spend per GB together bounds
+    // the rate whatever the pipeline does.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let gb_per_sec = s.mb_per_sec / 1000.0;
+    if gb_per_sec > 0.0 {
+        let brokers_per_gb = s.broker_cores / gb_per_sec;
+        let per_gb = s.cpu_secs_per_gb + brokers_per_gb;
+        let ceiling = cores / per_gb * 1000.0;
+        report.add(
+            S,
+            "CPU ceiling: all cores busy at strait's and the brokers' CPU per GB",
+            format!("{ceiling:.0} MB/s"),
+            format!(
+                "{cores:.0} cores / ({:.2} strait + {brokers_per_gb:.2} brokers) CPU-s per GB; strait reached {:.0}% of it",
+                s.cpu_secs_per_gb,
+                s.mb_per_sec / ceiling * 100.0
+            ),
+        );
+        if let Some(l) = limit {
+            report.add(
+                S,
+                "cores 90% of the slower broker limit would take at these CPU costs",
+                format!("{:.1}", 0.9 * l / 1000.0 * per_gb),
+                format!("this machine has {cores:.0}; the broker limits were measured with a broker alone on them"),
+            );
+        }
     }
     match naive {
         Some(n) => {
