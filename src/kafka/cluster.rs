@@ -38,7 +38,8 @@ pub struct Cluster {
 #[derive(Default)]
 struct State {
     brokers: HashMap<i32, String>,
-    /// Connections by broker address and lane (lane 0 carries everything but produce).
+    /// Connections by broker address and lane (lane 0 also carries what is not a partition's
+    /// fetch or produce).
     slots: HashMap<(String, u16), Slot>,
     leaders: HashMap<TopicPartition, i32>,
 }
@@ -213,9 +214,14 @@ impl Cluster {
 
     /// The connection to broker `node_id`, as named by metadata.
     pub async fn broker(&self, node_id: i32) -> Result<Arc<Conn>> {
+        self.broker_lane(node_id, 0).await
+    }
+
+    /// Connection `lane` to broker `node_id`.
+    async fn broker_lane(&self, node_id: i32, lane: u16) -> Result<Arc<Conn>> {
         let addr = self.state().brokers.get(&node_id).cloned();
         match addr {
-            Some(addr) => self.conn_to(&addr).await,
+            Some(addr) => self.lane_to(&addr, lane).await,
             None => Err(Error::UnknownBroker { node_id }),
         }
     }
@@ -298,11 +304,7 @@ impl Cluster {
     /// The connection `tp` fetches and produces over: its lane to the current leader.
     pub(super) async fn lane_conn(&self, tp: &TopicPartition) -> Result<Arc<Conn>> {
         let node_id = self.leader_id(tp).await?;
-        let addr = self.state().brokers.get(&node_id).cloned();
-        match addr {
-            Some(addr) => self.lane_to(&addr, self.lane(tp)).await,
-            None => Err(Error::UnknownBroker { node_id }),
-        }
+        self.broker_lane(node_id, self.lane(tp)).await
     }
 
     /// The node id of the current leader of `tp`, refreshing metadata when it is unknown.
@@ -351,7 +353,7 @@ mod tests {
     }
 
     #[test]
-    fn partitions_take_the_produce_lanes_in_turn_and_keep_theirs() {
+    fn partitions_take_the_lanes_in_turn_and_keep_theirs() {
         let c = lanes(2);
         let of = |p: i32| c.lane(&TopicPartition::new("spans", p));
         let first: Vec<u16> = (0..8).map(of).collect();
