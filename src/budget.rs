@@ -248,8 +248,7 @@ impl Budget {
             tokio::time::sleep(wait.clamp(Duration::from_millis(1), RECHECK)).await;
         }
         let waited = started.elapsed();
-        self.waited_nanos
-            .fetch_add(waited.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+        self.waited_nanos.fetch_add(nanos(waited), Ordering::Relaxed);
         metrics::gauge!(crate::telemetry::BUDGET_THROTTLE).set(self.waited().as_secs_f64());
     }
 
@@ -303,6 +302,10 @@ fn class(weight: f64) -> Class {
     }
 }
 
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 fn effective_burst(bytes_per_sec: u64, burst_bytes: u64) -> f64 {
     if burst_bytes > 0 {
         burst_bytes as f64
@@ -311,8 +314,10 @@ fn effective_burst(bytes_per_sec: u64, burst_bytes: u64) -> f64 {
     }
 }
 
-/// The zstd level in use, adapted to the budget: raised while the link is the bottleneck and
-/// compression leaves CPU to spare, lowered when compression becomes the bottleneck.
+/// The zstd level in use, adapted to what limits replication: raised while the link is the
+/// bottleneck and compression leaves CPU to spare, lowered when compression becomes the
+/// bottleneck. The link is the budget when one is set; without one it is the target itself,
+/// seen as writers waiting for acknowledgements with every in-flight slot taken.
 #[derive(Debug)]
 pub struct LevelControl {
     level: AtomicI32,
@@ -320,6 +325,19 @@ pub struct LevelControl {
     max: i32,
     /// Nanoseconds spent compressing, by all partitions.
     compress_nanos: AtomicU64,
+    /// Nanoseconds writers waited for the target with their in-flight window full.
+    target_wait_nanos: AtomicU64,
+    /// The counters at the last [`LevelControl::adapt`].
+    window: Mutex<LevelWindow>,
+}
+
+/// Counters at the start of a control period.
+#[derive(Debug, Clone, Copy)]
+struct LevelWindow {
+    at: Instant,
+    budget_waited: Duration,
+    target_waited: Duration,
+    compressing: Duration,
 }
 
 impl LevelControl {
@@ -330,6 +348,13 @@ impl LevelControl {
             min,
             max,
             compress_nanos: AtomicU64::new(0),
+            target_wait_nanos: AtomicU64::new(0),
+            window: Mutex::new(LevelWindow {
+                at: Instant::now(),
+                budget_waited: Duration::ZERO,
+                target_waited: Duration::ZERO,
+                compressing: Duration::ZERO,
+            }),
         }
     }
 
@@ -340,8 +365,7 @@ impl LevelControl {
 
     /// Records time spent compressing one batch.
     pub fn record_compress(&self, took: Duration) {
-        self.compress_nanos
-            .fetch_add(took.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+        self.compress_nanos.fetch_add(nanos(took), Ordering::Relaxed);
     }
 
     /// Total compression time so far.
@@ -349,11 +373,42 @@ impl LevelControl {
         Duration::from_nanos(self.compress_nanos.load(Ordering::Relaxed))
     }
 
+    /// Records time a writer waited for the target with its in-flight window full.
+    pub fn record_target_wait(&self, took: Duration) {
+        self.target_wait_nanos.fetch_add(nanos(took), Ordering::Relaxed);
+    }
+
+    /// One control step over the time since the previous one, on `cores`: the link-bound time
+    /// is what senders waited for `budget` when it has a rate, else what writers waited for
+    /// the target. Returns the level before and after.
+    pub fn adapt(&self, budget: &Budget, cores: usize) -> (i32, i32) {
+        let now = LevelWindow {
+            at: Instant::now(),
+            budget_waited: budget.waited(),
+            target_waited: Duration::from_nanos(self.target_wait_nanos.load(Ordering::Relaxed)),
+            compressing: self.compressing(),
+        };
+        let then = std::mem::replace(&mut *self.window.lock().unwrap_or_else(|p| p.into_inner()), now);
+        let waited = if budget.bytes_per_sec() > 0 {
+            now.budget_waited.saturating_sub(then.budget_waited)
+        } else {
+            now.target_waited.saturating_sub(then.target_waited)
+        };
+        let before = self.level();
+        let after = self.step(
+            now.at.duration_since(then.at),
+            waited,
+            now.compressing.saturating_sub(then.compressing),
+            cores,
+        );
+        (before, after)
+    }
+
     /// One control step over a period of `wall` in which senders waited `waited` for the
-    /// budget and compression took `compressing` of CPU (summed over partitions), on `cores`.
+    /// link and compression took `compressing` of CPU (summed over partitions), on `cores`.
     /// Link-bound (waiting most of the time) with CPU to spare: one level up. Compression using
     /// most of the CPU while the link is not the limit: one level down. Returns the new level.
-    pub fn step(&self, wall: Duration, waited: Duration, compressing: Duration, cores: usize) -> i32 {
+    fn step(&self, wall: Duration, waited: Duration, compressing: Duration, cores: usize) -> i32 {
         let wall = wall.as_secs_f64().max(1e-9);
         let cpu_share = compressing.as_secs_f64() / (wall * cores.max(1) as f64);
         let link_bound = waited.as_secs_f64() / wall > 0.5;
@@ -523,6 +578,53 @@ mod tests {
         assert!(WeightRule::parse("spans=0").is_err());
         assert!(WeightRule::parse("spans=-1").is_err());
         assert!(matches!(WeightRule::parse("spans(=1"), Err(Error::Regex { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_budget_the_target_is_the_link() {
+        let budget = Budget::unlimited();
+        let c = LevelControl::new(3, 1, 12);
+        let s = Duration::from_secs;
+        // Writers wait on a slow target most of the time, compression is light: level up.
+        tokio::time::advance(s(2)).await;
+        c.record_target_wait(s(3));
+        c.record_compress(Duration::from_millis(200));
+        assert_eq!(c.adapt(&budget, 2), (3, 4));
+        // Nothing waits and compression takes most of both cores: level down.
+        tokio::time::advance(s(2)).await;
+        c.record_compress(s(3));
+        assert_eq!(c.adapt(&budget, 2), (4, 3));
+        // Neither: the level holds.
+        tokio::time::advance(s(2)).await;
+        c.record_compress(Duration::from_millis(100));
+        assert_eq!(c.adapt(&budget, 2), (3, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn under_a_budget_only_budget_waits_count() {
+        let budget = Budget::new(1_000_000, 0, Vec::new());
+        let c = LevelControl::new(3, 1, 12);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        // A slow target is not the budget: no reason to compress harder.
+        c.record_target_wait(Duration::from_secs(3));
+        assert_eq!(c.adapt(&budget, 2), (3, 3));
+        // Senders queue for the budget: the link is the limit.
+        let until = Instant::now() + Duration::from_secs(2);
+        let (a, b) = tokio::join!(
+            async {
+                while Instant::now() < until {
+                    budget.acquire("spans", 100_000).await;
+                }
+            },
+            async {
+                while Instant::now() < until {
+                    budget.acquire("spans", 100_000).await;
+                }
+            }
+        );
+        let ((), ()) = (a, b);
+        assert!(budget.waited() > Duration::from_secs(1), "{:?}", budget.waited());
+        assert_eq!(c.adapt(&budget, 2), (3, 4));
     }
 
     #[test]

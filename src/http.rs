@@ -111,7 +111,7 @@ pub struct Endpoints {
     pub liveness: Arc<Liveness>,
     /// The WAN budget in force (changed at run time by SIGHUP).
     pub budget: Arc<Budget>,
-    /// The zstd level in force (adapted to the budget).
+    /// The zstd level in force (adapted to the link and the CPU).
     pub level: Arc<LevelControl>,
     /// Fixed facts for `/status`.
     pub info: StatusInfo,

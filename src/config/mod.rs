@@ -277,11 +277,11 @@ impl FetchConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompressionConfig {
-    /// zstd level, from 1 (fastest) to 22 (smallest); the starting level when a budget is set.
+    /// zstd level, from 1 (fastest) to 22 (smallest); where the adaptive control starts.
     pub zstd_level: i32,
-    /// Lowest level the adaptive control goes down to under a budget.
+    /// Lowest level the adaptive control goes down to.
     pub min_level: i32,
-    /// Highest level the adaptive control goes up to under a budget.
+    /// Highest level the adaptive control goes up to.
     pub max_level: i32,
 }
 

@@ -69,22 +69,6 @@ pub fn drain_eta_secs(lag_records: i64, records_per_sec: f64) -> Option<f64> {
 }
 
 /// The level control's counters at one instant.
-struct LevelWindow {
-    at: tokio::time::Instant,
-    waited: Duration,
-    compressing: Duration,
-}
-
-impl LevelWindow {
-    fn now(settings: &TaskSettings) -> Self {
-        Self {
-            at: tokio::time::Instant::now(),
-            waited: settings.budget.waited(),
-            compressing: settings.level.compressing(),
-        }
-    }
-}
-
 /// What a refresh needs to start partition tasks.
 struct Spawn<'a> {
     store: &'a Arc<CheckpointStore>,
@@ -252,7 +236,6 @@ impl Replicator {
         checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_totals = Totals::default();
         let mut last_tick = tokio::time::Instant::now();
-        let mut level_window = LevelWindow::now(&self.settings);
         let mut backoff = Backoff::new(Duration::from_millis(200), refresh);
         let mut retention_error: Option<String> = None;
 
@@ -263,7 +246,7 @@ impl Replicator {
                 Some(joined) = tasks.join_next() => self.task_ended(joined),
                 // Before the checkpoint tick: a checkpoint write retries for up to its budget while
                 // the target is down, and the tick is due again by then, so it would starve this one.
-                _ = level_tick.tick() => self.adapt_level(&mut level_window),
+                _ = level_tick.tick() => self.adapt_level(),
                 _ = progress_tick.tick() => {
                     let t = self.progress.totals();
                     let elapsed = last_tick.elapsed().as_secs_f64().max(0.001);
@@ -395,22 +378,14 @@ impl Replicator {
         })
     }
 
-    /// One step of the zstd level control over the last [`LEVEL_EVERY`], when a budget is set.
-    fn adapt_level(&self, window: &mut LevelWindow) {
-        let next = LevelWindow::now(&self.settings);
+    /// One step of the zstd level control over the last [`LEVEL_EVERY`].
+    fn adapt_level(&self) {
         let budget = &self.settings.budget;
-        if budget.bytes_per_sec() > 0 {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let before = self.settings.level.level();
-            let level = self.settings.level.step(
-                next.at.duration_since(window.at),
-                budget.waited().saturating_sub(window.waited),
-                self.settings.level.compressing().saturating_sub(window.compressing),
-                cores,
-            );
-            if level != before {
-                tracing::info!(from = before, to = level, "zstd level adapted to the budget");
-            }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (before, level) = self.settings.level.adapt(budget, cores);
+        if level != before {
+            let limit = if budget.bytes_per_sec() > 0 { "budget" } else { "target" };
+            tracing::info!(from = before, to = level, link = limit, "zstd level adapted");
         }
         metrics::gauge!(telemetry::ZSTD_LEVEL).set(f64::from(self.settings.level.level()));
         if budget.bytes_per_sec() > 0 {
@@ -420,7 +395,6 @@ impl Replicator {
         if t.wire_bytes > 0 {
             metrics::gauge!(telemetry::COMPRESSION_RATIO).set(t.source_bytes as f64 / t.wire_bytes as f64);
         }
-        *window = next;
     }
 
     /// Writes a checkpoint for every partition whose acknowledged position moved.

@@ -30,7 +30,7 @@ const CHUNK_QUEUE: usize = 2;
 #[derive(Clone, Debug)]
 pub(crate) struct TaskSettings {
     pub(crate) linger: Duration,
-    /// The zstd level in use, adapted to the budget.
+    /// The zstd level in use, adapted to the link and the CPU.
     pub(crate) level: Arc<LevelControl>,
     /// The WAN budget shared by every partition.
     pub(crate) budget: Arc<Budget>,

@@ -257,8 +257,13 @@ impl SinkWriter {
         if self.builder.is_empty() {
             return Ok(());
         }
-        while self.in_flight.len() >= MAX_IN_FLIGHT {
-            self.complete_front().await?;
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            // The target (or the link to it) is what holds this writer back.
+            let waiting = std::time::Instant::now();
+            while self.in_flight.len() >= MAX_IN_FLIGHT {
+                self.complete_front().await?;
+            }
+            self.settings.level.record_target_wait(waiting.elapsed());
         }
         let opts = BuildOptions {
             compression: Compression::Zstd,

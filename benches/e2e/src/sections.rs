@@ -750,7 +750,7 @@ fn wire_ratio(
         let r = bytes as f64 / g.uncompressed_all as f64;
         report.add(
             S,
-            "strait unthrottled (default level 3), read from the target",
+            "strait unthrottled (adaptive level from 3), read from the target",
             format!("{r:.4}"),
             match bound {
                 Some(b) => format!(
