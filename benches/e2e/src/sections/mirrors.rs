@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use super::report::verdict;
 use super::{Report, GB, MB, MIB};
+use crate::baseline::Mirror;
 use crate::corpus::{self, Corpus};
 use crate::harness::{self, Broker, Proc};
 use crate::Cli;
@@ -26,15 +27,45 @@ pub(super) struct MirrorFigures {
     broker_cores: f64,
 }
 
-pub(super) fn baseline_kind(name: &str) -> crate::baseline::Mirror {
-    if name == "naive" {
-        crate::baseline::Mirror::Naive
-    } else {
-        crate::baseline::Mirror::Rdkafka
+/// Runs one baseline mirror unless its `--skip-*` flag is set, and reports its figures.
+/// `run` is [`run_baseline`] for `kind`, awaited only when the mirror is not skipped.
+pub(super) async fn baseline(
+    cli: &Cli,
+    kind: Mirror,
+    run: impl std::future::Future<Output = Result<MirrorFigures>>,
+    report: &mut Report,
+) -> Option<MirrorFigures> {
+    let (short, long, flag, skip) = match kind {
+        Mirror::Naive => (
+            "naive rskafka mirror",
+            "naive rskafka mirror (record by record)",
+            "--skip-naive",
+            cli.skip_naive,
+        ),
+        Mirror::Rdkafka => (
+            "tuned librdkafka mirror",
+            "tuned librdkafka mirror (1 MiB, linger 50 ms, zstd)",
+            "--skip-rdkafka",
+            cli.skip_rdkafka,
+        ),
+    };
+    if skip {
+        report.na("mirrors (unthrottled)", short, format!("skipped ({flag})"));
+        return None;
+    }
+    match run.await {
+        Ok(f) => {
+            add_mirror(report, long, &f);
+            Some(f)
+        }
+        Err(e) => {
+            report.na("mirrors (unthrottled)", short, format!("{e:#}"));
+            None
+        }
     }
 }
 
-pub(super) fn add_mirror(report: &mut Report, name: &str, f: &MirrorFigures) {
+fn add_mirror(report: &mut Report, name: &str, f: &MirrorFigures) {
     let note = if f.completed {
         format!("all {} records in {:.1} s", f.moved, f.secs)
     } else {
@@ -216,15 +247,15 @@ pub(super) async fn run_strait_unthrottled(
 
 pub(super) async fn run_baseline(
     cli: &Cli,
-    kind: crate::baseline::Mirror,
+    kind: Mirror,
     source: &Broker,
     target: &Broker,
     corpus: &Corpus,
     logs: &Path,
 ) -> Result<MirrorFigures> {
     let name = match kind {
-        crate::baseline::Mirror::Naive => "naive",
-        crate::baseline::Mirror::Rdkafka => "rdkafka",
+        Mirror::Naive => "naive",
+        Mirror::Rdkafka => "rdkafka",
     };
     let target_topic = format!("{name}.spans");
     let dst = target.cluster();
@@ -303,53 +334,62 @@ pub(super) fn ratios(
             );
         }
     }
-    match naive {
-        Some(n) => {
-            report.add(
-                S,
-                "strait / naive rskafka: throughput",
-                format!("{:.1}x", s.mb_per_sec / n.mb_per_sec),
-                verdict(s.mb_per_sec / n.mb_per_sec >= 3.0, "target >= 3x"),
-            );
-            report.add(
-                S,
-                "strait / naive rskafka: CPU per GB",
-                format!("{:.2}", s.cpu_secs_per_gb / n.cpu_secs_per_gb),
-                verdict(s.cpu_secs_per_gb / n.cpu_secs_per_gb <= 1.0 / 3.0, "target <= 0.33"),
-            );
-            report.add(
-                S,
-                "strait / naive rskafka: peak RSS",
-                format!("{:.2}", s.peak_rss_mib / n.peak_rss_mib),
-                "",
-            );
-        }
-        None => report.na(S, "strait / naive rskafka", "no naive figures"),
-    }
-    match rdk {
-        Some(r) => {
-            report.add(
-                S,
-                "strait / tuned librdkafka: throughput",
-                format!("{:.2}x", s.mb_per_sec / r.mb_per_sec),
-                verdict(s.mb_per_sec / r.mb_per_sec >= 0.95, "target: on par (>= 0.95x)"),
-            );
-            report.add(
-                S,
-                "strait / tuned librdkafka: CPU per GB",
-                format!("{:.2}", s.cpu_secs_per_gb / r.cpu_secs_per_gb),
-                verdict(
-                    s.cpu_secs_per_gb / r.cpu_secs_per_gb <= 1.05,
-                    "target: on par (<= 1.05)",
-                ),
-            );
-            report.add(
-                S,
-                "strait / tuned librdkafka: peak RSS",
-                format!("{:.2}", s.peak_rss_mib / r.peak_rss_mib),
-                "",
-            );
-        }
-        None => report.na(S, "strait / tuned librdkafka", "no librdkafka figures"),
-    }
+    let naive = naive.ok_or("no naive figures");
+    compare(
+        report,
+        "strait / naive rskafka",
+        &s,
+        naive,
+        3.0,
+        1.0 / 3.0,
+        ("target >= 3x", "target <= 0.33"),
+    );
+    let rdk = rdk.ok_or("no librdkafka figures");
+    compare(
+        report,
+        "strait / tuned librdkafka",
+        &s,
+        rdk,
+        0.95,
+        1.05,
+        ("target: on par (>= 0.95x)", "target: on par (<= 1.05)"),
+    );
+}
+
+/// strait's throughput, CPU per GB and peak RSS as ratios to one baseline's, against the
+/// throughput floor and CPU ceiling of the targets.
+fn compare(
+    report: &mut Report,
+    name: &str,
+    s: &MirrorFigures,
+    other: Result<MirrorFigures, &str>,
+    min_speedup: f64,
+    max_cpu: f64,
+    (speed_target, cpu_target): (&str, &str),
+) {
+    const S: &str = "ratios";
+    let o = match other {
+        Ok(o) => o,
+        Err(why) => return report.na(S, name.to_owned(), why),
+    };
+    let speedup = s.mb_per_sec / o.mb_per_sec;
+    let cpu = s.cpu_secs_per_gb / o.cpu_secs_per_gb;
+    report.add(
+        S,
+        format!("{name}: throughput"),
+        format!("{speedup:.2}x"),
+        verdict(speedup >= min_speedup, speed_target),
+    );
+    report.add(
+        S,
+        format!("{name}: CPU per GB"),
+        format!("{cpu:.2}"),
+        verdict(cpu <= max_cpu, cpu_target),
+    );
+    report.add(
+        S,
+        format!("{name}: peak RSS"),
+        format!("{:.2}", s.peak_rss_mib / o.peak_rss_mib),
+        "",
+    );
 }

@@ -16,7 +16,8 @@ mod report;
 mod wan;
 mod wide;
 
-use mirrors::{add_mirror, baseline_kind, ratios, run_baseline, run_strait_unthrottled};
+use crate::baseline::Mirror;
+use mirrors::{baseline, ratios, run_baseline, run_strait_unthrottled};
 pub use report::Report;
 
 const MB: f64 = 1e6;
@@ -209,38 +210,9 @@ pub async fn run_all(cli: &Cli) -> Result<Report> {
             }
         }
     }
-    let mut naive = None;
-    if cli.skip_naive {
-        report.na(
-            "mirrors (unthrottled)",
-            "naive rskafka mirror",
-            "skipped (--skip-naive)",
-        );
-    } else {
-        match run_baseline(cli, baseline_kind("naive"), &source, &target, &corpus, &logs).await {
-            Ok(f) => {
-                add_mirror(&mut report, "naive rskafka mirror (record by record)", &f);
-                naive = Some(f);
-            }
-            Err(e) => report.na("mirrors (unthrottled)", "naive rskafka mirror", format!("{e:#}")),
-        }
-    }
-    let mut rdk = None;
-    if cli.skip_rdkafka {
-        report.na(
-            "mirrors (unthrottled)",
-            "tuned librdkafka mirror",
-            "skipped (--skip-rdkafka)",
-        );
-    } else {
-        match run_baseline(cli, baseline_kind("rdkafka"), &source, &target, &corpus, &logs).await {
-            Ok(f) => {
-                add_mirror(&mut report, "tuned librdkafka mirror (1 MiB, linger 50 ms, zstd)", &f);
-                rdk = Some(f);
-            }
-            Err(e) => report.na("mirrors (unthrottled)", "tuned librdkafka mirror", format!("{e:#}")),
-        }
-    }
+    let baseline_run = |kind| run_baseline(cli, kind, &source, &target, &corpus, &logs);
+    let naive = baseline(cli, Mirror::Naive, baseline_run(Mirror::Naive), &mut report).await;
+    let rdk = baseline(cli, Mirror::Rdkafka, baseline_run(Mirror::Rdkafka), &mut report).await;
     ratios(&mut report, strait_figs, slower_limit, naive, rdk);
 
     // Wire bytes per source byte.
