@@ -325,10 +325,43 @@ pub struct LevelControl {
     max: i32,
     /// Nanoseconds spent compressing, by all partitions.
     compress_nanos: AtomicU64,
-    /// Nanoseconds writers waited for the target with their in-flight window full.
-    target_wait_nanos: AtomicU64,
+    /// Writers waiting for the target with their in-flight window full.
+    target: Mutex<TargetWaits>,
     /// The counters at the last [`LevelControl::adapt`].
     window: Mutex<LevelWindow>,
+}
+
+/// Time during which at least one writer waited for the target: on the same scale as the
+/// budget's wait (one queue per class), however many partitions there are.
+#[derive(Debug, Default)]
+struct TargetWaits {
+    waiting: usize,
+    since: Option<Instant>,
+    total: Duration,
+}
+
+impl TargetWaits {
+    fn total_at(&self, now: Instant) -> Duration {
+        self.total + self.since.map_or(Duration::ZERO, |since| now.duration_since(since))
+    }
+}
+
+/// A writer's wait for the target, counted until dropped.
+#[derive(Debug)]
+pub struct TargetWait<'a> {
+    control: &'a LevelControl,
+}
+
+impl Drop for TargetWait<'_> {
+    fn drop(&mut self) {
+        let mut t = self.control.targets();
+        t.waiting = t.waiting.saturating_sub(1);
+        if t.waiting == 0 {
+            if let Some(since) = t.since.take() {
+                t.total += since.elapsed();
+            }
+        }
+    }
 }
 
 /// Counters at the start of a control period.
@@ -348,7 +381,7 @@ impl LevelControl {
             min,
             max,
             compress_nanos: AtomicU64::new(0),
-            target_wait_nanos: AtomicU64::new(0),
+            target: Mutex::new(TargetWaits::default()),
             window: Mutex::new(LevelWindow {
                 at: Instant::now(),
                 budget_waited: Duration::ZERO,
@@ -373,19 +406,31 @@ impl LevelControl {
         Duration::from_nanos(self.compress_nanos.load(Ordering::Relaxed))
     }
 
-    /// Records time a writer waited for the target with its in-flight window full.
-    pub fn record_target_wait(&self, took: Duration) {
-        self.target_wait_nanos.fetch_add(nanos(took), Ordering::Relaxed);
+    /// A writer starts waiting for the target with its in-flight window full; the wait lasts
+    /// until the returned guard is dropped.
+    pub fn wait_for_target(&self) -> TargetWait<'_> {
+        let mut t = self.targets();
+        t.waiting += 1;
+        if t.since.is_none() {
+            t.since = Some(Instant::now());
+        }
+        TargetWait { control: self }
+    }
+
+    fn targets(&self) -> std::sync::MutexGuard<'_, TargetWaits> {
+        // Only counters change under the lock.
+        self.target.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// One control step over the time since the previous one, on `cores`: the link-bound time
     /// is what senders waited for `budget` when it has a rate, else what writers waited for
     /// the target. Returns the level before and after.
     pub fn adapt(&self, budget: &Budget, cores: usize) -> (i32, i32) {
+        let at = Instant::now();
         let now = LevelWindow {
-            at: Instant::now(),
+            at,
             budget_waited: budget.waited(),
-            target_waited: Duration::from_nanos(self.target_wait_nanos.load(Ordering::Relaxed)),
+            target_waited: self.targets().total_at(at),
             compressing: self.compressing(),
         };
         let then = std::mem::replace(&mut *self.window.lock().unwrap_or_else(|p| p.into_inner()), now);
@@ -586,8 +631,11 @@ mod tests {
         let c = LevelControl::new(3, 1, 12);
         let s = Duration::from_secs;
         // Writers wait on a slow target most of the time, compression is light: level up.
-        tokio::time::advance(s(2)).await;
-        c.record_target_wait(s(3));
+        {
+            let _a = c.wait_for_target();
+            let _b = c.wait_for_target();
+            tokio::time::advance(s(2)).await;
+        }
         c.record_compress(Duration::from_millis(200));
         assert_eq!(c.adapt(&budget, 2), (3, 4));
         // Nothing waits and compression takes most of both cores: level down.
@@ -601,13 +649,34 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn many_writers_waiting_at_once_count_once() {
+        let budget = Budget::unlimited();
+        let c = LevelControl::new(3, 1, 12);
+        let s = Duration::from_secs;
+        // A thousand writers waiting together for 0.4 s of a 2 s period: not link-bound.
+        tokio::time::advance(s(1)).await;
+        {
+            let waits: Vec<_> = (0..1000).map(|_| c.wait_for_target()).collect();
+            tokio::time::advance(Duration::from_millis(400)).await;
+            drop(waits);
+        }
+        tokio::time::advance(Duration::from_millis(600)).await;
+        assert_eq!(c.adapt(&budget, 2), (3, 3));
+        // One writer still waiting when the period ends counts up to that instant.
+        let _w = c.wait_for_target();
+        tokio::time::advance(s(2)).await;
+        assert_eq!(c.adapt(&budget, 2), (3, 4));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn under_a_budget_only_budget_waits_count() {
         let budget = Budget::new(1_000_000, 0, Vec::new());
         let c = LevelControl::new(3, 1, 12);
-        tokio::time::advance(Duration::from_secs(2)).await;
         // A slow target is not the budget: no reason to compress harder.
-        c.record_target_wait(Duration::from_secs(3));
+        let waiting = c.wait_for_target();
+        tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(c.adapt(&budget, 2), (3, 3));
+        drop(waiting);
         // Senders queue for the budget: the link is the limit.
         let until = Instant::now() + Duration::from_secs(2);
         let (a, b) = tokio::join!(

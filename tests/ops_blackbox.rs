@@ -138,6 +138,9 @@ async fn binary_serves_ops_endpoints_follows_the_target_and_checkpoints_on_sigte
         ("STRAIT_SOURCE__REQUEST_TIMEOUT_MS", "5000".to_owned()),
         ("STRAIT_TARGET__REQUEST_TIMEOUT_MS", "5000".to_owned()),
         ("STRAIT_SOURCE__CONNECTIONS_PER_BROKER", "2".to_owned()),
+        // A fixed level: the metric below checks the one configured.
+        ("STRAIT_COMPRESSION__MIN_LEVEL", "3".to_owned()),
+        ("STRAIT_COMPRESSION__MAX_LEVEL", "3".to_owned()),
         ("STRAIT_TOPICS__INCLUDE", topic.clone()),
         ("STRAIT_TOPICS__REFRESH_SECS", "1".to_owned()),
         ("STRAIT_BATCH__LINGER_MS", "20".to_owned()),

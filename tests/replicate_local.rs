@@ -91,6 +91,9 @@ async fn target_batches_are_zstd_at_the_configured_level_and_merged() {
     let level = 7;
     let mut cfg = common::config(&source.bootstrap(), &target.bootstrap(), &topic);
     cfg.compression.zstd_level = level;
+    // Pinned, so every batch is at this level whatever the level control would do.
+    cfg.compression.min_level = level;
+    cfg.compression.max_level = level;
     cfg.batch.linger_ms = 200;
     let strait = Strait::start(cfg);
     let got = common::consume(

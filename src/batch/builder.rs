@@ -9,7 +9,7 @@ use std::mem;
 
 use bytes::Bytes;
 
-use super::compression::{Compressors, SCRATCH_KEEP};
+use super::compression::{with_scratch, Compressors};
 use super::header::{seal, BatchHeader, Compression, CODEC_MASK, CONTROL_BIT, HEADER_LEN, MAGIC_V2, TRANSACTIONAL_BIT};
 use super::record::Record;
 use super::wire::varint_len;
@@ -243,11 +243,6 @@ fn new_header(
     }
 }
 
-thread_local! {
-    /// Each thread compresses batches into one reused buffer.
-    static COMPRESSED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// Compresses the records after the header placeholder in `raw`, sets the codec bits and seals.
 ///
 /// When the compressed form is not smaller, the batch is written uncompressed and `raw` itself
@@ -263,24 +258,12 @@ fn compress_and_seal(
         Compression::None => None,
         codec => {
             // The batch lives until the target acknowledges it: compress into the thread's
-            // scratch buffer and keep an exact-size copy, so no allocation is grown and then
-            // shrunk (that fragments the heap; see `compression::read_capped`).
-            let out = COMPRESSED.with(|scratch| -> Result<Vec<u8>> {
-                let Ok(mut scratch) = scratch.try_borrow_mut() else {
-                    let mut out = vec![0; HEADER_LEN];
-                    compressors.compress(codec, opts.zstd_level, records, &mut out)?;
-                    return Ok(out);
-                };
-                scratch.clear();
-                scratch.resize(HEADER_LEN, 0);
-                let compressed = compressors.compress(codec, opts.zstd_level, records, &mut scratch);
-                let out = compressed.map(|()| scratch.to_vec());
-                if scratch.capacity() > SCRATCH_KEEP {
-                    *scratch = Vec::new();
-                }
-                out
-            })?;
-            (out.len() < raw.len()).then_some((out, codec))
+            // scratch buffer and keep an exact-size copy, only when it is smaller.
+            with_scratch(|out| -> Result<_> {
+                out.resize(HEADER_LEN, 0);
+                compressors.compress(codec, opts.zstd_level, records, out)?;
+                Ok((out.len() < raw.len()).then(|| (out.to_vec(), codec)))
+            })?
         }
     };
     let (mut out, codec) = compressed.unwrap_or_else(|| (mem::take(raw), Compression::None));

@@ -68,7 +68,6 @@ pub fn drain_eta_secs(lag_records: i64, records_per_sec: f64) -> Option<f64> {
     }
 }
 
-/// The level control's counters at one instant.
 /// What a refresh needs to start partition tasks.
 struct Spawn<'a> {
     store: &'a Arc<CheckpointStore>,

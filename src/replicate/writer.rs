@@ -259,11 +259,11 @@ impl SinkWriter {
         }
         if self.in_flight.len() >= MAX_IN_FLIGHT {
             // The target (or the link to it) is what holds this writer back.
-            let waiting = std::time::Instant::now();
+            let level = Arc::clone(&self.settings.level);
+            let _waiting = level.wait_for_target();
             while self.in_flight.len() >= MAX_IN_FLIGHT {
                 self.complete_front().await?;
             }
-            self.settings.level.record_target_wait(waiting.elapsed());
         }
         let opts = BuildOptions {
             compression: Compression::Zstd,
