@@ -241,13 +241,12 @@ pub async fn run_all(cli: &Cli) -> Result<Report> {
             "wire bytes per source byte",
             "strait backlogged under the budget (its metrics)",
             format!("{ratio:.4}"),
-            match bound {
-                Some(b) => format!(
-                    "zstd level at the end {level}; {:+.1}% vs the zstd-19 bound (target: within 8%)",
-                    (ratio / b - 1.0) * 100.0
-                ),
-                None => format!("zstd level at the end {level}"),
-            },
+            vs_bound(
+                format!("zstd level at the end {level}"),
+                ratio,
+                bound,
+                "the zstd-19 bound (target: within 8%)",
+            ),
         );
     }
     drop(target);
@@ -266,6 +265,14 @@ pub async fn run_all(cli: &Cli) -> Result<Report> {
         .header
         .push(format!("whole run: {:.0} s", started.elapsed().as_secs_f64()));
     Ok(report)
+}
+
+/// `note`, followed by how far `ratio` is above or below the bound when there is one.
+fn vs_bound(note: String, ratio: f64, bound: Option<f64>, bound_name: &str) -> String {
+    match bound {
+        Some(b) => format!("{note}; {:+.1}% vs {bound_name}", (ratio / b - 1.0) * 100.0),
+        None => note,
+    }
 }
 
 fn bound_ratio(g: &Regrouped) -> Option<f64> {
@@ -300,13 +307,12 @@ fn wire_ratio(
             S,
             "strait unthrottled (adaptive level from 3), read from the target",
             format!("{r:.4}"),
-            match bound {
-                Some(b) => format!(
-                    "stored batch bytes / uncompressed 1 MiB batches; {:+.1}% vs bound",
-                    (r / b - 1.0) * 100.0
-                ),
-                None => "stored batch bytes / uncompressed 1 MiB batches".to_owned(),
-            },
+            vs_bound(
+                "stored batch bytes / uncompressed 1 MiB batches".to_owned(),
+                r,
+                bound,
+                "bound",
+            ),
         );
     }
     if let Some(r) = metric_ratio {
