@@ -15,6 +15,9 @@ pub const WIRE_BYTES: &str = "strait_wire_bytes_total";
 pub const LAG_RECORDS: &str = "strait_lag_records";
 /// Records lost on the source before strait read them (retention, DeleteRecords).
 pub const SOURCE_GAP_RECORDS: &str = "strait_source_gap_records_total";
+/// Records of other producers found in a target partition strait replicates into and left in
+/// place (`on_foreign_writer = "skip"`); no source record is skipped on their account.
+pub const FOREIGN_RECORDS: &str = "strait_foreign_records_total";
 /// 1 while a partition is halted on an error that needs an operator.
 pub const PARTITION_HALTED: &str = "strait_partition_halted";
 /// Checkpoint writes that failed.
@@ -113,6 +116,11 @@ fn describe() {
         SOURCE_GAP_RECORDS,
         Unit::Count,
         "Source records deleted before strait read them"
+    );
+    describe_counter!(
+        FOREIGN_RECORDS,
+        Unit::Count,
+        "Records of other producers in the target partition, left in place"
     );
     describe_gauge!(
         PARTITION_HALTED,
@@ -274,6 +282,7 @@ mod tests {
         WIRE_BYTES,
         LAG_RECORDS,
         SOURCE_GAP_RECORDS,
+        FOREIGN_RECORDS,
         PARTITION_HALTED,
         CHECKPOINT_ERRORS,
         CHECKPOINT_AGE,

@@ -3,7 +3,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Checkpoint, Error, Result};
+use super::{Checkpoint, CheckpointRecord, Error, Result};
+use crate::kafka::ProducerIdentity;
 
 /// Key format version this build writes and the newest it reads.
 pub const KEY_VERSION: i16 = 1;
@@ -14,6 +15,8 @@ const KEY: &str = "key";
 const VALUE: &str = "value";
 /// Bytes of the version 1 value body besides the target topic: length prefix and four `i64`s.
 const V1_BODY_FIXED: usize = 4 + 4 * 8;
+/// Bytes of one producer identity in the writers list: `i64` id, `i16` epoch.
+const WRITER_LEN: usize = 8 + 2;
 
 fn put_str(buf: &mut BytesMut, s: &str) {
     let len = u32::try_from(s.len()).expect("checkpoint names and ids are shorter than 4 GiB");
@@ -31,9 +34,21 @@ pub fn encode_key(replication_id: &str, topic: &str, partition: i32) -> Bytes {
     buf.freeze()
 }
 
-/// Encodes the value of a checkpoint in the current format version.
+/// Encodes the value of a checkpoint without producer identities (its writers are unknown to
+/// whoever resumes from it).
 pub fn encode_value(c: &Checkpoint) -> Bytes {
-    let body_len = V1_BODY_FIXED + c.target_topic.len();
+    encode(c, None)
+}
+
+/// Encodes the value of a checkpoint record in the current format version: the writers list is
+/// appended to the body when known.
+pub fn encode_record_value(r: &CheckpointRecord) -> Bytes {
+    encode(&r.checkpoint, r.writers.as_deref())
+}
+
+fn encode(c: &Checkpoint, writers: Option<&[ProducerIdentity]>) -> Bytes {
+    let writers_len = writers.map_or(0, |w| 4 + w.len() * WRITER_LEN);
+    let body_len = V1_BODY_FIXED + c.target_topic.len() + writers_len;
     let mut buf = BytesMut::with_capacity(2 + 4 + body_len);
     buf.put_i16(VALUE_VERSION);
     buf.put_u32(u32::try_from(body_len).expect("checkpoint names and ids are shorter than 4 GiB"));
@@ -42,6 +57,13 @@ pub fn encode_value(c: &Checkpoint) -> Bytes {
     buf.put_i64(c.next_target_offset);
     buf.put_i64(c.writer_epoch);
     buf.put_i64(c.wall_clock_ms);
+    if let Some(writers) = writers {
+        buf.put_u32(u32::try_from(writers.len()).expect("a partition has far fewer than 4 billion writers"));
+        for w in writers {
+            buf.put_i64(w.id);
+            buf.put_i16(w.epoch);
+        }
+    }
     buf.freeze()
 }
 
@@ -56,8 +78,14 @@ pub fn decode_key(key: &[u8]) -> Result<(String, String, i32)> {
     Ok((replication_id, topic, partition))
 }
 
-/// Decodes a checkpoint record: its key and its (non-null) value.
+/// Decodes a checkpoint record's position from its key and its (non-null) value.
 pub fn decode_value(key: &[u8], value: &[u8]) -> Result<Checkpoint> {
+    decode_record(key, value).map(|r| r.checkpoint)
+}
+
+/// Decodes a checkpoint record: its key and its (non-null) value. A body that ends after the
+/// version 1 fields has unknown writers (`None`).
+pub fn decode_record(key: &[u8], value: &[u8]) -> Result<CheckpointRecord> {
     let (replication_id, source_topic, source_partition) = decode_key(key)?;
     let mut outer = Reader::new(value, VALUE);
     outer.version(VALUE_VERSION)?;
@@ -74,7 +102,7 @@ pub fn decode_value(key: &[u8], value: &[u8]) -> Result<Checkpoint> {
         total: value.len(),
         part: VALUE,
     };
-    Ok(Checkpoint {
+    let checkpoint = Checkpoint {
         replication_id,
         source_topic,
         source_partition,
@@ -83,7 +111,22 @@ pub fn decode_value(key: &[u8], value: &[u8]) -> Result<Checkpoint> {
         next_target_offset: r.i64("next target offset")?,
         writer_epoch: r.i64("writer epoch")?,
         wall_clock_ms: r.i64("wall clock ms")?,
-    })
+    };
+    let writers = if r.pos == r.buf.len() {
+        None
+    } else {
+        let count = r.u32("writer count")?;
+        // The count is untrusted: never reserve more than the body can hold.
+        let mut writers = Vec::with_capacity(count.min((r.buf.len() - r.pos) / WRITER_LEN));
+        for _ in 0..count {
+            writers.push(ProducerIdentity {
+                id: r.i64("writer producer id")?,
+                epoch: r.i16("writer producer epoch")?,
+            });
+        }
+        Some(writers)
+    };
+    Ok(CheckpointRecord { checkpoint, writers })
 }
 
 /// A cursor over untrusted bytes; every read is bounds-checked and reports where it failed.
@@ -323,14 +366,98 @@ mod tests {
 
     #[test]
     fn appended_body_fields_are_skipped() {
-        // A newer strait may append fields inside the body without a version bump.
-        let c = sample();
-        let mut value = encode_value(&c).to_vec();
+        // A newer strait may append fields inside the body, after the writers, without a
+        // version bump.
+        let r = sample_record();
+        let mut value = encode_record_value(&r).to_vec();
         let extra = [0xAB_u8; 11];
         value.extend_from_slice(&extra);
         let body_len = u32::from_be_bytes([value[2], value[3], value[4], value[5]]) + extra.len() as u32;
         value[2..6].copy_from_slice(&body_len.to_be_bytes());
-        assert_eq!(decode_value(&key_of(&c), &value).expect("decodes"), c);
+        assert_eq!(decode_record(&key_of(&r.checkpoint), &value).expect("decodes"), r);
+    }
+
+    fn sample_record() -> CheckpointRecord {
+        CheckpointRecord {
+            checkpoint: sample(),
+            writers: Some(vec![
+                ProducerIdentity { id: 4000, epoch: 0 },
+                ProducerIdentity {
+                    id: 4001,
+                    epoch: i16::MAX,
+                },
+            ]),
+        }
+    }
+
+    /// Pins the writers field appended to version 1 bodies (see `golden_bytes` for the rule).
+    #[test]
+    fn golden_bytes_with_writers() {
+        let r = sample_record();
+        let value = encode_record_value(&r);
+        assert_eq!(
+            hex(&value),
+            concat!(
+                "0001",               // value version 1
+                "00000045",           // body length 69 = 36 + 9 + 4 + 2 * 10
+                "00000009",           // target topic length
+                "6463312e7370616e73", // "dc1.spans"
+                "00000000000004d2",   // next source offset 1234
+                "000000000000162e",   // next target offset 5678
+                "0000000000000003",   // writer epoch 3
+                "0000018bcfe56800",   // wall clock 1_700_000_000_000 ms
+                "00000002",           // 2 writers
+                "0000000000000fa0",   // producer id 4000
+                "0000",               // producer epoch 0
+                "0000000000000fa1",   // producer id 4001
+                "7fff",               // producer epoch 32767
+            )
+        );
+        let key = key_of(&r.checkpoint);
+        assert_eq!(decode_record(&key, &value).expect("golden value decodes"), r);
+        // A strait that knows only the version 1 fields reads the position and skips the rest.
+        assert_eq!(decode_value(&key, &value).expect("decodes"), r.checkpoint);
+    }
+
+    #[test]
+    fn a_checkpoint_without_writers_decodes_with_unknown_writers() {
+        // Written by a strait that did not record producer identities: not the same as none.
+        let c = sample();
+        let old = encode_value(&c);
+        let decoded = decode_record(&key_of(&c), &old).expect("old layout decodes");
+        assert_eq!(decoded.checkpoint, c);
+        assert_eq!(decoded.writers, None);
+        let none = CheckpointRecord {
+            checkpoint: c.clone(),
+            writers: Some(vec![]),
+        };
+        let value = encode_record_value(&none);
+        assert_eq!(value.len(), old.len() + 4);
+        assert_eq!(decode_record(&key_of(&c), &value).expect("decodes"), none);
+    }
+
+    #[test]
+    fn a_writer_count_past_the_body_is_truncated() {
+        let r = sample_record();
+        let mut value = encode_record_value(&r).to_vec();
+        // Claim a third writer the body does not hold.
+        let count_at = value.len() - 2 * WRITER_LEN - 4;
+        value[count_at..count_at + 4].copy_from_slice(&3u32.to_be_bytes());
+        let err = decode_record(&key_of(&r.checkpoint), &value).expect_err("missing writer");
+        assert!(
+            matches!(
+                err,
+                Error::Truncated {
+                    part: "value",
+                    field: "writer producer id",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // A huge count fails the same way, without reserving memory for it.
+        value[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode_record(&key_of(&r.checkpoint), &value).is_err());
     }
 
     #[test]
@@ -467,6 +594,23 @@ mod tests {
         fn value_round_trips(c in checkpoint()) {
             let decoded = decode_value(&key_of(&c), &encode_value(&c)).expect("value decodes");
             prop_assert_eq!(decoded, c);
+        }
+
+        #[test]
+        fn record_round_trips(
+            c in checkpoint(),
+            writers in proptest::option::of(proptest::collection::vec((any::<i64>(), any::<i16>()), 0..8)),
+        ) {
+            let r = CheckpointRecord {
+                checkpoint: c,
+                writers: writers.map(|w| w.into_iter().map(|(id, epoch)| ProducerIdentity { id, epoch }).collect()),
+            };
+            let value = encode_record_value(&r);
+            let key = key_of(&r.checkpoint);
+            prop_assert_eq!(decode_record(&key, &value).expect("record decodes"), r.clone());
+            for cut in 0..value.len() {
+                prop_assert!(decode_record(&key, &value[..cut]).is_err(), "value prefix of {} bytes", cut);
+            }
         }
 
         #[test]

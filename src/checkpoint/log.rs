@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use super::codec::{decode_key, decode_value, encode_key, encode_value};
+use super::codec::{decode_key, decode_record, encode_key, encode_record_value};
 use super::error::chain;
-use super::{Checkpoint, Error, Result};
+use super::{CheckpointRecord, Error, Result};
 use crate::batch::{self, BuildOptions, Compression, Record, TxnFilter};
 use crate::kafka::TopicPartition;
 
@@ -17,16 +17,17 @@ use crate::kafka::TopicPartition;
 const ZSTD_LEVEL: i32 = 3;
 
 /// Encodes checkpoints as one batch, in order, stamped `timestamp_ms`.
-pub(super) fn encode_checkpoints(checkpoints: &[Checkpoint], timestamp_ms: i64) -> batch::Result<Bytes> {
+pub(super) fn encode_checkpoints(checkpoints: &[CheckpointRecord], timestamp_ms: i64) -> batch::Result<Bytes> {
     let records: Vec<Record> = checkpoints
         .iter()
         .zip(0i64..)
-        .map(|(c, offset)| {
+        .map(|(r, offset)| {
+            let c = &r.checkpoint;
             Record::new(
                 offset,
                 timestamp_ms,
                 Some(encode_key(&c.replication_id, &c.source_topic, c.source_partition)),
-                Some(encode_value(c)),
+                Some(encode_record_value(r)),
             )
         })
         .collect();
@@ -91,7 +92,7 @@ pub(super) fn apply_fetch(
 #[derive(Debug)]
 pub(super) struct Latest {
     replication_id: String,
-    pub(super) entries: HashMap<TopicPartition, Checkpoint>,
+    pub(super) entries: HashMap<TopicPartition, CheckpointRecord>,
 }
 
 impl Latest {
@@ -130,7 +131,7 @@ impl Latest {
             self.entries.remove(&source);
             return;
         };
-        match decode_value(key, value) {
+        match decode_record(key, value) {
             Ok(c) => {
                 self.entries.insert(source, c);
             }
@@ -143,6 +144,18 @@ impl Latest {
 mod tests {
     use super::*;
     use crate::batch::encode_control_batch;
+    use crate::checkpoint::codec::encode_value;
+    use crate::checkpoint::Checkpoint;
+    use crate::kafka::ProducerIdentity;
+
+    /// The positions of `latest`, without their writers.
+    fn positions(latest: &Latest) -> HashMap<TopicPartition, Checkpoint> {
+        latest
+            .entries
+            .iter()
+            .map(|(tp, r)| (tp.clone(), r.checkpoint.clone()))
+            .collect()
+    }
 
     const TOPIC: &str = "__strait_checkpoints";
 
@@ -201,7 +214,7 @@ mod tests {
                 partial_batch: false
             }
         );
-        let mut got: Vec<_> = latest.entries.into_iter().collect();
+        let mut got: Vec<_> = positions(&latest).into_iter().collect();
         got.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(
             got,
@@ -231,7 +244,7 @@ mod tests {
         ];
         apply_fetch(&tp(), 0, batch_at(&records), vec![], &mut latest).expect("never fatal");
         assert_eq!(latest.entries.len(), 1);
-        assert_eq!(latest.entries.get(&TopicPartition::new("spans", 0)), Some(&good));
+        assert_eq!(positions(&latest).get(&TopicPartition::new("spans", 0)), Some(&good));
     }
 
     #[test]
@@ -243,7 +256,7 @@ mod tests {
         assert_eq!(step.next_offset, 12);
         assert!(!latest.entries.contains_key(&TopicPartition::new("spans", 0)));
         assert_eq!(
-            latest.entries.get(&TopicPartition::new("spans", 1)),
+            positions(&latest).get(&TopicPartition::new("spans", 1)),
             Some(&cp("dc1", "spans", 1, 2))
         );
 
@@ -315,7 +328,18 @@ mod tests {
 
     #[test]
     fn checkpoints_encode_as_one_batch_that_reads_back_in_order() {
-        let cps: Vec<Checkpoint> = (0..50).map(|i| cp("dc1", "spans", i % 7, i64::from(i))).collect();
+        let writers = |i: i32| {
+            Some(vec![ProducerIdentity {
+                id: i64::from(i),
+                epoch: 0,
+            }])
+        };
+        let cps: Vec<CheckpointRecord> = (0..50)
+            .map(|i| CheckpointRecord {
+                checkpoint: cp("dc1", "spans", i % 7, i64::from(i)),
+                writers: writers(i),
+            })
+            .collect();
         let bytes = encode_checkpoints(&cps, 1_700_000_000_000).expect("encodes");
         let mut iter = batch::batches(bytes);
         let only = iter.next().expect("one batch").expect("valid batch");
@@ -331,7 +355,10 @@ mod tests {
         for i in 43..50 {
             assert_eq!(
                 latest.entries.get(&TopicPartition::new("spans", i % 7)),
-                Some(&cp("dc1", "spans", i % 7, i64::from(i)))
+                Some(&CheckpointRecord {
+                    checkpoint: cp("dc1", "spans", i % 7, i64::from(i)),
+                    writers: writers(i),
+                })
             );
         }
     }

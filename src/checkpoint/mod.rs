@@ -41,7 +41,19 @@
 //! | 26 + T  | 8    | writer epoch         | `i64`                                         |
 //! | 34 + T  | 8    | wall clock ms        | `i64`, Unix epoch milliseconds                |
 //!
-//! Version 1 writes B = 36 + T. A null value (tombstone) deletes the checkpoint.
+//! Version 1 first wrote B = 36 + T. The producer identities were appended to the body later,
+//! within version 1 (a compatible addition):
+//!
+//! | offset      | size   | field                | type / value                                  |
+//! |-------------|--------|----------------------|-----------------------------------------------|
+//! | 42 + T      | 4      | writer count         | `u32` = N                                     |
+//! | 46 + T      | 10 × N | writers              | N × (`i64` producer id, `i16` producer epoch) |
+//!
+//! so B = 40 + T + 10 × N. The writers are every idempotent producer identity strait may have
+//! written with at or beyond the next target offset (see [`CheckpointRecord`]). A body that ends
+//! after the wall clock is a checkpoint of a strait that did not record them: its writers are
+//! unknown ([`CheckpointRecord::writers`] is `None`), which is not the same as none. A null value
+//! (tombstone) deletes the checkpoint.
 //!
 //! ## Evolution
 //!
@@ -59,9 +71,13 @@ mod error;
 mod log;
 mod store;
 
-pub use codec::{decode_key, decode_value, encode_key, encode_value, KEY_VERSION, VALUE_VERSION};
+pub use codec::{
+    decode_key, decode_record, decode_value, encode_key, encode_record_value, encode_value, KEY_VERSION, VALUE_VERSION,
+};
 pub use error::{Error, Result};
 pub use store::{now_ms, CheckpointStore};
+
+use crate::kafka::ProducerIdentity;
 
 /// How far replication of one source partition got.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,4 +98,28 @@ pub struct Checkpoint {
     pub writer_epoch: i64,
     /// When the checkpoint was written, Unix epoch milliseconds.
     pub wall_clock_ms: i64,
+}
+
+/// A checkpoint as stored: the position and the producer identities strait wrote with beyond it.
+///
+/// A partition resuming from it reads what the target holds beyond the checkpointed target
+/// offset; only batches of these identities are strait's own records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointRecord {
+    /// The position.
+    pub checkpoint: Checkpoint,
+    /// Every idempotent producer identity that may have written at or beyond
+    /// `checkpoint.next_target_offset`. `None`: written by a strait that did not record them, so
+    /// nothing beyond the checkpoint can be attributed to strait.
+    pub writers: Option<Vec<ProducerIdentity>>,
+}
+
+impl From<Checkpoint> for CheckpointRecord {
+    /// A checkpoint without producer identities (unknown writers).
+    fn from(checkpoint: Checkpoint) -> Self {
+        CheckpointRecord {
+            checkpoint,
+            writers: None,
+        }
+    }
 }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::error::chain;
 use super::log::{apply_fetch, encode_checkpoints, Latest};
-use super::{Checkpoint, Error, Result};
+use super::{Checkpoint, CheckpointRecord, Error, Result};
 use crate::kafka::{self, ApiKey, Backoff, Cluster, OffsetSpec, ResponseError, TopicPartition, TopicSpec};
 
 /// The partition strait writes checkpoints to; the topic is created with just this one.
@@ -230,6 +230,16 @@ impl CheckpointStore {
     /// Records that do not decode are skipped with a warning naming their offset; a corrupt
     /// batch, a missing topic or a partition that stops making progress is an error.
     pub async fn load(&self) -> Result<HashMap<TopicPartition, Checkpoint>> {
+        Ok(self
+            .load_records()
+            .await?
+            .into_iter()
+            .map(|(tp, r)| (tp, r.checkpoint))
+            .collect())
+    }
+
+    /// [`Self::load`] with the producer identities each checkpoint records.
+    pub async fn load_records(&self) -> Result<HashMap<TopicPartition, CheckpointRecord>> {
         let partitions = self.partitions().await?;
         let mut latest = Latest::new(&self.replication_id);
         for partition in partitions {
@@ -365,11 +375,25 @@ impl CheckpointStore {
     /// A retried produce may store the batch twice; that is harmless, the values are the same.
     /// Within one call, a later checkpoint for the same partition wins. Every checkpoint must
     /// carry this store's replication id. An empty slice writes nothing.
+    ///
+    /// The checkpoints carry no producer identities: a partition resuming from one cannot
+    /// attribute anything the target holds beyond it. strait itself writes with
+    /// [`Self::write_records`].
     pub async fn write(&self, checkpoints: &[Checkpoint]) -> Result<()> {
+        let records: Vec<CheckpointRecord> = checkpoints.iter().cloned().map(CheckpointRecord::from).collect();
+        self.write_records(&records).await
+    }
+
+    /// [`Self::write`] for checkpoints with the producer identities written beyond them.
+    pub async fn write_records(&self, checkpoints: &[CheckpointRecord]) -> Result<()> {
         if checkpoints.is_empty() {
             return Ok(());
         }
-        if let Some(c) = checkpoints.iter().find(|c| c.replication_id != self.replication_id) {
+        if let Some(c) = checkpoints
+            .iter()
+            .map(|r| &r.checkpoint)
+            .find(|c| c.replication_id != self.replication_id)
+        {
             return Err(Error::ForeignReplicationId {
                 expected: self.replication_id.clone(),
                 found: c.replication_id.clone(),

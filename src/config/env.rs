@@ -235,6 +235,7 @@ mod tests {
         "heartbeats.interval_ms",
         "heartbeats.topic",
         "http.listen",
+        "on_foreign_writer",
         "on_target_reset",
         "replication.id",
         "shard.count",

@@ -69,6 +69,8 @@ pub struct Config {
     pub replication: ReplicationConfig,
     /// What to do when a target partition is behind its checkpoint.
     pub on_target_reset: OnTargetReset,
+    /// What to do when a target partition holds records strait did not write.
+    pub on_foreign_writer: OnForeignWriter,
     /// On SIGTERM, how long to flush in-flight batches and write checkpoints before aborting,
     /// in seconds.
     pub shutdown_grace_secs: u64,
@@ -97,6 +99,7 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             replication: ReplicationConfig::default(),
             on_target_reset: OnTargetReset::default(),
+            on_foreign_writer: OnForeignWriter::default(),
         }
     }
 }
@@ -371,6 +374,19 @@ pub enum OnTargetReset {
     ReplicateAgain,
 }
 
+/// What to do when a target partition holds records another producer wrote beyond strait's
+/// checkpoint: anything in a batch whose producer identity strait did not record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnForeignWriter {
+    /// Stop the partition with an error naming the foreign batch: an operator decides.
+    #[default]
+    Halt,
+    /// Leave the foreign records in place, count them, and replicate every source record after
+    /// them.
+    Skip,
+}
+
 /// Heartbeats: a small record written to a source topic at a fixed interval and replicated
 /// like any other, so end-to-end latency and liveness are measured even when no spans flow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -478,6 +494,20 @@ mod tests {
         assert_eq!((c.shard.index, c.shard.count), (0, 1));
         assert_eq!(c.alerts.retention_headroom_secs, 3600);
         assert_eq!(c.shutdown_grace(), Duration::from_secs(30));
+        assert_eq!(c.on_foreign_writer, OnForeignWriter::Halt);
+    }
+
+    #[test]
+    fn on_foreign_writer_is_set_from_env_and_a_bad_value_names_the_variable() {
+        let (c, warnings) = load(None, &[("STRAIT_ON_FOREIGN_WRITER", "skip")]).expect("loads");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.on_foreign_writer, OnForeignWriter::Skip);
+        let (c, _) = load(None, &[("STRAIT_ON_FOREIGN_WRITER", "halt")]).expect("loads");
+        assert_eq!(c.on_foreign_writer, OnForeignWriter::Halt);
+        let err = load(None, &[("STRAIT_ON_FOREIGN_WRITER", "ignore")]).expect_err("not a choice");
+        let msg = err.to_string();
+        assert!(msg.contains("STRAIT_ON_FOREIGN_WRITER"), "{msg}");
+        assert_eq!(err.exit_code(), 64);
     }
 
     #[test]

@@ -86,6 +86,75 @@ pub enum Error {
         checkpoint: i64,
         end: i64,
     },
+    /// The target partition holds records beyond strait's checkpoint that another producer
+    /// wrote: nothing was written after them and no source record was skipped on their account.
+    #[error(
+        "target {topic}/{partition}: offsets {first}..={last} hold {records} records of producer id {producer_id} \
+         (epoch {producer_epoch}), not written by strait: another producer writes to the target partition. \
+         The partition is halted and no source record was skipped. Stop the other producer, then either remove \
+         its records or set on_foreign_writer = \"skip\" (STRAIT_ON_FOREIGN_WRITER) to leave them in place and \
+         replicate every source record after them"
+    )]
+    ForeignWriter {
+        topic: String,
+        partition: i32,
+        first: i64,
+        last: i64,
+        producer_id: i64,
+        producer_epoch: i16,
+        records: i64,
+    },
+    /// The checkpoint was written by a strait that did not record its producer identities, and
+    /// the target holds records beyond it: they cannot be told from another producer's.
+    #[error(
+        "target {topic}/{partition}: offsets {first}..={last} beyond the checkpoint hold {records} records of \
+         producer id {producer_id} (epoch {producer_epoch}), and the checkpoint (written by an older strait) \
+         does not record which producer ids strait used, so they may be strait's or another producer's. \
+         The partition is halted and no source record was skipped. Set on_foreign_writer = \"skip\" \
+         (STRAIT_ON_FOREIGN_WRITER) to leave them in place and replicate the source again from the checkpoint \
+         (records an older strait wrote there then arrive twice; none is lost)"
+    )]
+    UnattributedTail {
+        topic: String,
+        partition: i32,
+        first: i64,
+        last: i64,
+        producer_id: i64,
+        producer_epoch: i16,
+        records: i64,
+    },
+    /// The records beyond the checkpoint alternate between strait and other producers more often
+    /// than one reconcile keeps track of.
+    #[error(
+        "target {topic}/{partition}: the records from offset {from} to {at} alternate between strait and other \
+         producers more than {max_runs} times; strait does not keep track of more. Stop the other producer, \
+         remove its records or set on_foreign_writer = \"halt\" (STRAIT_ON_FOREIGN_WRITER) to stop at the first"
+    )]
+    TailTooFragmented {
+        topic: String,
+        partition: i32,
+        from: i64,
+        at: i64,
+        max_runs: usize,
+    },
+    /// What the target holds beyond the checkpoint could not be read to its end.
+    #[error("target {topic}/{partition}: cannot read the records from offset {offset} to the end {end}: {reason}")]
+    TailUnreadable {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        end: i64,
+        reason: &'static str,
+    },
+    /// A batch of the target partition beyond the checkpoint is corrupt.
+    #[error("corrupt target batch in {topic}/{partition} at offset {offset}")]
+    TargetBatch {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        #[source]
+        source: batch::Error,
+    },
     /// A checkpoint could not be read or written.
     #[error("checkpoint for {topic}/{partition} failed")]
     Checkpoint {

@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::{Budget, LevelControl, WeightRule};
-use crate::checkpoint::{self, Checkpoint, CheckpointStore};
+use crate::checkpoint::{self, Checkpoint, CheckpointRecord, CheckpointStore};
 use crate::config::{Config, TopicFilter};
 use crate::kafka::{Backoff, Cluster, TopicPartition};
 use crate::telemetry;
@@ -68,10 +68,18 @@ pub fn drain_eta_secs(lag_records: i64, records_per_sec: f64) -> Option<f64> {
     }
 }
 
+/// What the last checkpoint written for a partition holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Written {
+    source: i64,
+    target: i64,
+    writers_generation: u64,
+}
+
 /// What a refresh needs to start partition tasks.
 struct Spawn<'a> {
     store: &'a Arc<CheckpointStore>,
-    checkpoints: &'a mut HashMap<TopicPartition, Checkpoint>,
+    checkpoints: &'a mut HashMap<TopicPartition, CheckpointRecord>,
     shutdown: &'a CancellationToken,
 }
 
@@ -139,6 +147,7 @@ impl Replicator {
             start_from: config.start_from,
             produce_timeout_ms: i32::try_from(config.target.request_timeout_ms).unwrap_or(i32::MAX),
             on_target_reset: config.on_target_reset,
+            on_foreign_writer: config.on_foreign_writer,
         });
         let shard = Shard {
             index: config.shard.index,
@@ -222,7 +231,7 @@ impl Replicator {
             cancel.drop_guard()
         });
         let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(self.config.checkpoint.interval_ms));
-        let mut written: BTreeMap<TopicPartition, (i64, i64)> = BTreeMap::new();
+        let mut written: BTreeMap<TopicPartition, Written> = BTreeMap::new();
         let mut tasks: JoinSet<(TopicPartition, Result<()>)> = JoinSet::new();
         let mut running: HashSet<TopicPartition> = HashSet::new();
         let mut topic_errors: BTreeMap<String, String> = BTreeMap::new();
@@ -266,6 +275,12 @@ impl Replicator {
                 }
                 _ = checkpoint_tick.tick() => tokio::select! {
                     // The final checkpoint after the drain covers a write cut short here.
+                    biased;
+                    _ = shutdown.cancelled() => break,
+                    _ = self.write_checkpoints(&store, &mut written) => {}
+                },
+                // A partition waits for a checkpoint naming its new producer identity.
+                _ = self.progress.checkpoint_wanted() => tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break,
                     _ = self.write_checkpoints(&store, &mut written) => {}
@@ -321,7 +336,7 @@ impl Replicator {
     async fn load_checkpoints(
         &self,
         shutdown: &CancellationToken,
-    ) -> Option<(Arc<CheckpointStore>, HashMap<TopicPartition, Checkpoint>)> {
+    ) -> Option<(Arc<CheckpointStore>, HashMap<TopicPartition, CheckpointRecord>)> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let timeout_ms = i32::try_from(self.config.target.request_timeout_ms).unwrap_or(i32::MAX);
         let mut last_error = String::new();
@@ -333,7 +348,10 @@ impl Replicator {
                     .ensure_topic(timeout_ms)
                     .await
                     .map_err(|source| Error::CheckpointStore { source })?;
-                let loaded = store.load().await.map_err(|source| Error::CheckpointStore { source })?;
+                let loaded = store
+                    .load_records()
+                    .await
+                    .map_err(|source| Error::CheckpointStore { source })?;
                 Ok::<_, Error>((store, loaded))
             };
             let outcome = tokio::select! {
@@ -396,42 +414,54 @@ impl Replicator {
         }
     }
 
-    /// Writes a checkpoint for every partition whose acknowledged position moved.
-    async fn write_checkpoints(&self, store: &CheckpointStore, written: &mut BTreeMap<TopicPartition, (i64, i64)>) {
+    /// Writes a checkpoint for every partition whose acknowledged position or producer
+    /// identities changed. Writes are sequential, so a later one always holds a later snapshot.
+    async fn write_checkpoints(&self, store: &CheckpointStore, written: &mut BTreeMap<TopicPartition, Written>) {
         let now = checkpoint::now_ms();
-        let due: Vec<Checkpoint> = self
+        let mut generations: Vec<(TopicPartition, Written)> = Vec::new();
+        let due: Vec<CheckpointRecord> = self
             .progress
             .snapshot()
             .into_iter()
-            .filter(|(tp, s)| {
-                s.checkpointable && written.get(tp) != Some(&(s.next_source_offset, s.next_target_offset))
-            })
             .filter_map(|(tp, s)| {
-                Some(Checkpoint {
-                    replication_id: store.replication_id().to_owned(),
-                    target_topic: s.target?.topic,
-                    source_topic: tp.topic,
-                    source_partition: tp.partition,
-                    next_source_offset: s.next_source_offset,
-                    next_target_offset: s.next_target_offset,
-                    writer_epoch: s.writer_epoch,
-                    wall_clock_ms: now,
-                })
+                let state = Written {
+                    source: s.next_source_offset,
+                    target: s.next_target_offset,
+                    writers_generation: s.writers_generation,
+                };
+                if !s.checkpointable || written.get(&tp) == Some(&state) {
+                    return None;
+                }
+                let record = CheckpointRecord {
+                    checkpoint: Checkpoint {
+                        replication_id: store.replication_id().to_owned(),
+                        target_topic: s.target?.topic,
+                        source_topic: tp.topic.clone(),
+                        source_partition: tp.partition,
+                        next_source_offset: s.next_source_offset,
+                        next_target_offset: s.next_target_offset,
+                        writer_epoch: s.writer_epoch,
+                        wall_clock_ms: now,
+                    },
+                    writers: Some(s.writers),
+                };
+                generations.push((tp, state));
+                Some(record)
             })
             .collect();
         if due.is_empty() {
             self.health.checkpoint_current();
             return;
         }
-        match store.write(&due).await {
+        match store.write_records(&due).await {
             Ok(()) => {
                 self.health.checkpoint_current();
-                for c in due {
-                    written.insert(
-                        TopicPartition::new(c.source_topic, c.source_partition),
-                        (c.next_source_offset, c.next_target_offset),
-                    );
-                }
+                self.progress.checkpoints_written(
+                    generations
+                        .iter()
+                        .map(|(tp, state)| (tp.clone(), state.writers_generation)),
+                );
+                written.extend(generations);
             }
             Err(e) => {
                 metrics::counter!(telemetry::CHECKPOINT_ERRORS).increment(1);

@@ -13,18 +13,29 @@ use tokio_util::sync::CancellationToken;
 use super::error::{Error, Result};
 use super::progress::{PartitionState, Progress};
 use super::reader::SourceReader;
-use super::resume::{plan_resume, Position, Resume, Tail};
+use super::resume::{
+    is_behind, Foreign, Position, Resume, Tail, TailBatch, TailError, TailPlan, TailScan, MAX_TAIL_RUNS,
+};
 use super::retention::Retention;
 use super::writer::SinkWriter;
 use crate::batch::{BatchBuilder, Record};
 use crate::budget::{Budget, LevelControl};
-use crate::checkpoint::{Checkpoint, CheckpointStore};
-use crate::config::{OnTargetReset, StartFrom};
-use crate::kafka::{Backoff, Cluster, OffsetSpec, ProducerIdentity, TopicPartition};
+use crate::checkpoint::{Checkpoint, CheckpointRecord, CheckpointStore};
+use crate::config::{OnForeignWriter, OnTargetReset, StartFrom};
+use crate::kafka::{Backoff, Cluster, OffsetSpec, ProducerIdentity, ResponseError, TopicPartition};
 use crate::telemetry;
 
 /// Fetch answers waiting for the writer. Small: the writer is the slow side when the link is.
 const CHUNK_QUEUE: usize = 2;
+/// First fetch size when reading the target beyond the checkpoint; the tail is read page by
+/// page, holding one answer at a time.
+const TAIL_FETCH_BYTES: i32 = 1 << 20;
+/// Largest fetch size tried when one target batch does not fit.
+const TAIL_FETCH_MAX_BYTES: i32 = 64 << 20;
+/// How long a tail fetch may wait: the records are there, so the broker answers at once.
+const TAIL_FETCH_WAIT_MS: i32 = 100;
+/// Consecutive empty answers below the listed end before reading the tail is given up.
+const TAIL_IDLE_FETCHES: u32 = 20;
 
 /// Settings shared by all partition tasks.
 #[derive(Clone, Debug)]
@@ -48,6 +59,7 @@ pub(crate) struct TaskSettings {
     pub(crate) start_from: StartFrom,
     pub(crate) produce_timeout_ms: i32,
     pub(crate) on_target_reset: OnTargetReset,
+    pub(crate) on_foreign_writer: OnForeignWriter,
 }
 
 /// Everything one partition task needs.
@@ -63,7 +75,7 @@ pub(crate) struct PartitionTask {
     pub(crate) progress: Arc<Progress>,
     pub(crate) cancel: CancellationToken,
     /// The partition's last checkpoint, if it was ever replicated.
-    pub(crate) checkpoint: Option<Checkpoint>,
+    pub(crate) checkpoint: Option<CheckpointRecord>,
     /// Where a fresh partition's first checkpoint is written before any data.
     pub(crate) store: Arc<CheckpointStore>,
     /// The source topic's retention as last read (the refresh loop keeps it current).
@@ -95,6 +107,15 @@ pub(super) enum Fetched {
         from: i64,
         to: i64,
     },
+}
+
+/// What a reconcile found beyond a position.
+#[derive(Debug)]
+enum Reconciled {
+    /// The target ends before the position, at this offset.
+    Behind(i64),
+    /// What the target holds beyond it, attributed.
+    Tail(TailPlan),
 }
 
 /// Why the writer stopped.
@@ -145,15 +166,18 @@ impl PartitionTask {
         let Some(mut resume) = self.resume().await? else {
             return Ok(());
         };
-        let writer_epoch = self.checkpoint.as_ref().map_or(0, |c| c.writer_epoch + 1);
+        // strait's producer identities that may have written beyond the position: those found in
+        // the tail, and the one in use.
+        let mut writers = resume.tail.writers.clone();
+        let writer_epoch = self.checkpoint.as_ref().map_or(0, |c| c.checkpoint.writer_epoch + 1);
         // The producer identity and the sequence of the first record at `resume.at`, when the
         // last pipeline's identity is still good (its batches can still be deduplicated).
         let mut carried: Option<(ProducerIdentity, i32)> = None;
         let mut backoff = Backoff::default();
         loop {
             tracing::info!(topic = %tp.topic, partition = tp.partition, source_offset = resume.at.source,
-                target_offset = resume.at.target, already_written = resume.already_written, target = %self.target_tp,
-                "partition replication starting");
+                target_offset = resume.at.target, already_written = resume.tail.own, foreign_records = resume.tail.foreign,
+                target = %self.target_tp, "partition replication starting");
             self.progress.update(tp, |s| {
                 s.state = PartitionState::Running;
                 s.next_source_offset = resume.at.source;
@@ -162,7 +186,12 @@ impl PartitionTask {
                 s.checkpointable = true;
             });
             let (producer, sequence) = match carried.take() {
-                Some((p, seq)) => (p, seq.wrapping_add(resume.already_written as i32) & i32::MAX),
+                Some((p, seq)) => {
+                    self.progress.set_writers(tp, &writers);
+                    // Everything strait wrote beyond the position since the last reconcile came
+                    // from this identity, in order.
+                    (p, seq.wrapping_add(resume.tail.own as i32) & i32::MAX)
+                }
                 None => {
                     let Some(p) = retry(&self.cancel, &self.target, &self.target_tp, "init producer id", || {
                         self.target.init_producer_id(self.settings.produce_timeout_ms)
@@ -172,6 +201,12 @@ impl PartitionTask {
                     else {
                         return Ok(());
                     };
+                    writers.push(p);
+                    // Its batches count as strait's only if a checkpoint names it: one must be
+                    // written before the first batch is sent.
+                    if !self.claim(&writers).await {
+                        return Ok(());
+                    }
                     (p, 0)
                 }
             };
@@ -189,13 +224,16 @@ impl PartitionTask {
                         _ = self.cancel.cancelled() => {}
                         _ = tokio::time::sleep(backoff.next_delay()) => {}
                     }
-                    let Some(end) = self.target_end(at.target).await? else {
-                        return Ok(());
+                    let tail = match self.reconcile(at, Some(&writers)).await? {
+                        None => return Ok(()),
+                        Some(Reconciled::Behind(end)) => return Err(self.target_behind(at, end)),
+                        Some(Reconciled::Tail(tail)) => tail,
                     };
-                    resume = match plan_resume(at, end) {
-                        Some(r) => r,
-                        None => return Err(self.target_behind(at, end)),
-                    };
+                    writers.clone_from(&tail.writers);
+                    if let Some((p, _)) = keep.filter(|(p, _)| !writers.contains(p)) {
+                        writers.push(p);
+                    }
+                    resume = Resume { at, tail };
                     carried = keep;
                 }
             }
@@ -204,6 +242,7 @@ impl PartitionTask {
 
     /// Runs the reader and the writer from `resume` until shutdown or a stop.
     async fn pipeline(&self, resume: Resume, producer: ProducerIdentity, sequence: i32) -> Result<(), Stop> {
+        let Resume { at, tail } = resume;
         let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
         // The reader also stops when the writer does (halt or resync), not only on shutdown.
         let reader_cancel = self.cancel.child_token();
@@ -222,9 +261,9 @@ impl PartitionTask {
             builder: BatchBuilder::new(self.max_batch_bytes),
             max_batch_bytes: self.max_batch_bytes,
             progress: Arc::clone(&self.progress),
-            acked: resume.at,
+            acked: at,
             acked_sequence: sequence,
-            tail: Tail::new(resume.already_written),
+            tail: Tail::new(tail.runs),
             producer,
             next_sequence: sequence,
             in_flight: VecDeque::new(),
@@ -238,30 +277,41 @@ impl PartitionTask {
             reader_cancel.cancel();
             written
         };
-        let (_, written) = tokio::join!(reader.run(resume.at.source, tx), write);
+        let (_, written) = tokio::join!(reader.run(at.source, tx), write);
         written
     }
 
-    /// The starting point: from the checkpoint, reconciled with the target's end; or, for a
-    /// partition never replicated, `start_from` on the source and the target's current end,
-    /// checkpointed before any data is written. `None` when cancelled first.
+    /// The starting point: from the checkpoint, reconciled with what the target holds beyond it;
+    /// or, for a partition never replicated, `start_from` on the source and the target's current
+    /// end, checkpointed before any data is written. `None` when cancelled first.
     async fn resume(&self) -> Result<Option<Resume>> {
-        let Some(end) = self.target_end(0).await? else {
-            return Ok(None);
-        };
-        if let Some(cp) = &self.checkpoint {
+        if let Some(record) = &self.checkpoint {
+            let cp = &record.checkpoint;
             let at = Position {
                 source: cp.next_source_offset,
                 target: cp.next_target_offset,
             };
-            match plan_resume(at, end) {
-                Some(r) => return Ok(Some(r)),
-                None if self.settings.on_target_reset == OnTargetReset::Halt => return Err(self.target_behind(at, end)),
-                None => tracing::warn!(topic = %self.source_tp.topic, partition = self.source_tp.partition,
+            // Shown while reconciling, and if the partition halts on what it finds.
+            self.progress.update(&self.source_tp, |s| {
+                s.next_source_offset = at.source;
+                s.next_target_offset = at.target;
+            });
+            match self.reconcile(at, record.writers.as_deref()).await? {
+                None => return Ok(None),
+                Some(Reconciled::Tail(tail)) => return Ok(Some(Resume { at, tail })),
+                Some(Reconciled::Behind(end)) if self.settings.on_target_reset == OnTargetReset::Halt => {
+                    return Err(self.target_behind(at, end))
+                }
+                Some(Reconciled::Behind(end)) => {
+                    tracing::warn!(topic = %self.source_tp.topic, partition = self.source_tp.partition,
                     checkpoint_target_offset = at.target, target_end = end,
-                    "target partition is behind its checkpoint: replicating it again (on_target_reset = replicate_again)"),
+                    "target partition is behind its checkpoint: replicating it again (on_target_reset = replicate_again)")
+                }
             }
         }
+        let Some(end) = self.target_end(0).await? else {
+            return Ok(None);
+        };
         let spec = match self.settings.start_from {
             StartFrom::Earliest => OffsetSpec::Earliest,
             StartFrom::Latest => OffsetSpec::Latest,
@@ -275,25 +325,220 @@ impl PartitionTask {
             return Ok(None);
         };
         let at = Position { source, target: end };
-        let first = Checkpoint {
-            replication_id: self.store.replication_id().to_owned(),
-            source_topic: self.source_tp.topic.clone(),
-            source_partition: self.source_tp.partition,
-            target_topic: self.target_tp.topic.clone(),
-            next_source_offset: at.source,
-            next_target_offset: at.target,
-            writer_epoch: self.checkpoint.as_ref().map_or(0, |c| c.writer_epoch + 1),
-            wall_clock_ms: crate::checkpoint::now_ms(),
+        let first = CheckpointRecord {
+            checkpoint: Checkpoint {
+                replication_id: self.store.replication_id().to_owned(),
+                source_topic: self.source_tp.topic.clone(),
+                source_partition: self.source_tp.partition,
+                target_topic: self.target_tp.topic.clone(),
+                next_source_offset: at.source,
+                next_target_offset: at.target,
+                writer_epoch: self.checkpoint.as_ref().map_or(0, |c| c.checkpoint.writer_epoch + 1),
+                wall_clock_ms: crate::checkpoint::now_ms(),
+            },
+            // Nothing of strait's is beyond the target's end yet.
+            writers: Some(Vec::new()),
         };
         self.store
-            .write(std::slice::from_ref(&first))
+            .write_records(std::slice::from_ref(&first))
             .await
             .map_err(|source| Error::Checkpoint {
                 topic: self.source_tp.topic.clone(),
                 partition: self.source_tp.partition,
                 source,
             })?;
-        Ok(Some(Resume { at, already_written: 0 }))
+        Ok(Some(Resume {
+            at,
+            tail: TailPlan::default(),
+        }))
+    }
+
+    /// Reads what the target holds beyond `at` and attributes it by producer identity: `known`
+    /// are strait's (`None`: the checkpoint does not record them). `None` when cancelled first.
+    async fn reconcile(&self, at: Position, known: Option<&[ProducerIdentity]>) -> Result<Option<Reconciled>> {
+        let Some(end) = self.target_end(at.target).await? else {
+            return Ok(None);
+        };
+        if is_behind(at, end) {
+            return Ok(Some(Reconciled::Behind(end)));
+        }
+        let mut scan = TailScan::new(at.target, end, known, self.settings.on_foreign_writer);
+        if !self.read_tail(&mut scan, end).await? {
+            return Ok(None);
+        }
+        let tail = match scan.finish() {
+            Ok(tail) => tail,
+            Err(TailError::Foreign(f)) => return Err(self.foreign_writer(f)),
+            Err(TailError::TooManyRuns { at: stopped }) => {
+                return Err(Error::TailTooFragmented {
+                    topic: self.target_tp.topic.clone(),
+                    partition: self.target_tp.partition,
+                    from: at.target,
+                    at: stopped,
+                    max_runs: MAX_TAIL_RUNS,
+                })
+            }
+        };
+        if tail.foreign > 0 {
+            let unattributed = known.is_none();
+            tracing::warn!(topic = %self.source_tp.topic, partition = self.source_tp.partition, target = %self.target_tp,
+                from = at.target, end, foreign_records = tail.foreign, strait_records = tail.own, unattributed,
+                "the target partition holds records strait did not write: left in place (on_foreign_writer = skip), \
+                 every source record is still replicated");
+        }
+        Ok(Some(Reconciled::Tail(tail)))
+    }
+
+    /// Feeds `scan` the batch headers of the target partition from its position to its end,
+    /// one bounded fetch at a time. `false` when cancelled first.
+    async fn read_tail(&self, scan: &mut TailScan, end: i64) -> Result<bool> {
+        let mut max_bytes = TAIL_FETCH_BYTES;
+        let mut idle = 0;
+        while !scan.done() {
+            let offset = scan.next_offset();
+            let fetched = retry(&self.cancel, &self.target, &self.target_tp, "read target tail", || {
+                self.target
+                    .fetch(&self.target_tp, offset, max_bytes, TAIL_FETCH_WAIT_MS)
+            })
+            .await;
+            let fetched = match fetched {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(false),
+                Err(e) if e.code() == Some(ResponseError::OffsetOutOfRange) => {
+                    let Some(start) = retry(&self.cancel, &self.target, &self.target_tp, "list offsets", || {
+                        self.target.list_offset(&self.target_tp, OffsetSpec::Earliest)
+                    })
+                    .await
+                    .map_err(|e| kafka_err("target", "list offsets", &self.target_tp, offset, e))?
+                    else {
+                        return Ok(false);
+                    };
+                    if start > offset {
+                        self.deleted_unread(scan, start, end);
+                    } else {
+                        // Past the log's end: it was truncated since its end was listed.
+                        scan.ends_at(offset);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(kafka_err("target", "read target tail", &self.target_tp, offset, e)),
+            };
+            if fetched.log_start_offset > offset {
+                self.deleted_unread(scan, fetched.log_start_offset, end);
+                if scan.done() {
+                    continue;
+                }
+            }
+            let had_bytes = !fetched.records.is_empty();
+            let mut batches = crate::batch::batches(fetched.records);
+            for batch in batches.by_ref() {
+                let batch = batch.map_err(|source| Error::TargetBatch {
+                    topic: self.target_tp.topic.clone(),
+                    partition: self.target_tp.partition,
+                    offset: scan.next_offset(),
+                    source,
+                })?;
+                scan.push(TailBatch::of(&batch.header));
+                if scan.done() {
+                    break;
+                }
+            }
+            if scan.done() || scan.next_offset() > offset {
+                idle = 0;
+                continue;
+            }
+            if had_bytes && batches.consumed() == 0 && batches.truncated_tail() > 0 {
+                // One batch larger than the fetch: ask for more, up to a hard limit.
+                if max_bytes >= TAIL_FETCH_MAX_BYTES {
+                    return Err(self.tail_unreadable(offset, end, "a batch larger than 64 MiB"));
+                }
+                max_bytes = max_bytes.saturating_mul(2).min(TAIL_FETCH_MAX_BYTES);
+                continue;
+            }
+            let visible_end = match fetched.last_stable_offset {
+                lso if lso >= 0 => lso.min(fetched.high_watermark),
+                _ => fetched.high_watermark,
+            };
+            if visible_end <= offset {
+                // The log ends here after all (truncated since its end was listed).
+                scan.ends_at(offset);
+                continue;
+            }
+            idle += 1;
+            if idle >= TAIL_IDLE_FETCHES {
+                return Err(self.tail_unreadable(offset, end, "the target answers no records below its end"));
+            }
+        }
+        Ok(true)
+    }
+
+    /// The target's log starts at `start`, after the scan's position: what lay between was
+    /// deleted before it could be attributed.
+    fn deleted_unread(&self, scan: &mut TailScan, start: i64, end: i64) {
+        let from = scan.next_offset();
+        let deleted = scan.deleted_until(start);
+        if deleted > 0 {
+            tracing::warn!(topic = %self.source_tp.topic, partition = self.source_tp.partition, target = %self.target_tp,
+                from, to = from + deleted - 1, end, "target records beyond the checkpoint were deleted (retention or \
+                DeleteRecords) before strait could tell who wrote them: the source records they may hold are written \
+                again (duplicates, never a loss)");
+        }
+    }
+
+    fn tail_unreadable(&self, offset: i64, end: i64, reason: &'static str) -> Error {
+        Error::TailUnreadable {
+            topic: self.target_tp.topic.clone(),
+            partition: self.target_tp.partition,
+            offset,
+            end,
+            reason,
+        }
+    }
+
+    fn foreign_writer(&self, f: Foreign) -> Error {
+        let (topic, partition) = (self.target_tp.topic.clone(), self.target_tp.partition);
+        let (first, last, producer_id, producer_epoch, records) =
+            (f.first, f.last, f.producer.id, f.producer.epoch, f.records);
+        if f.unattributed {
+            Error::UnattributedTail {
+                topic,
+                partition,
+                first,
+                last,
+                producer_id,
+                producer_epoch,
+                records,
+            }
+        } else {
+            Error::ForeignWriter {
+                topic,
+                partition,
+                first,
+                last,
+                producer_id,
+                producer_epoch,
+                records,
+            }
+        }
+    }
+
+    /// Puts `writers` in the partition's checkpoint and waits until a checkpoint holding them
+    /// is written (the main loop writes it at once). `false` when cancelled first.
+    async fn claim(&self, writers: &[ProducerIdentity]) -> bool {
+        let generation = self.progress.set_writers(&self.source_tp, writers);
+        self.progress.want_checkpoint();
+        loop {
+            let written = self.progress.checkpoint_written();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            if self.progress.writers_checkpointed(&self.source_tp) >= generation {
+                return true;
+            }
+            tokio::select! {
+                _ = self.cancel.cancelled() => return false,
+                _ = written => {}
+            }
+        }
     }
 
     /// The target partition's log end. `None` when cancelled first.

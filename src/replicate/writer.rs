@@ -60,7 +60,8 @@ pub(super) struct SinkWriter {
     pub(super) acked: Position,
     /// The producer sequence of the first record at `acked`.
     pub(super) acked_sequence: i32,
-    /// Records the target already holds beyond `acked` (written before a crash): dropped.
+    /// What the target already holds beyond `acked`: strait's own records (written before a
+    /// crash or a lost answer) are dropped from the source, other producers' passed over.
     pub(super) tail: Tail,
     pub(super) producer: ProducerIdentity,
     /// The sequence of the next batch to send.
@@ -173,6 +174,7 @@ impl SinkWriter {
                 // Written by an earlier attempt whose acknowledgement was lost: replicated all the same.
                 self.acknowledge(self.acked, absorbed, 0, 0);
             }
+            self.count_foreign();
             pending_source_bytes += chunk.source_bytes;
             pushed_until = chunk.next_offset;
             self.trim_memory();
@@ -247,7 +249,16 @@ impl SinkWriter {
         }
         self.progress
             .update(&self.source_tp, |s| s.gap_records += missing as u64);
+        self.count_foreign();
         self.acknowledge(self.acked, 0, 0, 0);
+    }
+
+    /// Counts the records of other producers the position just moved past.
+    fn count_foreign(&mut self) {
+        let passed = self.tail.take_foreign_passed();
+        if passed > 0 {
+            metrics::counter!(telemetry::FOREIGN_RECORDS, &self.labels).increment(passed as u64);
+        }
     }
 
     /// Builds the builder's records into one batch and puts it on the wire (waiting first for
@@ -364,10 +375,13 @@ impl SinkWriter {
                 );
                 Ok(())
             }
+            // Something else took offsets at or after `expected`: the reconcile that follows
+            // reads who wrote what there before anything else is written.
             Ok(ack) => Err(Stop::Resync {
                 at: self.acked,
                 why: format!(
-                    "batch landed at offset {} instead of {expected}: another producer writes to the target partition",
+                    "batch landed at offset {} instead of {expected}: the target partition holds records strait \
+                     did not expect there",
                     ack.base_offset
                 ),
                 keep: None,
