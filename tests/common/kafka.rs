@@ -157,8 +157,18 @@ fn free_port() -> u16 {
     }
 }
 
-/// A KRaft cluster id: 16 random bytes in unpadded base64url, as Kafka's `random-uuid` prints.
+/// A KRaft cluster id: 16 random bytes in unpadded base64url, as Kafka's `random-uuid` prints,
+/// starting with a letter (the format tool would read a leading `-` as an option).
 fn cluster_id() -> String {
+    loop {
+        let id = random_uuid();
+        if id.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            return id;
+        }
+    }
+}
+
+fn random_uuid() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bytes: [u8; 16] = rand::random();
     let mut bits = 0u32;
