@@ -1,20 +1,14 @@
 #!/usr/bin/env bash
-# Installs what strait's quickstart, tests and benches need and this machine lacks:
-# the local Kafka-compatible broker (nisshi, cached under ~/.cargo/bin) and Debian packages.
-# Safe to run again: everything already present is skipped.
+# Installs what strait's quickstart, tests and benches need and this machine lacks: Debian
+# packages, and Apache Kafka (broker, tools, MirrorMaker 2) as jars from Maven Central into a
+# cache outside the repository (~/.cache/strait/kafka-VERSION; the version is pinned in
+# tools/kafka/pom.xml). Safe to run again: everything already present is skipped quietly.
 set -euo pipefail
 
-NISSHI_VERSION=0.8.1
-TANSU_VERSION=0.6.0
-CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$ROOT/tools/kafka/env.sh"
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
-
-have_broker() {
-  [ -x "$CARGO_BIN/nisshi" ] && "$CARGO_BIN/nisshi" --version 2>/dev/null | grep -q "$NISSHI_VERSION" && return 0
-  [ -x "$CARGO_BIN/tansu" ] && return 0
-  return 1
-}
 
 install_debian() {
   local missing=()
@@ -26,18 +20,19 @@ install_debian() {
   apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# Build tools for librdkafka (the independent test client) and the broker.
-install_debian build-essential pkg-config iproute2 python3 curl
+# Build tools for librdkafka (the independent test client); Java 17 and Maven for Apache Kafka.
+install_debian build-essential pkg-config iproute2 python3 curl openjdk-17-jre-headless maven
 
-if have_broker; then
-  log "broker present: $(ls "$CARGO_BIN" | grep -E '^(nisshi|tansu)$' | tr '\n' ' ')"
-elif rustup toolchain list 2>/dev/null | grep -q nightly; then
-  # nisshi needs a newer rustc than stable here; the nightly toolchain builds it (~25 min, once).
-  log "building nisshi $NISSHI_VERSION with the nightly toolchain (slow, cached afterwards)"
-  cargo +nightly install "nisshi@$NISSHI_VERSION" --locked --no-default-features --features dynostore,libsql
-else
-  log "no nightly toolchain: building the fallback broker tansu $TANSU_VERSION"
-  cargo install "tansu@$TANSU_VERSION" --locked --no-default-features --features libsql
+# Apache Kafka from Maven Central: the jars of tools/kafka/pom.xml and their dependencies,
+# copied into one folder (about 55 MB, under a minute on a fresh machine).
+if ! kafka_installed; then
+  log "resolving Apache Kafka $KAFKA_VERSION from Maven Central into $KAFKA_HOME"
+  rm -rf "$KAFKA_HOME/libs"
+  mkdir -p "$KAFKA_HOME"
+  mvn -q -B -f "$ROOT/tools/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME/libs"
+  touch "$KAFKA_HOME/.complete"
+  log "Apache Kafka $KAFKA_VERSION installed ($(ls "$KAFKA_HOME/libs" | wc -l) jars)"
 fi
 
 # Offline validators for the deploy files (scripts/validate-deploy.sh): Kubernetes schemas for

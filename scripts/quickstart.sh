@@ -14,7 +14,7 @@ log() { printf '\n==> %s\n' "$*"; }
 
 bash scripts/install-deps.sh
 log "building strait"
-cargo build --quiet --bin strait
+cargo build --quiet --locked --bin strait
 STRAIT="$ROOT/target/debug/strait"
 
 strait_pid=""

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 
-use common::{Broker, Storage};
+use common::Kafka;
 use strait::checkpoint::{decode_key, decode_value, encode_key, Checkpoint, CheckpointStore, Error};
 use strait::kafka::{Cluster, TopicPartition};
 
@@ -68,7 +68,7 @@ async fn describe(bootstrap: &str, topic: &str) -> BTreeMap<String, Option<Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_survive_in_a_compacted_topic_per_replication_id() {
-    let Some(b) = Broker::start(Storage::Memory).await else {
+    let Some(b) = Kafka::single().await else {
         return;
     };
     let bootstrap = b.bootstrap();

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Broker, Rec, Storage};
+use common::{Kafka, Rec};
 use strait::kafka::{Cluster, OffsetSpec, TopicPartition};
 
 const PARTITIONS: i32 = 3;
@@ -80,10 +80,10 @@ async fn target_total(cluster: &Cluster, topic: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_cycles_lose_nothing_and_duplicate_nothing() {
-    let Some(source) = Broker::start(Storage::Memory).await else {
+    let Some(source) = Kafka::single().await else {
         return;
     };
-    let Some(target) = Broker::start(Storage::Memory).await else {
+    let Some(target) = Kafka::single().await else {
         return;
     };
     let topic = common::topic("eos");

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Broker, Rec, Storage, Strait};
+use common::{Kafka, Rec, Strait};
 use strait::replicate::PartitionState;
 
 fn now_ms() -> i64 {
@@ -30,10 +30,10 @@ fn numbered(i: usize, size: usize) -> Rec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_restart_mid_run_loses_and_duplicates_nothing() {
-    let Some(source) = Broker::start(Storage::Memory).await else {
+    let Some(source) = Kafka::single().await else {
         return;
     };
-    let Some(mut target) = Broker::start(Storage::Sqlite).await else {
+    let Some(mut target) = Kafka::single().await else {
         return;
     };
     let topic = common::topic("restart");
@@ -98,10 +98,10 @@ async fn target_restart_mid_run_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_created_after_start_is_replicated_under_its_prefix() {
-    let Some(source) = Broker::start(Storage::Memory).await else {
+    let Some(source) = Kafka::single().await else {
         return;
     };
-    let Some(target) = Broker::start(Storage::Memory).await else {
+    let Some(target) = Kafka::single().await else {
         return;
     };
     let base = common::topic("late");
@@ -135,10 +135,10 @@ async fn topic_created_after_start_is_replicated_under_its_prefix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_larger_than_the_target_accepts_halts_only_its_partition() {
-    let Some(source) = Broker::start(Storage::Memory).await else {
+    let Some(source) = Kafka::single().await else {
         return;
     };
-    let Some(target) = Broker::start(Storage::Memory).await else {
+    let Some(target) = Kafka::single().await else {
         return;
     };
     let topic = common::topic("large");
@@ -192,10 +192,10 @@ async fn source_truncated_while_stopped_is_a_counted_gap_without_duplicates() {
     use rdkafka::client::DefaultClientContext;
     use rdkafka::{Offset, TopicPartitionList};
 
-    let Some(source) = Broker::start(Storage::Memory).await else {
+    let Some(source) = Kafka::single().await else {
         return;
     };
-    let Some(target) = Broker::start(Storage::Memory).await else {
+    let Some(target) = Kafka::single().await else {
         return;
     };
     let topic = common::topic("gap");
@@ -257,10 +257,10 @@ async fn source_truncated_while_stopped_is_a_counted_gap_without_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_flow_end_to_end_without_any_data() {
-    let Some(source) = Broker::start(Storage::Memory).await else {
+    let Some(source) = Kafka::single().await else {
         return;
     };
-    let Some(target) = Broker::start(Storage::Memory).await else {
+    let Some(target) = Kafka::single().await else {
         return;
     };
     let hb = common::topic("hb");
@@ -296,10 +296,10 @@ async fn target_behind_its_checkpoint_halts_unless_told_to_replicate_again() {
     use rdkafka::admin::{AdminClient, AdminOptions};
     use rdkafka::client::DefaultClientContext;
 
-    let Some(source) = Broker::start(Storage::Memory).await else {
+    let Some(source) = Kafka::single().await else {
         return;
     };
-    let Some(target) = Broker::start(Storage::Memory).await else {
+    let Some(target) = Kafka::single().await else {
         return;
     };
     let topic = common::topic("reset");
@@ -356,10 +356,10 @@ async fn target_behind_its_checkpoint_halts_unless_told_to_replicate_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_partitions_share_a_small_fetch_buffer_without_stalling() {
-    let Some(source) = Broker::start(Storage::Memory).await else {
+    let Some(source) = Kafka::single().await else {
         return;
     };
-    let Some(target) = Broker::start(Storage::Memory).await else {
+    let Some(target) = Kafka::single().await else {
         return;
     };
     let topic = common::topic("buffer");

@@ -18,7 +18,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
-use common::{first_occurrences, Broker, Rec, Storage, Strait};
+use common::{first_occurrences, Kafka, Rec, Strait};
 
 const PARTITIONS: i32 = 4;
 const BROKERS: i32 = 3;
@@ -266,7 +266,7 @@ async fn assert_replicated(mock: &Mock, target: &str, topic: &str, writer: &Writ
 /// and live writes, every record on the target with key, value, headers and timestamp intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snappy_batches_from_three_brokers_arrive_whole_and_in_order() {
-    let Some(target) = Broker::start(Storage::Memory).await else {
+    let Some(target) = Kafka::single().await else {
         return;
     };
     let (mock, topic) = mock_source("mock-snappy");
@@ -310,7 +310,7 @@ async fn snappy_batches_from_three_brokers_arrive_whole_and_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_moves_fetch_errors_and_a_broker_outage_lose_nothing() {
     use RDKafkaRespErr::*;
-    let Some(target) = Broker::start(Storage::Memory).await else {
+    let Some(target) = Kafka::single().await else {
         return;
     };
     let (mock, topic) = mock_source("mock-faults");
@@ -412,7 +412,7 @@ async fn leader_moves_fetch_errors_and_a_broker_outage_lose_nothing() {
 /// and fetches are all slow, replication still completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_broker_answers_only_slow_replication_down() {
-    let Some(target) = Broker::start(Storage::Memory).await else {
+    let Some(target) = Kafka::single().await else {
         return;
     };
     let (mock, topic) = mock_source("mock-slow");
@@ -464,7 +464,7 @@ fn large_record(partition: i32, i: usize) -> Rec {
 /// than asked (a broker returns a whole first batch regardless), and replication still moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_answers_larger_than_asked_are_replicated() {
-    let Some(target) = Broker::start(Storage::Memory).await else {
+    let Some(target) = Kafka::single().await else {
         return;
     };
     let (mock, topic) = mock_source("mock-big");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use common::{client_config, create_topic, producer, send_all, Broker, Rec, Storage};
+use common::{client_config, create_topic, producer, send_all, Kafka, Rec};
 
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -115,10 +115,10 @@ impl Drop for Running {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_serves_ops_endpoints_follows_the_target_and_checkpoints_on_sigterm() {
-    let Some(source) = Broker::start(Storage::Memory).await else {
+    let Some(source) = Kafka::single().await else {
         return;
     };
-    let Some(mut target) = Broker::start(Storage::Sqlite).await else {
+    let Some(mut target) = Kafka::single().await else {
         return;
     };
     let topic = common::topic("ops");
@@ -293,10 +293,10 @@ async fn binary_serves_ops_endpoints_follows_the_target_and_checkpoints_on_sigte
 
 #[tokio::test]
 async fn plan_prints_the_mapping_and_creates_nothing() {
-    let Some(source) = Broker::start(Storage::Memory).await else {
+    let Some(source) = Kafka::single().await else {
         return;
     };
-    let Some(target) = Broker::start(Storage::Memory).await else {
+    let Some(target) = Kafka::single().await else {
         return;
     };
     let topic = common::topic("plan");

@@ -7,14 +7,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Broker, Rec, Storage, Strait};
+use common::{Kafka, Rec, Strait};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_arrives_byte_identical_and_in_order() {
-    let Some(source) = Broker::start(Storage::Memory).await else {
+    let Some(source) = Kafka::single().await else {
         return;
     };
-    let Some(target) = Broker::start(Storage::Memory).await else {
+    let Some(target) = Kafka::single().await else {
         return;
     };
     let topic = common::topic("fidelity");
@@ -61,10 +61,10 @@ async fn every_record_arrives_byte_identical_and_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_batches_are_zstd_at_the_configured_level_and_merged() {
-    let Some(source) = Broker::start(Storage::Memory).await else {
+    let Some(source) = Kafka::single().await else {
         return;
     };
-    let Some(target) = Broker::start(Storage::Memory).await else {
+    let Some(target) = Kafka::single().await else {
         return;
     };
     let topic = common::topic("wire");
@@ -144,10 +144,10 @@ async fn target_batches_are_zstd_at_the_configured_level_and_merged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_partitions_share_a_batch_memory_of_two_batches() {
-    let Some(source) = Broker::start(Storage::Memory).await else {
+    let Some(source) = Kafka::single().await else {
         return;
     };
-    let Some(target) = Broker::start(Storage::Memory).await else {
+    let Some(target) = Kafka::single().await else {
         return;
     };
     let topic = common::topic("memory");

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Broker, Rec, Storage, Strait};
+use common::{Kafka, Rec, Strait};
 use strait::budget::{Budget, LevelControl};
 use strait::http::{Endpoints, PartitionReport, StatusInfo};
 use strait::replicate::{Health, Progress};
@@ -57,11 +57,11 @@ fn partition(e: &Endpoints, topic: &str) -> Option<PartitionReport> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_near_source_retention_are_at_risk_until_the_target_takes_them() {
-    let Some(source) = Broker::start(Storage::Memory).await else {
+    let Some(source) = Kafka::single().await else {
         return;
     };
     // sqlite: the target keeps its data (and strait's checkpoints) across its restart.
-    let Some(mut target) = Broker::start(Storage::Sqlite).await else {
+    let Some(mut target) = Kafka::single().await else {
         return;
     };
     let topic = common::topic("retention");

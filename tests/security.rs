@@ -1,7 +1,7 @@
-//! TLS and SASL against real nisshi brokers: a throwaway CA made here with rcgen, nisshi's TLS
-//! listener, and SCRAM-SHA-512 users created with nisshi's own tool. Data is written and checked
-//! with librdkafka on plaintext brokers; TLS and SCRAM brokers sit in the middle of the chain,
-//! so strait's fetch and produce paths both cross them.
+//! TLS and SASL against Apache Kafka: a throwaway CA made here with rcgen, Kafka's TLS listener
+//! with that CA's certificate, and SCRAM-SHA-512 users created when the storage is formatted.
+//! Data is written and checked with librdkafka on the clusters' plaintext listeners; strait
+//! talks to the secured ones, and its fetch and produce paths both cross TLS.
 
 mod common;
 
@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
 
-use common::{Broker, Rec, Storage, Strait};
+use common::{BrokerTls, Kafka, KafkaSpec, Protocol, Rec, Strait};
 use strait::config::{ClusterConfig, SaslMechanism, Secret};
-use strait::kafka::{Cluster, OffsetSpec, Security, TopicPartition};
+use strait::kafka::{Cluster, OffsetSpec, TopicPartition};
 
 const PASSWORD: &str = "Tr0ub4dor-s3cret-7f3a";
 const WRONG_PASSWORD: &str = "not-the-password-91c2";
@@ -125,12 +125,23 @@ fn scram_cluster(bootstrap: &str, password: &str) -> ClusterConfig {
     c
 }
 
-fn tls_broker_args(cert: &str, key: &str) -> Vec<String> {
-    vec!["--cert".into(), cert.into(), "--key".into(), key.into()]
+/// A one-node cluster whose client listener is TLS with this certificate.
+async fn tls_kafka(cert: &str, key: &str, ca: &str) -> Option<Kafka> {
+    Kafka::start(KafkaSpec {
+        protocol: Protocol::Ssl,
+        tls: Some(BrokerTls {
+            cert: cert.into(),
+            key: key.into(),
+            ca: ca.into(),
+            client_auth: false,
+        }),
+        ..KafkaSpec::default()
+    })
+    .await
 }
 
 fn records(n: usize, partition: i32) -> Vec<Rec> {
-    // Recent timestamps: a sqlite broker deletes records older than retention at a restart.
+    // Recent timestamps: retention (7 days by default) must not delete them.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -196,17 +207,13 @@ async fn tls_on_both_sides_with_a_throwaway_ca_and_bad_certificates_fail_fast() 
     let (cert, key) = pki.leaf(&ca, "broker", &["127.0.0.1", "broker.test"], false);
     let (client_cert, client_key) = pki.leaf(&ca, "client", &["strait.client"], false);
 
-    let mut probe = ClusterConfig::default();
-    probe.tls.enabled = true;
-    probe.tls.ca_file = ca_file.clone();
-    let probe = Security::from_config("probe", &probe).expect("probe security");
-    let Some(a) = Broker::start(Storage::Memory).await else {
+    let Some(a) = Kafka::single().await else {
         return;
     };
-    let Some(b) = Broker::start_with(Storage::Memory, &tls_broker_args(&cert, &key), Some(probe)).await else {
+    let Some(b) = tls_kafka(&cert, &key, &ca_file).await else {
         return;
     };
-    let Some(c) = Broker::start(Storage::Memory).await else {
+    let Some(c) = Kafka::single().await else {
         return;
     };
 
@@ -277,7 +284,7 @@ async fn tls_on_both_sides_with_a_throwaway_ca_and_bad_certificates_fail_fast() 
     }
 
     // Wrong host name: the certificate does not list "localhost".
-    let by_name = format!("localhost:{}", b.port);
+    let by_name = format!("localhost:{}", b.port());
     let (out, took) = strait_bin(&["run"], &tls_env(by_name.clone(), &ca_file));
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(69), "{msg}");
@@ -305,8 +312,7 @@ async fn expired_broker_certificate_fails_fast_with_69() {
     let ca = pki.ca("ca");
     let ca_file = path_str(&pki.path("ca.pem"));
     let (cert, key) = pki.leaf(&ca, "broker", &["127.0.0.1"], true);
-    // The probe cannot pass TLS, so wait for the port only.
-    let Some(b) = Broker::start_with(Storage::Memory, &tls_broker_args(&cert, &key), None).await else {
+    let Some(b) = tls_kafka(&cert, &key, &ca_file).await else {
         return;
     };
     let (out, took) = strait_bin(
@@ -330,16 +336,24 @@ async fn expired_broker_certificate_fails_fast_with_69() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scram_sha512_source_replicates_and_the_password_never_shows() {
     let logs = captured_logs();
-    // Records and the user go in while the broker runs without authentication.
-    let Some(mut s) = Broker::start_with(Storage::Sqlite, &[], Some(Security::plaintext())).await else {
+    // The user is created when the storage is formatted; records go in through the
+    // plaintext listener, strait reads through the SCRAM one.
+    let Some(s) = Kafka::start(KafkaSpec {
+        protocol: Protocol::SaslPlaintext,
+        mechanisms: vec!["SCRAM-SHA-512".into()],
+        users: vec![("strait".into(), PASSWORD.into())],
+        ..KafkaSpec::default()
+    })
+    .await
+    else {
         return;
     };
-    let Some(t) = Broker::start(Storage::Memory).await else {
+    let Some(t) = Kafka::single().await else {
         return;
     };
     let topic = common::topic("scram");
-    common::create_topic(&s.bootstrap(), &topic, 2, &[]).await;
-    let producer = common::producer(&s.bootstrap(), &[]);
+    common::create_topic(&s.plain_bootstrap(), &topic, 2, &[]).await;
+    let producer = common::producer(&s.plain_bootstrap(), &[]);
     let mut sent = BTreeMap::new();
     for p in 0..2 {
         let recs = records(40, p);
@@ -347,10 +361,7 @@ async fn scram_sha512_source_replicates_and_the_password_never_shows() {
         sent.insert(p, recs);
     }
     drop(producer);
-    s.create_user("scram512", "strait", PASSWORD);
     let source = scram_cluster(&s.bootstrap(), PASSWORD);
-    let probe = Security::from_config("source", &source).expect("sasl");
-    s.restart_with(&["--authentication".to_owned()], Some(probe)).await;
 
     let mut config = common::config(&s.bootstrap(), &t.bootstrap(), &topic);
     config.source = source;

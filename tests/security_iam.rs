@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Broker, Rec, Storage};
+use common::{Kafka, Rec};
 use sasl_gateway::{Gateway, GatewayConfig};
 use strait::auth::{MskIamTokens, TokenCache};
 use strait::config::{ClusterConfig, SaslMechanism, Secret};
@@ -27,7 +27,7 @@ const SECRET_ACCESS_KEY: &str = "strait/Test+Secret0Key9zXq1w2e3r4t5y6u7i8o";
 const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEStraitTestSessionToken0123456789";
 const WRONG_SECRET: &str = "wrong/Secret+Key0aB1cD2eF3gH4iJ5kL6mN7oP8q";
 
-fn gateway_config(broker: &Broker, session_lifetime_ms: i64) -> GatewayConfig {
+fn gateway_config(broker: &Kafka, session_lifetime_ms: i64) -> GatewayConfig {
     GatewayConfig {
         broker: broker.bootstrap(),
         region: REGION.into(),
@@ -135,10 +135,10 @@ fn iam_env(source: &str, target: &str, topic: &str, secret: &str) -> Vec<(&'stat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn msk_iam_target_through_the_gateway_reauthenticates_and_loses_nothing() {
-    let Some(a) = Broker::start(Storage::Memory).await else {
+    let Some(a) = Kafka::single().await else {
         return;
     };
-    let Some(b) = Broker::start(Storage::Memory).await else {
+    let Some(b) = Kafka::single().await else {
         return;
     };
     // Temporary credentials (as web identity or an instance role give): the session token
@@ -272,7 +272,7 @@ async fn msk_iam_target_through_the_gateway_reauthenticates_and_loses_nothing() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_refreshed_before_a_shortened_expiry_and_in_flight_requests_survive_reauthentication() {
-    let Some(b) = Broker::start(Storage::Memory).await else {
+    let Some(b) = Kafka::single().await else {
         return;
     };
     // Sessions of 1 s; the gateway refuses tokens signed more than 3 s ago, and the cache treats
@@ -345,10 +345,10 @@ async fn tokens_are_refreshed_before_a_shortened_expiry_and_in_flight_requests_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_aws_credentials_exit_77_naming_cluster_broker_step_and_fix() {
-    let Some(a) = Broker::start(Storage::Memory).await else {
+    let Some(a) = Kafka::single().await else {
         return;
     };
-    let Some(b) = Broker::start(Storage::Memory).await else {
+    let Some(b) = Kafka::single().await else {
         return;
     };
     let gateway = Gateway::start(gateway_config(&b, 3_000)).await;

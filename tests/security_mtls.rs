@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use common::frames::{read_frame, rewrite_metadata, write_frame};
-use common::{Broker, Rec, Storage, Strait};
+use common::{Kafka, Rec, Strait};
 
 const CLIENT_CN: &str = "strait-mtls-client";
 
@@ -284,10 +284,10 @@ fn strait_bin(args: &[&str], env: &[(&str, String)], limit: Duration) -> (Output
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_client_certificate_is_required_and_accepted() {
     let pki = Pki::new();
-    let Some(source) = Broker::start(Storage::Memory).await else {
+    let Some(source) = Kafka::single().await else {
         return;
     };
-    let Some(target) = Broker::start(Storage::Memory).await else {
+    let Some(target) = Kafka::single().await else {
         return;
     };
     let terminator = Terminator::start(&pki, target.bootstrap()).await;

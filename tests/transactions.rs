@@ -31,7 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use strait::batch::{self, BuildOptions, Compression, Record, TxnFilter};
 
-use common::{Broker, Rec, Storage, Strait};
+use common::{Kafka, Rec, Strait};
 
 /// The Fetch version the responses are laid out in: what strait negotiates with a Kafka 3.x
 /// broker (it caps Fetch at 12, the last version that names topics).
@@ -579,7 +579,7 @@ async fn serve(mut stream: TcpStream, port: u16, served: &Served, seen: &Mutex<S
 /// Runs strait from the fake broker serving `segments` to nisshi, and checks that librdkafka
 /// reads exactly the committed and non-transactional records from the target, in order.
 async fn replicate_through_partition_task(prefix: &str, cuts: &[i64]) {
-    let Some(target) = Broker::start(Storage::Memory).await else {
+    let Some(target) = Kafka::single().await else {
         return;
     };
     let topic = common::topic(prefix);

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Broker, Rec, Storage, Strait};
+use common::{Kafka, Rec, Strait};
 
 /// An emulated link, torn down on drop.
 struct Link {
@@ -64,10 +64,10 @@ async fn replication_survives_a_slow_distant_link_and_a_ten_second_cut() {
         common::unavailable("network namespaces with ip/tc (root) for the WAN emulation");
         return;
     };
-    let Some(source) = Broker::start(Storage::Memory).await else {
+    let Some(source) = Kafka::single().await else {
         return;
     };
-    let Some(target) = Broker::start_in_netns(Storage::Memory, &name, &far).await else {
+    let Some(target) = Kafka::in_netns(&name, &far).await else {
         return;
     };
     let topic = common::topic("wan");
