@@ -3,6 +3,14 @@
 //! record exactly once, byte-identical and in order (read back with librdkafka).
 //!
 //! `STRAIT_KILL_CYCLES` sets the number of kill cycles (default 5; the long run uses 20).
+//!
+//! A second run does the same against a target whose broker forgets idempotent producers at
+//! once (`producer.id.expiration.ms`; the records carry timestamps years old, and Kafka ages a
+//! producer by its last batch's timestamp), so strait writes with producer state the broker has
+//! lost besides the kills: Kafka 4 then accepts any sequence from the unknown producer (it no
+//! longer answers UNKNOWN_PRODUCER_ID), so the broker's duplicate detection is gone and only
+//! strait's reconcile keeps the target exact. The premise is checked with Kafka's own
+//! `describe-producers`: the first run leaves strait's producers on the target, this one none.
 
 mod common;
 
@@ -12,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Kafka, Rec};
+use common::{Kafka, KafkaSpec, Rec};
 use strait::kafka::{Cluster, OffsetSpec, TopicPartition};
 
 const PARTITIONS: i32 = 3;
@@ -39,6 +47,7 @@ fn spawn_strait(source: &str, target: &str, topic: &str, log: &std::path::Path) 
         .env("STRAIT_CHECKPOINT__INTERVAL_MS", "300")
         .env("STRAIT_HTTP__LISTEN", "127.0.0.1:0")
         .env("STRAIT_LOG", "info")
+        .env("STRAIT_LOG_FORMAT", "json")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -78,13 +87,89 @@ async fn target_total(cluster: &Cluster, topic: &str) -> i64 {
     total
 }
 
+/// How many partition resumes found records of strait's beyond the checkpoint (JSON log lines
+/// with `"already_written":N`, N > 0).
+fn resumes_with_a_tail(log: &str) -> usize {
+    log.lines()
+        .filter_map(|l| l.split("\"already_written\":").nth(1))
+        .filter(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse::<i64>()
+                .unwrap_or(0)
+                > 0
+        })
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_cycles_lose_nothing_and_duplicate_nothing() {
-    let Some(source) = Kafka::single().await else {
-        return;
-    };
     let Some(target) = Kafka::single().await else {
         return;
+    };
+    let (log, topic) = kill_cycles(&target).await;
+    assert!(
+        producers_on(&target, &topic) > 0,
+        "the target keeps strait's producer state by default"
+    );
+    let reconciled = resumes_with_a_tail(&log);
+    assert!(
+        reconciled > 0,
+        "no restart found records written after the last checkpoint: the reconcile path was not exercised"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_producer_state_on_the_target_loses_and_duplicates_nothing() {
+    let Some(target) = Kafka::start(
+        KafkaSpec::default()
+            .prop("producer.id.expiration.ms", "1000")
+            .prop("producer.id.expiration.check.interval.ms", "500"),
+    )
+    .await
+    else {
+        return;
+    };
+    let (_, topic) = kill_cycles(&target).await;
+    assert_eq!(
+        producers_on(&target, &topic),
+        0,
+        "the target was meant to have forgotten strait's producers"
+    );
+}
+
+/// Producers the target broker keeps state for on `topic`'s partitions (Kafka's
+/// `TransactionsCommand describe-producers`).
+fn producers_on(target: &Kafka, topic: &str) -> usize {
+    let bootstrap = target.plain_bootstrap();
+    (0..PARTITIONS)
+        .map(|p| {
+            let out = target.tool(
+                "org.apache.kafka.tools.TransactionsCommand",
+                &[
+                    "--bootstrap-server",
+                    &bootstrap,
+                    "describe-producers",
+                    "--topic",
+                    topic,
+                    "--partition",
+                    &p.to_string(),
+                ],
+            );
+            out.lines()
+                .filter(|l| l.split_whitespace().next().is_some_and(|w| w.parse::<i64>().is_ok()))
+                .count()
+        })
+        .sum()
+}
+
+/// Kills strait (the real binary) at varied points while the source grows, restarts it, and
+/// checks that the target holds every source record exactly once, in order. Returns strait's
+/// log and the topic.
+async fn kill_cycles(target: &Kafka) -> (String, String) {
+    let Some(source) = Kafka::single().await else {
+        return (String::new(), String::new());
     };
     let topic = common::topic("eos");
     common::create_topic(&source.bootstrap(), &topic, PARTITIONS, &[]).await;
@@ -189,10 +274,7 @@ async fn sigkill_cycles_lose_nothing_and_duplicate_nothing() {
     // How often a restart found records written after the last checkpoint (the reconciliation
     // path, not just checkpoint replay).
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let reconciled = text
-        .lines()
-        .filter(|l| l.contains("already_written=") && !l.contains("already_written=0"))
-        .count();
+    let reconciled = resumes_with_a_tail(&text);
     eprintln!("{cycles} kill cycles; {reconciled} partition resumes skipped records already on the target");
 
     let got = common::consume(&target.bootstrap(), &topic, &counts, Duration::from_secs(60));
@@ -211,4 +293,5 @@ async fn sigkill_cycles_lose_nothing_and_duplicate_nothing() {
     }
     // Nothing more arrives after the check: the target end equals the source count exactly.
     assert_eq!(target_total(&target_cluster, &topic).await, expected_total as i64);
+    (text, topic)
 }
