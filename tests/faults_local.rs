@@ -19,7 +19,6 @@ fn now_ms() -> i64 {
 
 fn numbered(i: usize, size: usize) -> Rec {
     let value = format!("{i:08}-{}", "s".repeat(size));
-    // Recent timestamps: the sqlite broker deletes records older than retention on restart.
     Rec::new(
         Some(format!("k{i}").as_bytes()),
         Some(value.as_bytes()),
