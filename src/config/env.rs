@@ -236,6 +236,7 @@ mod tests {
         "heartbeats.topic",
         "http.listen",
         "on_foreign_writer",
+        "on_missing_checkpoint",
         "on_target_reset",
         "replication.id",
         "shard.count",

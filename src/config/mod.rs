@@ -71,6 +71,8 @@ pub struct Config {
     pub on_target_reset: OnTargetReset,
     /// What to do when a target partition holds records strait did not write.
     pub on_foreign_writer: OnForeignWriter,
+    /// What to do when a target partition already holds records and has no checkpoint.
+    pub on_missing_checkpoint: OnMissingCheckpoint,
     /// On SIGTERM, how long to flush in-flight batches and write checkpoints before aborting,
     /// in seconds.
     pub shutdown_grace_secs: u64,
@@ -100,6 +102,7 @@ impl Default for Config {
             replication: ReplicationConfig::default(),
             on_target_reset: OnTargetReset::default(),
             on_foreign_writer: OnForeignWriter::default(),
+            on_missing_checkpoint: OnMissingCheckpoint::default(),
         }
     }
 }
@@ -387,6 +390,20 @@ pub enum OnForeignWriter {
     Skip,
 }
 
+/// What to do when a target partition already holds records but no checkpoint of this
+/// replication flow covers it (the checkpoint topic was deleted, `replication.id` changed, or
+/// another tool such as MirrorMaker 2 filled the target): starting blind would duplicate
+/// (`start_from = "earliest"`) or skip (`"latest"`) records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnMissingCheckpoint {
+    /// Stop the partition with an error that explains the choices: an operator decides.
+    #[default]
+    Halt,
+    /// Write after what the target holds, from `start_from` on the source.
+    Append,
+}
+
 /// Heartbeats: a small record written to a source topic at a fixed interval and replicated
 /// like any other, so end-to-end latency and liveness are measured even when no spans flow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -495,6 +512,16 @@ mod tests {
         assert_eq!(c.alerts.retention_headroom_secs, 3600);
         assert_eq!(c.shutdown_grace(), Duration::from_secs(30));
         assert_eq!(c.on_foreign_writer, OnForeignWriter::Halt);
+        assert_eq!(c.on_missing_checkpoint, OnMissingCheckpoint::Halt);
+    }
+
+    #[test]
+    fn on_missing_checkpoint_is_set_from_env_and_a_bad_value_names_the_variable() {
+        let (c, _) = load(None, &[("STRAIT_ON_MISSING_CHECKPOINT", "append")]).expect("loads");
+        assert_eq!(c.on_missing_checkpoint, OnMissingCheckpoint::Append);
+        let err = load(None, &[("STRAIT_ON_MISSING_CHECKPOINT", "guess")]).expect_err("not a choice");
+        assert!(err.to_string().contains("STRAIT_ON_MISSING_CHECKPOINT"), "{err}");
+        assert_eq!(err.exit_code(), 64);
     }
 
     #[test]

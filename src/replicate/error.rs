@@ -86,6 +86,23 @@ pub enum Error {
         checkpoint: i64,
         end: i64,
     },
+    /// The target partition already holds records and no checkpoint of this flow covers it.
+    #[error(
+        "target {topic}/{partition} already holds records (offsets {first}..{end}) but checkpoint topic \
+         {checkpoint_topic} has no checkpoint for it under replication id {replication_id}: starting now would \
+         duplicate or skip records, so the partition is halted and nothing was written. If strait replicated it \
+         before, restore that checkpoint topic or set replication.id (STRAIT_REPLICATION__ID) to the id used \
+         then; if the target is to be filled again, delete its records; to write after what is there from \
+         start_from, set on_missing_checkpoint = \"append\" (STRAIT_ON_MISSING_CHECKPOINT)"
+    )]
+    MissingCheckpoint {
+        topic: String,
+        partition: i32,
+        first: i64,
+        end: i64,
+        checkpoint_topic: String,
+        replication_id: String,
+    },
     /// The target partition holds records beyond strait's checkpoint that another producer
     /// wrote: nothing was written after them and no source record was skipped on their account.
     #[error(

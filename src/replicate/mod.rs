@@ -148,6 +148,7 @@ impl Replicator {
             produce_timeout_ms: i32::try_from(config.target.request_timeout_ms).unwrap_or(i32::MAX),
             on_target_reset: config.on_target_reset,
             on_foreign_writer: config.on_foreign_writer,
+            on_missing_checkpoint: config.on_missing_checkpoint,
         });
         let shard = Shard {
             index: config.shard.index,

@@ -21,7 +21,7 @@ use super::writer::SinkWriter;
 use crate::batch::{BatchBuilder, Record};
 use crate::budget::{Budget, LevelControl};
 use crate::checkpoint::{Checkpoint, CheckpointRecord, CheckpointStore};
-use crate::config::{OnForeignWriter, OnTargetReset, StartFrom};
+use crate::config::{OnForeignWriter, OnMissingCheckpoint, OnTargetReset, StartFrom};
 use crate::kafka::{Backoff, Cluster, OffsetSpec, ProducerIdentity, ResponseError, TopicPartition};
 use crate::telemetry;
 
@@ -60,6 +60,7 @@ pub(crate) struct TaskSettings {
     pub(crate) produce_timeout_ms: i32,
     pub(crate) on_target_reset: OnTargetReset,
     pub(crate) on_foreign_writer: OnForeignWriter,
+    pub(crate) on_missing_checkpoint: OnMissingCheckpoint,
 }
 
 /// Everything one partition task needs.
@@ -312,6 +313,26 @@ impl PartitionTask {
         let Some(end) = self.target_end(0).await? else {
             return Ok(None);
         };
+        if self.checkpoint.is_none() && self.settings.on_missing_checkpoint == OnMissingCheckpoint::Halt {
+            let Some(first) = retry(&self.cancel, &self.target, &self.target_tp, "list offsets", || {
+                self.target.list_offset(&self.target_tp, OffsetSpec::Earliest)
+            })
+            .await
+            .map_err(|e| kafka_err("target", "list offsets", &self.target_tp, 0, e))?
+            else {
+                return Ok(None);
+            };
+            if end > first {
+                return Err(Error::MissingCheckpoint {
+                    topic: self.target_tp.topic.clone(),
+                    partition: self.target_tp.partition,
+                    first,
+                    end,
+                    checkpoint_topic: self.store.topic().to_owned(),
+                    replication_id: self.store.replication_id().to_owned(),
+                });
+            }
+        }
         let spec = match self.settings.start_from {
             StartFrom::Earliest => OffsetSpec::Earliest,
             StartFrom::Latest => OffsetSpec::Latest,

@@ -456,20 +456,19 @@ impl Kafka {
 
     /// The `CLIENT` listeners (what strait connects to).
     pub fn bootstrap(&self) -> String {
-        let host = self.host();
-        self.nodes
-            .iter()
-            .map(|n| format!("{host}:{}", n.client_port))
-            .collect::<Vec<_>>()
-            .join(",")
+        self.addresses(|n| n.client_port)
     }
 
     /// The plaintext `INTERNAL` listeners, for the test's own setup and checks.
     pub fn plain_bootstrap(&self) -> String {
+        self.addresses(|n| n.internal_port)
+    }
+
+    fn addresses(&self, port: impl Fn(&Node) -> u16) -> String {
         let host = self.host();
         self.nodes
             .iter()
-            .map(|n| format!("{host}:{}", n.internal_port))
+            .map(|n| format!("{host}:{}", port(n)))
             .collect::<Vec<_>>()
             .join(",")
     }

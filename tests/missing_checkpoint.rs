@@ -1,0 +1,142 @@
+//! Never start blind: a target partition that already holds records while no checkpoint of
+//! this replication flow covers it (a changed `replication.id`, a deleted checkpoint topic)
+//! halts before writing anything, unless `on_missing_checkpoint = "append"`. Checked on Apache
+//! Kafka with librdkafka.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use common::{Kafka, Rec, Strait};
+use strait::config::{Config, OnMissingCheckpoint, StartFrom};
+use strait::kafka::TopicPartition;
+use strait::replicate::PartitionState;
+
+fn record(i: usize) -> Rec {
+    Rec::new(
+        Some(format!("k{i}").as_bytes()),
+        Some(format!("span {i}").as_bytes()),
+        &[("n", Some(b"1"))],
+        1_700_000_000_000 + i as i64,
+    )
+}
+
+/// The target partition's high watermark, as librdkafka reads it.
+fn target_end(bootstrap: &str, topic: &str) -> i64 {
+    let c: BaseConsumer = common::client_config(bootstrap).create().expect("consumer");
+    c.fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .expect("watermarks")
+        .1
+}
+
+/// Runs strait until partition 0 of `topic` halts, and returns why.
+async fn halts(config: Config, topic: &str) -> String {
+    let strait = Strait::start(config);
+    let tp = TopicPartition::new(topic, 0);
+    let progress = strait.progress.clone();
+    common::wait_until("partition halted", Duration::from_secs(60), || {
+        matches!(progress.get(&tp).map(|s| s.state), Some(PartitionState::Halted(_)))
+    })
+    .await;
+    let Some(PartitionState::Halted(why)) = progress.get(&tp).map(|s| s.state) else {
+        unreachable!("waited for the halt")
+    };
+    strait.stop().await;
+    why
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filled_target_without_checkpoint_halts_unless_told_to_append() {
+    let Some(source) = Kafka::single().await else {
+        return;
+    };
+    let Some(target) = Kafka::single().await else {
+        return;
+    };
+    let topic = common::topic("blind");
+    common::create_topic(&source.bootstrap(), &topic, 1, &[]).await;
+    let producer = common::producer(&source.bootstrap(), &[]);
+    let first: Vec<Rec> = (0..100).map(record).collect();
+    common::send_all(&producer, &topic, 0, &first).await;
+
+    // A first run fills the target.
+    let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
+    let got = common::consume(
+        &target.bootstrap(),
+        &topic,
+        &BTreeMap::from([(0, 100)]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(got[&0], first);
+    strait.stop().await;
+
+    // replication.id changed: its checkpoints are not this flow's.
+    let mut renamed = common::config(&source.bootstrap(), &target.bootstrap(), &topic);
+    renamed.replication.id = "renamed-flow".into();
+    let why = halts(renamed, &topic).await;
+    for needle in [
+        "already holds records (offsets 0..100)",
+        "renamed-flow",
+        "on_missing_checkpoint",
+        "replication.id",
+    ] {
+        assert!(why.contains(needle), "lacks {needle:?}: {why}");
+    }
+    assert_eq!(target_end(&target.bootstrap(), &topic), 100, "nothing written");
+
+    // The checkpoint topic deleted.
+    let admin: AdminClient<DefaultClientContext> = common::client_config(&target.bootstrap()).create().expect("admin");
+    for r in admin
+        .delete_topics(&["strait-checkpoints"], &AdminOptions::new())
+        .await
+        .expect("delete topics")
+    {
+        r.expect("checkpoint topic deleted");
+    }
+    common::wait_until_async("the checkpoint topic gone", Duration::from_secs(30), || {
+        let bootstrap = target.bootstrap();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let c: BaseConsumer = common::client_config(&bootstrap).create().expect("consumer");
+                c.fetch_metadata(Some("strait-checkpoints"), Duration::from_secs(5))
+                    .map(|md| md.topics().iter().all(|t| t.partitions().is_empty()))
+                    .unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false)
+        }
+    })
+    .await;
+    let why = halts(common::config(&source.bootstrap(), &target.bootstrap(), &topic), &topic).await;
+    assert!(why.contains("has no checkpoint for it"), "{why}");
+    assert_eq!(target_end(&target.bootstrap(), &topic), 100, "nothing written");
+
+    // Told to append, from the source's end: only records written from now on arrive.
+    let mut append = common::config(&source.bootstrap(), &target.bootstrap(), &topic);
+    append.on_missing_checkpoint = OnMissingCheckpoint::Append;
+    append.start_from = StartFrom::Latest;
+    let strait = Strait::start(append);
+    let tp = TopicPartition::new(topic.clone(), 0);
+    let progress = strait.progress.clone();
+    common::wait_until("partition running", Duration::from_secs(60), || {
+        progress.get(&tp).is_some_and(|s| s.next_source_offset >= 100)
+    })
+    .await;
+    let later: Vec<Rec> = (100..110).map(record).collect();
+    common::send_all(&producer, &topic, 0, &later).await;
+    let got = common::consume(
+        &target.bootstrap(),
+        &topic,
+        &BTreeMap::from([(0, 110)]),
+        Duration::from_secs(60),
+    );
+    strait.stop().await;
+    let want: Vec<Rec> = first.iter().chain(&later).cloned().collect();
+    assert_eq!(got[&0], want, "the old records once, then the new ones");
+    assert_eq!(target_end(&target.bootstrap(), &topic), 110);
+}
