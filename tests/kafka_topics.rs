@@ -1,0 +1,699 @@
+//! Topic lifecycle on Apache Kafka, read back with librdkafka: partitions added to a source
+//! topic while strait runs, the source's data configs on a created target topic, a target topic
+//! recreated under existing checkpoints (halt, then `replicate_again`), source records deleted
+//! before strait read them by DeleteRecords and by retention (gaps counted exactly), a
+//! LogAppendTime source topic and a snappy producer.
+//!
+//! The tests share one source and one target cluster (no test stops a broker); every test has
+//! topics of its own.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewPartitions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, Timestamp};
+use rdkafka::{Offset, TopicPartitionList};
+
+use common::{Kafka, Rec, Strait};
+use strait::http::{Endpoints, StatusInfo};
+use strait::kafka::TopicPartition;
+use strait::replicate::{Health, PartitionState};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The source and target clusters every test here shares, started by the first test. Also
+/// installs the metrics recorder before any strait runs.
+async fn clusters() -> Option<&'static (Kafka, Kafka)> {
+    metrics();
+    static PAIR: tokio::sync::OnceCell<Option<(Kafka, Kafka)>> = tokio::sync::OnceCell::const_new();
+    PAIR.get_or_init(|| async {
+        let source = Kafka::single().await?;
+        let target = Kafka::single().await?;
+        Some((source, target))
+    })
+    .await
+    .as_ref()
+}
+
+/// strait's Prometheus recorder for this test binary (what `/metrics` renders); metrics are
+/// labelled by topic, so tests running at once do not mix.
+fn metrics() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| strait::telemetry::install().expect("install the Prometheus recorder"))
+}
+
+/// The value of `name{topic=..., partition=...}` in the Prometheus text, if exported.
+fn metric(name: &str, topic: &str, partition: i32) -> Option<f64> {
+    let text = metrics().render();
+    let topic_label = format!("topic=\"{topic}\"");
+    let partition_label = format!("partition=\"{partition}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| l.contains(&topic_label) && l.contains(&partition_label))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+fn numbered(label: &str, i: usize, timestamp: i64) -> Rec {
+    Rec::new(
+        Some(format!("{label}-{i}").as_bytes()),
+        Some(format!("{label} value {i:06} {}", "x".repeat(i % 40)).as_bytes()),
+        &[("n", Some(i.to_string().as_bytes())), ("n", None)],
+        timestamp,
+    )
+}
+
+fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    common::client_config(bootstrap).create().expect("admin client")
+}
+
+fn options() -> AdminOptions {
+    AdminOptions::new().operation_timeout(Some(TIMEOUT))
+}
+
+/// Runs a blocking librdkafka call off the runtime's worker (strait runs on the same runtime).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// Low and high watermark of a partition.
+fn watermarks(bootstrap: &str, topic: &str, partition: i32) -> (i64, i64) {
+    let consumer: BaseConsumer = common::client_config(bootstrap)
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .expect("consumer");
+    blocking(|| consumer.fetch_watermarks(topic, partition, TIMEOUT)).expect("watermarks")
+}
+
+/// Partitions of `topic` in the cluster's metadata; `None` when the topic is not listed.
+async fn partition_count(bootstrap: &str, topic: &str) -> Option<usize> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = common::client_config(&bootstrap).create().expect("consumer");
+        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(5)).ok()?;
+        let t = md.topics().iter().find(|t| t.name() == topic)?;
+        (t.error().is_none() && !t.partitions().is_empty()).then(|| t.partitions().len())
+    })
+    .await
+    .expect("metadata task")
+}
+
+/// Every record of `partitions` from the beginning to the high watermark, with the timestamp
+/// type librdkafka reports.
+fn read_to_end(bootstrap: &str, topic: &str, partitions: &[i32]) -> BTreeMap<i32, Vec<(Rec, Timestamp)>> {
+    let consumer: BaseConsumer = common::client_config(bootstrap)
+        .set("group.id", format!("check-{}", rand::random::<u32>()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning).expect("assign");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut got: BTreeMap<i32, Vec<(Rec, Timestamp)>> = partitions.iter().map(|p| (*p, Vec::new())).collect();
+    let mut at_end = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + TIMEOUT;
+    blocking(|| {
+        while at_end.len() < partitions.len() {
+            assert!(Instant::now() < deadline, "{topic} not read to its end");
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => got
+                    .entry(m.partition())
+                    .or_default()
+                    .push((common::rec_of(&m), m.timestamp())),
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    at_end.insert(p);
+                }
+                Some(Err(e)) => eprintln!("consume error (retrying): {e}"),
+                None => {}
+            }
+        }
+    });
+    got
+}
+
+/// The records of [`read_to_end`] without their timestamp types.
+fn records(bootstrap: &str, topic: &str, partitions: &[i32]) -> BTreeMap<i32, Vec<Rec>> {
+    read_to_end(bootstrap, topic, partitions)
+        .into_iter()
+        .map(|(p, v)| (p, v.into_iter().map(|(r, _)| r).collect()))
+        .collect()
+}
+
+/// Waits until the target's high watermark of every partition in `want` reached its count.
+async fn wait_for_target(bootstrap: &str, topic: &str, want: &BTreeMap<i32, usize>, what: &str) {
+    common::wait_until_async(what, Duration::from_secs(60), || {
+        let (bootstrap, topic, want) = (bootstrap.to_owned(), topic.to_owned(), want.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let consumer: BaseConsumer = common::client_config(&bootstrap).create().expect("consumer");
+                want.iter().all(|(p, n)| {
+                    consumer
+                        .fetch_watermarks(&topic, *p, Duration::from_secs(5))
+                        .is_ok_and(|(_, high)| high >= *n as i64)
+                })
+            })
+            .await
+            .expect("watermarks task")
+        }
+    })
+    .await;
+}
+
+/// Asserts the target holds exactly `want` per partition, once each: the records, and one
+/// offset per record from 0.
+fn assert_target_holds(bootstrap: &str, topic: &str, want: &BTreeMap<i32, Vec<Rec>>) {
+    let partitions: Vec<i32> = want.keys().copied().collect();
+    let got = records(bootstrap, topic, &partitions);
+    for (p, w) in want {
+        assert_eq!(&got[p], w, "{topic}/{p}: the source records, once, in order");
+        assert_eq!(
+            watermarks(bootstrap, topic, *p),
+            (0, w.len() as i64),
+            "{topic}/{p}: target offsets"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_added_to_the_source_grow_the_target_and_replicate() {
+    let Some((source, target)) = clusters().await else {
+        return;
+    };
+    let topic = common::topic("grow");
+    common::create_topic(&source.plain_bootstrap(), &topic, 1, &[]).await;
+    let p = common::producer(&source.plain_bootstrap(), &[("linger.ms", "2")]);
+    let mut want: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
+    let first: Vec<Rec> = (0..30).map(|i| numbered("p0", i, now_ms())).collect();
+    common::send_all(&p, &topic, 0, &first).await;
+    want.insert(0, first);
+
+    let mut cfg = common::config(&source.bootstrap(), &target.bootstrap(), &topic);
+    cfg.topics.refresh_secs = 1;
+    let strait = Strait::start(cfg);
+    wait_for_target(
+        &target.plain_bootstrap(),
+        &topic,
+        &BTreeMap::from([(0, 30)]),
+        "partition 0 on the target",
+    )
+    .await;
+    assert_eq!(partition_count(&target.plain_bootstrap(), &topic).await, Some(1));
+
+    let grown = admin(&source.plain_bootstrap())
+        .create_partitions([&NewPartitions::new(&topic, 3)], &options())
+        .await
+        .expect("create partitions request");
+    for r in grown {
+        r.expect("source topic grown to 3 partitions");
+    }
+    common::wait_until_async("3 source partitions in metadata", TIMEOUT, || {
+        let bootstrap = source.plain_bootstrap();
+        let topic = topic.clone();
+        async move { partition_count(&bootstrap, &topic).await == Some(3) }
+    })
+    .await;
+    // A new producer: the first one knows of one partition until its next metadata refresh.
+    let p = common::producer(&source.plain_bootstrap(), &[("linger.ms", "2")]);
+    for part in 0..3 {
+        let label = format!("grown-p{part}");
+        let recs: Vec<Rec> = (0..25).map(|i| numbered(&label, i, now_ms())).collect();
+        common::send_all(&p, &topic, part, &recs).await;
+        want.entry(part).or_default().extend(recs);
+    }
+    common::wait_until_async(
+        "the target topic grown to 3 partitions",
+        Duration::from_secs(30),
+        || {
+            let bootstrap = target.plain_bootstrap();
+            let topic = topic.clone();
+            async move { partition_count(&bootstrap, &topic).await == Some(3) }
+        },
+    )
+    .await;
+    let counts: BTreeMap<i32, usize> = want.iter().map(|(p, v)| (*p, v.len())).collect();
+    wait_for_target(
+        &target.plain_bootstrap(),
+        &topic,
+        &counts,
+        "every partition on the target",
+    )
+    .await;
+    strait.stop().await;
+    assert_target_holds(&target.plain_bootstrap(), &topic, &want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_target_topic_has_the_source_data_configs() {
+    let Some((source, target)) = clusters().await else {
+        return;
+    };
+    let topic = common::topic("configs");
+    let set = [
+        ("retention.ms", "123456789"),
+        ("cleanup.policy", "compact"),
+        ("max.message.bytes", "2000000"),
+        ("message.timestamp.type", "LogAppendTime"),
+        ("min.compaction.lag.ms", "5000"),
+        ("segment.bytes", "2097152"),
+    ];
+    common::create_topic(&source.plain_bootstrap(), &topic, 2, &set).await;
+    let p = common::producer(&source.plain_bootstrap(), &[]);
+    common::send(&p, &topic, 0, &numbered("c", 0, now_ms())).await;
+    common::send(&p, &topic, 1, &numbered("c", 1, now_ms())).await;
+
+    let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
+    wait_for_target(
+        &target.plain_bootstrap(),
+        &topic,
+        &BTreeMap::from([(0, 1), (1, 1)]),
+        "the records on the target",
+    )
+    .await;
+    strait.stop().await;
+    let described = admin(&target.plain_bootstrap())
+        .describe_configs([&ResourceSpecifier::Topic(&topic)], &options())
+        .await
+        .expect("describe configs request");
+    let config = described
+        .into_iter()
+        .next()
+        .expect("one result")
+        .expect("target topic configs");
+    let value = |name: &str| config.get(name).and_then(|e| e.value.clone());
+    for (name, want) in set {
+        assert_eq!(value(name).as_deref(), Some(want), "target topic's {name}");
+    }
+    assert_eq!(value("compression.type").as_deref(), Some("producer"));
+    assert_eq!(partition_count(&target.plain_bootstrap(), &topic).await, Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_target_topic_halts_until_told_to_replicate_again() {
+    let Some((source, target)) = clusters().await else {
+        return;
+    };
+    let topic = common::topic("recreated");
+    common::create_topic(&source.plain_bootstrap(), &topic, 1, &[]).await;
+    let p = common::producer(&source.plain_bootstrap(), &[("linger.ms", "2")]);
+    let mut all: Vec<Rec> = (0..50).map(|i| numbered("r", i, now_ms())).collect();
+    common::send_all(&p, &topic, 0, &all).await;
+    let tp = TopicPartition::new(topic.clone(), 0);
+
+    let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
+    let progress = strait.progress.clone();
+    common::wait_until("50 records replicated", Duration::from_secs(60), || {
+        progress.get(&tp).is_some_and(|s| s.next_source_offset >= 50)
+    })
+    .await;
+    strait.stop().await;
+
+    // The target topic is deleted; strait will create it again, empty, under its checkpoint.
+    for r in admin(&target.plain_bootstrap())
+        .delete_topics(&[&topic], &options())
+        .await
+        .expect("delete topics request")
+    {
+        r.expect("target topic deleted");
+    }
+    common::wait_until_async("the target topic gone", TIMEOUT, || {
+        let bootstrap = target.plain_bootstrap();
+        let topic = topic.clone();
+        async move { partition_count(&bootstrap, &topic).await.is_none() }
+    })
+    .await;
+
+    let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
+    let progress = strait.progress.clone();
+    common::wait_until("the partition halted", Duration::from_secs(60), || {
+        matches!(progress.get(&tp).map(|s| s.state), Some(PartitionState::Halted(_)))
+    })
+    .await;
+    let Some(PartitionState::Halted(why)) = progress.get(&tp).map(|s| s.state) else {
+        unreachable!()
+    };
+    assert!(why.contains("on_target_reset") && why.contains("up to 50"), "{why}");
+    // /status shows it halted, with the reason.
+    let status = Endpoints {
+        metrics: metrics().clone(),
+        progress: progress.clone(),
+        health: std::sync::Arc::new(Health::default()),
+        liveness: std::sync::Arc::default(),
+        budget: std::sync::Arc::new(strait::budget::Budget::unlimited()),
+        level: std::sync::Arc::new(strait::budget::LevelControl::new(3, 1, 12)),
+        info: StatusInfo::default(),
+    }
+    .status_report();
+    let report = status
+        .partitions
+        .iter()
+        .find(|r| r.topic == topic && r.partition == 0)
+        .expect("partition in /status");
+    assert_eq!(report.state, "halted");
+    assert_eq!(report.last_error.as_deref(), Some(why.as_str()));
+    assert_eq!(metric("strait_partition_halted", &topic, 0), Some(1.0));
+    // Halted means nothing written: the recreated target topic is still empty.
+    assert_eq!(partition_count(&target.plain_bootstrap(), &topic).await, Some(1));
+    assert_eq!(watermarks(&target.plain_bootstrap(), &topic, 0), (0, 0));
+    strait.stop().await;
+
+    // replicate_again: everything from the source start, once, and what comes after.
+    let mut cfg = common::config(&source.bootstrap(), &target.bootstrap(), &topic);
+    cfg.on_target_reset = strait::config::OnTargetReset::ReplicateAgain;
+    let strait = Strait::start(cfg);
+    let more: Vec<Rec> = (50..70).map(|i| numbered("r", i, now_ms())).collect();
+    common::send_all(&p, &topic, 0, &more).await;
+    all.extend(more);
+    wait_for_target(
+        &target.plain_bootstrap(),
+        &topic,
+        &BTreeMap::from([(0, all.len())]),
+        "replicated again",
+    )
+    .await;
+    strait.stop().await;
+    assert_target_holds(&target.plain_bootstrap(), &topic, &BTreeMap::from([(0, all)]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_deleted_by_delete_records_while_stopped_are_an_exact_gap() {
+    let Some((source, target)) = clusters().await else {
+        return;
+    };
+    let topic = common::topic("deleterecords");
+    common::create_topic(&source.plain_bootstrap(), &topic, 2, &[]).await;
+    let p = common::producer(&source.plain_bootstrap(), &[("linger.ms", "2")]);
+    let all: BTreeMap<i32, Vec<Rec>> = (0..2)
+        .map(|part| {
+            let label = format!("d{part}");
+            (part, (0..200).map(|i| numbered(&label, i, now_ms())).collect())
+        })
+        .collect();
+    for (part, recs) in &all {
+        common::send_all(&p, &topic, *part, &recs[..100]).await;
+    }
+
+    // First run: 100 records per partition replicated, then stopped (final checkpoint).
+    let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
+    let progress = strait.progress.clone();
+    common::wait_until("100 records per partition replicated", Duration::from_secs(60), || {
+        (0..2).all(|part| {
+            progress
+                .get(&TopicPartition::new(topic.clone(), part))
+                .is_some_and(|s| s.next_source_offset >= 100)
+        })
+    })
+    .await;
+    strait.stop().await;
+
+    // While it is stopped: 100 more records each; partition 0 loses 0..160 (60 never
+    // replicated), partition 1 loses 0..50 (all replicated already: no gap).
+    for (part, recs) in &all {
+        common::send_all(&p, &topic, *part, &recs[100..]).await;
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, Offset::Offset(160))
+        .expect("offset");
+    tpl.add_partition_offset(&topic, 1, Offset::Offset(50)).expect("offset");
+    let deleted = admin(&source.plain_bootstrap())
+        .delete_records(&tpl, &options())
+        .await
+        .expect("delete records");
+    for e in deleted.elements() {
+        e.error().expect("records deleted");
+    }
+    assert_eq!(watermarks(&source.plain_bootstrap(), &topic, 0), (160, 200));
+    assert_eq!(watermarks(&source.plain_bootstrap(), &topic, 1), (50, 200));
+
+    let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
+    let progress = strait.progress.clone();
+    common::wait_until("caught up after the deletion", Duration::from_secs(60), || {
+        (0..2).all(|part| {
+            progress
+                .get(&TopicPartition::new(topic.clone(), part))
+                .is_some_and(|s| s.next_source_offset >= 200)
+        })
+    })
+    .await;
+    let gap = |part| {
+        progress
+            .get(&TopicPartition::new(topic.clone(), part))
+            .map(|s| s.gap_records)
+    };
+    assert_eq!(gap(0), Some(60), "partition 0: records 100..160 never replicated");
+    assert_eq!(gap(1), Some(0), "partition 1: everything deleted was replicated");
+    assert_eq!(metric("strait_source_gap_records_total", &topic, 0), Some(60.0));
+    assert!(
+        metric("strait_source_gap_records_total", &topic, 1).is_none_or(|v| v == 0.0),
+        "no gap counted on partition 1"
+    );
+    strait.stop().await;
+
+    let want: BTreeMap<i32, Vec<Rec>> = BTreeMap::from([
+        (0, all[&0][..100].iter().chain(&all[&0][160..]).cloned().collect()),
+        (1, all[&1].clone()),
+    ]);
+    assert_target_holds(&target.plain_bootstrap(), &topic, &want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_deleted_by_retention_while_stopped_are_an_exact_gap() {
+    let Some((source, target)) = clusters().await else {
+        return;
+    };
+    let topic = common::topic("retentiongap");
+    // A segment rolls whenever a record is stamped over 100 ms after its segment's first one.
+    common::create_topic(&source.plain_bootstrap(), &topic, 1, &[("segment.ms", "100")]).await;
+    let p = common::producer(&source.plain_bootstrap(), &[("linger.ms", "0")]);
+    // Stamped two days ago, all within a few milliseconds of each other; then fresh ones.
+    let old = now_ms() - 2 * 86_400_000;
+    let mut all: Vec<Rec> = (0..160).map(|i| numbered("old", i, old + (i % 50) as i64)).collect();
+    let tp = TopicPartition::new(topic.clone(), 0);
+    for r in &all[..100] {
+        common::send(&p, &topic, 0, r).await;
+    }
+
+    let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
+    let progress = strait.progress.clone();
+    common::wait_until("100 records replicated", Duration::from_secs(60), || {
+        progress.get(&tp).is_some_and(|s| s.next_source_offset >= 100)
+    })
+    .await;
+    strait.stop().await;
+
+    // While it is stopped: 60 more old records and 40 fresh ones (a new segment from 160),
+    // then a one-day retention deletes every segment of old records: 100..160 never replicated.
+    for r in &all[100..160] {
+        common::send(&p, &topic, 0, r).await;
+    }
+    let fresh: Vec<Rec> = (160..200).map(|i| numbered("fresh", i, now_ms())).collect();
+    for r in &fresh {
+        common::send(&p, &topic, 0, r).await;
+    }
+    all.extend(fresh);
+    let altered = admin(&source.plain_bootstrap())
+        .alter_configs(
+            [&AlterConfig::new(ResourceSpecifier::Topic(&topic))
+                .set("retention.ms", "86400000")
+                .set("segment.ms", "100")],
+            &options(),
+        )
+        .await
+        .expect("alter configs request");
+    for r in altered {
+        r.map_err(|(_, code)| code).expect("retention.ms set");
+    }
+    common::wait_until_async("retention deleted the old segments", Duration::from_secs(60), || {
+        let bootstrap = source.plain_bootstrap();
+        let topic = topic.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let consumer: BaseConsumer = common::client_config(&bootstrap).create().expect("consumer");
+                consumer
+                    .fetch_watermarks(&topic, 0, Duration::from_secs(5))
+                    .is_ok_and(|(low, _)| low >= 160)
+            })
+            .await
+            .expect("watermarks task")
+        }
+    })
+    .await;
+    assert_eq!(
+        watermarks(&source.plain_bootstrap(), &topic, 0),
+        (160, 200),
+        "retention deleted exactly the old records"
+    );
+
+    let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
+    let progress = strait.progress.clone();
+    common::wait_until("caught up after retention", Duration::from_secs(60), || {
+        progress.get(&tp).is_some_and(|s| s.next_source_offset >= 200)
+    })
+    .await;
+    assert_eq!(progress.get(&tp).map(|s| s.gap_records), Some(60));
+    assert_eq!(metric("strait_source_gap_records_total", &topic, 0), Some(60.0));
+    strait.stop().await;
+
+    let want: Vec<Rec> = all[..100].iter().chain(&all[160..]).cloned().collect();
+    assert_target_holds(&target.plain_bootstrap(), &topic, &BTreeMap::from([(0, want)]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_append_time_source_keeps_records_and_the_source_append_times() {
+    let Some((source, target)) = clusters().await else {
+        return;
+    };
+    let base = common::topic("appendtime");
+    // Created by strait (LogAppendTime copied), and created beforehand as CreateTime.
+    let created = format!("{base}-created");
+    let precreated = format!("{base}-createtime");
+    for t in [&created, &precreated] {
+        common::create_topic(
+            &source.plain_bootstrap(),
+            t,
+            2,
+            &[("message.timestamp.type", "LogAppendTime")],
+        )
+        .await;
+    }
+    common::create_topic(
+        &target.plain_bootstrap(),
+        &precreated,
+        2,
+        &[("message.timestamp.type", "CreateTime")],
+    )
+    .await;
+    let p = common::producer(
+        &source.plain_bootstrap(),
+        &[("compression.type", "gzip"), ("linger.ms", "5")],
+    );
+    let mut sent: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
+    for part in 0..2 {
+        let recs: Vec<Rec> = (0..60).map(|i| common::tricky(part, "append", i)).collect();
+        for t in [&created, &precreated] {
+            common::send_all(&p, t, part, &recs).await;
+        }
+        sent.insert(part, recs);
+    }
+    // The source replaced every producer timestamp with its append time.
+    let source_view = read_to_end(&source.plain_bootstrap(), &created, &[0, 1]);
+    let source_pre = read_to_end(&source.plain_bootstrap(), &precreated, &[0, 1]);
+    for view in [&source_view, &source_pre] {
+        for (part, recs) in view {
+            assert_eq!(recs.len(), 60);
+            for ((r, ts), s) in recs.iter().zip(&sent[part]) {
+                assert!(matches!(ts, Timestamp::LogAppendTime(_)), "{ts:?}");
+                assert_ne!(r.timestamp, s.timestamp, "append time, not the producer's");
+            }
+        }
+    }
+
+    let started = now_ms();
+    let strait = Strait::start(common::config(
+        &source.bootstrap(),
+        &target.bootstrap(),
+        &format!("{base}-.*"),
+    ));
+    let counts = BTreeMap::from([(0, 60), (1, 60)]);
+    wait_for_target(&target.plain_bootstrap(), &created, &counts, "the created topic").await;
+    wait_for_target(&target.plain_bootstrap(), &precreated, &counts, "the CreateTime topic").await;
+    let arrived = now_ms();
+    strait.stop().await;
+
+    let strip = |r: &Rec| Rec {
+        timestamp: None,
+        ..r.clone()
+    };
+    // The target topic strait created is LogAppendTime too: the target stamps its own append
+    // time, at or after the source's and while strait ran; keys, values and headers are kept.
+    let got = read_to_end(&target.plain_bootstrap(), &created, &[0, 1]);
+    for (part, recs) in &got {
+        assert_eq!(recs.len(), 60, "{created}/{part}");
+        for (i, ((r, ts), (s, _))) in recs.iter().zip(&source_view[part]).enumerate() {
+            assert_eq!(strip(r), strip(s), "{created}/{part} record {i}");
+            let Timestamp::LogAppendTime(t) = *ts else {
+                panic!("{created}/{part} record {i}: {ts:?}, not the target's append time")
+            };
+            let source_t = s.timestamp.expect("source timestamp");
+            assert!(
+                t >= source_t && t >= started && t <= arrived,
+                "{created}/{part} record {i}: target append time {t}, source {source_t}, strait ran {started}..{arrived}"
+            );
+        }
+    }
+    // A CreateTime target topic keeps the source's append times exactly.
+    let got = read_to_end(&target.plain_bootstrap(), &precreated, &[0, 1]);
+    for (part, recs) in &got {
+        let want: Vec<Rec> = source_pre[part].iter().map(|(r, _)| r.clone()).collect();
+        let have: Vec<Rec> = recs.iter().map(|(r, _)| r.clone()).collect();
+        assert_eq!(have, want, "{precreated}/{part}: records and the source's append times");
+        for (_, ts) in recs {
+            assert!(matches!(ts, Timestamp::CreateTime(_)), "{ts:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snappy_source_arrives_byte_identical() {
+    let Some((source, target)) = clusters().await else {
+        return;
+    };
+    let topic = common::topic("snappy");
+    common::create_topic(&source.plain_bootstrap(), &topic, 2, &[]).await;
+    let p = common::producer(
+        &source.plain_bootstrap(),
+        &[
+            ("compression.type", "snappy"),
+            ("enable.idempotence", "true"),
+            ("linger.ms", "5"),
+            ("batch.num.messages", "17"),
+        ],
+    );
+    let mut sent: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
+    for part in 0..2 {
+        let recs: Vec<Rec> = (0..120).map(|i| common::tricky(part, "snappy", i)).collect();
+        common::send_all(&p, &topic, part, &recs).await;
+        sent.insert(part, recs);
+    }
+    assert_eq!(
+        records(&source.plain_bootstrap(), &topic, &[0, 1]),
+        sent,
+        "the source broker keeps the records"
+    );
+    // The source stores them as the producer sent them: snappy batches.
+    let cluster = strait::kafka::Cluster::new("check", vec![source.plain_bootstrap()], "check", TIMEOUT);
+    for part in 0..2 {
+        let tp = TopicPartition::new(topic.clone(), part);
+        let f = cluster.fetch(&tp, 0, 8 << 20, 100).await.expect("fetch source");
+        let codecs: Vec<_> = strait::batch::batches(f.records)
+            .map(|b| b.expect("valid batch").header.compression().expect("codec"))
+            .collect();
+        // (librdkafka sends a batch that snappy would not shrink uncompressed.)
+        let snappy = codecs
+            .iter()
+            .filter(|c| **c == strait::batch::Compression::Snappy)
+            .count();
+        assert!(snappy >= 5, "{topic}/{part}: source batches {codecs:?}");
+    }
+    let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
+    let counts = BTreeMap::from([(0, 120), (1, 120)]);
+    wait_for_target(&target.plain_bootstrap(), &topic, &counts, "the snappy records").await;
+    strait.stop().await;
+    assert_target_holds(&target.plain_bootstrap(), &topic, &sent);
+}
