@@ -37,13 +37,20 @@ pub(crate) fn is_replicable(topic: &str, is_internal: bool, own_topics: &[&str])
 }
 
 /// The configs for a new target topic: the data-shaping ones of the source, and
-/// `compression.type=producer` so the target stores strait's zstd batches as sent.
+/// `compression.type=producer` so the target stores strait's zstd batches as sent. A
+/// LogAppendTime source topic gets a CreateTime target topic: the records carry the source's
+/// append times, which a LogAppendTime target would replace with its own.
 pub(crate) fn target_configs(source: &TopicConfig) -> BTreeMap<String, String> {
     let mut configs: BTreeMap<String, String> = source
         .iter()
         .filter(|(k, _)| REPLICATED_CONFIGS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    if let Some(kind) = configs.get_mut("message.timestamp.type") {
+        if kind.as_str() == "LogAppendTime" {
+            *kind = "CreateTime".into();
+        }
+    }
     configs.insert("compression.type".into(), "producer".into());
     configs
 }
@@ -261,6 +268,18 @@ mod tests {
         assert_eq!(t.get("max.message.bytes").map(String::as_str), Some("2097152"));
         assert_eq!(t.get("compression.type").map(String::as_str), Some("producer"));
         assert!(!t.contains_key("leader.replication.throttled.replicas"));
+    }
+
+    #[test]
+    fn a_log_append_time_source_gets_a_create_time_target_that_keeps_its_times() {
+        let config = |kind: &str| -> TopicConfig {
+            [("message.timestamp.type".to_owned(), kind.to_owned())]
+                .into_iter()
+                .collect()
+        };
+        let kind = |c: &TopicConfig| target_configs(c).get("message.timestamp.type").cloned();
+        assert_eq!(kind(&config("LogAppendTime")).as_deref(), Some("CreateTime"));
+        assert_eq!(kind(&config("CreateTime")).as_deref(), Some("CreateTime"));
     }
 
     #[test]
