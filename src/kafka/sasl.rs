@@ -191,6 +191,9 @@ impl Sasl {
             )
         })?;
         let mut input: Option<Bytes> = None;
+        // The broker sets the session lifetime in its last SaslAuthenticate answer, which for
+        // SCRAM carries the server-final message that the client checks in one more step.
+        let mut session_lifetime_ms = 0;
         loop {
             let mut out = Vec::new();
             let state = session.step(input.as_deref(), &mut out).map_err(|e| {
@@ -201,7 +204,7 @@ impl Sasl {
                 )
             })?;
             if !state.has_sent_message() {
-                return Ok(Authenticated::default());
+                return Ok(Authenticated { session_lifetime_ms });
             }
             let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(out));
             let answer = hs.exchange(&request).await?;
@@ -225,10 +228,9 @@ impl Sasl {
                     code,
                 });
             }
+            session_lifetime_ms = answer.session_lifetime_ms;
             if let State::Finished(_) = state {
-                return Ok(Authenticated {
-                    session_lifetime_ms: answer.session_lifetime_ms,
-                });
+                return Ok(Authenticated { session_lifetime_ms });
             }
             input = Some(answer.auth_bytes);
         }

@@ -446,6 +446,11 @@ impl Kafka {
         format!("log {}, last lines:\n{}", path.display(), tail(&path, 30))
     }
 
+    /// The whole log of node `i`.
+    pub fn node_log_text(&self, i: usize) -> String {
+        std::fs::read_to_string(self.nodes[i].dir.join("broker.log")).unwrap_or_default()
+    }
+
     /// Logs of every node.
     pub fn log(&self) -> String {
         (0..self.nodes.len())

@@ -51,8 +51,19 @@ pub fn client_config(bootstrap: &str) -> ClientConfig {
 
 /// Creates a topic with librdkafka's admin client.
 pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    create_topic_rf(bootstrap, name, partitions, 1, configs).await;
+}
+
+/// Creates a topic with `replication_factor` replicas per partition.
+pub async fn create_topic_rf(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    replication_factor: i32,
+    configs: &[(&str, &str)],
+) {
     let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create().expect("admin client");
-    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(replication_factor));
     for (k, v) in configs {
         t = t.set(k, v);
     }

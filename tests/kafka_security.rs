@@ -1,0 +1,650 @@
+//! Security on Apache Kafka's own listeners: mutual TLS required by the broker itself, SASL
+//! PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 over SASL_SSL, OAUTHBEARER with Kafka's unsecured JWS
+//! validator, re-authentication (KIP-368) forced by `connections.max.reauth.ms`, and the
+//! StandardAuthorizer with exactly the ACLs strait needs.
+//!
+//! strait talks only to the secured `CLIENT` listener; records are written and read back with
+//! librdkafka on the plaintext listener. To keep the suite small each test runs one node that is
+//! both source and target: strait replicates topic `T` to `copy-T` on the same cluster, so its
+//! fetch and its produce path both cross the secured listener.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use base64::Engine;
+use kafka_protocol::messages::create_acls_request::AclCreation;
+use kafka_protocol::messages::CreateAclsRequest;
+use kafka_protocol::protocol::StrBytes;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use common::{BrokerTls, Kafka, KafkaSpec, Protocol, Rec, Strait};
+use strait::config::{ClusterConfig, SaslMechanism, Secret};
+use strait::kafka::Cluster;
+use strait::replicate::PartitionState;
+
+const PASSWORD: &str = "k4fka-0wn-l1steners-5ecret";
+
+/// Every log line strait writes in this test binary, at debug level.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    Arc::clone(LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&buf);
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info,strait=debug")
+            .with_ansi(false)
+            .with_writer(move || Capture(Arc::clone(&sink)))
+            .try_init();
+        buf
+    }))
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(data);
+        std::io::stderr().write(data)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The captured log lines that contain every one of `needles`.
+fn log_lines(needles: &[&str]) -> Vec<String> {
+    let logs = captured_logs();
+    let text = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    text.lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A throwaway CA in a temp dir, with leaf certificates signed by it.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "kafka-test-ca");
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write ca");
+        Pki { dir, ca }
+    }
+
+    fn ca_file(&self) -> String {
+        path_str(&self.dir.path().join("ca.pem"))
+    }
+
+    /// Writes `<name>.pem` and `<name>.key` (PKCS#8), valid for `names`.
+    fn leaf(&self, name: &str, names: &[&str]) -> (String, String) {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.ca).expect("sign");
+        let cert_path = self.dir.path().join(format!("{name}.pem"));
+        let key_path = self.dir.path().join(format!("{name}.key"));
+        std::fs::write(&cert_path, cert.pem()).expect("write cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        (path_str(&cert_path), path_str(&key_path))
+    }
+
+    /// The broker's TLS settings: a certificate for 127.0.0.1, this CA for client certificates.
+    fn broker(&self, client_auth: bool) -> BrokerTls {
+        let (cert, key) = self.leaf("broker", &["127.0.0.1"]);
+        BrokerTls {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+            ca: PathBuf::from(self.ca_file()),
+            client_auth,
+        }
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_str().expect("utf-8 temp path").to_owned()
+}
+
+fn cluster(bootstrap: &str) -> ClusterConfig {
+    ClusterConfig {
+        bootstrap_servers: bootstrap.to_owned(),
+        request_timeout_ms: 10_000,
+        ..ClusterConfig::default()
+    }
+}
+
+fn with_tls(mut c: ClusterConfig, ca_file: &str) -> ClusterConfig {
+    c.tls.enabled = true;
+    c.tls.ca_file = ca_file.to_owned();
+    c
+}
+
+fn with_password(mut c: ClusterConfig, mechanism: SaslMechanism, user: &str, password: &str) -> ClusterConfig {
+    c.sasl.mechanism = mechanism;
+    c.sasl.username = user.to_owned();
+    c.sasl.password = Secret::new(password);
+    c
+}
+
+fn with_token(mut c: ClusterConfig, token: &str) -> ClusterConfig {
+    c.sasl.mechanism = SaslMechanism::OauthBearer;
+    c.sasl.password = Secret::new(token);
+    c
+}
+
+/// An unsecured JWS (`alg: none`, empty signature) for principal `sub`, valid for an hour:
+/// what Kafka's default OAUTHBEARER validator accepts.
+fn unsecured_jwt(sub: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let header = b64(r#"{"alg":"none"}"#);
+    let claims = b64(&format!(r#"{{"sub":"{sub}","iat":{now},"exp":{}}}"#, now + 3600));
+    format!("{header}.{claims}.")
+}
+
+fn records(label: &str, n: usize, partition: i32) -> Vec<Rec> {
+    // Recent timestamps: retention (7 days by default) must not delete them.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    (0..n)
+        .map(|i| {
+            let key = format!("{label}-{partition}-{i}");
+            let value = format!("span {i} of partition {partition} ({label})");
+            Rec::new(
+                Some(key.as_bytes()),
+                Some(value.as_bytes()),
+                &[("h", Some(b"v"))],
+                now + i as i64,
+            )
+        })
+        .collect()
+}
+
+/// Writes `n` records to each partition of `topic` through the plaintext listener.
+async fn produce(k: &Kafka, topic: &str, partitions: i32, n: usize, label: &str) -> BTreeMap<i32, Vec<Rec>> {
+    let producer = common::producer(&k.plain_bootstrap(), &[("linger.ms", "5")]);
+    let mut sent = BTreeMap::new();
+    for p in 0..partitions {
+        let recs = records(label, n, p);
+        common::send_all(&producer, topic, p, &recs).await;
+        sent.insert(p, recs);
+    }
+    sent
+}
+
+/// The high watermark of every partition, read with librdkafka on the plaintext listener.
+async fn high_watermarks(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = common::client_config(&bootstrap).create().expect("consumer");
+        (0..partitions)
+            .map(|p| {
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                    .expect("watermarks");
+                (p, high)
+            })
+            .collect()
+    })
+    .await
+    .expect("watermarks task")
+}
+
+/// Reads `target_topic` back on the plaintext listener until it holds as many records as were
+/// sent, then checks that it holds exactly the sent records, in order, and nothing more.
+async fn assert_replica(k: &Kafka, target_topic: &str, sent: &BTreeMap<i32, Vec<Rec>>) {
+    let partitions: Vec<i32> = sent.keys().copied().collect();
+    let want: BTreeMap<i32, usize> = sent.iter().map(|(p, r)| (*p, r.len())).collect();
+    let got = tokio::task::spawn_blocking({
+        let (bootstrap, topic) = (k.plain_bootstrap(), target_topic.to_owned());
+        move || {
+            common::consume_until(&bootstrap, &topic, &partitions, Duration::from_secs(90), |got| {
+                want.iter().all(|(p, n)| got.get(p).map_or(0, Vec::len) >= *n)
+            })
+        }
+    })
+    .await
+    .expect("consumer");
+    for (p, recs) in sent {
+        let replica = got.get(p).map(Vec::as_slice).unwrap_or_default();
+        assert_eq!(replica.len(), recs.len(), "{target_topic}/{p}: records on the target");
+        for (i, (t, s)) in replica.iter().zip(recs).enumerate() {
+            assert_eq!(
+                t, s,
+                "{target_topic}/{p}: record {i} differs (lost, duplicated or reordered)"
+            );
+        }
+    }
+    let ends = high_watermarks(&k.plain_bootstrap(), target_topic, sent.len() as i32).await;
+    for (p, recs) in sent {
+        assert_eq!(
+            ends[p],
+            recs.len() as i64,
+            "{target_topic}/{p}: nothing beyond the source's records"
+        );
+    }
+}
+
+/// Replicates a fresh 2-partition topic `T` to `copy-T` on the same cluster with these client
+/// settings for strait's two sides, and checks the replica. Returns the source topic.
+async fn replicate_once(k: &Kafka, label: &str, source: ClusterConfig, target: ClusterConfig) -> String {
+    let topic = common::topic(label);
+    common::create_topic(&k.plain_bootstrap(), &topic, 2, &[]).await;
+    let sent = produce(k, &topic, 2, 100, label).await;
+    let mut config = common::config(&k.bootstrap(), &k.bootstrap(), &topic);
+    config.source = source;
+    config.target = target;
+    config.topics.prefix = "copy-".into();
+    let strait = Strait::start(config);
+    assert_replica(k, &format!("copy-{topic}"), &sent).await;
+    strait.stop().await;
+    topic
+}
+
+/// Runs the real binary with only the given `STRAIT_*` variables.
+fn strait_bin(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strait"));
+    cmd.args(args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("STRAIT_")) {
+        cmd.env_remove(k);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    cmd.env("STRAIT_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("STRAIT_LOG_FORMAT", "text");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run strait")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_required_by_the_broker_replicates_with_a_client_certificate_and_refuses_without() {
+    captured_logs();
+    let pki = Pki::new();
+    let ca_file = pki.ca_file();
+    let (client_cert, client_key) = pki.leaf("strait-client", &["strait.client"]);
+    let Some(k) = Kafka::start(KafkaSpec {
+        protocol: Protocol::Ssl,
+        tls: Some(pki.broker(true)),
+        ..KafkaSpec::default()
+    })
+    .await
+    else {
+        return;
+    };
+
+    let mut side = with_tls(cluster(&k.bootstrap()), &ca_file);
+    side.tls.cert_file = client_cert;
+    side.tls.key_file = client_key;
+    replicate_once(&k, "mtls", side.clone(), side).await;
+
+    // The same listener without a client certificate: the broker itself refuses the TLS
+    // session, and strait exits at start-up with 69, naming the broker and the fix.
+    let out = strait_bin(
+        &["run"],
+        &[
+            ("STRAIT_SOURCE__BOOTSTRAP_SERVERS", k.bootstrap()),
+            ("STRAIT_SOURCE__TLS__ENABLED", "true".to_owned()),
+            ("STRAIT_SOURCE__TLS__CA_FILE", ca_file.clone()),
+            ("STRAIT_TARGET__BOOTSTRAP_SERVERS", k.plain_bootstrap()),
+            ("STRAIT_TOPICS__INCLUDE", "nothing-here".to_owned()),
+        ],
+    );
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(69), "{msg}");
+    let broker = format!("source cluster, broker {}", k.bootstrap());
+    for needle in [
+        broker.as_str(),
+        "refused strait's client certificate",
+        "set source.tls.cert_file and source.tls.key_file",
+    ] {
+        assert!(msg.contains(needle), "lacks {needle:?}: {msg}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_plain_scram_sha256_and_unsecured_oauthbearer_replicate() {
+    captured_logs();
+    let Some(k) = Kafka::start(KafkaSpec {
+        protocol: Protocol::SaslPlaintext,
+        mechanisms: vec!["PLAIN".into(), "SCRAM-SHA-256".into(), "OAUTHBEARER".into()],
+        users: vec![("strait".into(), PASSWORD.into())],
+        ..KafkaSpec::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let broker = k.bootstrap();
+    let token = unsecured_jwt("strait-oauth");
+    let sides = [
+        (
+            "plain",
+            "\"PLAIN\"",
+            with_password(cluster(&k.bootstrap()), SaslMechanism::Plain, "strait", PASSWORD),
+        ),
+        (
+            "scram256",
+            "\"SCRAM-SHA-256\"",
+            with_password(cluster(&k.bootstrap()), SaslMechanism::ScramSha256, "strait", PASSWORD),
+        ),
+        ("oauth", "\"OAUTHBEARER\"", with_token(cluster(&k.bootstrap()), &token)),
+    ];
+    for (label, mechanism, side) in sides {
+        let before = log_lines(&["authenticated", &broker, mechanism]).len();
+        replicate_once(&k, label, side.clone(), side).await;
+        let after = log_lines(&["authenticated", &broker, mechanism]).len();
+        assert!(
+            after > before,
+            "strait logged no {mechanism} authentication with {broker}"
+        );
+    }
+
+    // A bearer token that is not a JWS: the broker's validator refuses it, strait exits 77.
+    let out = strait_bin(
+        &["run"],
+        &[
+            ("STRAIT_SOURCE__BOOTSTRAP_SERVERS", k.bootstrap()),
+            ("STRAIT_SOURCE__SASL__MECHANISM", "OAUTHBEARER".to_owned()),
+            ("STRAIT_SOURCE__SASL__PASSWORD", "not-a-jws".to_owned()),
+            ("STRAIT_TARGET__BOOTSTRAP_SERVERS", k.plain_bootstrap()),
+            ("STRAIT_TOPICS__INCLUDE", "nothing-here".to_owned()),
+        ],
+    );
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(77), "{msg}");
+    for needle in [
+        "SASL OAUTHBEARER authentication failed",
+        "the broker refused the bearer token",
+    ] {
+        assert!(msg.contains(needle), "lacks {needle:?}: {msg}");
+    }
+    assert!(!msg.contains("not-a-jws"), "the token leaked: {msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reauthentication_every_3s_over_sasl_ssl_loses_no_request() {
+    captured_logs();
+    let pki = Pki::new();
+    let ca_file = pki.ca_file();
+    let Some(k) = Kafka::start(KafkaSpec {
+        protocol: Protocol::SaslSsl,
+        tls: Some(pki.broker(false)),
+        mechanisms: vec!["SCRAM-SHA-512".into(), "OAUTHBEARER".into()],
+        users: vec![("strait".into(), PASSWORD.into())],
+        props: vec![("connections.max.reauth.ms".into(), "3000".into())],
+        ..KafkaSpec::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let broker = k.bootstrap();
+    let topic = common::topic("reauth");
+    let copy = format!("copy-{topic}");
+    common::create_topic(&k.plain_bootstrap(), &topic, 2, &[]).await;
+
+    // Source over SCRAM-SHA-512, target over OAUTHBEARER, both on SASL_SSL.
+    let mut config = common::config(&k.bootstrap(), &k.bootstrap(), &topic);
+    config.source = with_password(
+        with_tls(cluster(&k.bootstrap()), &ca_file),
+        SaslMechanism::ScramSha512,
+        "strait",
+        PASSWORD,
+    );
+    config.target = with_token(with_tls(cluster(&k.bootstrap()), &ca_file), &unsecured_jwt("strait"));
+    config.topics.prefix = "copy-".into();
+    let strait = Strait::start(config);
+
+    // The source grows the whole time, in small acknowledged steps.
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (bootstrap, topic, writing) = (k.plain_bootstrap(), topic.clone(), Arc::clone(&writing));
+        tokio::spawn(async move {
+            let producer = common::producer(&bootstrap, &[("linger.ms", "5")]);
+            let mut sent: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
+            let mut round = 0;
+            while writing.load(Ordering::Relaxed) {
+                for p in 0..2 {
+                    let recs = records(&format!("reauth-{round}"), 20, p);
+                    common::send_all(&producer, &topic, p, &recs).await;
+                    sent.entry(p).or_default().extend(recs);
+                }
+                round += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            sent
+        })
+    };
+
+    // Several re-authentications on both sides while records flow: the session lifetime the
+    // broker gives is 3 s, so every live connection re-authenticates about every 2.5 s.
+    let reauths = |side: &str| log_lines(&["re-authenticated", &broker, &format!("cluster=\"{side}\"")]).len();
+    common::wait_until("4 re-authentications by each side", Duration::from_secs(60), || {
+        reauths("source") >= 4 && reauths("target") >= 4
+    })
+    .await;
+    writing.store(false, Ordering::Relaxed);
+    let sent = writer.await.expect("writer");
+    assert_replica(&k, &copy, &sent).await;
+    let (source_reauths, target_reauths) = (reauths("source"), reauths("target"));
+    strait.stop().await;
+
+    let lifetimes = log_lines(&["authenticated", &broker, "session_lifetime_ms=3000"]);
+    assert!(!lifetimes.is_empty(), "the broker set no 3 s session lifetime");
+    let failed = log_lines(&["re-authentication failed"]);
+    assert!(failed.is_empty(), "re-authentication failed: {failed:#?}");
+    // A request lost to a connection the broker closed (an expired session) would show as a
+    // retry of a partition's step after a lost connection.
+    let retried: Vec<String> = log_lines(&["retrying", "lost"])
+        .into_iter()
+        .filter(|l| l.contains(&topic))
+        .collect();
+    assert!(retried.is_empty(), "requests were retried: {retried:#?}");
+    eprintln!(
+        "re-authentications: source {source_reauths}, target {target_reauths}; records per partition {:?}",
+        sent.iter().map(|(p, r)| (*p, r.len())).collect::<BTreeMap<_, _>>()
+    );
+}
+
+// ACLs: Kafka's operation and resource codes (org.apache.kafka.common.acl).
+const TOPIC: i8 = 2;
+const LITERAL: i8 = 3;
+const ALLOW: i8 = 3;
+const READ: i8 = 3;
+const WRITE: i8 = 4;
+const CREATE: i8 = 5;
+const DESCRIBE_CONFIGS: i8 = 10;
+
+/// One ACL: principal, resource type, resource name, operation.
+type Acl = (String, i8, String, i8);
+
+/// Adds ACLs through the plaintext listener (whose ANONYMOUS principal is a super user).
+async fn add_acls(k: &Kafka, acls: &[Acl]) {
+    let admin = Cluster::from_config("admin", &cluster(&k.plain_bootstrap())).expect("admin client");
+    let request = CreateAclsRequest::default().with_creations(
+        acls.iter()
+            .map(|(principal, resource_type, name, operation)| {
+                AclCreation::default()
+                    .with_resource_type(*resource_type)
+                    .with_resource_name(StrBytes::from_string(name.clone()))
+                    .with_resource_pattern_type(LITERAL)
+                    .with_principal(StrBytes::from_string(principal.clone()))
+                    .with_host(StrBytes::from_static_str("*"))
+                    .with_operation(*operation)
+                    .with_permission_type(ALLOW)
+            })
+            .collect(),
+    );
+    let conn = admin.any_conn().await.expect("admin connection");
+    let (response, _) = conn.send(&request).await.expect("CreateAcls");
+    for (acl, r) in acls.iter().zip(&response.results) {
+        assert_eq!(r.error_code, 0, "ACL {acl:?} not created: {:?}", r.error_message);
+    }
+}
+
+/// The ACLs strait needs, found by taking each candidate away in turn on Apache Kafka 4.3.1
+/// (source principal `src`, target principal `dst`; Describe is implied by Read and Write, and
+/// IdempotentWrite on the cluster is not needed since Kafka 3.0: Write on a topic allows
+/// InitProducerId):
+/// - source topic: Read (Metadata, ListOffsets, Fetch); DescribeConfigs (the configs copied to
+///   a new target topic and `retention.ms`; without it strait warns and uses defaults);
+/// - target topic: Create (not needed when it exists), Write; DescribeConfigs (its
+///   `max.message.bytes`; without it strait assumes Kafka's default); Alter only to grow it;
+/// - checkpoint topic: Create (not needed when it exists), Write, Read (its checkpoints are
+///   read back at every start after the first).
+fn needed_acls(src: &str, dst: &str, topic: &str, target_topic: &str, checkpoints: &str) -> Vec<Acl> {
+    let (src, dst) = (format!("User:{src}"), format!("User:{dst}"));
+    vec![
+        (src.clone(), TOPIC, topic.to_owned(), READ),
+        (src, TOPIC, topic.to_owned(), DESCRIBE_CONFIGS),
+        (dst.clone(), TOPIC, target_topic.to_owned(), CREATE),
+        (dst.clone(), TOPIC, target_topic.to_owned(), WRITE),
+        (dst.clone(), TOPIC, target_topic.to_owned(), DESCRIBE_CONFIGS),
+        (dst.clone(), TOPIC, checkpoints.to_owned(), CREATE),
+        (dst.clone(), TOPIC, checkpoints.to_owned(), WRITE),
+        (dst, TOPIC, checkpoints.to_owned(), READ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acls_exactly_as_documented_work_and_a_missing_write_halts_the_partition() {
+    captured_logs();
+    let Some(k) = Kafka::start(KafkaSpec {
+        protocol: Protocol::SaslPlaintext,
+        mechanisms: vec!["PLAIN".into()],
+        users: vec![("reader".into(), PASSWORD.into()), ("writer".into(), PASSWORD.into())],
+        authorizer: true,
+        ..KafkaSpec::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let allowed = common::topic("acl-ok");
+    let denied = common::topic("acl-nowrite");
+    let (allowed_copy, denied_copy) = (format!("copy-{allowed}"), format!("copy-{denied}"));
+    let checkpoints = common::topic("acl-checkpoints");
+    common::create_topic(&k.plain_bootstrap(), &allowed, 2, &[]).await;
+    common::create_topic(&k.plain_bootstrap(), &denied, 1, &[]).await;
+    // The denied topic's target exists: strait may see it, but not write to it.
+    common::create_topic(
+        &k.plain_bootstrap(),
+        &denied_copy,
+        1,
+        &[("compression.type", "producer")],
+    )
+    .await;
+    let mut acls = needed_acls("reader", "writer", &allowed, &allowed_copy, &checkpoints);
+    acls.extend(
+        needed_acls("reader", "writer", &denied, &denied_copy, &checkpoints)
+            .into_iter()
+            .filter(|(_, t, name, op)| !(*t == TOPIC && name == &denied_copy && *op == WRITE)),
+    );
+    acls.sort();
+    acls.dedup();
+    add_acls(&k, &acls).await;
+
+    let sent = produce(&k, &allowed, 2, 100, "acl-ok").await;
+    produce(&k, &denied, 1, 50, "acl-nowrite").await;
+    let mut config = common::config(&k.bootstrap(), &k.bootstrap(), &format!("{allowed}|{denied}"));
+    config.source = with_password(cluster(&k.bootstrap()), SaslMechanism::Plain, "reader", PASSWORD);
+    config.target = with_password(cluster(&k.bootstrap()), SaslMechanism::Plain, "writer", PASSWORD);
+    config.topics.prefix = "copy-".into();
+    config.checkpoint.topic = checkpoints.clone();
+    let strait = Strait::start(config.clone());
+
+    // With the documented ACLs the allowed topic replicates exactly.
+    assert_replica(&k, &allowed_copy, &sent).await;
+
+    // Without WRITE the partition halts, naming the missing ACL.
+    let halted = |p: &strait::replicate::Progress| {
+        p.snapshot()
+            .into_iter()
+            .find(|(tp, _)| tp.topic == denied)
+            .and_then(|(_, s)| match s.state {
+                PartitionState::Halted(msg) => Some(msg),
+                _ => None,
+            })
+    };
+    common::wait_until("the partition without WRITE halted", Duration::from_secs(60), || {
+        halted(&strait.progress).is_some()
+    })
+    .await;
+    let msg = halted(&strait.progress).unwrap_or_default();
+    assert!(
+        msg.contains("TOPIC_AUTHORIZATION_FAILED") || msg.contains("TopicAuthorizationFailed"),
+        "{msg}"
+    );
+    assert!(msg.contains(&denied_copy), "{msg}");
+
+    // It stays halted and does not retry while the other topic keeps replicating: strait
+    // restarts (reading its checkpoints back under the same ACLs), a second wave of records
+    // goes through exactly once, and the broker denied strait's writes only once per run.
+    strait.stop().await;
+    let strait = Strait::start(config.clone());
+    let more = produce(&k, &allowed, 2, 100, "acl-ok-2").await;
+    let all: BTreeMap<i32, Vec<Rec>> = sent
+        .iter()
+        .map(|(p, r)| (*p, r.iter().chain(&more[p]).cloned().collect()))
+        .collect();
+    assert_replica(&k, &allowed_copy, &all).await;
+    common::wait_until(
+        "the partition without WRITE halted again",
+        Duration::from_secs(60),
+        || halted(&strait.progress).is_some(),
+    )
+    .await;
+    let ends = high_watermarks(&k.plain_bootstrap(), &denied_copy, 1).await;
+    assert_eq!(ends[&0], 0, "records reached the topic without WRITE");
+    strait.stop().await;
+    let log = (0..k.len()).map(|i| k.node_log_text(i)).collect::<String>();
+    // Kafka's authorizer logs every denied operation (kafka.authorizer.logger, INFO).
+    let about: Vec<&str> = log.lines().filter(|l| l.contains(denied_copy.as_str())).collect();
+    let denials = about
+        .iter()
+        .map(|l| l.to_lowercase())
+        .filter(|l| l.contains("user:writer") && l.contains("denied") && l.contains("write"))
+        .count();
+    // Measured: 2 denied writes per run (the writer's first requests in flight); a retry storm
+    // would be dozens. At most the 5 requests in flight per run.
+    eprintln!("the broker denied {denials} writes to {denied_copy} in two runs");
+    assert!(
+        (2..=10).contains(&denials),
+        "the broker denied {denials} writes to {denied_copy} (a retry storm, or the fault was not hit): {about:#?}"
+    );
+    let logged = log_lines(&[&denied]).len();
+    assert!(logged <= 10, "{logged} log lines about {denied}");
+}
