@@ -55,6 +55,8 @@ pub const RETRIES: &str = "strait_retries_total";
 pub const BUDGET_TOKENS: &str = "strait_budget_tokens_bytes";
 /// Time spent waiting for the bandwidth budget.
 pub const BUDGET_THROTTLE: &str = "strait_budget_throttle_seconds_total";
+/// Time the target asked strait to hold its produce requests (quota throttling, KIP-219).
+pub const TARGET_THROTTLE: &str = "strait_target_throttle_seconds_total";
 /// zstd level in use for target batches.
 pub const ZSTD_LEVEL: &str = "strait_zstd_level";
 /// Open broker connections, labelled `cluster`.
@@ -181,6 +183,11 @@ fn describe() {
         Unit::Seconds,
         "Time spent waiting for the bandwidth budget (running total)"
     );
+    describe_gauge!(
+        TARGET_THROTTLE,
+        Unit::Seconds,
+        "Time the target's quotas asked strait to hold produce requests (running total)"
+    );
     describe_gauge!(ZSTD_LEVEL, Unit::Count, "zstd level used for target batches");
     describe_gauge!(CONNECTIONS, Unit::Count, "Open broker connections by cluster");
     describe_counter!(REAUTHENTICATIONS, Unit::Count, "SASL re-authentications by cluster");
@@ -300,6 +307,7 @@ mod tests {
         RETRIES,
         BUDGET_TOKENS,
         BUDGET_THROTTLE,
+        TARGET_THROTTLE,
         ZSTD_LEVEL,
         CONNECTIONS,
         REAUTHENTICATIONS,

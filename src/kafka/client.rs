@@ -117,6 +117,9 @@ pub struct FetchedPartition {
 pub struct ProduceAck {
     /// Offset the broker gave the batch's first record.
     pub base_offset: i64,
+    /// How long the broker asks the client not to send on this connection because a quota
+    /// was exceeded (KIP-219: the broker answers at once and mutes the channel meanwhile).
+    pub throttle_ms: i32,
 }
 
 /// A produce request on the wire.
@@ -145,6 +148,7 @@ impl PendingProduce {
         partition_err(ApiKey::Produce, tp, p.error_code, p.error_message.as_ref())?;
         Ok(ProduceAck {
             base_offset: p.base_offset,
+            throttle_ms: response.throttle_time_ms,
         })
     }
 }

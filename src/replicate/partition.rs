@@ -272,6 +272,7 @@ impl PartitionTask {
             memory: None,
             acked_max_timestamp: None,
             labels: telemetry::labels(&self.source_tp.topic, self.source_tp.partition),
+            throttled_until: None,
         };
         let write = async {
             let written = writer.run(rx).await;

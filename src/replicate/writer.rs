@@ -76,7 +76,12 @@ pub(super) struct SinkWriter {
     /// unacknowledged record's while the writer holds none.
     pub(super) acked_max_timestamp: Option<i64>,
     pub(super) labels: [(&'static str, String); 2],
+    /// Until when the target asked to hold produce requests (a quota's throttle time).
+    pub(super) throttled_until: Option<Instant>,
 }
+
+/// Throttle time the target's quotas asked for, over all partitions (ns).
+static TARGET_THROTTLED_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl SinkWriter {
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Result<Fetched>>) -> Result<(), Stop> {
@@ -303,6 +308,11 @@ impl SinkWriter {
         let count = i64::from(built.record_count);
         let wire_bytes = built.bytes.len() + PRODUCE_OVERHEAD_BYTES + self.target_tp.topic.len();
         self.settings.budget.acquire(&self.target_tp.topic, wire_bytes).await;
+        // A quota throttled the target connection: send nothing before the broker unmutes it
+        // (KIP-219), so requests do not wait out their timeout in a muted socket.
+        if let Some(until) = self.throttled_until.take() {
+            tokio::time::sleep_until(until).await;
+        }
         let pending = match self
             .cluster
             .start_produce(&self.target_tp, built.bytes, self.settings.produce_timeout_ms)
@@ -350,12 +360,29 @@ impl SinkWriter {
         self.acked_front(Ok(acked).and_then(|a| a))
     }
 
+    /// Takes note of the throttle time of an answer: the next send waits it out, and it adds to
+    /// `strait_target_throttle_seconds_total`.
+    fn throttled(&mut self, throttle_ms: i32) {
+        if throttle_ms <= 0 {
+            return;
+        }
+        let hold = Duration::from_millis(throttle_ms.unsigned_abs().into());
+        let until = Instant::now() + hold;
+        self.throttled_until = Some(self.throttled_until.map_or(until, |t| t.max(until)));
+        let nanos = u64::try_from(hold.as_nanos()).unwrap_or(u64::MAX);
+        let total = TARGET_THROTTLED_NANOS.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed) + nanos;
+        metrics::gauge!(telemetry::TARGET_THROTTLE).set(Duration::from_nanos(total).as_secs_f64());
+    }
+
     /// Applies the answer for the oldest batch on the wire.
     fn acked_front(&mut self, acked: Result<ProduceAck, crate::kafka::Error>) -> Result<(), Stop> {
         let Some(sent) = self.in_flight.pop_front() else {
             return Ok(());
         };
         let expected = self.acked.target;
+        if let Ok(ack) = &acked {
+            self.throttled(ack.throttle_ms);
+        }
         match acked {
             Ok(ack) if ack.base_offset == expected || ack.base_offset < 0 => {
                 let age_ms = crate::checkpoint::now_ms() - sent.max_timestamp;
