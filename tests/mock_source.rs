@@ -1,5 +1,5 @@
-//! librdkafka's mock cluster as the SOURCE (three brokers, faults on demand), nisshi as the
-//! target. Data is written to the source by librdkafka and read back from both clusters by
+//! librdkafka's mock cluster as the SOURCE (three brokers, faults on demand), Apache Kafka as
+//! the target. Data is written to the source by librdkafka and read back from both clusters by
 //! librdkafka. Replays are tolerated (strait is not idempotent yet: a produce retried after a
 //! lost acknowledgement may write a batch twice), loss and reordering are not: per partition,
 //! the first occurrences of the target's records must be exactly the source's records in order.

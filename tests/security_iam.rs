@@ -1,4 +1,4 @@
-//! AWS_MSK_IAM without AWS: a nisshi target behind the test SASL gateway (common/sasl_gateway.rs),
+//! AWS_MSK_IAM without AWS: an Apache Kafka target behind the test SASL gateway (common/sasl_gateway.rs),
 //! which verifies the SigV4-signed tokens with the test credentials and limits sessions to a
 //! few seconds, so re-authentication (KIP-368) happens many times during a run. The real binary
 //! finds the test keys through the standard AWS credential chain (env); data is written and

@@ -1,5 +1,6 @@
-//! Mutual TLS end to end. nisshi's TLS listener never asks for a client certificate, so a
-//! test-only TLS terminator sits in front of a plaintext nisshi target: it requires a client
+//! Mutual TLS end to end through a test-only TLS terminator (Kafka's own
+//! `ssl.client.auth=required` listener is tested in `kafka_security.rs`) in front of a
+//! plaintext Apache Kafka target, which shows what strait presents: it requires a client
 //! certificate signed by the throwaway CA (rustls `WebPkiClientVerifier`), records the subject
 //! of every verified one, forwards frames to the broker verbatim and rewrites Metadata answers
 //! so the broker's advertised address becomes its own (as common/sasl_gateway.rs does), so no

@@ -1,12 +1,12 @@
 //! read_committed filtering on Fetch responses laid out byte for byte as Kafka sends them.
 //!
-//! No broker on the testbed writes transaction markers (nisshi and librdkafka's mock accept
-//! transactions but write no control batches and list no aborted transactions), so the
-//! responses are built here: data batches of a plain producer, an idempotent one and two
+//! Apache Kafka's own markers are tested end to end in `kafka_transactions.rs`; here the exact
+//! layouts that are hard to make a broker produce on demand (an aborted transaction split
+//! across two fetch responses at chosen cuts) are built byte for byte: data batches of a plain producer, an idempotent one and two
 //! transactional ones interleaved, the COMMIT and ABORT markers, and the `aborted_transactions`
 //! list, all encoded by `kafka-protocol` at Fetch v12. They are checked twice: through strait's
 //! public codec path, and through a whole partition task, served by a small fake broker as
-//! strait's source with nisshi as the target and librdkafka reading the result.
+//! strait's source with Apache Kafka as the target and librdkafka reading the result.
 
 mod common;
 
@@ -576,7 +576,7 @@ async fn serve(mut stream: TcpStream, port: u16, served: &Served, seen: &Mutex<S
     }
 }
 
-/// Runs strait from the fake broker serving `segments` to nisshi, and checks that librdkafka
+/// Runs strait from the fake broker serving `segments` to Apache Kafka, and checks that librdkafka
 /// reads exactly the committed and non-transactional records from the target, in order.
 async fn replicate_through_partition_task(prefix: &str, cuts: &[i64]) {
     let Some(target) = Kafka::single().await else {

@@ -14,7 +14,7 @@ use crate::kafka::{TopicConfig, TopicPartition};
 
 /// Kafka's default `retention.ms` (7 days). It is assumed when the source does not report a
 /// topic's own value: a cluster without DescribeConfigs (librdkafka's mock cluster), a broker
-/// that reports only explicitly set configs (nisshi), or a topic that never set it. A broker-wide
+/// that reports only explicitly set configs, or a topic that never set it. A broker-wide
 /// `log.retention.*` override is only seen where the broker reports effective values (Kafka does).
 pub const KAFKA_DEFAULT_RETENTION_MS: i64 = 7 * 24 * 3_600_000;
 
@@ -189,7 +189,7 @@ mod tests {
             (&[("retention.ms", "7200000")], Retention::Ms(2 * HOUR_MS)),
             (&[("retention.ms", "-1")], Retention::Infinite),
             (&[("retention.ms", "0")], Retention::Ms(0)),
-            // nisshi reports only what was set; the mock cluster nothing at all.
+            // Some brokers report only what was set; the mock cluster nothing at all.
             (
                 &[("cleanup.policy", "delete")],
                 Retention::Ms(KAFKA_DEFAULT_RETENTION_MS),
