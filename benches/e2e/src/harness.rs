@@ -223,18 +223,21 @@ impl Broker {
             if let Some(status) = self.child.try_wait().context("while polling the broker")? {
                 bail!("Apache Kafka node exited with {status}: {}", self.log_tail());
             }
-            if self.java == 0 {
-                let out = Command::new("pgrep").args(["-g", &pgid, "java"]).output();
-                if let Ok(o) = out {
-                    self.java = String::from_utf8_lossy(&o.stdout)
-                        .split_whitespace()
-                        .next()
-                        .and_then(|p| p.parse().ok())
-                        .unwrap_or(0);
+            if c.metadata(Some(&[])).await.is_ok() {
+                // The node's JVM, found once it answers: node.sh first runs the storage format
+                // tool, also a `java` of the same group, which has exited by now.
+                let out = Command::new("pgrep")
+                    .args(["-n", "-g", &pgid, "java"])
+                    .output()
+                    .context("while running pgrep")?;
+                self.java = String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                if self.java != 0 {
+                    return Ok(());
                 }
-            }
-            if self.java != 0 && c.metadata(Some(&[])).await.is_ok() {
-                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!("Apache Kafka node not ready after 120 s: {}", self.log_tail());
