@@ -278,7 +278,8 @@ pub fn cluster(bootstrap: &str) -> Cluster {
     )
 }
 
-/// Creates `topic` with `partitions` (no-op when it exists).
+/// Creates `topic` with `partitions` (no-op when it exists) and waits until every partition
+/// has a leader.
 pub async fn create_topic(c: &Cluster, topic: &str, partitions: i32) -> Result<()> {
     let spec = TopicSpec {
         name: topic.to_owned(),
@@ -295,6 +296,19 @@ pub async fn create_topic(c: &Cluster, topic: &str, partitions: i32) -> Result<(
                 return Err(e).with_context(|| format!("while creating topic {name}"));
             }
             _ => {}
+        }
+    }
+    // Apache Kafka answers CreateTopics before every partition has a leader the client sees:
+    // wait until each one answers ListOffsets (a produce right away gets NotLeaderOrFollower).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for p in 0..partitions {
+        let tp = TopicPartition::new(topic, p);
+        while let Err(e) = c.list_offset(&tp, OffsetSpec::Latest).await {
+            c.invalidate(&tp);
+            if Instant::now() > deadline {
+                return Err(e).with_context(|| format!("no leader for {topic}/{p} 30 s after creating it"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     Ok(())
