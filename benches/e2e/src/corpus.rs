@@ -235,6 +235,21 @@ pub fn analyse(corpus: &mut Corpus, sample_bytes: u64) -> Result<Regrouped> {
     Ok(total)
 }
 
+/// A fetched batch as a producer would send it: base offset 0 and no producer id, epoch or
+/// sequence (Apache Kafka rejects client batches with the source's offsets and producer id as
+/// InvalidRecord); the CRC recomputed. Records and compression are untouched.
+fn as_client_batch(b: &Bytes) -> Bytes {
+    let mut v = b.to_vec();
+    if v.len() < 61 {
+        return b.clone();
+    }
+    v[0..8].fill(0);
+    v[43..57].fill(0xff); // producer id -1, epoch -1, base sequence -1
+    let crc = crc32c::crc32c(&v[21..]);
+    v[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(v)
+}
+
 /// Produces the corpus' raw batches to `topic` on `c`, up to 4 in flight per partition;
 /// returns the seconds it took (the target's produce-only rate on this data).
 pub async fn produce_all(c: &Arc<Cluster>, corpus: &Corpus, topic: &str) -> Result<f64> {
@@ -247,7 +262,7 @@ pub async fn produce_all(c: &Arc<Cluster>, corpus: &Corpus, topic: &str) -> Resu
         set.spawn(async move {
             let mut in_flight = std::collections::VecDeque::new();
             for b in batches {
-                in_flight.push_back(c.start_produce(&tp, b, 30_000).await?);
+                in_flight.push_back(c.start_produce(&tp, as_client_batch(&b), 30_000).await?);
                 if in_flight.len() >= 4 {
                     if let Some(f) = in_flight.pop_front() {
                         f.ack().await?;

@@ -1,4 +1,4 @@
-//! What the bench runs on: nisshi brokers started as processes (optionally inside a network
+//! What the bench runs on: one-node Apache Kafka brokers started as process groups (optionally inside a network
 //! namespace), child processes measured from /proc, strait's /metrics, and the emulated WAN link.
 
 use std::collections::BTreeMap;
@@ -17,64 +17,167 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr().context("while reading the ephemeral port")?.port())
 }
 
-/// The nisshi binary: `$STRAIT_TEST_BROKER`, else `~/.cargo/bin/nisshi`.
-pub fn nisshi_binary() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("STRAIT_TEST_BROKER") {
+/// The directory of Apache Kafka's jars (`tools/kafka/env.sh`'s `KAFKA_HOME`): `$STRAIT_KAFKA_HOME`,
+/// else `$XDG_CACHE_HOME` or `~/.cache`, `strait/kafka-VERSION`.
+pub fn kafka_home(repo: &Path) -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("STRAIT_KAFKA_HOME") {
         return Ok(PathBuf::from(p));
     }
-    let home = std::env::var_os("CARGO_HOME")
+    let pom = std::fs::read_to_string(repo.join("tools/kafka/pom.xml")).context("while reading tools/kafka/pom.xml")?;
+    let version = pom
+        .split("<kafka.version>")
+        .nth(1)
+        .and_then(|r| r.split("</kafka.version>").next())
+        .context("no <kafka.version> in tools/kafka/pom.xml")?
+        .trim()
+        .to_owned();
+    let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .context("neither CARGO_HOME nor HOME is set")?;
-    let p = home.join("bin").join("nisshi");
-    if !p.exists() {
-        bail!("{} not found (install it with scripts/install-deps.sh)", p.display());
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .context("neither XDG_CACHE_HOME nor HOME is set")?;
+    let home = cache.join("strait").join(format!("kafka-{version}"));
+    if !home.join(".complete").exists() {
+        bail!(
+            "Apache Kafka {version} is not installed in {} (run scripts/install-deps.sh)",
+            home.display()
+        );
     }
-    Ok(p)
+    Ok(home)
 }
 
-/// A nisshi broker on memory storage, killed (and its directory removed) on drop.
+/// The Apache Kafka version the bench runs (from `tools/kafka/pom.xml`).
+pub fn kafka_version(repo: &Path) -> String {
+    kafka_home(repo)
+        .ok()
+        .and_then(|h| {
+            h.file_name()
+                .map(|n| n.to_string_lossy().trim_start_matches("kafka-").to_owned())
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The repository this bench belongs to.
+pub fn repo_root() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    p.canonicalize().unwrap_or(p)
+}
+
+/// A KRaft cluster id: 16 bytes in unpadded base64url (22 characters), starting with a letter.
+fn cluster_id(seed: u64) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bytes = [0u8; 16];
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(seed);
+        h.write_usize(i);
+        chunk.copy_from_slice(&h.finish().to_be_bytes());
+    }
+    bytes[0] &= 0x7f; // first character A-Z or a-f: never '-'
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = String::new();
+    for b in bytes {
+        bits = (bits << 8) | u32::from(b);
+        n += 8;
+        while n >= 6 {
+            n -= 6;
+            out.push(ALPHABET[((bits >> n) & 63) as usize] as char);
+        }
+    }
+    out.push(ALPHABET[((bits << (6 - n)) & 63) as usize] as char);
+    out
+}
+
+/// A one-node Apache Kafka (KRaft, broker and controller) started with `tools/kafka/node.sh` in
+/// a process group of its own, on a data directory of its own; the group is killed and the
+/// directory removed on drop.
 pub struct Broker {
     child: Child,
+    /// The node's JVM (the `java` child of node.sh): what its CPU and RSS are read from.
+    java: u32,
     pub host: String,
     pub port: u16,
     dir: PathBuf,
 }
 
 impl Broker {
-    /// Starts a broker on `host` (inside network namespace `netns` when given) and waits until
+    /// Starts a node on `host` (inside network namespace `netns` when given) and waits until
     /// it answers Metadata.
     pub async fn start(name: &str, netns: Option<&str>, host: &str) -> Result<Broker> {
-        let bin = nisshi_binary()?;
+        use std::os::unix::process::CommandExt;
+        let repo = repo_root();
+        kafka_home(&repo)?;
         let port = free_port()?;
+        let controller = free_port()?;
         let dir = std::env::temp_dir().join(format!("strait-e2e-{}-{name}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("while creating {}", dir.display()))?;
+        let props = [
+            ("process.roles", "broker,controller".to_owned()),
+            ("node.id", "1".to_owned()),
+            ("controller.quorum.voters", format!("1@{host}:{controller}")),
+            (
+                "listeners",
+                format!("PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}"),
+            ),
+            ("advertised.listeners", format!("PLAINTEXT://{host}:{port}")),
+            ("controller.listener.names", "CONTROLLER".to_owned()),
+            ("inter.broker.listener.name", "PLAINTEXT".to_owned()),
+            ("log.dirs", dir.join("data").display().to_string()),
+            ("num.partitions", "1".to_owned()),
+            ("default.replication.factor", "1".to_owned()),
+            ("offsets.topic.replication.factor", "1".to_owned()),
+            ("offsets.topic.num.partitions", "4".to_owned()),
+            ("transaction.state.log.replication.factor", "1".to_owned()),
+            ("transaction.state.log.min.isr", "1".to_owned()),
+            ("transaction.state.log.num.partitions", "4".to_owned()),
+            ("share.coordinator.state.topic.replication.factor", "1".to_owned()),
+            ("share.coordinator.state.topic.min.isr", "1".to_owned()),
+            ("group.initial.rebalance.delay.ms", "0".to_owned()),
+            // The corpus may carry old timestamps: no time retention.
+            ("log.retention.ms", "-1".to_owned()),
+            // Batches are stored as each producer compressed them.
+            ("compression.type", "producer".to_owned()),
+            ("message.max.bytes", "8388608".to_owned()),
+        ];
+        let text: String = props.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        std::fs::write(dir.join("server.properties"), text).context("while writing server.properties")?;
+        std::fs::write(
+            dir.join("cluster-id"),
+            cluster_id(u64::from(port) << 32 | u64::from(std::process::id())),
+        )
+        .context("while writing cluster-id")?;
         let log = std::fs::File::create(dir.join("broker.log")).context("while creating the broker log")?;
-        let url = format!("tcp://{host}:{port}");
+        let script = repo.join("tools/kafka/node.sh");
         let mut command = match netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&bin);
+                c.args(["netns", "exec", ns, "bash"]).arg(&script);
                 c
             }
-            None => Command::new(&bin),
+            None => {
+                let mut c = Command::new("bash");
+                c.arg(&script);
+                c
+            }
         };
         let child = command
-            .current_dir(&dir)
-            .args(["broker", "--cluster-id", &format!("bench-{name}-{port}")])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", &format!("memory://{name}{port}/")])
-            .env_remove("CLUSTER_ID")
-            .env_remove("LISTENER_URL")
-            .env_remove("ADVERTISED_LISTENER_URL")
-            .env_remove("STORAGE_ENGINE")
+            .arg(&dir)
+            .arg(std::process::id().to_string())
+            .env(
+                "KAFKA_HEAP",
+                std::env::var("STRAIT_BENCH_KAFKA_HEAP").unwrap_or_else(|_| "1g".into()),
+            )
+            .env_remove("KAFKA_JVM_EXTRA")
+            .process_group(0)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(log.try_clone().context("while duplicating the log handle")?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("while starting {}", bin.display()))?;
+            .with_context(|| format!("while starting {}", script.display()))?;
         let mut b = Broker {
             child,
+            java: 0,
             host: host.to_owned(),
             port,
             dir,
@@ -83,8 +186,9 @@ impl Broker {
         Ok(b)
     }
 
+    /// The node's JVM process.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.java
     }
 
     pub fn bootstrap(&self) -> String {
@@ -95,32 +199,70 @@ impl Broker {
         Arc::new(cluster(&self.bootstrap()))
     }
 
+    /// Bytes of the `.log` segment files of `topic`'s partitions 0..partitions on disk: the
+    /// record batches as stored, whatever client wrote them.
+    pub fn log_bytes(&self, topic: &str, partitions: i32) -> Result<u64> {
+        let mut total = 0;
+        for p in 0..partitions {
+            let d = self.dir.join("data").join(format!("{topic}-{p}"));
+            for e in std::fs::read_dir(&d).with_context(|| format!("while listing {}", d.display()))? {
+                let e = e?;
+                if e.path().extension().is_some_and(|x| x == "log") {
+                    total += e.metadata()?.len();
+                }
+            }
+        }
+        Ok(total)
+    }
+
     async fn wait_ready(&mut self) -> Result<()> {
         let c = self.cluster();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let pgid = self.child.id().to_string();
         loop {
             if let Some(status) = self.child.try_wait().context("while polling the broker")? {
-                bail!("broker exited with {status}: {}", self.log_tail());
+                bail!("Apache Kafka node exited with {status}: {}", self.log_tail());
             }
             if c.metadata(Some(&[])).await.is_ok() {
-                return Ok(());
+                // The node's JVM, found once it answers: node.sh first runs the storage format
+                // tool, also a `java` of the same group, which has exited by now.
+                let out = Command::new("pgrep")
+                    .args(["-n", "-g", &pgid, "java"])
+                    .output()
+                    .context("while running pgrep")?;
+                self.java = String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                if self.java != 0 {
+                    return Ok(());
+                }
             }
             if Instant::now() > deadline {
-                bail!("broker not ready after 60 s: {}", self.log_tail());
+                bail!("Apache Kafka node not ready after 120 s: {}", self.log_tail());
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
     fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default();
-        log.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+        let path = self.dir.join("broker.log");
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut lines: Vec<&str> = log.lines().rev().take(8).collect();
+        lines.reverse();
+        format!("log {}: {}", path.display(), lines.join(" | "))
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // node.sh leads its own process group: kill the whole group (bash's builtin kill; the
+        // group id is the child's pid).
+        let pgid = self.child.id().to_string();
+        let _ = Command::new("bash")
+            .args(["-c", "kill -KILL -- \"-$0\"", &pgid])
+            .status();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -136,7 +278,8 @@ pub fn cluster(bootstrap: &str) -> Cluster {
     )
 }
 
-/// Creates `topic` with `partitions` (no-op when it exists).
+/// Creates `topic` with `partitions` (no-op when it exists) and waits until every partition
+/// has a leader.
 pub async fn create_topic(c: &Cluster, topic: &str, partitions: i32) -> Result<()> {
     let spec = TopicSpec {
         name: topic.to_owned(),
@@ -153,6 +296,19 @@ pub async fn create_topic(c: &Cluster, topic: &str, partitions: i32) -> Result<(
                 return Err(e).with_context(|| format!("while creating topic {name}"));
             }
             _ => {}
+        }
+    }
+    // Apache Kafka answers CreateTopics before every partition has a leader the client sees:
+    // wait until each one answers ListOffsets (a produce right away gets NotLeaderOrFollower).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for p in 0..partitions {
+        let tp = TopicPartition::new(topic, p);
+        while let Err(e) = c.list_offset(&tp, OffsetSpec::Latest).await {
+            c.invalidate(&tp);
+            if Instant::now() > deadline {
+                return Err(e).with_context(|| format!("no leader for {topic}/{p} 30 s after creating it"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     Ok(())

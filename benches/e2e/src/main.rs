@@ -1,6 +1,7 @@
-//! strait's end-to-end benchmark (issue 4, item 6): in one run on local nisshi brokers it
-//! measures the brokers' own limits, strait against a naive rskafka mirror and a tuned
-//! librdkafka mirror, wire bytes per source byte against the zstd-19 bound, the budget over an
+//! strait's end-to-end benchmark (issue 4, item 6; issue 12, item 5): in one run on local
+//! one-node Apache Kafka brokers it measures the brokers' own limits, strait against a naive
+//! rskafka mirror, a tuned librdkafka mirror and MirrorMaker 2, the records each duplicates
+//! after a kill -9, wire bytes per source byte against the zstd-19 bound, the budget over an
 //! emulated 50 ms link, and RSS at 1,000 partitions, and prints one table.
 //!
 //! strait runs as the real release binary (`target/release/strait run`), each baseline as a
@@ -72,6 +73,16 @@ pub struct Cli {
     /// Skip the tuned librdkafka mirror.
     #[arg(long)]
     skip_rdkafka: bool,
+    /// Skip MirrorMaker 2 (its unthrottled run and its kill -9 run).
+    #[arg(long)]
+    skip_mm2: bool,
+    /// Skip the kill -9 runs (records duplicated after one kill -9 and a restart).
+    #[arg(long)]
+    skip_kill: bool,
+    /// Skip the broker limits measured with Kafka's own perf tools (ProducerPerformance,
+    /// ConsumerPerformance).
+    #[arg(long)]
+    skip_perf_tools: bool,
     /// Skip the zstd-19 bound.
     #[arg(long)]
     skip_bound: bool,

@@ -16,15 +16,15 @@ use crate::Cli;
 /// One mirror's figures over its measured interval.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct MirrorFigures {
-    mb_per_sec: f64,
-    cpu_secs_per_gb: f64,
-    peak_rss_mib: f64,
-    moved: u64,
-    secs: f64,
-    completed: bool,
+    pub(super) mb_per_sec: f64,
+    pub(super) cpu_secs_per_gb: f64,
+    pub(super) peak_rss_mib: f64,
+    pub(super) moved: u64,
+    pub(super) secs: f64,
+    pub(super) completed: bool,
     /// Cores the mirror and the two brokers used over the measured interval.
-    mirror_cores: f64,
-    broker_cores: f64,
+    pub(super) mirror_cores: f64,
+    pub(super) broker_cores: f64,
 }
 
 /// Runs one baseline mirror unless its `--skip-*` flag is set, and reports its figures.
@@ -65,7 +65,7 @@ pub(super) async fn baseline(
     }
 }
 
-fn add_mirror(report: &mut Report, name: &str, f: &MirrorFigures) {
+pub(super) fn add_mirror(report: &mut Report, name: &str, f: &MirrorFigures) {
     let note = if f.completed {
         format!("all {} records in {:.1} s", f.moved, f.secs)
     } else {
@@ -126,9 +126,10 @@ pub(super) async fn measure(
         let now = Instant::now();
         match first {
             None if n > 0 => first = Some((now, n, harness::cpu_seconds(p.pid(), ticks)?, broker_cpu()?)),
-            None if spawned.elapsed() > Duration::from_secs(60) => {
+            // MirrorMaker 2 takes tens of seconds to start its workers on a loaded machine.
+            None if spawned.elapsed() > Duration::from_secs(180) => {
                 bail!(
-                    "{}: no record on the target 60 s after start; log tail: {}",
+                    "{}: no record on the target 180 s after start; log tail: {}",
                     p.name,
                     p.log_tail(8)
                 )
@@ -358,7 +359,7 @@ pub(super) fn ratios(
 
 /// strait's throughput, CPU per GB and peak RSS as ratios to one baseline's, against the
 /// throughput floor and CPU ceiling of the targets.
-fn compare(
+pub(super) fn compare(
     report: &mut Report,
     name: &str,
     s: &MirrorFigures,

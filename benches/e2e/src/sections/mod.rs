@@ -12,6 +12,7 @@ use crate::harness::{self, Broker};
 use crate::Cli;
 
 mod mirrors;
+mod mm2;
 mod report;
 mod wan;
 mod wide;
@@ -43,13 +44,22 @@ fn machine() -> Vec<String> {
             sh("free -g | awk '/Mem:/{print $2\" GB RAM\"}'"),
             sh("uname -r")
         ),
-        format!("broker: {}", sh("nisshi --version 2>/dev/null || echo nisshi")),
+        format!(
+            "brokers: Apache Kafka {} from the Maven jars, one KRaft node per cluster (tools/kafka/node.sh, heap 1g, \
+             compression.type=producer, log.retention.ms=-1), data on {}",
+            harness::kafka_version(&harness::repo_root()),
+            std::env::temp_dir().display()
+        ),
+        load_average("at the start"),
     ]
 }
 
-fn repo_root() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    p.canonicalize().unwrap_or(p)
+fn load_average(when: &str) -> String {
+    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!(
+        "load average {when} (1, 5, 15 min; other work shares the machine): {}",
+        l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    )
 }
 
 /// The strait binary to measure: `--strait-bin`, else a release build of this repository.
@@ -81,7 +91,7 @@ fn log_dir() -> Result<PathBuf> {
 pub async fn run_all(cli: &Cli) -> Result<Report> {
     let started = Instant::now();
     let mut report = Report::new(machine());
-    let repo = repo_root();
+    let repo = harness::repo_root();
     let logs = log_dir()?;
     report
         .header
@@ -192,6 +202,12 @@ pub async fn run_all(cli: &Cli) -> Result<Report> {
         }
     }
 
+    if cli.skip_limits || cli.skip_perf_tools {
+        report.na("broker limits", "Kafka's perf tools", "skipped");
+    } else if let Err(e) = perf_tools(&repo, &source, &target, &corpus, &mut report).await {
+        report.na("broker limits", "Kafka's perf tools", format!("{e:#}"));
+    }
+
     // strait unthrottled and the baselines.
     let mut strait_figs = None;
     let mut strait_stored = None;
@@ -213,7 +229,79 @@ pub async fn run_all(cli: &Cli) -> Result<Report> {
     let baseline_run = |kind| run_baseline(cli, kind, &source, &target, &corpus, &logs);
     let naive = baseline(cli, Mirror::Naive, baseline_run(Mirror::Naive), &mut report).await;
     let rdk = baseline(cli, Mirror::Rdkafka, baseline_run(Mirror::Rdkafka), &mut report).await;
+    let mm2_figs = if cli.skip_mm2 {
+        report.na("mirrors (unthrottled)", "MirrorMaker 2", "skipped (--skip-mm2)");
+        None
+    } else {
+        match mm2::run(cli, &repo, &source, &target, &corpus, &logs, &mut report).await {
+            Ok(f) => Some(f),
+            Err(e) => {
+                report.na("mirrors (unthrottled)", "MirrorMaker 2", format!("{e:#}"));
+                None
+            }
+        }
+    };
     ratios(&mut report, strait_figs, slower_limit, naive, rdk);
+    if let Some(s) = &strait_figs {
+        mirrors::compare(
+            &mut report,
+            "strait / MirrorMaker 2",
+            s,
+            mm2_figs.ok_or("no MirrorMaker 2 figures"),
+            3.0,
+            1.0 / 3.0,
+            ("target >= 3x", "target <= 0.33"),
+        );
+        if let Some(m) = &mm2_figs {
+            let r = s.peak_rss_mib / m.peak_rss_mib;
+            report.add(
+                "ratios",
+                "strait / MirrorMaker 2: peak RSS vs target",
+                format!("{r:.2}"),
+                report::verdict(r <= 0.25, "target <= 0.25"),
+            );
+        }
+    }
+
+    // Bytes of the target's log segments per source key+value byte, strait and MM2 alike.
+    let mut logged = Vec::new();
+    for (name, topic, ran) in [
+        ("strait", "strait.spans", strait_figs.is_some()),
+        ("MirrorMaker 2 (zstd)", corpus.topic.as_str(), mm2_figs.is_some()),
+        ("tuned librdkafka mirror (zstd)", "rdkafka.spans", rdk.is_some()),
+    ] {
+        if !ran {
+            continue;
+        }
+        match target.log_bytes(topic, corpus.partitions) {
+            Ok(b) => {
+                let r = b as f64 / corpus.payload_bytes as f64;
+                report.add(
+                    "wire bytes per source byte",
+                    format!("{name}: target log segment bytes / source key+value bytes"),
+                    format!("{r:.4}"),
+                    format!("{:.1} MB in the .log files of target topic {topic}", b as f64 / MB),
+                );
+                logged.push((name, r));
+            }
+            Err(e) => report.na(
+                "wire bytes per source byte",
+                format!("{name}: target log bytes"),
+                format!("{e:#}"),
+            ),
+        }
+    }
+    if let (Some((_, s)), Some((_, m))) = (
+        logged.iter().find(|(n, _)| *n == "strait"),
+        logged.iter().find(|(n, _)| n.starts_with("MirrorMaker")),
+    ) {
+        report.add(
+            "ratios",
+            "strait / MirrorMaker 2: wire bytes per source byte",
+            format!("{:.2}", s / m),
+            report::verdict(s < m, "target < 1 (fewer bytes than MM2 with zstd)"),
+        );
+    }
 
     // Wire bytes per source byte.
     wire_ratio(
@@ -223,6 +311,16 @@ pub async fn run_all(cli: &Cli) -> Result<Report> {
         strait_metric_ratio,
         cli.skip_bound,
     );
+
+    // Records duplicated after one kill -9 and a restart.
+    if cli.skip_kill {
+        report.na("kill -9 mid-run, then a restart", "all", "skipped (--skip-kill)");
+    } else {
+        let b = bin.as_ref().ok().map(|b| b.as_path());
+        if let Err(e) = mm2::duplicates(cli, &repo, b, &source, &corpus, &logs, &mut report).await {
+            report.na("kill -9 mid-run, then a restart", "section", format!("{e:#}"));
+        }
+    }
 
     // Budget over the emulated link.
     let mut budget_ratio = None;
@@ -264,6 +362,7 @@ pub async fn run_all(cli: &Cli) -> Result<Report> {
     report
         .header
         .push(format!("whole run: {:.0} s", started.elapsed().as_secs_f64()));
+    report.header.push(load_average("at the end"));
     Ok(report)
 }
 
@@ -323,4 +422,98 @@ fn wire_ratio(
             "strait_wire_bytes_total / strait_source_bytes_total",
         );
     }
+}
+
+/// The brokers' limits as Kafka's own perf tools see them: ProducerPerformance into the target,
+/// ConsumerPerformance of the corpus from the source (each a JVM of its own).
+async fn perf_tools(
+    repo: &Path,
+    source: &Broker,
+    target: &Broker,
+    corpus: &corpus::Corpus,
+    report: &mut Report,
+) -> Result<()> {
+    let home = harness::kafka_home(repo)?;
+    let java = |class: &str| {
+        let mut c = Command::new("java");
+        c.arg("-Xmx512m")
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                repo.join("tools/kafka/log4j2-tools.properties").display()
+            ))
+            .arg("-cp")
+            .arg(format!("{}/libs/*", home.display()))
+            .arg(class);
+        c
+    };
+    let size = corpus.payload_per_record().round() as u64;
+    harness::create_topic(&target.cluster(), "perf.spans", corpus.partitions).await?;
+    let mut c = java("org.apache.kafka.tools.ProducerPerformance");
+    c.args(["--topic", "perf.spans", "--bootstrap-server", &target.bootstrap()])
+        .args([
+            "--num-records",
+            &corpus.records.to_string(),
+            "--record-size",
+            &size.to_string(),
+        ])
+        .args(["--throughput", "-1", "--command-property"])
+        .args(["acks=1", "compression.type=lz4", "batch.size=1048576", "linger.ms=50"]);
+    let out = tokio::task::block_in_place(|| c.output()).context("while running ProducerPerformance")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("records sent"))
+        .with_context(|| {
+            format!(
+                "no summary from ProducerPerformance: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    let mib: f64 = line
+        .split('(')
+        .nth(1)
+        .and_then(|r| r.split(" MB/sec").next())
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("unparsed ProducerPerformance summary {line:?}"))?;
+    report.add(
+        "broker limits",
+        "produce-only to the target, Kafka's ProducerPerformance",
+        format!("{:.1} MB/s", mib * MIB / MB),
+        format!(
+            "{} records of {size} B (its random payload, not spans), lz4, batch.size 1 MiB, linger 50 ms, acks=1",
+            corpus.records
+        ),
+    );
+    let mut c = java("org.apache.kafka.tools.ConsumerPerformance");
+    c.args(["--topic", &corpus.topic, "--bootstrap-server", &source.bootstrap()])
+        .args(["--num-records", &corpus.records.to_string(), "--timeout", "120000"])
+        .args(["--command-property", "max.partition.fetch.bytes=8388608"]);
+    let out = tokio::task::block_in_place(|| c.output()).context("while running ConsumerPerformance")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec,
+    // rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+    let fields: Vec<&str> = text
+        .lines()
+        .rev()
+        .find(|l| l.split(", ").count() >= 10 && !l.starts_with("start.time"))
+        .with_context(|| {
+            format!(
+                "no result from ConsumerPerformance: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?
+        .split(", ")
+        .collect();
+    let fetch_mib: f64 = fields[8].trim().parse().context("unparsed fetch.MB.sec")?;
+    report.add(
+        "broker limits",
+        "fetch-only from the source, Kafka's ConsumerPerformance",
+        format!("{:.1} MB/s", fetch_mib * MIB / MB),
+        format!(
+            "the corpus' {} records, fetch.MB.sec (after the group join), max.partition.fetch.bytes 8 MiB",
+            fields[4].trim()
+        ),
+    );
+    Ok(())
 }
