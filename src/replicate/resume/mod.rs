@@ -1,0 +1,161 @@
+//! Where a partition goes on from after a restart or an uncertain answer: the checkpointed
+//! position, reconciled with what the target actually holds. Pure logic, no IO.
+//!
+//! # What is checked
+//!
+//! strait writes the kept source records (control batches and aborted transactions dropped) in
+//! source order, one target offset each, as idempotent producers. It records which: every
+//! checkpoint lists the producer identities (id, epoch) that may have written at or beyond its
+//! target offset, and a new identity is in a written checkpoint before its first batch is sent.
+//!
+//! On every reconcile (at start, and whenever the target's state is uncertain: a lost or
+//! ambiguous answer, lost producer state, a batch that landed at an unexpected offset) the task
+//! reads the batch headers between the checkpointed target offset and the target's end and
+//! attributes each batch by its producer identity ([`TailScan`]):
+//!
+//! - A batch of one of strait's identities is strait's own. strait never writes a source record
+//!   twice (it writes again only after absorbing the whole tail it found), so its own records
+//!   there are exactly the next kept source records after the checkpointed source offset: only
+//!   those are not written again ([`Tail::absorb`]).
+//! - Any other batch (another producer, a transaction marker) is foreign, and is never counted
+//!   as a replicated source record. With `on_foreign_writer = "halt"` (the default) the
+//!   partition stops with an error naming the first foreign batches' offsets, producer id and
+//!   record count. With `"skip"` they stay where they are: target offsets move past them and no
+//!   source record is consumed on their account.
+//! - A checkpoint of a strait that did not record identities attributes nothing: an empty tail
+//!   resumes as usual; a non-empty one is foreign (halt by default; with skip, the source is
+//!   replicated again from the checkpoint, so records that strait wrote there may arrive twice,
+//!   none is lost).
+//!
+//! # What is still assumed
+//!
+//! - Offsets in the tail that hold no batch (compacted on the target, or deleted by the target's
+//!   retention or DeleteRecords before they were read) are passed over: nobody can tell who wrote
+//!   them. Records of strait's that were there are written again: duplicates, never a loss.
+//! - Two strait processes writing one partition (overlapping shards, a second deployment) each
+//!   see the other's batches as foreign, but only when they reconcile; nothing here fences them.
+//! - A transactional writer on the target: its batches and markers are foreign like any other.
+
+use std::collections::VecDeque;
+
+mod scan;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use scan::{Foreign, Run, TailBatch, TailError, TailPlan, TailScan};
+
+/// Most runs (alternations between strait's records and other offsets) one reconcile keeps.
+/// A tail alternates only where another producer wrote between strait's batches since the last
+/// checkpoint; far fewer than this in practice.
+pub(crate) const MAX_TAIL_RUNS: usize = 65_536;
+
+/// A consistent pair of positions: everything below `source` (that strait copies) is on the
+/// target below `target`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Position {
+    pub(crate) source: i64,
+    pub(crate) target: i64,
+}
+
+/// Where to go on from: a consistent position and what the target holds beyond it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Resume {
+    pub(crate) at: Position,
+    pub(crate) tail: TailPlan,
+}
+
+/// Whether a target partition ending at `target_end` holds less than the position says
+/// strait wrote: the target topic was recreated or lost data.
+pub(crate) fn is_behind(at: Position, target_end: i64) -> bool {
+    target_end < at.target
+}
+
+/// The records the target holds beyond the acknowledged position, consumed as the source is read
+/// again: strait's own are the next kept source records and are not written again; other offsets
+/// are passed over without consuming any.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tail {
+    runs: VecDeque<Run>,
+    /// Foreign records passed over since [`Self::take_foreign_passed`] was last called.
+    foreign_passed: i64,
+}
+
+impl Tail {
+    pub(crate) fn new(runs: VecDeque<Run>) -> Self {
+        Self {
+            runs,
+            foreign_passed: 0,
+        }
+    }
+
+    /// Moves `acked` past offsets that hold none of strait's records, up to strait's next own
+    /// record (or the end of the tail).
+    fn pass_others(&mut self, acked: &mut Position) {
+        while let Some(&Run::Other { offsets, foreign }) = self.runs.front() {
+            acked.target += offsets;
+            self.foreign_passed += foreign;
+            self.runs.pop_front();
+        }
+    }
+
+    /// Whether the kept source record at `offset` is already on the target; if so `acked`
+    /// moves past it on both sides. When it returns `false`, `acked.target` is past the whole
+    /// tail: where the next record written lands.
+    pub(crate) fn absorb(&mut self, offset: i64, acked: &mut Position) -> bool {
+        self.pass_others(acked);
+        let Some(Run::Own(n)) = self.runs.front_mut() else {
+            return false;
+        };
+        *n -= 1;
+        if *n <= 0 {
+            self.runs.pop_front();
+        }
+        *acked = Position {
+            source: offset + 1,
+            target: acked.target + 1,
+        };
+        true
+    }
+
+    /// Source records `from..to` were deleted before strait read them. The tail's own records
+    /// were the first kept ones from `acked.source` on, so they lie at the start of the deleted
+    /// range; the rest of the range is the gap. Returns the gap's size and moves `acked` to
+    /// `to`. Exact when the deleted range held no transaction markers or compaction holes (each
+    /// offset one record); otherwise it may count a marker as a missing record.
+    pub(crate) fn gap(&mut self, from: i64, to: i64, acked: &mut Position) -> i64 {
+        let deleted = (to - from).max(0);
+        let mut replicated = 0;
+        while replicated < deleted {
+            self.pass_others(acked);
+            let Some(Run::Own(n)) = self.runs.front_mut() else {
+                break;
+            };
+            let take = (*n).min(deleted - replicated);
+            *n -= take;
+            replicated += take;
+            acked.target += take;
+            if *n <= 0 {
+                self.runs.pop_front();
+            }
+        }
+        acked.source = to;
+        deleted - replicated
+    }
+
+    /// Foreign records passed over since the last call.
+    pub(crate) fn take_foreign_passed(&mut self) -> i64 {
+        std::mem::take(&mut self.foreign_passed)
+    }
+
+    /// strait's own records still to absorb.
+    #[cfg(test)]
+    pub(crate) fn remaining(&self) -> i64 {
+        self.runs
+            .iter()
+            .map(|r| match r {
+                Run::Own(n) => *n,
+                Run::Other { .. } => 0,
+            })
+            .sum()
+    }
+}
