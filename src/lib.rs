@@ -29,6 +29,20 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod kafka;
+pub mod pipeline;
 pub mod replicate;
+pub mod report;
 pub mod spans;
 pub mod telemetry;
+
+/// Formats an error with its whole `source()` chain on one line, for log lines and messages.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
+}

@@ -119,7 +119,7 @@ fn init_tracing() -> Result<(), strait::telemetry::Error> {
 /// the topic filter; a bad config prints why and gives exit code 64.
 fn load_config(path: Option<&std::path::Path>) -> Result<(Config, strait::config::TopicFilter), ExitCode> {
     let fail = |e: &dyn std::error::Error| {
-        eprintln!("error: {}", strait::replicate::error_chain(e));
+        eprintln!("error: {}", strait::error_chain(e));
         ExitCode::from(EXIT_CONFIG)
     };
     let (config, warnings) = Config::load(path).map_err(|e| fail(&e))?;
@@ -247,7 +247,7 @@ async fn reload_budget_on_sighup(config_path: Option<PathBuf>, budget: std::sync
                 tracing::info!(bytes_per_sec = c.budget.bytes_per_sec, "SIGHUP: budget changed");
             }
             Err(e) => {
-                tracing::warn!(error = %strait::replicate::error_chain(&e), "SIGHUP: config invalid, budget unchanged")
+                tracing::warn!(error = %strait::error_chain(&e), "SIGHUP: config invalid, budget unchanged")
             }
         }
     }

@@ -68,14 +68,7 @@ impl Error {
 
     /// The message with its whole cause chain, for one log line.
     pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(c) = cause {
-            text.push_str(": ");
-            text.push_str(&c.to_string());
-            cause = c.source();
-        }
-        text
+        crate::error_chain(self)
     }
 }
 

@@ -203,15 +203,3 @@ pub enum Error {
         source: Box<kafka::Error>,
     },
 }
-
-/// Formats an error with its whole `source()` chain, for log lines.
-pub(super) fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        cur = s.source();
-    }
-    text
-}

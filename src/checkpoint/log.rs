@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use super::codec::{decode_key, decode_record, encode_key, encode_record_value};
-use super::error::chain;
 use super::{CheckpointRecord, Error, Result};
 use crate::batch::{self, BuildOptions, Compression, Record, TxnFilter};
 use crate::kafka::TopicPartition;
@@ -111,7 +110,7 @@ impl Latest {
                 topic = %tp.topic,
                 partition = tp.partition,
                 offset = record.offset,
-                error = %chain(error),
+                error = %crate::error_chain(error),
                 "skipping checkpoint record: {what}"
             );
         };

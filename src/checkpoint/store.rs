@@ -13,7 +13,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use kafka_protocol::messages::{CreateTopicsRequest, DescribeConfigsRequest};
 use tokio::time::Instant;
 
-use super::error::chain;
 use super::log::{apply_fetch, encode_checkpoints, Latest};
 use super::{Checkpoint, CheckpointRecord, Error, Result};
 use crate::kafka::{self, ApiKey, Backoff, Cluster, OffsetSpec, ResponseError, TopicPartition, TopicSpec};
@@ -190,7 +189,9 @@ impl CheckpointStore {
                     );
                 }
             }
-            Err(e) => tracing::debug!(topic = %self.topic, error = %chain(&e), "cannot check checkpoint topic configs"),
+            Err(e) => {
+                tracing::debug!(topic = %self.topic, error = %crate::error_chain(&e), "cannot check checkpoint topic configs")
+            }
         }
     }
 
@@ -209,7 +210,7 @@ impl CheckpointStore {
                     }
                 }
                 Err(e) if e.is_retriable() => {
-                    tracing::debug!(topic = %self.topic, error = %chain(&e), "waiting for checkpoint topic leader");
+                    tracing::debug!(topic = %self.topic, error = %crate::error_chain(&e), "waiting for checkpoint topic leader");
                 }
                 Err(e) => return Err(self.topic_err("metadata", e)),
             }
@@ -451,7 +452,7 @@ impl CheckpointStore {
                     if let Some(tp) = tp.filter(|_| e.needs_metadata_refresh()) {
                         self.target.invalidate(tp);
                     }
-                    tracing::warn!(topic = %self.topic, action, attempts, error = %chain(&e), "checkpoint request failed; retrying");
+                    tracing::warn!(topic = %self.topic, action, attempts, error = %crate::error_chain(&e), "checkpoint request failed; retrying");
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => return Err((e, attempts)),

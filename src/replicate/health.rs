@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use crate::kafka::{Cluster, TopicPartition};
 use crate::telemetry;
 
-use super::progress::{PartitionState, PartitionStatus, Progress};
-use super::retention::{Crossing, RiskWatch};
+use crate::report::progress::{PartitionState, PartitionStatus, Progress};
+use crate::report::retention::{Crossing, RiskWatch};
 
 /// How often the monitor refreshes the gauges and the rates.
 const TICK: Duration = Duration::from_secs(1);
@@ -297,7 +297,7 @@ impl Drop for Monitor {
 async fn probe(cluster: &Cluster) -> Result<(), String> {
     match tokio::time::timeout(PROBE_TIMEOUT, cluster.metadata(Some(&[]))).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(super::error_chain(&e)),
+        Ok(Err(e)) => Err(crate::error_chain(&e)),
         Err(_) => Err(format!("no metadata answer within {} s", PROBE_TIMEOUT.as_secs())),
     }
 }
@@ -347,8 +347,8 @@ impl RateMeter {
 
 #[cfg(test)]
 mod tests {
-    use super::super::retention::Retention;
     use super::*;
+    use crate::report::Retention;
 
     fn counts(pairs: &[(i32, u64)]) -> BTreeMap<TopicPartition, u64> {
         pairs

@@ -50,7 +50,7 @@ pub(crate) async fn run(
             Ok(()) => {}
             Err(e) => {
                 source.invalidate(&tp);
-                let text = super::error_chain(&e);
+                let text = crate::error_chain(&e);
                 if text != last_error {
                     tracing::warn!(topic = %topic, error = %text, "cannot write a heartbeat to the source");
                     last_error = text;

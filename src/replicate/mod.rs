@@ -6,26 +6,22 @@
 
 mod assign;
 mod check;
+mod checkpointer;
 mod error;
 mod health;
 mod heartbeat;
-mod partition;
 mod plan;
-mod progress;
-mod reader;
-mod resume;
-mod retention;
 mod startup;
 mod topics;
-mod writer;
 
+pub use crate::report::{
+    PartitionState, PartitionStatus, Progress, Retention, RiskFigures, Totals, KAFKA_DEFAULT_RETENTION_MS,
+};
 pub use assign::Shard;
 pub use check::{check, CheckReport, ClusterCheck, TargetState, TopicCheck};
 pub use error::{Error, Result};
 pub use health::{ClusterHealth, Health, Readiness, Side};
 pub use plan::{plan, Plan, TargetChange, TopicPlan};
-pub use progress::{PartitionState, PartitionStatus, Progress, Totals};
-pub use retention::{Retention, RiskFigures, KAFKA_DEFAULT_RETENTION_MS};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -35,28 +31,19 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::{Budget, LevelControl, WeightRule};
-use crate::checkpoint::{self, Checkpoint, CheckpointRecord, CheckpointStore};
+use crate::checkpoint::{self, CheckpointRecord, CheckpointStore};
 use crate::config::{Config, TopicFilter};
+use crate::error_chain;
 use crate::kafka::{Backoff, Cluster, TopicPartition};
+use crate::pipeline::{buffer_units, PartitionTask, TaskSettings};
+use crate::report::retention;
 use crate::telemetry;
-use partition::{PartitionTask, TaskSettings};
+use checkpointer::Checkpointer;
 
 /// How often the progress line is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// How often the zstd level control takes a step (one level at most).
 const LEVEL_EVERY: Duration = Duration::from_secs(2);
-
-/// Formats an error with its whole `source()` chain, for log lines.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        cur = s.source();
-    }
-    text
-}
 
 /// Seconds until a lag of `lag_records` is replicated at `records_per_sec`; `None` when nothing
 /// moves (an ETA would be infinite or meaningless).
@@ -68,17 +55,9 @@ pub fn drain_eta_secs(lag_records: i64, records_per_sec: f64) -> Option<f64> {
     }
 }
 
-/// What the last checkpoint written for a partition holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Written {
-    source: i64,
-    target: i64,
-    writers_generation: u64,
-}
-
 /// What a refresh needs to start partition tasks.
 struct Spawn<'a> {
-    store: &'a Arc<CheckpointStore>,
+    checkpointer: &'a mut Checkpointer,
     checkpoints: &'a mut HashMap<TopicPartition, CheckpointRecord>,
     shutdown: &'a CancellationToken,
 }
@@ -135,13 +114,13 @@ impl Replicator {
             level,
             budget,
             buffer: Arc::new(tokio::sync::Semaphore::new(
-                reader::buffer_units(config.fetch.buffer_max_bytes) as usize,
+                buffer_units(config.fetch.buffer_max_bytes) as usize
             )),
-            buffer_units: reader::buffer_units(config.fetch.buffer_max_bytes),
+            buffer_units: buffer_units(config.fetch.buffer_max_bytes),
             batch_memory: Arc::new(tokio::sync::Semaphore::new(
-                reader::buffer_units(config.batch.buffer_max_bytes) as usize,
+                buffer_units(config.batch.buffer_max_bytes) as usize
             )),
-            batch_memory_units: reader::buffer_units(config.batch.buffer_max_bytes),
+            batch_memory_units: buffer_units(config.batch.buffer_max_bytes),
             fetch_max_bytes: i32::try_from(config.fetch.max_bytes).unwrap_or(i32::MAX),
             fetch_max_wait_ms: i32::try_from(config.fetch.max_wait_ms).unwrap_or(i32::MAX),
             start_from: config.start_from,
@@ -232,8 +211,9 @@ impl Replicator {
             cancel.drop_guard()
         });
         let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(self.config.checkpoint.interval_ms));
-        let mut written: BTreeMap<TopicPartition, Written> = BTreeMap::new();
-        let mut tasks: JoinSet<(TopicPartition, Result<()>)> = JoinSet::new();
+        let mut checkpointer = Checkpointer::new(Arc::clone(&store));
+        let checkpoint_wanted = checkpointer.wanted();
+        let mut tasks: JoinSet<(TopicPartition, crate::pipeline::Result<()>)> = JoinSet::new();
         let mut running: HashSet<TopicPartition> = HashSet::new();
         let mut topic_errors: BTreeMap<String, String> = BTreeMap::new();
         let refresh = Duration::from_secs(self.config.topics.refresh_secs);
@@ -278,16 +258,16 @@ impl Replicator {
                     // The final checkpoint after the drain covers a write cut short here.
                     biased;
                     _ = shutdown.cancelled() => break,
-                    _ = self.write_checkpoints(&store, &mut written) => {}
+                    _ = self.write_checkpoints(&mut checkpointer) => {}
                 },
                 // A partition waits for a checkpoint naming its new producer identity.
-                _ = self.progress.checkpoint_wanted() => tokio::select! {
+                _ = checkpoint_wanted.notified() => tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break,
-                    _ = self.write_checkpoints(&store, &mut written) => {}
+                    _ = self.write_checkpoints(&mut checkpointer) => {}
                 },
                 _ = tokio::time::sleep_until(next_refresh) => {
-                    let spawn = Spawn { store: &store, checkpoints: &mut checkpoints, shutdown: &shutdown };
+                    let spawn = Spawn { checkpointer: &mut checkpointer, checkpoints: &mut checkpoints, shutdown: &shutdown };
                     // A refresh waits on the clusters; shutdown must not wait for it. Tasks it
                     // already started are in the JoinSet, so stopping it midway loses nothing.
                     let refreshed = tokio::select! {
@@ -326,7 +306,7 @@ impl Replicator {
             );
             tasks.abort_all();
         }
-        self.write_checkpoints(&store, &mut written).await;
+        self.write_checkpoints(&mut checkpointer).await;
         let t = self.progress.totals();
         tracing::info!(records = t.records, halted = t.halted, "stopped");
         Ok(())
@@ -415,63 +395,21 @@ impl Replicator {
         }
     }
 
-    /// Writes a checkpoint for every partition whose acknowledged position or producer
-    /// identities changed. Writes are sequential, so a later one always holds a later snapshot.
-    async fn write_checkpoints(&self, store: &CheckpointStore, written: &mut BTreeMap<TopicPartition, Written>) {
-        let now = checkpoint::now_ms();
-        let mut generations: Vec<(TopicPartition, Written)> = Vec::new();
-        let due: Vec<CheckpointRecord> = self
-            .progress
-            .snapshot()
-            .into_iter()
-            .filter_map(|(tp, s)| {
-                let state = Written {
-                    source: s.next_source_offset,
-                    target: s.next_target_offset,
-                    writers_generation: s.writers_generation,
-                };
-                if !s.checkpointable || written.get(&tp) == Some(&state) {
-                    return None;
-                }
-                let record = CheckpointRecord {
-                    checkpoint: Checkpoint {
-                        replication_id: store.replication_id().to_owned(),
-                        target_topic: s.target?.topic,
-                        source_topic: tp.topic.clone(),
-                        source_partition: tp.partition,
-                        next_source_offset: s.next_source_offset,
-                        next_target_offset: s.next_target_offset,
-                        writer_epoch: s.writer_epoch,
-                        wall_clock_ms: now,
-                    },
-                    writers: Some(s.writers),
-                };
-                generations.push((tp, state));
-                Some(record)
-            })
-            .collect();
-        if due.is_empty() {
-            self.health.checkpoint_current();
-            return;
-        }
-        match store.write_records(&due).await {
-            Ok(()) => {
-                self.health.checkpoint_current();
-                self.progress.checkpoints_written(
-                    generations
-                        .iter()
-                        .map(|(tp, state)| (tp.clone(), state.writers_generation)),
-                );
-                written.extend(generations);
-            }
+    /// Writes the checkpoints due; a failure is retried at the next interval.
+    async fn write_checkpoints(&self, checkpointer: &mut Checkpointer) {
+        match checkpointer.write().await {
+            Ok(_) => self.health.checkpoint_current(),
             Err(e) => {
                 metrics::counter!(telemetry::CHECKPOINT_ERRORS).increment(1);
-                tracing::warn!(error = %error_chain(&e), partitions = due.len(), "checkpoint write failed; retrying at the next interval");
+                tracing::warn!(error = %error_chain(&e), "checkpoint write failed; retrying at the next interval");
             }
         }
     }
 
-    fn task_ended(&self, joined: std::result::Result<(TopicPartition, Result<()>), tokio::task::JoinError>) {
+    fn task_ended(
+        &self,
+        joined: std::result::Result<(TopicPartition, crate::pipeline::Result<()>), tokio::task::JoinError>,
+    ) {
         match joined {
             Ok((tp, Ok(()))) => tracing::debug!(topic = %tp.topic, partition = tp.partition, "partition task stopped"),
             Ok((tp, Err(e))) => {
@@ -485,7 +423,7 @@ impl Replicator {
     /// partitions that have none. A halted partition keeps its entry, so it is not restarted.
     async fn refresh(
         &self,
-        tasks: &mut JoinSet<(TopicPartition, Result<()>)>,
+        tasks: &mut JoinSet<(TopicPartition, crate::pipeline::Result<()>)>,
         running: &mut HashSet<TopicPartition>,
         topic_errors: &mut BTreeMap<String, String>,
         retention_error: &mut Option<String>,
@@ -562,6 +500,11 @@ impl Replicator {
             let max_batch_bytes = self.config.batch.max_bytes.min(target.max_message_bytes);
             for partition in owned.into_iter().filter(|&p| p < target.partitions) {
                 let source_tp = TopicPartition::new(name.clone(), partition);
+                let checkpoint = spawn.checkpoints.remove(&source_tp);
+                let feed = spawn
+                    .checkpointer
+                    .register(&source_tp, &target_name, checkpoint.as_ref());
+                let store = spawn.checkpointer.store();
                 let task = PartitionTask {
                     source_tp: source_tp.clone(),
                     target_tp: TopicPartition::new(target_name.clone(), partition),
@@ -571,9 +514,11 @@ impl Replicator {
                     max_batch_bytes,
                     progress: Arc::clone(&self.progress),
                     cancel: spawn.shutdown.child_token(),
-                    checkpoint: spawn.checkpoints.remove(&source_tp),
-                    store: Arc::clone(spawn.store),
+                    checkpoint,
+                    feed,
                     retention: retention.get(name).copied().unwrap_or_default(),
+                    checkpoint_topic: store.topic().to_owned(),
+                    replication_id: store.replication_id().to_owned(),
                 };
                 running.insert(source_tp.clone());
                 tasks.spawn(async move { (source_tp, task.run().await) });

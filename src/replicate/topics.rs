@@ -7,7 +7,7 @@ use crate::kafka::{Cluster, TopicConfig, TopicSpec};
 use kafka_protocol::messages::{CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest};
 
 use super::error::{Error, Result};
-use super::retention::Retention;
+use crate::report::Retention;
 
 /// Kafka's default max.message.bytes, assumed when the target does not report the topic's own.
 pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
@@ -197,7 +197,7 @@ const DESCRIBE_BATCH: usize = 100;
 /// The time-based retention of the source `topics`, in one DescribeConfigs request per hundred
 /// topics asking only for `retention.ms`. A source without DescribeConfigs (librdkafka's mock
 /// cluster) gets Kafka's default for every topic, as does a topic that does not report the key
-/// (see [`super::retention::KAFKA_DEFAULT_RETENTION_MS`]); a topic the source answers with an
+/// (see [`crate::report::KAFKA_DEFAULT_RETENTION_MS`]); a topic the source answers with an
 /// error is left out, so its last known retention stands.
 pub(super) async fn read_retention(
     source: &Cluster,

@@ -1,14 +1,14 @@
 //! What every partition task reports about itself: offsets, lag, counters and state. Tasks write
-//! once per produced batch; the periodic log line and the HTTP status read it.
+//! once per produced batch; the periodic log line, the health monitor and the HTTP status read
+//! it. It is a report only: acknowledged positions reach the checkpointer through each task's
+//! own feed (`pipeline::checkpoints`), not through this table.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
-use tokio::sync::futures::Notified;
-use tokio::sync::Notify;
+use parking_lot::Mutex;
 
 use super::retention::{Retention, RiskFigures};
-use crate::kafka::{ProducerIdentity, TopicPartition};
+use crate::kafka::TopicPartition;
 
 /// The state of one partition's replication.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -52,16 +52,6 @@ pub struct PartitionStatus {
     pub retention: Retention,
     /// Which writer generation of this partition this process is.
     pub writer_epoch: i64,
-    /// Whether the offsets are a position resumed or confirmed against the target, so a
-    /// checkpoint may be written from them.
-    pub checkpointable: bool,
-    /// strait's producer identities that may have written at or beyond `next_target_offset`;
-    /// checkpointed with it.
-    pub writers: Vec<ProducerIdentity>,
-    /// Bumped whenever `writers` changes.
-    pub writers_generation: u64,
-    /// The newest `writers_generation` a written checkpoint holds.
-    pub writers_checkpointed: u64,
     /// Current state.
     pub state: PartitionState,
 }
@@ -89,11 +79,6 @@ impl PartitionStatus {
 #[derive(Debug, Default)]
 pub struct Progress {
     partitions: Mutex<BTreeMap<TopicPartition, PartitionStatus>>,
-    /// A partition waits for a checkpoint (a new producer identity must be in one before it
-    /// writes): the checkpoint loop writes at once rather than at its next tick.
-    checkpoint_wanted: Notify,
-    /// A checkpoint write succeeded.
-    checkpoint_written: Notify,
 }
 
 /// Totals over all partitions.
@@ -114,81 +99,33 @@ pub struct Totals {
 }
 
 impl Progress {
-    fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<TopicPartition, PartitionStatus>> {
-        // Updates are plain field writes; a panicking writer cannot leave a half-done entry.
-        self.partitions.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Applies `f` to the figures of `tp`, creating them if needed.
-    pub fn update(&self, tp: &TopicPartition, f: impl FnOnce(&mut PartitionStatus)) {
-        f(self.table().entry(tp.clone()).or_default());
+    /// Applies `f` to the figures of `tp`, creating them if needed, and returns what it
+    /// returns. `f` runs under the table's lock: it only reads and writes fields (metrics are
+    /// emitted by the caller, from what it returns).
+    pub fn update<R>(&self, tp: &TopicPartition, f: impl FnOnce(&mut PartitionStatus) -> R) -> R {
+        f(self.partitions.lock().entry(tp.clone()).or_default())
     }
 
     /// Sets the retention of every partition of `topic` in the table.
     pub fn set_retention(&self, topic: &str, retention: Retention) {
-        for (_, s) in self.table().iter_mut().filter(|(tp, _)| tp.topic == topic) {
+        for (_, s) in self.partitions.lock().iter_mut().filter(|(tp, _)| tp.topic == topic) {
             s.retention = retention;
         }
     }
 
-    /// Sets the producer identities of `tp` a checkpoint must hold; returns their generation,
-    /// which [`Self::writers_checkpointed`] reaches once a checkpoint holding them is written.
-    pub fn set_writers(&self, tp: &TopicPartition, writers: &[ProducerIdentity]) -> u64 {
-        let mut table = self.table();
-        let s = table.entry(tp.clone()).or_default();
-        s.writers = writers.to_vec();
-        s.writers_generation += 1;
-        s.writers_generation
-    }
-
-    /// The newest writers generation of `tp` that a written checkpoint holds.
-    pub fn writers_checkpointed(&self, tp: &TopicPartition) -> u64 {
-        self.table().get(tp).map_or(0, |s| s.writers_checkpointed)
-    }
-
-    /// Asks the checkpoint loop to write now.
-    pub fn want_checkpoint(&self) {
-        self.checkpoint_wanted.notify_one();
-    }
-
-    /// Completes when a partition asked for a checkpoint (at once if one asked since the last).
-    pub fn checkpoint_wanted(&self) -> Notified<'_> {
-        self.checkpoint_wanted.notified()
-    }
-
-    /// Records that checkpoints holding these writers generations were written, and wakes the
-    /// partitions waiting for one.
-    pub fn checkpoints_written(&self, written: impl IntoIterator<Item = (TopicPartition, u64)>) {
-        {
-            let mut table = self.table();
-            for (tp, generation) in written {
-                if let Some(s) = table.get_mut(&tp) {
-                    s.writers_checkpointed = s.writers_checkpointed.max(generation);
-                }
-            }
-        }
-        self.checkpoint_written.notify_waiters();
-    }
-
-    /// Completes at the next [`Self::checkpoints_written`]; enable it before checking
-    /// [`Self::writers_checkpointed`] so no write is missed in between.
-    pub fn checkpoint_written(&self) -> Notified<'_> {
-        self.checkpoint_written.notified()
-    }
-
     /// A copy of one partition's figures.
     pub fn get(&self, tp: &TopicPartition) -> Option<PartitionStatus> {
-        self.table().get(tp).cloned()
+        self.partitions.lock().get(tp).cloned()
     }
 
     /// A copy of the whole table.
     pub fn snapshot(&self) -> BTreeMap<TopicPartition, PartitionStatus> {
-        self.table().clone()
+        self.partitions.lock().clone()
     }
 
     /// Sums over all partitions.
     pub fn totals(&self) -> Totals {
-        self.table().values().fold(Totals::default(), |mut t, s| {
+        self.partitions.lock().values().fold(Totals::default(), |mut t, s| {
             t.partitions += 1;
             t.halted += usize::from(matches!(s.state, PartitionState::Halted(_)));
             t.records += s.records;
@@ -203,28 +140,6 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn a_claim_completes_only_once_a_checkpoint_holds_its_writers() {
-        let p = Progress::default();
-        let tp = TopicPartition::new("spans", 0);
-        let id = ProducerIdentity { id: 5, epoch: 0 };
-        let first = p.set_writers(&tp, &[id]);
-        // A write of an older snapshot does not count.
-        p.checkpoints_written([(tp.clone(), first - 1)]);
-        assert!(p.writers_checkpointed(&tp) < first);
-        let written = p.checkpoint_written();
-        tokio::pin!(written);
-        written.as_mut().enable();
-        p.checkpoints_written([(tp.clone(), first)]);
-        written.await;
-        assert_eq!(p.writers_checkpointed(&tp), first);
-        let second = p.set_writers(&tp, &[id, ProducerIdentity { id: 6, epoch: 0 }]);
-        assert!(second > p.writers_checkpointed(&tp));
-        // A request made before the loop looks is not lost.
-        p.want_checkpoint();
-        p.checkpoint_wanted().await;
-    }
 
     #[test]
     fn totals_sum_partitions_and_count_halted() {

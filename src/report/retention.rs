@@ -5,7 +5,7 @@
 //! read time, so they keep moving while nothing else does (the link to the target is down and no
 //! batch is acknowledged). [`RiskWatch`] turns them into one warning per partition per crossing
 //! of `alerts.retention_headroom_secs`. Reading topic configs from the source is
-//! [`super::topics::read_retention`]'s job; the health monitor sets the gauges and logs the
+//! `replicate::topics::read_retention`'s job; the health monitor sets the gauges and logs the
 //! crossings, `/status` and the progress line read the figures.
 
 use std::collections::HashSet;

@@ -1,5 +1,6 @@
 //! Where a partition goes on from after a restart or an uncertain answer: the checkpointed
-//! position, reconciled with what the target actually holds. Pure logic, no IO.
+//! position, reconciled with what the target actually holds. The decisions are pure
+//! ([`TailScan`], [`Tail`]); [`TargetTail`] reads the target for them.
 //!
 //! # What is checked
 //!
@@ -39,10 +40,12 @@
 use std::collections::VecDeque;
 
 mod scan;
+mod target;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use scan::{Foreign, Run, TailBatch, TailError, TailPlan, TailScan};
+pub(crate) use target::{Reconciled, TargetTail};
 
 /// Most runs (alternations between strait's records and other offsets) one reconcile keeps.
 /// A tail alternates only where another producer wrote between strait's batches since the last
@@ -52,9 +55,11 @@ pub(crate) const MAX_TAIL_RUNS: usize = 65_536;
 /// A consistent pair of positions: everything below `source` (that strait copies) is on the
 /// target below `target`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Position {
-    pub(crate) source: i64,
-    pub(crate) target: i64,
+pub struct Position {
+    /// Next source offset.
+    pub source: i64,
+    /// Next target offset.
+    pub target: i64,
 }
 
 /// Where to go on from: a consistent position and what the target holds beyond it.

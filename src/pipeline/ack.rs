@@ -1,0 +1,177 @@
+//! The ack stage: the partition's acknowledged position, moved by the target's answers, by
+//! records the target already holds (the tail found at the last reconcile) and by source gaps.
+//! Each move goes to the checkpointer ([`Feed::advance`]) and into the report ([`Progress`]);
+//! metrics are emitted after the report's lock is released.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::checkpoints::Feed;
+use super::resume::{Position, Tail};
+use super::send::Sent;
+use crate::kafka::TopicPartition;
+use crate::report::Progress;
+use crate::telemetry;
+
+/// What a move of the position adds to the counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Moved {
+    pub(super) records: u64,
+    pub(super) source_bytes: u64,
+    pub(super) wire_bytes: u64,
+}
+
+/// The acknowledged position of one partition, and what the target holds beyond it.
+#[derive(Debug)]
+pub(super) struct Acker {
+    tp: TopicPartition,
+    labels: [(&'static str, String); 2],
+    progress: Arc<Progress>,
+    feed: Arc<Feed>,
+    /// Everything below is acknowledged by the target.
+    acked: Position,
+    /// The producer sequence of the first record at `acked`.
+    sequence: i32,
+    /// What the target already holds beyond `acked`: strait's own records (written before a
+    /// crash or a lost answer) are dropped from the source, other producers' passed over.
+    tail: Tail,
+    /// Newest record timestamp of the last acknowledged batch (ms): stands in for the oldest
+    /// unacknowledged record's while nothing is held.
+    last_max_timestamp: Option<i64>,
+}
+
+impl Acker {
+    pub(super) fn new(
+        tp: TopicPartition,
+        progress: Arc<Progress>,
+        feed: Arc<Feed>,
+        at: Position,
+        sequence: i32,
+        tail: Tail,
+    ) -> Self {
+        Self {
+            labels: telemetry::labels(&tp.topic, tp.partition),
+            tp,
+            progress,
+            feed,
+            acked: at,
+            sequence,
+            tail,
+            last_max_timestamp: None,
+        }
+    }
+
+    /// Everything below is acknowledged.
+    pub(super) fn position(&self) -> Position {
+        self.acked
+    }
+
+    /// The producer sequence of the first record at the position.
+    pub(super) fn sequence(&self) -> i32 {
+        self.sequence
+    }
+
+    /// Whether the kept source record at `offset` is already on the target (strait wrote it
+    /// before a crash or a lost answer); if so the position moves past it.
+    pub(super) fn absorb(&mut self, offset: i64) -> bool {
+        self.tail.absorb(offset, &mut self.acked)
+    }
+
+    /// A batch was acknowledged where expected.
+    pub(super) fn batch(&mut self, sent: &Sent, oldest_held: Option<i64>) {
+        let age_ms = crate::checkpoint::now_ms() - sent.max_timestamp;
+        if (0..86_400_000).contains(&age_ms) {
+            metrics::histogram!(telemetry::END_TO_END_LATENCY).record(Duration::from_millis(age_ms as u64));
+        }
+        self.last_max_timestamp = Some(sent.max_timestamp);
+        self.sequence = self.sequence.wrapping_add(sent.count as i32) & i32::MAX;
+        let at = Position {
+            source: sent.until,
+            target: self.acked.target + sent.count,
+        };
+        let moved = Moved {
+            records: sent.count as u64,
+            source_bytes: sent.source_bytes,
+            wire_bytes: sent.wire_bytes,
+        };
+        self.advance(at, moved, oldest_held);
+    }
+
+    /// Source records `from..to` are gone. Records the target already holds beyond the
+    /// checkpoint came from the first of them, so they are not counted as missing. Returns the
+    /// records missing.
+    pub(super) fn gap(&mut self, from: i64, to: i64, oldest_held: Option<i64>) -> i64 {
+        let missing = self.tail.gap(from, to, &mut self.acked);
+        if missing > 0 {
+            tracing::warn!(topic = %self.tp.topic, partition = self.tp.partition, from = to - missing,
+                to = to - 1, missing, "source records deleted before replication (retention or DeleteRecords): counted as a gap");
+            metrics::counter!(telemetry::SOURCE_GAP_RECORDS, &self.labels).increment(missing as u64);
+        }
+        self.progress
+            .update(&self.tp, |s| s.gap_records += missing.max(0) as u64);
+        self.count_foreign();
+        self.advance(self.acked, Moved::default(), oldest_held);
+        missing
+    }
+
+    /// Records absorbed from the tail, or dropped source records (control batches, aborted
+    /// transactions) with nothing on the wire, moved the position to `source`.
+    pub(super) fn moved(&mut self, source: i64, absorbed: u64, oldest_held: Option<i64>) {
+        self.count_foreign();
+        let at = Position {
+            source: source.max(self.acked.source),
+            target: self.acked.target,
+        };
+        let moved = Moved {
+            records: absorbed,
+            ..Moved::default()
+        };
+        self.advance(at, moved, oldest_held);
+    }
+
+    /// A fetch answer arrived: the source's end, and the oldest record not yet acknowledged.
+    pub(super) fn fetched(&self, high_watermark: i64, oldest: Option<i64>) {
+        self.progress.update(&self.tp, |s| {
+            s.source_high_watermark = high_watermark;
+            if oldest.is_some() {
+                s.oldest_unacked_timestamp_ms = oldest;
+            }
+        });
+    }
+
+    /// Counts the records of other producers the position just moved past.
+    fn count_foreign(&mut self) {
+        let passed = self.tail.take_foreign_passed();
+        if passed > 0 {
+            metrics::counter!(telemetry::FOREIGN_RECORDS, &self.labels).increment(passed as u64);
+        }
+    }
+
+    fn advance(&mut self, at: Position, moved: Moved, oldest_held: Option<i64>) {
+        self.acked = at;
+        self.feed.advance(at);
+        let oldest = oldest_held.or(self.last_max_timestamp);
+        let (lag, average) = self.progress.update(&self.tp, |s| {
+            s.next_source_offset = at.source;
+            s.next_target_offset = at.target;
+            s.records += moved.records;
+            s.source_bytes += moved.source_bytes;
+            s.wire_bytes += moved.wire_bytes;
+            if oldest.is_some() {
+                s.oldest_unacked_timestamp_ms = oldest;
+            }
+            // Estimated from the average size of the records replicated so far.
+            let average = (s.records > 0).then(|| s.source_bytes as f64 / s.records as f64);
+            (s.lag_records(), average)
+        });
+        if moved.records > 0 {
+            metrics::counter!(telemetry::RECORDS_REPLICATED, &self.labels).increment(moved.records);
+            metrics::counter!(telemetry::SOURCE_BYTES, &self.labels).increment(moved.source_bytes);
+            metrics::counter!(telemetry::WIRE_BYTES, &self.labels).increment(moved.wire_bytes);
+        }
+        metrics::gauge!(telemetry::LAG_RECORDS, &self.labels).set(lag as f64);
+        if let Some(average) = average {
+            metrics::gauge!(telemetry::LAG_BYTES, &self.labels).set(lag as f64 * average);
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! How a partition task hands its acknowledged position to the checkpointer, and learns that
+//! a checkpoint holds it.
+//!
+//! Each task owns a [`Feed`]; the checkpointer holds the matching [`Tap`]. The task publishes
+//! its newest [`Acked`] state on a watch (only the latest matters: a checkpoint of a later
+//! position covers every earlier one), and the checkpointer reads it when it writes. Claiming a
+//! new producer identity, or a fresh partition's first position, must be in a written checkpoint
+//! before the task sends anything: [`Feed::claim`] asks for a write at once and waits for the
+//! checkpointer's confirmation of that state's generation.
+
+use std::sync::Arc;
+
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::resume::Position;
+use crate::kafka::ProducerIdentity;
+
+/// The state of one partition a checkpoint records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acked {
+    /// Everything below it is on the target.
+    pub at: Position,
+    /// The target topic written to.
+    pub target_topic: String,
+    /// Which writer generation of this partition this process is.
+    pub writer_epoch: i64,
+    /// strait's producer identities that may have written at or beyond `at.target`.
+    pub writers: Vec<ProducerIdentity>,
+    /// Bumped on every claim: a confirmation of this generation means a checkpoint holds
+    /// `writers` (and a position at least this one).
+    pub generation: u64,
+}
+
+/// The task's end.
+#[derive(Debug)]
+pub struct Feed {
+    state: watch::Sender<Option<Acked>>,
+    written: watch::Receiver<u64>,
+    wanted: Arc<Notify>,
+    target_topic: String,
+    writer_epoch: i64,
+}
+
+/// The checkpointer's end.
+#[derive(Debug)]
+pub struct Tap {
+    state: watch::Receiver<Option<Acked>>,
+    written: watch::Sender<u64>,
+}
+
+/// A feed and its tap, for a partition written to `target_topic` by writer generation
+/// `writer_epoch`. `wanted` is shared by every feed of the checkpointer: it wakes it for a claim.
+pub fn feed(wanted: Arc<Notify>, target_topic: &str, writer_epoch: i64) -> (Feed, Tap) {
+    let (state_tx, state_rx) = watch::channel(None);
+    let (written_tx, written_rx) = watch::channel(0);
+    (
+        Feed {
+            state: state_tx,
+            written: written_rx,
+            wanted,
+            target_topic: target_topic.to_owned(),
+            writer_epoch,
+        },
+        Tap {
+            state: state_rx,
+            written: written_tx,
+        },
+    )
+}
+
+impl Feed {
+    /// Which writer generation of the partition this process is.
+    pub fn writer_epoch(&self) -> i64 {
+        self.writer_epoch
+    }
+
+    /// Publishes a new acknowledged position (a no-op before the first [`Self::publish`]: no
+    /// position is known to be consistent until then).
+    pub fn advance(&self, at: Position) {
+        self.state.send_if_modified(|s| match s {
+            Some(acked) if acked.at != at => {
+                acked.at = at;
+                true
+            }
+            _ => false,
+        });
+    }
+
+    /// Publishes a consistent position `at` (resumed or reconciled) with the identities that
+    /// may have written beyond it, as a new generation; returns it.
+    pub fn publish(&self, at: Position, writers: &[ProducerIdentity]) -> u64 {
+        let mut generation = 0;
+        self.state.send_modify(|s| {
+            generation = s.as_ref().map_or(0, |a| a.generation) + 1;
+            *s = Some(Acked {
+                at,
+                target_topic: self.target_topic.clone(),
+                writer_epoch: self.writer_epoch,
+                writers: writers.to_vec(),
+                generation,
+            });
+        });
+        generation
+    }
+
+    /// [`Self::publish`], then asks for a checkpoint at once and waits until one holding it is
+    /// written. `false` when cancelled first.
+    pub async fn claim(&self, at: Position, writers: &[ProducerIdentity], cancel: &CancellationToken) -> bool {
+        let generation = self.publish(at, writers);
+        self.wanted.notify_one();
+        let mut written = self.written.clone();
+        tokio::select! {
+            _ = cancel.cancelled() => false,
+            // The tap outlives every task; if it is gone, strait is stopping.
+            done = written.wait_for(|&g| g >= generation) => done.is_ok(),
+        }
+    }
+}
+
+impl Tap {
+    /// The state to checkpoint, if the task published one.
+    pub fn current(&self) -> Option<Acked> {
+        self.state.borrow().clone()
+    }
+
+    /// A checkpoint holding `generation` was written.
+    pub fn confirm(&self, generation: u64) {
+        self.written.send_if_modified(|g| {
+            let newer = generation > *g;
+            *g = (*g).max(generation);
+            newer
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(source: i64, target: i64) -> Position {
+        Position { source, target }
+    }
+
+    #[tokio::test]
+    async fn a_claim_completes_only_once_a_checkpoint_holds_its_generation() {
+        let wanted = Arc::new(Notify::new());
+        let (feed, tap) = super::feed(Arc::clone(&wanted), "spans", 1);
+        let cancel = CancellationToken::new();
+        // Before any claim nothing is checkpointable, and positions are not published.
+        feed.advance(at(5, 5));
+        assert_eq!(tap.current(), None);
+        let id = ProducerIdentity { id: 7, epoch: 0 };
+        let ids = [id];
+        let claim = feed.claim(at(0, 10), &ids, &cancel);
+        tokio::pin!(claim);
+        // The claim asked for a write and waits for it.
+        tokio::select! {
+            biased;
+            _ = &mut claim => panic!("completed before any checkpoint was written"),
+            _ = wanted.notified() => {}
+        }
+        let acked = tap.current().expect("published");
+        assert_eq!(
+            (acked.at, acked.generation, acked.writers.clone()),
+            (at(0, 10), 1, vec![id])
+        );
+        assert_eq!((acked.target_topic.as_str(), acked.writer_epoch), ("spans", 1));
+        // A write of an older generation does not complete it.
+        tap.confirm(0);
+        tokio::select! {
+            biased;
+            _ = &mut claim => panic!("completed on an older generation"),
+            _ = tokio::task::yield_now() => {}
+        }
+        tap.confirm(acked.generation);
+        assert!(claim.await);
+        // Positions now flow; the writers stay.
+        feed.advance(at(3, 13));
+        let now = tap.current().expect("published");
+        assert_eq!((now.at, now.generation, now.writers), (at(3, 13), 1, vec![id]));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_claim_returns_false() {
+        let (feed, _tap) = super::feed(Arc::new(Notify::new()), "spans", 0);
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        assert!(!feed.claim(at(0, 0), &[], &cancel).await);
+    }
+}

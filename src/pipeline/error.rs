@@ -1,0 +1,163 @@
+//! Errors of one partition's data path. Each names the topic-partition and, where it applies,
+//! the offset at which the partition stopped.
+
+use crate::{batch, kafka};
+
+/// Result of the data path.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a partition stopped and needs an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request to a cluster failed in a way retrying does not fix.
+    #[error("{cluster} cluster: {action} failed for {topic}/{partition} at offset {offset}")]
+    Kafka {
+        cluster: &'static str,
+        action: &'static str,
+        topic: String,
+        partition: i32,
+        offset: i64,
+        #[source]
+        source: Box<kafka::Error>,
+    },
+    /// A source batch is corrupt: nothing from it is written.
+    #[error("corrupt source batch in {topic}/{partition} at offset {offset}")]
+    Batch {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        #[source]
+        source: batch::Error,
+    },
+    /// A target batch could not be built.
+    #[error("cannot build target batch for {topic}/{partition} from offset {offset}")]
+    Build {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        #[source]
+        source: batch::Error,
+    },
+    /// One record is larger than the target accepts.
+    #[error(
+        "record {topic}/{partition} at offset {offset} needs {size} bytes, more than the target accepts \
+         ({max} bytes, the smaller of batch.max_bytes and the target topic's max.message.bytes): \
+         raise max.message.bytes on the target topic and batch.max_bytes"
+    )]
+    RecordTooLarge {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        size: usize,
+        max: usize,
+    },
+    /// The target partition holds less than its checkpoint says strait wrote.
+    #[error(
+        "target {topic}/{partition} ends at offset {end} but its checkpoint says strait wrote up to {checkpoint}: \
+         the target topic was recreated or lost data; set on_target_reset = \"replicate_again\" \
+         (STRAIT_ON_TARGET_RESET) to replicate the partition again"
+    )]
+    TargetBehind {
+        topic: String,
+        partition: i32,
+        checkpoint: i64,
+        end: i64,
+    },
+    /// The target partition already holds records and no checkpoint of this flow covers it.
+    #[error(
+        "target {topic}/{partition} already holds records (offsets {first}..{end}) but checkpoint topic \
+         {checkpoint_topic} has no checkpoint for it under replication id {replication_id}: starting now would \
+         duplicate or skip records, so the partition is halted and nothing was written. If strait replicated it \
+         before, restore that checkpoint topic or set replication.id (STRAIT_REPLICATION__ID) to the id used \
+         then; if the target is to be filled again, delete its records; to write after what is there from \
+         start_from, set on_missing_checkpoint = \"append\" (STRAIT_ON_MISSING_CHECKPOINT)"
+    )]
+    MissingCheckpoint {
+        topic: String,
+        partition: i32,
+        first: i64,
+        end: i64,
+        checkpoint_topic: String,
+        replication_id: String,
+    },
+    /// The target partition holds records beyond strait's checkpoint that another producer
+    /// wrote: nothing was written after them and no source record was skipped on their account.
+    #[error(
+        "target {topic}/{partition}: offsets {first}..={last} hold {records} records of producer id {producer_id} \
+         (epoch {producer_epoch}), not written by strait: another producer writes to the target partition. \
+         The partition is halted and no source record was skipped. Stop the other producer, then either remove \
+         its records or set on_foreign_writer = \"skip\" (STRAIT_ON_FOREIGN_WRITER) to leave them in place and \
+         replicate every source record after them"
+    )]
+    ForeignWriter {
+        topic: String,
+        partition: i32,
+        first: i64,
+        last: i64,
+        producer_id: i64,
+        producer_epoch: i16,
+        records: i64,
+    },
+    /// The checkpoint was written by a strait that did not record its producer identities, and
+    /// the target holds records beyond it: they cannot be told from another producer's.
+    #[error(
+        "target {topic}/{partition}: offsets {first}..={last} beyond the checkpoint hold {records} records of \
+         producer id {producer_id} (epoch {producer_epoch}), and the checkpoint (written by an older strait) \
+         does not record which producer ids strait used, so they may be strait's or another producer's. \
+         The partition is halted and no source record was skipped. Set on_foreign_writer = \"skip\" \
+         (STRAIT_ON_FOREIGN_WRITER) to leave them in place and replicate the source again from the checkpoint \
+         (records an older strait wrote there then arrive twice; none is lost)"
+    )]
+    UnattributedTail {
+        topic: String,
+        partition: i32,
+        first: i64,
+        last: i64,
+        producer_id: i64,
+        producer_epoch: i16,
+        records: i64,
+    },
+    /// The records beyond the checkpoint alternate between strait and other producers more often
+    /// than one reconcile keeps track of.
+    #[error(
+        "target {topic}/{partition}: the records from offset {from} to {at} alternate between strait and other \
+         producers more than {max_runs} times; strait does not keep track of more. Stop the other producer, \
+         remove its records or set on_foreign_writer = \"halt\" (STRAIT_ON_FOREIGN_WRITER) to stop at the first"
+    )]
+    TailTooFragmented {
+        topic: String,
+        partition: i32,
+        from: i64,
+        at: i64,
+        max_runs: usize,
+    },
+    /// What the target holds beyond the checkpoint could not be read to its end.
+    #[error("target {topic}/{partition}: cannot read the records from offset {offset} to the end {end}: {reason}")]
+    TailUnreadable {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        end: i64,
+        reason: &'static str,
+    },
+    /// A batch of the target partition beyond the checkpoint is corrupt.
+    #[error("corrupt target batch in {topic}/{partition} at offset {offset}")]
+    TargetBatch {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        #[source]
+        source: batch::Error,
+    },
+    /// The fetch position is beyond the source log end: the source partition was recreated.
+    #[error(
+        "source {topic}/{partition}: offset {offset} is beyond the log end {log_end}; the source topic was \
+         probably deleted and recreated"
+    )]
+    BeyondLogEnd {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        log_end: i64,
+    },
+}

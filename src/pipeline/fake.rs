@@ -1,0 +1,335 @@
+//! In-memory partitions behind [`Fetch`] and [`Produce`], for the pipeline's unit tests: raw
+//! batches at their offsets, an idempotent producer's sequence check, log starts that move,
+//! and scripted produce faults.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::wire::{Fetch, Produce};
+use crate::batch::{self, BuildOptions, Compression, Record};
+use crate::kafka::{
+    self, ApiKey, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, ResponseError, TopicPartition,
+};
+
+/// A record at `offset` with `value`, no key and no headers.
+pub(super) fn record(offset: i64, value: &'static [u8]) -> Record {
+    Record {
+        offset,
+        timestamp: 1_700_000_000_000 + offset,
+        key: None,
+        value: Some(Bytes::from_static(value)),
+        headers: Bytes::from_static(&[0]),
+    }
+}
+
+/// A scripted answer for the next produce.
+#[derive(Debug)]
+pub(super) struct Fault {
+    /// The error the answer carries.
+    pub(super) error: kafka::Error,
+    /// Whether the batch is written all the same (the answer was lost, not the batch).
+    pub(super) lands: bool,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    start: i64,
+    end: i64,
+    batches: Vec<(i64, Bytes)>,
+    aborted: Vec<(i64, i64)>,
+    /// Producer id → (epoch, next sequence).
+    producers: HashMap<i64, (i16, i32)>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    logs: HashMap<TopicPartition, Log>,
+    faults: VecDeque<Fault>,
+    next_producer_id: i64,
+    faults_hit: usize,
+}
+
+/// A cluster of in-memory partitions.
+#[derive(Debug, Default)]
+pub(super) struct FakeCluster {
+    state: Mutex<State>,
+    appended: Notify,
+}
+
+pub(super) fn partition_error(tp: &TopicPartition, api: ApiKey, code: ResponseError) -> kafka::Error {
+    kafka::Error::Partition {
+        api,
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+        code,
+        message: None,
+    }
+}
+
+impl FakeCluster {
+    /// Appends `values` as one uncompressed batch of producer `producer` (epoch 0; no
+    /// idempotence check).
+    pub(super) fn append(&self, tp: &TopicPartition, producer: i64, values: &[&'static [u8]]) -> i64 {
+        self.append_batch(tp, producer, false, values)
+    }
+
+    /// Appends `values` as one batch of a transaction of `producer`.
+    pub(super) fn append_transactional(&self, tp: &TopicPartition, producer: i64, values: &[&'static [u8]]) -> i64 {
+        self.append_batch(tp, producer, true, values)
+    }
+
+    fn append_batch(&self, tp: &TopicPartition, producer: i64, transactional: bool, values: &[&'static [u8]]) -> i64 {
+        let mut st = self.state.lock();
+        let log = st.logs.entry(tp.clone()).or_default();
+        let base = log.end;
+        let records: Vec<Record> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                Record::new(
+                    base + i as i64,
+                    1_700_000_000_000 + base + i as i64,
+                    None,
+                    Some(Bytes::from_static(v)),
+                )
+            })
+            .collect();
+        let opts = BuildOptions {
+            compression: Compression::None,
+            producer_id: producer,
+            producer_epoch: 0,
+            transactional,
+            ..BuildOptions::default()
+        };
+        let bytes = batch::encode_batch(base, &records, &opts).expect("encodes");
+        log.end += values.len() as i64;
+        log.batches.push((base, bytes));
+        drop(st);
+        self.appended.notify_waiters();
+        base
+    }
+
+    /// Appends a transaction marker of `producer` and, for an abort, records the aborted range
+    /// from `first`.
+    pub(super) fn append_marker(&self, tp: &TopicPartition, producer: i64, commit: bool, first: i64) {
+        let mut st = self.state.lock();
+        let log = st.logs.entry(tp.clone()).or_default();
+        let base = log.end;
+        log.batches.push((
+            base,
+            batch::encode_control_batch(base, producer, 0, commit, 1_700_000_000_000),
+        ));
+        log.end += 1;
+        if !commit {
+            log.aborted.push((producer, first));
+        }
+    }
+
+    /// Deletes everything below `offset` (retention, DeleteRecords).
+    pub(super) fn delete_before(&self, tp: &TopicPartition, offset: i64) {
+        let mut st = self.state.lock();
+        let log = st.logs.entry(tp.clone()).or_default();
+        log.start = offset;
+        log.batches.retain(|(_, b)| next_offset(b) > offset);
+    }
+
+    /// The next produce is answered with `fault`.
+    pub(super) fn fault(&self, fault: Fault) {
+        self.state.lock().faults.push_back(fault);
+    }
+
+    /// Scripted faults that were hit.
+    pub(super) fn faults_hit(&self) -> usize {
+        self.state.lock().faults_hit
+    }
+
+    /// Every record of `tp` with the producer id of its batch, control batches left out.
+    pub(super) fn records(&self, tp: &TopicPartition) -> Vec<(i64, Record)> {
+        let st = self.state.lock();
+        let Some(log) = st.logs.get(tp) else { return Vec::new() };
+        let mut out = Vec::new();
+        for (_, bytes) in &log.batches {
+            for b in batch::batches(bytes.clone()) {
+                let b = b.expect("parses");
+                if b.header.is_control() {
+                    continue;
+                }
+                out.extend(
+                    b.records()
+                        .expect("decodes")
+                        .into_iter()
+                        .map(|r| (b.header.producer_id, r)),
+                );
+            }
+        }
+        out
+    }
+
+    pub(super) fn end(&self, tp: &TopicPartition) -> i64 {
+        self.state.lock().logs.get(tp).map_or(0, |l| l.end)
+    }
+
+    /// Waits until `tp` ends at `end` or later.
+    pub(super) async fn until_end(&self, tp: &TopicPartition, end: i64) {
+        loop {
+            let appended = self.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            if self.end(tp) >= end {
+                return;
+            }
+            appended.await;
+        }
+    }
+
+    fn produce_now(&self, tp: &TopicPartition, batch: Bytes) -> kafka::Result<ProduceAck> {
+        let mut st = self.state.lock();
+        let fault = st.faults.pop_front();
+        st.faults_hit += usize::from(fault.is_some());
+        let header = batch::batches(batch.clone())
+            .next()
+            .expect("one batch")
+            .expect("parses")
+            .header;
+        let count = header.last_offset_delta + 1;
+        let log = st.logs.entry(tp.clone()).or_default();
+        let (epoch, next) = log
+            .producers
+            .get(&header.producer_id)
+            .copied()
+            .unwrap_or((header.producer_epoch, 0));
+        if fault.as_ref().is_some_and(|f| !f.lands) {
+            return Err(fault.map(|f| f.error).expect("a fault"));
+        }
+        if epoch != header.producer_epoch || header.base_sequence > next {
+            return Err(partition_error(
+                tp,
+                ApiKey::Produce,
+                ResponseError::OutOfOrderSequenceNumber,
+            ));
+        }
+        if header.base_sequence < next {
+            // A duplicate of a batch already written: acknowledged, not written again.
+            return Ok(ProduceAck {
+                base_offset: -1,
+                throttle_ms: 0,
+            });
+        }
+        let base = log.end;
+        let mut bytes = batch.to_vec();
+        bytes[0..8].copy_from_slice(&base.to_be_bytes());
+        log.batches.push((base, Bytes::from(bytes)));
+        log.end += i64::from(count);
+        log.producers
+            .insert(header.producer_id, (epoch, (next + count) & i32::MAX));
+        drop(st);
+        self.appended.notify_waiters();
+        match fault {
+            Some(f) => Err(f.error),
+            None => Ok(ProduceAck {
+                base_offset: base,
+                throttle_ms: 0,
+            }),
+        }
+    }
+
+    fn fetch_now(&self, tp: &TopicPartition, offset: i64, max_bytes: i32) -> kafka::Result<Option<FetchedPartition>> {
+        let st = self.state.lock();
+        let log = st.logs.get(tp);
+        let (start, end) = log.map_or((0, 0), |l| (l.start, l.end));
+        if offset < start || offset > end {
+            return Err(partition_error(tp, ApiKey::Fetch, ResponseError::OffsetOutOfRange));
+        }
+        let Some(log) = log.filter(|_| offset < end) else {
+            return Ok(None);
+        };
+        let mut records = Vec::new();
+        for (_, b) in log.batches.iter().filter(|(_, b)| next_offset(b) > offset) {
+            if !records.is_empty() && records.len() + b.len() > max_bytes.max(0) as usize {
+                break;
+            }
+            records.extend_from_slice(b);
+        }
+        Ok(Some(FetchedPartition {
+            high_watermark: end,
+            last_stable_offset: end,
+            log_start_offset: start,
+            records: Bytes::from(records),
+            aborted: log.aborted.clone(),
+        }))
+    }
+}
+
+fn next_offset(batch: &Bytes) -> i64 {
+    batch::batches(batch.clone())
+        .next()
+        .and_then(|b| b.ok())
+        .map_or(0, |b| b.header.next_offset())
+}
+
+impl Fetch for FakeCluster {
+    fn name(&self) -> &str {
+        "fake"
+    }
+
+    async fn fetch(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> kafka::Result<FetchedPartition> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(max_wait_ms.max(0) as u64);
+        loop {
+            let appended = self.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            if let Some(answer) = self.fetch_now(tp, offset, max_bytes)? {
+                return Ok(answer);
+            }
+            if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                let end = self.end(tp);
+                return Ok(FetchedPartition {
+                    high_watermark: end,
+                    last_stable_offset: end,
+                    log_start_offset: self.state.lock().logs.get(tp).map_or(0, |l| l.start),
+                    ..FetchedPartition::default()
+                });
+            }
+        }
+    }
+
+    async fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> kafka::Result<i64> {
+        let st = self.state.lock();
+        let log = st.logs.get(tp);
+        Ok(match spec {
+            OffsetSpec::Earliest => log.map_or(0, |l| l.start),
+            OffsetSpec::Latest => log.map_or(0, |l| l.end),
+        })
+    }
+
+    fn invalidate(&self, _tp: &TopicPartition) {}
+}
+
+impl Produce for FakeCluster {
+    type Ack = Pin<Box<dyn Future<Output = kafka::Result<ProduceAck>> + Send>>;
+
+    async fn init_producer_id(&self, _timeout_ms: i32) -> kafka::Result<ProducerIdentity> {
+        let mut st = self.state.lock();
+        st.next_producer_id += 1;
+        Ok(ProducerIdentity {
+            id: 1000 + st.next_producer_id,
+            epoch: 0,
+        })
+    }
+
+    async fn start_produce(&self, tp: &TopicPartition, batch: Bytes, _timeout_ms: i32) -> kafka::Result<Self::Ack> {
+        let answer = self.produce_now(tp, batch);
+        Ok(Box::pin(async move { answer }))
+    }
+}

@@ -1,0 +1,113 @@
+//! Retrying a request of the data path, and naming a failed one.
+
+use tokio_util::sync::CancellationToken;
+
+use super::error::Error;
+use super::wire::Fetch;
+use crate::kafka::{Backoff, OffsetSpec, TopicPartition};
+use crate::telemetry;
+
+/// A failed request of `cluster` for `tp` at `offset`, as the partition's error.
+pub(super) fn kafka_err(
+    cluster: &'static str,
+    action: &'static str,
+    tp: &TopicPartition,
+    offset: i64,
+    source: crate::kafka::Error,
+) -> Error {
+    Error::Kafka {
+        cluster,
+        action,
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+        offset,
+        source: Box::new(source),
+    }
+}
+
+/// Runs `op` until it succeeds, fails with a non-retriable error, or `cancel` fires (`Ok(None)`).
+/// Retriable failures refresh the partition's leader when the error says it moved, and are logged
+/// once per distinct cause rather than once per attempt.
+pub(super) async fn retry<C: Fetch, T, F, Fut>(
+    cancel: &CancellationToken,
+    cluster: &C,
+    tp: &TopicPartition,
+    action: &str,
+    mut op: F,
+) -> Result<Option<T>, crate::kafka::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::kafka::Error>>,
+{
+    let mut backoff = Backoff::default();
+    let mut last_cause: Option<String> = None;
+    loop {
+        let outcome = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Ok(None),
+            r = op() => r,
+        };
+        match outcome {
+            Ok(v) => {
+                if last_cause.is_some() {
+                    tracing::info!(cluster = cluster.name(), topic = %tp.topic, partition = tp.partition, action, "recovered");
+                }
+                return Ok(Some(v));
+            }
+            Err(e) if e.is_retriable() => {
+                count_error(cluster.name(), action, &e);
+                metrics::counter!(telemetry::RETRIES, "cluster" => cluster.name().to_owned(), "api" => action.to_owned())
+                    .increment(1);
+                if e.needs_metadata_refresh() {
+                    cluster.invalidate(tp);
+                }
+                let cause = e.to_string();
+                if last_cause.as_deref() != Some(cause.as_str()) {
+                    tracing::warn!(cluster = cluster.name(), topic = %tp.topic, partition = tp.partition, action, error = %crate::error_chain(&e), "retrying");
+                    last_cause = Some(cause);
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                }
+            }
+            Err(e) => {
+                count_error(cluster.name(), action, &e);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// The log start or end of `tp` on `cluster` (`role`: source or target), retried; `offset` is
+/// where the partition is, for the error. `None` when cancelled first.
+pub(super) async fn list_offset<C: Fetch>(
+    cancel: &CancellationToken,
+    cluster: &C,
+    role: &'static str,
+    tp: &TopicPartition,
+    spec: OffsetSpec,
+    offset: i64,
+) -> Result<Option<i64>, Error> {
+    retry(cancel, cluster, tp, "list offsets", || cluster.list_offset(tp, spec))
+        .await
+        .map_err(|e| kafka_err(role, "list offsets", tp, offset, e))
+}
+
+/// Counts a failed request by cluster, request and Kafka error code (or the transport fault).
+fn count_error(cluster: &str, api: &str, e: &crate::kafka::Error) {
+    let code = e
+        .code()
+        .map_or_else(|| transport_fault(e).to_owned(), |c| format!("{c:?}"));
+    metrics::counter!(telemetry::REQUEST_ERRORS, "cluster" => cluster.to_owned(), "api" => api.to_owned(), "code" => code)
+        .increment(1);
+}
+
+fn transport_fault(e: &crate::kafka::Error) -> &'static str {
+    match e {
+        crate::kafka::Error::Timeout { .. } => "timeout",
+        crate::kafka::Error::ConnectionLost { .. } => "connection_lost",
+        crate::kafka::Error::Connect { .. } | crate::kafka::Error::Bootstrap { .. } => "connect",
+        _ => "other",
+    }
+}

@@ -1,0 +1,313 @@
+//! One source partition's replication, from where it resumes to shutdown or a halt.
+//!
+//! The task finds its starting point ([`PartitionTask::resume`]), claims a producer identity in
+//! a checkpoint, then runs the fetch stage and the sink joined by a small bounded channel, so at
+//! most a few fetch answers per partition are held in memory whatever the backlog. When the sink
+//! stops on doubt about the target's state, the task reconciles with the target's tail and runs
+//! them again from the acknowledged position.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::ack::Acker;
+use super::batch::Batcher;
+use super::checkpoints::Feed;
+use super::error::{Error, Result};
+use super::fetch::Fetcher;
+use super::memory::BatchMemory;
+use super::resume::{Position, Reconciled, Resume, Tail, TailPlan, TargetTail};
+use super::retry::{kafka_err, list_offset, retry};
+use super::send::{Throttle, Window};
+use super::sink::{Sink, Stop};
+use super::wire::{Fetch, Produce};
+use super::TaskSettings;
+use crate::checkpoint::CheckpointRecord;
+use crate::config::{OnMissingCheckpoint, OnTargetReset, StartFrom};
+use crate::kafka::{Backoff, OffsetSpec, ProducerIdentity, TopicPartition};
+use crate::report::{PartitionState, Progress, Retention};
+use crate::telemetry;
+
+/// Fetch answers waiting for the sink. Small: the sink is the slow side when the link is.
+const CHUNK_QUEUE: usize = 2;
+
+/// Everything one partition task needs.
+#[derive(Debug)]
+pub struct PartitionTask<S, T> {
+    pub source_tp: TopicPartition,
+    pub target_tp: TopicPartition,
+    pub source: Arc<S>,
+    pub target: Arc<T>,
+    pub settings: Arc<TaskSettings>,
+    /// The smaller of batch.max_bytes and the target topic's max.message.bytes.
+    pub max_batch_bytes: usize,
+    pub progress: Arc<Progress>,
+    pub cancel: CancellationToken,
+    /// The partition's last checkpoint, if it was ever replicated.
+    pub checkpoint: Option<CheckpointRecord>,
+    /// Where acknowledged positions and claims go to be checkpointed.
+    pub feed: Arc<Feed>,
+    /// The source topic's retention as last read (the refresh loop keeps it current).
+    pub retention: Retention,
+    /// The checkpoint topic and replication id, for the error when no checkpoint covers a
+    /// target that holds records.
+    pub checkpoint_topic: String,
+    pub replication_id: String,
+}
+
+impl<S: Fetch, T: Fetch + Produce> PartitionTask<S, T> {
+    /// Replicates until cancelled (then flushes what was read and returns `Ok`) or until an
+    /// error that needs an operator.
+    pub async fn run(self) -> Result<()> {
+        let tp = self.source_tp.clone();
+        self.progress.update(&tp, |s| {
+            s.state = PartitionState::Starting;
+            s.target = Some(self.target_tp.clone());
+            s.retention = self.retention;
+            s.writer_epoch = self.feed.writer_epoch();
+        });
+        let result = self.replicate().await;
+        let state = match &result {
+            Ok(()) => PartitionState::Stopped,
+            Err(e) => PartitionState::Halted(crate::error_chain(e)),
+        };
+        let halted = matches!(state, PartitionState::Halted(_));
+        metrics::gauge!(telemetry::PARTITION_HALTED, &telemetry::labels(&tp.topic, tp.partition))
+            .set(f64::from(u8::from(halted)));
+        self.progress.update(&tp, |s| s.state = state);
+        result
+    }
+
+    fn target_tail(&self) -> TargetTail<'_, T> {
+        TargetTail {
+            target: &*self.target,
+            tp: &self.target_tp,
+            source_tp: &self.source_tp,
+            cancel: &self.cancel,
+            on_foreign: self.settings.on_foreign_writer,
+        }
+    }
+
+    async fn replicate(&self) -> Result<()> {
+        let tp = &self.source_tp;
+        let Some(mut resume) = self.resume().await? else {
+            return Ok(());
+        };
+        // strait's producer identities that may have written beyond the position: those found in
+        // the tail, and the one in use.
+        let mut writers = resume.tail.writers.clone();
+        // The producer identity and the sequence of the first record at `resume.at`, when the
+        // last pipeline's identity is still good (its batches can still be deduplicated).
+        let mut carried: Option<(ProducerIdentity, i32)> = None;
+        let mut backoff = Backoff::default();
+        loop {
+            tracing::info!(topic = %tp.topic, partition = tp.partition, source_offset = resume.at.source,
+                target_offset = resume.at.target, already_written = resume.tail.own, foreign_records = resume.tail.foreign,
+                target = %self.target_tp, "partition replication starting");
+            self.progress.update(tp, |s| {
+                s.state = PartitionState::Running;
+                s.next_source_offset = resume.at.source;
+                s.next_target_offset = resume.at.target;
+            });
+            let Some((producer, sequence)) = self.identity(&resume, &mut writers, carried.take()).await? else {
+                return Ok(());
+            };
+            let started = resume.at;
+            let (at, why, keep) = match self.pipeline(resume, producer, sequence).await {
+                Ok(()) => return Ok(()),
+                Err(Stop::Halt(e)) => return Err(e),
+                Err(Stop::Resync { at, why, keep }) => (at, why, keep),
+            };
+            tracing::warn!(topic = %tp.topic, partition = tp.partition, source_offset = at.source,
+                target_offset = at.target, reason = %why, "target state uncertain: reconciling with the target");
+            if at != started {
+                backoff.reset();
+            }
+            tokio::select! {
+                _ = self.cancel.cancelled() => {}
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+            let tail = match self.target_tail().reconcile(at, Some(&writers)).await? {
+                None => return Ok(()),
+                Some(Reconciled::Behind(end)) => return Err(self.target_behind(at, end)),
+                Some(Reconciled::Tail(tail)) => tail,
+            };
+            writers.clone_from(&tail.writers);
+            if let Some((p, _)) = keep.filter(|(p, _)| !writers.contains(p)) {
+                writers.push(p);
+            }
+            resume = Resume { at, tail };
+            carried = keep;
+        }
+    }
+
+    /// The producer identity to write with from `resume`, and the sequence of its first record:
+    /// the one carried over when still good, else a new one, claimed in a checkpoint before
+    /// anything is sent (its batches count as strait's only if a checkpoint names it). `None`
+    /// when cancelled first.
+    async fn identity(
+        &self,
+        resume: &Resume,
+        writers: &mut Vec<ProducerIdentity>,
+        carried: Option<(ProducerIdentity, i32)>,
+    ) -> Result<Option<(ProducerIdentity, i32)>> {
+        if let Some((p, seq)) = carried {
+            self.feed.publish(resume.at, writers);
+            // Everything strait wrote beyond the position since the last reconcile came from
+            // this identity, in order.
+            return Ok(Some((p, seq.wrapping_add(resume.tail.own as i32) & i32::MAX)));
+        }
+        let produce_timeout_ms = self.settings.produce_timeout_ms;
+        let Some(p) = retry(&self.cancel, &*self.target, &self.target_tp, "init producer id", || {
+            self.target.init_producer_id(produce_timeout_ms)
+        })
+        .await
+        .map_err(|e| kafka_err("target", "init producer id", &self.target_tp, resume.at.target, e))?
+        else {
+            return Ok(None);
+        };
+        writers.push(p);
+        if !self.feed.claim(resume.at, writers, &self.cancel).await {
+            return Ok(None);
+        }
+        Ok(Some((p, 0)))
+    }
+
+    /// Runs the fetch stage and the sink from `resume` until shutdown or a stop.
+    async fn pipeline(&self, resume: Resume, producer: ProducerIdentity, sequence: i32) -> Result<(), Stop> {
+        let Resume { at, tail } = resume;
+        let (tx, mut rx) = mpsc::channel(CHUNK_QUEUE);
+        // The fetch stage also stops when the sink does (halt or resync), not only on shutdown.
+        let fetch_cancel = self.cancel.child_token();
+        let fetcher = Fetcher::new(
+            self.source_tp.clone(),
+            Arc::clone(&self.source),
+            Arc::clone(&self.settings),
+            fetch_cancel.clone(),
+            at.source,
+            tx,
+        );
+        let settings = &self.settings;
+        let mut sink = Sink {
+            source_tp: self.source_tp.clone(),
+            target_tp: self.target_tp.clone(),
+            target: Arc::clone(&self.target),
+            settings: Arc::clone(settings),
+            max_batch_bytes: self.max_batch_bytes,
+            batcher: Batcher::new(self.max_batch_bytes, settings.linger, at.source),
+            memory: BatchMemory::new(Arc::clone(&settings.batch_memory), settings.batch_memory_units),
+            window: Window::new(),
+            acker: Acker::new(
+                self.source_tp.clone(),
+                Arc::clone(&self.progress),
+                Arc::clone(&self.feed),
+                at,
+                sequence,
+                Tail::new(tail.runs),
+            ),
+            producer,
+            next_sequence: sequence,
+            throttle: Throttle::default(),
+        };
+        let write = async {
+            let written = sink.run(&mut rx).await;
+            fetch_cancel.cancel();
+            written
+        };
+        let (_, written) = tokio::join!(fetcher.run(), write);
+        written
+    }
+
+    /// The starting point: from the checkpoint, reconciled with what the target holds beyond it;
+    /// or, for a partition never replicated, `start_from` on the source and the target's current
+    /// end, checkpointed before any data is written. `None` when cancelled first.
+    async fn resume(&self) -> Result<Option<Resume>> {
+        if let Some(record) = &self.checkpoint {
+            let cp = &record.checkpoint;
+            let at = Position {
+                source: cp.next_source_offset,
+                target: cp.next_target_offset,
+            };
+            // Shown while reconciling, and if the partition halts on what it finds.
+            self.progress.update(&self.source_tp, |s| {
+                s.next_source_offset = at.source;
+                s.next_target_offset = at.target;
+            });
+            match self.target_tail().reconcile(at, record.writers.as_deref()).await? {
+                None => return Ok(None),
+                Some(Reconciled::Tail(tail)) => return Ok(Some(Resume { at, tail })),
+                Some(Reconciled::Behind(end)) if self.settings.on_target_reset == OnTargetReset::Halt => {
+                    return Err(self.target_behind(at, end))
+                }
+                Some(Reconciled::Behind(end)) => {
+                    tracing::warn!(topic = %self.source_tp.topic, partition = self.source_tp.partition,
+                    checkpoint_target_offset = at.target, target_end = end,
+                    "target partition is behind its checkpoint: replicating it again (on_target_reset = replicate_again)")
+                }
+            }
+        }
+        let Some(at) = self.fresh_start().await? else {
+            return Ok(None);
+        };
+        // Nothing of strait's is beyond the target's end yet.
+        if !self.feed.claim(at, &[], &self.cancel).await {
+            return Ok(None);
+        }
+        Ok(Some(Resume {
+            at,
+            tail: TailPlan::default(),
+        }))
+    }
+
+    /// Where a partition without a usable checkpoint starts: `start_from` on the source, the
+    /// end on the target (which must be empty unless `on_missing_checkpoint = append`). `None`
+    /// when cancelled first.
+    async fn fresh_start(&self) -> Result<Option<Position>> {
+        let target = self.target_tail();
+        let Some(end) = target.end(0).await? else {
+            return Ok(None);
+        };
+        if self.checkpoint.is_none() && self.settings.on_missing_checkpoint == OnMissingCheckpoint::Halt {
+            let Some(first) = list_offset(
+                &self.cancel,
+                &*self.target,
+                "target",
+                &self.target_tp,
+                OffsetSpec::Earliest,
+                0,
+            )
+            .await?
+            else {
+                return Ok(None);
+            };
+            if end > first {
+                return Err(Error::MissingCheckpoint {
+                    topic: self.target_tp.topic.clone(),
+                    partition: self.target_tp.partition,
+                    first,
+                    end,
+                    checkpoint_topic: self.checkpoint_topic.clone(),
+                    replication_id: self.replication_id.clone(),
+                });
+            }
+        }
+        let spec = match self.settings.start_from {
+            StartFrom::Earliest => OffsetSpec::Earliest,
+            StartFrom::Latest => OffsetSpec::Latest,
+        };
+        let Some(source) = list_offset(&self.cancel, &*self.source, "source", &self.source_tp, spec, -1).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Position { source, target: end }))
+    }
+
+    fn target_behind(&self, at: Position, end: i64) -> Error {
+        Error::TargetBehind {
+            topic: self.target_tp.topic.clone(),
+            partition: self.target_tp.partition,
+            checkpoint: at.target,
+            end,
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! The data path end to end over in-memory partitions ([`super::fake`]), with paused time:
+//! what reaches the target, what the checkpoints hold, and what is given back, on every path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::checkpoints::{self, Acked, Tap};
+use super::fake::{partition_error, FakeCluster, Fault};
+use super::{Error, PartitionTask, Position, TaskSettings};
+use crate::budget::{Budget, LevelControl};
+use crate::checkpoint::{Checkpoint, CheckpointRecord};
+use crate::config::{OnForeignWriter, OnMissingCheckpoint, OnTargetReset, StartFrom};
+use crate::kafka::{self, ApiKey, ProducerIdentity, ResponseError, TopicPartition};
+use crate::report::Progress;
+
+const MEMORY_UNITS: u32 = 4096;
+
+fn settings(on_foreign_writer: OnForeignWriter) -> Arc<TaskSettings> {
+    Arc::new(TaskSettings {
+        linger: Duration::from_millis(5),
+        level: Arc::new(LevelControl::new(3, 1, 3)),
+        budget: Arc::new(Budget::new(0, 0, Vec::new())),
+        buffer: Arc::new(Semaphore::new(MEMORY_UNITS as usize)),
+        buffer_units: MEMORY_UNITS,
+        batch_memory: Arc::new(Semaphore::new(MEMORY_UNITS as usize)),
+        batch_memory_units: MEMORY_UNITS,
+        fetch_max_bytes: 1 << 20,
+        fetch_max_wait_ms: 50,
+        start_from: StartFrom::Earliest,
+        produce_timeout_ms: 1000,
+        on_target_reset: OnTargetReset::Halt,
+        on_foreign_writer,
+        on_missing_checkpoint: OnMissingCheckpoint::Halt,
+    })
+}
+
+/// One partition replicated from a fake source to a fake target, with a checkpointer that
+/// confirms every claim at once.
+struct Rig {
+    source: Arc<FakeCluster>,
+    target: Arc<FakeCluster>,
+    settings: Arc<TaskSettings>,
+    progress: Arc<Progress>,
+    tap: Arc<Tap>,
+    cancel: CancellationToken,
+    tp: TopicPartition,
+}
+
+impl Rig {
+    fn new(on_foreign_writer: OnForeignWriter) -> Self {
+        Self {
+            source: Arc::new(FakeCluster::default()),
+            target: Arc::new(FakeCluster::default()),
+            settings: settings(on_foreign_writer),
+            progress: Arc::new(Progress::default()),
+            tap: Arc::new(checkpoints::feed(Arc::new(Notify::new()), "unused", 0).1),
+            cancel: CancellationToken::new(),
+            tp: TopicPartition::new("spans", 0),
+        }
+    }
+
+    /// Starts the task from `checkpoint`; returns its handle.
+    fn start(&mut self, checkpoint: Option<CheckpointRecord>) -> tokio::task::JoinHandle<super::Result<()>> {
+        let wanted = Arc::new(Notify::new());
+        let (feed, tap) = checkpoints::feed(Arc::clone(&wanted), "spans", 0);
+        let tap = Arc::new(tap);
+        self.tap = Arc::clone(&tap);
+        // The checkpointer: every claim is written at once.
+        tokio::spawn(async move {
+            loop {
+                wanted.notified().await;
+                if let Some(acked) = tap.current() {
+                    tap.confirm(acked.generation);
+                }
+            }
+        });
+        self.cancel = CancellationToken::new();
+        let task = PartitionTask {
+            source_tp: self.tp.clone(),
+            target_tp: self.tp.clone(),
+            source: Arc::clone(&self.source),
+            target: Arc::clone(&self.target),
+            settings: Arc::clone(&self.settings),
+            max_batch_bytes: 1 << 20,
+            progress: Arc::clone(&self.progress),
+            cancel: self.cancel.clone(),
+            checkpoint,
+            feed: Arc::new(feed),
+            retention: crate::report::Retention::default(),
+            checkpoint_topic: "strait.checkpoints".into(),
+            replication_id: "test".into(),
+        };
+        tokio::spawn(task.run())
+    }
+
+    /// Stops the task and returns its result.
+    async fn stop(&self, task: tokio::task::JoinHandle<super::Result<()>>) -> super::Result<()> {
+        self.cancel.cancel();
+        task.await.expect("task did not panic")
+    }
+
+    /// Waits (in paused time, generously) until the target partition ends at `end` or later.
+    async fn until_target_end(&self, end: i64) {
+        let reached = tokio::time::timeout(Duration::from_secs(600), self.target.until_end(&self.tp, end)).await;
+        assert!(
+            reached.is_ok(),
+            "the target never reached offset {end}: it ends at {}; partition {:?}",
+            self.target.end(&self.tp),
+            self.progress.get(&self.tp)
+        );
+    }
+
+    /// Waits until the published position is `at`.
+    async fn until_acked(&self, at: Position) {
+        for _ in 0..60_000 {
+            if self.tap.current().map(|a| a.at) == Some(at) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the position never reached {at:?}: {:?}", self.tap.current());
+    }
+
+    fn acked(&self) -> Acked {
+        self.tap.current().expect("a position was published")
+    }
+
+    /// The values on the target, in order.
+    fn target_values(&self) -> Vec<Vec<u8>> {
+        self.target
+            .records(&self.tp)
+            .into_iter()
+            .map(|(_, r)| r.value.expect("value").to_vec())
+            .collect()
+    }
+
+    /// Every memory permit is back.
+    fn assert_memory_back(&self) {
+        assert_eq!(
+            self.settings.buffer.available_permits(),
+            MEMORY_UNITS as usize,
+            "fetch buffer"
+        );
+        assert_eq!(
+            self.settings.batch_memory.available_permits(),
+            MEMORY_UNITS as usize,
+            "batch memory"
+        );
+    }
+}
+
+fn values(range: std::ops::Range<u8>) -> Vec<Vec<u8>> {
+    range.map(|i| vec![b'v', i]).collect()
+}
+
+fn leak(values: &[Vec<u8>]) -> Vec<&'static [u8]> {
+    values
+        .iter()
+        .map(|v| &*Box::leak(v.clone().into_boxed_slice()))
+        .collect()
+}
+
+fn checkpoint_at(at: Position, writers: Option<Vec<ProducerIdentity>>) -> CheckpointRecord {
+    CheckpointRecord {
+        checkpoint: Checkpoint {
+            replication_id: "test".into(),
+            source_topic: "spans".into(),
+            source_partition: 0,
+            target_topic: "spans".into(),
+            next_source_offset: at.source,
+            next_target_offset: at.target,
+            writer_epoch: 0,
+            wall_clock_ms: 0,
+        },
+        writers,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_record_reaches_the_target_once_in_order_and_the_position_follows() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    let all = values(0..30);
+    for chunk in all.chunks(10) {
+        rig.source.append(&rig.tp, 7, &leak(chunk));
+    }
+    let task = rig.start(None);
+    rig.until_target_end(30).await;
+    rig.stop(task).await.expect("stopped cleanly");
+    assert_eq!(rig.target_values(), all);
+    let acked = rig.acked();
+    assert_eq!(acked.at, Position { source: 30, target: 30 });
+    // Written by the one identity the checkpoint named before the first batch.
+    let producers: std::collections::BTreeSet<i64> = rig.target.records(&rig.tp).iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        producers.into_iter().collect::<Vec<_>>(),
+        acked.writers.iter().map(|w| w.id).collect::<Vec<_>>()
+    );
+    let status = rig.progress.get(&rig.tp).expect("reported");
+    assert_eq!((status.records, status.next_source_offset), (30, 30));
+    rig.assert_memory_back();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_answer_is_reconciled_and_nothing_is_written_twice() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
+    // The batch lands but its answer is lost: retriable, so the same identity goes on.
+    rig.target.fault(Fault {
+        error: kafka::Error::Timeout {
+            broker: "fake".into(),
+            api: ApiKey::Produce,
+            timeout_ms: 1000,
+        },
+        lands: true,
+    });
+    let task = rig.start(None);
+    rig.until_target_end(10).await;
+    rig.source.append(&rig.tp, 7, &leak(&values(10..20)));
+    rig.until_target_end(20).await;
+    rig.stop(task).await.expect("stopped cleanly");
+    assert_eq!(rig.target.faults_hit(), 1, "the lost answer was hit");
+    assert_eq!(rig.target_values(), values(0..20));
+    assert_eq!(rig.acked().at, Position { source: 20, target: 20 });
+    assert_eq!(rig.acked().writers.len(), 1, "the identity was kept");
+    rig.assert_memory_back();
+}
+
+#[tokio::test(start_paused = true)]
+async fn lost_producer_state_gets_a_new_claimed_identity_and_no_duplicates() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
+    rig.target.fault(Fault {
+        error: partition_error(&rig.tp, ApiKey::Produce, ResponseError::UnknownProducerId),
+        lands: false,
+    });
+    let task = rig.start(None);
+    rig.until_target_end(10).await;
+    rig.stop(task).await.expect("stopped cleanly");
+    assert_eq!(rig.target.faults_hit(), 1);
+    assert_eq!(rig.target_values(), values(0..10));
+    let acked = rig.acked();
+    // The refused identity wrote nothing; the new one, claimed before it wrote, wrote all.
+    let writer = rig.target.records(&rig.tp)[0].0;
+    assert_eq!(acked.writers.iter().map(|w| w.id).collect::<Vec<_>>(), vec![writer]);
+    assert_eq!(writer, 1002, "the second identity handed out");
+    rig.assert_memory_back();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_foreign_write_halts_the_partition_naming_it_and_skips_nothing() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
+    let task = rig.start(None);
+    rig.until_target_end(10).await;
+    // Another producer writes 3 records into the target partition.
+    rig.target.append(&rig.tp, 555, &[b"x", b"y", b"z"]);
+    rig.source.append(&rig.tp, 7, &leak(&values(10..15)));
+    let halted = task.await.expect("no panic");
+    match halted {
+        Err(Error::ForeignWriter {
+            first,
+            last,
+            producer_id,
+            records,
+            ..
+        }) => assert_eq!((first, last, producer_id, records), (10, 12, 555, 3)),
+        other => panic!("expected a foreign-writer halt, got {other:?}"),
+    }
+    // Nothing of the source was counted as written on the foreign records' account.
+    assert_eq!(rig.acked().at, Position { source: 10, target: 10 });
+    rig.assert_memory_back();
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_skip_foreign_records_are_passed_over_and_every_source_record_is_written() {
+    let mut rig = Rig::new(OnForeignWriter::Skip);
+    rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
+    let task = rig.start(None);
+    rig.until_target_end(10).await;
+    rig.target.append(&rig.tp, 555, &[b"x", b"y", b"z"]);
+    rig.source.append(&rig.tp, 7, &leak(&values(10..15)));
+    rig.until_target_end(18).await;
+    rig.until_acked(Position { source: 15, target: 18 }).await;
+    rig.stop(task).await.expect("stopped cleanly");
+    let mut expected = values(0..10);
+    expected.extend([b"x".to_vec(), b"y".to_vec(), b"z".to_vec()]);
+    expected.extend(values(10..15));
+    assert_eq!(rig.target_values(), expected);
+    assert_eq!(rig.acked().at, Position { source: 15, target: 18 });
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_crash_what_strait_wrote_beyond_the_checkpoint_is_not_written_again() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    rig.source.append(&rig.tp, 7, &leak(&values(0..20)));
+    // A previous run wrote 0..12 as producer 900 but checkpointed only up to 5.
+    let crashed = ProducerIdentity { id: 900, epoch: 0 };
+    rig.target.append(&rig.tp, 900, &leak(&values(0..12)));
+    let task = rig.start(Some(checkpoint_at(
+        Position { source: 5, target: 5 },
+        Some(vec![crashed]),
+    )));
+    rig.until_target_end(20).await;
+    rig.stop(task).await.expect("stopped cleanly");
+    assert_eq!(rig.target_values(), values(0..20));
+    assert_eq!(rig.acked().at, Position { source: 20, target: 20 });
+    let status = rig.progress.get(&rig.tp).expect("reported");
+    assert_eq!(status.records, 15, "7 absorbed from the tail and 8 written");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_gap_is_counted_and_the_rest_is_replicated() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
+    rig.source.append(&rig.tp, 7, &leak(&values(10..20)));
+    // Checkpointed at 4, but the source deleted everything below 10 since.
+    rig.target.append(&rig.tp, 900, &leak(&values(0..4)));
+    rig.source.delete_before(&rig.tp, 10);
+    let task = rig.start(Some(checkpoint_at(Position { source: 4, target: 4 }, Some(Vec::new()))));
+    rig.until_target_end(14).await;
+    rig.stop(task).await.expect("stopped cleanly");
+    let mut expected = values(0..4);
+    expected.extend(values(10..20));
+    assert_eq!(rig.target_values(), expected);
+    let status = rig.progress.get(&rig.tp).expect("reported");
+    assert_eq!(status.gap_records, 6);
+    assert_eq!(rig.acked().at, Position { source: 20, target: 14 });
+}
+
+#[tokio::test(start_paused = true)]
+async fn aborted_transactions_and_markers_are_dropped_and_the_position_passes_them() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    rig.source.append(&rig.tp, 7, &leak(&values(0..3)));
+    let aborted = rig
+        .source
+        .append_transactional(&rig.tp, 8, &[b"aborted-1", b"aborted-2"]);
+    rig.source.append_marker(&rig.tp, 8, false, aborted);
+    rig.source.append(&rig.tp, 7, &leak(&values(3..5)));
+    // Ends in dropped records: the position must still reach the source's end.
+    let tail = rig.source.append_transactional(&rig.tp, 9, &[b"aborted-3"]);
+    rig.source.append_marker(&rig.tp, 9, false, tail);
+    let task = rig.start(None);
+    rig.until_target_end(5).await;
+    // The position moves past the trailing aborted records with nothing more to write.
+    rig.until_acked(Position { source: 10, target: 5 }).await;
+    rig.stop(task).await.expect("stopped cleanly");
+    assert_eq!(rig.target_values(), values(0..5));
+    assert_eq!(rig.acked().at, Position { source: 10, target: 5 });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_the_target_refuses_as_too_large_halts_with_its_offset() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    rig.source.append(&rig.tp, 7, &leak(&values(0..4)));
+    rig.target.fault(Fault {
+        error: partition_error(&rig.tp, ApiKey::Produce, ResponseError::MessageTooLarge),
+        lands: false,
+    });
+    let task = rig.start(None);
+    match task.await.expect("no panic") {
+        Err(Error::RecordTooLarge { offset, .. }) => assert_eq!(offset, 0),
+        other => panic!("expected a too-large halt, got {other:?}"),
+    }
+    assert_eq!(rig.target.end(&rig.tp), 0);
+    rig.assert_memory_back();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_target_with_records_and_no_checkpoint_halts_before_writing() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    rig.source.append(&rig.tp, 7, &leak(&values(0..4)));
+    rig.target.append(&rig.tp, 555, &[b"old"]);
+    let task = rig.start(None);
+    match task.await.expect("no panic") {
+        Err(Error::MissingCheckpoint { first, end, .. }) => assert_eq!((first, end), (0, 1)),
+        other => panic!("expected a missing-checkpoint halt, got {other:?}"),
+    }
+    assert_eq!(rig.target.end(&rig.tp), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_target_behind_its_checkpoint_halts() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    rig.source.append(&rig.tp, 7, &leak(&values(0..4)));
+    let task = rig.start(Some(checkpoint_at(Position { source: 4, target: 4 }, Some(Vec::new()))));
+    match task.await.expect("no panic") {
+        Err(Error::TargetBehind { checkpoint, end, .. }) => assert_eq!((checkpoint, end), (4, 0)),
+        other => panic!("expected a target-behind halt, got {other:?}"),
+    }
+}

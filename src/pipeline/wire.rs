@@ -1,0 +1,94 @@
+//! The wire, seen from the data path: two small traits, one per side. The Kafka client
+//! implements both; the unit tests implement them with in-memory partitions.
+//!
+//! - [`Fetch`]: reading a partition (the source's records, the target's tail) and listing its
+//!   offsets. Both clusters are read.
+//! - [`Produce`]: writing the target as an idempotent producer. A produce is started in order
+//!   and its acknowledgement awaited later, so several batches are on the wire at once.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+
+use crate::kafka::{self, Cluster, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicPartition};
+
+/// Reads a cluster's partitions.
+pub trait Fetch: Send + Sync + 'static {
+    /// The cluster's role (`source` or `target`), for logs and metrics.
+    fn name(&self) -> &str;
+
+    /// Raw record batches of `tp` from `offset`, read_committed, at most about `max_bytes`
+    /// (a first batch comes whole), waiting up to `max_wait_ms` for data.
+    fn fetch(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> impl Future<Output = kafka::Result<FetchedPartition>> + Send;
+
+    /// The log start (`Earliest`) or the last stable offset (`Latest`) of `tp`.
+    fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> impl Future<Output = kafka::Result<i64>> + Send;
+
+    /// Forgets where `tp` is led from: an answer said its leader moved.
+    fn invalidate(&self, tp: &TopicPartition);
+}
+
+/// Writes a cluster's partitions as an idempotent producer.
+pub trait Produce: Send + Sync + 'static {
+    /// A produce on the wire: resolves to the broker's acknowledgement.
+    type Ack: Future<Output = kafka::Result<ProduceAck>> + Send + 'static;
+
+    /// A new idempotent (non-transactional) producer identity.
+    fn init_producer_id(&self, timeout_ms: i32) -> impl Future<Output = kafka::Result<ProducerIdentity>> + Send;
+
+    /// Puts one record batch for `tp` on the wire, acks=all. Batches started one after another
+    /// for a partition are written and answered in that order.
+    fn start_produce(
+        &self,
+        tp: &TopicPartition,
+        batch: Bytes,
+        timeout_ms: i32,
+    ) -> impl Future<Output = kafka::Result<Self::Ack>> + Send;
+}
+
+impl Fetch for Cluster {
+    fn name(&self) -> &str {
+        Cluster::name(self)
+    }
+
+    fn fetch(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> impl Future<Output = kafka::Result<FetchedPartition>> + Send {
+        Cluster::fetch(self, tp, offset, max_bytes, max_wait_ms)
+    }
+
+    fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> impl Future<Output = kafka::Result<i64>> + Send {
+        Cluster::list_offset(self, tp, spec)
+    }
+
+    fn invalidate(&self, tp: &TopicPartition) {
+        Cluster::invalidate(self, tp);
+    }
+}
+
+/// A produce acknowledgement of the Kafka client.
+pub type KafkaAck = Pin<Box<dyn Future<Output = kafka::Result<ProduceAck>> + Send>>;
+
+impl Produce for Cluster {
+    type Ack = KafkaAck;
+
+    fn init_producer_id(&self, timeout_ms: i32) -> impl Future<Output = kafka::Result<ProducerIdentity>> + Send {
+        Cluster::init_producer_id(self, timeout_ms)
+    }
+
+    async fn start_produce(&self, tp: &TopicPartition, batch: Bytes, timeout_ms: i32) -> kafka::Result<KafkaAck> {
+        let pending = Cluster::start_produce(self, tp, batch, timeout_ms).await?;
+        Ok(Box::pin(pending.ack()))
+    }
+}

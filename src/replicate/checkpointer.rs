@@ -1,0 +1,108 @@
+//! The checkpointer: writes each partition's acknowledged position and producer identities to
+//! the checkpoint topic. Every partition task hands it its state through its own feed
+//! ([`crate::pipeline::checkpoints`]); it writes on its interval, and at once when a task
+//! claims a new identity (which waits for that write before sending anything).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::checkpoint::{self, Checkpoint, CheckpointRecord, CheckpointStore};
+use crate::kafka::TopicPartition;
+use crate::pipeline::checkpoints::{self as feeds, Acked, Feed, Tap};
+
+/// One partition's feed and what was last written from it.
+#[derive(Debug)]
+struct Entry {
+    tap: Tap,
+    written: Option<Acked>,
+}
+
+/// Writes the checkpoints of every partition task of this process.
+#[derive(Debug)]
+pub(super) struct Checkpointer {
+    store: Arc<CheckpointStore>,
+    /// A task claimed: write at once.
+    wanted: Arc<Notify>,
+    partitions: BTreeMap<TopicPartition, Entry>,
+}
+
+impl Checkpointer {
+    pub(super) fn new(store: Arc<CheckpointStore>) -> Self {
+        Self {
+            store,
+            wanted: Arc::new(Notify::new()),
+            partitions: BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn store(&self) -> &CheckpointStore {
+        &self.store
+    }
+
+    /// The feed of a partition task about to start, writing to `target_topic`; its writer
+    /// generation follows the one of its last checkpoint.
+    pub(super) fn register(
+        &mut self,
+        tp: &TopicPartition,
+        target_topic: &str,
+        last: Option<&CheckpointRecord>,
+    ) -> Arc<Feed> {
+        let writer_epoch = last.map_or(0, |c| c.checkpoint.writer_epoch + 1);
+        let (feed, tap) = feeds::feed(Arc::clone(&self.wanted), target_topic, writer_epoch);
+        self.partitions.insert(tp.clone(), Entry { tap, written: None });
+        Arc::new(feed)
+    }
+
+    /// Signalled when a task claims and waits for a checkpoint.
+    pub(super) fn wanted(&self) -> Arc<Notify> {
+        Arc::clone(&self.wanted)
+    }
+
+    /// Writes a checkpoint for every partition whose state changed since its last write, and
+    /// confirms them to their tasks. Writes are sequential, so a later one always holds a
+    /// later state. Returns how many were written.
+    pub(super) async fn write(&mut self) -> Result<usize, checkpoint::Error> {
+        let due: Vec<(TopicPartition, Acked)> = self
+            .partitions
+            .iter()
+            .filter_map(|(tp, e)| {
+                let now = e.tap.current()?;
+                (e.written.as_ref() != Some(&now)).then(|| (tp.clone(), now))
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let now_ms = checkpoint::now_ms();
+        let records: Vec<CheckpointRecord> = due
+            .iter()
+            .map(|(tp, acked)| record(self.store.replication_id(), tp, acked, now_ms))
+            .collect();
+        self.store.write_records(&records).await?;
+        for (tp, acked) in due {
+            if let Some(e) = self.partitions.get_mut(&tp) {
+                e.tap.confirm(acked.generation);
+                e.written = Some(acked);
+            }
+        }
+        Ok(records.len())
+    }
+}
+
+fn record(replication_id: &str, tp: &TopicPartition, acked: &Acked, now_ms: i64) -> CheckpointRecord {
+    CheckpointRecord {
+        checkpoint: Checkpoint {
+            replication_id: replication_id.to_owned(),
+            source_topic: tp.topic.clone(),
+            source_partition: tp.partition,
+            target_topic: acked.target_topic.clone(),
+            next_source_offset: acked.at.source,
+            next_target_offset: acked.at.target,
+            writer_epoch: acked.writer_epoch,
+            wall_clock_ms: now_ms,
+        },
+        writers: Some(acked.writers.clone()),
+    }
+}
