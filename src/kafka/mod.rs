@@ -12,6 +12,7 @@ mod conn;
 mod error;
 mod fetches;
 mod pace;
+mod requests;
 mod sasl;
 mod security;
 mod tls;

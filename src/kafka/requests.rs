@@ -1,0 +1,423 @@
+//! The requests strait makes, as pure functions: `build_*` makes a request from what is asked,
+//! `process_*` turns the answer into a result whose errors name the topic and partition. The
+//! IO between them (which broker, one send) is [`super::Cluster`]'s, in `client.rs`.
+
+use bytes::Bytes;
+use kafka_protocol::error::ParseResponseErrorCode;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, ProduceRequest, ProduceResponse, ProducerId,
+    TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::client::{FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicConfig, TopicSpec};
+use super::error::{Error, Result};
+use super::{ResponseError, TopicPartition};
+
+const READ_COMMITTED: i8 = 1;
+const TOPIC_RESOURCE: i8 = 2;
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_owned()))
+}
+
+pub(super) fn partition_err(api: ApiKey, tp: &TopicPartition, code: i16, message: Option<&StrBytes>) -> Result<()> {
+    match code.err() {
+        None => Ok(()),
+        Some(code) => Err(Error::Partition {
+            api,
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            code,
+            message: message.map(|m| m.to_string()),
+        }),
+    }
+}
+
+pub(super) fn missing(broker: &str, api: ApiKey, resource: impl std::fmt::Display) -> Error {
+    Error::MissingInResponse {
+        broker: broker.to_owned(),
+        api,
+        resource: resource.to_string(),
+    }
+}
+
+fn request_err(api: ApiKey, resource: String, code: ResponseError, message: Option<&StrBytes>) -> Error {
+    Error::Request {
+        api,
+        resource,
+        code,
+        message: message.map(|m| m.to_string()),
+    }
+}
+
+/// ListOffsets for one partition's start (`Earliest`) or last stable offset (`Latest`).
+pub(super) fn build_list_offsets(tp: &TopicPartition, spec: OffsetSpec) -> ListOffsetsRequest {
+    let timestamp = match spec {
+        OffsetSpec::Earliest => -2,
+        OffsetSpec::Latest => -1,
+    };
+    ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(READ_COMMITTED)
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(&tp.topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(tp.partition)
+                .with_timestamp(timestamp)])])
+}
+
+pub(super) fn process_list_offsets(response: &ListOffsetsResponse, broker: &str, tp: &TopicPartition) -> Result<i64> {
+    let p = response
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .find(|p| p.partition_index == tp.partition)
+        .ok_or_else(|| missing(broker, ApiKey::ListOffsets, tp))?;
+    partition_err(ApiKey::ListOffsets, tp, p.error_code, None)?;
+    Ok(p.offset)
+}
+
+/// A read_committed Fetch of one partition in a request of its own.
+pub(super) fn build_fetch(tp: &TopicPartition, offset: i64, max_bytes: i32, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(max_bytes)
+        .with_isolation_level(READ_COMMITTED)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(&tp.topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(tp.partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(max_bytes)])])
+}
+
+/// The partition's part of a Fetch answer made for it alone.
+pub(super) fn process_fetch(response: FetchResponse, broker: &str, tp: &TopicPartition) -> Result<PartitionData> {
+    if let Some(code) = response.error_code.err() {
+        return Err(Error::Partition {
+            api: ApiKey::Fetch,
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            code,
+            message: None,
+        });
+    }
+    response
+        .responses
+        .into_iter()
+        .flat_map(|t| t.partitions)
+        .find(|p| p.partition_index == tp.partition)
+        .ok_or_else(|| missing(broker, ApiKey::Fetch, tp))
+}
+
+/// What a partition's fetch answer means: its records, or where to read them instead (a
+/// preferred read replica, KIP-392, when the leader sent none).
+#[derive(Debug)]
+pub(super) enum Fetched {
+    Records(FetchedPartition),
+    ReadReplica(i32),
+}
+
+pub(super) fn process_fetched_partition(p: PartitionData, tp: &TopicPartition) -> Result<Fetched> {
+    partition_err(ApiKey::Fetch, tp, p.error_code, None)?;
+    let records = p.records.unwrap_or_default();
+    if p.preferred_read_replica.0 >= 0 && records.is_empty() {
+        return Ok(Fetched::ReadReplica(p.preferred_read_replica.0));
+    }
+    Ok(Fetched::Records(FetchedPartition {
+        high_watermark: p.high_watermark,
+        last_stable_offset: p.last_stable_offset,
+        log_start_offset: p.log_start_offset,
+        records,
+        aborted: p
+            .aborted_transactions
+            .unwrap_or_default()
+            .iter()
+            .map(|a| (a.producer_id.0, a.first_offset))
+            .collect(),
+    }))
+}
+
+/// One record batch for a partition, acks=all.
+pub(super) fn build_produce(tp: &TopicPartition, batch: Bytes, timeout_ms: i32) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(&tp.topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(tp.partition)
+                .with_records(Some(batch))])])
+}
+
+pub(super) fn process_produce(response: &ProduceResponse, broker: &str, tp: &TopicPartition) -> Result<ProduceAck> {
+    let p = response
+        .responses
+        .iter()
+        .flat_map(|t| t.partition_responses.iter())
+        .find(|p| p.index == tp.partition)
+        .ok_or_else(|| missing(broker, ApiKey::Produce, tp))?;
+    partition_err(ApiKey::Produce, tp, p.error_code, p.error_message.as_ref())?;
+    Ok(ProduceAck {
+        base_offset: p.base_offset,
+        throttle_ms: response.throttle_time_ms,
+    })
+}
+
+/// A new idempotent (non-transactional) producer id.
+pub(super) fn build_init_producer_id(timeout_ms: i32) -> InitProducerIdRequest {
+    InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(timeout_ms)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1)
+}
+
+pub(super) fn process_init_producer_id(response: &InitProducerIdResponse, cluster: &str) -> Result<ProducerIdentity> {
+    if let Some(code) = response.error_code.err() {
+        return Err(request_err(
+            ApiKey::InitProducerId,
+            format!("cluster {cluster}"),
+            code,
+            None,
+        ));
+    }
+    Ok(ProducerIdentity {
+        id: response.producer_id.0,
+        epoch: response.producer_epoch,
+    })
+}
+
+pub(super) fn build_create_topics(specs: &[TopicSpec], timeout_ms: i32) -> CreateTopicsRequest {
+    let topic = |s: &TopicSpec| {
+        let configs = s.configs.iter().map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(k.clone()))
+                .with_value(Some(StrBytes::from_string(v.clone())))
+        });
+        CreatableTopic::default()
+            .with_name(topic_name(&s.name))
+            .with_num_partitions(s.partitions)
+            .with_replication_factor(-1)
+            .with_configs(configs.collect())
+    };
+    CreateTopicsRequest::default()
+        .with_timeout_ms(timeout_ms)
+        .with_topics(specs.iter().map(topic).collect())
+}
+
+/// One result per topic; a topic that already exists counts as created.
+pub(super) fn process_create_topics(response: &CreateTopicsResponse) -> Vec<(String, Result<()>)> {
+    response
+        .topics
+        .iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let result = match t.error_code.err() {
+                None | Some(ResponseError::TopicAlreadyExists) => Ok(()),
+                Some(code) => Err(request_err(
+                    ApiKey::CreateTopics,
+                    format!("topic {name}"),
+                    code,
+                    t.error_message.as_ref(),
+                )),
+            };
+            (name, result)
+        })
+        .collect()
+}
+
+/// The configs of `topics`: only `keys`, or all when `None`.
+pub(super) fn build_describe_configs(topics: &[String], keys: Option<&[&str]>) -> DescribeConfigsRequest {
+    let keys = keys.map(|keys| keys.iter().map(|k| StrBytes::from_string((*k).to_owned())).collect());
+    DescribeConfigsRequest::default().with_resources(
+        topics
+            .iter()
+            .map(|t| {
+                DescribeConfigsResource::default()
+                    .with_resource_type(TOPIC_RESOURCE)
+                    .with_resource_name(StrBytes::from_string(t.clone()))
+                    .with_configuration_keys(keys.clone())
+            })
+            .collect(),
+    )
+}
+
+/// One result per topic the broker answered, with the configs that have a value (only
+/// `keys`, when given: a broker may ignore the requested keys).
+pub(super) fn process_describe_configs(
+    response: DescribeConfigsResponse,
+    keys: Option<&[&str]>,
+) -> Vec<(String, Result<TopicConfig>)> {
+    let wanted = |name: &str| keys.is_none_or(|keys| keys.contains(&name));
+    response
+        .results
+        .into_iter()
+        .map(|r| {
+            let name = r.resource_name.to_string();
+            let result = match r.error_code.err() {
+                Some(code) => Err(request_err(
+                    ApiKey::DescribeConfigs,
+                    format!("topic {name}"),
+                    code,
+                    r.error_message.as_ref(),
+                )),
+                None => Ok(r
+                    .configs
+                    .into_iter()
+                    .filter(|c| wanted(c.name.as_str()))
+                    .filter_map(|c| c.value.map(|v| (c.name.to_string(), v.to_string())))
+                    .collect()),
+            };
+            (name, result)
+        })
+        .collect()
+}
+
+pub(super) fn build_create_partitions(topic: &str, count: i32, timeout_ms: i32) -> CreatePartitionsRequest {
+    CreatePartitionsRequest::default()
+        .with_timeout_ms(timeout_ms)
+        .with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(topic_name(topic))
+            .with_count(count)
+            .with_assignments(None)])
+}
+
+pub(super) fn process_create_partitions(response: &CreatePartitionsResponse, broker: &str, topic: &str) -> Result<()> {
+    let result = response
+        .results
+        .iter()
+        .find(|r| r.name.0.as_str() == topic)
+        .ok_or_else(|| missing(broker, ApiKey::CreatePartitions, format!("topic {topic}")))?;
+    match result.error_code.err() {
+        None => Ok(()),
+        Some(code) => Err(request_err(
+            ApiKey::CreatePartitions,
+            format!("topic {topic}"),
+            code,
+            result.error_message.as_ref(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+    use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+    use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+    use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new("spans", 3)
+    }
+
+    #[test]
+    fn a_produce_answer_names_its_partition_error_and_throttle() {
+        let answer = |code: i16, base_offset| {
+            ProduceResponse::default()
+                .with_throttle_time_ms(250)
+                .with_responses(vec![TopicProduceResponse::default()
+                    .with_name(topic_name("spans"))
+                    .with_partition_responses(vec![PartitionProduceResponse::default()
+                        .with_index(3)
+                        .with_error_code(code)
+                        .with_base_offset(base_offset)])])
+        };
+        let ack = process_produce(&answer(0, 42), "b1:9092", &tp()).expect("ok");
+        assert_eq!((ack.base_offset, ack.throttle_ms), (42, 250));
+        let err = process_produce(&answer(ResponseError::NotLeaderOrFollower.code(), -1), "b1:9092", &tp())
+            .expect_err("error code");
+        assert_eq!(err.code(), Some(ResponseError::NotLeaderOrFollower));
+        assert!(err.to_string().contains("spans/3"), "{err}");
+        let other = process_produce(&answer(0, 42), "b1:9092", &TopicPartition::new("spans", 4)).expect_err("absent");
+        assert!(matches!(other, Error::MissingInResponse { .. }), "{other:?}");
+    }
+
+    #[test]
+    fn list_offsets_asks_for_the_right_end_read_committed() {
+        let earliest = build_list_offsets(&tp(), OffsetSpec::Earliest);
+        let latest = build_list_offsets(&tp(), OffsetSpec::Latest);
+        assert_eq!(earliest.isolation_level, READ_COMMITTED);
+        assert_eq!(earliest.topics[0].partitions[0].timestamp, -2);
+        assert_eq!(latest.topics[0].partitions[0].timestamp, -1);
+        let response = ListOffsetsResponse::default().with_topics(vec![ListOffsetsTopicResponse::default()
+            .with_name(topic_name("spans"))
+            .with_partitions(vec![ListOffsetsPartitionResponse::default()
+                .with_partition_index(3)
+                .with_offset(77)])]);
+        assert_eq!(process_list_offsets(&response, "b", &tp()).expect("ok"), 77);
+    }
+
+    #[test]
+    fn a_fetch_answer_from_a_leader_may_point_at_a_read_replica() {
+        let p = PartitionData::default()
+            .with_partition_index(3)
+            .with_preferred_read_replica(BrokerId(2));
+        assert!(matches!(
+            process_fetched_partition(p, &tp()),
+            Ok(Fetched::ReadReplica(2))
+        ));
+        let p = PartitionData::default()
+            .with_partition_index(3)
+            .with_high_watermark(10)
+            .with_last_stable_offset(8)
+            .with_preferred_read_replica(BrokerId(-1))
+            .with_records(Some(Bytes::from_static(b"raw")));
+        match process_fetched_partition(p, &tp()) {
+            Ok(Fetched::Records(f)) => assert_eq!(
+                (f.high_watermark, f.last_stable_offset, &f.records[..]),
+                (10, 8, &b"raw"[..])
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_existing_topic_counts_as_created() {
+        let response = CreateTopicsResponse::default().with_topics(vec![
+            CreatableTopicResult::default()
+                .with_name(topic_name("a"))
+                .with_error_code(ResponseError::TopicAlreadyExists.code()),
+            CreatableTopicResult::default()
+                .with_name(topic_name("b"))
+                .with_error_code(ResponseError::TopicAuthorizationFailed.code()),
+        ]);
+        let results = process_create_topics(&response);
+        assert!(results[0].1.is_ok());
+        assert_eq!(
+            results[1].1.as_ref().err().and_then(Error::code),
+            Some(ResponseError::TopicAuthorizationFailed)
+        );
+    }
+
+    #[test]
+    fn described_configs_keep_only_the_keys_asked_for() {
+        let response = DescribeConfigsResponse::default().with_results(vec![DescribeConfigsResult::default()
+            .with_resource_name(StrBytes::from_static_str("spans"))
+            .with_configs(vec![
+                DescribeConfigsResourceResult::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_value(Some(StrBytes::from_static_str("1000"))),
+                DescribeConfigsResourceResult::default()
+                    .with_name(StrBytes::from_static_str("cleanup.policy"))
+                    .with_value(Some(StrBytes::from_static_str("delete"))),
+            ])]);
+        let only = process_describe_configs(response.clone(), Some(&["retention.ms"]));
+        let configs = only[0].1.as_ref().expect("ok");
+        assert_eq!(configs.keys().collect::<Vec<_>>(), vec!["retention.ms"]);
+        let all = process_describe_configs(response, None);
+        assert_eq!(all[0].1.as_ref().expect("ok").len(), 2);
+    }
+}
