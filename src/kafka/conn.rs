@@ -30,7 +30,7 @@ use super::pace::{Pace, Socket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::error::{Error, Result};
+use super::error::{BoxError, Error, Result, SharedError};
 use super::sasl::Sasl;
 use super::security::Security;
 use super::versions::BrokerVersions;
@@ -109,9 +109,9 @@ impl Conn {
         security: &Security,
         pace: Option<Arc<dyn Pace>>,
     ) -> Result<Self> {
-        let connect_err = |source| Error::Connect {
+        let connect_err = |source: std::io::Error| Error::Connect {
             broker: broker.to_owned(),
-            source,
+            source: Arc::new(source),
         };
         let timed_out = |api| Error::Timeout {
             broker: broker.to_owned(),
@@ -260,7 +260,7 @@ impl Conn {
         })
     }
 
-    fn lost(&self, source: Option<std::io::Error>) -> Error {
+    fn lost(&self, source: Option<Arc<std::io::Error>>) -> Error {
         Error::ConnectionLost {
             broker: self.broker.clone(),
             source,
@@ -299,7 +299,7 @@ impl<R: Request> InFlight<R> {
         };
         let frame = match tokio::time::timeout(self.timeout, self.answer).await {
             Ok(Ok(Ok(frame))) => frame,
-            Ok(Ok(Err(io))) => return Err(lost(Some(std::io::Error::new(io.kind(), io.to_string())))),
+            Ok(Ok(Err(io))) => return Err(lost(Some(io))),
             Ok(Err(_closed)) => return Err(lost(None)),
             Err(_elapsed) => {
                 lock(&self.pending).waiters.remove(&self.correlation_id);
@@ -557,12 +557,13 @@ impl<W: AsyncWrite + Unpin + Send> Exchange for InBand<'_, W> {
             self.write.flush().await
         };
         if let Err(e) = written.await {
-            lock(self.pending).fail_all(Arc::new(std::io::Error::new(e.kind(), e.to_string())));
+            let e = Arc::new(e);
+            lock(self.pending).fail_all(Arc::clone(&e));
             return Err(lost(Some(e)));
         }
         let answer = match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(Ok(frame))) => frame,
-            Ok(Ok(Err(io))) => return Err(lost(Some(std::io::Error::new(io.kind(), io.to_string())))),
+            Ok(Ok(Err(io))) => return Err(lost(Some(io))),
             Ok(Err(_)) => return Err(lost(None)),
             Err(_) => {
                 lock(self.pending).waiters.remove(&correlation_id);
@@ -611,9 +612,9 @@ impl Exchange for Handshake<'_> {
         let correlation_id = self.next_correlation;
         self.next_correlation += 1;
         let frame = encode_request(request, version, correlation_id, self.client_id)?;
-        let io_err = |source| Error::ConnectionLost {
+        let io_err = |source: std::io::Error| Error::ConnectionLost {
             broker: self.broker.to_owned(),
-            source: Some(source),
+            source: Some(Arc::new(source)),
         };
         self.stream.write_all(&frame).await.map_err(io_err)?;
         self.stream.flush().await.map_err(io_err)?;
@@ -673,7 +674,7 @@ fn encode_request<R: Request>(request: &R, version: i16, correlation_id: i32, cl
     let api = api_key::<R>();
     let encode_err = |source: anyhow::Error| Error::Encode {
         api,
-        source: source.into(),
+        source: SharedError::from(BoxError::from(source)),
     };
     let header = RequestHeader::default()
         .with_request_api_key(R::KEY)
@@ -701,7 +702,7 @@ fn decode_response<T: Decodable + HeaderVersion>(
     let decode_err = |source: anyhow::Error| Error::Decode {
         broker: broker.to_owned(),
         api,
-        source: source.into(),
+        source: SharedError::from(BoxError::from(source)),
     };
     ResponseHeader::decode(&mut frame, T::header_version(version)).map_err(decode_err)?;
     T::decode(&mut frame, version).map_err(decode_err)
@@ -720,9 +721,9 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     let mut last = None;
     for (correlation_id, version) in [(0, 3i16), (1, 0)] {
         let frame = encode_request(&request, version, correlation_id, client_id)?;
-        let io_err = |source| Error::ConnectionLost {
+        let io_err = |source: std::io::Error| Error::ConnectionLost {
             broker: broker.to_owned(),
-            source: Some(source),
+            source: Some(Arc::new(source)),
         };
         stream.write_all(&frame).await.map_err(io_err)?;
         stream.flush().await.map_err(io_err)?;
