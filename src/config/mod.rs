@@ -310,8 +310,8 @@ pub struct BudgetConfig {
     /// Bytes that may go out at once after an idle spell; 0 = a tenth of a second of budget.
     pub burst_bytes: u64,
     /// `REGEX=WEIGHT` rules splitting the budget between backlogged topics (target names);
-    /// unmatched topics share weight 1.
-    pub weights: Vec<String>,
+    /// unmatched topics share weight 1. Parsed as they are read: a bad rule fails the load.
+    pub weights: Vec<crate::budget::WeightRule>,
 }
 
 /// The HTTP server.
@@ -554,6 +554,28 @@ mod tests {
             err.to_string().contains("STRAIT_ALERTS__RETENTION_HEADROOM_SECS"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn budget_weights_are_parsed_once_as_read_and_a_bad_rule_says_how_to_fix_it() {
+        Jail::expect_with(|jail| {
+            jail.create_file("good.toml", "[budget]\nweights = [\"jaeger-.*=3\", \"logs-.*=1\"]\n")?;
+            let (c, _) = load(Some("good.toml"), &[]).expect("loads");
+            let rules: Vec<String> = c.budget.weights.iter().map(ToString::to_string).collect();
+            assert_eq!(rules, ["jaeger-.*=3", "logs-.*=1"]);
+            for bad in ["spans", "spans=0", "spans(=1"] {
+                jail.create_file("bad.toml", &format!("[budget]\nweights = [\"jaeger-.*=3\", {bad:?}]\n"))?;
+                let err = load(Some("bad.toml"), &[]).expect_err(bad);
+                let msg = err.to_string();
+                assert!(msg.starts_with("budget.weights.1: "), "{msg}");
+                assert!(msg.contains(&format!("{bad:?} is not a valid rule")), "{msg}");
+                assert!(msg.contains("write rules as REGEX=WEIGHT"), "{msg}");
+                assert!(msg.contains("fix budget.weights.1 in bad.toml"), "{msg}");
+                assert!(!msg.contains('\n'), "{msg}");
+                assert_eq!(err.exit_code(), 64);
+            }
+            Ok(())
+        });
     }
 
     #[test]
