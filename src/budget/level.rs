@@ -1,8 +1,8 @@
 //! The adaptive zstd level: spends CPU to fit more data into the link when the link is the
 //! limit, and gives it back when compression is.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -112,9 +112,8 @@ impl LevelControl {
         TargetWait { control: self }
     }
 
-    fn targets(&self) -> std::sync::MutexGuard<'_, TargetWaits> {
-        // Only counters change under the lock.
-        self.target.lock().unwrap_or_else(|p| p.into_inner())
+    fn targets(&self) -> MutexGuard<'_, TargetWaits> {
+        self.target.lock()
     }
 
     /// One control step over the time since the previous one, on `cores`: the link-bound time
@@ -128,7 +127,7 @@ impl LevelControl {
             target_waited: self.targets().total_at(at),
             compressing: self.compressing(),
         };
-        let then = std::mem::replace(&mut *self.window.lock().unwrap_or_else(|p| p.into_inner()), now);
+        let then = std::mem::replace(&mut *self.window.lock(), now);
         let waited = if budget.bytes_per_sec() > 0 {
             now.budget_waited.saturating_sub(then.budget_waited)
         } else {

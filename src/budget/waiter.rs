@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
+use parking_lot::{Mutex, MutexGuard};
 use tokio::time::Instant;
 
 use super::bucket::{self, effective_burst, Shares};
@@ -69,9 +69,9 @@ impl Budget {
         Instant::now().duration_since(self.origin)
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, Shares> {
+    fn state(&self) -> MutexGuard<'_, Shares> {
         // Only plain arithmetic happens under the lock.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock()
     }
 
     /// The budget in bytes per second (0 = unlimited).
@@ -93,7 +93,7 @@ impl Budget {
     }
 
     fn class_of(&self, topic: &str) -> usize {
-        let mut cache = self.classify.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.classify.lock();
         if let Some(&i) = cache.get(topic) {
             return i;
         }
@@ -146,7 +146,7 @@ impl crate::kafka::Pace for Budget {
             return Duration::ZERO;
         }
         let now = self.now();
-        let mut s = self.socket.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.socket.lock();
         s.delay(rate, crate::kafka::CHUNK_BYTES as f64, now)
     }
 
@@ -154,7 +154,7 @@ impl crate::kafka::Pace for Budget {
         if self.bytes_per_sec() == 0 {
             return;
         }
-        let mut s = self.socket.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.socket.lock();
         s.spend(bytes as f64);
     }
 }
