@@ -27,7 +27,10 @@ use std::time::Duration;
 
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
+use serde::de::{Deserializer, IntoDeserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+
+use crate::budget::WeightRule;
 
 pub use env::{env_var_for, known_keys, ENV_PREFIX, RESERVED_ENV_VARS};
 pub use error::{Error, Origin, Result};
@@ -311,7 +314,40 @@ pub struct BudgetConfig {
     pub burst_bytes: u64,
     /// `REGEX=WEIGHT` rules splitting the budget between backlogged topics (target names);
     /// unmatched topics share weight 1. Parsed as they are read: a bad rule fails the load.
-    pub weights: Vec<crate::budget::WeightRule>,
+    #[serde(deserialize_with = "weight_rules")]
+    pub weights: Vec<WeightRule>,
+}
+
+/// Accepts a list of `REGEX=WEIGHT` rules, or one string of comma-separated rules (what
+/// `STRAIT_BUDGET__WEIGHTS` carries), split the way topic patterns are, so a comma inside a
+/// regex (`a{1,3}=2`) does not split it.
+fn weight_rules<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Vec<WeightRule>, D::Error> {
+    struct Rules;
+
+    impl<'de> Visitor<'de> for Rules {
+        type Value = Vec<WeightRule>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of REGEX=WEIGHT rules, or one string of comma-separated rules")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, list: &str) -> std::result::Result<Self::Value, E> {
+            topics::split_patterns(list)
+                .iter()
+                .map(|entry| WeightRule::deserialize(IntoDeserializer::<E>::into_deserializer(entry.as_str())))
+                .collect()
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(rule) = seq.next_element::<WeightRule>()? {
+                out.push(rule);
+            }
+            Ok(out)
+        }
+    }
+
+    deserializer.deserialize_any(Rules)
 }
 
 /// The HTTP server.
@@ -576,6 +612,21 @@ mod tests {
             }
             Ok(())
         });
+    }
+
+    #[test]
+    fn budget_weights_come_from_one_comma_separated_variable_as_documented() {
+        let (c, _) = load(None, &[("STRAIT_BUDGET__WEIGHTS", "jaeger-.*=3, logs-.{1,3}=1")]).expect("loads");
+        let rules: Vec<String> = c.budget.weights.iter().map(ToString::to_string).collect();
+        assert_eq!(rules, ["jaeger-.*=3", "logs-.{1,3}=1"]);
+        let (c, _) = load(None, &[("STRAIT_BUDGET__WEIGHTS", "")]).expect("empty");
+        assert!(c.budget.weights.is_empty());
+        let err = load(None, &[("STRAIT_BUDGET__WEIGHTS", "jaeger-.*=3,spans")]).expect_err("no weight");
+        let msg = err.to_string();
+        assert!(msg.contains("\"spans\" is not a valid rule"), "{msg}");
+        assert!(msg.contains("write rules as REGEX=WEIGHT"), "{msg}");
+        assert!(msg.contains("STRAIT_BUDGET__WEIGHTS"), "{msg}");
+        assert_eq!(err.exit_code(), 64);
     }
 
     #[test]
