@@ -278,7 +278,7 @@ impl Endpoints {
             },
             budget: BudgetReport {
                 bytes_per_sec: Some(self.budget.bytes_per_sec()).filter(|&b| b > 0),
-                tokens_bytes: None,
+                tokens_bytes: (self.budget.bytes_per_sec() > 0).then(|| self.budget.tokens().round() as i64),
                 throttle_secs_total: Some(self.budget.waited().as_secs_f64()),
             },
             totals: TotalsReport {
@@ -358,8 +358,9 @@ pub struct CompressionReport {
 pub struct BudgetReport {
     /// Wire bytes per second in force; null when unlimited.
     pub bytes_per_sec: Option<u64>,
-    /// Tokens left now; null until the budget exposes it.
-    pub tokens_bytes: Option<u64>,
+    /// Tokens (bytes) left now over all topic classes, as the `strait_budget_tokens_bytes`
+    /// gauge; negative while senders pay off a batch admitted on credit; null when unlimited.
+    pub tokens_bytes: Option<i64>,
     /// Time partitions spent waiting for tokens so far.
     pub throttle_secs_total: Option<f64>,
 }
@@ -607,6 +608,25 @@ mod tests {
         assert_eq!(v["budget"]["bytes_per_sec"], 1_000_000);
         assert_eq!(v["budget"]["throttle_secs_total"], 0.0);
         assert_eq!(v["ready"], false);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn status_reports_the_budgets_tokens_and_null_when_unlimited() {
+        let tokens =
+            |e: &Endpoints| serde_json::to_value(e.status_report()).expect("json")["budget"]["tokens_bytes"].clone();
+        // 1 MB/s with the default burst of a tenth of a second.
+        let e = endpoints();
+        assert_eq!(tokens(&e), 0);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(tokens(&e), 100_000);
+        // A batch admitted on credit leaves the tokens negative until it is paid off.
+        e.budget.acquire("spans", 300_000).await;
+        assert_eq!(tokens(&e), -200_000);
+        let unlimited = Endpoints {
+            budget: Arc::new(Budget::unlimited()),
+            ..endpoints()
+        };
+        assert_eq!(tokens(&unlimited), serde_json::Value::Null);
     }
 
     #[test]

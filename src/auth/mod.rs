@@ -18,7 +18,9 @@ pub use msk_iam::MskIamTokens;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::task::AbortHandle;
@@ -138,7 +140,7 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(task) = lock(&self.refresher).take() {
+        if let Some(task) = self.refresher.lock().take() {
             task.abort();
         }
     }
@@ -172,11 +174,6 @@ impl Cached {
     fn refresh_at(&self) -> Instant {
         self.issued + self.lifetime.mul_f64(REFRESH_AT)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every update is a single assignment, never left half done by a panic.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl TokenCache {
@@ -216,7 +213,7 @@ impl TokenCache {
         if let Some(value) = self.inner.cached() {
             return Ok(value);
         }
-        if let Some((at, err)) = &lock(&self.inner.state).failure {
+        if let Some((at, err)) = &self.inner.state.lock().failure {
             if at.elapsed() < FAILURE_HOLD {
                 return Err(err.clone());
             }
@@ -228,7 +225,7 @@ impl TokenCache {
                 Ok(value)
             }
             Err(e) => {
-                lock(&self.inner.state).failure = Some((Instant::now(), e.clone()));
+                self.inner.state.lock().failure = Some((Instant::now(), e.clone()));
                 Err(e)
             }
         }
@@ -240,7 +237,7 @@ impl TokenCache {
     }
 
     fn spawn_refresher(&self) {
-        let mut slot = lock(&self.inner.refresher);
+        let mut slot = self.inner.refresher.lock();
         if slot.is_some() {
             return;
         }
@@ -251,14 +248,14 @@ impl TokenCache {
 
 impl Inner {
     fn cached(&self) -> Option<Secret> {
-        let state = lock(&self.state);
+        let state = self.state.lock();
         let token = state.token.as_ref()?;
         token.usable(Instant::now()).then(|| token.value.clone())
     }
 
     fn store(&self, token: Token) -> Secret {
         let lifetime = self.max_lifetime.map_or(token.lifetime, |max| token.lifetime.min(max));
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         state.failure = None;
         state.token = Some(Cached {
             value: token.value.clone(),
@@ -269,7 +266,7 @@ impl Inner {
     }
 
     fn refresh_at(&self) -> Option<Instant> {
-        lock(&self.state).token.as_ref().map(Cached::refresh_at)
+        self.state.lock().token.as_ref().map(Cached::refresh_at)
     }
 }
 
@@ -291,7 +288,7 @@ async fn refresh_loop(weak: Weak<Inner>) {
             Ok(token) => {
                 inner.store(token);
                 inner.refreshes.fetch_add(1, Ordering::Relaxed);
-                let recovered = lock(&inner.state).logged.take();
+                let recovered = inner.state.lock().logged.take();
                 if recovered.is_some() {
                     tracing::info!(cluster = %inner.cluster, "token refreshed again after a failure");
                 } else {
@@ -302,7 +299,7 @@ async fn refresh_loop(weak: Weak<Inner>) {
             }
             Err(e) => {
                 let cause = e.chain();
-                let mut state = lock(&inner.state);
+                let mut state = inner.state.lock();
                 if state.logged.as_deref() != Some(cause.as_str()) {
                     let expires_in_secs = state
                         .token

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::log::{apply_fetch, encode_checkpoints, Latest};
 use super::{Checkpoint, CheckpointRecord, Error, Result};
+use crate::kafka::retry::{retry, Retried, Until};
 use crate::kafka::{self, ApiKey, Backoff, Cluster, OffsetSpec, ResponseError, TopicPartition, TopicSpec};
 
 /// The partition strait writes checkpoints to; the topic is created with just this one.
@@ -431,32 +432,31 @@ impl CheckpointStore {
         &self,
         tp: Option<&TopicPartition>,
         action: &'static str,
-        mut op: F,
+        op: F,
     ) -> std::result::Result<T, (kafka::Error, u32)>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = kafka::Result<T>>,
     {
         let deadline = Instant::now() + self.retry_budget;
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let mut attempts = 0u32;
-        loop {
-            attempts = attempts.saturating_add(1);
-            match op().await {
-                Ok(v) => return Ok(v),
-                Err(e) if e.is_retriable() => {
-                    let delay = backoff.next_delay();
-                    if Instant::now() + delay > deadline {
-                        return Err((e, attempts));
-                    }
-                    if let Some(tp) = tp.filter(|_| e.needs_metadata_refresh()) {
-                        self.target.invalidate(tp);
-                    }
-                    tracing::warn!(topic = %self.topic, action, attempts, error = %crate::error_chain(&e), "checkpoint request failed; retrying");
-                    tokio::time::sleep(delay).await;
-                }
-                Err(e) => return Err((e, attempts)),
+        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let on_retry = |e: &kafka::Error, attempts: u32, _delay| {
+            if let Some(tp) = tp.filter(|_| e.needs_metadata_refresh()) {
+                self.target.invalidate(tp);
             }
+            tracing::warn!(topic = %self.topic, action, attempts, error = %crate::error_chain(e), "checkpoint request failed; retrying");
+        };
+        match retry(backoff, Until::Deadline(deadline), op, on_retry).await {
+            Retried::Done(v) => Ok(v),
+            Retried::Failed { error, attempts } => Err((error, attempts)),
+            // No cancellation is given.
+            Retried::Cancelled => Err((
+                kafka::Error::ConnectionLost {
+                    broker: "(cancelled)".into(),
+                    source: None,
+                },
+                0,
+            )),
         }
     }
 

@@ -27,7 +27,10 @@ use std::time::Duration;
 
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
+use serde::de::{Deserializer, IntoDeserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+
+use crate::budget::WeightRule;
 
 pub use env::{env_var_for, known_keys, ENV_PREFIX, RESERVED_ENV_VARS};
 pub use error::{Error, Origin, Result};
@@ -310,8 +313,41 @@ pub struct BudgetConfig {
     /// Bytes that may go out at once after an idle spell; 0 = a tenth of a second of budget.
     pub burst_bytes: u64,
     /// `REGEX=WEIGHT` rules splitting the budget between backlogged topics (target names);
-    /// unmatched topics share weight 1.
-    pub weights: Vec<String>,
+    /// unmatched topics share weight 1. Parsed as they are read: a bad rule fails the load.
+    #[serde(deserialize_with = "weight_rules")]
+    pub weights: Vec<WeightRule>,
+}
+
+/// Accepts a list of `REGEX=WEIGHT` rules, or one string of comma-separated rules (what
+/// `STRAIT_BUDGET__WEIGHTS` carries), split the way topic patterns are, so a comma inside a
+/// regex (`a{1,3}=2`) does not split it.
+fn weight_rules<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Vec<WeightRule>, D::Error> {
+    struct Rules;
+
+    impl<'de> Visitor<'de> for Rules {
+        type Value = Vec<WeightRule>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of REGEX=WEIGHT rules, or one string of comma-separated rules")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, list: &str) -> std::result::Result<Self::Value, E> {
+            topics::split_patterns(list)
+                .iter()
+                .map(|entry| WeightRule::deserialize(IntoDeserializer::<E>::into_deserializer(entry.as_str())))
+                .collect()
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(rule) = seq.next_element::<WeightRule>()? {
+                out.push(rule);
+            }
+            Ok(out)
+        }
+    }
+
+    deserializer.deserialize_any(Rules)
 }
 
 /// The HTTP server.
@@ -554,6 +590,43 @@ mod tests {
             err.to_string().contains("STRAIT_ALERTS__RETENTION_HEADROOM_SECS"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn budget_weights_are_parsed_once_as_read_and_a_bad_rule_says_how_to_fix_it() {
+        Jail::expect_with(|jail| {
+            jail.create_file("good.toml", "[budget]\nweights = [\"jaeger-.*=3\", \"logs-.*=1\"]\n")?;
+            let (c, _) = load(Some("good.toml"), &[]).expect("loads");
+            let rules: Vec<String> = c.budget.weights.iter().map(ToString::to_string).collect();
+            assert_eq!(rules, ["jaeger-.*=3", "logs-.*=1"]);
+            for bad in ["spans", "spans=0", "spans(=1"] {
+                jail.create_file("bad.toml", &format!("[budget]\nweights = [\"jaeger-.*=3\", {bad:?}]\n"))?;
+                let err = load(Some("bad.toml"), &[]).expect_err(bad);
+                let msg = err.to_string();
+                assert!(msg.starts_with("budget.weights.1: "), "{msg}");
+                assert!(msg.contains(&format!("{bad:?} is not a valid rule")), "{msg}");
+                assert!(msg.contains("write rules as REGEX=WEIGHT"), "{msg}");
+                assert!(msg.contains("fix budget.weights.1 in bad.toml"), "{msg}");
+                assert!(!msg.contains('\n'), "{msg}");
+                assert_eq!(err.exit_code(), 64);
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn budget_weights_come_from_one_comma_separated_variable_as_documented() {
+        let (c, _) = load(None, &[("STRAIT_BUDGET__WEIGHTS", "jaeger-.*=3, logs-.{1,3}=1")]).expect("loads");
+        let rules: Vec<String> = c.budget.weights.iter().map(ToString::to_string).collect();
+        assert_eq!(rules, ["jaeger-.*=3", "logs-.{1,3}=1"]);
+        let (c, _) = load(None, &[("STRAIT_BUDGET__WEIGHTS", "")]).expect("empty");
+        assert!(c.budget.weights.is_empty());
+        let err = load(None, &[("STRAIT_BUDGET__WEIGHTS", "jaeger-.*=3,spans")]).expect_err("no weight");
+        let msg = err.to_string();
+        assert!(msg.contains("\"spans\" is not a valid rule"), "{msg}");
+        assert!(msg.contains("write rules as REGEX=WEIGHT"), "{msg}");
+        assert!(msg.contains("STRAIT_BUDGET__WEIGHTS"), "{msg}");
+        assert_eq!(err.exit_code(), 64);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! everything that is not a partition's fetch or produce.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use kafka_protocol::error::ParseResponseErrorCode;
@@ -177,9 +179,8 @@ impl Cluster {
         &self.name
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // Map updates are single inserts/removes, never left half done by a panic.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     /// The connection to `addr`, opened (or reopened after a failure) on demand.

@@ -17,12 +17,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes, VersionRange};
+use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -30,7 +31,7 @@ use super::pace::{Pace, Socket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::error::{Error, Result};
+use super::error::{BoxError, Error, Result, SharedError};
 use super::sasl::Sasl;
 use super::security::Security;
 use super::versions::BrokerVersions;
@@ -109,9 +110,9 @@ impl Conn {
         security: &Security,
         pace: Option<Arc<dyn Pace>>,
     ) -> Result<Self> {
-        let connect_err = |source| Error::Connect {
+        let connect_err = |source: std::io::Error| Error::Connect {
             broker: broker.to_owned(),
-            source,
+            source: Arc::new(source),
         };
         let timed_out = |api| Error::Timeout {
             broker: broker.to_owned(),
@@ -202,7 +203,7 @@ impl Conn {
 
     /// Whether the socket has failed; a closed connection must be replaced.
     pub fn is_closed(&self) -> bool {
-        lock(&self.pending).closed || self.reader.is_finished() || self.writer.is_finished()
+        self.pending.lock().closed || self.reader.is_finished() || self.writer.is_finished()
     }
 
     /// Whether the broker serves request type `R` in a version strait speaks.
@@ -238,14 +239,14 @@ impl Conn {
 
         let (tx, rx) = oneshot::channel();
         {
-            let mut pending = lock(&self.pending);
+            let mut pending = self.pending.lock();
             if pending.closed {
                 return Err(self.lost(None));
             }
             pending.waiters.insert(correlation_id, tx);
         }
         if self.outgoing.send(frame).await.is_err() {
-            lock(&self.pending).waiters.remove(&correlation_id);
+            self.pending.lock().waiters.remove(&correlation_id);
             return Err(self.lost(None));
         }
         Ok(InFlight {
@@ -260,7 +261,7 @@ impl Conn {
         })
     }
 
-    fn lost(&self, source: Option<std::io::Error>) -> Error {
+    fn lost(&self, source: Option<Arc<std::io::Error>>) -> Error {
         Error::ConnectionLost {
             broker: self.broker.clone(),
             source,
@@ -299,10 +300,10 @@ impl<R: Request> InFlight<R> {
         };
         let frame = match tokio::time::timeout(self.timeout, self.answer).await {
             Ok(Ok(Ok(frame))) => frame,
-            Ok(Ok(Err(io))) => return Err(lost(Some(std::io::Error::new(io.kind(), io.to_string())))),
+            Ok(Ok(Err(io))) => return Err(lost(Some(io))),
             Ok(Err(_closed)) => return Err(lost(None)),
             Err(_elapsed) => {
-                lock(&self.pending).waiters.remove(&self.correlation_id);
+                self.pending.lock().waiters.remove(&self.correlation_id);
                 return Err(Error::Timeout {
                     broker: self.broker.clone(),
                     api: self.api,
@@ -384,14 +385,9 @@ async fn until(due: Option<tokio::time::Instant>) {
 /// every cluster failing for one reason (expired credentials) makes one log line, not one each.
 static LAST_REAUTH_FAILURE: Mutex<Option<String>> = Mutex::new(None);
 
-fn lock_cause(m: &Mutex<Option<String>>) -> std::sync::MutexGuard<'_, Option<String>> {
-    // A plain assignment cannot be left half done by a panic.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Whether `cause` differs from the last re-authentication failure logged (and records it).
 fn first_report(cause: &str) -> bool {
-    let mut last = lock_cause(&LAST_REAUTH_FAILURE);
+    let mut last = LAST_REAUTH_FAILURE.lock();
     if last.as_deref() == Some(cause) {
         return false;
     }
@@ -426,7 +422,7 @@ impl Reauth {
         };
         let auth = self.sasl.authenticate(&mut exchange).await?;
         self.due = reauth_due(auth.session_lifetime_ms);
-        *lock_cause(&LAST_REAUTH_FAILURE) = None;
+        *LAST_REAUTH_FAILURE.lock() = None;
         metrics::counter!(crate::telemetry::REAUTHENTICATIONS, "cluster" => self.sasl.cluster().to_owned())
             .increment(1);
         tracing::debug!(
@@ -473,7 +469,7 @@ where
                             tracing::debug!(cluster = r.sasl.cluster(), broker = %r.broker, "re-authentication failed again");
                         }
                         let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "re-authentication failed");
-                        lock(&writer_pending).fail_all(Arc::new(io));
+                        writer_pending.lock().fail_all(Arc::new(io));
                         return;
                     }
                     continue;
@@ -489,7 +485,7 @@ where
                 write_half.flush().await
             };
             if let Err(e) = written.await {
-                lock(&writer_pending).fail_all(Arc::new(e));
+                writer_pending.lock().fail_all(Arc::new(e));
                 return;
             }
         }
@@ -497,7 +493,7 @@ where
     let reader_pending = Arc::clone(pending);
     let reader = tokio::spawn(async move {
         let err = read_loop(BufReader::with_capacity(64 * 1024, read_half), &reader_pending).await;
-        lock(&reader_pending).fail_all(Arc::new(err));
+        reader_pending.lock().fail_all(Arc::new(err));
     });
     (reader, writer)
 }
@@ -546,7 +542,7 @@ impl<W: AsyncWrite + Unpin + Send> Exchange for InBand<'_, W> {
         };
         let (tx, rx) = oneshot::channel();
         {
-            let mut pending = lock(self.pending);
+            let mut pending = self.pending.lock();
             if pending.closed {
                 return Err(lost(None));
             }
@@ -557,15 +553,16 @@ impl<W: AsyncWrite + Unpin + Send> Exchange for InBand<'_, W> {
             self.write.flush().await
         };
         if let Err(e) = written.await {
-            lock(self.pending).fail_all(Arc::new(std::io::Error::new(e.kind(), e.to_string())));
+            let e = Arc::new(e);
+            self.pending.lock().fail_all(Arc::clone(&e));
             return Err(lost(Some(e)));
         }
         let answer = match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(Ok(frame))) => frame,
-            Ok(Ok(Err(io))) => return Err(lost(Some(std::io::Error::new(io.kind(), io.to_string())))),
+            Ok(Ok(Err(io))) => return Err(lost(Some(io))),
             Ok(Err(_)) => return Err(lost(None)),
             Err(_) => {
-                lock(self.pending).waiters.remove(&correlation_id);
+                self.pending.lock().waiters.remove(&correlation_id);
                 return Err(Error::Timeout {
                     broker: self.broker.to_owned(),
                     api,
@@ -611,21 +608,15 @@ impl Exchange for Handshake<'_> {
         let correlation_id = self.next_correlation;
         self.next_correlation += 1;
         let frame = encode_request(request, version, correlation_id, self.client_id)?;
-        let io_err = |source| Error::ConnectionLost {
+        let io_err = |source: std::io::Error| Error::ConnectionLost {
             broker: self.broker.to_owned(),
-            source: Some(source),
+            source: Some(Arc::new(source)),
         };
         self.stream.write_all(&frame).await.map_err(io_err)?;
         self.stream.flush().await.map_err(io_err)?;
         let answer = read_frame(self.stream).await.map_err(io_err)?;
         decode_response::<R::Response>(answer, version, api, self.broker)
     }
-}
-
-fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
-    // A panic while holding this lock cannot leave the map inconsistent (single inserts and
-    // removes), so a poisoned lock is still usable.
-    pending.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn api_key<R: Request>() -> ApiKey {
@@ -645,7 +636,7 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: BufReader<R>, pending: &Mut
             );
         }
         let correlation_id = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
-        let waiter = lock(pending).waiters.remove(&correlation_id);
+        let waiter = pending.lock().waiters.remove(&correlation_id);
         if let Some(w) = waiter {
             let _ = w.send(Ok(frame));
         }
@@ -673,7 +664,7 @@ fn encode_request<R: Request>(request: &R, version: i16, correlation_id: i32, cl
     let api = api_key::<R>();
     let encode_err = |source: anyhow::Error| Error::Encode {
         api,
-        source: source.into(),
+        source: SharedError::from(BoxError::from(source)),
     };
     let header = RequestHeader::default()
         .with_request_api_key(R::KEY)
@@ -701,7 +692,7 @@ fn decode_response<T: Decodable + HeaderVersion>(
     let decode_err = |source: anyhow::Error| Error::Decode {
         broker: broker.to_owned(),
         api,
-        source: source.into(),
+        source: SharedError::from(BoxError::from(source)),
     };
     ResponseHeader::decode(&mut frame, T::header_version(version)).map_err(decode_err)?;
     T::decode(&mut frame, version).map_err(decode_err)
@@ -720,9 +711,9 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     let mut last = None;
     for (correlation_id, version) in [(0, 3i16), (1, 0)] {
         let frame = encode_request(&request, version, correlation_id, client_id)?;
-        let io_err = |source| Error::ConnectionLost {
+        let io_err = |source: std::io::Error| Error::ConnectionLost {
             broker: broker.to_owned(),
-            source: Some(source),
+            source: Some(Arc::new(source)),
         };
         stream.write_all(&frame).await.map_err(io_err)?;
         stream.flush().await.map_err(io_err)?;

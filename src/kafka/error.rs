@@ -4,24 +4,32 @@ use kafka_protocol::messages::ApiKey;
 /// Result of the wire layer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+use std::sync::Arc;
+
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// A source error shared by every copy of the error that carries it.
+pub(crate) type SharedError = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Errors of the wire layer. Each names the broker or the topic-partition it concerns.
-#[derive(Debug, thiserror::Error)]
+///
+/// Cloning is cheap: sources are shared, so one failed request can answer each of its
+/// requesters with the same error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The TCP connection could not be opened.
     #[error("cannot connect to broker {broker}")]
     Connect {
         broker: String,
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     /// The connection broke while a request was outstanding.
     #[error("connection to broker {broker} lost")]
     ConnectionLost {
         broker: String,
         #[source]
-        source: Option<std::io::Error>,
+        source: Option<Arc<std::io::Error>>,
     },
     /// No answer within the request timeout.
     #[error("{api:?} request to broker {broker} timed out after {timeout_ms} ms")]
@@ -43,7 +51,7 @@ pub enum Error {
     Encode {
         api: ApiKey,
         #[source]
-        source: BoxError,
+        source: SharedError,
     },
     /// A response could not be decoded.
     #[error("malformed {api:?} response from broker {broker}")]
@@ -51,7 +59,7 @@ pub enum Error {
         broker: String,
         api: ApiKey,
         #[source]
-        source: BoxError,
+        source: SharedError,
     },
     /// A response frame above the size limit: a corrupt stream or a non-Kafka peer.
     #[error("response frame of {size} bytes from broker {broker} exceeds the {limit} byte limit")]
@@ -94,7 +102,7 @@ pub enum Error {
         reason: String,
         fix: String,
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     /// SASL authentication with a broker was refused or failed.
     #[error("{cluster} cluster, broker {broker}: SASL {mechanism} authentication failed: {reason}; fix: {fix}")]
@@ -114,7 +122,7 @@ pub enum Error {
         path: String,
         problem: String,
         #[source]
-        source: Option<BoxError>,
+        source: Option<SharedError>,
     },
     /// None of the bootstrap servers answered.
     #[error("no bootstrap server of {cluster} cluster ({servers}) answered")]
@@ -124,141 +132,6 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
-}
-
-impl Error {
-    /// The same error again, for each of several requesters of one failed request; sources
-    /// are carried as their messages (and I/O kinds).
-    pub(crate) fn duplicate(&self) -> Error {
-        let io = |e: &std::io::Error| std::io::Error::new(e.kind(), e.to_string());
-        let boxed = |e: &BoxError| -> BoxError { e.to_string().into() };
-        match self {
-            Error::Connect { broker, source } => Error::Connect {
-                broker: broker.clone(),
-                source: io(source),
-            },
-            Error::ConnectionLost { broker, source } => Error::ConnectionLost {
-                broker: broker.clone(),
-                source: source.as_ref().map(io),
-            },
-            Error::Timeout {
-                broker,
-                api,
-                timeout_ms,
-            } => Error::Timeout {
-                broker: broker.clone(),
-                api: *api,
-                timeout_ms: *timeout_ms,
-            },
-            Error::UnsupportedApi {
-                broker,
-                api,
-                ours,
-                theirs,
-            } => Error::UnsupportedApi {
-                broker: broker.clone(),
-                api: *api,
-                ours: ours.clone(),
-                theirs: theirs.clone(),
-            },
-            Error::Encode { api, source } => Error::Encode {
-                api: *api,
-                source: boxed(source),
-            },
-            Error::Decode { broker, api, source } => Error::Decode {
-                broker: broker.clone(),
-                api: *api,
-                source: boxed(source),
-            },
-            Error::FrameTooLarge { broker, size, limit } => Error::FrameTooLarge {
-                broker: broker.clone(),
-                size: *size,
-                limit: *limit,
-            },
-            Error::Partition {
-                api,
-                topic,
-                partition,
-                code,
-                message,
-            } => Error::Partition {
-                api: *api,
-                topic: topic.clone(),
-                partition: *partition,
-                code: *code,
-                message: message.clone(),
-            },
-            Error::Request {
-                api,
-                resource,
-                code,
-                message,
-            } => Error::Request {
-                api: *api,
-                resource: resource.clone(),
-                code: *code,
-                message: message.clone(),
-            },
-            Error::MissingInResponse { broker, api, resource } => Error::MissingInResponse {
-                broker: broker.clone(),
-                api: *api,
-                resource: resource.clone(),
-            },
-            Error::NoLeader { topic, partition } => Error::NoLeader {
-                topic: topic.clone(),
-                partition: *partition,
-            },
-            Error::UnknownBroker { node_id } => Error::UnknownBroker { node_id: *node_id },
-            Error::Tls {
-                cluster,
-                broker,
-                reason,
-                fix,
-                source,
-            } => Error::Tls {
-                cluster: cluster.clone(),
-                broker: broker.clone(),
-                reason: reason.clone(),
-                fix: fix.clone(),
-                source: io(source),
-            },
-            Error::Auth {
-                cluster,
-                broker,
-                mechanism,
-                reason,
-                fix,
-                code,
-            } => Error::Auth {
-                cluster: cluster.clone(),
-                broker: broker.clone(),
-                mechanism,
-                reason: reason.clone(),
-                fix: fix.clone(),
-                code: *code,
-            },
-            Error::TlsSetup {
-                key,
-                path,
-                problem,
-                source,
-            } => Error::TlsSetup {
-                key: key.clone(),
-                path: path.clone(),
-                problem: problem.clone(),
-                source: source.as_ref().map(boxed),
-            },
-            Error::Bootstrap {
-                cluster,
-                servers,
-                source,
-            } => Error::Bootstrap {
-                cluster: cluster.clone(),
-                servers: servers.clone(),
-                source: Box::new(source.duplicate()),
-            },
-        }
-    }
 }
 
 fn detail(message: &Option<String>) -> String {
@@ -382,6 +255,53 @@ mod tests {
             assert_eq!(e.is_retriable(), retriable, "{code:?}");
             assert_eq!(e.needs_metadata_refresh(), refresh, "{code:?}");
         }
+    }
+
+    #[test]
+    fn a_clone_shares_its_source_and_reads_the_same() {
+        use std::error::Error as _;
+        let lost = Error::ConnectionLost {
+            broker: "b-1:9092".into(),
+            source: Some(Arc::new(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "pipe closed",
+            ))),
+        };
+        let e = Error::Bootstrap {
+            cluster: "source".into(),
+            servers: "b-1:9092".into(),
+            source: Box::new(lost),
+        };
+        let copy = e.clone();
+        assert_eq!(copy.to_string(), e.to_string());
+        let chain = |e: &Error| {
+            let mut texts = vec![e.to_string()];
+            let mut next = e.source();
+            while let Some(s) = next {
+                texts.push(s.to_string());
+                next = s.source();
+            }
+            texts
+        };
+        assert_eq!(
+            chain(&copy),
+            [
+                "no bootstrap server of source cluster (b-1:9092) answered",
+                "connection to broker b-1:9092 lost",
+                "pipe closed"
+            ]
+        );
+        match (&e, &copy) {
+            (Error::Bootstrap { source: a, .. }, Error::Bootstrap { source: b, .. }) => match (&**a, &**b) {
+                (Error::ConnectionLost { source: Some(a), .. }, Error::ConnectionLost { source: Some(b), .. }) => {
+                    assert!(Arc::ptr_eq(a, b), "the I/O error is shared, not rebuilt");
+                    assert_eq!(b.kind(), std::io::ErrorKind::BrokenPipe);
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(copy.exit_code(), Some(69));
     }
 
     #[test]

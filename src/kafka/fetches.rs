@@ -72,7 +72,7 @@ impl Fetches {
         };
         let gone = || Error::ConnectionLost {
             broker: broker.clone(),
-            source: Some(std::io::Error::other("the fetch queue stopped")),
+            source: Some(Arc::new(std::io::Error::other("the fetch queue stopped"))),
         };
         self.tx.send(want).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
@@ -148,7 +148,7 @@ async fn send(wants: Vec<Want>, request_max_bytes: i64) {
         Ok((response, _)) => response,
         Err(e) => {
             for w in wants {
-                let _ = w.reply.send(Err(e.duplicate()));
+                let _ = w.reply.send(Err(e.clone()));
             }
             return;
         }

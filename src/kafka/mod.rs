@@ -13,6 +13,7 @@ mod error;
 mod fetches;
 mod pace;
 mod requests;
+pub mod retry;
 mod sasl;
 mod security;
 mod tls;

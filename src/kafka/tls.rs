@@ -14,7 +14,7 @@ use rustls::{AlertDescription, CertificateError, RootCertStore};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use super::error::{Error, Result};
+use super::error::{Error, Result, SharedError};
 use crate::config::TlsConfig;
 
 /// TLS settings of one cluster, ready to use on every connection.
@@ -45,7 +45,7 @@ impl Tls {
             key: format!("{side}.tls.{key}"),
             path: path.to_owned(),
             problem,
-            source,
+            source: source.map(SharedError::from),
         };
         let (roots, roots_name) = if config.ca_file.is_empty() {
             (system_roots(), "the system roots".to_owned())
@@ -120,7 +120,7 @@ impl Tls {
                 "check that this port is the brokers' TLS listener, or set {}.tls.enabled = false",
                 self.side
             ),
-            source: std::io::ErrorKind::TimedOut.into(),
+            source: Arc::new(std::io::ErrorKind::TimedOut.into()),
         }
     }
 
@@ -164,7 +164,7 @@ impl Tls {
                 broker: broker.to_owned(),
                 reason: "its host is not a valid DNS name or IP address".into(),
                 fix: format!("set {}.tls.server_name to the name in its certificate", self.side),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad server name"),
+                source: Arc::new(std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad server name")),
             })?,
         };
         self.connector.connect(name.clone(), tcp).await.map_err(|source| {
@@ -174,7 +174,7 @@ impl Tls {
                 broker: broker.to_owned(),
                 reason,
                 fix,
-                source,
+                source: Arc::new(source),
             }
         })
     }

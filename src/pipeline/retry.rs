@@ -4,7 +4,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::Error;
 use super::wire::Fetch;
-use crate::kafka::{Backoff, OffsetSpec, TopicPartition};
+use crate::kafka::retry::{Retried, Until};
+use crate::kafka::{self, Backoff, OffsetSpec, TopicPartition};
 use crate::telemetry;
 
 /// A failed request of `cluster` for `tp` at `offset`, as the partition's error.
@@ -33,48 +34,38 @@ pub(super) async fn retry<C: Fetch, T, F, Fut>(
     cluster: &C,
     tp: &TopicPartition,
     action: &str,
-    mut op: F,
+    op: F,
 ) -> Result<Option<T>, crate::kafka::Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, crate::kafka::Error>>,
 {
-    let mut backoff = Backoff::default();
     let mut last_cause: Option<String> = None;
-    loop {
-        let outcome = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Ok(None),
-            r = op() => r,
-        };
-        match outcome {
-            Ok(v) => {
-                if last_cause.is_some() {
-                    tracing::info!(cluster = cluster.name(), topic = %tp.topic, partition = tp.partition, action, "recovered");
-                }
-                return Ok(Some(v));
+    let on_retry = |e: &crate::kafka::Error, _attempt, _delay| {
+        count_error(cluster.name(), action, e);
+        metrics::counter!(telemetry::RETRIES, "cluster" => cluster.name().to_owned(), "api" => action.to_owned())
+            .increment(1);
+        if e.needs_metadata_refresh() {
+            cluster.invalidate(tp);
+        }
+        let cause = e.to_string();
+        if last_cause.as_deref() != Some(cause.as_str()) {
+            tracing::warn!(cluster = cluster.name(), topic = %tp.topic, partition = tp.partition, action, error = %crate::error_chain(e), "retrying");
+            last_cause = Some(cause);
+        }
+    };
+    let retried = kafka::retry::retry(Backoff::default(), Until::Cancelled(cancel), op, on_retry).await;
+    match retried {
+        Retried::Done(v) => {
+            if last_cause.is_some() {
+                tracing::info!(cluster = cluster.name(), topic = %tp.topic, partition = tp.partition, action, "recovered");
             }
-            Err(e) if e.is_retriable() => {
-                count_error(cluster.name(), action, &e);
-                metrics::counter!(telemetry::RETRIES, "cluster" => cluster.name().to_owned(), "api" => action.to_owned())
-                    .increment(1);
-                if e.needs_metadata_refresh() {
-                    cluster.invalidate(tp);
-                }
-                let cause = e.to_string();
-                if last_cause.as_deref() != Some(cause.as_str()) {
-                    tracing::warn!(cluster = cluster.name(), topic = %tp.topic, partition = tp.partition, action, error = %crate::error_chain(&e), "retrying");
-                    last_cause = Some(cause);
-                }
-                tokio::select! {
-                    _ = cancel.cancelled() => return Ok(None),
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
-                }
-            }
-            Err(e) => {
-                count_error(cluster.name(), action, &e);
-                return Err(e);
-            }
+            Ok(Some(v))
+        }
+        Retried::Cancelled => Ok(None),
+        Retried::Failed { error, .. } => {
+            count_error(cluster.name(), action, &error);
+            Err(error)
         }
     }
 }

@@ -391,3 +391,38 @@ async fn a_target_behind_its_checkpoint_halts() {
         other => panic!("expected a target-behind halt, got {other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn interleaved_transactions_split_across_fetch_answers_keep_only_committed_records() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    // One batch per fetch answer: every transaction is split across answers.
+    let mut settings = (*rig.settings).clone();
+    settings.fetch_max_bytes = 1;
+    rig.settings = Arc::new(settings);
+    let tp = rig.tp.clone();
+    rig.source.append(&tp, 7, &[b"plain-0", b"plain-1"]);
+    let aborted = rig.source.append_transactional(&tp, 8, &[b"aborted-2", b"aborted-3"]);
+    rig.source
+        .append_transactional(&tp, 9, &[b"committed-4", b"committed-5"]);
+    rig.source.append(&tp, 7, &[b"plain-6"]);
+    rig.source.append_transactional(&tp, 8, &[b"aborted-7", b"aborted-8"]);
+    rig.source.append_marker(&tp, 8, false, aborted);
+    rig.source.append_marker(&tp, 9, true, 4);
+    rig.source.append(&tp, 7, &[b"plain-11"]);
+    let task = rig.start(None);
+    rig.until_acked(Position { source: 12, target: 6 }).await;
+    rig.stop(task).await.expect("stopped cleanly");
+    let expected: Vec<Vec<u8>> = [
+        "plain-0",
+        "plain-1",
+        "committed-4",
+        "committed-5",
+        "plain-6",
+        "plain-11",
+    ]
+    .iter()
+    .map(|v| v.as_bytes().to_vec())
+    .collect();
+    assert_eq!(rig.target_values(), expected);
+    rig.assert_memory_back();
+}

@@ -10,7 +10,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::kafka::{Cluster, TopicPartition};
@@ -27,11 +29,6 @@ const PROBE_EVERY: Duration = Duration::from_secs(2);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rates are averaged over this window.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every guarded value is replaced whole; a panicking writer cannot leave it half done.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// What the last probe of one cluster found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -108,12 +105,12 @@ impl Health {
 
     /// What the last probe of `side` found.
     pub fn cluster(&self, side: Side) -> ClusterHealth {
-        lock(self.side(side)).clone()
+        self.side(side).lock().clone()
     }
 
     /// Records a probe outcome (`Err` carries the error chain).
     pub fn record_probe(&self, side: Side, outcome: Result<(), String>) {
-        let mut h = lock(self.side(side));
+        let mut h = self.side(side).lock();
         let was = h.reachable;
         h.probed = true;
         h.reachable = outcome.is_ok();
@@ -138,7 +135,7 @@ impl Health {
     /// Notes that the checkpoints now cover everything the target acknowledged (a write
     /// succeeded, or nothing moved since the last one).
     pub fn checkpoint_current(&self) {
-        *lock(&self.last_checkpoint) = Some(Instant::now());
+        *self.last_checkpoint.lock() = Some(Instant::now());
     }
 
     /// Time since the checkpoints last covered everything acknowledged; since start until then.
@@ -147,17 +144,17 @@ impl Health {
     }
 
     fn checkpoint_age_at(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(lock(&self.last_checkpoint).unwrap_or(self.started))
+        now.saturating_duration_since(self.last_checkpoint.lock().unwrap_or(self.started))
     }
 
     /// Whether a checkpoint has been current at least once.
     pub fn checkpointed(&self) -> bool {
-        lock(&self.last_checkpoint).is_some()
+        self.last_checkpoint.lock().is_some()
     }
 
     /// Replaces the topics that cannot be replicated, with their errors.
     pub fn set_topic_errors(&self, errors: &BTreeMap<String, String>) {
-        let mut cur = lock(&self.topic_errors);
+        let mut cur = self.topic_errors.lock();
         if *cur != *errors {
             cur.clone_from(errors);
         }
@@ -165,12 +162,12 @@ impl Health {
 
     /// Topics that cannot be replicated, with their errors.
     pub fn topic_errors(&self) -> BTreeMap<String, String> {
-        lock(&self.topic_errors).clone()
+        self.topic_errors.lock().clone()
     }
 
     /// Records per second acknowledged per partition, over the last ten seconds.
     pub fn rates(&self) -> BTreeMap<TopicPartition, f64> {
-        lock(&self.rates).rates()
+        self.rates.lock().rates()
     }
 
     /// Whether the process is ready, and why not.
@@ -204,7 +201,7 @@ impl Health {
         let snapshot = progress.snapshot();
         retention_gauges(&snapshot, watch, crate::checkpoint::now_ms());
         let counts = snapshot.iter().map(|(tp, s)| (tp.clone(), s.records)).collect();
-        lock(&self.rates).sample(Instant::now(), counts);
+        self.rates.lock().sample(Instant::now(), counts);
         let halted = snapshot
             .values()
             .filter(|s| matches!(s.state, PartitionState::Halted(_)))
@@ -276,7 +273,7 @@ impl Monitor {
                     health.record_probe(Side::Source, s);
                     health.record_probe(Side::Target, t);
                     for (side, h) in [(Side::Source, &health.source), (Side::Target, &health.target)] {
-                        let up = lock(h).reachable;
+                        let up = h.lock().reachable;
                         metrics::gauge!(telemetry::CLUSTER_REACHABLE, "cluster" => side.name())
                             .set(f64::from(u8::from(up)));
                     }

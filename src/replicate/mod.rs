@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::budget::{Budget, LevelControl, WeightRule};
+use crate::budget::{Budget, LevelControl};
 use crate::checkpoint::{self, CheckpointRecord, CheckpointStore};
 use crate::config::{Config, TopicFilter};
 use crate::error_chain;
@@ -89,17 +89,10 @@ impl Replicator {
         };
         let source = Arc::new(cluster("source", &config.source));
         let target = cluster("target", &config.target);
-        // Validation has checked every rule; one that still fails to parse is left out.
-        let rules = config
-            .budget
-            .weights
-            .iter()
-            .filter_map(|w| WeightRule::parse(w).ok())
-            .collect();
         let budget = Arc::new(Budget::new(
             config.budget.bytes_per_sec,
             config.budget.burst_bytes,
-            rules,
+            config.budget.weights.clone(),
         ));
         // Every byte to the target, checkpoints included, leaves at the budget's pace.
         let target = Arc::new(target.with_pace(Arc::clone(&budget) as Arc<dyn crate::kafka::Pace>));

@@ -1,0 +1,349 @@
+//! The shared [`Budget`]: the buckets of [`super::bucket`] behind a lock and read against the
+//! runtime's clock, batch senders queued for them per weight class, and the socket pace.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::{Mutex, MutexGuard};
+use tokio::time::Instant;
+
+use super::bucket::{self, effective_burst, Shares};
+use super::{nanos, WeightRule};
+
+/// Waiters look again at least this often, so a budget change takes effect quickly.
+const RECHECK: Duration = Duration::from_millis(100);
+/// How far the socket pace may run above the budget: room for what batch admission does not
+/// see (TLS records, checkpoints, metadata), so the socket only smooths and does not queue.
+const SOCKET_HEADROOM: f64 = 1.005;
+
+/// The shared budget. Cheap to clone behind an `Arc`.
+#[derive(Debug)]
+pub struct Budget {
+    rules: Vec<WeightRule>,
+    /// The time the buckets count from.
+    origin: Instant,
+    state: Mutex<Shares>,
+    /// One queue per weight class: its senders are served first come, first served.
+    gates: Vec<tokio::sync::Mutex<()>>,
+    /// The rate in bytes per second, for the unlimited fast path and for batch sizing.
+    rate: AtomicU64,
+    classify: Mutex<HashMap<String, usize>>,
+    /// Nanoseconds senders spent waiting for tokens (link-bound time), for the level control.
+    waited_nanos: AtomicU64,
+    /// The socket pace: bytes written below TLS, in chunks, at the budget plus headroom.
+    socket: Mutex<bucket::Pace>,
+}
+
+impl Budget {
+    /// A budget of `bytes_per_sec` (0 = unlimited) with `burst_bytes` (0 = a tenth of a
+    /// second of budget) and weight rules; topics matching no rule form one class of weight 1.
+    pub fn new(bytes_per_sec: u64, burst_bytes: u64, rules: Vec<WeightRule>) -> Self {
+        let weights: Vec<f64> = rules.iter().map(|r| r.weight).chain([1.0]).collect();
+        let gates = weights.iter().map(|_| tokio::sync::Mutex::new(())).collect();
+        let origin = Instant::now();
+        Self {
+            rules,
+            origin,
+            state: Mutex::new(Shares::new(
+                bytes_per_sec as f64,
+                effective_burst(bytes_per_sec, burst_bytes),
+                weights,
+                Duration::ZERO,
+            )),
+            gates,
+            rate: AtomicU64::new(bytes_per_sec),
+            classify: Mutex::new(HashMap::new()),
+            waited_nanos: AtomicU64::new(0),
+            socket: Mutex::new(bucket::Pace::new(Duration::ZERO)),
+        }
+    }
+
+    /// No limit.
+    pub fn unlimited() -> Self {
+        Self::new(0, 0, Vec::new())
+    }
+
+    /// The runtime's clock as the buckets count it.
+    fn now(&self) -> Duration {
+        Instant::now().duration_since(self.origin)
+    }
+
+    fn state(&self) -> MutexGuard<'_, Shares> {
+        // Only plain arithmetic happens under the lock.
+        self.state.lock()
+    }
+
+    /// The budget in bytes per second (0 = unlimited).
+    pub fn bytes_per_sec(&self) -> u64 {
+        self.rate.load(Ordering::Relaxed)
+    }
+
+    /// Changes the budget at run time; waiting senders see it within [`RECHECK`].
+    pub fn set(&self, bytes_per_sec: u64, burst_bytes: u64) {
+        let now = self.now();
+        let mut st = self.state();
+        st.set(bytes_per_sec as f64, effective_burst(bytes_per_sec, burst_bytes), now);
+        self.rate.store(bytes_per_sec, Ordering::Relaxed);
+    }
+
+    /// Total time senders have waited for tokens.
+    pub fn waited(&self) -> Duration {
+        Duration::from_nanos(self.waited_nanos.load(Ordering::Relaxed))
+    }
+
+    fn class_of(&self, topic: &str) -> usize {
+        let mut cache = self.classify.lock();
+        if let Some(&i) = cache.get(topic) {
+            return i;
+        }
+        let i = self
+            .rules
+            .iter()
+            .position(|r| r.regex.is_match(topic))
+            .unwrap_or(self.rules.len());
+        cache.insert(topic.to_owned(), i);
+        i
+    }
+
+    /// Waits until `bytes` for `topic` fit the budget, then spends them.
+    pub async fn acquire(&self, topic: &str, bytes: usize) {
+        if self.bytes_per_sec() == 0 {
+            return;
+        }
+        let i = self.class_of(topic);
+        let _turn = self.gates[i].lock().await;
+        let started = Instant::now();
+        self.state().enqueue(i);
+        // Cancel-safe: a sender dropped while it waits stops counting as waiting.
+        let mut waiting = Waiting { budget: self, class: i };
+        loop {
+            let now = self.now();
+            let taken = self.state().take(i, bytes as f64, now);
+            match taken {
+                Ok(()) => break,
+                Err(wait) => tokio::time::sleep(wait.clamp(Duration::from_millis(1), RECHECK)).await,
+            }
+        }
+        waiting.served();
+        let waited = started.elapsed();
+        self.waited_nanos.fetch_add(nanos(waited), Ordering::Relaxed);
+        metrics::gauge!(crate::telemetry::BUDGET_THROTTLE).set(self.waited().as_secs_f64());
+    }
+
+    /// Tokens (bytes) left over all classes; negative while senders pay off a batch.
+    pub fn tokens(&self) -> f64 {
+        let now = self.now();
+        self.state().tokens(now)
+    }
+}
+
+/// A sender waiting in [`Budget::acquire`]; dropped before it is served, it leaves its class.
+struct Waiting<'a> {
+    budget: &'a Budget,
+    class: usize,
+}
+
+impl Waiting<'_> {
+    fn served(&mut self) {
+        self.class = usize::MAX;
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.class != usize::MAX {
+            self.budget.state().leave(self.class);
+        }
+    }
+}
+
+/// The socket side: every byte written to a target socket, below TLS, paced at the budget plus
+/// [`SOCKET_HEADROOM`]. Batch admission ([`Budget::acquire`]) sets the long-run rate and the
+/// split between topics; this keeps a batch admitted on credit from leaving as one burst, so
+/// batches can be large (better compression) and any window still stays near the budget.
+impl crate::kafka::Pace for Budget {
+    fn delay(&self) -> Duration {
+        let rate = self.bytes_per_sec() as f64 * SOCKET_HEADROOM;
+        if rate == 0.0 {
+            return Duration::ZERO;
+        }
+        let now = self.now();
+        let mut s = self.socket.lock();
+        s.delay(rate, crate::kafka::CHUNK_BYTES as f64, now)
+    }
+
+    fn spent(&self, bytes: usize) {
+        if self.bytes_per_sec() == 0 {
+            return;
+        }
+        let mut s = self.socket.lock();
+        s.spend(bytes as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    async fn drain_for(budget: Arc<Budget>, topic: &'static str, chunk: usize, until: Instant) -> usize {
+        let mut sent = 0;
+        while Instant::now() < until {
+            budget.acquire(topic, chunk).await;
+            sent += chunk;
+        }
+        sent
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sender_that_gives_up_waiting_leaves_its_share_to_the_others() {
+        let rules = vec![WeightRule::parse("jaeger-.*=3").expect("rule")];
+        let budget = Arc::new(Budget::new(100_000, 10_000, rules));
+        // Deep in debt, the next jaeger sender waits; it is dropped while it does.
+        budget.acquire("jaeger-spans", 1_000_000).await;
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), budget.acquire("jaeger-spans", 1_000)).await;
+        assert!(
+            gave_up.is_err(),
+            "the premise: the sender was still waiting when dropped"
+        );
+        let until = Instant::now() + Duration::from_secs(60);
+        let logs = drain_for(Arc::clone(&budget), "app-logs", 1_000, until).await;
+        // Alone, logs get the whole rate once jaeger's share lapses; a jaeger sender still
+        // counted as waiting would hold three quarters of it for ever.
+        assert!(logs > 4_500_000, "{logs}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn long_run_rate_equals_the_budget() {
+        let budget = Arc::new(Budget::new(100_000, 10_000, Vec::new()));
+        let until = Instant::now() + Duration::from_secs(100);
+        let sent = drain_for(budget, "spans", 1_000, until).await;
+        // 100 s at 100 kB/s, plus at most the burst and one chunk.
+        assert!((10_000_000..=10_011_000).contains(&sent), "{sent}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn weights_split_the_budget_between_backlogged_topics() {
+        let rules = vec![WeightRule::parse("jaeger-.*=3").expect("rule")];
+        let budget = Arc::new(Budget::new(100_000, 10_000, rules));
+        let until = Instant::now() + Duration::from_secs(60);
+        let spans = tokio::spawn(drain_for(Arc::clone(&budget), "jaeger-spans", 1_000, until));
+        let logs = tokio::spawn(drain_for(Arc::clone(&budget), "app-logs", 1_000, until));
+        let (spans, logs) = (spans.await.expect("spans"), logs.await.expect("logs"));
+        let ratio = spans as f64 / logs as f64;
+        assert!((2.8..=3.2).contains(&ratio), "spans {spans} logs {logs}");
+        let total = spans + logs;
+        assert!((5_950_000..=6_050_000).contains(&total), "{total}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_class_leaves_its_share_to_the_others() {
+        let rules = vec![WeightRule::parse("jaeger-.*=3").expect("rule")];
+        let budget = Arc::new(Budget::new(100_000, 10_000, rules));
+        let until = Instant::now() + Duration::from_secs(30);
+        let logs = drain_for(budget, "app-logs", 1_000, until).await;
+        assert!(logs >= 2_950_000, "{logs}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_partition_starves() {
+        let budget = Arc::new(Budget::new(50_000, 5_000, Vec::new()));
+        let until = Instant::now() + Duration::from_secs(60);
+        let tasks: Vec<_> = (0..10)
+            .map(|_| tokio::spawn(drain_for(Arc::clone(&budget), "spans", 2_000, until)))
+            .collect();
+        let mut sent = Vec::new();
+        for t in tasks {
+            sent.push(t.await.expect("task"));
+        }
+        let mean = sent.iter().sum::<usize>() as f64 / sent.len() as f64;
+        assert!(sent.iter().all(|&s| s as f64 > 0.8 * mean), "{sent:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_runtime_change_takes_effect_within_a_second() {
+        let budget = Arc::new(Budget::new(100_000, 10_000, Vec::new()));
+        let start = Instant::now();
+        let sender = tokio::spawn(drain_for(
+            Arc::clone(&budget),
+            "spans",
+            1_000,
+            start + Duration::from_secs(21),
+        ));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        budget.set(10_000, 1_000);
+        let sent = sender.await.expect("sender");
+        // 10 s at 100 kB/s, then up to 1 s more at the old rate, then 10 s at 10 kB/s.
+        assert!((1_090_000..=1_225_000).contains(&sent), "{sent}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unlimited_never_waits() {
+        let budget = Budget::unlimited();
+        let start = Instant::now();
+        for _ in 0..1000 {
+            budget.acquire("spans", 1 << 20).await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(crate::kafka::Pace::delay(&budget), Duration::ZERO);
+    }
+
+    /// Writes one admitted batch the way a paced socket does: chunk by chunk, each when the
+    /// pace allows, logging (time, bytes).
+    async fn write_paced(budget: &Budget, mut bytes: usize, log: &tokio::sync::Mutex<Vec<(Instant, usize)>>) {
+        use crate::kafka::{Pace, CHUNK_BYTES};
+        let mut log = log.lock().await;
+        while bytes > 0 {
+            let delay = budget.delay();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            let n = bytes.min(CHUNK_BYTES);
+            budget.spent(n);
+            log.push((Instant::now(), n));
+            bytes -= n;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn large_batches_leave_at_the_budget_in_every_ten_second_window() {
+        // 200 kB/s with the default burst; four partitions sending 1 MiB batches over one
+        // connection (one writer at a time, as a connection's writer task does).
+        let budget = Arc::new(Budget::new(200_000, 0, Vec::new()));
+        let log = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+        let start = Instant::now();
+        let until = start + Duration::from_secs(120);
+        let senders: Vec<_> = (0..4)
+            .map(|_| {
+                let (budget, log) = (Arc::clone(&budget), Arc::clone(&log));
+                tokio::spawn(async move {
+                    while Instant::now() < until {
+                        budget.acquire("spans", 1 << 20).await;
+                        write_paced(&budget, 1 << 20, &log).await;
+                    }
+                })
+            })
+            .collect();
+        for s in senders {
+            s.await.expect("sender");
+        }
+        let log = log.lock().await;
+        let total: usize = log.iter().filter(|(t, _)| *t < until).map(|(_, n)| n).sum();
+        let utilization = total as f64 / (200_000.0 * 120.0);
+        assert!(utilization >= 0.97, "utilization {utilization}");
+        // Every 10 s window, sliding by 100 ms from the first byte.
+        let mut worst: f64 = 0.0;
+        let mut from = start;
+        while from + Duration::from_secs(10) <= until {
+            let to = from + Duration::from_secs(10);
+            let bytes: usize = log.iter().filter(|(t, _)| *t >= from && *t < to).map(|(_, n)| n).sum();
+            worst = worst.max(bytes as f64 / 2_000_000.0);
+            from += Duration::from_millis(100);
+        }
+        assert!(worst <= 1.02, "worst 10 s window at {worst} of the budget");
+        assert!(worst >= 1.0, "the budget is used: worst window {worst}");
+    }
+}

@@ -1,0 +1,169 @@
+//! One way to retry a request: a capped, jittered [`Backoff`] between attempts, retriable
+//! errors only ([`Error::is_retriable`]), until the request succeeds, a non-retriable error
+//! comes, or the policy's limit is reached: a cancellation (the data path: it retries for as
+//! long as strait runs) or a deadline (the checkpoint store: it gives up after its budget).
+//! What a caller does on each retry (metrics, a log line, a leader refresh) is its hook.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Backoff, Error};
+
+/// Where retrying stops short of a success.
+#[derive(Clone, Copy, Debug)]
+pub enum Until<'a> {
+    /// Retry until cancelled.
+    Cancelled(&'a CancellationToken),
+    /// Retry while the next attempt would start before this instant.
+    Deadline(Instant),
+}
+
+/// How a retried request ended.
+#[derive(Debug)]
+pub enum Retried<T> {
+    /// It succeeded.
+    Done(T),
+    /// It failed with a non-retriable error, or with a retriable one past the deadline.
+    Failed { error: Error, attempts: u32 },
+    /// Cancelled first.
+    Cancelled,
+}
+
+/// Runs `op` until it succeeds, fails for good, or `until` says stop; `on_retry` sees each
+/// retriable failure with its attempt number and the delay before the next attempt.
+pub async fn retry<T, F, Fut>(
+    mut backoff: Backoff,
+    until: Until<'_>,
+    mut op: F,
+    mut on_retry: impl FnMut(&Error, u32, Duration),
+) -> Retried<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let mut attempts = 0u32;
+    loop {
+        attempts = attempts.saturating_add(1);
+        let outcome = match until {
+            Until::Cancelled(cancel) => tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Retried::Cancelled,
+                r = op() => r,
+            },
+            Until::Deadline(_) => op().await,
+        };
+        let error = match outcome {
+            Ok(v) => return Retried::Done(v),
+            Err(e) if e.is_retriable() => e,
+            Err(error) => return Retried::Failed { error, attempts },
+        };
+        let delay = backoff.next_delay();
+        match until {
+            Until::Deadline(deadline) if Instant::now() + delay > deadline => {
+                return Retried::Failed { error, attempts };
+            }
+            _ => {}
+        }
+        on_retry(&error, attempts, delay);
+        match until {
+            Until::Cancelled(cancel) => tokio::select! {
+                _ = cancel.cancelled() => return Retried::Cancelled,
+                _ = tokio::time::sleep(delay) => {}
+            },
+            Until::Deadline(_) => tokio::time::sleep(delay).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lost() -> Error {
+        Error::ConnectionLost {
+            broker: "b:9092".into(),
+            source: None,
+        }
+    }
+
+    fn fatal() -> Error {
+        Error::UnsupportedApi {
+            broker: "b:9092".into(),
+            api: super::super::ApiKey::Produce,
+            ours: "3-11".into(),
+            theirs: "none".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retriable_errors_are_retried_until_success_and_each_is_seen() {
+        let cancel = CancellationToken::new();
+        let mut calls = 0;
+        let mut seen = Vec::new();
+        let out = retry(
+            Backoff::default(),
+            Until::Cancelled(&cancel),
+            || {
+                calls += 1;
+                let n = calls;
+                async move {
+                    if n < 4 {
+                        Err(lost())
+                    } else {
+                        Ok(n)
+                    }
+                }
+            },
+            |_, attempt, _| seen.push(attempt),
+        )
+        .await;
+        assert!(matches!(out, Retried::Done(4)), "{out:?}");
+        assert_eq!(seen, vec![1, 2, 3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_non_retriable_error_ends_at_once() {
+        let cancel = CancellationToken::new();
+        let out: Retried<()> = retry(
+            Backoff::default(),
+            Until::Cancelled(&cancel),
+            || async { Err(fatal()) },
+            |_, _, _| panic!("not retried"),
+        )
+        .await;
+        assert!(matches!(out, Retried::Failed { attempts: 1, .. }), "{out:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_ends_with_the_last_error_and_a_cancel_ends_at_once() {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let out: Retried<()> = retry(
+            Backoff::default(),
+            Until::Deadline(deadline),
+            || async { Err(lost()) },
+            |_, _, _| {},
+        )
+        .await;
+        match out {
+            Retried::Failed { error, attempts } => {
+                assert!(error.is_retriable());
+                assert!(attempts > 2, "{attempts}");
+                assert!(Instant::now() <= deadline);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let out: Retried<()> = retry(
+            Backoff::default(),
+            Until::Cancelled(&cancel),
+            || std::future::pending(),
+            |_, _, _| {},
+        )
+        .await;
+        assert!(matches!(out, Retried::Cancelled));
+    }
+}
