@@ -19,16 +19,17 @@
 //! - [`batch`]: the pure record-batch v2 codec (parse, verify, decompress, merge, recompress).
 //! - [`replicate`]: topic discovery, partition assignment and the per-partition tasks.
 //! - [`http`]: the operations endpoint (`/metrics`, `/livez`, `/readyz`, `/status`).
-//! - [`spans`]: a seeded generator of Jaeger spans for demos, tests and benches.
+//!
+//! The demo data (a seeded Jaeger span generator, and the `strait-demo` client that writes and
+//! counts spans on real clusters) is the workspace crate `strait-spans` (`crates/strait-spans`).
+//! It depends on this library; this library does not depend on it.
 
 pub mod auth;
 pub mod batch;
 pub mod budget;
 pub mod checkpoint;
 pub mod config;
-pub mod demo;
 pub mod http;
 pub mod kafka;
 pub mod replicate;
-pub mod spans;
 pub mod telemetry;
