@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use strait::batch::{self, BatchBuilder, BuildOptions, Compression, Record};
-use strait::spans::{Encoding, SpanGenerator};
+use strait_spans::{Encoding, SpanGenerator};
 
 const SPANS: usize = 100_000;
 const SOURCE_BATCH_RECORDS: usize = 32;

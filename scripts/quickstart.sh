@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quickstart: installs what is missing, starts a local "on-prem" and "AWS" broker, writes demo
-# Jaeger spans to the on-prem one, runs strait, and shows the spans arriving on the AWS one.
+# Jaeger spans to the on-prem one (strait-demo), runs strait, and shows the spans arriving on the
+# AWS one.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,9 +14,10 @@ TARGET=127.0.0.1:${STRAIT_DEMO_TARGET_PORT:-19093}
 log() { printf '\n==> %s\n' "$*"; }
 
 bash scripts/install-deps.sh
-log "building strait"
-cargo build --quiet --locked --bin strait
+log "building strait and strait-demo"
+cargo build --quiet --locked --workspace --bins
 STRAIT="$ROOT/target/debug/strait"
+DEMO="$ROOT/target/debug/strait-demo"
 
 strait_pid=""
 cleanup() {
@@ -30,7 +32,7 @@ rm -rf .strait-run
 bash scripts/brokers.sh start
 
 log "writing $SPANS Jaeger spans to $TOPIC on the on-prem broker"
-"$STRAIT" demo produce --bootstrap "$SOURCE" --topic "$TOPIC" --count "$SPANS"
+"$DEMO" produce --bootstrap "$SOURCE" --topic "$TOPIC" --count "$SPANS"
 
 log "running strait: $SOURCE -> $TARGET"
 STRAIT_SOURCE__BOOTSTRAP_SERVERS="$SOURCE" \
@@ -46,7 +48,7 @@ for _ in $(seq 1 120); do
   if ! kill -0 "$strait_pid" 2>/dev/null; then
     echo "strait exited early; its log:"; cat .strait-run/strait.log; exit 1
   fi
-  line=$("$STRAIT" demo count --bootstrap "$TARGET" --topic "$TOPIC" 2>/dev/null || true)
+  line=$("$DEMO" count --bootstrap "$TARGET" --topic "$TOPIC" 2>/dev/null || true)
   got=$(sed -n 's/.*: \([0-9]*\) records.*/\1/p' <<<"$line")
   [ -n "$got" ] && printf '   %s\n' "$line"
   if [ "${got:-0}" -ge "$SPANS" ]; then

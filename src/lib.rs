@@ -3,13 +3,14 @@
 //! # Layout
 //!
 //! ```text
-//!  source cluster                                                     target cluster
-//!  ┌──────────┐  Fetch (raw bytes)  ┌────────────┐ records ┌──────────┐ Produce ┌──────────┐
-//!  │ leader p │ ──────────────────► │ SourceRead │ ──────► │ Batcher  │ ──────► │ leader p │
-//!  └──────────┘  kafka::Cluster     │ (batch::   │ bounded │ (batch:: │ acks=all└──────────┘
-//!                                   │  parse,    │ channel │  builder,│
-//!                                   │  txn filt.)│         │  zstd)   │
-//!                                   └────────────┘         └──────────┘
+//!  main ─► http ─► replicate (discovery, topics, ownership, checkpointer, health)
+//!                      │
+//!                      ▼
+//!                  pipeline (per partition: fetch ─► unpack ─► batch ─► send ─► ack)
+//!                      │
+//!        ┌─────────────┼──────────────┬──────────┬──────────┐
+//!        ▼             ▼              ▼          ▼          ▼
+//!     report      checkpoint       budget      kafka      batch, config, telemetry
 //! ```
 //!
 //! - [`config`]: the configuration tree, its figment layers and validation.
@@ -17,22 +18,26 @@
 //! - [`kafka`]: the wire layer over `kafka-protocol`: connections, version negotiation,
 //!   metadata and leader routing, typed requests.
 //! - [`batch`]: the pure record-batch v2 codec (parse, verify, decompress, merge, recompress).
-//! - [`replicate`]: topic discovery, partition assignment and the per-partition tasks.
+//! - [`pipeline`]: one partition's data path as stages, behind two wire traits.
+//! - [`replicate`]: topic discovery, target topics, partition ownership, the checkpointer and
+//!   health; it runs one pipeline per owned source partition.
+//! - [`report`]: what each partition reports (progress, retention risk), read by logs and HTTP.
 //! - [`http`]: the operations endpoint (`/metrics`, `/livez`, `/readyz`, `/status`).
-//! - [`spans`]: a seeded generator of Jaeger spans for demos, tests and benches.
+//!
+//! The demo data (a seeded Jaeger span generator, and the `strait-demo` client that writes and
+//! counts spans on real clusters) is the workspace crate `strait-spans` (`crates/strait-spans`).
+//! It depends on this library; this library does not depend on it.
 
 pub mod auth;
 pub mod batch;
 pub mod budget;
 pub mod checkpoint;
 pub mod config;
-pub mod demo;
 pub mod http;
 pub mod kafka;
 pub mod pipeline;
 pub mod replicate;
 pub mod report;
-pub mod spans;
 pub mod telemetry;
 
 /// Formats an error with its whole `source()` chain on one line, for log lines and messages.

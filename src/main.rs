@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 
 use strait::config::Config;
 use strait::replicate::Replicator;
-use strait::spans::Encoding;
 
 /// Exit code for a configuration error (EX_USAGE in sysexits.h).
 const EXIT_CONFIG: u8 = 64;
@@ -37,48 +36,11 @@ enum Command {
     Check,
     /// Print the version.
     Version,
-    /// Demo data: write Jaeger spans to a cluster, or count them.
-    #[command(subcommand)]
-    Demo(Demo),
-}
-
-#[derive(Debug, Subcommand)]
-enum Demo {
-    /// Write seeded Jaeger spans to a topic (created when missing).
-    Produce {
-        /// Comma-separated host:port of the cluster.
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        bootstrap: String,
-        /// Topic to write.
-        #[arg(long, default_value = "jaeger-spans")]
-        topic: String,
-        /// Partitions, when the topic is created.
-        #[arg(long, default_value_t = 4)]
-        partitions: i32,
-        /// Number of spans.
-        #[arg(long, default_value_t = 10_000)]
-        count: u64,
-        /// Generator seed: the same seed gives the same spans.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// protobuf (Jaeger's default) or json.
-        #[arg(long, default_value = "protobuf")]
-        encoding: Encoding,
-    },
-    /// Count the records of a topic and how many decode as Jaeger spans.
-    Count {
-        /// Comma-separated host:port of the cluster.
-        #[arg(long, default_value = "127.0.0.1:9093")]
-        bootstrap: String,
-        /// Topic to read.
-        #[arg(long, default_value = "jaeger-spans")]
-        topic: String,
-    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = init_tracing() {
+    if let Err(e) = strait::telemetry::init_logs_from_env() {
         eprintln!("error: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -90,29 +52,7 @@ fn main() -> ExitCode {
         Command::Run => run(cli.config),
         Command::Plan => plan(cli.config),
         Command::Check => check(cli.config),
-        Command::Demo(demo) => match runtime().and_then(|rt| rt.block_on(run_demo(demo))) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
     }
-}
-
-/// Logs go to stderr: JSON unless stderr is a terminal or `STRAIT_LOG_FORMAT=text`; the level
-/// comes from `STRAIT_LOG`, else `RUST_LOG`, else `info`.
-fn init_tracing() -> Result<(), strait::telemetry::Error> {
-    let filter = std::env::var("STRAIT_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_owned());
-    let format_var = std::env::var("STRAIT_LOG_FORMAT").ok();
-    let format = strait::telemetry::LogFormat::choose(
-        format_var.as_deref(),
-        std::io::IsTerminal::is_terminal(&std::io::stderr()),
-    )?;
-    strait::telemetry::init_logs(format, &filter);
-    Ok(())
 }
 
 /// Loads and validates the config (before any socket opens), logs its warnings, and compiles
@@ -267,44 +207,4 @@ async fn wait_for_signal(shutdown: CancellationToken) {
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
     shutdown.cancel();
-}
-
-async fn run_demo(demo: Demo) -> anyhow::Result<()> {
-    let split = |s: &str| {
-        s.split(',')
-            .map(|x| x.trim().to_owned())
-            .filter(|x| !x.is_empty())
-            .collect::<Vec<_>>()
-    };
-    match demo {
-        Demo::Produce {
-            bootstrap,
-            topic,
-            partitions,
-            count,
-            seed,
-            encoding,
-        } => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .context("while reading the clock")?
-                .as_micros() as i64;
-            let n = strait::demo::produce_spans(&split(&bootstrap), &topic, partitions, count, seed, encoding, now)
-                .await
-                .with_context(|| format!("while writing spans to {topic} on {bootstrap}"))?;
-            println!("wrote {n} spans to {topic} on {bootstrap}");
-        }
-        Demo::Count { bootstrap, topic } => {
-            let c = strait::demo::count_spans(&split(&bootstrap), &topic)
-                .await
-                .with_context(|| format!("while reading {topic} on {bootstrap}"))?;
-            println!(
-                "{topic} on {bootstrap}: {} records, {} valid Jaeger spans{}",
-                c.records,
-                c.spans,
-                c.example.map(|e| format!(" (e.g. {e})")).unwrap_or_default()
-            );
-        }
-    }
-    Ok(())
 }

@@ -243,6 +243,22 @@ pub fn init_logs(format: LogFormat, filter: &str) {
     };
 }
 
+/// Installs the global subscriber the way strait's binaries read the environment: the format from
+/// `STRAIT_LOG_FORMAT` ([`LogFormat::choose`]), the level from `STRAIT_LOG`, else `RUST_LOG`,
+/// else `info`.
+pub fn init_logs_from_env() -> Result<(), Error> {
+    let filter = std::env::var("STRAIT_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    let format_var = std::env::var("STRAIT_LOG_FORMAT").ok();
+    let format = LogFormat::choose(
+        format_var.as_deref(),
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    )?;
+    init_logs(format, &filter);
+    Ok(())
+}
+
 /// Caps crates that log secrets below `info`, whatever the operator asked for: aws-sigv4 traces
 /// the canonical request of a presigned URL, which holds the session token of temporary AWS
 /// credentials (MSK IAM with web identity or an instance role). A directive for the same target

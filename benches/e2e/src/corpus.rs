@@ -1,4 +1,4 @@
-//! The span corpus: written once to the source with `strait::demo::produce_spans`, read back raw
+//! The span corpus: written once to the source with `strait_spans::demo::produce_spans`, read back raw
 //! (the fetch-only broker limit), and the zstd-19 bound computed over its records.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use strait::batch::{self, BatchBuilder, BuildOptions, Compression, Record};
 use strait::kafka::{Cluster, OffsetSpec, TopicPartition};
-use strait::spans::{Encoding, SpanGenerator};
+use strait_spans::{Encoding, SpanGenerator};
 
 /// Average key + value bytes of a demo span record (protobuf), from a sample of the generator.
 pub fn average_span_bytes() -> f64 {
@@ -28,7 +28,7 @@ pub async fn write(bootstrap: &str, topic: &str, partitions: i32, payload_bytes:
     let count = (payload_bytes / average_span_bytes()).ceil() as u64;
     let now_micros = chrono::Utc::now().timestamp_micros();
     let t = Instant::now();
-    strait::demo::produce_spans(
+    strait_spans::demo::produce_spans(
         &[bootstrap.to_owned()],
         topic,
         partitions,

@@ -140,7 +140,7 @@ pub async fn run_all(cli: &Cli) -> Result<Report> {
     let per_record = corpus.payload_per_record();
     report.add(
         "corpus",
-        "span records (Jaeger protobuf, strait::demo::produce_spans)",
+        "span records (Jaeger protobuf, strait_spans::demo::produce_spans)",
         format!("{}", corpus.records),
         format!(
             "{} partitions, {:.0} B key+value per record",

@@ -1,20 +1,39 @@
-//! Synthetic Jaeger spans for demos, tests and benches: a deterministic, seeded generator of
-//! realistic traces, and the two encodings Jaeger's Kafka span writer produces.
+//! Demo data for strait: a deterministic, seeded generator of realistic Jaeger traces, the two
+//! encodings Jaeger's Kafka span writer produces, and the demo client that writes such spans to a
+//! cluster and counts them back. The quickstart, `docker-compose.yml` and the benches use it; the
+//! replicator does not.
 //!
 //! Jaeger's collector (`--span-storage.type=kafka`) writes one Kafka message per span. The key is
 //! the trace id as `TraceID.String()` prints it ([`Span::key`]); the value is the
 //! `jaeger.api_v2.Span` protobuf (`--kafka.producer.encoding=protobuf`, the default) or its
 //! gogo-jsonpb JSON (`json`), see [`Span::encode`]. [`decode_summary`] reads back the identity of
-//! a protobuf value so the quickstart and integration tests can show spans crossed intact.
+//! a protobuf value so the quickstart can show spans crossed intact.
 //!
-//! This module owns span content and its byte encodings. It must not do I/O, talk to Kafka or
-//! read the wall clock: the same seed and start time always give the same bytes.
+//! # Why a crate of its own, and a binary of its own
+//!
+//! The `strait` library and binary must not carry demo code, so this crate depends on `strait`
+//! (the demo client writes and reads with `strait::kafka` and `strait::batch`) and nothing in the
+//! `strait` package depends on it, except its codec bench as a dev-dependency. Cargo resolves
+//! dependencies per package, not per target: had the `strait` binary kept a `demo` subcommand,
+//! the `strait` package would depend on this crate and this crate on `strait`, a cycle Cargo
+//! refuses. So the demo commands are a second binary, `strait-demo produce|count`
+//! (`src/main.rs`), and the container image keeps them out of the replicator's image: the
+//! `Containerfile`'s `demo` stage ships `strait-demo` alone, and compose's `spans` service builds
+//! that stage.
+//!
+//! # Modules
+//!
+//! The span modules own span content and its byte encodings. They must not do I/O, talk to Kafka
+//! or read the wall clock: the same seed and start time always give the same bytes.
 //!
 //! - `model`: the span model ([`Span`], [`KeyValue`], …).
 //! - `proto`, `json`: hand-written encoders (no protobuf or serde dependency in the hot path).
 //! - `generator`, `mesh`: [`SpanGenerator`] and the simulated service mesh behind it.
 //! - `rng`: a platform-independent PRNG.
+//! - [`demo`]: the one module with I/O: writes spans to a topic the way Jaeger does and counts
+//!   a topic's records and valid spans.
 
+pub mod demo;
 mod generator;
 mod json;
 mod mesh;
@@ -95,7 +114,7 @@ pub enum Error {
     },
 }
 
-/// Result alias for this module.
+/// Result alias for span encoding and decoding.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// How a span is encoded in the Kafka message value, as Jaeger's

@@ -4,7 +4,7 @@
 //! It must not build leaf client spans itself; those live in `clients`.
 
 use super::{At, Call, Client, Status, Svc, TraceBuilder, CURRENCIES, USER_AGENTS};
-use crate::spans::model::{KeyValue, RefType};
+use crate::model::{KeyValue, RefType};
 
 impl TraceBuilder<'_> {
     // -- the frontend and its one HTTP hop -----------------------------------------------------

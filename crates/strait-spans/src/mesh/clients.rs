@@ -4,7 +4,7 @@
 //! It must not decide request flow; handlers in `requests` decide what to call.
 
 use super::{At, Client, Status, Svc, TraceBuilder, KAFKA_ADDR, POSTGRES_ADDR, REDIS_ADDR};
-use crate::spans::model::{KeyValue, RefType};
+use crate::model::{KeyValue, RefType};
 
 impl TraceBuilder<'_> {
     pub(super) fn stripe(&mut self, at: At, start: i64, order_id: u64, amount_cents: u64, status: Status) -> i64 {

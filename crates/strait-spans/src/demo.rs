@@ -1,14 +1,15 @@
 //! Demo data on real clusters: writes seeded Jaeger spans to a topic the way Jaeger's Kafka
 //! writer does (key = trace id, value = one encoded span), and reads a topic back to count and
-//! validate them. Used by the quickstart, the tests and the benches.
+//! validate them. Used by `strait-demo` (the quickstart, compose) and the end-to-end bench.
 
 use std::time::Duration;
 
-use crate::batch::{self, BatchBuilder, BuildOptions, Compression, Record};
-use crate::kafka::{self, Cluster, OffsetSpec, TopicPartition, TopicSpec};
-use crate::spans::{self, Encoding, SpanGenerator};
 use bytes::Bytes;
 use kafka_protocol::messages::CreateTopicsRequest;
+use strait::batch::{self, BatchBuilder, BuildOptions, Compression, Record};
+use strait::kafka::{self, Cluster, OffsetSpec, TopicPartition, TopicSpec};
+
+use crate::{Encoding, SpanGenerator};
 
 /// Result of the demo commands.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -225,7 +226,7 @@ pub async fn count_spans(bootstrap: &[String], topic: &str) -> Result<TopicCount
                 })?;
                 for r in records.iter().filter(|r| r.offset >= offset) {
                     count.records += 1;
-                    if let Some(s) = r.value.as_deref().and_then(|v| spans::decode_summary(v).ok()) {
+                    if let Some(s) = r.value.as_deref().and_then(|v| crate::decode_summary(v).ok()) {
                         count.spans += 1;
                         if count.example.is_none() {
                             count.example = Some(format!("{} {}", s.service_name, s.operation_name));

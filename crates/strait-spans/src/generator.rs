@@ -19,7 +19,7 @@ const ARRIVAL_MEDIAN_MICROS: f64 = 1_000.0;
 /// always yield the same sequence.
 ///
 /// ```
-/// use strait::spans::{decode_summary, Encoding, SpanGenerator};
+/// use strait_spans::{decode_summary, Encoding, SpanGenerator};
 ///
 /// let mut spans = SpanGenerator::new(42, 1_700_000_000_000_000);
 /// let span = spans.next_span();
