@@ -160,7 +160,7 @@ mod tests {
         let out: Retried<()> = retry(
             Backoff::default(),
             Until::Cancelled(&cancel),
-            || std::future::pending(),
+            std::future::pending,
             |_, _, _| {},
         )
         .await;
