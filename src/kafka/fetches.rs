@@ -7,10 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::FetchRequest;
-use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::conn::Conn;
@@ -24,7 +21,6 @@ const QUEUE: usize = 4096;
 /// every partition in it is unpacked, outside the fetch buffer's count, so this is kept well
 /// below Kafka's own consumer default (50 MiB).
 pub(crate) const BROKER_MAX_BYTES: i64 = 16 * 1024 * 1024;
-const READ_COMMITTED: i8 = 1;
 
 /// One partition's place in the next request to its leader.
 struct Want {
@@ -119,31 +115,9 @@ async fn send(wants: Vec<Want>, request_max_bytes: i64) {
     let Some(conn) = wants.first().map(|w| Arc::clone(&w.conn)) else {
         return;
     };
-    let mut topics: Vec<FetchTopic> = Vec::new();
-    let mut total: i64 = 0;
-    for w in &wants {
-        total += i64::from(w.max_bytes);
-        let partition = FetchPartition::default()
-            .with_partition(w.tp.partition)
-            .with_fetch_offset(w.offset)
-            .with_partition_max_bytes(w.max_bytes);
-        match topics.iter_mut().find(|t| t.topic.0.as_str() == w.tp.topic) {
-            Some(t) => t.partitions.push(partition),
-            None => topics.push(
-                FetchTopic::default()
-                    .with_topic(kafka_protocol::messages::TopicName(StrBytes::from_string(
-                        w.tp.topic.clone(),
-                    )))
-                    .with_partitions(vec![partition]),
-            ),
-        }
-    }
-    let request = FetchRequest::default()
-        .with_max_wait_ms(wants.iter().map(|w| w.max_wait_ms).max().unwrap_or(0))
-        .with_min_bytes(1)
-        .with_max_bytes(total.min(request_max_bytes) as i32)
-        .with_isolation_level(READ_COMMITTED)
-        .with_topics(topics);
+    let parts: Vec<(&TopicPartition, i64, i32)> = wants.iter().map(|w| (&w.tp, w.offset, w.max_bytes)).collect();
+    let max_wait_ms = wants.iter().map(|w| w.max_wait_ms).max().unwrap_or(0);
+    let request = super::requests::build_shared_fetch(&parts, max_wait_ms, request_max_bytes);
     let response = match conn.send(&request).await {
         Ok((response, _)) => response,
         Err(e) => {
@@ -235,7 +209,7 @@ mod tests {
                     // ApiVersions answers always carry a v0 header.
                     answer(id, &ApiVersionsResponse::default().with_api_keys(keys), version, 0)
                 } else {
-                    let request = FetchRequest::decode(&mut frame, version).expect("fetch");
+                    let request = kafka_protocol::messages::FetchRequest::decode(&mut frame, version).expect("fetch");
                     let topics: Vec<FetchableTopicResponse> = request
                         .topics
                         .iter()

@@ -102,6 +102,38 @@ pub(super) fn build_fetch(tp: &TopicPartition, offset: i64, max_bytes: i32, max_
                 .with_partition_max_bytes(max_bytes)])])
 }
 
+/// One read_committed Fetch for several partitions of one broker, `(partition, offset,
+/// max_bytes)` each, asking for their sum up to `request_max_bytes`.
+pub(super) fn build_shared_fetch(
+    parts: &[(&TopicPartition, i64, i32)],
+    max_wait_ms: i32,
+    request_max_bytes: i64,
+) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    let mut total: i64 = 0;
+    for &(tp, offset, max_bytes) in parts {
+        total += i64::from(max_bytes);
+        let partition = FetchPartition::default()
+            .with_partition(tp.partition)
+            .with_fetch_offset(offset)
+            .with_partition_max_bytes(max_bytes);
+        match topics.iter_mut().find(|t| t.topic.0.as_str() == tp.topic) {
+            Some(t) => t.partitions.push(partition),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic(topic_name(&tp.topic))
+                    .with_partitions(vec![partition]),
+            ),
+        }
+    }
+    FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(total.min(request_max_bytes) as i32)
+        .with_isolation_level(READ_COMMITTED)
+        .with_topics(topics)
+}
+
 /// The partition's part of a Fetch answer made for it alone.
 pub(super) fn process_fetch(response: FetchResponse, broker: &str, tp: &TopicPartition) -> Result<PartitionData> {
     if let Some(code) = response.error_code.err() {
@@ -358,6 +390,33 @@ mod tests {
                 .with_partition_index(3)
                 .with_offset(77)])]);
         assert_eq!(process_list_offsets(&response, "b", &tp()).expect("ok"), 77);
+    }
+
+    #[test]
+    fn every_fetch_reads_committed_and_a_shared_one_groups_partitions_by_topic() {
+        assert_eq!(build_fetch(&tp(), 5, 1024, 500).isolation_level, READ_COMMITTED);
+        let (a0, a1, b0) = (
+            TopicPartition::new("a", 0),
+            TopicPartition::new("a", 1),
+            TopicPartition::new("b", 0),
+        );
+        let request = build_shared_fetch(&[(&a0, 10, 1000), (&b0, 20, 2000), (&a1, 30, 3000)], 500, 4000);
+        assert_eq!(request.isolation_level, READ_COMMITTED);
+        assert_eq!(request.max_bytes, 4000, "the sum, capped");
+        let layout: Vec<(String, Vec<(i32, i64)>)> = request
+            .topics
+            .iter()
+            .map(|t| {
+                (
+                    t.topic.0.to_string(),
+                    t.partitions.iter().map(|p| (p.partition, p.fetch_offset)).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            layout,
+            vec![("a".into(), vec![(0, 10), (1, 30)]), ("b".into(), vec![(0, 20)])]
+        );
     }
 
     #[test]
