@@ -46,6 +46,17 @@ const UNSUPPORTED_VERSION: i16 = 35;
 /// client picks 85-95%).
 const REAUTH_AT: f64 = 0.85;
 
+/// Idle time before the first keepalive probe, and between probes.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+fn keepalive() -> socket2::TcpKeepalive {
+    let k = socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE);
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    let k = k.with_interval(KEEPALIVE_INTERVAL).with_retries(3);
+    k
+}
+
 type Waiter = oneshot::Sender<std::result::Result<Bytes, Arc<std::io::Error>>>;
 
 #[derive(Default)]
@@ -124,6 +135,11 @@ impl Conn {
             .map_err(|_| connect_err(std::io::ErrorKind::TimedOut.into()))?
             .map_err(connect_err)?;
         tcp.set_nodelay(true).map_err(connect_err)?;
+        // A broker that vanished without a reset (a black-holed WAN path) is noticed by the
+        // kernel too, not only by the next request's timeout.
+        socket2::SockRef::from(&tcp)
+            .set_tcp_keepalive(&keepalive())
+            .map_err(connect_err)?;
         let tcp = Socket::new(tcp, pace);
         let mut stream = match security.tls() {
             None => Stream::Plain(tcp),
@@ -303,7 +319,16 @@ impl<R: Request> InFlight<R> {
             Ok(Ok(Err(io))) => return Err(lost(Some(io))),
             Ok(Err(_closed)) => return Err(lost(None)),
             Err(_elapsed) => {
-                self.pending.lock().waiters.remove(&self.correlation_id);
+                // No answer in time: the connection may be half-open (the path black-holed,
+                // not reset). It is closed, failing what else waits on it, so its owner
+                // connects again instead of reusing it.
+                let mut pending = self.pending.lock();
+                pending.waiters.remove(&self.correlation_id);
+                let why = format!(
+                    "{:?} request {} timed out: connection closed",
+                    self.api, self.correlation_id
+                );
+                pending.fail_all(Arc::new(std::io::Error::new(std::io::ErrorKind::TimedOut, why)));
                 return Err(Error::Timeout {
                     broker: self.broker.clone(),
                     api: self.api,
@@ -773,6 +798,82 @@ mod tests {
         assert_eq!(b.get_i16(), ApiKey::Metadata as i16);
         assert_eq!(b.get_i16(), 9);
         assert_eq!(b.get_i32(), 42);
+    }
+
+    /// A broker that answers ApiVersions (Metadata 0..12) and then never answers again.
+    async fn silent_broker() -> String {
+        use kafka_protocol::messages::api_versions_response::ApiVersion;
+        use kafka_protocol::messages::{ApiVersionsResponse, RequestHeader, ResponseHeader};
+        use kafka_protocol::protocol::{Decodable, Encodable};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut held = Vec::new();
+            loop {
+                let Ok(len) = s.read_i32().await else { return };
+                let mut frame = vec![0u8; len as usize];
+                s.read_exact(&mut frame).await.expect("frame");
+                let mut frame = Bytes::from(frame);
+                let version = i16::from_be_bytes([frame[2], frame[3]]);
+                let header = RequestHeader::decode(&mut frame, 2).expect("header");
+                if header.request_api_key != ApiKey::ApiVersions as i16 {
+                    held.push(header.correlation_id);
+                    continue;
+                }
+                let keys = [(ApiKey::ApiVersions, 0, 3), (ApiKey::Metadata, 0, 12)]
+                    .iter()
+                    .map(|(k, min, max)| {
+                        ApiVersion::default()
+                            .with_api_key(*k as i16)
+                            .with_min_version(*min)
+                            .with_max_version(*max)
+                    })
+                    .collect();
+                let mut buf = BytesMut::new();
+                ResponseHeader::default()
+                    .with_correlation_id(header.correlation_id)
+                    .encode(&mut buf, 0)
+                    .expect("header");
+                ApiVersionsResponse::default()
+                    .with_api_keys(keys)
+                    .encode(&mut buf, version)
+                    .expect("body");
+                s.write_all(&(buf.len() as i32).to_be_bytes()).await.expect("write");
+                s.write_all(&buf).await.expect("write");
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_request_closes_its_connection_and_fails_the_others() {
+        let broker = silent_broker().await;
+        let conn = Conn::connect(&broker, "strait-test", Duration::from_millis(300))
+            .await
+            .expect("connects");
+        assert!(!conn.is_closed());
+        let first = conn.enqueue(&MetadataRequest::default()).await.expect("queued");
+        let second = conn.enqueue(&MetadataRequest::default()).await.expect("queued");
+        let err = first.response().await.expect_err("no answer");
+        assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+        assert!(conn.is_closed(), "a connection whose request timed out is not reused");
+        let other = second.response().await.expect_err("failed with it");
+        assert!(matches!(other, Error::ConnectionLost { .. }), "{other:?}");
+        assert!(
+            conn.enqueue(&MetadataRequest::default()).await.is_err(),
+            "nothing more is sent on it"
+        );
+    }
+
+    #[test]
+    fn keepalive_probes_an_idle_connection() {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+        socket.set_tcp_keepalive(&keepalive()).expect("keepalive");
+        assert!(socket.keepalive().expect("read back"));
+        #[cfg(target_os = "linux")]
+        assert_eq!(socket.tcp_keepalive_time().expect("read back"), KEEPALIVE_IDLE);
     }
 
     #[tokio::test]
