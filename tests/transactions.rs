@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -607,19 +607,15 @@ async fn replicate_through_partition_task(prefix: &str, cuts: &[i64]) {
     let strait = Strait::start(common::config(&fake.bootstrap(), &target.bootstrap(), &topic));
     // Event: the partition task reports the whole source log (markers included) acknowledged.
     let tp = strait::kafka::TopicPartition::new(topic.clone(), PARTITION);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    common::eventually_sync("strait through the whole log", Duration::from_secs(60), || {
         let status = strait.progress.get(&tp);
         if status.as_ref().is_some_and(|s| s.next_source_offset == log.end) {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{status:?}; fake broker saw {:?}", lock(&fake.seen)))
         }
-        assert!(
-            Instant::now() < deadline,
-            "strait did not get through the log in 60 s: {status:?}; fake broker saw {:?}",
-            lock(&fake.seen)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 
     let expected = log.expected();
     // Nothing more than the kept records was written: the target's log end says so.
