@@ -15,27 +15,17 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Kafka, KafkaSpec, Rec};
+use common::{Kafka, KafkaSpec, Rec, Running, StraitCmd};
 use strait::kafka::{Cluster, OffsetSpec, TopicPartition};
 
 const PARTITIONS: i32 = 3;
 
-fn spawn_strait(source: &str, target: &str, topic: &str, log: &std::path::Path) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strait"));
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("STRAIT_")) {
-        cmd.env_remove(k);
-    }
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("log file");
-    cmd.arg("run")
+fn spawn_strait(source: &str, target: &str, topic: &str, log: &std::path::Path) -> Running {
+    StraitCmd::new(&["run"])
         .env("STRAIT_SOURCE__BOOTSTRAP_SERVERS", source)
         .env("STRAIT_TARGET__BOOTSTRAP_SERVERS", target)
         .env("STRAIT_TOPICS__INCLUDE", topic)
@@ -45,35 +35,9 @@ fn spawn_strait(source: &str, target: &str, topic: &str, log: &std::path::Path) 
         .env("STRAIT_FETCH__MAX_BYTES", "16384")
         .env("STRAIT_BATCH__MAX_BYTES", "65536")
         .env("STRAIT_CHECKPOINT__INTERVAL_MS", "300")
-        .env("STRAIT_HTTP__LISTEN", "127.0.0.1:0")
         .env("STRAIT_LOG", "info")
         .env("STRAIT_LOG_FORMAT", "json")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn strait")
-}
-
-/// Sends SIGTERM and waits for the exit, at most `bound` (the grace period plus slack).
-async fn terminate(child: &mut Child, bound: Duration) -> std::process::ExitStatus {
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill -TERM")
-        .success());
-    let deadline = std::time::Instant::now() + bound;
-    loop {
-        if let Some(status) = child.try_wait().expect("status") {
-            return status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "strait did not exit within {bound:?} of SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        .spawn_logging_to(log)
 }
 
 async fn target_total(cluster: &Cluster, topic: &str) -> i64 {
@@ -85,6 +49,24 @@ async fn target_total(cluster: &Cluster, topic: &str) -> i64 {
             .unwrap_or(0);
     }
     total
+}
+
+/// Waits until the target holds at least `want` records of `topic` while `strait` keeps
+/// running; returns how many it holds.
+async fn target_reaches(strait: &mut Running, cluster: &Cluster, topic: &str, want: i64, what: &str) -> i64 {
+    common::eventually(what, Duration::from_secs(120), || {
+        strait.assert_running(&format!("before {what}"));
+        let log = strait.log();
+        async move {
+            let total = target_total(cluster, topic).await;
+            if total >= want {
+                Ok(total)
+            } else {
+                Err(format!("{total} of {want} on the target; log:\n{log}"))
+            }
+        }
+    })
+    .await
 }
 
 /// How many partition resumes found records of strait's beyond the checkpoint (JSON log lines
@@ -108,15 +90,10 @@ async fn sigkill_cycles_lose_nothing_and_duplicate_nothing() {
     let Some(target) = Kafka::single().await else {
         return;
     };
-    let (log, topic) = kill_cycles(&target).await;
+    let topic = kill_cycles(&target).await;
     assert!(
         producers_on(&target, &topic) > 0,
         "the target keeps strait's producer state by default"
-    );
-    let reconciled = resumes_with_a_tail(&log);
-    assert!(
-        reconciled > 0,
-        "no restart found records written after the last checkpoint: the reconcile path was not exercised"
     );
 }
 
@@ -131,7 +108,7 @@ async fn lost_producer_state_on_the_target_loses_and_duplicates_nothing() {
     else {
         return;
     };
-    let (_, topic) = kill_cycles(&target).await;
+    let topic = kill_cycles(&target).await;
     assert_eq!(
         producers_on(&target, &topic),
         0,
@@ -165,11 +142,12 @@ fn producers_on(target: &Kafka, topic: &str) -> usize {
 }
 
 /// Kills strait (the real binary) at varied points while the source grows, restarts it, and
-/// checks that the target holds every source record exactly once, in order. Returns strait's
-/// log and the topic.
-async fn kill_cycles(target: &Kafka) -> (String, String) {
+/// checks that the target holds every source record exactly once, in order, and that at least
+/// one restart took the reconcile path (found records of its own beyond the checkpoint), the
+/// premise of both tests. Returns the topic.
+async fn kill_cycles(target: &Kafka) -> String {
     let Some(source) = Kafka::single().await else {
-        return (String::new(), String::new());
+        return String::new();
     };
     let topic = common::topic("eos");
     common::create_topic(&source.bootstrap(), &topic, PARTITIONS, &[]).await;
@@ -216,39 +194,28 @@ async fn kill_cycles(target: &Kafka) -> (String, String) {
     let target_cluster = Cluster::new("check", vec![target.bootstrap()], "check", Duration::from_secs(10));
     let mut seen = 0;
     for cycle in 0..cycles {
-        let mut child = spawn_strait(&source.bootstrap(), &target.bootstrap(), &topic, &log);
+        let mut strait = spawn_strait(&source.bootstrap(), &target.bootstrap(), &topic, &log);
         // Kill at a varied point: after the target grew by a varied number of records.
         let grow = 20 + (cycle * 37) % 150;
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let total = target_total(&target_cluster, &topic).await;
-            if total >= seen + grow as i64 {
-                seen = total;
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "cycle {cycle}: no progress; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            assert!(
-                child.try_wait().expect("status").is_none(),
-                "strait exited early; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(10 + (cycle as u64 * 13) % 40)).await;
-        }
+        let from = seen;
+        seen = target_reaches(
+            &mut strait,
+            &target_cluster,
+            &topic,
+            from + grow as i64,
+            &format!("cycle {cycle}: the target grown by {grow} records beyond {from}"),
+        )
+        .await;
         if cycle == cycles / 2 {
             // One stop is a SIGTERM under load: a clean exit within the grace period.
-            let exit = terminate(&mut child, Duration::from_secs(40)).await;
+            let exit = strait.terminate(Duration::from_secs(40)).await;
             assert!(
                 exit.success(),
                 "SIGTERM under load: exit {exit:?}; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
+                strait.log()
             );
         } else {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reaped");
+            strait.kill();
         }
     }
     writing.store(false, Ordering::Relaxed);
@@ -257,19 +224,19 @@ async fn kill_cycles(target: &Kafka) -> (String, String) {
     let expected_total: usize = counts.values().sum();
 
     // A last run catches up and stops cleanly.
-    let mut child = spawn_strait(&source.bootstrap(), &target.bootstrap(), &topic, &log);
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while target_total(&target_cluster, &topic).await < expected_total as i64 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "final run did not catch up; log:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut strait = spawn_strait(&source.bootstrap(), &target.bootstrap(), &topic, &log);
+    target_reaches(
+        &mut strait,
+        &target_cluster,
+        &topic,
+        expected_total as i64,
+        "the final run to catch up",
+    )
+    .await;
     // SIGTERM: exits 0 after writing its final checkpoint.
-    let exit = terminate(&mut child, Duration::from_secs(40)).await;
+    let exit = strait.terminate(Duration::from_secs(40)).await;
     assert!(exit.success(), "strait exit status {exit:?}");
+    drop(strait);
 
     // How often a restart found records written after the last checkpoint (the reconciliation
     // path, not just checkpoint replay).
@@ -293,5 +260,9 @@ async fn kill_cycles(target: &Kafka) -> (String, String) {
     }
     // Nothing more arrives after the check: the target end equals the source count exactly.
     assert_eq!(target_total(&target_cluster, &topic).await, expected_total as i64);
-    (text, topic)
+    assert!(
+        reconciled > 0,
+        "no restart found records written after the last checkpoint: the reconcile path was not exercised"
+    );
+    topic
 }

@@ -51,7 +51,7 @@ async fn target_restart_mid_run_loses_and_duplicates_nothing() {
     }
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let progress = strait.progress.clone();
-    common::wait_until("first records on the target", Duration::from_secs(60), || {
+    common::eventually_sync("first records on the target", Duration::from_secs(60), || {
         progress.totals().records > 0
     })
     .await;
@@ -67,7 +67,7 @@ async fn target_restart_mid_run_loses_and_duplicates_nothing() {
     }
     let counts: BTreeMap<i32, usize> = sent.iter().map(|(p, v)| (*p, v.len())).collect();
     let progress = strait.progress.clone();
-    common::wait_until("strait caught up", Duration::from_secs(120), || {
+    common::eventually_sync("strait caught up", Duration::from_secs(120), || {
         let snap = progress.snapshot();
         counts.iter().all(|(p, n)| {
             snap.iter()
@@ -104,13 +104,29 @@ async fn topic_created_after_start_is_replicated_under_its_prefix() {
         return;
     };
     let base = common::topic("late");
+    // A topic the filter matches from the start: strait taking it up proves it reached both
+    // clusters and listed the source's topics before the late one exists.
+    let canary = format!("{base}-canary");
+    common::create_topic(&source.bootstrap(), &canary, 1, &[]).await;
     let mut cfg = common::config(&source.bootstrap(), &target.bootstrap(), &format!("{base}-.*"));
     cfg.topics.prefix = "onprem.".into();
     let strait = Strait::start(cfg);
-    // strait is running (and has listed topics at least once) before the topic exists.
     let progress = strait.progress.clone();
-    tokio::time::sleep(Duration::from_millis(1500)).await; // one refresh period passes with nothing to do
-    assert_eq!(progress.totals().partitions, 0);
+    let listed = || progress.snapshot().into_keys().map(|tp| tp.topic).collect::<Vec<_>>();
+    common::eventually_sync(
+        "strait listed the source topics (the canary)",
+        Duration::from_secs(60),
+        || {
+            let topics = listed();
+            topics.contains(&canary).then_some(()).ok_or(topics)
+        },
+    )
+    .await;
+    assert_eq!(
+        listed(),
+        vec![canary.clone()],
+        "only the canary before the late topic exists"
+    );
 
     let topic = format!("{base}-spans");
     common::create_topic(&source.bootstrap(), &topic, 3, &[]).await;
@@ -155,7 +171,7 @@ async fn record_larger_than_the_target_accepts_halts_only_its_partition() {
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let progress = strait.progress.clone();
     let tp1 = strait::kafka::TopicPartition::new(topic.clone(), 1);
-    common::wait_until("partition 1 halted", Duration::from_secs(60), || {
+    common::eventually_sync("partition 1 halted", Duration::from_secs(60), || {
         matches!(progress.get(&tp1).map(|s| s.state), Some(PartitionState::Halted(_)))
     })
     .await;
@@ -209,7 +225,7 @@ async fn source_truncated_while_stopped_is_a_counted_gap_without_duplicates() {
     // First run: replicate 100 records, stop (final checkpoint).
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let progress = strait.progress.clone();
-    common::wait_until("first 100 replicated", Duration::from_secs(60), || {
+    common::eventually_sync("first 100 replicated", Duration::from_secs(60), || {
         progress.get(&tp).is_some_and(|s| s.next_source_offset >= 100)
     })
     .await;
@@ -231,7 +247,7 @@ async fn source_truncated_while_stopped_is_a_counted_gap_without_duplicates() {
     // Second run: 60 records (100..160) were never replicated and are gone: a gap of exactly 60.
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let progress = strait.progress.clone();
-    common::wait_until("caught up after the gap", Duration::from_secs(60), || {
+    common::eventually_sync("caught up after the gap", Duration::from_secs(60), || {
         progress.get(&tp).is_some_and(|s| s.next_source_offset >= 200)
     })
     .await;
@@ -311,7 +327,7 @@ async fn target_behind_its_checkpoint_halts_unless_told_to_replicate_again() {
     let tp = strait::kafka::TopicPartition::new(topic.clone(), 0);
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let progress = strait.progress.clone();
-    common::wait_until("50 replicated", Duration::from_secs(60), || {
+    common::eventually_sync("50 replicated", Duration::from_secs(60), || {
         progress.get(&tp).is_some_and(|s| s.next_source_offset >= 50)
     })
     .await;
@@ -330,7 +346,7 @@ async fn target_behind_its_checkpoint_halts_unless_told_to_replicate_again() {
 
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let progress = strait.progress.clone();
-    common::wait_until("partition halted", Duration::from_secs(60), || {
+    common::eventually_sync("partition halted", Duration::from_secs(60), || {
         matches!(progress.get(&tp).map(|s| s.state), Some(PartitionState::Halted(_)))
     })
     .await;

@@ -97,7 +97,7 @@ fn split(target: &[Rec]) -> (Vec<Rec>, usize) {
 
 /// The halt message of partition 0, once it halts.
 async fn halted(progress: &Progress, tp: &TopicPartition) -> String {
-    common::wait_until("partition halted", Duration::from_secs(120), || {
+    common::eventually_sync("partition halted", Duration::from_secs(120), || {
         matches!(progress.get(tp).map(|s| s.state), Some(PartitionState::Halted(_)))
     })
     .await;
@@ -115,7 +115,7 @@ async fn replicate_all_with_skip(source: &Kafka, target: &Kafka, topic: &str, al
     let strait = Strait::start(cfg);
     let tp = TopicPartition::new(topic.to_owned(), 0);
     let progress = strait.progress.clone();
-    common::wait_until("every source record acknowledged", Duration::from_secs(180), || {
+    common::eventually_sync("every source record acknowledged", Duration::from_secs(180), || {
         progress
             .get(&tp)
             .is_some_and(|s| s.next_source_offset >= all.len() as i64)
@@ -165,7 +165,7 @@ async fn a_foreign_writer_while_strait_runs_halts_the_partition_without_losing_a
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let tp = TopicPartition::new(topic.clone(), 0);
     let progress = strait.progress.clone();
-    common::wait_until("replication under way", Duration::from_secs(120), || {
+    common::eventually_sync("replication under way", Duration::from_secs(120), || {
         progress.get(&tp).is_some_and(|s| s.next_source_offset >= 2_000)
     })
     .await;
@@ -211,14 +211,14 @@ async fn with_skip_every_source_record_arrives_next_to_a_foreign_writer() {
     let strait = Strait::start(cfg);
     let tp = TopicPartition::new(topic.clone(), 0);
     let progress = strait.progress.clone();
-    common::wait_until("replication under way", Duration::from_secs(120), || {
+    common::eventually_sync("replication under way", Duration::from_secs(120), || {
         progress.get(&tp).is_some_and(|s| s.next_source_offset >= 2_000)
     })
     .await;
     // An idempotent producer this time: a real producer id that is not strait's.
     write_foreign(&target.bootstrap(), &topic, true).await;
     all.extend(write_source(&source.bootstrap(), &topic, half, SOURCE_RECORDS).await);
-    common::wait_until("every source record acknowledged", Duration::from_secs(180), || {
+    common::eventually_sync("every source record acknowledged", Duration::from_secs(180), || {
         progress
             .get(&tp)
             .is_some_and(|s| s.next_source_offset >= SOURCE_RECORDS as i64)
@@ -254,7 +254,7 @@ async fn a_foreign_writer_while_strait_is_stopped_halts_it_at_start() {
 
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let progress = strait.progress.clone();
-    common::wait_until("first half replicated", Duration::from_secs(120), || {
+    common::eventually_sync("first half replicated", Duration::from_secs(120), || {
         progress.get(&tp).is_some_and(|s| s.next_source_offset >= half as i64)
     })
     .await;

@@ -86,7 +86,7 @@ async fn leaders(k: &Kafka, topic: &str) -> Option<BTreeMap<i32, i32>> {
 /// preferred replica: what an operator waits for before touching the next node.
 async fn wait_healthy(k: &Kafka, what: &str) {
     let bootstrap = k.plain_bootstrap();
-    common::wait_until_async(
+    common::eventually(
         &format!("{what}: every partition fully in sync and led by its preferred replica"),
         Duration::from_secs(120),
         || {
@@ -106,24 +106,22 @@ async fn wait_healthy(k: &Kafka, what: &str) {
 
 /// Waits until no partition of `topic` is led by `node` (or leaderless); returns the leaders.
 async fn wait_leadership_moved(k: &Kafka, topic: &str, node: i32, what: &str) -> BTreeMap<i32, i32> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(l) = leaders(k, topic).await {
-            if l.len() == PARTITIONS as usize && l.values().all(|n| *n != node && *n >= 0) {
-                return l;
+    common::eventually(
+        &format!("{what}: new leaders for {topic} off node {node}"),
+        Duration::from_secs(60),
+        || async move {
+            match leaders(k, topic).await {
+                Some(l) if l.len() == PARTITIONS as usize && l.values().all(|n| *n != node && *n >= 0) => Ok(l),
+                other => Err(other),
             }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: no new leaders for {topic} off node {node} within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        },
+    )
+    .await
 }
 
 /// Waits until strait has replicated `more` records beyond `from` (it goes on through faults).
 async fn wait_progress(strait: &Strait, from: u64, more: u64, what: &str) -> u64 {
-    common::wait_until(
+    common::eventually_sync(
         &format!("{more} more records replicated {what}"),
         Duration::from_secs(90),
         || strait.progress.totals().records >= from + more,
@@ -194,23 +192,6 @@ async fn read_all(bootstrap: &str, topic: &str, want: &BTreeMap<i32, i64>) -> BT
     })
     .await
     .expect("consumer")
-}
-
-async fn high_watermarks(bootstrap: &str, topic: &str) -> BTreeMap<i32, i64> {
-    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = common::client_config(&bootstrap).create().expect("consumer");
-        (0..PARTITIONS)
-            .map(|p| {
-                let (_, high) = consumer
-                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
-                    .expect("watermarks");
-                (p, high)
-            })
-            .collect()
-    })
-    .await
-    .expect("watermarks task")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -338,14 +319,14 @@ async fn leader_kill_controlled_shutdown_and_rolling_restarts_lose_and_duplicate
     }
 
     // Ground truth is the source as librdkafka reads it back.
-    let source_ends = high_watermarks(&source.plain_bootstrap(), &topic).await;
+    let source_ends = common::high_watermarks(&source.plain_bootstrap(), &topic, PARTITIONS).await;
     let source_recs = read_all(&source.plain_bootstrap(), &topic, &source_ends).await;
     for (p, n) in &source_ends {
         assert_eq!(source_recs[p].len() as i64, *n, "source {topic}/{p} read back");
     }
     let target_recs = read_all(&target.plain_bootstrap(), &topic, &source_ends).await;
     strait.stop().await;
-    let target_ends = high_watermarks(&target.plain_bootstrap(), &topic).await;
+    let target_ends = common::high_watermarks(&target.plain_bootstrap(), &topic, PARTITIONS).await;
     for p in 0..PARTITIONS {
         let (s, t) = (&source_recs[&p], &target_recs[&p]);
         let on_target: std::collections::HashSet<&Option<Vec<u8>>> = t.iter().map(|r| &r.key).collect();

@@ -68,12 +68,7 @@ async fn a_producer_quota_on_the_target_is_honoured_and_shown() {
 
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let counts: BTreeMap<i32, usize> = sent.iter().map(|(p, r)| (*p, r.len())).collect();
-    let got = tokio::task::spawn_blocking({
-        let (bootstrap, topic, counts) = (target.plain_bootstrap(), topic.clone(), counts.clone());
-        move || common::consume(&bootstrap, &topic, &counts, Duration::from_secs(120))
-    })
-    .await
-    .expect("consumer");
+    let got = common::consume_async(&target.plain_bootstrap(), &topic, &counts, Duration::from_secs(120)).await;
     for p in 0..2 {
         let state = strait
             .progress

@@ -11,115 +11,23 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::CreateAclsRequest;
 use kafka_protocol::protocol::StrBytes;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use common::{BrokerTls, Kafka, KafkaSpec, Protocol, Rec, Strait};
+use common::binary::Ran;
+use common::pki::Pki;
+use common::{logs, Kafka, KafkaSpec, Protocol, Rec, Strait, StraitCmd};
 use strait::config::{ClusterConfig, SaslMechanism, Secret};
 use strait::kafka::Cluster;
 use strait::replicate::PartitionState;
 
 const PASSWORD: &str = "k4fka-0wn-l1steners-5ecret";
-
-/// Every log line strait writes in this test binary, at debug level.
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    Arc::clone(LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&buf);
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("info,strait=debug")
-            .with_ansi(false)
-            .with_writer(move || Capture(Arc::clone(&sink)))
-            .try_init();
-        buf
-    }))
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(data);
-        std::io::stderr().write(data)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The captured log lines that contain every one of `needles`.
-fn log_lines(needles: &[&str]) -> Vec<String> {
-    let logs = captured_logs();
-    let text = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
-    text.lines()
-        .filter(|l| needles.iter().all(|n| l.contains(n)))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// A throwaway CA in a temp dir, with leaf certificates signed by it.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "kafka-test-ca");
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write ca");
-        Pki { dir, ca }
-    }
-
-    fn ca_file(&self) -> String {
-        path_str(&self.dir.path().join("ca.pem"))
-    }
-
-    /// Writes `<name>.pem` and `<name>.key` (PKCS#8), valid for `names`.
-    fn leaf(&self, name: &str, names: &[&str]) -> (String, String) {
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).expect("params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &self.ca).expect("sign");
-        let cert_path = self.dir.path().join(format!("{name}.pem"));
-        let key_path = self.dir.path().join(format!("{name}.key"));
-        std::fs::write(&cert_path, cert.pem()).expect("write cert");
-        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
-        (path_str(&cert_path), path_str(&key_path))
-    }
-
-    /// The broker's TLS settings: a certificate for 127.0.0.1, this CA for client certificates.
-    fn broker(&self, client_auth: bool) -> BrokerTls {
-        let (cert, key) = self.leaf("broker", &["127.0.0.1"]);
-        BrokerTls {
-            cert: PathBuf::from(cert),
-            key: PathBuf::from(key),
-            ca: PathBuf::from(self.ca_file()),
-            client_auth,
-        }
-    }
-}
-
-fn path_str(p: &Path) -> String {
-    p.to_str().expect("utf-8 temp path").to_owned()
-}
 
 fn cluster(bootstrap: &str) -> ClusterConfig {
     ClusterConfig {
@@ -161,54 +69,16 @@ fn unsecured_jwt(sub: &str) -> String {
     format!("{header}.{claims}.")
 }
 
-fn records(label: &str, n: usize, partition: i32) -> Vec<Rec> {
-    // Recent timestamps: retention (7 days by default) must not delete them.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
-    (0..n)
-        .map(|i| {
-            let key = format!("{label}-{partition}-{i}");
-            let value = format!("span {i} of partition {partition} ({label})");
-            Rec::new(
-                Some(key.as_bytes()),
-                Some(value.as_bytes()),
-                &[("h", Some(b"v"))],
-                now + i as i64,
-            )
-        })
-        .collect()
-}
-
 /// Writes `n` records to each partition of `topic` through the plaintext listener.
 async fn produce(k: &Kafka, topic: &str, partitions: i32, n: usize, label: &str) -> BTreeMap<i32, Vec<Rec>> {
     let producer = common::producer(&k.plain_bootstrap(), &[("linger.ms", "5")]);
     let mut sent = BTreeMap::new();
     for p in 0..partitions {
-        let recs = records(label, n, p);
+        let recs = common::recent_records(label, p, n);
         common::send_all(&producer, topic, p, &recs).await;
         sent.insert(p, recs);
     }
     sent
-}
-
-/// The high watermark of every partition, read with librdkafka on the plaintext listener.
-async fn high_watermarks(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = common::client_config(&bootstrap).create().expect("consumer");
-        (0..partitions)
-            .map(|p| {
-                let (_, high) = consumer
-                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
-                    .expect("watermarks");
-                (p, high)
-            })
-            .collect()
-    })
-    .await
-    .expect("watermarks task")
 }
 
 /// Reads `target_topic` back on the plaintext listener until it holds as many records as were
@@ -236,7 +106,7 @@ async fn assert_replica(k: &Kafka, target_topic: &str, sent: &BTreeMap<i32, Vec<
             );
         }
     }
-    let ends = high_watermarks(&k.plain_bootstrap(), target_topic, sent.len() as i32).await;
+    let ends = common::high_watermarks(&k.plain_bootstrap(), target_topic, sent.len() as i32).await;
     for (p, recs) in sent {
         assert_eq!(
             ends[p],
@@ -263,38 +133,16 @@ async fn replicate_once(k: &Kafka, label: &str, source: ClusterConfig, target: C
 }
 
 /// Runs the real binary with only the given `STRAIT_*` variables.
-fn strait_bin(args: &[&str], env: &[(&str, String)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strait"));
-    cmd.args(args);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("STRAIT_")) {
-        cmd.env_remove(k);
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    cmd.env("STRAIT_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("STRAIT_LOG_FORMAT", "text");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run strait")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+fn strait_bin(args: &[&str], env: &[(&str, String)]) -> Ran {
+    StraitCmd::new(args).envs(env).output()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_required_by_the_broker_replicates_with_a_client_certificate_and_refuses_without() {
-    captured_logs();
-    let pki = Pki::new();
+    logs::capture("info,strait=debug");
+    let pki = Pki::new("kafka-test-ca");
     let ca_file = pki.ca_file();
-    let (client_cert, client_key) = pki.leaf("strait-client", &["strait.client"]);
+    let client = pki.leaf("strait-client", &["strait.client"]);
     let Some(k) = Kafka::start(KafkaSpec {
         protocol: Protocol::Ssl,
         tls: Some(pki.broker(true)),
@@ -306,8 +154,8 @@ async fn mtls_required_by_the_broker_replicates_with_a_client_certificate_and_re
     };
 
     let mut side = with_tls(cluster(&k.bootstrap()), &ca_file);
-    side.tls.cert_file = client_cert;
-    side.tls.key_file = client_key;
+    side.tls.cert_file = client.cert;
+    side.tls.key_file = client.key;
     replicate_once(&k, "mtls", side.clone(), side).await;
 
     // The same listener without a client certificate: the broker itself refuses the TLS
@@ -322,8 +170,8 @@ async fn mtls_required_by_the_broker_replicates_with_a_client_certificate_and_re
             ("STRAIT_TOPICS__INCLUDE", "nothing-here".to_owned()),
         ],
     );
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(69), "{msg}");
+    let msg = out.text();
+    assert_eq!(out.code(), Some(69), "{msg}");
     let broker = format!("source cluster, broker {}", k.bootstrap());
     for needle in [
         broker.as_str(),
@@ -336,7 +184,7 @@ async fn mtls_required_by_the_broker_replicates_with_a_client_certificate_and_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_plain_scram_sha256_and_unsecured_oauthbearer_replicate() {
-    captured_logs();
+    logs::capture("info,strait=debug");
     let Some(k) = Kafka::start(KafkaSpec {
         protocol: Protocol::SaslPlaintext,
         mechanisms: vec!["PLAIN".into(), "SCRAM-SHA-256".into(), "OAUTHBEARER".into()],
@@ -363,9 +211,9 @@ async fn sasl_plain_scram_sha256_and_unsecured_oauthbearer_replicate() {
         ("oauth", "\"OAUTHBEARER\"", with_token(cluster(&k.bootstrap()), &token)),
     ];
     for (label, mechanism, side) in sides {
-        let before = log_lines(&["authenticated", &broker, mechanism]).len();
+        let before = logs::lines(&["authenticated", &broker, mechanism]).len();
         replicate_once(&k, label, side.clone(), side).await;
-        let after = log_lines(&["authenticated", &broker, mechanism]).len();
+        let after = logs::lines(&["authenticated", &broker, mechanism]).len();
         assert!(
             after > before,
             "strait logged no {mechanism} authentication with {broker}"
@@ -383,8 +231,8 @@ async fn sasl_plain_scram_sha256_and_unsecured_oauthbearer_replicate() {
             ("STRAIT_TOPICS__INCLUDE", "nothing-here".to_owned()),
         ],
     );
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(77), "{msg}");
+    let msg = out.text();
+    assert_eq!(out.code(), Some(77), "{msg}");
     for needle in [
         "SASL OAUTHBEARER authentication failed",
         "the broker refused the bearer token",
@@ -396,8 +244,8 @@ async fn sasl_plain_scram_sha256_and_unsecured_oauthbearer_replicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reauthentication_every_3s_over_sasl_ssl_loses_no_request() {
-    captured_logs();
-    let pki = Pki::new();
+    logs::capture("info,strait=debug");
+    let pki = Pki::new("kafka-test-ca");
     let ca_file = pki.ca_file();
     let Some(k) = Kafka::start(KafkaSpec {
         protocol: Protocol::SaslSsl,
@@ -438,7 +286,7 @@ async fn reauthentication_every_3s_over_sasl_ssl_loses_no_request() {
             let mut round = 0;
             while writing.load(Ordering::Relaxed) {
                 for p in 0..2 {
-                    let recs = records(&format!("reauth-{round}"), 20, p);
+                    let recs = common::recent_records(&format!("reauth-{round}"), p, 20);
                     common::send_all(&producer, &topic, p, &recs).await;
                     sent.entry(p).or_default().extend(recs);
                 }
@@ -451,8 +299,8 @@ async fn reauthentication_every_3s_over_sasl_ssl_loses_no_request() {
 
     // Several re-authentications on both sides while records flow: the session lifetime the
     // broker gives is 3 s, so every live connection re-authenticates about every 2.5 s.
-    let reauths = |side: &str| log_lines(&["re-authenticated", &broker, &format!("cluster=\"{side}\"")]).len();
-    common::wait_until("4 re-authentications by each side", Duration::from_secs(60), || {
+    let reauths = |side: &str| logs::lines(&["re-authenticated", &broker, &format!("cluster=\"{side}\"")]).len();
+    common::eventually_sync("4 re-authentications by each side", Duration::from_secs(60), || {
         reauths("source") >= 4 && reauths("target") >= 4
     })
     .await;
@@ -462,13 +310,13 @@ async fn reauthentication_every_3s_over_sasl_ssl_loses_no_request() {
     let (source_reauths, target_reauths) = (reauths("source"), reauths("target"));
     strait.stop().await;
 
-    let lifetimes = log_lines(&["authenticated", &broker, "session_lifetime_ms=3000"]);
+    let lifetimes = logs::lines(&["authenticated", &broker, "session_lifetime_ms=3000"]);
     assert!(!lifetimes.is_empty(), "the broker set no 3 s session lifetime");
-    let failed = log_lines(&["re-authentication failed"]);
+    let failed = logs::lines(&["re-authentication failed"]);
     assert!(failed.is_empty(), "re-authentication failed: {failed:#?}");
     // A request lost to a connection the broker closed (an expired session) would show as a
     // retry of a partition's step after a lost connection.
-    let retried: Vec<String> = log_lines(&["retrying", "lost"])
+    let retried: Vec<String> = logs::lines(&["retrying", "lost"])
         .into_iter()
         .filter(|l| l.contains(&topic))
         .collect();
@@ -541,7 +389,7 @@ fn needed_acls(src: &str, dst: &str, topic: &str, target_topic: &str, checkpoint
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acls_exactly_as_documented_work_and_a_missing_write_halts_the_partition() {
-    captured_logs();
+    logs::capture("info,strait=debug");
     let Some(k) = Kafka::start(KafkaSpec {
         protocol: Protocol::SaslPlaintext,
         mechanisms: vec!["PLAIN".into()],
@@ -599,7 +447,7 @@ async fn acls_exactly_as_documented_work_and_a_missing_write_halts_the_partition
                 _ => None,
             })
     };
-    common::wait_until("the partition without WRITE halted", Duration::from_secs(60), || {
+    common::eventually_sync("the partition without WRITE halted", Duration::from_secs(60), || {
         halted(&strait.progress).is_some()
     })
     .await;
@@ -621,13 +469,13 @@ async fn acls_exactly_as_documented_work_and_a_missing_write_halts_the_partition
         .map(|(p, r)| (*p, r.iter().chain(&more[p]).cloned().collect()))
         .collect();
     assert_replica(&k, &allowed_copy, &all).await;
-    common::wait_until(
+    common::eventually_sync(
         "the partition without WRITE halted again",
         Duration::from_secs(60),
         || halted(&strait.progress).is_some(),
     )
     .await;
-    let ends = high_watermarks(&k.plain_bootstrap(), &denied_copy, 1).await;
+    let ends = common::high_watermarks(&k.plain_bootstrap(), &denied_copy, 1).await;
     assert_eq!(ends[&0], 0, "records reached the topic without WRITE");
     strait.stop().await;
     let log = (0..k.len()).map(|i| k.node_log_text(i)).collect::<String>();
@@ -645,6 +493,6 @@ async fn acls_exactly_as_documented_work_and_a_missing_write_halts_the_partition
         (2..=10).contains(&denials),
         "the broker denied {denials} writes to {denied_copy} (a retry storm, or the fault was not hit): {about:#?}"
     );
-    let logged = log_lines(&[&denied]).len();
+    let logged = logs::lines(&[&denied]).len();
     assert!(logged <= 10, "{logged} log lines about {denied}");
 }

@@ -10,15 +10,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewPartitions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, Timestamp};
+use rdkafka::message::Timestamp;
 use rdkafka::{Offset, TopicPartitionList};
 
 use common::{Kafka, Rec, Strait};
@@ -31,7 +28,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// The source and target clusters every test here shares, started by the first test. Also
 /// installs the metrics recorder before any strait runs.
 async fn clusters() -> Option<&'static (Kafka, Kafka)> {
-    metrics();
+    common::metrics::recorder();
     static PAIR: tokio::sync::OnceCell<Option<(Kafka, Kafka)>> = tokio::sync::OnceCell::const_new();
     PAIR.get_or_init(|| async {
         let source = Kafka::single().await?;
@@ -42,22 +39,16 @@ async fn clusters() -> Option<&'static (Kafka, Kafka)> {
     .as_ref()
 }
 
-/// strait's Prometheus recorder for this test binary (what `/metrics` renders); metrics are
-/// labelled by topic, so tests running at once do not mix.
-fn metrics() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| strait::telemetry::install().expect("install the Prometheus recorder"))
-}
-
-/// The value of `name{topic=..., partition=...}` in the Prometheus text, if exported.
+/// The value of `name{topic=..., partition=...}` in the Prometheus text of this process's
+/// recorder (`common::metrics`; metrics are labelled by topic, so tests running at once do not
+/// mix), if exported.
 fn metric(name: &str, topic: &str, partition: i32) -> Option<f64> {
-    let text = metrics().render();
-    let topic_label = format!("topic=\"{topic}\"");
-    let partition_label = format!("partition=\"{partition}\"");
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| l.contains(&topic_label) && l.contains(&partition_label))
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+    let partition = partition.to_string();
+    common::metrics::sum(
+        &common::metrics::render(),
+        name,
+        &[("topic", topic), ("partition", &partition)],
+    )
 }
 
 fn now_ms() -> i64 {
@@ -114,38 +105,7 @@ async fn partition_count(bootstrap: &str, topic: &str) -> Option<usize> {
 /// Every record of `partitions` from the beginning to the high watermark, with the timestamp
 /// type librdkafka reports.
 fn read_to_end(bootstrap: &str, topic: &str, partitions: &[i32]) -> BTreeMap<i32, Vec<(Rec, Timestamp)>> {
-    let consumer: BaseConsumer = common::client_config(bootstrap)
-        .set("group.id", format!("check-{}", rand::random::<u32>()))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in partitions {
-        tpl.add_partition_offset(topic, *p, Offset::Beginning).expect("assign");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut got: BTreeMap<i32, Vec<(Rec, Timestamp)>> = partitions.iter().map(|p| (*p, Vec::new())).collect();
-    let mut at_end = std::collections::BTreeSet::new();
-    let deadline = Instant::now() + TIMEOUT;
-    blocking(|| {
-        while at_end.len() < partitions.len() {
-            assert!(Instant::now() < deadline, "{topic} not read to its end");
-            match consumer.poll(Duration::from_millis(200)) {
-                Some(Ok(m)) => got
-                    .entry(m.partition())
-                    .or_default()
-                    .push((common::rec_of(&m), m.timestamp())),
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    at_end.insert(p);
-                }
-                Some(Err(e)) => eprintln!("consume error (retrying): {e}"),
-                None => {}
-            }
-        }
-    });
-    got
+    blocking(|| common::read_to_end(bootstrap, topic, partitions, "read_uncommitted", TIMEOUT))
 }
 
 /// The records of [`read_to_end`] without their timestamp types.
@@ -158,7 +118,7 @@ fn records(bootstrap: &str, topic: &str, partitions: &[i32]) -> BTreeMap<i32, Ve
 
 /// Waits until the target's high watermark of every partition in `want` reached its count.
 async fn wait_for_target(bootstrap: &str, topic: &str, want: &BTreeMap<i32, usize>, what: &str) {
-    common::wait_until_async(what, Duration::from_secs(60), || {
+    common::eventually(what, Duration::from_secs(60), || {
         let (bootstrap, topic, want) = (bootstrap.to_owned(), topic.to_owned(), want.clone());
         async move {
             tokio::task::spawn_blocking(move || {
@@ -223,7 +183,7 @@ async fn partitions_added_to_the_source_grow_the_target_and_replicate() {
     for r in grown {
         r.expect("source topic grown to 3 partitions");
     }
-    common::wait_until_async("3 source partitions in metadata", TIMEOUT, || {
+    common::eventually("3 source partitions in metadata", TIMEOUT, || {
         let bootstrap = source.plain_bootstrap();
         let topic = topic.clone();
         async move { partition_count(&bootstrap, &topic).await == Some(3) }
@@ -237,7 +197,7 @@ async fn partitions_added_to_the_source_grow_the_target_and_replicate() {
         common::send_all(&p, &topic, part, &recs).await;
         want.entry(part).or_default().extend(recs);
     }
-    common::wait_until_async(
+    common::eventually(
         "the target topic grown to 3 partitions",
         Duration::from_secs(30),
         || {
@@ -320,7 +280,7 @@ async fn a_recreated_target_topic_halts_until_told_to_replicate_again() {
 
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let progress = strait.progress.clone();
-    common::wait_until("50 records replicated", Duration::from_secs(60), || {
+    common::eventually_sync("50 records replicated", Duration::from_secs(60), || {
         progress.get(&tp).is_some_and(|s| s.next_source_offset >= 50)
     })
     .await;
@@ -334,7 +294,7 @@ async fn a_recreated_target_topic_halts_until_told_to_replicate_again() {
     {
         r.expect("target topic deleted");
     }
-    common::wait_until_async("the target topic gone", TIMEOUT, || {
+    common::eventually("the target topic gone", TIMEOUT, || {
         let bootstrap = target.plain_bootstrap();
         let topic = topic.clone();
         async move { partition_count(&bootstrap, &topic).await.is_none() }
@@ -343,7 +303,7 @@ async fn a_recreated_target_topic_halts_until_told_to_replicate_again() {
 
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let progress = strait.progress.clone();
-    common::wait_until("the partition halted", Duration::from_secs(60), || {
+    common::eventually_sync("the partition halted", Duration::from_secs(60), || {
         matches!(progress.get(&tp).map(|s| s.state), Some(PartitionState::Halted(_)))
     })
     .await;
@@ -353,7 +313,7 @@ async fn a_recreated_target_topic_halts_until_told_to_replicate_again() {
     assert!(why.contains("on_target_reset") && why.contains("up to 50"), "{why}");
     // /status shows it halted, with the reason.
     let status = Endpoints {
-        metrics: metrics().clone(),
+        metrics: common::metrics::recorder().clone(),
         progress: progress.clone(),
         health: std::sync::Arc::new(Health::default()),
         liveness: std::sync::Arc::default(),
@@ -414,7 +374,7 @@ async fn records_deleted_by_delete_records_while_stopped_are_an_exact_gap() {
     // First run: 100 records per partition replicated, then stopped (final checkpoint).
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let progress = strait.progress.clone();
-    common::wait_until("100 records per partition replicated", Duration::from_secs(60), || {
+    common::eventually_sync("100 records per partition replicated", Duration::from_secs(60), || {
         (0..2).all(|part| {
             progress
                 .get(&TopicPartition::new(topic.clone(), part))
@@ -445,7 +405,7 @@ async fn records_deleted_by_delete_records_while_stopped_are_an_exact_gap() {
 
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let progress = strait.progress.clone();
-    common::wait_until("caught up after the deletion", Duration::from_secs(60), || {
+    common::eventually_sync("caught up after the deletion", Duration::from_secs(60), || {
         (0..2).all(|part| {
             progress
                 .get(&TopicPartition::new(topic.clone(), part))
@@ -493,7 +453,7 @@ async fn records_deleted_by_retention_while_stopped_are_an_exact_gap() {
 
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let progress = strait.progress.clone();
-    common::wait_until("100 records replicated", Duration::from_secs(60), || {
+    common::eventually_sync("100 records replicated", Duration::from_secs(60), || {
         progress.get(&tp).is_some_and(|s| s.next_source_offset >= 100)
     })
     .await;
@@ -521,7 +481,7 @@ async fn records_deleted_by_retention_while_stopped_are_an_exact_gap() {
     for r in altered {
         r.map_err(|(_, code)| code).expect("retention.ms set");
     }
-    common::wait_until_async("retention deleted the old segments", Duration::from_secs(60), || {
+    common::eventually("retention deleted the old segments", Duration::from_secs(60), || {
         let bootstrap = source.plain_bootstrap();
         let topic = topic.clone();
         async move {
@@ -544,7 +504,7 @@ async fn records_deleted_by_retention_while_stopped_are_an_exact_gap() {
 
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let progress = strait.progress.clone();
-    common::wait_until("caught up after retention", Duration::from_secs(60), || {
+    common::eventually_sync("caught up after retention", Duration::from_secs(60), || {
         progress.get(&tp).is_some_and(|s| s.next_source_offset >= 200)
     })
     .await;

@@ -8,13 +8,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 
 use common::{Kafka, Rec, Strait};
 use strait::kafka::TopicPartition;
@@ -42,34 +39,10 @@ async fn send(p: &FutureProducer, topic: &str, partition: i32, r: &Rec) -> i64 {
 /// Reads every record of `partitions` from the beginning to the partition end (the high
 /// watermark, or the last stable offset read_committed) with librdkafka.
 fn read_to_end(bootstrap: &str, topic: &str, partitions: &[i32], isolation: &str) -> BTreeMap<i32, Vec<Rec>> {
-    let consumer: BaseConsumer = common::client_config(bootstrap)
-        .set("group.id", format!("check-{}", rand::random::<u32>()))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", isolation)
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in partitions {
-        tpl.add_partition_offset(topic, *p, Offset::Beginning).expect("assign");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut got: BTreeMap<i32, Vec<Rec>> = partitions.iter().map(|p| (*p, Vec::new())).collect();
-    let mut at_end = std::collections::BTreeSet::new();
-    let deadline = Instant::now() + TIMEOUT;
-    while at_end.len() < partitions.len() {
-        assert!(Instant::now() < deadline, "{topic} not read to its end ({isolation})");
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => got.entry(m.partition()).or_default().push(common::rec_of(&m)),
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
-            Some(Err(e)) => eprintln!("consume error (retrying): {e}"),
-            None => {}
-        }
-    }
-    got
+    common::read_to_end(bootstrap, topic, partitions, isolation, TIMEOUT)
+        .into_iter()
+        .map(|(p, v)| (p, v.into_iter().map(|(r, _)| r).collect()))
+        .collect()
 }
 
 /// Low and high watermark of a partition (the log end, not the last stable offset).
@@ -235,7 +208,7 @@ async fn only_committed_and_plain_records_arrive_and_never_past_the_stable_offse
     let tp0 = TopicPartition::new(topic.clone(), 0);
     let target_bootstrap = target.plain_bootstrap();
     let want_high = BTreeMap::from([(0, below_stable as i64), (1, kept[&1].len() as i64)]);
-    common::wait_until_async(
+    common::eventually(
         "partition 0 up to D's first offset and partition 1 whole on the target",
         Duration::from_secs(60),
         || {
@@ -260,7 +233,7 @@ async fn only_committed_and_plain_records_arrive_and_never_past_the_stable_offse
     .await;
     // strait acknowledged partition 0 exactly up to the open transaction and no further,
     // although its fetches saw the log end past it.
-    common::wait_until("strait's progress on partition 0", Duration::from_secs(30), || {
+    common::eventually_sync("strait's progress on partition 0", Duration::from_secs(30), || {
         progress
             .get(&tp0)
             .is_some_and(|s| s.next_source_offset >= stable_end - 1 && s.source_high_watermark > 0)

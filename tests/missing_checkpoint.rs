@@ -39,7 +39,7 @@ async fn halts(config: Config, topic: &str) -> String {
     let strait = Strait::start(config);
     let tp = TopicPartition::new(topic, 0);
     let progress = strait.progress.clone();
-    common::wait_until("partition halted", Duration::from_secs(60), || {
+    common::eventually_sync("partition halted", Duration::from_secs(60), || {
         matches!(progress.get(&tp).map(|s| s.state), Some(PartitionState::Halted(_)))
     })
     .await;
@@ -98,7 +98,7 @@ async fn a_filled_target_without_checkpoint_halts_unless_told_to_append() {
     {
         r.expect("checkpoint topic deleted");
     }
-    common::wait_until_async("the checkpoint topic gone", Duration::from_secs(30), || {
+    common::eventually("the checkpoint topic gone", Duration::from_secs(30), || {
         let bootstrap = target.bootstrap();
         async move {
             tokio::task::spawn_blocking(move || {
@@ -123,7 +123,7 @@ async fn a_filled_target_without_checkpoint_halts_unless_told_to_append() {
     let strait = Strait::start(append);
     let tp = TopicPartition::new(topic.clone(), 0);
     let progress = strait.progress.clone();
-    common::wait_until("partition running", Duration::from_secs(60), || {
+    common::eventually_sync("partition running", Duration::from_secs(60), || {
         progress.get(&tp).is_some_and(|s| s.next_source_offset >= 100)
     })
     .await;

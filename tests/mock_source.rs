@@ -38,6 +38,20 @@ fn mock_source(prefix: &str) -> (Mock, String) {
     (mock, topic)
 }
 
+/// A test's clusters and writer: the target (`None` when no broker can start here), a mock
+/// source with one topic, and a writer to that topic with the producer settings `producer`,
+/// writing records made by `make`.
+async fn setup(
+    prefix: &str,
+    producer: &[(&str, &str)],
+    make: fn(i32, usize) -> Rec,
+) -> Option<(Kafka, Mock, String, Writer)> {
+    let target = Kafka::single().await?;
+    let (mock, topic) = mock_source(prefix);
+    let writer = Writer::new(&mock.bootstrap_servers(), &topic, producer, make);
+    Some((target, mock, topic, writer))
+}
+
 /// strait's own client on the source, for checks of what the mock stores and how it answers.
 fn probe(bootstrap: &str) -> strait::kafka::Cluster {
     let servers = bootstrap.split(',').map(str::to_owned).collect();
@@ -164,15 +178,62 @@ async fn delivered(pending: Vec<DeliveryFuture>) {
 
 /// Waits until strait has had at least `records` acknowledged by the target.
 async fn wait_for_records(strait: &Strait, records: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while strait.progress.totals().records < records {
-        assert!(
-            Instant::now() < deadline,
-            "strait acknowledged fewer than {records} records in 60 s: {:#?}",
-            strait.progress.snapshot()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually_sync(
+        &format!("strait to have {records} records acknowledged"),
+        Duration::from_secs(60),
+        || {
+            let totals = strait.progress.totals();
+            (totals.records >= records)
+                .then_some(())
+                .ok_or_else(|| format!("{totals:?}; {:#?}", strait.progress.snapshot()))
+        },
+    )
+    .await;
+}
+
+const REQUEST_ERRORS: &str = strait::telemetry::REQUEST_ERRORS;
+
+/// strait's failed requests to the source for `api` (its action name: "fetch", "list offsets")
+/// with Kafka error `code`, counted so far in this process (see `common::metrics::recorder`).
+fn source_errors(api: &str, code: &str) -> f64 {
+    let text = common::metrics::render();
+    common::metrics::sum(
+        &text,
+        REQUEST_ERRORS,
+        &[("cluster", "source"), ("api", api), ("code", code)],
+    )
+    .unwrap_or(0.0)
+}
+
+/// Waits until strait met each of `codes` (with `every` false: any one of them) on `api` to the
+/// source more often than `before` says: proof that an injected fault reached it.
+async fn hit(what: &str, api: &str, codes: &[&str], every: bool, before: &BTreeMap<String, f64>) {
+    common::eventually_sync(
+        &format!("strait to meet {what}: {codes:?} on {api} to the source"),
+        Duration::from_secs(60),
+        || {
+            let now = counts_of(api, codes);
+            let more = |(c, n): (&String, &f64)| *n > before.get(c).copied().unwrap_or(0.0);
+            let met = if every {
+                now.iter().all(more)
+            } else {
+                now.iter().any(more)
+            };
+            met.then_some(()).ok_or_else(|| {
+                let text = common::metrics::render();
+                format!(
+                    "counts {now:?} (before {before:?}); every request error so far: {:?}",
+                    common::metrics::samples(&text, REQUEST_ERRORS, &[])
+                )
+            })
+        },
+    )
+    .await
+}
+
+/// The counts of `codes` on `api` to the source so far.
+fn counts_of(api: &str, codes: &[&str]) -> BTreeMap<String, f64> {
+    codes.iter().map(|c| ((*c).to_owned(), source_errors(api, c))).collect()
 }
 
 /// Whether every partition holds at least `counts[p]` distinct records.
@@ -266,21 +327,20 @@ async fn assert_replicated(mock: &Mock, target: &str, topic: &str, writer: &Writ
 /// and live writes, every record on the target with key, value, headers and timestamp intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snappy_batches_from_three_brokers_arrive_whole_and_in_order() {
-    let Some(target) = Kafka::single().await else {
-        return;
-    };
-    let (mock, topic) = mock_source("mock-snappy");
-    let source = mock.bootstrap_servers();
-    let mut writer = Writer::new(
-        &source,
-        &topic,
+    let Some((target, mock, topic, mut writer)) = setup(
+        "mock-snappy",
         &[
             ("compression.type", "snappy"),
             ("linger.ms", "20"),
             ("batch.num.messages", "25"),
         ],
         record,
-    );
+    )
+    .await
+    else {
+        return;
+    };
+    let source = mock.bootstrap_servers();
     writer.write(150).await;
 
     // The source really holds multi-record snappy batches (checked on partition 0's first one).
@@ -304,28 +364,44 @@ async fn snappy_batches_from_three_brokers_arrive_whole_and_in_order() {
     assert_replicated(&mock, &target.bootstrap(), &topic, &writer, strait).await;
 }
 
+/// The Kafka error codes injected into ListOffsets answers, as strait's metric names them.
+const LIST_OFFSETS_CODES: [&str; 3] = ["NotLeaderOrFollower", "LeaderNotAvailable", "RequestTimedOut"];
+/// The Kafka error codes injected into Fetch answers, as strait's metric names them.
+const FETCH_CODES: [&str; 5] = [
+    "NotLeaderOrFollower",
+    "LeaderNotAvailable",
+    "UnknownTopicOrPartition",
+    "RequestTimedOut",
+    "KafkaStorageError",
+];
+
+/// What strait's metric names a lost or refused connection.
+const TRANSPORT_CODES: [&str; 3] = ["connection_lost", "connect", "timeout"];
+
 /// Faults on the live path, with writes going on: refused ListOffsets at start, two leader
 /// moves, a run of Fetch errors and dropped connections, a metadata topic error, and the
 /// leader broker of partition 0 down and back up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_moves_fetch_errors_and_a_broker_outage_lose_nothing() {
     use RDKafkaRespErr::*;
-    let Some(target) = Kafka::single().await else {
-        return;
-    };
-    let (mock, topic) = mock_source("mock-faults");
-    let source = mock.bootstrap_servers();
-    let mut writer = Writer::new(
-        &source,
-        &topic,
+    let Some((target, mock, topic, mut writer)) = setup(
+        "mock-faults",
         &[
             ("compression.type", "snappy"),
             ("linger.ms", "10"),
             ("batch.num.messages", "10"),
         ],
         record,
-    );
+    )
+    .await
+    else {
+        return;
+    };
+    let source = mock.bootstrap_servers();
     writer.write(60).await;
+    // strait's request errors are counted in this process from here on.
+    common::metrics::recorder();
+    let list_offsets_before = counts_of("list offsets", &LIST_OFFSETS_CODES);
 
     // Every partition task starts with ListOffsets: the first answers are errors or a dropped
     // connection. Only strait talks to the source while these are queued.
@@ -343,6 +419,14 @@ async fn leader_moves_fetch_errors_and_a_broker_outage_lose_nothing() {
     // 1. Leaders move while the backlog is being read and new records arrive.
     let pending = writer.queue(40);
     wait_for_records(&strait, 1).await;
+    hit(
+        "the refused ListOffsets",
+        "list offsets",
+        &LIST_OFFSETS_CODES,
+        true,
+        &list_offsets_before,
+    )
+    .await;
     for p in 0..PARTITIONS {
         mock.partition_leader(&topic, p, Some(leader(p, 1)))
             .expect("move leader");
@@ -351,6 +435,7 @@ async fn leader_moves_fetch_errors_and_a_broker_outage_lose_nothing() {
     writer.write(20).await;
 
     // 2. The next Fetch answers are errors Kafka marks retriable, and two dropped connections.
+    let fetch_before = counts_of("fetch", &FETCH_CODES);
     mock.request_errors(
         RDKafkaApiKey::Fetch,
         &[
@@ -366,6 +451,7 @@ async fn leader_moves_fetch_errors_and_a_broker_outage_lose_nothing() {
         ],
     );
     writer.write(40).await;
+    hit("the failed Fetch answers", "fetch", &FETCH_CODES, true, &fetch_before).await;
 
     // 3. Leaders move again while metadata reports the topic leaderless: leader lookups fail
     // until the error is cleared.
@@ -375,9 +461,17 @@ async fn leader_moves_fetch_errors_and_a_broker_outage_lose_nothing() {
         mock.partition_leader(&topic, p, Some(leader(p, 2)))
             .expect("move leader");
     }
+    let not_leader_before = counts_of("fetch", &["NotLeaderOrFollower"]);
     let pending = writer.queue(30);
-    // Give strait's fetches time to hit the old leaders and its lookups the topic error.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // strait's fetches hit the old leaders (and its leader lookups the topic error).
+    hit(
+        "the moved leaders",
+        "fetch",
+        &["NotLeaderOrFollower"],
+        true,
+        &not_leader_before,
+    )
+    .await;
     mock.topic_error(&topic, RD_KAFKA_RESP_ERR_NO_ERROR)
         .expect("clear topic error");
     delivered(pending).await;
@@ -385,10 +479,11 @@ async fn leader_moves_fetch_errors_and_a_broker_outage_lose_nothing() {
     // 4. The broker leading partition 0 goes down (no leader change, as on a restart) and
     // comes back; records for its partitions wait in librdkafka meanwhile.
     let down = leader(0, 2);
+    let transport_before = counts_of("fetch", &TRANSPORT_CODES);
     mock.broker_down(down).expect("broker down");
     let pending = writer.queue(30);
-    // Long enough for strait to lose the connection and retry against a refusing port.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // strait loses the connection and retries against a refusing port.
+    hit("the broker outage", "fetch", &TRANSPORT_CODES, false, &transport_before).await;
     mock.broker_up(down).expect("broker up");
     delivered(pending).await;
     writer.write(30).await;
@@ -412,21 +507,20 @@ async fn leader_moves_fetch_errors_and_a_broker_outage_lose_nothing() {
 /// and fetches are all slow, replication still completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_broker_answers_only_slow_replication_down() {
-    let Some(target) = Kafka::single().await else {
-        return;
-    };
-    let (mock, topic) = mock_source("mock-slow");
-    let source = mock.bootstrap_servers();
-    let mut writer = Writer::new(
-        &source,
-        &topic,
+    let Some((target, mock, topic, mut writer)) = setup(
+        "mock-slow",
         &[
             ("compression.type", "snappy"),
             ("linger.ms", "20"),
             ("batch.num.messages", "20"),
         ],
         record,
-    );
+    )
+    .await
+    else {
+        return;
+    };
+    let source = mock.bootstrap_servers();
     writer.write(40).await;
 
     // Whichever broker strait asks for metadata, the answer takes 2 s.
@@ -464,21 +558,20 @@ fn large_record(partition: i32, i: usize) -> Rec {
 /// than asked (a broker returns a whole first batch regardless), and replication still moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_answers_larger_than_asked_are_replicated() {
-    let Some(target) = Kafka::single().await else {
-        return;
-    };
-    let (mock, topic) = mock_source("mock-big");
-    let source = mock.bootstrap_servers();
-    let mut writer = Writer::new(
-        &source,
-        &topic,
+    let Some((target, mock, topic, mut writer)) = setup(
+        "mock-big",
         &[
             ("compression.type", "none"),
             ("linger.ms", "100"),
             ("batch.num.messages", "64"),
         ],
         large_record,
-    );
+    )
+    .await
+    else {
+        return;
+    };
+    let source = mock.bootstrap_servers();
     writer.write(64 * 3).await;
 
     // The source batches really are far larger than the fetch size.

@@ -4,114 +4,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use common::{client_config, create_topic, producer, send_all, Kafka, Rec};
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
-/// The strait binary with a clean `STRAIT_*` environment plus `env`.
-fn strait_command(args: &[&str], env: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strait"));
-    cmd.args(args);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("STRAIT_") || k == "RUST_LOG") {
-        cmd.env_remove(k);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-/// One HTTP/1.1 GET over a fresh connection: `(status, body)`, or `None` when nothing answers.
-async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let io = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: strait\r\nConnection: close\r\n\r\n").as_bytes())
-            .await?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).await?;
-        Ok::<_, std::io::Error>(out)
-    };
-    let raw = tokio::time::timeout(Duration::from_secs(10), io).await.ok()?.ok()?;
-    let status = raw.split(' ').nth(1)?.parse().ok()?;
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, body))
-}
-
-/// Polls `path` until `want(status, body)` holds; panics with the last answer and strait's log.
-async fn wait_for(port: u16, path: &str, what: &str, log: &Path, want: impl Fn(u16, &str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let answer = get(port, path).await;
-        if let Some((status, body)) = &answer {
-            if want(*status, body) {
-                return body.clone();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what} on {path}; last answer {answer:?}; strait log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Sum of a Prometheus series over the samples whose labels contain every `labels` pair.
-fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let mut found = None;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
-        if metric != name || !labels.iter().all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\""))) {
-            continue;
-        }
-        if let Ok(v) = value.parse::<f64>() {
-            *found.get_or_insert(0.0) += v;
-        }
-    }
-    found
-}
-
-/// Records stamped now: the sqlite target deletes records older than retention at a restart.
-fn records(prefix: &str, n: usize) -> Vec<Rec> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64;
-    (0..n)
-        .map(|i| {
-            let key = format!("{prefix}-{i}");
-            Rec::new(Some(key.as_bytes()), Some(format!("span {key}").as_bytes()), &[], now)
-        })
-        .collect()
-}
-
-struct Running {
-    child: Child,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::metrics::sum as metric_sum;
+use common::{client_config, create_topic, producer, send_all, Kafka, StraitCmd};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_serves_ops_endpoints_follows_the_target_and_checkpoints_on_sigterm() {
@@ -124,14 +23,11 @@ async fn binary_serves_ops_endpoints_follows_the_target_and_checkpoints_on_sigte
     let topic = common::topic("ops");
     create_topic(&source.bootstrap(), &topic, 2, &[]).await;
     let p = producer(&source.bootstrap(), &[("linger.ms", "5")]);
-    let first = records("a", 50);
+    let first = common::recent_records("a", 0, 50);
     send_all(&p, &topic, 0, &first[..30]).await;
     send_all(&p, &topic, 1, &first[30..]).await;
 
-    let port = free_port();
     let replication_id = format!("ops-{}", rand::random::<u32>());
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("strait.log");
     let env = [
         ("STRAIT_SOURCE__BOOTSTRAP_SERVERS", source.bootstrap()),
         ("STRAIT_TARGET__BOOTSTRAP_SERVERS", target.bootstrap()),
@@ -148,27 +44,19 @@ async fn binary_serves_ops_endpoints_follows_the_target_and_checkpoints_on_sigte
         ("STRAIT_CHECKPOINT__INTERVAL_MS", "500".to_owned()),
         ("STRAIT_SHUTDOWN_GRACE_SECS", "10".to_owned()),
         ("STRAIT_REPLICATION__ID", replication_id.clone()),
-        ("STRAIT_HTTP__LISTEN", format!("127.0.0.1:{port}")),
         ("STRAIT_LOG_FORMAT", "json".to_owned()),
     ];
-    let child = strait_command(&["run"], &env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn strait");
-    let mut strait = Running { child };
+    let mut strait = StraitCmd::new(&["run"]).envs(&env).spawn();
 
-    wait_for(port, "/readyz", "readiness", &log, |s, _| s == 200).await;
-    let (status, _) = get(port, "/livez").await.expect("livez answers");
+    strait.ready().await;
+    let (status, _) = strait.get("/livez").await.expect("livez answers");
     assert_eq!(status, 200);
 
     // The interface series move while data flows.
     let replicated = |text: &str| metric_sum(text, "strait_records_replicated_total", &[("topic", &topic)]);
-    let metrics = wait_for(port, "/metrics", "the first 50 records", &log, |_, b| {
-        replicated(b) == Some(50.0)
-    })
-    .await;
+    let metrics = strait
+        .wait_for("/metrics", "the first 50 records", |_, b| replicated(b) == Some(50.0))
+        .await;
     let bytes_before = metric_sum(&metrics, "strait_wire_bytes_total", &[("topic", &topic)]).expect("wire bytes");
     let source_bytes = metric_sum(&metrics, "strait_source_bytes_total", &[("topic", &topic)]).expect("source bytes");
     assert!(bytes_before > 0.0 && source_bytes > 0.0, "{metrics}");
@@ -189,9 +77,11 @@ async fn binary_serves_ops_endpoints_follows_the_target_and_checkpoints_on_sigte
         "{metrics}"
     );
 
-    let second = records("b", 40);
+    let second = common::recent_records("b", 0, 40);
     send_all(&p, &topic, 0, &second).await;
-    let metrics = wait_for(port, "/metrics", "90 records", &log, |_, b| replicated(b) == Some(90.0)).await;
+    let metrics = strait
+        .wait_for("/metrics", "90 records", |_, b| replicated(b) == Some(90.0))
+        .await;
     let bytes_after = metric_sum(&metrics, "strait_wire_bytes_total", &[("topic", &topic)]).expect("wire bytes");
     assert!(bytes_after > bytes_before, "wire bytes {bytes_before} -> {bytes_after}");
     assert!(
@@ -200,21 +90,16 @@ async fn binary_serves_ops_endpoints_follows_the_target_and_checkpoints_on_sigte
     );
 
     // /status: per-partition offsets and figures, as JSON.
-    let status = wait_for(
-        port,
-        "/status",
-        "status with both partitions replicated",
-        &log,
-        |s, b| {
+    let status = strait
+        .wait_for("/status", "status with both partitions replicated", |s, b| {
             s == 200
                 && serde_json::from_str::<serde_json::Value>(b).is_ok_and(|v| {
                     v["partitions"]
                         .as_array()
                         .is_some_and(|ps| ps.iter().map(|p| p["records"].as_u64().unwrap_or(0)).sum::<u64>() == 90)
                 })
-        },
-    )
-    .await;
+        })
+        .await;
     let v: serde_json::Value = serde_json::from_str(&status).expect("status is JSON");
     assert_eq!(v["ready"], true, "{v}");
     assert_eq!(v["compression"]["zstd_level"], 3);
@@ -233,38 +118,25 @@ async fn binary_serves_ops_endpoints_follows_the_target_and_checkpoints_on_sigte
 
     // Target down: not ready, and /status says why. Back up: ready again, and data flows again.
     target.kill();
-    let body = wait_for(port, "/readyz", "not ready while the target is down", &log, |s, _| {
-        s == 503
-    })
-    .await;
+    let body = strait
+        .wait_for("/readyz", "not ready while the target is down", |s, _| s == 503)
+        .await;
     assert!(body.contains("target cluster unreachable"), "{body}");
-    let (live, _) = get(port, "/livez").await.expect("livez answers");
+    let (live, _) = strait.get("/livez").await.expect("livez answers");
     assert_eq!(live, 200, "a target outage is not a liveness failure");
     target.restart().await;
-    wait_for(port, "/readyz", "ready after the target restarted", &log, |s, _| {
-        s == 200
-    })
-    .await;
-    let third = records("c", 10);
+    strait.ready().await;
+    let third = common::recent_records("c", 1, 10);
     send_all(&p, &topic, 1, &third).await;
-    wait_for(port, "/metrics", "100 records after the outage", &log, |_, b| {
-        replicated(b) == Some(100.0)
-    })
-    .await;
+    strait
+        .wait_for("/metrics", "100 records after the outage", |_, b| {
+            replicated(b) == Some(100.0)
+        })
+        .await;
 
     // SIGTERM: exit 0, with a final checkpoint covering everything.
-    let pid = strait.child.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(s) = strait.child.try_wait().expect("wait for strait") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "strait did not exit within 30 s of SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let exit = strait.terminate(Duration::from_secs(30)).await;
+    let log_text = strait.log();
     assert_eq!(exit.code(), Some(0), "strait log:\n{log_text}");
     // JSON logs: every line is an object with a message.
     let progress_line = log_text
@@ -309,7 +181,7 @@ async fn plan_prints_the_mapping_and_creates_nothing() {
         ("STRAIT_TOPICS__INCLUDE", format!("{topic}|never-there")),
         ("STRAIT_TOPICS__PREFIX", "dc1.".to_owned()),
     ];
-    let out = strait_command(&["plan"], &env).output().expect("run strait plan");
+    let out = StraitCmd::new(&["plan"]).envs(&env).output().out;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

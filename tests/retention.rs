@@ -76,7 +76,7 @@ async fn records_near_source_retention_are_at_risk_until_the_target_takes_them()
     let strait = Strait::start(cfg);
     let status = endpoints(strait.progress.clone(), 3600);
     let progress = strait.progress.clone();
-    common::wait_until("the first record replicated", Duration::from_secs(60), || {
+    common::eventually_sync("the first record replicated", Duration::from_secs(60), || {
         progress.totals().records == 1
     })
     .await;
@@ -99,7 +99,7 @@ async fn records_near_source_retention_are_at_risk_until_the_target_takes_them()
     let old: Vec<Rec> = (1..=200).map(|i| record(i, stamped)).collect();
     common::send_all(&p, &topic, 0, &old).await;
 
-    common::wait_until("the partition at retention risk", Duration::from_secs(60), || {
+    common::eventually_sync("the partition at retention risk", Duration::from_secs(60), || {
         partition(&status, &topic).is_some_and(|r| r.at_risk)
     })
     .await;
@@ -120,7 +120,7 @@ async fn records_near_source_retention_are_at_risk_until_the_target_takes_them()
     assert_eq!(status.status_report().totals.partitions_at_retention_risk, 1);
 
     // Nothing is acknowledged, no batch moves, yet the headroom keeps shrinking.
-    common::wait_until(
+    common::eventually_sync(
         "the headroom shrinking while the target is down",
         Duration::from_secs(30),
         || {
@@ -135,7 +135,7 @@ async fn records_near_source_retention_are_at_risk_until_the_target_takes_them()
     assert!(later.at_risk);
 
     target.restart().await;
-    common::wait_until(
+    common::eventually_sync(
         "the backlog drained and the risk cleared",
         Duration::from_secs(120),
         || partition(&status, &topic).is_some_and(|r| r.next_source_offset == 201 && !r.at_risk),

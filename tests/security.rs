@@ -6,101 +6,17 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
-
-use common::{BrokerTls, Kafka, KafkaSpec, Protocol, Rec, Strait};
+use common::binary::Ran;
+use common::pki::{path_str, Pki};
+use common::{logs, BrokerTls, Kafka, KafkaSpec, Protocol, Strait, StraitCmd};
 use strait::config::{ClusterConfig, SaslMechanism, Secret};
 use strait::kafka::{Cluster, OffsetSpec, TopicPartition};
 
 const PASSWORD: &str = "Tr0ub4dor-s3cret-7f3a";
 const WRONG_PASSWORD: &str = "not-the-password-91c2";
-
-/// Every log line strait writes in this test binary, at debug level.
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    Arc::clone(LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&buf);
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("debug")
-            .with_ansi(false)
-            .with_writer(move || Capture(Arc::clone(&sink)))
-            .try_init();
-        buf
-    }))
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(data);
-        std::io::stderr().write(data)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A throwaway PKI in a temp dir.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        Pki {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn ca(&self, name: &str) -> CertifiedIssuer<'static, KeyPair> {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
-        std::fs::write(self.path(&format!("{name}.pem")), ca.pem()).expect("write ca");
-        ca
-    }
-
-    /// Writes `<name>.pem` and `<name>.key`, signed by `ca`, valid for `names`.
-    fn leaf(
-        &self,
-        ca: &CertifiedIssuer<'static, KeyPair>,
-        name: &str,
-        names: &[&str],
-        expired: bool,
-    ) -> (String, String) {
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).expect("params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        let key = KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, ca).expect("sign");
-        let (cert_path, key_path) = (self.path(&format!("{name}.pem")), self.path(&format!("{name}.key")));
-        std::fs::write(&cert_path, cert.pem()).expect("write cert");
-        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
-        (path_str(&cert_path), path_str(&key_path))
-    }
-}
-
-fn path_str(p: &Path) -> String {
-    p.to_str().expect("utf-8 temp path").to_owned()
-}
 
 fn tls_cluster(bootstrap: &str, ca_file: &str) -> ClusterConfig {
     let mut c = ClusterConfig {
@@ -140,26 +56,6 @@ async fn tls_kafka(cert: &str, key: &str, ca: &str) -> Option<Kafka> {
     .await
 }
 
-fn records(n: usize, partition: i32) -> Vec<Rec> {
-    // Recent timestamps: retention (7 days by default) must not delete them.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
-    (0..n)
-        .map(|i| {
-            let key = format!("k-{partition}-{i}");
-            let value = format!("span {i} of partition {partition}");
-            Rec::new(
-                Some(key.as_bytes()),
-                Some(value.as_bytes()),
-                &[("h", Some(b"v"))],
-                now + i as i64,
-            )
-        })
-        .collect()
-}
-
 async fn end_offset(cluster: &Cluster, topic: &str, partition: i32) -> i64 {
     cluster
         .list_offset(&TopicPartition::new(topic, partition), OffsetSpec::Latest)
@@ -168,49 +64,24 @@ async fn end_offset(cluster: &Cluster, topic: &str, partition: i32) -> i64 {
 }
 
 /// Runs the real binary with only the given `STRAIT_*` variables.
-fn strait_bin(args: &[&str], env: &[(&str, String)]) -> (Output, Duration) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strait"));
-    cmd.args(args);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("STRAIT_")) {
-        cmd.env_remove(k);
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    cmd.env("STRAIT_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("STRAIT_LOG_FORMAT", "text");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let started = Instant::now();
-    let out = cmd.output().expect("run strait");
-    (out, started.elapsed())
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+fn strait_bin(args: &[&str], env: &[(&str, String)]) -> Ran {
+    StraitCmd::new(args).envs(env).output()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_on_both_sides_with_a_throwaway_ca_and_bad_certificates_fail_fast() {
-    captured_logs();
-    let pki = Pki::new();
-    let ca = pki.ca("ca");
-    let _other = pki.ca("other-ca");
-    let ca_file = path_str(&pki.path("ca.pem"));
+    logs::capture("debug");
+    let pki = Pki::new("ca");
+    let other_ca = pki.unrelated_ca("other-ca");
+    let ca_file = pki.ca_file();
     // Valid for the IP the broker advertises and one DNS name, not for "localhost".
-    let (cert, key) = pki.leaf(&ca, "broker", &["127.0.0.1", "broker.test"], false);
-    let (client_cert, client_key) = pki.leaf(&ca, "client", &["strait.client"], false);
+    let broker = pki.leaf("broker", &["127.0.0.1", "broker.test"]);
+    let client = pki.leaf("client", &["strait.client"]);
 
     let Some(a) = Kafka::single().await else {
         return;
     };
-    let Some(b) = tls_kafka(&cert, &key, &ca_file).await else {
+    let Some(b) = tls_kafka(&broker.cert, &broker.key, &ca_file).await else {
         return;
     };
     let Some(c) = Kafka::single().await else {
@@ -222,7 +93,7 @@ async fn tls_on_both_sides_with_a_throwaway_ca_and_bad_certificates_fail_fast() 
     let producer = common::producer(&a.bootstrap(), &[]);
     let mut sent = BTreeMap::new();
     for p in 0..2 {
-        let recs = records(50, p);
+        let recs = common::recent_records("tls", p, 50);
         common::send_all(&producer, &topic, p, &recs).await;
         sent.insert(p, recs);
     }
@@ -230,11 +101,11 @@ async fn tls_on_both_sides_with_a_throwaway_ca_and_bad_certificates_fail_fast() 
     // A (plaintext) -> B (TLS, with a client certificate) -> C (plaintext).
     let mut first = common::config(&a.bootstrap(), &b.bootstrap(), &topic);
     first.target = tls_cluster(&b.bootstrap(), &ca_file);
-    first.target.tls.cert_file = client_cert;
-    first.target.tls.key_file = client_key;
+    first.target.tls.cert_file = client.cert;
+    first.target.tls.key_file = client.key;
     let check_b = Cluster::from_config("target", &first.target).expect("target security");
     let one = Strait::start(first);
-    common::wait_until_async(
+    common::eventually(
         "50 records per partition on the TLS broker",
         Duration::from_secs(60),
         || async { end_offset(&check_b, &topic, 0).await >= 50 && end_offset(&check_b, &topic, 1).await >= 50 },
@@ -247,12 +118,7 @@ async fn tls_on_both_sides_with_a_throwaway_ca_and_bad_certificates_fail_fast() 
     second.checkpoint.topic = "strait-checkpoints-2".into();
     let two = Strait::start(second);
     let expected: BTreeMap<i32, usize> = sent.iter().map(|(p, r)| (*p, r.len())).collect();
-    let got = tokio::task::spawn_blocking({
-        let (bootstrap, topic) = (c.bootstrap(), topic.clone());
-        move || common::consume(&bootstrap, &topic, &expected, Duration::from_secs(60))
-    })
-    .await
-    .expect("consumer");
+    let got = common::consume_async(&c.bootstrap(), &topic, &expected, Duration::from_secs(60)).await;
     two.stop().await;
     for (p, recs) in &sent {
         common::assert_no_loss_in_order(*p, recs, &got[p]);
@@ -268,10 +134,9 @@ async fn tls_on_both_sides_with_a_throwaway_ca_and_bad_certificates_fail_fast() 
         ]
     };
     // Unknown CA: exit 69 at once, naming cluster, broker, step and fix.
-    let other_ca = path_str(&pki.path("other-ca.pem"));
-    let (out, took) = strait_bin(&["run"], &tls_env(b.bootstrap(), &other_ca));
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(69), "{msg}");
+    let out = strait_bin(&["run"], &tls_env(b.bootstrap(), &other_ca));
+    let (msg, took) = (out.text(), out.took);
+    assert_eq!(out.code(), Some(69), "{msg}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
     let broker = format!("source cluster, broker {}", b.bootstrap());
     for needle in [
@@ -285,9 +150,9 @@ async fn tls_on_both_sides_with_a_throwaway_ca_and_bad_certificates_fail_fast() 
 
     // Wrong host name: the certificate does not list "localhost".
     let by_name = format!("localhost:{}", b.port());
-    let (out, took) = strait_bin(&["run"], &tls_env(by_name.clone(), &ca_file));
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(69), "{msg}");
+    let out = strait_bin(&["run"], &tls_env(by_name.clone(), &ca_file));
+    let (msg, took) = (out.text(), out.took);
+    assert_eq!(out.code(), Some(69), "{msg}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
     for needle in ["not valid for the name \"localhost\"", "source.tls.server_name"] {
         assert!(msg.contains(needle), "lacks {needle:?}: {msg}");
@@ -296,9 +161,9 @@ async fn tls_on_both_sides_with_a_throwaway_ca_and_bad_certificates_fail_fast() 
     // The server name override makes the same address pass; `check` lists the topic.
     let mut env = tls_env(by_name, &ca_file);
     env.push(("STRAIT_SOURCE__TLS__SERVER_NAME", "broker.test".to_owned()));
-    let (out, _) = strait_bin(&["check"], &env);
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{msg}");
+    let out = strait_bin(&["check"], &env);
+    let msg = out.text();
+    assert_eq!(out.code(), Some(0), "{msg}");
     assert!(msg.contains("ok    source") && msg.contains("(SSL)"), "{msg}");
     assert!(
         msg.contains(&format!("{topic} -> {topic} (2 partitions): exists with 2 partitions")),
@@ -308,14 +173,16 @@ async fn tls_on_both_sides_with_a_throwaway_ca_and_bad_certificates_fail_fast() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_broker_certificate_fails_fast_with_69() {
-    let pki = Pki::new();
-    let ca = pki.ca("ca");
-    let ca_file = path_str(&pki.path("ca.pem"));
-    let (cert, key) = pki.leaf(&ca, "broker", &["127.0.0.1"], true);
-    let Some(b) = tls_kafka(&cert, &key, &ca_file).await else {
+    let pki = Pki::new("ca");
+    let ca_file = pki.ca_file();
+    let broker = pki.leaf_with("broker", &["127.0.0.1"], |params| {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    });
+    let Some(b) = tls_kafka(&broker.cert, &broker.key, &ca_file).await else {
         return;
     };
-    let (out, took) = strait_bin(
+    let out = strait_bin(
         &["check"],
         &[
             ("STRAIT_SOURCE__BOOTSTRAP_SERVERS", b.bootstrap()),
@@ -324,8 +191,8 @@ async fn expired_broker_certificate_fails_fast_with_69() {
             ("STRAIT_TARGET__BOOTSTRAP_SERVERS", "127.0.0.2:9".to_owned()),
         ],
     );
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(69), "{msg}");
+    let (msg, took) = (out.text(), out.took);
+    assert_eq!(out.code(), Some(69), "{msg}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert!(
         msg.contains("certificate has expired") && msg.contains("renew"),
@@ -335,7 +202,7 @@ async fn expired_broker_certificate_fails_fast_with_69() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scram_sha512_source_replicates_and_the_password_never_shows() {
-    let logs = captured_logs();
+    logs::capture("debug");
     // The user is created when the storage is formatted; records go in through the
     // plaintext listener, strait reads through the SCRAM one.
     let Some(s) = Kafka::start(KafkaSpec {
@@ -356,7 +223,7 @@ async fn scram_sha512_source_replicates_and_the_password_never_shows() {
     let producer = common::producer(&s.plain_bootstrap(), &[]);
     let mut sent = BTreeMap::new();
     for p in 0..2 {
-        let recs = records(40, p);
+        let recs = common::recent_records("scram", p, 40);
         common::send_all(&producer, &topic, p, &recs).await;
         sent.insert(p, recs);
     }
@@ -368,12 +235,7 @@ async fn scram_sha512_source_replicates_and_the_password_never_shows() {
     assert!(!format!("{config:?}").contains(PASSWORD), "Debug shows the password");
     let strait = Strait::start(config.clone());
     let expected: BTreeMap<i32, usize> = sent.iter().map(|(p, r)| (*p, r.len())).collect();
-    let got = tokio::task::spawn_blocking({
-        let (bootstrap, topic) = (t.bootstrap(), topic.clone());
-        move || common::consume(&bootstrap, &topic, &expected, Duration::from_secs(60))
-    })
-    .await
-    .expect("consumer");
+    let got = common::consume_async(&t.bootstrap(), &topic, &expected, Duration::from_secs(60)).await;
     strait.stop().await;
     for (p, recs) in &sent {
         common::assert_no_loss_in_order(*p, recs, &got[p]);
@@ -394,9 +256,9 @@ async fn scram_sha512_source_replicates_and_the_password_never_shows() {
             ("STRAIT_LOG", "debug".to_owned()),
         ]
     };
-    let (out, took) = strait_bin(&["run"], &env(&wrong));
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(77), "{msg}");
+    let out = strait_bin(&["run"], &env(&wrong));
+    let (msg, took) = (out.text(), out.took);
+    assert_eq!(out.code(), Some(77), "{msg}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
     let broker = format!("source cluster, broker {}", s.bootstrap());
     for needle in [
@@ -411,9 +273,9 @@ async fn scram_sha512_source_replicates_and_the_password_never_shows() {
     // `check` with the right password passes and lists the topic.
     let right = dir.path().join("right");
     std::fs::write(&right, PASSWORD).expect("write");
-    let (out, _) = strait_bin(&["check"], &env(&right));
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{msg}");
+    let out = strait_bin(&["check"], &env(&right));
+    let msg = out.text();
+    assert_eq!(out.code(), Some(0), "{msg}");
     assert!(msg.contains("SASL_PLAINTEXT/SCRAM-SHA-512"), "{msg}");
     assert!(
         msg.contains(&format!("{topic} -> {topic} (2 partitions): will be created"))
@@ -422,7 +284,7 @@ async fn scram_sha512_source_replicates_and_the_password_never_shows() {
     );
     assert!(!msg.contains(PASSWORD), "{msg}");
 
-    let logged = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    let logged = logs::text();
     assert!(logged.contains("authenticated"), "debug logs were captured");
     assert!(!logged.contains(PASSWORD), "a log line holds the password");
     assert!(!logged.contains(WRONG_PASSWORD), "a log line holds the wrong password");
@@ -433,7 +295,7 @@ async fn unusable_tls_file_exits_64_naming_the_key() {
     let dir = tempfile::tempdir().expect("temp dir");
     let bogus = dir.path().join("ca.pem");
     std::fs::write(&bogus, "not a certificate\n").expect("write");
-    let (out, _) = strait_bin(
+    let out = strait_bin(
         &["check"],
         &[
             ("STRAIT_SOURCE__BOOTSTRAP_SERVERS", "127.0.0.1:9".to_owned()),
@@ -442,8 +304,8 @@ async fn unusable_tls_file_exits_64_naming_the_key() {
             ("STRAIT_TARGET__BOOTSTRAP_SERVERS", "127.0.0.2:9".to_owned()),
         ],
     );
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(64), "{msg}");
+    let msg = out.text();
+    assert_eq!(out.code(), Some(64), "{msg}");
     assert!(
         msg.contains("source.tls.ca_file") && msg.contains("holds no PEM certificate"),
         "{msg}"

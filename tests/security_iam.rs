@@ -10,12 +10,11 @@ mod common;
 mod sasl_gateway;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Kafka, Rec};
+use common::{Kafka, Rec, StraitCmd};
 use sasl_gateway::{Gateway, GatewayConfig};
 use strait::auth::{MskIamTokens, TokenCache};
 use strait::config::{ClusterConfig, SaslMechanism, Secret};
@@ -39,86 +38,15 @@ fn gateway_config(broker: &Kafka, session_lifetime_ms: i64) -> GatewayConfig {
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
 /// The strait binary with a clean `STRAIT_*` and `AWS_*` environment plus `env`: the AWS chain
 /// sees only the keys given here (no profile files, no instance metadata).
-fn strait_command(args: &[&str], env: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strait"));
-    cmd.args(args);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("STRAIT_") || k.starts_with("AWS_") || k == "RUST_LOG")
-    {
-        cmd.env_remove(k);
-    }
-    cmd.env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+fn strait_command(args: &[&str], env: &[(&str, String)]) -> StraitCmd {
+    StraitCmd::new(args)
+        .clean("AWS_")
+        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("STRAIT_LOG_FORMAT", "text")
-        .env("STRAIT_HTTP__LISTEN", format!("127.0.0.1:{}", free_port()));
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// One HTTP/1.1 GET over a fresh connection: the body, or `None` when nothing answers.
-async fn get(port: u16, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let io = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: strait\r\nConnection: close\r\n\r\n").as_bytes())
-            .await?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).await?;
-        Ok::<_, std::io::Error>(out)
-    };
-    let raw = tokio::time::timeout(Duration::from_secs(10), io).await.ok()?.ok()?;
-    raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
-}
-
-fn metric(text: &str, name: &str, label: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(label))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .reduce(|a, b| a + b)
-}
-
-fn records(round: usize, partition: i32, n: usize) -> Vec<Rec> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
-    (0..n)
-        .map(|i| {
-            let key = format!("k-{partition}-{round}-{i}");
-            Rec::new(
-                Some(key.as_bytes()),
-                Some(format!("span {round}/{i}").as_bytes()),
-                &[],
-                now,
-            )
-        })
-        .collect()
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+        .envs(env)
 }
 
 fn iam_env(source: &str, target: &str, topic: &str, secret: &str) -> Vec<(&'static str, String)> {
@@ -151,12 +79,8 @@ async fn msk_iam_target_through_the_gateway_reauthenticates_and_loses_nothing() 
     let topic = common::topic("iam");
     common::create_topic(&a.bootstrap(), &topic, 2, &[]).await;
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("strait.log");
-    let http = free_port();
     let mut env = iam_env(&a.bootstrap(), &gateway.bootstrap(), &topic, SECRET_ACCESS_KEY);
     env.extend([
-        ("STRAIT_HTTP__LISTEN", format!("127.0.0.1:{http}")),
         ("STRAIT_TOPICS__REFRESH_SECS", "1".to_owned()),
         ("STRAIT_BATCH__LINGER_MS", "20".to_owned()),
         ("STRAIT_FETCH__MAX_WAIT_MS", "100".to_owned()),
@@ -168,13 +92,8 @@ async fn msk_iam_target_through_the_gateway_reauthenticates_and_loses_nothing() 
                 .to_owned(),
         ),
     ]);
-    let child = strait_command(&["run"], &env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn strait");
-    let strait = Running(child);
+    let mut strait = strait_command(&["run"], &env).spawn();
+    strait.live().await;
 
     // Records keep coming for 15 s: five session lifetimes of 3 s.
     let producer = common::producer(&a.bootstrap(), &[("linger.ms", "5")]);
@@ -183,7 +102,7 @@ async fn msk_iam_target_through_the_gateway_reauthenticates_and_loses_nothing() 
     let mut round = 0;
     while started.elapsed() < Duration::from_secs(15) {
         for p in 0..2 {
-            let recs = records(round, p, 40);
+            let recs = common::recent_records(&format!("iam-{round}"), p, 40);
             common::send_all(&producer, &topic, p, &recs).await;
             sent.entry(p).or_default().extend(recs);
         }
@@ -191,20 +110,15 @@ async fn msk_iam_target_through_the_gateway_reauthenticates_and_loses_nothing() 
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let expected: BTreeMap<i32, usize> = sent.iter().map(|(p, r)| (*p, r.len())).collect();
-    let got = tokio::task::spawn_blocking({
-        let (bootstrap, topic) = (b.bootstrap(), topic.clone());
-        move || common::consume(&bootstrap, &topic, &expected, Duration::from_secs(60))
-    })
-    .await
-    .expect("consumer");
-    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    let got = common::consume_async(&b.bootstrap(), &topic, &expected, Duration::from_secs(60)).await;
     for (p, recs) in &sent {
-        assert!(got[p].len() >= recs.len(), "partition {p}: log:\n{}", logged());
+        assert!(got[p].len() >= recs.len(), "partition {p}: log:\n{}", strait.log());
         common::assert_no_loss_in_order(*p, recs, &got[p]);
     }
 
-    let metrics = get(http, "/metrics").await.expect("metrics answer");
-    let reauths = metric(&metrics, "strait_reauthentications_total", "cluster=\"target\"").unwrap_or(0.0);
+    let (_, metrics) = strait.get("/metrics").await.expect("metrics answer");
+    let reauths =
+        common::metrics::sum(&metrics, "strait_reauthentications_total", &[("cluster", "target")]).unwrap_or(0.0);
     let stats = &gateway.stats;
     let (auths, reauth_seen) = (
         stats.authentications.load(Ordering::SeqCst),
@@ -220,7 +134,7 @@ async fn msk_iam_target_through_the_gateway_reauthenticates_and_loses_nothing() 
         stats.expired.load(Ordering::SeqCst),
         0,
         "a connection outlived its session:\n{}",
-        logged()
+        strait.log()
     );
     assert!(
         reauth_seen >= 4,
@@ -232,14 +146,10 @@ async fn msk_iam_target_through_the_gateway_reauthenticates_and_loses_nothing() 
         "{auths} fresh authentications: connections were replaced, not re-authenticated"
     );
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &strait.0.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(killed.success());
+    strait.terminate(Duration::from_secs(30)).await;
+    let logged = strait.log();
     drop(strait);
 
-    let logged = logged();
     assert!(
         logged.contains("re-authenticated"),
         "debug log names re-authentications"
@@ -356,13 +266,11 @@ async fn refused_aws_credentials_exit_77_naming_cluster_broker_step_and_fix() {
     let mut env = iam_env(&a.bootstrap(), &gateway.bootstrap(), &topic, WRONG_SECRET);
     env.push(("STRAIT_LOG", "debug".to_owned()));
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || strait_command(&["run"], &env).output().expect("run strait"))
-        .await
-        .expect("strait");
+    let out = strait_command(&["run"], &env).output_async().await;
     let took = started.elapsed();
-    let msg = text(&out);
+    let msg = out.text();
     eprintln!("strait said:\n{msg}");
-    assert_eq!(out.status.code(), Some(77), "{msg}");
+    assert_eq!(out.code(), Some(77), "{msg}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
     let broker = format!("target cluster, broker {}", gateway.bootstrap());
     for needle in [
@@ -396,11 +304,9 @@ async fn refused_aws_credentials_exit_77_naming_cluster_broker_step_and_fix() {
         .filter(|(k, _)| !k.starts_with("AWS_"))
         .collect();
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || strait_command(&["check"], &env).output().expect("run strait"))
-        .await
-        .expect("strait");
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(77), "{msg}");
+    let out = strait_command(&["check"], &env).output_async().await;
+    let msg = out.text();
+    assert_eq!(out.code(), Some(77), "{msg}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "took {:?}",
@@ -422,9 +328,9 @@ async fn msk_iam_without_a_region_exits_64_with_a_fix() {
         ("STRAIT_TARGET__SASL__MECHANISM", "AWS_MSK_IAM".to_owned()),
     ];
     for command in ["run", "check"] {
-        let out = strait_command(&[command], &env).output().expect("run strait");
-        let msg = text(&out);
-        assert_eq!(out.status.code(), Some(64), "{command}: {msg}");
+        let out = strait_command(&[command], &env).output();
+        let msg = out.text();
+        assert_eq!(out.code(), Some(64), "{command}: {msg}");
         for needle in [
             "target.sasl.aws_region",
             "AWS_MSK_IAM needs it",

@@ -9,74 +9,42 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rcgen::ExtendedKeyUsagePurpose;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use common::frames::{read_frame, rewrite_metadata, write_frame};
-use common::{Kafka, Rec, Strait};
+use common::pki::Leaf;
+use common::{Kafka, Strait, StraitCmd};
 
 const CLIENT_CN: &str = "strait-mtls-client";
 
-/// A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, in a temp dir.
+/// A throwaway CA, a server certificate for 127.0.0.1 and a client certificate.
 struct Pki {
-    dir: tempfile::TempDir,
-    ca_der: CertificateDer<'static>,
-    server_der: CertificateDer<'static>,
-    server_key: Vec<u8>,
-    client_der: CertificateDer<'static>,
+    pki: common::pki::Pki,
+    server: Leaf,
+    client: Leaf,
 }
 
 impl Pki {
     fn new() -> Pki {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "strait-mtls-ca");
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write ca");
-
-        let leaf = |cn: &str, names: &[&str], usage: ExtendedKeyUsagePurpose| {
-            let mut params =
-                CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).expect("params");
-            params.distinguished_name.push(DnType::CommonName, cn);
-            params.extended_key_usages = vec![usage];
-            let key = KeyPair::generate().expect("key");
-            let cert = params.signed_by(&key, &ca).expect("sign");
-            std::fs::write(dir.path().join(format!("{cn}.pem")), cert.pem()).expect("write cert");
-            std::fs::write(dir.path().join(format!("{cn}.key")), key.serialize_pem()).expect("write key");
-            (cert.der().clone(), key.serialize_der())
-        };
-        let (server_der, server_key) = leaf("terminator", &["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
-        let (client_der, _) = leaf(CLIENT_CN, &["strait.client"], ExtendedKeyUsagePurpose::ClientAuth);
-        Pki {
-            ca_der: ca.der().clone(),
-            dir,
-            server_der,
-            server_key,
-            client_der,
-        }
+        let pki = common::pki::Pki::new("strait-mtls-ca");
+        let usage =
+            |u: ExtendedKeyUsagePurpose| move |p: &mut rcgen::CertificateParams| p.extended_key_usages = vec![u];
+        let server = pki.leaf_with("terminator", &["127.0.0.1"], usage(ExtendedKeyUsagePurpose::ServerAuth));
+        let client = pki.leaf_with(
+            CLIENT_CN,
+            &["strait.client"],
+            usage(ExtendedKeyUsagePurpose::ClientAuth),
+        );
+        Pki { pki, server, client }
     }
-
-    fn path(&self, name: &str) -> String {
-        path_str(&self.dir.path().join(name))
-    }
-}
-
-fn path_str(p: &Path) -> String {
-    p.to_str().expect("utf-8 temp path").to_owned()
 }
 
 /// What the terminator saw.
@@ -105,7 +73,7 @@ impl Terminator {
     async fn start(pki: &Pki, broker: String) -> Terminator {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(pki.ca_der.clone()).expect("ca root");
+        roots.add(pki.pki.ca_der()).expect("ca root");
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
             .build()
             .expect("client verifier");
@@ -114,8 +82,8 @@ impl Terminator {
             .expect("protocol versions")
             .with_client_cert_verifier(verifier)
             .with_single_cert(
-                vec![pki.server_der.clone()],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.server_key.clone())),
+                vec![pki.server.der.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.server.key_der.clone())),
             )
             .expect("server certificate");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -229,59 +197,6 @@ fn subject(cert: &[u8]) -> Option<String> {
     Some(parts.join(", "))
 }
 
-fn records(n: usize, partition: i32) -> Vec<Rec> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
-    (0..n)
-        .map(|i| {
-            let key = format!("k-{partition}-{i}");
-            let value = format!("mtls record {i} of partition {partition}");
-            Rec::new(
-                Some(key.as_bytes()),
-                Some(value.as_bytes()),
-                &[("h", Some(b"v"))],
-                now + i as i64,
-            )
-        })
-        .collect()
-}
-
-/// Runs the real binary with only the given `STRAIT_*` variables; kills it after `limit`.
-fn strait_bin(args: &[&str], env: &[(&str, String)], limit: Duration) -> (Output, Duration) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strait"));
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("STRAIT_")) {
-        cmd.env_remove(k);
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    cmd.env("STRAIT_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("STRAIT_LOG_FORMAT", "text");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let started = Instant::now();
-    let mut child = cmd.spawn().expect("run strait");
-    while child.try_wait().expect("wait for strait").is_none() {
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("strait output");
-            panic!(
-                "strait {args:?} still running after {limit:?}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("strait output");
-    (out, started.elapsed())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_client_certificate_is_required_and_accepted() {
     let pki = Pki::new();
@@ -298,7 +213,7 @@ async fn mtls_client_certificate_is_required_and_accepted() {
     let producer = common::producer(&source.bootstrap(), &[]);
     let mut sent = BTreeMap::new();
     for p in 0..2 {
-        let recs = records(60, p);
+        let recs = common::recent_records("mtls", p, 60);
         common::send_all(&producer, &topic, p, &recs).await;
         sent.insert(p, recs);
     }
@@ -307,17 +222,12 @@ async fn mtls_client_certificate_is_required_and_accepted() {
     // (1) With the client certificate: source (plaintext) -> terminator (mTLS) -> target.
     let mut config = common::config(&source.bootstrap(), &terminator.bootstrap(), &topic);
     config.target.tls.enabled = true;
-    config.target.tls.ca_file = pki.path("ca.pem");
-    config.target.tls.cert_file = pki.path(&format!("{CLIENT_CN}.pem"));
-    config.target.tls.key_file = pki.path(&format!("{CLIENT_CN}.key"));
+    config.target.tls.ca_file = pki.pki.ca_file();
+    config.target.tls.cert_file = pki.client.cert.clone();
+    config.target.tls.key_file = pki.client.key.clone();
     let strait = Strait::start(config);
     let expected: BTreeMap<i32, usize> = sent.iter().map(|(p, r)| (*p, r.len())).collect();
-    let got = tokio::task::spawn_blocking({
-        let (bootstrap, topic) = (target.bootstrap(), topic.clone());
-        move || common::consume(&bootstrap, &topic, &expected, Duration::from_secs(60))
-    })
-    .await
-    .expect("consumer");
+    let got = common::consume_async(&target.bootstrap(), &topic, &expected, Duration::from_secs(60)).await;
     strait.stop().await;
     for (p, recs) in &sent {
         common::assert_no_loss_in_order(*p, recs, &got[p]);
@@ -329,7 +239,7 @@ async fn mtls_client_certificate_is_required_and_accepted() {
         assert!(!seen.peers.is_empty(), "no verified client connection: {seen:?}");
         for (subject, der) in &seen.peers {
             assert_eq!(subject, &format!("CN={CLIENT_CN}"), "peer subject");
-            assert_eq!(der.as_slice(), pki.client_der.as_ref(), "peer certificate");
+            assert_eq!(der.as_slice(), pki.client.der.as_ref(), "peer certificate");
         }
         assert!(seen.refused.is_empty(), "handshakes refused: {:?}", seen.refused);
     }
@@ -340,23 +250,19 @@ async fn mtls_client_certificate_is_required_and_accepted() {
         ("STRAIT_SOURCE__BOOTSTRAP_SERVERS", source.bootstrap()),
         ("STRAIT_TARGET__BOOTSTRAP_SERVERS", terminator.bootstrap()),
         ("STRAIT_TARGET__TLS__ENABLED", "true".to_owned()),
-        ("STRAIT_TARGET__TLS__CA_FILE", pki.path("ca.pem")),
+        ("STRAIT_TARGET__TLS__CA_FILE", pki.pki.ca_file()),
         ("STRAIT_TOPICS__INCLUDE", topic.clone()),
     ];
     let peers_before = terminator.seen.lock().expect("seen").peers.len();
-    let (out, took) = tokio::task::spawn_blocking(move || strait_bin(&["check"], &env, Duration::from_secs(30)))
-        .await
-        .expect("strait check");
-    let msg = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        matches!(out.status.code(), Some(69 | 77)),
-        "exit {:?}: {msg}",
-        out.status.code()
-    );
+    let out = tokio::task::spawn_blocking(move || {
+        StraitCmd::new(&["check"])
+            .envs(&env)
+            .output_within(Duration::from_secs(30))
+    })
+    .await
+    .expect("strait check");
+    let (msg, took) = (out.text(), out.took);
+    assert!(matches!(out.code(), Some(69 | 77)), "exit {:?}: {msg}", out.code());
     assert!(took < Duration::from_secs(15), "took {took:?}: {msg}");
     for needle in ["target cluster", "TLS"] {
         assert!(msg.contains(needle), "lacks {needle:?}: {msg}");

@@ -88,7 +88,7 @@ async fn replication_survives_a_slow_distant_link_and_a_ten_second_cut() {
     cfg.batch.max_bytes = 64 * 1024;
     let strait = Strait::start(cfg);
     let progress = strait.progress.clone();
-    common::wait_until("some records across the link", Duration::from_secs(60), || {
+    common::eventually_sync("some records across the link", Duration::from_secs(60), || {
         progress.totals().records > 100
     })
     .await;
@@ -97,7 +97,7 @@ async fn replication_survives_a_slow_distant_link_and_a_ten_second_cut() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let during = progress.totals().records;
     link.set("heal");
-    common::wait_until("every record across the link", Duration::from_secs(180), || {
+    common::eventually_sync("every record across the link", Duration::from_secs(180), || {
         let snap = progress.snapshot();
         counts.iter().all(|(p, n)| {
             snap.iter()

@@ -1,12 +1,23 @@
 //! Shared test harness: real Apache Kafka clusters started as processes (`kafka`), the
-//! independent librdkafka client for writing and checking data, and strait run in-process.
+//! independent librdkafka client for writing and checking data, strait run in-process
+//! ([`Strait`]) or as the real binary (`binary`), the one polling helper (`wait`), captured
+//! logs (`logs`), metrics (`metrics`) and a throwaway PKI (`pki`).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod binary;
 pub mod frames;
 pub mod kafka;
+pub mod logs;
+pub mod metrics;
+pub mod pki;
+pub mod wait;
 
 #[allow(unused_imports)]
+pub use binary::{Running, StraitCmd};
+#[allow(unused_imports)]
 pub use kafka::{BrokerTls, Kafka, KafkaSpec, Protocol};
+#[allow(unused_imports)]
+pub use wait::{eventually, eventually_sync};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -15,7 +26,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message, Timestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -89,6 +101,24 @@ pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
     c.create().expect("producer")
 }
 
+/// The high watermark of partitions `0..partitions` of `topic`, read with librdkafka.
+pub async fn high_watermarks(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = client_config(&bootstrap).create().expect("consumer");
+        (0..partitions)
+            .map(|p| {
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                    .expect("watermarks");
+                (p, high)
+            })
+            .collect()
+    })
+    .await
+    .expect("watermarks task")
+}
+
 /// One record as librdkafka reads it: everything a replica must keep.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rec {
@@ -112,8 +142,8 @@ impl Rec {
     }
 }
 
-/// Sends one record to a partition and waits for the acknowledgement.
-pub async fn send(p: &FutureProducer, topic: &str, partition: i32, r: &Rec) {
+/// One record as librdkafka's producer takes it, for one partition.
+fn future_record<'a>(topic: &'a str, partition: i32, r: &'a Rec) -> FutureRecord<'a, [u8], [u8]> {
     let mut headers = rdkafka::message::OwnedHeaders::new();
     for (k, v) in &r.headers {
         headers = headers.insert(rdkafka::message::Header {
@@ -131,9 +161,38 @@ pub async fn send(p: &FutureProducer, topic: &str, partition: i32, r: &Rec) {
     if let Some(ts) = r.timestamp {
         fr = fr.timestamp(ts);
     }
-    if let Err((e, _)) = p.send(fr, Duration::from_secs(30)).await {
+    fr
+}
+
+/// Sends one record to a partition and waits for the acknowledgement.
+pub async fn send(p: &FutureProducer, topic: &str, partition: i32, r: &Rec) {
+    if let Err((e, _)) = p
+        .send(future_record(topic, partition, r), Duration::from_secs(30))
+        .await
+    {
         panic!("record {r:?} not delivered to {topic}/{partition}: {e}");
     }
+}
+
+/// A read_committed librdkafka consumer of its own group, assigned `partitions` of `topic`
+/// from the beginning, with `extra` settings.
+pub fn reader(bootstrap: &str, topic: &str, partitions: &[i32], extra: &[(&str, &str)]) -> BaseConsumer {
+    let mut config = client_config(bootstrap);
+    config
+        .set("group.id", format!("check-{}", rand::random::<u32>()))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "100");
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer = config.create().expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning).expect("assign");
+    }
+    consumer.assign(&tpl).expect("assign");
+    consumer
 }
 
 /// Reads every partition of `topic` from the beginning with librdkafka until `expected`
@@ -144,45 +203,62 @@ pub fn consume(
     expected: &BTreeMap<i32, usize>,
     timeout: Duration,
 ) -> BTreeMap<i32, Vec<Rec>> {
-    let consumer: BaseConsumer = client_config(bootstrap)
-        .set("group.id", format!("check-{}", rand::random::<u32>()))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in expected.keys() {
-        tpl.add_partition_offset(topic, *p, Offset::Beginning).expect("assign");
-    }
-    consumer.assign(&tpl).expect("assign");
+    let partitions: Vec<i32> = expected.keys().copied().collect();
+    let consumer = reader(bootstrap, topic, &partitions, &[]);
     let mut got: BTreeMap<i32, Vec<Rec>> = expected.keys().map(|p| (*p, Vec::new())).collect();
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline && expected.iter().any(|(p, n)| got[p].len() < *n) {
-        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let m = match m {
-            Ok(m) => m,
-            Err(e) => {
-                eprintln!("consume error (retrying): {e}");
-                continue;
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => got.entry(m.partition()).or_default().push(rec_of(&m)),
+            Some(Err(e)) => eprintln!("consume error (retrying): {e}"),
+            None => {}
+        }
+    }
+    got
+}
+
+/// [`consume`] off the async runtime's workers (strait may share the runtime).
+pub async fn consume_async(
+    bootstrap: &str,
+    topic: &str,
+    expected: &BTreeMap<i32, usize>,
+    timeout: Duration,
+) -> BTreeMap<i32, Vec<Rec>> {
+    let (bootstrap, topic, expected) = (bootstrap.to_owned(), topic.to_owned(), expected.clone());
+    tokio::task::spawn_blocking(move || consume(&bootstrap, &topic, &expected, timeout))
+        .await
+        .expect("consumer")
+}
+
+/// Every record of `partitions` from the beginning to the partition end (the high watermark,
+/// or the last stable offset with `isolation` read_committed), with the timestamp type
+/// librdkafka reports. Blocking: wrap it in `block_in_place` where strait shares the runtime.
+pub fn read_to_end(
+    bootstrap: &str,
+    topic: &str,
+    partitions: &[i32],
+    isolation: &str,
+    timeout: Duration,
+) -> BTreeMap<i32, Vec<(Rec, Timestamp)>> {
+    let consumer = reader(
+        bootstrap,
+        topic,
+        partitions,
+        &[("enable.partition.eof", "true"), ("isolation.level", isolation)],
+    );
+    let mut got: BTreeMap<i32, Vec<(Rec, Timestamp)>> = partitions.iter().map(|p| (*p, Vec::new())).collect();
+    let mut at_end = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + timeout;
+    while at_end.len() < partitions.len() {
+        assert!(Instant::now() < deadline, "{topic} not read to its end ({isolation})");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => got.entry(m.partition()).or_default().push((rec_of(&m), m.timestamp())),
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
             }
-        };
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        got.entry(m.partition()).or_default().push(Rec {
-            key: m.key().map(<[u8]>::to_vec),
-            value: m.payload().map(<[u8]>::to_vec),
-            headers,
-            timestamp: m.timestamp().to_millis(),
-        });
+            Some(Err(e)) => eprintln!("consume error (retrying): {e}"),
+            None => {}
+        }
     }
     got
 }
@@ -244,35 +320,6 @@ impl Drop for Strait {
     }
 }
 
-/// Waits until `cond` holds, checking every 20 ms; panics with `what` after `timeout`.
-/// For state that has no notification of its own (strait's progress table).
-pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// [`wait_until`] for a condition that must ask a cluster.
-pub async fn wait_until_async<F, Fut>(what: &str, timeout: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !cond().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Checks a replica against its source with duplicates allowed (the exactly-once issue removes
 /// them): the first occurrences, in target order, must equal the source sequence exactly.
 pub fn assert_no_loss_in_order(partition: i32, source: &[Rec], target: &[Rec]) {
@@ -320,18 +367,7 @@ pub fn consume_until(
     timeout: Duration,
     mut done: impl FnMut(&BTreeMap<i32, Vec<Rec>>) -> bool,
 ) -> BTreeMap<i32, Vec<Rec>> {
-    let consumer: BaseConsumer = client_config(bootstrap)
-        .set("group.id", format!("check-{}", rand::random::<u32>()))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in partitions {
-        tpl.add_partition_offset(topic, *p, Offset::Beginning).expect("assign");
-    }
-    consumer.assign(&tpl).expect("assign");
+    let consumer = reader(bootstrap, topic, partitions, &[]);
     let mut got: BTreeMap<i32, Vec<Rec>> = partitions.iter().map(|p| (*p, Vec::new())).collect();
     let deadline = Instant::now() + timeout;
     let mut since_check = 0usize;
@@ -373,23 +409,7 @@ pub async fn send_all(p: &FutureProducer, topic: &str, partition: i32, records: 
 /// Puts one record in the producer's queue (waiting while the queue is full) and returns the
 /// future of its acknowledgement.
 pub fn enqueue(p: &FutureProducer, topic: &str, partition: i32, r: &Rec) -> rdkafka::producer::DeliveryFuture {
-    let mut headers = rdkafka::message::OwnedHeaders::new();
-    for (k, v) in &r.headers {
-        headers = headers.insert(rdkafka::message::Header {
-            key: k,
-            value: v.as_deref(),
-        });
-    }
-    let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).partition(partition).headers(headers);
-    if let Some(k) = &r.key {
-        fr = fr.key(k.as_slice());
-    }
-    if let Some(v) = &r.value {
-        fr = fr.payload(v.as_slice());
-    }
-    if let Some(ts) = r.timestamp {
-        fr = fr.timestamp(ts);
-    }
+    let mut fr = future_record(topic, partition, r);
     loop {
         match p.send_result(fr) {
             Ok(d) => return d,
@@ -401,6 +421,27 @@ pub fn enqueue(p: &FutureProducer, topic: &str, partition: i32, r: &Rec) -> rdka
             Err((e, _)) => panic!("cannot enqueue record: {e}"),
         }
     }
+}
+
+/// `n` records for one partition, keyed `<label>-<partition>-<i>`, with a header and timestamps
+/// from now on (recent: retention, 7 days by default, must not delete them).
+pub fn recent_records(label: &str, partition: i32, n: usize) -> Vec<Rec> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
+    (0..n)
+        .map(|i| {
+            let key = format!("{label}-{partition}-{i}");
+            let value = format!("span {i} of partition {partition} ({label})");
+            Rec::new(
+                Some(key.as_bytes()),
+                Some(value.as_bytes()),
+                &[("h", Some(b"v"))],
+                now + i as i64,
+            )
+        })
+        .collect()
 }
 
 /// Keeps the first occurrence of every record, in order: what a replica that may replay
