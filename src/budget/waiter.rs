@@ -39,7 +39,7 @@ impl Budget {
     /// A budget of `bytes_per_sec` (0 = unlimited) with `burst_bytes` (0 = a tenth of a
     /// second of budget) and weight rules; topics matching no rule form one class of weight 1.
     pub fn new(bytes_per_sec: u64, burst_bytes: u64, rules: Vec<WeightRule>) -> Self {
-        let weights: Vec<f64> = rules.iter().map(|r| r.weight).chain([1.0]).collect();
+        let weights: Vec<f64> = rules.iter().map(WeightRule::weight).chain([1.0]).collect();
         let gates = weights.iter().map(|_| tokio::sync::Mutex::new(())).collect();
         let origin = Instant::now();
         Self {
@@ -100,7 +100,7 @@ impl Budget {
         let i = self
             .rules
             .iter()
-            .position(|r| r.regex.is_match(topic))
+            .position(|r| r.matches(topic))
             .unwrap_or(self.rules.len());
         cache.insert(topic.to_owned(), i);
         i

@@ -3,7 +3,6 @@
 //! right broker. Errors name the topic and partition; retrying is the caller's choice
 //! ([`super::Error::is_retriable`]).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,42 +11,10 @@ use kafka_protocol::protocol::Request;
 
 use super::cluster::Cluster;
 use super::error::Result;
-use super::requests::{self, Fetched};
+use super::requests::{
+    self, Fetched, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicConfig, TopicSpec,
+};
 use super::TopicPartition;
-
-/// Which end of a partition's log to ask for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OffsetSpec {
-    /// The log start offset.
-    Earliest,
-    /// The last stable offset (read_committed), i.e. where new data will appear.
-    Latest,
-}
-
-/// What a Fetch returned for one partition.
-#[derive(Clone, Debug, Default)]
-pub struct FetchedPartition {
-    /// The partition's high watermark.
-    pub high_watermark: i64,
-    /// The last stable offset: read_committed readers see data below it.
-    pub last_stable_offset: i64,
-    /// The first offset still in the log.
-    pub log_start_offset: i64,
-    /// Raw record batches; the last may be truncated.
-    pub records: Bytes,
-    /// Aborted transactions overlapping the answer: (producer id, first offset).
-    pub aborted: Vec<(i64, i64)>,
-}
-
-/// The broker's acknowledgement of one produced batch.
-#[derive(Clone, Copy, Debug)]
-pub struct ProduceAck {
-    /// Offset the broker gave the batch's first record.
-    pub base_offset: i64,
-    /// How long the broker asks the client not to send on this connection because a quota
-    /// was exceeded (KIP-219: the broker answers at once and mutes the channel meanwhile).
-    pub throttle_ms: i32,
-}
 
 /// A produce request on the wire.
 #[derive(Debug)]
@@ -64,29 +31,6 @@ impl PendingProduce {
         requests::process_produce(&response, &self.broker, &self.tp)
     }
 }
-
-/// An idempotent producer identity handed out by the cluster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProducerIdentity {
-    /// Producer id.
-    pub id: i64,
-    /// Producer epoch.
-    pub epoch: i16,
-}
-
-/// A topic to create.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TopicSpec {
-    /// Topic name.
-    pub name: String,
-    /// Number of partitions.
-    pub partitions: i32,
-    /// Topic configs to set.
-    pub configs: BTreeMap<String, String>,
-}
-
-/// A topic's configs as (name, value).
-pub type TopicConfig = BTreeMap<String, String>;
 
 impl Cluster {
     /// Whether any broker of the cluster serves request type `R` (checked on one connection).

@@ -20,13 +20,14 @@ mod tls;
 mod versions;
 
 pub use backoff::Backoff;
-pub use client::{FetchedPartition, OffsetSpec, PendingProduce, ProduceAck, ProducerIdentity, TopicConfig, TopicSpec};
+pub use client::PendingProduce;
 pub use cluster::{Cluster, ClusterMetadata, TopicMetadata};
 pub use conn::{Conn, InFlight};
 pub use error::{Error, Result};
 pub use kafka_protocol::error::ResponseError;
 pub use kafka_protocol::messages::ApiKey;
 pub use pace::{Pace, CHUNK_BYTES};
+pub use requests::{FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicConfig, TopicSpec};
 pub use security::Security;
 
 use std::fmt;

@@ -1,6 +1,9 @@
 //! The requests strait makes, as pure functions: `build_*` makes a request from what is asked,
-//! `process_*` turns the answer into a result whose errors name the topic and partition. The
+//! `process_*` turns the answer into a result whose errors name the topic and partition; and the
+//! types of what is asked and answered. The
 //! IO between them (which broker, one send) is [`super::Cluster`]'s, in `client.rs`.
+
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use kafka_protocol::error::ParseResponseErrorCode;
@@ -19,9 +22,65 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::client::{FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicConfig, TopicSpec};
 use super::error::{Error, Result};
 use super::{ResponseError, TopicPartition};
+
+/// Which end of a partition's log to ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The last stable offset (read_committed), i.e. where new data will appear.
+    Latest,
+}
+
+/// What a Fetch returned for one partition.
+#[derive(Clone, Debug, Default)]
+pub struct FetchedPartition {
+    /// The partition's high watermark.
+    pub high_watermark: i64,
+    /// The last stable offset: read_committed readers see data below it.
+    pub last_stable_offset: i64,
+    /// The first offset still in the log.
+    pub log_start_offset: i64,
+    /// Raw record batches; the last may be truncated.
+    pub records: Bytes,
+    /// Aborted transactions overlapping the answer: (producer id, first offset).
+    pub aborted: Vec<(i64, i64)>,
+}
+
+/// The broker's acknowledgement of one produced batch.
+#[derive(Clone, Copy, Debug)]
+pub struct ProduceAck {
+    /// Offset the broker gave the batch's first record.
+    pub base_offset: i64,
+    /// How long the broker asks the client not to send on this connection because a quota
+    /// was exceeded (KIP-219: the broker answers at once and mutes the channel meanwhile).
+    pub throttle_ms: i32,
+}
+
+/// An idempotent producer identity handed out by the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerIdentity {
+    /// Producer id.
+    pub id: i64,
+    /// Producer epoch.
+    pub epoch: i16,
+}
+
+/// A topic to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Number of partitions.
+    pub partitions: i32,
+    /// Topic configs to set.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// A topic's configs as (name, value).
+pub type TopicConfig = BTreeMap<String, String>;
 
 const READ_COMMITTED: i8 = 1;
 const TOPIC_RESOURCE: i8 = 2;

@@ -83,40 +83,22 @@ pub enum Error {
     /// The target partition holds records beyond strait's checkpoint that another producer
     /// wrote: nothing was written after them and no source record was skipped on their account.
     #[error(
-        "target {topic}/{partition}: offsets {first}..={last} hold {records} records of producer id {producer_id} \
-         (epoch {producer_epoch}), not written by strait: another producer writes to the target partition. \
-         The partition is halted and no source record was skipped. Stop the other producer, then either remove \
-         its records or set on_foreign_writer = \"skip\" (STRAIT_ON_FOREIGN_WRITER) to leave them in place and \
-         replicate every source record after them"
+        "{0}, not written by strait: another producer writes to the target partition. The partition is halted \
+         and no source record was skipped. Stop the other producer, then either remove its records or set \
+         on_foreign_writer = \"skip\" (STRAIT_ON_FOREIGN_WRITER) to leave them in place and replicate every \
+         source record after them"
     )]
-    ForeignWriter {
-        topic: String,
-        partition: i32,
-        first: i64,
-        last: i64,
-        producer_id: i64,
-        producer_epoch: i16,
-        records: i64,
-    },
+    ForeignWriter(ForeignBatches),
     /// The checkpoint was written by a strait that did not record its producer identities, and
     /// the target holds records beyond it: they cannot be told from another producer's.
     #[error(
-        "target {topic}/{partition}: offsets {first}..={last} beyond the checkpoint hold {records} records of \
-         producer id {producer_id} (epoch {producer_epoch}), and the checkpoint (written by an older strait) \
-         does not record which producer ids strait used, so they may be strait's or another producer's. \
-         The partition is halted and no source record was skipped. Set on_foreign_writer = \"skip\" \
-         (STRAIT_ON_FOREIGN_WRITER) to leave them in place and replicate the source again from the checkpoint \
-         (records an older strait wrote there then arrive twice; none is lost)"
+        "{0}, beyond a checkpoint written by an older strait that does not record which producer ids strait \
+         used, so they may be strait's or another producer's. The partition is halted and no source record \
+         was skipped. Set on_foreign_writer = \"skip\" (STRAIT_ON_FOREIGN_WRITER) to leave them in place and \
+         replicate the source again from the checkpoint (records an older strait wrote there then arrive twice; \
+         none is lost)"
     )]
-    UnattributedTail {
-        topic: String,
-        partition: i32,
-        first: i64,
-        last: i64,
-        producer_id: i64,
-        producer_epoch: i16,
-        records: i64,
-    },
+    UnattributedTail(ForeignBatches),
     /// The records beyond the checkpoint alternate between strait and other producers more often
     /// than one reconcile keeps track of.
     #[error(
@@ -160,4 +142,20 @@ pub enum Error {
         offset: i64,
         log_end: i64,
     },
+}
+
+/// Batches of a target partition that strait cannot count as its own.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "target {topic}/{partition}: offsets {first}..={last} hold {records} records of producer id {producer_id} \
+     (epoch {producer_epoch})"
+)]
+pub struct ForeignBatches {
+    pub topic: String,
+    pub partition: i32,
+    pub first: i64,
+    pub last: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub records: i64,
 }

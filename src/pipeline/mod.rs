@@ -51,7 +51,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-pub use error::{Error, Result};
+pub use error::{Error, ForeignBatches, Result};
 pub(crate) use memory::buffer_units;
 pub use resume::Position;
 pub use task::PartitionTask;

@@ -260,13 +260,7 @@ async fn a_foreign_write_halts_the_partition_naming_it_and_skips_nothing() {
     rig.source.append(&rig.tp, 7, &leak(&values(10..15)));
     let halted = task.await.expect("no panic");
     match halted {
-        Err(Error::ForeignWriter {
-            first,
-            last,
-            producer_id,
-            records,
-            ..
-        }) => assert_eq!((first, last, producer_id, records), (10, 12, 555, 3)),
+        Err(Error::ForeignWriter(f)) => assert_eq!((f.first, f.last, f.producer_id, f.records), (10, 12, 555, 3)),
         other => panic!("expected a foreign-writer halt, got {other:?}"),
     }
     // Nothing of the source was counted as written on the foreign records' account.

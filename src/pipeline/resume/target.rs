@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 use super::{is_behind, Foreign, Position, TailBatch, TailError, TailPlan, TailScan, MAX_TAIL_RUNS};
 use crate::config::OnForeignWriter;
 use crate::kafka::{OffsetSpec, ProducerIdentity, ResponseError, TopicPartition};
-use crate::pipeline::error::{Error, Result};
+use crate::pipeline::error::{Error, ForeignBatches, Result};
 use crate::pipeline::fetch::visible_end;
 use crate::pipeline::retry::{kafka_err, list_offset, retry};
 use crate::pipeline::wire::Fetch;
@@ -199,29 +199,19 @@ impl<T: Fetch> TargetTail<'_, T> {
     }
 
     fn foreign_writer(&self, f: Foreign) -> Error {
-        let (topic, partition) = (self.tp.topic.clone(), self.tp.partition);
-        let (first, last, producer_id, producer_epoch, records) =
-            (f.first, f.last, f.producer.id, f.producer.epoch, f.records);
+        let batches = ForeignBatches {
+            topic: self.tp.topic.clone(),
+            partition: self.tp.partition,
+            first: f.first,
+            last: f.last,
+            producer_id: f.producer.id,
+            producer_epoch: f.producer.epoch,
+            records: f.records,
+        };
         if f.unattributed {
-            Error::UnattributedTail {
-                topic,
-                partition,
-                first,
-                last,
-                producer_id,
-                producer_epoch,
-                records,
-            }
+            Error::UnattributedTail(batches)
         } else {
-            Error::ForeignWriter {
-                topic,
-                partition,
-                first,
-                last,
-                producer_id,
-                producer_epoch,
-                records,
-            }
+            Error::ForeignWriter(batches)
         }
     }
 

@@ -1,0 +1,364 @@
+//! Tests of the configuration: layers, env names, validation messages.
+
+use figment::Jail;
+
+use super::*;
+
+/// The reference file, checked in next to the code it documents.
+const REFERENCE: &str = include_str!("../../config/strait.toml");
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+fn load(file: Option<&str>, pairs: &[(&str, &str)]) -> Result<(Config, Vec<String>)> {
+    Config::load_from(file.map(Path::new), env(pairs))
+}
+
+#[test]
+fn defaults_match_the_documented_interface() {
+    let (c, warnings) = load(None, &[]).expect("defaults load");
+    assert!(warnings.is_empty());
+    assert_eq!(c, Config::default());
+    assert_eq!(c.source.bootstrap(), ["127.0.0.1:9092"]);
+    assert_eq!(c.target.bootstrap(), ["127.0.0.1:9093"]);
+    assert_eq!(
+        (c.source.client_id.as_str(), c.source.request_timeout_ms),
+        ("strait", 30_000)
+    );
+    assert_eq!(
+        (c.source.connections_per_broker, c.target.connections_per_broker),
+        (4, 2)
+    );
+    assert_eq!(c.topics.include, [".*"]);
+    assert!(c.topics.exclude.is_empty() && c.topics.prefix.is_empty());
+    assert_eq!(c.topics.refresh_secs, 30);
+    assert_eq!(c.start_from, StartFrom::Earliest);
+    assert_eq!((c.batch.max_bytes, c.batch.linger_ms), (1_048_576, 100));
+    assert_eq!((c.fetch.max_bytes, c.fetch.max_wait_ms), (1_048_576, 50));
+    assert_eq!(c.compression.zstd_level, 3);
+    assert_eq!(
+        c.http.socket_addr().expect("valid"),
+        "0.0.0.0:9090".parse().expect("addr")
+    );
+    assert_eq!(c.checkpoint.topic, "strait-checkpoints");
+    assert_eq!((c.shard.index, c.shard.count), (0, 1));
+    assert_eq!(c.alerts.retention_headroom_secs, 3600);
+    assert_eq!(c.shutdown_grace(), Duration::from_secs(30));
+    assert_eq!(c.on_foreign_writer, OnForeignWriter::Halt);
+    assert_eq!(c.on_missing_checkpoint, OnMissingCheckpoint::Halt);
+}
+
+#[test]
+fn on_missing_checkpoint_is_set_from_env_and_a_bad_value_names_the_variable() {
+    let (c, _) = load(None, &[("STRAIT_ON_MISSING_CHECKPOINT", "append")]).expect("loads");
+    assert_eq!(c.on_missing_checkpoint, OnMissingCheckpoint::Append);
+    let err = load(None, &[("STRAIT_ON_MISSING_CHECKPOINT", "guess")]).expect_err("not a choice");
+    assert!(err.to_string().contains("STRAIT_ON_MISSING_CHECKPOINT"), "{err}");
+    assert_eq!(err.exit_code(), 64);
+}
+
+#[test]
+fn on_foreign_writer_is_set_from_env_and_a_bad_value_names_the_variable() {
+    let (c, warnings) = load(None, &[("STRAIT_ON_FOREIGN_WRITER", "skip")]).expect("loads");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(c.on_foreign_writer, OnForeignWriter::Skip);
+    let (c, _) = load(None, &[("STRAIT_ON_FOREIGN_WRITER", "halt")]).expect("loads");
+    assert_eq!(c.on_foreign_writer, OnForeignWriter::Halt);
+    let err = load(None, &[("STRAIT_ON_FOREIGN_WRITER", "ignore")]).expect_err("not a choice");
+    let msg = err.to_string();
+    assert!(msg.contains("STRAIT_ON_FOREIGN_WRITER"), "{msg}");
+    assert_eq!(err.exit_code(), 64);
+}
+
+#[test]
+fn retention_headroom_alert_is_set_from_env_zero_disables_and_bounds_are_checked() {
+    let (c, warnings) = load(None, &[("STRAIT_ALERTS__RETENTION_HEADROOM_SECS", "7200")]).expect("loads");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(c.alerts.retention_headroom_secs, 7200);
+    let (c, _) = load(None, &[("STRAIT_ALERTS__RETENTION_HEADROOM_SECS", "0")]).expect("0 disables");
+    assert_eq!(c.alerts.retention_headroom_secs, 0);
+    let err = load(None, &[("STRAIT_ALERTS__RETENTION_HEADROOM_SECS", "40000000")]).expect_err("over a year");
+    let msg = err.to_string();
+    assert!(msg.starts_with("alerts.retention_headroom_secs = 40000000"), "{msg}");
+    assert!(msg.contains("0 to disable"), "{msg}");
+    assert_eq!(err.exit_code(), 64);
+    let err = load(None, &[("STRAIT_ALERTS__RETENTION_HEADROOM_SECS", "-1")]).expect_err("negative");
+    assert!(
+        err.to_string().contains("STRAIT_ALERTS__RETENTION_HEADROOM_SECS"),
+        "{err}"
+    );
+}
+
+#[test]
+fn budget_weights_are_parsed_once_as_read_and_a_bad_rule_says_how_to_fix_it() {
+    Jail::expect_with(|jail| {
+        jail.create_file("good.toml", "[budget]\nweights = [\"jaeger-.*=3\", \"logs-.*=1\"]\n")?;
+        let (c, _) = load(Some("good.toml"), &[]).expect("loads");
+        let rules: Vec<String> = c.budget.weights.iter().map(ToString::to_string).collect();
+        assert_eq!(rules, ["jaeger-.*=3", "logs-.*=1"]);
+        for bad in ["spans", "spans=0", "spans(=1"] {
+            jail.create_file("bad.toml", &format!("[budget]\nweights = [\"jaeger-.*=3\", {bad:?}]\n"))?;
+            let err = load(Some("bad.toml"), &[]).expect_err(bad);
+            let msg = err.to_string();
+            assert!(msg.starts_with("budget.weights.1: "), "{msg}");
+            assert!(msg.contains(&format!("{bad:?} is not a valid rule")), "{msg}");
+            assert!(msg.contains("write rules as REGEX=WEIGHT"), "{msg}");
+            assert!(msg.contains("fix budget.weights.1 in bad.toml"), "{msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+            assert_eq!(err.exit_code(), 64);
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn budget_weights_come_from_one_comma_separated_variable_as_documented() {
+    let (c, _) = load(None, &[("STRAIT_BUDGET__WEIGHTS", "jaeger-.*=3, logs-.{1,3}=1")]).expect("loads");
+    let rules: Vec<String> = c.budget.weights.iter().map(ToString::to_string).collect();
+    assert_eq!(rules, ["jaeger-.*=3", "logs-.{1,3}=1"]);
+    let (c, _) = load(None, &[("STRAIT_BUDGET__WEIGHTS", "")]).expect("empty");
+    assert!(c.budget.weights.is_empty());
+    let err = load(None, &[("STRAIT_BUDGET__WEIGHTS", "jaeger-.*=3,spans")]).expect_err("no weight");
+    let msg = err.to_string();
+    assert!(msg.contains("\"spans\" is not a valid rule"), "{msg}");
+    assert!(msg.contains("write rules as REGEX=WEIGHT"), "{msg}");
+    assert!(msg.contains("STRAIT_BUDGET__WEIGHTS"), "{msg}");
+    assert_eq!(err.exit_code(), 64);
+}
+
+#[test]
+fn toml_overrides_defaults() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "strait.toml",
+            r#"
+                start_from = "latest"
+                [source]
+                bootstrap_servers = "a:9092,b:9092"
+                [topics]
+                include = ["orders", "pay.*"]
+                prefix = "dr."
+                [compression]
+                zstd_level = 9
+                "#,
+        )?;
+        let (c, _) = load(Some("strait.toml"), &[]).expect("loads");
+        assert_eq!(c.source.bootstrap(), ["a:9092", "b:9092"]);
+        assert_eq!(c.source.client_id, "strait", "untouched keys keep defaults");
+        assert_eq!(c.topics.include, ["orders", "pay.*"]);
+        assert_eq!(c.topics.prefix, "dr.");
+        assert_eq!(c.start_from, StartFrom::Latest);
+        assert_eq!(c.compression.zstd_level, 9);
+        assert_eq!(c.target, Config::default().target);
+        Ok(())
+    });
+}
+
+#[test]
+fn env_overrides_toml_with_nesting() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "strait.toml",
+            "[batch]\nlinger_ms = 5\nmax_bytes = 2048\n[source]\nclient_id = \"from-file\"\n",
+        )?;
+        let (c, warnings) = load(
+            Some("strait.toml"),
+            &[
+                ("STRAIT_BATCH__LINGER_MS", "7"),
+                ("STRAIT_SOURCE__BOOTSTRAP_SERVERS", "x:1, y:2"),
+                ("STRAIT_TARGET__CLIENT_ID", "123"),
+                ("STRAIT_START_FROM", "latest"),
+                ("STRAIT_SHUTDOWN_GRACE_SECS", "5"),
+                ("STRAIT_SHARD__COUNT", "4"),
+                ("STRAIT_SHARD__INDEX", "3"),
+                ("STRAIT_CONFIG", "ignored.toml"),
+                ("STRAIT_LOG", "debug"),
+            ],
+        )
+        .expect("loads");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.batch.linger_ms, 7, "env beats the file");
+        assert_eq!(c.batch.max_bytes, 2048, "the file beats defaults");
+        assert_eq!(c.source.client_id, "from-file");
+        assert_eq!(c.source.bootstrap(), ["x:1", "y:2"]);
+        assert_eq!(c.target.client_id, "123", "numeric-looking strings stay strings");
+        assert_eq!(c.start_from, StartFrom::Latest);
+        assert_eq!(c.shutdown_grace_secs, 5);
+        assert_eq!((c.shard.index, c.shard.count), (3, 4));
+        Ok(())
+    });
+}
+
+#[test]
+fn include_accepts_a_comma_list_from_env_and_toml() {
+    let (c, _) = load(
+        None,
+        &[
+            ("STRAIT_TOPICS__INCLUDE", "orders-.*, pay{1,2}, [ab,]x"),
+            ("STRAIT_TOPICS__EXCLUDE", ""),
+        ],
+    )
+    .expect("loads");
+    assert_eq!(c.topics.include, ["orders-.*", "pay{1,2}", "[ab,]x"]);
+    assert!(c.topics.exclude.is_empty());
+    let f = c.topic_filter().expect("compiles");
+    assert!(f.matches("orders-eu") && f.matches("payy") && f.matches("ax"));
+    assert!(!f.matches("strait-checkpoints"));
+
+    Jail::expect_with(|jail| {
+        jail.create_file("strait.toml", "[topics]\ninclude = \"a.*,b\"\nexclude = [\"a,b\"]\n")?;
+        let (c, _) = load(Some("strait.toml"), &[]).expect("loads");
+        assert_eq!(c.topics.include, ["a.*", "b"]);
+        assert_eq!(c.topics.exclude, ["a,b"], "array items are never split");
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_env_var_warns_with_suggestion() {
+    let (_, warnings) = load(None, &[("STRAIT_SOURCE__BOOTSTRAP_SERVER", "a:1"), ("HOME", "/root")])
+        .expect("warnings do not fail the load");
+    assert_eq!(
+        warnings,
+        ["unknown variable STRAIT_SOURCE__BOOTSTRAP_SERVER; did you mean \
+              STRAIT_SOURCE__BOOTSTRAP_SERVERS?"]
+    );
+}
+
+#[test]
+fn env_type_error_names_key_and_variable() {
+    let err = load(None, &[("STRAIT_BATCH__MAX_BYTES", "abc")]).expect_err("not a number");
+    let msg = err.to_string();
+    assert!(msg.starts_with("batch.max_bytes: invalid type"), "{msg}");
+    assert!(msg.contains("environment variable STRAIT_BATCH__MAX_BYTES"), "{msg}");
+    assert!(msg.contains("set STRAIT_BATCH__MAX_BYTES to a valid value"), "{msg}");
+    assert_eq!(err.exit_code(), 64);
+
+    let msg = load(None, &[("STRAIT_START_FROM", "beginning")])
+        .expect_err("no such")
+        .to_string();
+    assert!(
+        msg.contains("start_from") && msg.contains("`earliest` or `latest`"),
+        "{msg}"
+    );
+    assert!(msg.contains("STRAIT_START_FROM"), "{msg}");
+}
+
+#[test]
+fn toml_type_error_names_key_and_file() {
+    Jail::expect_with(|jail| {
+        jail.create_file("strait.toml", "[batch]\nmax_bytes = \"lots\"\n")?;
+        let msg = load(Some("strait.toml"), &[]).expect_err("string").to_string();
+        assert!(msg.starts_with("batch.max_bytes: invalid type"), "{msg}");
+        assert!(msg.contains("strait.toml"), "{msg}");
+        assert!(msg.contains("fix batch.max_bytes in"), "{msg}");
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_toml_key_is_an_error_with_suggestion() {
+    Jail::expect_with(|jail| {
+        jail.create_file("strait.toml", "[source]\nbootstrap_server = \"a:1\"\n")?;
+        let err = load(Some("strait.toml"), &[]).expect_err("deny_unknown_fields");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(
+                "source.bootstrap_server: unknown field `bootstrap_server`, expected one of \
+                 `bootstrap_servers`, `client_id`, `request_timeout_ms`, `connections_per_broker`, `tls`, \
+                 `sasl` (from config file"
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("did you mean `bootstrap_servers`?"), "{msg}");
+        assert!(msg.contains("strait.toml"), "{msg}");
+        jail.create_file("top.toml", "linger_ms = 5\n")?;
+        let msg = load(Some("top.toml"), &[]).expect_err("not top level").to_string();
+        assert!(msg.starts_with("linger_ms: unknown field"), "{msg}");
+        Ok(())
+    });
+}
+
+#[test]
+fn broken_or_missing_file_is_an_error() {
+    Jail::expect_with(|jail| {
+        jail.create_file("bad.toml", "[source\n")?;
+        let err = load(Some("bad.toml"), &[]).expect_err("syntax");
+        assert!(matches!(err, Error::Parse { .. }), "{err:?}");
+        assert!(err.to_string().contains("is not valid TOML"), "{err}");
+        let err = load(Some("missing.toml"), &[]).expect_err("missing");
+        assert!(matches!(err, Error::ReadFile { .. }), "{err:?}");
+        assert!(err.to_string().contains("STRAIT_CONFIG"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn validation_runs_on_load() {
+    let err = load(None, &[("STRAIT_COMPRESSION__ZSTD_LEVEL", "0")]).expect_err("level 0");
+    assert!(
+        err.to_string()
+            .starts_with("compression.zstd_level = 0 is out of range"),
+        "{err}"
+    );
+    let err = load(None, &[("STRAIT_SHARD__INDEX", "1")]).expect_err("index 1 of 1");
+    assert!(err.to_string().contains("shard.count"), "{err}");
+}
+
+#[test]
+fn value_can_come_from_a_file_variable() {
+    Jail::expect_with(|jail| {
+        jail.create_file("client-id", "from-secret-file\n")?;
+        let path = jail.directory().join("client-id");
+        let path = path.to_str().expect("utf-8 temp dir");
+        let (c, warnings) = load(None, &[("STRAIT_SOURCE__CLIENT_ID_FILE", path)]).expect("loads");
+        assert!(warnings.is_empty());
+        assert_eq!(c.source.client_id, "from-secret-file");
+
+        let err = load(
+            None,
+            &[
+                ("STRAIT_SOURCE__CLIENT_ID_FILE", path),
+                ("STRAIT_SOURCE__CLIENT_ID", "x"),
+            ],
+        )
+        .expect_err("both");
+        assert!(matches!(err, Error::EnvConflict { .. }), "{err:?}");
+        let err = load(None, &[("STRAIT_SOURCE__CLIENT_ID_FILE", "/nonexistent/x")]).expect_err("unreadable");
+        assert!(err.to_string().contains("STRAIT_SOURCE__CLIENT_ID_FILE"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn every_error_exits_64() {
+    let errors = [
+        load(None, &[("STRAIT_BATCH__MAX_BYTES", "abc")]),
+        load(None, &[("STRAIT_BATCH__MAX_BYTES", "1")]),
+        load(None, &[("STRAIT_TOPICS__INCLUDE", "(")]),
+        load(Some("/nonexistent/strait.toml"), &[]),
+        load(None, &[("STRAIT_HTTP__LISTEN_FILE", "/nonexistent/x")]),
+    ];
+    for result in errors {
+        assert_eq!(result.expect_err("bad config").exit_code(), 64);
+    }
+}
+
+#[test]
+fn reference_file_is_exactly_the_defaults() {
+    // Parsed alone, without the defaults layer: every key must be spelled out in the file.
+    let from_file: Config = Figment::from(Toml::string(REFERENCE))
+        .extract()
+        .expect("config/strait.toml parses");
+    assert_eq!(from_file, Config::default());
+}
+
+#[test]
+fn reference_file_documents_every_key_and_variable() {
+    for key in known_keys() {
+        let leaf = key.rsplit('.').next().unwrap_or(&key);
+        assert!(REFERENCE.contains(&format!("{leaf} = ")), "{key} missing");
+        assert!(REFERENCE.contains(&env_var_for(&key)), "{} missing", env_var_for(&key));
+    }
+}

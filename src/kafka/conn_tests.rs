@@ -1,0 +1,99 @@
+//! Tests of the connection layer: framing, timeouts, keepalive.
+
+use super::*;
+use bytes::Buf;
+use kafka_protocol::messages::MetadataRequest;
+
+#[test]
+fn request_frames_carry_length_key_version_and_correlation() {
+    let frame = encode_request(&MetadataRequest::default(), 9, 42, &StrBytes::from_static_str("strait"))
+        .expect("metadata encodes");
+    let mut b = frame.clone();
+    assert_eq!(b.get_i32() as usize, frame.len() - 4);
+    assert_eq!(b.get_i16(), ApiKey::Metadata as i16);
+    assert_eq!(b.get_i16(), 9);
+    assert_eq!(b.get_i32(), 42);
+}
+
+/// A broker that answers ApiVersions (Metadata 0..12) and then never answers again.
+async fn silent_broker() -> String {
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::{ApiVersionsResponse, RequestHeader, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, Encodable};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let mut held = Vec::new();
+        loop {
+            let Ok(len) = s.read_i32().await else { return };
+            let mut frame = vec![0u8; len as usize];
+            s.read_exact(&mut frame).await.expect("frame");
+            let mut frame = Bytes::from(frame);
+            let version = i16::from_be_bytes([frame[2], frame[3]]);
+            let header = RequestHeader::decode(&mut frame, 2).expect("header");
+            if header.request_api_key != ApiKey::ApiVersions as i16 {
+                held.push(header.correlation_id);
+                continue;
+            }
+            let keys = [(ApiKey::ApiVersions, 0, 3), (ApiKey::Metadata, 0, 12)]
+                .iter()
+                .map(|(k, min, max)| {
+                    ApiVersion::default()
+                        .with_api_key(*k as i16)
+                        .with_min_version(*min)
+                        .with_max_version(*max)
+                })
+                .collect();
+            let mut buf = BytesMut::new();
+            ResponseHeader::default()
+                .with_correlation_id(header.correlation_id)
+                .encode(&mut buf, 0)
+                .expect("header");
+            ApiVersionsResponse::default()
+                .with_api_keys(keys)
+                .encode(&mut buf, version)
+                .expect("body");
+            s.write_all(&(buf.len() as i32).to_be_bytes()).await.expect("write");
+            s.write_all(&buf).await.expect("write");
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_timed_out_request_closes_its_connection_and_fails_the_others() {
+    let broker = silent_broker().await;
+    let conn = Conn::connect(&broker, "strait-test", Duration::from_millis(300))
+        .await
+        .expect("connects");
+    assert!(!conn.is_closed());
+    let first = conn.enqueue(&MetadataRequest::default()).await.expect("queued");
+    let second = conn.enqueue(&MetadataRequest::default()).await.expect("queued");
+    let err = first.response().await.expect_err("no answer");
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert!(conn.is_closed(), "a connection whose request timed out is not reused");
+    let other = second.response().await.expect_err("failed with it");
+    assert!(matches!(other, Error::ConnectionLost { .. }), "{other:?}");
+    assert!(
+        conn.enqueue(&MetadataRequest::default()).await.is_err(),
+        "nothing more is sent on it"
+    );
+}
+
+#[test]
+fn keepalive_probes_an_idle_connection() {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_tcp_keepalive(&keepalive()).expect("keepalive");
+    assert!(socket.keepalive().expect("read back"));
+    #[cfg(target_os = "linux")]
+    assert_eq!(socket.tcp_keepalive_time().expect("read back"), KEEPALIVE_IDLE);
+}
+
+#[tokio::test]
+async fn oversized_frames_are_refused() {
+    let mut data: &[u8] = &[0x7f, 0xff, 0xff, 0xff];
+    let err = read_frame(&mut data).await.expect_err("2 GiB frame refused");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+}
