@@ -17,46 +17,15 @@ fn request_frames_carry_length_key_version_and_correlation() {
 
 /// A broker that answers ApiVersions (Metadata 0..12) and then never answers again.
 async fn silent_broker() -> String {
-    use kafka_protocol::messages::api_versions_response::ApiVersion;
-    use kafka_protocol::messages::{ApiVersionsResponse, RequestHeader, ResponseHeader};
-    use kafka_protocol::protocol::{Decodable, Encodable};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use super::super::test_broker::{api_versions, read_request};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.expect("accept");
-        let mut held = Vec::new();
-        loop {
-            let Ok(len) = s.read_i32().await else { return };
-            let mut frame = vec![0u8; len as usize];
-            s.read_exact(&mut frame).await.expect("frame");
-            let mut frame = Bytes::from(frame);
-            let version = i16::from_be_bytes([frame[2], frame[3]]);
-            let header = RequestHeader::decode(&mut frame, 2).expect("header");
-            if header.request_api_key != ApiKey::ApiVersions as i16 {
-                held.push(header.correlation_id);
-                continue;
+        while let Some((api, version, header, _)) = read_request(&mut s).await {
+            if api == ApiKey::ApiVersions {
+                api_versions(&mut s, header.correlation_id, version, &[(ApiKey::Metadata, 0, 12)]).await;
             }
-            let keys = [(ApiKey::ApiVersions, 0, 3), (ApiKey::Metadata, 0, 12)]
-                .iter()
-                .map(|(k, min, max)| {
-                    ApiVersion::default()
-                        .with_api_key(*k as i16)
-                        .with_min_version(*min)
-                        .with_max_version(*max)
-                })
-                .collect();
-            let mut buf = BytesMut::new();
-            ResponseHeader::default()
-                .with_correlation_id(header.correlation_id)
-                .encode(&mut buf, 0)
-                .expect("header");
-            ApiVersionsResponse::default()
-                .with_api_keys(keys)
-                .encode(&mut buf, version)
-                .expect("body");
-            s.write_all(&(buf.len() as i32).to_be_bytes()).await.expect("write");
-            s.write_all(&buf).await.expect("write");
         }
     });
     addr

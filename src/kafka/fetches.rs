@@ -155,29 +155,16 @@ async fn send(wants: Vec<Want>, request_max_bytes: i64) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_broker::{answer, api_versions, read_request};
     use super::*;
-    use bytes::{Bytes, BytesMut};
-    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use bytes::Bytes;
     use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
-    use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, FetchResponse, RequestHeader, ResponseHeader};
-    use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+    use kafka_protocol::messages::{ApiKey, FetchResponse};
+    use kafka_protocol::protocol::{Decodable, HeaderVersion};
     use std::sync::Mutex;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
     use tokio::sync::Notify;
-
-    /// A response frame: size, header of `header_version`, body.
-    fn answer<R: Encodable>(correlation_id: i32, body: &R, version: i16, header_version: i16) -> Vec<u8> {
-        let mut buf = BytesMut::new();
-        ResponseHeader::default()
-            .with_correlation_id(correlation_id)
-            .encode(&mut buf, header_version)
-            .expect("header");
-        body.encode(&mut buf, version).expect("body");
-        let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&buf);
-        frame
-    }
 
     /// A broker that records the partitions of every Fetch and holds its first answer until
     /// `release` is notified; every partition gets an empty answer.
@@ -186,28 +173,11 @@ mod tests {
         let addr = listener.local_addr().expect("addr").to_string();
         tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.expect("accept");
-            loop {
-                let Ok(len) = s.read_i32().await else { return };
-                let mut frame = vec![0u8; len as usize];
-                s.read_exact(&mut frame).await.expect("frame");
-                let mut frame = Bytes::from(frame);
-                let key = i16::from_be_bytes([frame[0], frame[1]]);
-                let version = i16::from_be_bytes([frame[2], frame[3]]);
-                let api = ApiKey::try_from(key).expect("api key");
-                let header = RequestHeader::decode(&mut frame, api.request_header_version(version)).expect("header");
+            while let Some((api, version, header, mut frame)) = read_request(&mut s).await {
                 let id = header.correlation_id;
                 let out = if api == ApiKey::ApiVersions {
-                    let keys = [(ApiKey::ApiVersions, 0, 3), (ApiKey::Fetch, 4, 12)]
-                        .iter()
-                        .map(|(k, min, max)| {
-                            ApiVersion::default()
-                                .with_api_key(*k as i16)
-                                .with_min_version(*min)
-                                .with_max_version(*max)
-                        })
-                        .collect();
-                    // ApiVersions answers always carry a v0 header.
-                    answer(id, &ApiVersionsResponse::default().with_api_keys(keys), version, 0)
+                    api_versions(&mut s, id, version, &[(ApiKey::Fetch, 4, 12)]).await;
+                    continue;
                 } else {
                     let request = kafka_protocol::messages::FetchRequest::decode(&mut frame, version).expect("fetch");
                     let topics: Vec<FetchableTopicResponse> = request

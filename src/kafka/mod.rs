@@ -16,6 +16,8 @@ mod requests;
 pub mod retry;
 mod sasl;
 mod security;
+#[cfg(test)]
+mod test_broker;
 mod tls;
 mod versions;
 
