@@ -36,6 +36,12 @@ enum Command {
     Check,
     /// Print the version.
     Version,
+    /// Moved: the demo client is the `strait-demo` binary.
+    #[command(hide = true)]
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +58,17 @@ fn main() -> ExitCode {
         Command::Run => run(cli.config),
         Command::Plan => plan(cli.config),
         Command::Check => check(cli.config),
+        Command::Demo { args } => {
+            eprintln!(
+                "error: `strait demo` moved to its own binary; run: strait-demo {}",
+                if args.is_empty() {
+                    "--help".to_owned()
+                } else {
+                    args.join(" ")
+                }
+            );
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
 }
 

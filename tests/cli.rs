@@ -29,6 +29,14 @@ fn version_prints_the_crate_version() {
 }
 
 #[test]
+fn the_old_demo_subcommand_points_at_strait_demo() {
+    let out = strait(&["demo", "produce", "--spans", "10"], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("strait-demo produce --spans 10"), "{err}");
+}
+
+#[test]
 fn bad_values_exit_64_naming_key_value_and_fix() {
     let cases: &[(&str, &str, &[&str])] = &[
         (

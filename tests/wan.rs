@@ -57,17 +57,21 @@ impl Drop for Link {
     }
 }
 
+/// A source broker here and a target broker behind an emulated link (`prefix` names it).
+async fn across_a_link(prefix: &str, rate: &str, delay_ms: u32) -> Option<(Link, Kafka, Kafka)> {
+    let name = format!("{prefix}{}", std::process::id() % 100_000);
+    let Some((link, far)) = Link::up(&name, rate, delay_ms) else {
+        common::unavailable("network namespaces with ip/tc (root) for the WAN emulation");
+        return None;
+    };
+    let source = Kafka::single().await?;
+    let target = Kafka::in_netns(&name, &far).await?;
+    Some((link, source, target))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_survives_a_slow_distant_link_and_a_ten_second_cut() {
-    let name = format!("sw{}", std::process::id() % 100_000);
-    let Some((link, far)) = Link::up(&name, "4mbit", 25) else {
-        common::unavailable("network namespaces with ip/tc (root) for the WAN emulation");
-        return;
-    };
-    let Some(source) = Kafka::single().await else {
-        return;
-    };
-    let Some(target) = Kafka::in_netns(&name, &far).await else {
+    let Some((link, source, target)) = across_a_link("sw", "4mbit", 25).await else {
         return;
     };
     let topic = common::topic("wan");
@@ -112,4 +116,79 @@ async fn replication_survives_a_slow_distant_link_and_a_ten_second_cut() {
     for (part, want) in &sent {
         assert_eq!(&got[part], want, "partition {part}: every record once, in order");
     }
+}
+
+/// A black-holed path (every packet dropped, nothing reset) for longer than the request
+/// timeout: requests to the target time out, their connections are closed rather than reused,
+/// and once the path heals replication goes on by itself, every record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_path_longer_than_the_request_timeout_heals_by_itself() {
+    let Some((link, source, target)) = across_a_link("sb", "20mbit", 5).await else {
+        return;
+    };
+    common::metrics::recorder();
+    let topic = common::topic("blackhole");
+    common::create_topic(&source.bootstrap(), &topic, 1, &[]).await;
+    let p = common::producer(&source.bootstrap(), &[("linger.ms", "5")]);
+    let mut sent = Vec::new();
+    for i in 0..400 {
+        let r = common::tricky(0, "blackhole", i);
+        common::send(&p, &topic, 0, &r).await;
+        sent.push(r);
+    }
+
+    let mut cfg = common::config(&source.bootstrap(), &target.bootstrap(), &topic);
+    cfg.target.request_timeout_ms = 3_000;
+    cfg.checkpoint.interval_ms = 500;
+    let strait = Strait::start(cfg);
+    let progress = strait.progress.clone();
+    common::eventually_sync("the first records across the link", Duration::from_secs(60), || {
+        progress.totals().records >= 400
+    })
+    .await;
+    let target_errors = || {
+        common::metrics::sum(
+            &common::metrics::render(),
+            "strait_request_errors_total",
+            &[("cluster", "target")],
+        )
+        .unwrap_or(0.0)
+    };
+    let errors_before = target_errors();
+    link.set("cut");
+    // Records written while the path is black-holed wait on the source.
+    for i in 400..800 {
+        let r = common::tricky(0, "blackhole", i);
+        common::send(&p, &topic, 0, &r).await;
+        sent.push(r);
+    }
+    // The premise: strait's requests to the target failed while the path was cut (a produce
+    // times out after 3 s; what follows cannot connect).
+    common::eventually_sync(
+        "requests to the black-holed target failing",
+        Duration::from_secs(60),
+        || target_errors() > errors_before,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let during = progress.totals().records;
+    link.set("heal");
+    let healed = std::time::Instant::now();
+    common::eventually_sync("every record across the healed link", Duration::from_secs(180), || {
+        progress.totals().records >= 800
+    })
+    .await;
+    eprintln!(
+        "replication caught up {:.1} s after the path healed (request timeout 3 s)",
+        healed.elapsed().as_secs_f64()
+    );
+    assert!(during < 800, "the cut happened while records were waiting");
+    strait.stop().await;
+    let got = common::consume(
+        &target.bootstrap(),
+        &topic,
+        &BTreeMap::from([(0, 800)]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(got[&0], sent, "every record once, in order");
 }
