@@ -31,6 +31,24 @@ use crate::telemetry;
 
 /// Fetch answers waiting for the sink. Small: the sink is the slow side when the link is.
 const CHUNK_QUEUE: usize = 2;
+/// Most producer identities a partition's checkpoint names. A new one is taken only when the
+/// target refused the last (lost producer state, fencing), so this covers far more than the
+/// batches of one identity can still be on their way.
+const MAX_WRITERS: usize = 32;
+
+/// Adds `found` to `writers`, the identities that may have written beyond the position. None is
+/// dropped for not being found in a tail: a batch sent before a timeout may still land, or sit
+/// above the high watermark while the tail is read, and must be recognised as strait's when it
+/// shows. Only the oldest go, beyond [`MAX_WRITERS`].
+fn remember(writers: &mut Vec<ProducerIdentity>, found: impl IntoIterator<Item = ProducerIdentity>) {
+    for p in found {
+        if !writers.contains(&p) {
+            writers.push(p);
+        }
+    }
+    let excess = writers.len().saturating_sub(MAX_WRITERS);
+    writers.drain(..excess);
+}
 
 /// Everything one partition task needs.
 #[derive(Debug)]
@@ -94,9 +112,15 @@ impl<S: Fetch, T: Fetch + Produce> PartitionTask<S, T> {
         let Some(mut resume) = self.resume().await? else {
             return Ok(());
         };
-        // strait's producer identities that may have written beyond the position: those found in
-        // the tail, and the one in use.
-        let mut writers = resume.tail.writers.clone();
+        // strait's producer identities that may have written beyond the position: those the
+        // checkpoint names, those found in the tail, and the one in use.
+        let mut writers = Vec::new();
+        let known = self
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.writers.as_deref())
+            .unwrap_or_default();
+        remember(&mut writers, known.iter().chain(&resume.tail.writers).copied());
         // The producer identity and the sequence of the first record at `resume.at`, when the
         // last pipeline's identity is still good (its batches can still be deduplicated).
         let mut carried: Option<(ProducerIdentity, i32)> = None;
@@ -133,10 +157,7 @@ impl<S: Fetch, T: Fetch + Produce> PartitionTask<S, T> {
                 Some(Reconciled::Behind(end)) => return Err(self.target_behind(at, end)),
                 Some(Reconciled::Tail(tail)) => tail,
             };
-            writers.clone_from(&tail.writers);
-            if let Some((p, _)) = keep.filter(|(p, _)| !writers.contains(p)) {
-                writers.push(p);
-            }
+            remember(&mut writers, tail.writers.iter().copied().chain(keep.map(|(p, _)| p)));
             resume = Resume { at, tail };
             carried = keep;
         }
@@ -167,7 +188,7 @@ impl<S: Fetch, T: Fetch + Produce> PartitionTask<S, T> {
         else {
             return Ok(None);
         };
-        writers.push(p);
+        remember(writers, [p]);
         if !self.feed.claim(resume.at, writers, &self.cancel).await {
             return Ok(None);
         }
@@ -309,5 +330,34 @@ impl<S: Fetch, T: Fetch + Produce> PartitionTask<S, T> {
             checkpoint: at.target,
             end,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(id: i64) -> ProducerIdentity {
+        ProducerIdentity { id, epoch: 0 }
+    }
+
+    #[test]
+    fn an_identity_not_found_in_a_tail_is_still_remembered() {
+        // The identity whose produce timed out wrote nothing visible yet: an empty tail must not
+        // make it a stranger when its batch shows up.
+        let mut writers = vec![id(1)];
+        remember(&mut writers, []);
+        remember(&mut writers, [id(2)]);
+        remember(&mut writers, [id(1), id(2)]);
+        assert_eq!(writers, vec![id(1), id(2)]);
+    }
+
+    #[test]
+    fn only_the_oldest_identities_go_beyond_the_bound() {
+        let mut writers = Vec::new();
+        remember(&mut writers, (0..MAX_WRITERS as i64 + 3).map(id));
+        assert_eq!(writers.len(), MAX_WRITERS);
+        assert_eq!(writers.first(), Some(&id(3)));
+        assert_eq!(writers.last(), Some(&id(MAX_WRITERS as i64 + 2)));
     }
 }
