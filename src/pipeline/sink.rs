@@ -150,12 +150,14 @@ impl<T: Fetch + Produce> Sink<T> {
             }
         }
         let mut absorbed = 0u64;
+        // One clock read per chunk: its records arrived together.
+        let now = Instant::now();
         for record in records {
             if self.acker.absorb(record.offset) {
                 absorbed += 1;
                 continue;
             }
-            if let Err(record) = self.batcher.push(record, Instant::now()) {
+            if let Err(record) = self.batcher.push(record, now) {
                 self.flush(self.batcher.after_last_record()).await?;
                 if let Err(record) = self.batcher.push(record, Instant::now()) {
                     self.drain().await?;
