@@ -18,6 +18,9 @@ pub const SOURCE_GAP_RECORDS: &str = "strait_source_gap_records_total";
 /// Records of other producers found in a target partition strait replicates into and left in
 /// place (`on_foreign_writer = "skip"`); no source record is skipped on their account.
 pub const FOREIGN_RECORDS: &str = "strait_foreign_records_total";
+/// strait's own records found twice in a target partition: a batch whose answer was lost
+/// landed after strait had written its records again under a new producer identity.
+pub const TARGET_DUPLICATE_RECORDS: &str = "strait_target_duplicate_records_total";
 /// 1 while a partition is halted on an error that needs an operator.
 pub const PARTITION_HALTED: &str = "strait_partition_halted";
 /// Checkpoint writes that failed.
@@ -123,6 +126,11 @@ fn describe() {
         FOREIGN_RECORDS,
         Unit::Count,
         "Records of other producers in the target partition, left in place"
+    );
+    describe_counter!(
+        TARGET_DUPLICATE_RECORDS,
+        Unit::Count,
+        "Records strait wrote twice to the target partition (a lost answer's batch landed late)"
     );
     describe_gauge!(
         PARTITION_HALTED,
@@ -306,6 +314,7 @@ mod tests {
         LAG_RECORDS,
         SOURCE_GAP_RECORDS,
         FOREIGN_RECORDS,
+        TARGET_DUPLICATE_RECORDS,
         PARTITION_HALTED,
         CHECKPOINT_ERRORS,
         CHECKPOINT_AGE,

@@ -17,6 +17,8 @@ const VALUE: &str = "value";
 const V1_BODY_FIXED: usize = 4 + 4 * 8;
 /// Bytes of one producer identity in the writers list: `i64` id, `i16` epoch.
 const WRITER_LEN: usize = 8 + 2;
+/// Bytes of one writer's sequence.
+const SEQUENCE_LEN: usize = 4;
 
 fn put_str(buf: &mut BytesMut, s: &str) {
     let len = u32::try_from(s.len()).expect("checkpoint names and ids are shorter than 4 GiB");
@@ -37,17 +39,22 @@ pub fn encode_key(replication_id: &str, topic: &str, partition: i32) -> Bytes {
 /// Encodes the value of a checkpoint without producer identities (its writers are unknown to
 /// whoever resumes from it).
 pub fn encode_value(c: &Checkpoint) -> Bytes {
-    encode(c, None)
+    encode(c, None, None)
 }
 
 /// Encodes the value of a checkpoint record in the current format version: the writers list is
 /// appended to the body when known.
 pub fn encode_record_value(r: &CheckpointRecord) -> Bytes {
-    encode(&r.checkpoint, r.writers.as_deref())
+    encode(&r.checkpoint, r.writers.as_deref(), r.sequences.as_deref())
 }
 
-fn encode(c: &Checkpoint, writers: Option<&[ProducerIdentity]>) -> Bytes {
-    let writers_len = writers.map_or(0, |w| 4 + w.len() * WRITER_LEN);
+fn encode(c: &Checkpoint, writers: Option<&[ProducerIdentity]>, sequences: Option<&[i32]>) -> Bytes {
+    // Sequences are written only with writers, one each.
+    let sequences = writers
+        .zip(sequences)
+        .map(|(w, s)| (0..w.len()).map(|i| s.get(i).copied().unwrap_or(-1)));
+    let writers_len =
+        writers.map_or(0, |w| 4 + w.len() * WRITER_LEN) + sequences.as_ref().map_or(0, |s| 4 + s.len() * SEQUENCE_LEN);
     let body_len = V1_BODY_FIXED + c.target_topic.len() + writers_len;
     let mut buf = BytesMut::with_capacity(2 + 4 + body_len);
     buf.put_i16(VALUE_VERSION);
@@ -62,6 +69,12 @@ fn encode(c: &Checkpoint, writers: Option<&[ProducerIdentity]>) -> Bytes {
         for w in writers {
             buf.put_i64(w.id);
             buf.put_i16(w.epoch);
+        }
+    }
+    if let Some(sequences) = sequences {
+        buf.put_u32(u32::try_from(sequences.len()).expect("a partition has far fewer than 4 billion writers"));
+        for s in sequences {
+            buf.put_i32(s);
         }
     }
     buf.freeze()
@@ -126,7 +139,32 @@ pub fn decode_record(key: &[u8], value: &[u8]) -> Result<CheckpointRecord> {
         }
         Some(writers)
     };
-    Ok(CheckpointRecord { checkpoint, writers })
+    let sequences = match &writers {
+        Some(w) if r.pos < r.buf.len() => {
+            let at = r.base + r.pos;
+            let count = r.u32("sequence count")?;
+            if count != w.len() {
+                return Err(Error::CountMismatch {
+                    part: VALUE,
+                    field: "sequences",
+                    at,
+                    found: count,
+                    expected: w.len(),
+                });
+            }
+            let mut sequences = Vec::with_capacity(w.len());
+            for _ in 0..count {
+                sequences.push(r.i32("writer sequence")?);
+            }
+            Some(sequences)
+        }
+        _ => None,
+    };
+    Ok(CheckpointRecord {
+        checkpoint,
+        writers,
+        sequences,
+    })
 }
 
 /// A cursor over untrusted bytes; every read is bounds-checked and reports where it failed.
@@ -387,6 +425,7 @@ mod tests {
                     epoch: i16::MAX,
                 },
             ]),
+            sequences: Some(vec![17, -1]),
         }
     }
 
@@ -399,7 +438,7 @@ mod tests {
             hex(&value),
             concat!(
                 "0001",               // value version 1
-                "00000045",           // body length 69 = 36 + 9 + 4 + 2 * 10
+                "00000051",           // body length 81 = 36 + 9 + 4 + 2 * 10 + 4 + 2 * 4
                 "00000009",           // target topic length
                 "6463312e7370616e73", // "dc1.spans"
                 "00000000000004d2",   // next source offset 1234
@@ -411,6 +450,9 @@ mod tests {
                 "0000",               // producer epoch 0
                 "0000000000000fa1",   // producer id 4001
                 "7fff",               // producer epoch 32767
+                "00000002",           // 2 sequences
+                "00000011",           // sequence 17 of producer 4000
+                "ffffffff",           // sequence of producer 4001 unknown
             )
         );
         let key = key_of(&r.checkpoint);
@@ -430,6 +472,7 @@ mod tests {
         let none = CheckpointRecord {
             checkpoint: c.clone(),
             writers: Some(vec![]),
+            sequences: None,
         };
         let value = encode_record_value(&none);
         assert_eq!(value.len(), old.len() + 4);
@@ -437,8 +480,41 @@ mod tests {
     }
 
     #[test]
+    fn writers_without_sequences_decode_with_unknown_sequences_and_a_wrong_count_is_an_error() {
+        // Written by a strait that recorded identities but not their sequences.
+        let r = CheckpointRecord {
+            sequences: None,
+            ..sample_record()
+        };
+        let value = encode_record_value(&r);
+        assert_eq!(value.len(), encode_record_value(&sample_record()).len() - 4 - 2 * 4);
+        let key = key_of(&r.checkpoint);
+        assert_eq!(decode_record(&key, &value).expect("decodes"), r);
+        // One sequence for two writers.
+        let mut value = value.to_vec();
+        value.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 5]);
+        let body_len = u32::from_be_bytes([value[2], value[3], value[4], value[5]]) + 8;
+        value[2..6].copy_from_slice(&body_len.to_be_bytes());
+        let err = decode_record(&key, &value).expect_err("one sequence for two writers");
+        assert!(
+            matches!(
+                err,
+                Error::CountMismatch {
+                    found: 1,
+                    expected: 2,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn a_writer_count_past_the_body_is_truncated() {
-        let r = sample_record();
+        let r = CheckpointRecord {
+            sequences: None,
+            ..sample_record()
+        };
         let mut value = encode_record_value(&r).to_vec();
         // Claim a third writer the body does not hold.
         let count_at = value.len() - 2 * WRITER_LEN - 4;
@@ -599,11 +675,14 @@ mod tests {
         #[test]
         fn record_round_trips(
             c in checkpoint(),
-            writers in proptest::option::of(proptest::collection::vec((any::<i64>(), any::<i16>()), 0..8)),
+            writers in proptest::option::of(proptest::collection::vec((any::<i64>(), any::<i16>(), -1..i32::MAX), 0..8)),
+            with_sequences in any::<bool>(),
         ) {
+            let sequences = writers.as_ref().filter(|_| with_sequences).map(|w| w.iter().map(|x| x.2).collect());
             let r = CheckpointRecord {
                 checkpoint: c,
-                writers: writers.map(|w| w.into_iter().map(|(id, epoch)| ProducerIdentity { id, epoch }).collect()),
+                writers: writers.map(|w| w.into_iter().map(|(id, epoch, _)| ProducerIdentity { id, epoch }).collect()),
+                sequences,
             };
             let value = encode_record_value(&r);
             let key = key_of(&r.checkpoint);

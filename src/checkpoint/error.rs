@@ -55,6 +55,20 @@ pub enum Error {
         #[source]
         source: std::str::Utf8Error,
     },
+    /// A list that must have one entry per writer has another count.
+    #[error("checkpoint {part} lists {found} {field} at byte {at} for {expected} writers")]
+    CountMismatch {
+        /// "key" or "value".
+        part: &'static str,
+        /// The list.
+        field: &'static str,
+        /// Where the count is.
+        at: usize,
+        /// The count found.
+        found: usize,
+        /// The number of writers.
+        expected: usize,
+    },
     /// Bytes follow the last field.
     #[error("checkpoint {part} has {extra} unexpected bytes after byte {at}")]
     TrailingBytes {

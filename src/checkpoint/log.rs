@@ -131,6 +131,18 @@ impl Latest {
             return;
         };
         match decode_record(key, value) {
+            // A checkpoint of an older writer generation than the one held (a fenced process
+            // that wrote once more after a newer one claimed the partition) replaces nothing.
+            Ok(c)
+                if self
+                    .entries
+                    .get(&source)
+                    .is_some_and(|held| held.checkpoint.writer_epoch > c.checkpoint.writer_epoch) =>
+            {
+                tracing::info!(topic = %tp.topic, partition = tp.partition, offset = record.offset,
+                    source_topic = %source.topic, source_partition = source.partition, writer_epoch = c.checkpoint.writer_epoch,
+                    "checkpoint of an older writer after a newer one's claim: ignored");
+            }
             Ok(c) => {
                 self.entries.insert(source, c);
             }
@@ -221,6 +233,31 @@ mod tests {
                 (TopicPartition::new("logs", 3), cp("dc1", "logs", 3, 5)),
                 (TopicPartition::new("spans", 0), cp("dc1", "spans", 0, 20)),
             ]
+        );
+    }
+
+    #[test]
+    fn a_newer_writer_s_claim_is_not_replaced_by_an_older_writer_s_later_checkpoint() {
+        let mut latest = Latest::new("dc1");
+        let epoch = |e: i64, next: i64| Checkpoint {
+            writer_epoch: e,
+            ..cp("dc1", "spans", 0, next)
+        };
+        // The newer process (epoch 2) claims at 10; the fenced one (epoch 1) writes once more
+        // at 15; the newer one goes on at 12; then a tombstone, then a fresh start at epoch 0.
+        let records = [put(0, &epoch(1, 8)), put(1, &epoch(2, 10)), put(2, &epoch(1, 15))];
+        apply_fetch(&tp(), 0, batch_at(&records), vec![], &mut latest).expect("applies");
+        assert_eq!(positions(&latest)[&TopicPartition::new("spans", 0)], epoch(2, 10));
+        let more = [
+            put(3, &epoch(2, 12)),
+            record(4, Some(encode_key("dc1", "spans", 0)), None),
+            put(5, &epoch(0, 1)),
+        ];
+        apply_fetch(&tp(), 3, batch_at(&more), vec![], &mut latest).expect("applies");
+        assert_eq!(
+            positions(&latest)[&TopicPartition::new("spans", 0)],
+            epoch(0, 1),
+            "a tombstone deletes whatever the epoch"
         );
     }
 
@@ -337,6 +374,7 @@ mod tests {
             .map(|i| CheckpointRecord {
                 checkpoint: cp("dc1", "spans", i % 7, i64::from(i)),
                 writers: writers(i),
+                sequences: Some(vec![i]),
             })
             .collect();
         let bytes = encode_checkpoints(&cps, 1_700_000_000_000).expect("encodes");
@@ -357,6 +395,7 @@ mod tests {
                 Some(&CheckpointRecord {
                     checkpoint: cp("dc1", "spans", i % 7, i64::from(i)),
                     writers: writers(i),
+                    sequences: Some(vec![i]),
                 })
             );
         }

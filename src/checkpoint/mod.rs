@@ -49,7 +49,14 @@
 //! | 42 + T      | 4      | writer count         | `u32` = N                                     |
 //! | 46 + T      | 10 × N | writers              | N × (`i64` producer id, `i16` producer epoch) |
 //!
-//! so B = 40 + T + 10 × N. The writers are every idempotent producer identity strait may have
+//! so B = 40 + T + 10 × N. Then, appended the same way, each writer's sequence at the position:
+//!
+//! | offset           | size  | field          | type / value                                  |
+//! |------------------|-------|----------------|-----------------------------------------------|
+//! | 46 + T + 10 × N  | 4     | sequence count | `u32` = N, as many as writers                 |
+//! | 50 + T + 10 × N  | 4 × N | sequences      | N × `i32`, -1 when unknown                    |
+//!
+//! so B = 44 + T + 14 × N. The writers are every idempotent producer identity strait may have
 //! written with at or beyond the next target offset (see [`CheckpointRecord`]). A body that ends
 //! after the wall clock is a checkpoint of a strait that did not record them: its writers are
 //! unknown ([`CheckpointRecord::writers`] is `None`), which is not the same as none. A null value
@@ -112,6 +119,11 @@ pub struct CheckpointRecord {
     /// `checkpoint.next_target_offset`. `None`: written by a strait that did not record them, so
     /// nothing beyond the checkpoint can be attributed to strait.
     pub writers: Option<Vec<ProducerIdentity>>,
+    /// For each of `writers`, in order: the producer sequence it gives (or would give) the
+    /// first kept source record at `checkpoint.next_source_offset`, or `-1` when unknown. It
+    /// tells which source records a batch of that identity beyond the checkpoint holds.
+    /// `None`: written by a strait that did not record them.
+    pub sequences: Option<Vec<i32>>,
 }
 
 impl From<Checkpoint> for CheckpointRecord {
@@ -120,6 +132,7 @@ impl From<Checkpoint> for CheckpointRecord {
         CheckpointRecord {
             checkpoint,
             writers: None,
+            sequences: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::checkpoints::Feed;
-use super::resume::{Position, Tail};
+use super::resume::{sequence_plus, Position, Tail};
 use super::send::Sent;
 use crate::kafka::TopicPartition;
 use crate::report::Progress;
@@ -30,8 +30,10 @@ pub(super) struct Acker {
     feed: Arc<Feed>,
     /// Everything below is acknowledged by the target.
     acked: Position,
-    /// The producer sequence of the first record at `acked`.
-    sequence: i32,
+    /// The producer sequence of the first kept source record at the starting position.
+    start_sequence: i32,
+    /// Records acknowledged by the target since the start.
+    acked_records: i64,
     /// What the target already holds beyond `acked`: strait's own records (written before a
     /// crash or a lost answer) are dropped from the source, other producers' passed over.
     tail: Tail,
@@ -55,7 +57,8 @@ impl Acker {
             progress,
             feed,
             acked: at,
-            sequence,
+            start_sequence: sequence,
+            acked_records: 0,
             tail,
             last_max_timestamp: None,
         }
@@ -66,9 +69,15 @@ impl Acker {
         self.acked
     }
 
-    /// The producer sequence of the first record at the position.
+    /// The producer sequence of the first record at the position: every kept source record
+    /// the position moved past, written or found in place, moves it on by one.
     pub(super) fn sequence(&self) -> i32 {
-        self.sequence
+        sequence_plus(self.start_sequence, self.records_moved())
+    }
+
+    /// Kept source records the position moved past since the start.
+    fn records_moved(&self) -> i64 {
+        self.acked_records + self.tail.absorbed()
     }
 
     /// Whether the kept source record at `offset` is already on the target (strait wrote it
@@ -84,7 +93,7 @@ impl Acker {
             metrics::histogram!(telemetry::END_TO_END_LATENCY).record(Duration::from_millis(age_ms as u64));
         }
         self.last_max_timestamp = Some(sent.max_timestamp);
-        self.sequence = self.sequence.wrapping_add(sent.count as i32) & i32::MAX;
+        self.acked_records += sent.count;
         let at = Position {
             source: sent.until,
             target: self.acked.target + sent.count,
@@ -149,7 +158,7 @@ impl Acker {
 
     fn advance(&mut self, at: Position, moved: Moved, oldest_held: Option<i64>) {
         self.acked = at;
-        self.feed.advance(at);
+        self.feed.advance(at, self.records_moved());
         let oldest = oldest_held.or(self.last_max_timestamp);
         let (lag, average) = self.progress.update(&self.tp, |s| {
             s.next_source_offset = at.source;

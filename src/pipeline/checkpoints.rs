@@ -14,7 +14,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::resume::Position;
-use crate::kafka::ProducerIdentity;
+use super::writers::Writers;
 
 /// The state of one partition a checkpoint records.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,8 +25,11 @@ pub struct Acked {
     pub target_topic: String,
     /// Which writer generation of this partition this process is.
     pub writer_epoch: i64,
-    /// strait's producer identities that may have written at or beyond `at.target`.
-    pub writers: Vec<ProducerIdentity>,
+    /// strait's producer identities that may have written at or beyond `at.target`, with
+    /// their sequences where the last claim or publish stood.
+    pub writers: Writers,
+    /// Kept source records the position moved on by since then.
+    pub moved: i64,
     /// Bumped on every claim: a confirmation of this generation means a checkpoint holds
     /// `writers` (and a position at least this one).
     pub generation: u64,
@@ -75,12 +78,14 @@ impl Feed {
         self.writer_epoch
     }
 
-    /// Publishes a new acknowledged position (a no-op before the first [`Self::publish`]: no
-    /// position is known to be consistent until then).
-    pub fn advance(&self, at: Position) {
+    /// Publishes a new acknowledged position, `moved` kept source records past the last claim
+    /// or publish (a no-op before the first [`Self::publish`]: no position is known to be
+    /// consistent until then).
+    pub fn advance(&self, at: Position, moved: i64) {
         self.state.send_if_modified(|s| match s {
-            Some(acked) if acked.at != at => {
+            Some(acked) if acked.at != at || acked.moved != moved => {
                 acked.at = at;
+                acked.moved = moved;
                 true
             }
             _ => false,
@@ -89,7 +94,7 @@ impl Feed {
 
     /// Publishes a consistent position `at` (resumed or reconciled) with the identities that
     /// may have written beyond it, as a new generation; returns it.
-    pub fn publish(&self, at: Position, writers: &[ProducerIdentity]) -> u64 {
+    pub fn publish(&self, at: Position, writers: &Writers) -> u64 {
         let mut generation = 0;
         self.state.send_modify(|s| {
             generation = s.as_ref().map_or(0, |a| a.generation) + 1;
@@ -97,7 +102,8 @@ impl Feed {
                 at,
                 target_topic: self.target_topic.clone(),
                 writer_epoch: self.writer_epoch,
-                writers: writers.to_vec(),
+                writers: writers.clone(),
+                moved: 0,
                 generation,
             });
         });
@@ -106,7 +112,7 @@ impl Feed {
 
     /// [`Self::publish`], then asks for a checkpoint at once and waits until one holding it is
     /// written. `false` when cancelled first.
-    pub async fn claim(&self, at: Position, writers: &[ProducerIdentity], cancel: &CancellationToken) -> bool {
+    pub async fn claim(&self, at: Position, writers: &Writers, cancel: &CancellationToken) -> bool {
         let generation = self.publish(at, writers);
         self.wanted.notify_one();
         let mut written = self.written.clone();
@@ -115,6 +121,15 @@ impl Feed {
             // The tap outlives every task; if it is gone, strait is stopping.
             done = written.wait_for(|&g| g >= generation) => done.is_ok(),
         }
+    }
+}
+
+impl Acked {
+    /// The writers with their sequences at `at`.
+    pub fn writers_at_position(&self) -> Writers {
+        let mut writers = self.writers.clone();
+        writers.moved(self.moved);
+        writers
     }
 }
 
@@ -137,6 +152,7 @@ impl Tap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::ProducerIdentity;
 
     fn at(source: i64, target: i64) -> Position {
         Position { source, target }
@@ -148,10 +164,11 @@ mod tests {
         let (feed, tap) = super::feed(Arc::clone(&wanted), "spans", 1);
         let cancel = CancellationToken::new();
         // Before any claim nothing is checkpointable, and positions are not published.
-        feed.advance(at(5, 5));
+        feed.advance(at(5, 5), 5);
         assert_eq!(tap.current(), None);
         let id = ProducerIdentity { id: 7, epoch: 0 };
-        let ids = [id];
+        let mut ids = Writers::default();
+        ids.add(id, Some(0));
         let claim = feed.claim(at(0, 10), &ids, &cancel);
         tokio::pin!(claim);
         // The claim asked for a write and waits for it.
@@ -162,7 +179,7 @@ mod tests {
         }
         let acked = tap.current().expect("published");
         assert_eq!(
-            (acked.at, acked.generation, acked.writers.clone()),
+            (acked.at, acked.generation, acked.writers.identities()),
             (at(0, 10), 1, vec![id])
         );
         assert_eq!((acked.target_topic.as_str(), acked.writer_epoch), ("spans", 1));
@@ -176,9 +193,17 @@ mod tests {
         tap.confirm(acked.generation);
         assert!(claim.await);
         // Positions now flow; the writers stay.
-        feed.advance(at(3, 13));
+        feed.advance(at(3, 13), 3);
         let now = tap.current().expect("published");
-        assert_eq!((now.at, now.generation, now.writers), (at(3, 13), 1, vec![id]));
+        assert_eq!(
+            (now.at, now.generation, now.writers.identities()),
+            (at(3, 13), 1, vec![id])
+        );
+        assert_eq!(
+            now.writers_at_position().sequence(id),
+            Some(3),
+            "sequences move with the position"
+        );
     }
 
     #[tokio::test]
@@ -186,6 +211,6 @@ mod tests {
         let (feed, _tap) = super::feed(Arc::new(Notify::new()), "spans", 0);
         let cancel = CancellationToken::new();
         cancel.cancel();
-        assert!(!feed.claim(at(0, 0), &[], &cancel).await);
+        assert!(!feed.claim(at(0, 0), &Writers::default(), &cancel).await);
     }
 }

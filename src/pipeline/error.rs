@@ -89,6 +89,24 @@ pub enum Error {
          source record after them"
     )]
     ForeignWriter(ForeignBatches),
+    /// Another strait process claimed the partition after this one did (a newer writer epoch in
+    /// the checkpoint topic) and writes the target partition: this one stops writing it.
+    #[error(
+        "{source_topic}/{source_partition}: fenced: another strait process claimed this partition after this one \
+         did (writer epoch {theirs}, this process has {ours}) and writes to target {target_topic}/{target_partition} \
+         ({foreign_records} of its records found beyond this process's position). This process stopped writing the \
+         partition; no source record was skipped. Expected while shards overlap during a reshard or a rolling \
+         update; otherwise two deployments share replication.id (STRAIT_REPLICATION__ID): stop one of them"
+    )]
+    Fenced {
+        source_topic: String,
+        source_partition: i32,
+        target_topic: String,
+        target_partition: i32,
+        ours: i64,
+        theirs: i64,
+        foreign_records: i64,
+    },
     /// The checkpoint was written by a strait that did not record its producer identities, and
     /// the target holds records beyond it: they cannot be told from another producer's.
     #[error(

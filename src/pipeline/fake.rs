@@ -10,7 +10,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::wire::{Fetch, Produce};
+use super::wire::{Claims, Fetch, Produce};
 use crate::batch::{self, BuildOptions, Compression, Record};
 use crate::kafka::{
     self, ApiKey, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, ResponseError, TopicPartition,
@@ -33,7 +33,23 @@ pub(super) struct Fault {
     /// The error the answer carries.
     pub(super) error: kafka::Error,
     /// Whether the batch is written all the same (the answer was lost, not the batch).
-    pub(super) lands: bool,
+    pub(super) lands: Lands,
+}
+
+/// What becomes of the batch of a produce answered with a [`Fault`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Lands {
+    /// Written at once: only the answer was lost.
+    Now,
+    /// Not written.
+    Never,
+    /// Written when the test says so ([`FakeCluster::release_held`]): a request that timed
+    /// out and still waits in the broker.
+    Later,
+    /// Written at once but above the high watermark, which stays where it was until
+    /// [`FakeCluster::raise_watermark`]: a follower is lost and not yet out of the in-sync
+    /// replicas. Readers do not see it; the producer state has it.
+    AboveWatermark,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +60,18 @@ struct Log {
     aborted: Vec<(i64, i64)>,
     /// Producer id → (epoch, next sequence).
     producers: HashMap<i64, (i16, i32)>,
+    /// Producer id → its last five batches: (first sequence, last sequence, base offset), as a
+    /// broker keeps them to answer a duplicate.
+    recent: HashMap<i64, VecDeque<(i32, i32, i64)>>,
+    /// The high watermark while it lags the log end.
+    watermark: Option<i64>,
+}
+
+impl Log {
+    /// What readers see of the log: up to the high watermark.
+    fn visible_end(&self) -> i64 {
+        self.watermark.map_or(self.end, |w| w.min(self.end))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +80,8 @@ struct State {
     faults: VecDeque<Fault>,
     next_producer_id: i64,
     faults_hit: usize,
+    /// A batch whose produce was answered with a fault, to land later.
+    held: Option<(TopicPartition, Bytes)>,
 }
 
 /// A cluster of in-memory partitions.
@@ -187,10 +217,72 @@ impl FakeCluster {
         }
     }
 
+    /// The high watermark catches up with the log end (the lost follower left the in-sync
+    /// replicas).
+    pub(super) fn raise_watermark(&self, tp: &TopicPartition) {
+        if let Some(log) = self.state.lock().logs.get_mut(tp) {
+            log.watermark = None;
+        }
+        self.appended.notify_waiters();
+    }
+
+    /// Writes the held batch now (as its produce would have); returns where it landed.
+    pub(super) fn release_held(&self) -> kafka::Result<ProduceAck> {
+        let mut st = self.state.lock();
+        let (tp, batch) = st.held.take().expect("a batch is held");
+        let written = Self::write(&mut st, &tp, batch);
+        drop(st);
+        self.appended.notify_waiters();
+        written
+    }
+
     fn produce_now(&self, tp: &TopicPartition, batch: Bytes) -> kafka::Result<ProduceAck> {
         let mut st = self.state.lock();
         let fault = st.faults.pop_front();
         st.faults_hit += usize::from(fault.is_some());
+        match fault {
+            Some(Fault {
+                error,
+                lands: Lands::Never,
+            }) => Err(error),
+            Some(Fault {
+                error,
+                lands: Lands::Later,
+            }) => {
+                st.held = Some((tp.clone(), batch));
+                Err(error)
+            }
+            Some(Fault {
+                error,
+                lands: Lands::AboveWatermark,
+            }) => {
+                let log = st.logs.entry(tp.clone()).or_default();
+                log.watermark.get_or_insert(log.end);
+                let written = Self::write(&mut st, tp, batch);
+                drop(st);
+                self.appended.notify_waiters();
+                written.and(Err(error))
+            }
+            Some(Fault {
+                error,
+                lands: Lands::Now,
+            }) => {
+                let written = Self::write(&mut st, tp, batch);
+                drop(st);
+                self.appended.notify_waiters();
+                written.and(Err(error))
+            }
+            None => {
+                let written = Self::write(&mut st, tp, batch);
+                drop(st);
+                self.appended.notify_waiters();
+                written
+            }
+        }
+    }
+
+    /// Appends a produced batch, checked as an idempotent producer's.
+    fn write(st: &mut State, tp: &TopicPartition, batch: Bytes) -> kafka::Result<ProduceAck> {
         let header = batch::batches(batch.clone())
             .next()
             .expect("one batch")
@@ -203,9 +295,6 @@ impl FakeCluster {
             .get(&header.producer_id)
             .copied()
             .unwrap_or((header.producer_epoch, 0));
-        if fault.as_ref().is_some_and(|f| !f.lands) {
-            return Err(fault.map(|f| f.error).expect("a fault"));
-        }
         if epoch != header.producer_epoch || header.base_sequence > next {
             return Err(partition_error(
                 tp,
@@ -213,12 +302,23 @@ impl FakeCluster {
                 ResponseError::OutOfOrderSequenceNumber,
             ));
         }
-        if header.base_sequence < next {
-            // A duplicate of a batch already written: acknowledged, not written again.
+        let last_sequence = header.base_sequence.wrapping_add(header.last_offset_delta) & i32::MAX;
+        if let Some(&(_, _, base_offset)) = log.recent.get(&header.producer_id).and_then(|r| {
+            r.iter()
+                .find(|(f, l, _)| *f == header.base_sequence && *l == last_sequence)
+        }) {
+            // A duplicate of one of the last five batches: acknowledged where it lies.
             return Ok(ProduceAck {
-                base_offset: -1,
+                base_offset,
                 throttle_ms: 0,
             });
+        }
+        if header.base_sequence < next {
+            return Err(partition_error(
+                tp,
+                ApiKey::Produce,
+                ResponseError::OutOfOrderSequenceNumber,
+            ));
         }
         let base = log.end;
         let mut bytes = batch.to_vec();
@@ -227,21 +327,21 @@ impl FakeCluster {
         log.end += i64::from(count);
         log.producers
             .insert(header.producer_id, (epoch, (next + count) & i32::MAX));
-        drop(st);
-        self.appended.notify_waiters();
-        match fault {
-            Some(f) => Err(f.error),
-            None => Ok(ProduceAck {
-                base_offset: base,
-                throttle_ms: 0,
-            }),
+        let recent = log.recent.entry(header.producer_id).or_default();
+        recent.push_back((header.base_sequence, last_sequence, base));
+        if recent.len() > 5 {
+            recent.pop_front();
         }
+        Ok(ProduceAck {
+            base_offset: base,
+            throttle_ms: 0,
+        })
     }
 
     fn fetch_now(&self, tp: &TopicPartition, offset: i64, max_bytes: i32) -> kafka::Result<Option<FetchedPartition>> {
         let st = self.state.lock();
         let log = st.logs.get(tp);
-        let (start, end) = log.map_or((0, 0), |l| (l.start, l.end));
+        let (start, end) = log.map_or((0, 0), |l| (l.start, l.visible_end()));
         if offset < start || offset > end {
             return Err(partition_error(tp, ApiKey::Fetch, ResponseError::OffsetOutOfRange));
         }
@@ -249,7 +349,11 @@ impl FakeCluster {
             return Ok(None);
         };
         let mut records = Vec::new();
-        for (_, b) in log.batches.iter().filter(|(_, b)| next_offset(b) > offset) {
+        for (_, b) in log
+            .batches
+            .iter()
+            .filter(|(base, b)| next_offset(b) > offset && *base < end)
+        {
             if !records.is_empty() && records.len() + b.len() > max_bytes.max(0) as usize {
                 break;
             }
@@ -293,7 +397,7 @@ impl Fetch for FakeCluster {
                 return Ok(answer);
             }
             if tokio::time::timeout_at(deadline, appended).await.is_err() {
-                let end = self.end(tp);
+                let end = self.state.lock().logs.get(tp).map_or(0, Log::visible_end);
                 return Ok(FetchedPartition {
                     high_watermark: end,
                     last_stable_offset: end,
@@ -309,7 +413,7 @@ impl Fetch for FakeCluster {
         let log = st.logs.get(tp);
         Ok(match spec {
             OffsetSpec::Earliest => log.map_or(0, |l| l.start),
-            OffsetSpec::Latest => log.map_or(0, |l| l.end),
+            OffsetSpec::Latest => log.map_or(0, Log::visible_end),
         })
     }
 
@@ -331,5 +435,31 @@ impl Produce for FakeCluster {
     async fn start_produce(&self, tp: &TopicPartition, batch: Bytes, _timeout_ms: i32) -> kafka::Result<Self::Ack> {
         let answer = self.produce_now(tp, batch);
         Ok(Box::pin(async move { answer }))
+    }
+}
+
+/// The claims of a checkpoint topic, in memory: each partition's newest writer epoch.
+#[derive(Debug, Default)]
+pub(super) struct FakeClaims {
+    epochs: Mutex<HashMap<TopicPartition, i64>>,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl FakeClaims {
+    /// Another strait claims `tp` with `epoch`.
+    pub(super) fn claim(&self, tp: &TopicPartition, epoch: i64) {
+        self.epochs.lock().insert(tp.clone(), epoch);
+    }
+
+    /// How often the claims were read.
+    pub(super) fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Claims for FakeClaims {
+    async fn newest_epoch(&self, tp: &TopicPartition) -> Result<Option<i64>, crate::checkpoint::Error> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(self.epochs.lock().get(tp).copied())
     }
 }

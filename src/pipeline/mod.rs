@@ -40,6 +40,7 @@ mod sink;
 mod task;
 mod unpack;
 pub mod wire;
+pub mod writers;
 
 #[cfg(test)]
 mod fake;

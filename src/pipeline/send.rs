@@ -68,7 +68,6 @@ impl Window {
         self.sent.len() >= MAX_IN_FLIGHT
     }
 
-    #[cfg(test)]
     pub(super) fn is_empty(&self) -> bool {
         self.sent.is_empty()
     }
@@ -141,6 +140,11 @@ impl Answer {
 pub(super) enum Failure {
     /// The producer identity is no good any more: reconcile, then a new one.
     NewIdentity,
+    /// The target's sequence for the identity is not the one expected: usually a batch whose
+    /// answer was lost landed after all, or still waits above the high watermark. Reconcile
+    /// and go on with the same identity, so the broker keeps deduplicating; a new one only if
+    /// that does not resolve it.
+    OutOfOrder,
     /// The batch is larger than the target accepts.
     TooLarge,
     /// Retriable, landed or not: reconcile and go on with the same identity and sequences, so
@@ -153,12 +157,11 @@ pub(super) enum Failure {
 impl Failure {
     pub(super) fn of(err: &kafka::Error) -> Self {
         match err.code() {
+            Some(ResponseError::OutOfOrderSequenceNumber | ResponseError::DuplicateSequenceNumber) => {
+                Failure::OutOfOrder
+            }
             Some(
-                ResponseError::OutOfOrderSequenceNumber
-                | ResponseError::UnknownProducerId
-                | ResponseError::InvalidProducerEpoch
-                | ResponseError::ProducerFenced
-                | ResponseError::DuplicateSequenceNumber,
+                ResponseError::UnknownProducerId | ResponseError::InvalidProducerEpoch | ResponseError::ProducerFenced,
             ) => Failure::NewIdentity,
             Some(ResponseError::MessageTooLarge) => Failure::TooLarge,
             _ if !err.is_retriable() => Failure::Fatal,
@@ -313,13 +316,17 @@ mod tests {
     #[test]
     fn every_produce_error_is_classified() {
         for code in [
-            ResponseError::OutOfOrderSequenceNumber,
             ResponseError::UnknownProducerId,
             ResponseError::InvalidProducerEpoch,
             ResponseError::ProducerFenced,
-            ResponseError::DuplicateSequenceNumber,
         ] {
             assert_eq!(failure(code), Failure::NewIdentity, "{code:?}");
+        }
+        for code in [
+            ResponseError::OutOfOrderSequenceNumber,
+            ResponseError::DuplicateSequenceNumber,
+        ] {
+            assert_eq!(failure(code), Failure::OutOfOrder, "{code:?}");
         }
         assert_eq!(failure(ResponseError::MessageTooLarge), Failure::TooLarge);
         for code in [

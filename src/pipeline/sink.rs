@@ -39,14 +39,27 @@ const PRODUCE_OVERHEAD_BYTES: usize = 80;
 pub(super) enum Stop {
     /// The target's state is uncertain (producer state lost, foreign writes, an ambiguous
     /// answer): reconcile against the target again from the last acknowledged position.
-    /// `keep` carries the producer identity and the sequence at `at` when they are still valid.
+    /// `sequence` is the identity's sequence at `at`; `keep` says whether to go on with it.
     Resync {
         at: super::resume::Position,
         why: String,
-        keep: Option<(ProducerIdentity, i32)>,
+        sequence: i32,
+        keep: Keep,
     },
     /// Needs an operator.
     Halt(Error),
+}
+
+/// Whether the producer identity in use is still good after a [`Stop::Resync`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Keep {
+    /// Go on with it: the broker drops a late duplicate of anything sent again.
+    Identity,
+    /// The target refused it: take a new one.
+    NewIdentity,
+    /// Go on with it while a batch of it may still wait in the broker above the high
+    /// watermark (an out-of-order answer); a new one only when that lasts too long.
+    WhilePending,
 }
 
 impl From<Error> for Stop {
@@ -204,6 +217,11 @@ impl<T: Fetch + Produce> Sink<T> {
                 }
             }
         }
+        if self.window.is_empty() {
+            // Nothing on the wire: the next record is the one at the acknowledged position
+            // (records found in place in the tail moved it on without being sent).
+            self.next_sequence = self.acker.sequence();
+        }
         let stamp = Stamp {
             producer: self.producer,
             base_sequence: self.next_sequence,
@@ -294,7 +312,8 @@ impl<T: Fetch + Produce> Sink<T> {
                             "batch landed at offset {base_offset} instead of {expected}: the target partition holds \
                              records strait did not expect there"
                         ),
-                        keep: None,
+                        sequence: self.acker.sequence(),
+                        keep: Keep::NewIdentity,
                     }),
                 }
             }
@@ -309,7 +328,14 @@ impl<T: Fetch + Produce> Sink<T> {
             Failure::NewIdentity => Stop::Resync {
                 at,
                 why: crate::error_chain(&err),
-                keep: None,
+                sequence: self.acker.sequence(),
+                keep: Keep::NewIdentity,
+            },
+            Failure::OutOfOrder => Stop::Resync {
+                at,
+                why: crate::error_chain(&err),
+                sequence: self.acker.sequence(),
+                keep: Keep::WhilePending,
             },
             Failure::TooLarge => Stop::Halt(Error::RecordTooLarge {
                 topic: self.source_tp.topic.clone(),
@@ -326,7 +352,8 @@ impl<T: Fetch + Produce> Sink<T> {
                 Stop::Resync {
                     at,
                     why: crate::error_chain(&err),
-                    keep: Some((self.producer, self.acker.sequence())),
+                    sequence: self.acker.sequence(),
+                    keep: Keep::Identity,
                 }
             }
         }

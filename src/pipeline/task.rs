@@ -17,11 +17,12 @@ use super::checkpoints::Feed;
 use super::error::{Error, Result};
 use super::fetch::Fetcher;
 use super::memory::BatchMemory;
-use super::resume::{Position, Reconciled, Resume, Tail, TailPlan, TargetTail};
+use super::resume::{sequence_plus, Anchor, Position, Reconciled, Resume, Tail, TailPlan, TargetTail};
 use super::retry::{kafka_err, list_offset, retry};
 use super::send::{Throttle, Window};
-use super::sink::{Sink, Stop};
-use super::wire::{Fetch, Produce};
+use super::sink::{Keep, Sink, Stop};
+use super::wire::{Claims, Fetch, Produce};
+use super::writers::Writers;
 use super::TaskSettings;
 use crate::checkpoint::CheckpointRecord;
 use crate::config::{OnMissingCheckpoint, OnTargetReset, StartFrom};
@@ -31,32 +32,20 @@ use crate::telemetry;
 
 /// Fetch answers waiting for the sink. Small: the sink is the slow side when the link is.
 const CHUNK_QUEUE: usize = 2;
-/// Most producer identities a partition's checkpoint names. A new one is taken only when the
-/// target refused the last (lost producer state, fencing), so this covers far more than the
-/// batches of one identity can still be on their way.
-const MAX_WRITERS: usize = 32;
-
-/// Adds `found` to `writers`, the identities that may have written beyond the position. None is
-/// dropped for not being found in a tail: a batch sent before a timeout may still land, or sit
-/// above the high watermark while the tail is read, and must be recognised as strait's when it
-/// shows. Only the oldest go, beyond [`MAX_WRITERS`].
-fn remember(writers: &mut Vec<ProducerIdentity>, found: impl IntoIterator<Item = ProducerIdentity>) {
-    for p in found {
-        if !writers.contains(&p) {
-            writers.push(p);
-        }
-    }
-    let excess = writers.len().saturating_sub(MAX_WRITERS);
-    writers.drain(..excess);
-}
-
+/// How long out-of-order answers at one position keep the identity. A batch whose answer was
+/// lost can wait above the high watermark until a lost follower leaves the in-sync replicas
+/// (`replica.lag.time.max.ms`, 30 s by default): a new identity before it lands would write its
+/// records twice.
+const OUT_OF_ORDER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(90);
 /// Everything one partition task needs.
 #[derive(Debug)]
-pub struct PartitionTask<S, T> {
+pub struct PartitionTask<S, T, C> {
     pub source_tp: TopicPartition,
     pub target_tp: TopicPartition,
     pub source: Arc<S>,
     pub target: Arc<T>,
+    /// Who claimed the partition last (the checkpoint topic).
+    pub claims: Arc<C>,
     pub settings: Arc<TaskSettings>,
     /// The smaller of batch.max_bytes and the target topic's max.message.bytes.
     pub max_batch_bytes: usize,
@@ -74,7 +63,7 @@ pub struct PartitionTask<S, T> {
     pub replication_id: String,
 }
 
-impl<S: Fetch, T: Fetch + Produce> PartitionTask<S, T> {
+impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
     /// Replicates until cancelled (then flushes what was read and returns `Ok`) or until an
     /// error that needs an operator.
     pub async fn run(self) -> Result<()> {
@@ -109,26 +98,34 @@ impl<S: Fetch, T: Fetch + Produce> PartitionTask<S, T> {
 
     async fn replicate(&self) -> Result<()> {
         let tp = &self.source_tp;
-        let Some(mut resume) = self.resume().await? else {
-            return Ok(());
-        };
-        // strait's producer identities that may have written beyond the position: those the
-        // checkpoint names, those found in the tail, and the one in use.
-        let mut writers = Vec::new();
-        let known = self
+        // strait's producer identities that may have written beyond the position, with their
+        // sequences there: those the checkpoint names, those found in the tail, the one in use.
+        let mut writers = self
             .checkpoint
             .as_ref()
-            .and_then(|c| c.writers.as_deref())
+            .and_then(Writers::of_checkpoint)
             .unwrap_or_default();
-        remember(&mut writers, known.iter().chain(&resume.tail.writers).copied());
-        // The producer identity and the sequence of the first record at `resume.at`, when the
-        // last pipeline's identity is still good (its batches can still be deduplicated).
-        let mut carried: Option<(ProducerIdentity, i32)> = None;
+        let Some(mut resume) = self.resume(&writers).await? else {
+            return Ok(());
+        };
+        writers.found(&resume.tail);
+        // The identity to go on with, when the last pipeline's is still good (its batches can
+        // still be deduplicated).
+        let mut carried: Option<ProducerIdentity> = None;
+        // Since when out-of-order answers stop the partition at one position.
+        let mut out_of_order: Option<(Position, tokio::time::Instant)> = None;
         let mut backoff = Backoff::default();
         loop {
             tracing::info!(topic = %tp.topic, partition = tp.partition, source_offset = resume.at.source,
                 target_offset = resume.at.target, already_written = resume.tail.own, foreign_records = resume.tail.foreign,
-                target = %self.target_tp, "partition replication starting");
+                duplicates = resume.tail.duplicates, target = %self.target_tp, "partition replication starting");
+            if resume.tail.duplicates > 0 {
+                metrics::counter!(
+                    telemetry::TARGET_DUPLICATE_RECORDS,
+                    &telemetry::labels(&tp.topic, tp.partition)
+                )
+                .increment(resume.tail.duplicates as u64);
+            }
             self.progress.update(tp, |s| {
                 s.state = PartitionState::Running;
                 s.next_source_offset = resume.at.source;
@@ -138,46 +135,119 @@ impl<S: Fetch, T: Fetch + Produce> PartitionTask<S, T> {
                 return Ok(());
             };
             let started = resume.at;
-            let (at, why, keep) = match self.pipeline(resume, producer, sequence).await {
+            let (at, why, at_sequence, keep) = match self.pipeline(resume, producer, sequence).await {
                 Ok(()) => return Ok(()),
                 Err(Stop::Halt(e)) => return Err(e),
-                Err(Stop::Resync { at, why, keep }) => (at, why, keep),
+                Err(Stop::Resync {
+                    at,
+                    why,
+                    sequence,
+                    keep,
+                }) => (at, why, sequence, keep),
             };
             tracing::warn!(topic = %tp.topic, partition = tp.partition, source_offset = at.source,
                 target_offset = at.target, reason = %why, "target state uncertain: reconciling with the target");
             if at != started {
                 backoff.reset();
             }
+            // Every writer's sequence at the new position: the one in use says how far it moved.
+            let moved = writers
+                .sequence(producer)
+                .map(|s| super::resume::sequence_distance(s, at_sequence));
+            match moved {
+                Some(moved) => writers.moved(moved),
+                None => writers = Writers::default(),
+            }
+            writers.add(producer, Some(at_sequence));
+            let go_on = match keep {
+                Keep::Identity => true,
+                Keep::NewIdentity => false,
+                Keep::WhilePending => {
+                    let since = match out_of_order {
+                        Some((p, since)) if p == at => since,
+                        _ => tokio::time::Instant::now(),
+                    };
+                    out_of_order = Some((at, since));
+                    since.elapsed() < OUT_OF_ORDER_PATIENCE
+                }
+            };
+            if keep != Keep::WhilePending {
+                out_of_order = None;
+            }
             tokio::select! {
                 _ = self.cancel.cancelled() => {}
                 _ = tokio::time::sleep(backoff.next_delay()) => {}
             }
-            let tail = match self.target_tail().reconcile(at, Some(&writers)).await? {
+            let identities = writers.identities();
+            let tail = match self.reconcile(at, Some(&identities), &writers.anchors()).await? {
                 None => return Ok(()),
                 Some(Reconciled::Behind(end)) => return Err(self.target_behind(at, end)),
                 Some(Reconciled::Tail(tail)) => tail,
             };
-            remember(&mut writers, tail.writers.iter().copied().chain(keep.map(|(p, _)| p)));
+            writers.found(&tail);
             resume = Resume { at, tail };
-            carried = keep;
+            carried = go_on.then_some(producer);
         }
     }
 
-    /// The producer identity to write with from `resume`, and the sequence of its first record:
+    /// Reads what the target holds beyond `at` ([`TargetTail::reconcile`]). When that holds
+    /// another producer's records, first asks whether a newer strait claimed the partition:
+    /// then this process is fenced and stops writing it, whatever `on_foreign_writer` says.
+    async fn reconcile(
+        &self,
+        at: Position,
+        known: Option<&[ProducerIdentity]>,
+        anchors: &[Anchor],
+    ) -> Result<Option<Reconciled>> {
+        let reconciled = self.target_tail().reconcile(at, known, anchors).await;
+        let foreign = match &reconciled {
+            Err(Error::ForeignWriter(batches)) => batches.records,
+            Ok(Some(Reconciled::Tail(tail))) if tail.foreign > 0 => tail.foreign,
+            _ => return reconciled,
+        };
+        self.fenced(foreign).await?;
+        reconciled
+    }
+
+    /// `Err(Fenced)` when a newer strait claimed the partition since this process did.
+    async fn fenced(&self, foreign_records: i64) -> Result<()> {
+        let ours = self.feed.writer_epoch();
+        let newest = tokio::select! {
+            _ = self.cancel.cancelled() => return Ok(()),
+            newest = self.claims.newest_epoch(&self.source_tp) => newest,
+        };
+        match newest {
+            Ok(Some(theirs)) if theirs > ours => Err(Error::Fenced {
+                source_topic: self.source_tp.topic.clone(),
+                source_partition: self.source_tp.partition,
+                target_topic: self.target_tp.topic.clone(),
+                target_partition: self.target_tp.partition,
+                ours,
+                theirs,
+                foreign_records,
+            }),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(topic = %self.source_tp.topic, partition = self.source_tp.partition,
+                    error = %crate::error_chain(&e), "cannot read the partition's claims: deciding on the foreign records alone");
+                Ok(())
+            }
+        }
+    }
+
+    /// The producer identity to write with from `resume`, and its sequence at `resume.at`:
     /// the one carried over when still good, else a new one, claimed in a checkpoint before
     /// anything is sent (its batches count as strait's only if a checkpoint names it). `None`
     /// when cancelled first.
     async fn identity(
         &self,
         resume: &Resume,
-        writers: &mut Vec<ProducerIdentity>,
-        carried: Option<(ProducerIdentity, i32)>,
+        writers: &mut Writers,
+        carried: Option<ProducerIdentity>,
     ) -> Result<Option<(ProducerIdentity, i32)>> {
-        if let Some((p, seq)) = carried {
+        if let Some((p, seq)) = carried.and_then(|p| writers.sequence(p).map(|s| (p, s))) {
             self.feed.publish(resume.at, writers);
-            // Everything strait wrote beyond the position since the last reconcile came from
-            // this identity, in order.
-            return Ok(Some((p, seq.wrapping_add(resume.tail.own as i32) & i32::MAX)));
+            return Ok(Some((p, seq)));
         }
         let produce_timeout_ms = self.settings.produce_timeout_ms;
         let Some(p) = retry(&self.cancel, &*self.target, &self.target_tp, "init producer id", || {
@@ -188,11 +258,13 @@ impl<S: Fetch, T: Fetch + Produce> PartitionTask<S, T> {
         else {
             return Ok(None);
         };
-        remember(writers, [p]);
+        // Its first record is the first one not found in the tail: sequence 0 there.
+        let sequence = sequence_plus(0, -resume.tail.own);
+        writers.add(p, Some(sequence));
         if !self.feed.claim(resume.at, writers, &self.cancel).await {
             return Ok(None);
         }
-        Ok(Some((p, 0)))
+        Ok(Some((p, sequence)))
     }
 
     /// Runs the fetch stage and the sink from `resume` until shutdown or a stop.
@@ -243,7 +315,7 @@ impl<S: Fetch, T: Fetch + Produce> PartitionTask<S, T> {
     /// The starting point: from the checkpoint, reconciled with what the target holds beyond it;
     /// or, for a partition never replicated, `start_from` on the source and the target's current
     /// end, checkpointed before any data is written. `None` when cancelled first.
-    async fn resume(&self) -> Result<Option<Resume>> {
+    async fn resume(&self, writers: &Writers) -> Result<Option<Resume>> {
         if let Some(record) = &self.checkpoint {
             let cp = &record.checkpoint;
             let at = Position {
@@ -255,7 +327,10 @@ impl<S: Fetch, T: Fetch + Produce> PartitionTask<S, T> {
                 s.next_source_offset = at.source;
                 s.next_target_offset = at.target;
             });
-            match self.target_tail().reconcile(at, record.writers.as_deref()).await? {
+            match self
+                .reconcile(at, record.writers.as_deref(), &writers.anchors())
+                .await?
+            {
                 None => return Ok(None),
                 Some(Reconciled::Tail(tail)) => return Ok(Some(Resume { at, tail })),
                 Some(Reconciled::Behind(end)) if self.settings.on_target_reset == OnTargetReset::Halt => {
@@ -272,7 +347,7 @@ impl<S: Fetch, T: Fetch + Produce> PartitionTask<S, T> {
             return Ok(None);
         };
         // Nothing of strait's is beyond the target's end yet.
-        if !self.feed.claim(at, &[], &self.cancel).await {
+        if !self.feed.claim(at, &Writers::default(), &self.cancel).await {
             return Ok(None);
         }
         Ok(Some(Resume {
@@ -330,34 +405,5 @@ impl<S: Fetch, T: Fetch + Produce> PartitionTask<S, T> {
             checkpoint: at.target,
             end,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn id(id: i64) -> ProducerIdentity {
-        ProducerIdentity { id, epoch: 0 }
-    }
-
-    #[test]
-    fn an_identity_not_found_in_a_tail_is_still_remembered() {
-        // The identity whose produce timed out wrote nothing visible yet: an empty tail must not
-        // make it a stranger when its batch shows up.
-        let mut writers = vec![id(1)];
-        remember(&mut writers, []);
-        remember(&mut writers, [id(2)]);
-        remember(&mut writers, [id(1), id(2)]);
-        assert_eq!(writers, vec![id(1), id(2)]);
-    }
-
-    #[test]
-    fn only_the_oldest_identities_go_beyond_the_bound() {
-        let mut writers = Vec::new();
-        remember(&mut writers, (0..MAX_WRITERS as i64 + 3).map(id));
-        assert_eq!(writers.len(), MAX_WRITERS);
-        assert_eq!(writers.first(), Some(&id(3)));
-        assert_eq!(writers.last(), Some(&id(MAX_WRITERS as i64 + 2)));
     }
 }

@@ -8,7 +8,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoints::{self, Acked, Tap};
-use super::fake::{partition_error, FakeCluster, Fault};
+use super::fake::{partition_error, FakeClaims, FakeCluster, Fault, Lands};
 use super::{Error, PartitionTask, Position, TaskSettings};
 use crate::budget::{Budget, LevelControl};
 use crate::checkpoint::{Checkpoint, CheckpointRecord};
@@ -42,6 +42,7 @@ fn settings(on_foreign_writer: OnForeignWriter) -> Arc<TaskSettings> {
 struct Rig {
     source: Arc<FakeCluster>,
     target: Arc<FakeCluster>,
+    claims: Arc<FakeClaims>,
     settings: Arc<TaskSettings>,
     progress: Arc<Progress>,
     tap: Arc<Tap>,
@@ -54,6 +55,7 @@ impl Rig {
         Self {
             source: Arc::new(FakeCluster::default()),
             target: Arc::new(FakeCluster::default()),
+            claims: Arc::new(FakeClaims::default()),
             settings: settings(on_foreign_writer),
             progress: Arc::new(Progress::default()),
             tap: Arc::new(checkpoints::feed(Arc::new(Notify::new()), "unused", 0).1),
@@ -83,6 +85,7 @@ impl Rig {
             target_tp: self.tp.clone(),
             source: Arc::clone(&self.source),
             target: Arc::clone(&self.target),
+            claims: Arc::clone(&self.claims),
             settings: Arc::clone(&self.settings),
             max_batch_bytes: 1 << 20,
             progress: Arc::clone(&self.progress),
@@ -126,6 +129,14 @@ impl Rig {
 
     fn acked(&self) -> Acked {
         self.tap.current().expect("a position was published")
+    }
+
+    /// Lands the target's held batch; returns its base offset.
+    fn release_held(&self) -> i64 {
+        self.target
+            .release_held()
+            .expect("the held batch is accepted")
+            .base_offset
     }
 
     /// The values on the target, in order.
@@ -176,6 +187,7 @@ fn checkpoint_at(at: Position, writers: Option<Vec<ProducerIdentity>>) -> Checkp
             wall_clock_ms: 0,
         },
         writers,
+        sequences: None,
     }
 }
 
@@ -196,7 +208,7 @@ async fn every_record_reaches_the_target_once_in_order_and_the_position_follows(
     let producers: std::collections::BTreeSet<i64> = rig.target.records(&rig.tp).iter().map(|(p, _)| *p).collect();
     assert_eq!(
         producers.into_iter().collect::<Vec<_>>(),
-        acked.writers.iter().map(|w| w.id).collect::<Vec<_>>()
+        acked.writers.identities().iter().map(|w| w.id).collect::<Vec<_>>()
     );
     let status = rig.progress.get(&rig.tp).expect("reported");
     assert_eq!((status.records, status.next_source_offset), (30, 30));
@@ -214,7 +226,7 @@ async fn a_lost_answer_is_reconciled_and_nothing_is_written_twice() {
             api: ApiKey::Produce,
             timeout_ms: 1000,
         },
-        lands: true,
+        lands: Lands::Now,
     });
     let task = rig.start(None);
     rig.until_target_end(10).await;
@@ -224,7 +236,123 @@ async fn a_lost_answer_is_reconciled_and_nothing_is_written_twice() {
     assert_eq!(rig.target.faults_hit(), 1, "the lost answer was hit");
     assert_eq!(rig.target_values(), values(0..20));
     assert_eq!(rig.acked().at, Position { source: 20, target: 20 });
-    assert_eq!(rig.acked().writers.len(), 1, "the identity was kept");
+    assert_eq!(rig.acked().writers.list().len(), 1, "the identity was kept");
+    rig.assert_memory_back();
+}
+
+fn timeout() -> kafka::Error {
+    kafka::Error::Timeout {
+        broker: "fake".into(),
+        api: ApiKey::Produce,
+        timeout_ms: 1000,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_that_lands_after_its_records_were_written_again_costs_duplicates_never_a_loss() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
+    // The first identity's batch times out and stays in the broker; the same identity is then
+    // refused, so a second one writes the records again.
+    rig.target.fault(Fault {
+        error: timeout(),
+        lands: Lands::Later,
+    });
+    rig.target.fault(Fault {
+        error: partition_error(&rig.tp, ApiKey::Produce, ResponseError::UnknownProducerId),
+        lands: Lands::Never,
+    });
+    let task = rig.start(None);
+    rig.until_target_end(10).await;
+    assert_eq!(rig.target.faults_hit(), 2, "the held batch and the refusal were hit");
+    // Now the first identity's batch lands, after the second identity's copy of its records.
+    let late = rig.release_held();
+    assert_eq!(late, 10, "the late batch lands after the second identity's records");
+    // The next batch lands after the late one: strait reconciles, and must count the late
+    // records as the duplicates they are, not as the next source records.
+    rig.source.append(&rig.tp, 7, &leak(&values(10..20)));
+    rig.until_target_end(30).await;
+    rig.source.append(&rig.tp, 7, &leak(&values(20..30)));
+    rig.until_target_end(40).await;
+    rig.stop(task).await.expect("stopped cleanly");
+    let expected: Vec<Vec<u8>> = [values(0..10), values(0..10), values(10..30)].concat();
+    assert_eq!(
+        rig.target_values(),
+        expected,
+        "every source record, the late batch's ten twice"
+    );
+    assert_eq!(rig.acked().at, Position { source: 30, target: 40 });
+    rig.assert_memory_back();
+}
+
+/// Replicates 10 records, then another writer (claiming the partition with writer `epoch`;
+/// the task is epoch 0) writes 3 records to the target and the source grows: returns the error
+/// the task stops with.
+async fn claimed_and_written(rig: &mut Rig, epoch: i64) -> Error {
+    rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
+    let task = rig.start(None);
+    rig.until_target_end(10).await;
+    rig.claims.claim(&rig.tp, epoch);
+    rig.target.append(&rig.tp, 555, &leak(&values(10..13)));
+    rig.source.append(&rig.tp, 7, &leak(&values(10..20)));
+    tokio::time::timeout(Duration::from_secs(600), task)
+        .await
+        .expect("the task stops")
+        .expect("no panic")
+        .expect_err("the task stops on the other writer")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_newer_claim_fences_this_process_at_its_next_write_whatever_on_foreign_writer_says() {
+    for mode in [OnForeignWriter::Halt, OnForeignWriter::Skip] {
+        let mut rig = Rig::new(mode);
+        let err = claimed_and_written(&mut rig, 1).await;
+        match &err {
+            Error::Fenced { ours, theirs, .. } => assert_eq!((*ours, *theirs), (0, 1), "{mode:?}"),
+            other => panic!("{mode:?}: not fenced: {other}"),
+        }
+        let text = err.to_string();
+        assert!(text.contains("fenced") && text.contains("spans/0"), "{text}");
+        // Its batch that landed after the other writer's records is all it wrote since: the
+        // in-flight window bounds what a fenced process writes.
+        assert_eq!(rig.target.end(&rig.tp), 23, "{mode:?}");
+        assert_eq!(rig.acked().at, Position { source: 10, target: 10 }, "{mode:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_producer_without_a_newer_claim_is_foreign_not_a_fence() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    let err = claimed_and_written(&mut rig, 0).await;
+    assert!(matches!(err, Error::ForeignWriter(_)), "{err}");
+    assert!(rig.claims.reads() >= 1, "the claims were read before deciding");
+}
+
+#[tokio::test(start_paused = true)]
+async fn out_of_order_answers_keep_the_identity_until_its_batch_above_the_watermark_shows() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
+    // The first batch is written but waits above the high watermark (a lost follower is still
+    // in the in-sync replicas), and its answer times out.
+    rig.target.fault(Fault {
+        error: timeout(),
+        lands: Lands::AboveWatermark,
+    });
+    let task = rig.start(None);
+    rig.until_target_end(10).await;
+    // More records: the batch sent again is not the same batch, so the broker answers out of
+    // order for as long as the first one is not visible.
+    rig.source.append(&rig.tp, 7, &leak(&values(10..20)));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(rig.target.end(&rig.tp), 10, "nothing more was written meanwhile");
+    rig.target.raise_watermark(&rig.tp);
+    rig.until_target_end(20).await;
+    rig.source.append(&rig.tp, 7, &leak(&values(20..25)));
+    rig.until_target_end(25).await;
+    rig.stop(task).await.expect("stopped cleanly");
+    assert_eq!(rig.target_values(), values(0..25), "every record once, in order");
+    let producers: std::collections::BTreeSet<i64> = rig.target.records(&rig.tp).iter().map(|(p, _)| *p).collect();
+    assert_eq!(producers.len(), 1, "one identity wrote everything");
     rig.assert_memory_back();
 }
 
@@ -234,7 +362,7 @@ async fn lost_producer_state_gets_a_new_claimed_identity_and_no_duplicates() {
     rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
     rig.target.fault(Fault {
         error: partition_error(&rig.tp, ApiKey::Produce, ResponseError::UnknownProducerId),
-        lands: false,
+        lands: Lands::Never,
     });
     let task = rig.start(None);
     rig.until_target_end(10).await;
@@ -246,7 +374,10 @@ async fn lost_producer_state_gets_a_new_claimed_identity_and_no_duplicates() {
     // batch of it could still show up), first.
     let writer = rig.target.records(&rig.tp)[0].0;
     assert_eq!(writer, 1002, "the second identity handed out");
-    assert_eq!(acked.writers.iter().map(|w| w.id).collect::<Vec<_>>(), vec![1001, 1002]);
+    assert_eq!(
+        acked.writers.identities().iter().map(|w| w.id).collect::<Vec<_>>(),
+        vec![1001, 1002]
+    );
     rig.assert_memory_back();
 }
 
@@ -352,7 +483,7 @@ async fn a_batch_the_target_refuses_as_too_large_halts_with_its_offset() {
     rig.source.append(&rig.tp, 7, &leak(&values(0..4)));
     rig.target.fault(Fault {
         error: partition_error(&rig.tp, ApiKey::Produce, ResponseError::MessageTooLarge),
-        lands: false,
+        lands: Lands::Never,
     });
     let task = rig.start(None);
     match task.await.expect("no panic") {

@@ -5,6 +5,7 @@
 //!   offsets. Both clusters are read.
 //! - [`Produce`]: writing the target as an idempotent producer. A produce is started in order
 //!   and its acknowledgement awaited later, so several batches are on the wire at once.
+//! - [`Claims`]: reading who claimed a partition last, from the checkpoint topic.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -51,6 +52,17 @@ pub trait Produce: Send + Sync + 'static {
         batch: Bytes,
         timeout_ms: i32,
     ) -> impl Future<Output = kafka::Result<Self::Ack>> + Send;
+}
+
+/// Reads the partitions' claims: every strait process that starts a partition bumps its writer
+/// epoch in a checkpoint before it writes.
+pub trait Claims: Send + Sync + 'static {
+    /// The writer epoch of the newest checkpoint of source partition `tp`, read now; `None`
+    /// when it has none.
+    fn newest_epoch(
+        &self,
+        tp: &TopicPartition,
+    ) -> impl Future<Output = Result<Option<i64>, crate::checkpoint::Error>> + Send;
 }
 
 impl Fetch for Cluster {

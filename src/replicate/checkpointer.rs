@@ -92,6 +92,7 @@ impl Checkpointer {
 }
 
 fn record(replication_id: &str, tp: &TopicPartition, acked: &Acked, now_ms: i64) -> CheckpointRecord {
+    let (writers, sequences) = acked.writers_at_position().to_record();
     CheckpointRecord {
         checkpoint: Checkpoint {
             replication_id: replication_id.to_owned(),
@@ -103,6 +104,7 @@ fn record(replication_id: &str, tp: &TopicPartition, acked: &Acked, now_ms: i64)
             writer_epoch: acked.writer_epoch,
             wall_clock_ms: now_ms,
         },
-        writers: Some(acked.writers.clone()),
+        writers: Some(writers),
+        sequences: Some(sequences),
     }
 }

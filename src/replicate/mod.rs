@@ -7,6 +7,7 @@
 mod assign;
 mod check;
 mod checkpointer;
+mod claims;
 mod error;
 mod health;
 mod heartbeat;
@@ -58,6 +59,7 @@ pub fn drain_eta_secs(lag_records: i64, records_per_sec: f64) -> Option<f64> {
 /// What a refresh needs to start partition tasks.
 struct Spawn<'a> {
     checkpointer: &'a mut Checkpointer,
+    claims: &'a Arc<claims::ClaimReader>,
     checkpoints: &'a mut HashMap<TopicPartition, CheckpointRecord>,
     shutdown: &'a CancellationToken,
 }
@@ -205,6 +207,7 @@ impl Replicator {
         });
         let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(self.config.checkpoint.interval_ms));
         let mut checkpointer = Checkpointer::new(Arc::clone(&store));
+        let claims = Arc::new(claims::ClaimReader::new(Arc::clone(&store)));
         let checkpoint_wanted = checkpointer.wanted();
         let mut tasks: JoinSet<(TopicPartition, crate::pipeline::Result<()>)> = JoinSet::new();
         let mut running: HashSet<TopicPartition> = HashSet::new();
@@ -260,7 +263,7 @@ impl Replicator {
                     _ = self.write_checkpoints(&mut checkpointer) => {}
                 },
                 _ = tokio::time::sleep_until(next_refresh) => {
-                    let spawn = Spawn { checkpointer: &mut checkpointer, checkpoints: &mut checkpoints, shutdown: &shutdown };
+                    let spawn = Spawn { checkpointer: &mut checkpointer, claims: &claims, checkpoints: &mut checkpoints, shutdown: &shutdown };
                     // A refresh waits on the clusters; shutdown must not wait for it. Tasks it
                     // already started are in the JoinSet, so stopping it midway loses nothing.
                     let refreshed = tokio::select! {
@@ -503,6 +506,7 @@ impl Replicator {
                     target_tp: TopicPartition::new(target_name.clone(), partition),
                     source: Arc::clone(&self.source),
                     target: Arc::clone(&self.target),
+                    claims: Arc::clone(spawn.claims),
                     settings: Arc::clone(&self.settings),
                     max_batch_bytes,
                     progress: Arc::clone(&self.progress),

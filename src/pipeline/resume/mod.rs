@@ -14,10 +14,17 @@
 //! reads the batch headers between the checkpointed target offset and the target's end and
 //! attributes each batch by its producer identity ([`TailScan`]):
 //!
-//! - A batch of one of strait's identities is strait's own. strait never writes a source record
-//!   twice (it writes again only after absorbing the whole tail it found), so its own records
-//!   there are exactly the next kept source records after the checkpointed source offset: only
-//!   those are not written again ([`Tail::absorb`]).
+//! - A batch of one of strait's identities is strait's own. Which source records it holds
+//!   follows from its producer sequence: the checkpoint (and the task, between reconciles)
+//!   keeps each identity's sequence at the position ([`Anchor`], [`crate::pipeline::writers`]),
+//!   and every kept source record that reaches the target moves every identity's on by one.
+//!   Records the batches before it in the tail already hold are duplicates, passed over and
+//!   counted in `strait_target_duplicate_records_total`; the rest are the next kept source
+//!   records, not written again ([`Tail::absorb`]). This is what makes a batch whose answer was
+//!   lost safe when it lands late, after strait wrote its records again under a new identity
+//!   (the broker deduplicates only within one identity): counting both copies as new records
+//!   would skip as many source records. A checkpoint that records identities but no sequences
+//!   (an older strait) has each identity's first batch in the tail hold the next records.
 //! - Any other batch (another producer, a transaction marker) is foreign, and is never counted
 //!   as a replicated source record. With `on_foreign_writer = "halt"` (the default) the
 //!   partition stops with an error naming the first foreign batches' offsets, producer id and
@@ -32,7 +39,10 @@
 //!
 //! - Offsets in the tail that hold no batch (compacted on the target, or deleted by the target's
 //!   retention or DeleteRecords before they were read) are passed over: nobody can tell who wrote
-//!   them. Records of strait's that were there are written again: duplicates, never a loss.
+//!   them. strait's batches after such a hole hold the next records (a gap in an identity's
+//!   sequences is taken for one: `reanchored`); the hole's records reached the target before
+//!   it deleted them. With none of strait's batches after it, the records strait may have
+//!   written there are written again: duplicates, never a loss.
 //! - Two strait processes writing one partition (overlapping shards, a second deployment) each
 //!   see the other's batches as foreign, but only when they reconcile; nothing here fences them.
 //! - A transactional writer on the target: its batches and markers are foreign like any other.
@@ -44,7 +54,9 @@ mod target;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use scan::{Foreign, Run, TailBatch, TailError, TailPlan, TailScan};
+pub(crate) use scan::{
+    sequence_distance, sequence_plus, Anchor, Foreign, Run, TailBatch, TailError, TailPlan, TailScan,
+};
 pub(crate) use target::{Reconciled, TargetTail};
 
 /// Most runs (alternations between strait's records and other offsets) one reconcile keeps.
@@ -83,6 +95,9 @@ pub(crate) struct Tail {
     runs: VecDeque<Run>,
     /// Foreign records passed over since [`Self::take_foreign_passed`] was last called.
     foreign_passed: i64,
+    /// strait's own records found in place so far: kept source records the position moved
+    /// past without writing them.
+    absorbed: i64,
 }
 
 impl Tail {
@@ -90,6 +105,7 @@ impl Tail {
         Self {
             runs,
             foreign_passed: 0,
+            absorbed: 0,
         }
     }
 
@@ -115,6 +131,7 @@ impl Tail {
         if *n <= 0 {
             self.runs.pop_front();
         }
+        self.absorbed += 1;
         *acked = Position {
             source: offset + 1,
             target: acked.target + 1,
@@ -138,6 +155,7 @@ impl Tail {
             let take = (*n).min(deleted - replicated);
             *n -= take;
             replicated += take;
+            self.absorbed += take;
             acked.target += take;
             if *n <= 0 {
                 self.runs.pop_front();
@@ -145,6 +163,11 @@ impl Tail {
         }
         acked.source = to;
         deleted - replicated
+    }
+
+    /// strait's own records found in place so far.
+    pub(crate) fn absorbed(&self) -> i64 {
+        self.absorbed
     }
 
     /// Foreign records passed over since the last call.

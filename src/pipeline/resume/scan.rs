@@ -14,6 +14,8 @@ pub(crate) struct TailBatch {
     /// The offset after its last record.
     pub(crate) next_offset: i64,
     pub(crate) producer: ProducerIdentity,
+    /// The producer sequence of its first record; negative when it has none.
+    pub(crate) base_sequence: i32,
 }
 
 impl TailBatch {
@@ -25,6 +27,7 @@ impl TailBatch {
                 id: header.producer_id,
                 epoch: header.producer_epoch,
             },
+            base_sequence: header.base_sequence,
         }
     }
 }
@@ -34,9 +37,38 @@ impl TailBatch {
 pub(crate) enum Run {
     /// Records strait wrote: the next kept source records.
     Own(i64),
-    /// Offsets that hold none of strait's records: `foreign` records of other producers, the
-    /// rest offsets without a batch.
+    /// Offsets that hold none of the next source records: `foreign` records of other
+    /// producers, strait's own records written a second time, and offsets without a batch.
     Other { offsets: i64, foreign: i64 },
+}
+
+/// The producer sequence one of strait's identities gives (or would give) the first kept
+/// source record at a position. Every kept record strait writes or finds moves every
+/// identity's on by one, so an identity's batch in the tail tells which of the next source
+/// records it holds, whoever wrote in between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Anchor {
+    pub(crate) producer: ProducerIdentity,
+    pub(crate) sequence: i32,
+}
+
+/// Sequences count modulo 2^31.
+const SEQUENCE_SPAN: i64 = 1 << 31;
+
+/// `to - from` in sequence space, as the nearest signed distance.
+pub(crate) fn sequence_distance(from: i32, to: i32) -> i64 {
+    let d = (i64::from(to) - i64::from(from)).rem_euclid(SEQUENCE_SPAN);
+    if d >= SEQUENCE_SPAN / 2 {
+        d - SEQUENCE_SPAN
+    } else {
+        d
+    }
+}
+
+/// `sequence` moved on by `n` records.
+pub(crate) fn sequence_plus(sequence: i32, n: i64) -> i32 {
+    // The remainder is below 2^31: it fits.
+    (i64::from(sequence) + n).rem_euclid(SEQUENCE_SPAN) as i32
 }
 
 /// What the target holds beyond a position, attributed batch by batch.
@@ -49,6 +81,24 @@ pub(crate) struct TailPlan {
     pub(crate) foreign: i64,
     /// strait's identities that wrote in it.
     pub(crate) writers: Vec<ProducerIdentity>,
+    /// strait's records in it that hold source records found earlier in it (or before it): a
+    /// batch whose answer was lost landed after strait had written its records again under
+    /// another identity. Passed over like foreign records, never counted as replicated.
+    pub(crate) duplicates: i64,
+    /// Each identity's sequence at the scan's start, as given or as found (see [`Anchor`]).
+    pub(crate) anchors: Vec<Anchor>,
+    /// Batches whose sequence said they hold records beyond a hole in strait's own: counted
+    /// as the next ones instead (the hole's records were deleted on the target, or the
+    /// sequences are not strait's to trust).
+    pub(crate) reanchored: u32,
+}
+
+impl TailPlan {
+    /// The sequence `producer` gives the first kept source record at the scan's start, when
+    /// known.
+    pub(crate) fn anchor(&self, producer: ProducerIdentity) -> Option<i32> {
+        self.anchors.iter().find(|a| a.producer == producer).map(|a| a.sequence)
+    }
 }
 
 /// The first foreign stretch of a tail: consecutive batches of one producer.
@@ -83,6 +133,8 @@ pub(crate) struct TailScan {
     known: Option<Vec<ProducerIdentity>>,
     on_foreign: OnForeignWriter,
     plan: TailPlan,
+    /// The next kept source records that strait's batches seen so far hold, from the start.
+    covered: i64,
     foreign: Option<Foreign>,
     too_many_runs: bool,
     /// Nothing more to attribute: the end is reached, or a halt is decided.
@@ -98,10 +150,19 @@ impl TailScan {
             known: known.map(<[ProducerIdentity]>::to_vec),
             on_foreign,
             plan: TailPlan::default(),
+            covered: 0,
             foreign: None,
             too_many_runs: false,
             complete: false,
         }
+    }
+
+    /// The sequences strait's identities give the first kept source record at the scan's
+    /// start, where known. An identity without one is taken to hold the next records from
+    /// its first batch in the tail on.
+    pub(crate) fn anchored(mut self, anchors: &[Anchor]) -> Self {
+        self.plan.anchors = anchors.to_vec();
+        self
     }
 
     /// The target offset to read from next.
@@ -174,10 +235,9 @@ impl TailScan {
         }
         let records = batch.next_offset - from;
         if own {
-            if !self.add(Run::Own(records)) {
+            if !self.own(batch, from, records) {
                 return;
             }
-            self.plan.own += records;
             if !self.plan.writers.contains(&batch.producer) {
                 self.plan.writers.push(batch.producer);
             }
@@ -204,6 +264,63 @@ impl TailScan {
             }
         }
         self.next = batch.next_offset;
+    }
+
+    /// Attributes `records` of strait's own from target offset `from`: which of the next kept
+    /// source records they hold follows from their sequence and the identity's anchor. Those
+    /// already held by batches before them are duplicates; the rest are the next records.
+    fn own(&mut self, batch: TailBatch, from: i64, records: i64) -> bool {
+        let first = if batch.base_sequence < 0 {
+            None
+        } else {
+            Some(sequence_plus(batch.base_sequence, from - batch.base_offset))
+        };
+        let index = match (first, self.plan.anchor(batch.producer)) {
+            (Some(first), Some(anchor)) => {
+                let index = sequence_distance(anchor, first);
+                if index > self.covered {
+                    // A hole in strait's own records: count these as the next ones.
+                    self.plan.reanchored += 1;
+                    self.reanchor(batch.producer, first);
+                    self.covered
+                } else {
+                    index
+                }
+            }
+            (Some(first), None) => {
+                self.reanchor(batch.producer, first);
+                self.covered
+            }
+            (None, _) => self.covered,
+        };
+        let duplicates = (self.covered - index).clamp(0, records);
+        let fresh = records - duplicates;
+        if duplicates > 0 {
+            if !self.add(Run::Other {
+                offsets: duplicates,
+                foreign: 0,
+            }) {
+                return false;
+            }
+            self.plan.duplicates += duplicates;
+        }
+        if fresh > 0 {
+            if !self.add(Run::Own(fresh)) {
+                return false;
+            }
+            self.plan.own += fresh;
+            self.covered += fresh;
+        }
+        true
+    }
+
+    /// `producer`'s record with sequence `first` holds the next uncovered source record.
+    fn reanchor(&mut self, producer: ProducerIdentity, first: i32) {
+        let sequence = sequence_plus(first, -self.covered);
+        match self.plan.anchors.iter_mut().find(|a| a.producer == producer) {
+            Some(a) => a.sequence = sequence,
+            None => self.plan.anchors.push(Anchor { producer, sequence }),
+        }
     }
 
     /// Appends a run, merged with the last when of the same kind. `false` (and the scan ends

@@ -3,7 +3,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::{is_behind, Foreign, Position, TailBatch, TailError, TailPlan, TailScan, MAX_TAIL_RUNS};
+use super::{is_behind, Anchor, Foreign, Position, TailBatch, TailError, TailPlan, TailScan, MAX_TAIL_RUNS};
 use crate::config::OnForeignWriter;
 use crate::kafka::{OffsetSpec, ProducerIdentity, ResponseError, TopicPartition};
 use crate::pipeline::error::{Error, ForeignBatches, Result};
@@ -44,11 +44,13 @@ pub(crate) struct TargetTail<'a, T> {
 
 impl<T: Fetch> TargetTail<'_, T> {
     /// Reads what the target holds beyond `at` and attributes it by producer identity: `known`
-    /// are strait's (`None`: the checkpoint does not record them). `None` when cancelled first.
+    /// are strait's (`None`: the checkpoint does not record them), `anchors` their sequences
+    /// at `at` where known. `None` when cancelled first.
     pub(crate) async fn reconcile(
         &self,
         at: Position,
         known: Option<&[ProducerIdentity]>,
+        anchors: &[Anchor],
     ) -> Result<Option<Reconciled>> {
         let Some(end) = self.end(at.target).await? else {
             return Ok(None);
@@ -56,7 +58,7 @@ impl<T: Fetch> TargetTail<'_, T> {
         if is_behind(at, end) {
             return Ok(Some(Reconciled::Behind(end)));
         }
-        let mut scan = TailScan::new(at.target, end, known, self.on_foreign);
+        let mut scan = TailScan::new(at.target, end, known, self.on_foreign).anchored(anchors);
         if !self.read_tail(&mut scan, end).await? {
             return Ok(None);
         }

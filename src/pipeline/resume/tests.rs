@@ -18,6 +18,7 @@ fn batch(base: i64, records: i64, producer: ProducerIdentity) -> TailBatch {
         base_offset: base,
         next_offset: base + records,
         producer,
+        base_sequence: -1,
     }
 }
 
@@ -419,4 +420,111 @@ fn a_gap_across_foreign_records_counts_only_strait_records_as_replicated() {
         }
     );
     assert_eq!(tail.take_foreign_passed(), 50);
+}
+
+fn sequenced(base: i64, records: i64, producer: ProducerIdentity, base_sequence: i32) -> TailBatch {
+    TailBatch {
+        base_sequence,
+        ..batch(base, records, producer)
+    }
+}
+
+/// Scans sequenced batches (records, producer, base sequence) laid out from `CP.target`, with
+/// `anchors` (each identity's sequence at `CP`).
+fn scan_sequenced(batches: &[(i64, ProducerIdentity, i32)], anchors: &[Anchor]) -> TailPlan {
+    let end = CP.target + batches.iter().map(|b| b.0).sum::<i64>();
+    let known = [STRAIT_BEFORE, STRAIT];
+    let mut s = TailScan::new(CP.target, end, Some(&known), OnForeignWriter::Halt).anchored(anchors);
+    let mut at = CP.target;
+    for &(records, producer, sequence) in batches {
+        s.push(sequenced(at, records, producer, sequence));
+        at += records;
+    }
+    s.finish().expect("a plan")
+}
+
+fn anchor(producer: ProducerIdentity, sequence: i32) -> Anchor {
+    Anchor { producer, sequence }
+}
+
+#[test]
+fn a_late_batch_of_an_old_identity_before_the_new_ones_copy_counts_once() {
+    // STRAIT_BEFORE's batch (its answer lost) landed after the reconcile that found the tail
+    // empty; STRAIT then wrote the same 10 records again, from the same position.
+    let plan = scan_sequenced(
+        &[(10, STRAIT_BEFORE, 50), (10, STRAIT, 0), (5, STRAIT, 10)],
+        &[anchor(STRAIT_BEFORE, 50), anchor(STRAIT, 0)],
+    );
+    assert_eq!((plan.own, plan.duplicates), (15, 10));
+    let (written, landing, _) = replay(plan, 20);
+    assert_eq!(
+        written,
+        (CP.source + 15..CP.source + 20).collect::<Vec<_>>(),
+        "the next records, none skipped"
+    );
+    assert_eq!(landing.target, CP.target + 25, "after the whole tail");
+}
+
+#[test]
+fn a_late_batch_after_the_new_identity_s_records_is_a_duplicate_of_records_before_the_position() {
+    // Resumed after STRAIT wrote 10 records: STRAIT_BEFORE's sequence moved on with them, so its
+    // late batch holds records from before the position.
+    let plan = scan_sequenced(
+        &[(10, STRAIT_BEFORE, 50), (4, STRAIT, 10)],
+        &[anchor(STRAIT_BEFORE, 60), anchor(STRAIT, 10)],
+    );
+    assert_eq!((plan.own, plan.duplicates), (4, 10));
+    assert_eq!(
+        plan.runs,
+        VecDeque::from([
+            Run::Other {
+                offsets: 10,
+                foreign: 0
+            },
+            Run::Own(4)
+        ])
+    );
+}
+
+#[test]
+fn partly_overlapping_copies_count_each_record_once() {
+    // The old identity's late batch holds 6 records; the new one had written 4 of them again
+    // and went on.
+    let plan = scan_sequenced(
+        &[(6, STRAIT_BEFORE, 0), (10, STRAIT, 0)],
+        &[anchor(STRAIT_BEFORE, 0), anchor(STRAIT, 0)],
+    );
+    assert_eq!((plan.own, plan.duplicates), (10, 6));
+    assert_eq!(
+        plan.runs,
+        VecDeque::from([Run::Own(6), Run::Other { offsets: 6, foreign: 0 }, Run::Own(4)])
+    );
+}
+
+#[test]
+fn without_an_anchor_an_identity_holds_the_next_records_and_its_anchor_is_found() {
+    let plan = scan_sequenced(&[(3, STRAIT, 500), (2, STRAIT, 503)], &[]);
+    assert_eq!((plan.own, plan.duplicates, plan.reanchored), (5, 0, 0));
+    assert_eq!(plan.anchor(STRAIT), Some(500));
+    // Sequences wrap at 2^31.
+    let plan = scan_sequenced(
+        &[(3, STRAIT, i32::MAX - 1), (2, STRAIT, 1)],
+        &[anchor(STRAIT, i32::MAX - 1)],
+    );
+    assert_eq!((plan.own, plan.duplicates, plan.reanchored), (5, 0, 0));
+}
+
+#[test]
+fn a_hole_in_strait_s_own_records_counts_what_follows_as_next() {
+    // The anchor says the batch holds records 5.. while nothing holds 0..5 (deleted on the
+    // target): they are taken as the next records, as without sequences.
+    let plan = scan_sequenced(&[(3, STRAIT, 5)], &[anchor(STRAIT, 0)]);
+    assert_eq!((plan.own, plan.duplicates, plan.reanchored), (3, 0, 1));
+    assert_eq!(plan.anchor(STRAIT), Some(5));
+}
+
+#[test]
+fn batches_without_a_sequence_count_as_the_next_records() {
+    let plan = scan_sequenced(&[(3, STRAIT, -1), (3, STRAIT_BEFORE, -1)], &[anchor(STRAIT, 0)]);
+    assert_eq!((plan.own, plan.duplicates), (6, 0));
 }
