@@ -10,7 +10,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::wire::{Claims, Fetch, Produce};
+use super::wire::{Claim, Claims, Fetch, Produce};
 use crate::batch::{self, BuildOptions, Compression, Record};
 use crate::kafka::{
     self, ApiKey, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, ResponseError, TopicPartition,
@@ -438,17 +438,21 @@ impl Produce for FakeCluster {
     }
 }
 
-/// The claims of a checkpoint topic, in memory: each partition's newest writer epoch.
+/// The claims of a checkpoint topic, in memory: each partition's newest.
 #[derive(Debug, Default)]
 pub(super) struct FakeClaims {
-    epochs: Mutex<HashMap<TopicPartition, i64>>,
+    claims: Mutex<HashMap<TopicPartition, Claim>>,
     reads: std::sync::atomic::AtomicUsize,
 }
 
 impl FakeClaims {
-    /// Another strait claims `tp` with `epoch`.
-    pub(super) fn claim(&self, tp: &TopicPartition, epoch: i64) {
-        self.epochs.lock().insert(tp.clone(), epoch);
+    /// Another strait claims `tp` with writer epoch `epoch`, naming producer `writer`.
+    pub(super) fn claim(&self, tp: &TopicPartition, epoch: i64, writer: i64) {
+        let claim = Claim {
+            writer_epoch: epoch,
+            writers: vec![ProducerIdentity { id: writer, epoch: 0 }],
+        };
+        self.claims.lock().insert(tp.clone(), claim);
     }
 
     /// How often the claims were read.
@@ -458,8 +462,8 @@ impl FakeClaims {
 }
 
 impl Claims for FakeClaims {
-    async fn newest_epoch(&self, tp: &TopicPartition) -> Result<Option<i64>, crate::checkpoint::Error> {
+    async fn newest(&self, tp: &TopicPartition) -> Result<Option<Claim>, crate::checkpoint::Error> {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(self.epochs.lock().get(tp).copied())
+        Ok(self.claims.lock().get(tp).cloned())
     }
 }

@@ -205,25 +205,30 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             Ok(Some(Reconciled::Tail(tail))) if tail.foreign > 0 => tail.foreign,
             _ => return reconciled,
         };
-        self.fenced(foreign).await?;
+        self.fenced(foreign, known.unwrap_or_default()).await?;
         reconciled
     }
 
-    /// `Err(Fenced)` when a newer strait claimed the partition since this process did.
-    async fn fenced(&self, foreign_records: i64) -> Result<()> {
+    /// `Err(Fenced)` when another strait claimed the partition since this process did: a newer
+    /// writer epoch, or the same one naming identities this process never used (two processes
+    /// started at the same moment: both stop).
+    async fn fenced(&self, foreign_records: i64, known: &[ProducerIdentity]) -> Result<()> {
         let ours = self.feed.writer_epoch();
         let newest = tokio::select! {
             _ = self.cancel.cancelled() => return Ok(()),
-            newest = self.claims.newest_epoch(&self.source_tp) => newest,
+            newest = self.claims.newest(&self.source_tp) => newest,
+        };
+        let other = |c: &super::wire::Claim| {
+            c.writer_epoch > ours || (c.writer_epoch == ours && c.writers.iter().any(|w| !known.contains(w)))
         };
         match newest {
-            Ok(Some(theirs)) if theirs > ours => Err(Error::Fenced {
+            Ok(Some(claim)) if other(&claim) => Err(Error::Fenced {
                 source_topic: self.source_tp.topic.clone(),
                 source_partition: self.source_tp.partition,
                 target_topic: self.target_tp.topic.clone(),
                 target_partition: self.target_tp.partition,
                 ours,
-                theirs,
+                theirs: claim.writer_epoch,
                 foreign_records,
             }),
             Ok(_) => Ok(()),

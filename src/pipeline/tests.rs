@@ -285,14 +285,14 @@ async fn a_batch_that_lands_after_its_records_were_written_again_costs_duplicate
     rig.assert_memory_back();
 }
 
-/// Replicates 10 records, then another writer (claiming the partition with writer `epoch`;
-/// the task is epoch 0) writes 3 records to the target and the source grows: returns the error
-/// the task stops with.
-async fn claimed_and_written(rig: &mut Rig, epoch: i64) -> Error {
+/// Replicates 10 records, then producer 555 writes 3 records to the target and the source
+/// grows, while the newest claim has writer `epoch` (the task is epoch 0) and names producer
+/// `writer`: returns the error the task stops with.
+async fn claimed_and_written(rig: &mut Rig, epoch: i64, writer: i64) -> Error {
     rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
     let task = rig.start(None);
     rig.until_target_end(10).await;
-    rig.claims.claim(&rig.tp, epoch);
+    rig.claims.claim(&rig.tp, epoch, writer);
     rig.target.append(&rig.tp, 555, &leak(&values(10..13)));
     rig.source.append(&rig.tp, 7, &leak(&values(10..20)));
     tokio::time::timeout(Duration::from_secs(600), task)
@@ -306,7 +306,7 @@ async fn claimed_and_written(rig: &mut Rig, epoch: i64) -> Error {
 async fn a_newer_claim_fences_this_process_at_its_next_write_whatever_on_foreign_writer_says() {
     for mode in [OnForeignWriter::Halt, OnForeignWriter::Skip] {
         let mut rig = Rig::new(mode);
-        let err = claimed_and_written(&mut rig, 1).await;
+        let err = claimed_and_written(&mut rig, 1, 555).await;
         match &err {
             Error::Fenced { ours, theirs, .. } => assert_eq!((*ours, *theirs), (0, 1), "{mode:?}"),
             other => panic!("{mode:?}: not fenced: {other}"),
@@ -323,9 +323,19 @@ async fn a_newer_claim_fences_this_process_at_its_next_write_whatever_on_foreign
 #[tokio::test(start_paused = true)]
 async fn another_producer_without_a_newer_claim_is_foreign_not_a_fence() {
     let mut rig = Rig::new(OnForeignWriter::Halt);
-    let err = claimed_and_written(&mut rig, 0).await;
+    // The newest claim is this task's own (epoch 0, its first identity).
+    let err = claimed_and_written(&mut rig, 0, 1001).await;
     assert!(matches!(err, Error::ForeignWriter(_)), "{err}");
     assert!(rig.claims.reads() >= 1, "the claims were read before deciding");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claim_of_the_same_epoch_by_another_process_fences_too() {
+    // Two processes started at the same moment got the same writer epoch: the newest claim
+    // names an identity this one never used. Both stop rather than both write.
+    let mut rig = Rig::new(OnForeignWriter::Skip);
+    let err = claimed_and_written(&mut rig, 0, 555).await;
+    assert!(matches!(err, Error::Fenced { ours: 0, theirs: 0, .. }), "{err}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -57,12 +57,18 @@ pub trait Produce: Send + Sync + 'static {
 /// Reads the partitions' claims: every strait process that starts a partition bumps its writer
 /// epoch in a checkpoint before it writes.
 pub trait Claims: Send + Sync + 'static {
-    /// The writer epoch of the newest checkpoint of source partition `tp`, read now; `None`
-    /// when it has none.
-    fn newest_epoch(
+    /// The newest claim on source partition `tp`, read now; `None` when it has none.
+    fn newest(
         &self,
         tp: &TopicPartition,
-    ) -> impl Future<Output = Result<Option<i64>, crate::checkpoint::Error>> + Send;
+    ) -> impl Future<Output = Result<Option<Claim>, crate::checkpoint::Error>> + Send;
+}
+
+/// A partition's newest checkpoint, as a claim: the writer epoch and the identities it names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claim {
+    pub writer_epoch: i64,
+    pub writers: Vec<ProducerIdentity>,
 }
 
 impl Fetch for Cluster {

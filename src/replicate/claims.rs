@@ -14,10 +14,10 @@ use tokio::time::Instant;
 
 use crate::checkpoint::{self, CheckpointStore};
 use crate::kafka::TopicPartition;
-use crate::pipeline::wire::Claims;
+use crate::pipeline::wire::{Claim, Claims};
 
-/// One read of the checkpoint topic: when it started, and each partition's newest writer epoch.
-type Read = (Instant, Arc<HashMap<TopicPartition, i64>>);
+/// One read of the checkpoint topic: when it started, and each partition's newest claim.
+type Read = (Instant, Arc<HashMap<TopicPartition, Claim>>);
 
 /// Reads claims from the checkpoint topic, one read at a time.
 #[derive(Debug)]
@@ -36,24 +36,30 @@ impl ClaimReader {
 }
 
 impl Claims for ClaimReader {
-    async fn newest_epoch(&self, tp: &TopicPartition) -> Result<Option<i64>, checkpoint::Error> {
+    async fn newest(&self, tp: &TopicPartition) -> Result<Option<Claim>, checkpoint::Error> {
         let asked = Instant::now();
         let mut last = self.last.lock().await;
         // A read that started after this question holds every claim made before it.
         if let Some((started, epochs)) = last.as_ref() {
             if *started >= asked {
-                return Ok(epochs.get(tp).copied());
+                return Ok(epochs.get(tp).cloned());
             }
         }
         let started = Instant::now();
-        let epochs: HashMap<TopicPartition, i64> = self
+        let epochs: HashMap<TopicPartition, Claim> = self
             .store
             .load_records()
             .await?
             .into_iter()
-            .map(|(tp, r)| (tp, r.checkpoint.writer_epoch))
+            .map(|(tp, r)| {
+                let claim = Claim {
+                    writer_epoch: r.checkpoint.writer_epoch,
+                    writers: r.writers.unwrap_or_default(),
+                };
+                (tp, claim)
+            })
             .collect();
-        let epoch = epochs.get(tp).copied();
+        let epoch = epochs.get(tp).cloned();
         *last = Some((started, Arc::new(epochs)));
         Ok(epoch)
     }

@@ -43,8 +43,17 @@
 //!   sequences is taken for one: `reanchored`); the hole's records reached the target before
 //!   it deleted them. With none of strait's batches after it, the records strait may have
 //!   written there are written again: duplicates, never a loss.
-//! - Two strait processes writing one partition (overlapping shards, a second deployment) each
-//!   see the other's batches as foreign, but only when they reconcile; nothing here fences them.
+//! - Two strait processes writing one partition (overlapping shards during a reshard, a second
+//!   deployment, a zombie pod) are told apart by their claims: each process that starts a
+//!   partition writes a checkpoint with a newer writer epoch before it sends anything. The
+//!   newer one knows the older one's identities from the checkpoint it resumed from, so their
+//!   batches are its own, placed by sequence. The older one finds the newer one's batches
+//!   foreign at its next write (its batch lands after them); it then reads the claims
+//!   ([`crate::pipeline::wire::Claims`]) and stops writing the partition with `Fenced`,
+//!   whatever `on_foreign_writer` says. Its batches still in flight then (at most five) are
+//!   duplicates, counted by the newer one. Two processes that get the same epoch (started at
+//!   the same moment) both stop. An older process with nothing to write stops only when it
+//!   next writes; until then it writes nothing.
 //! - A transactional writer on the target: its batches and markers are foreign like any other.
 
 use std::collections::VecDeque;
