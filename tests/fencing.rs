@@ -10,10 +10,9 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::growing::{read_all_keys, total, two_clusters, Writer};
 use common::{Kafka, Rec, Running, StraitCmd};
 
 /// The largest batch strait builds here, and the smallest record the writer sends: together
@@ -38,116 +37,17 @@ fn spawn_strait(source: &Kafka, target: &Kafka, topic: &str, shard: (u32, u32), 
         .spawn_logging_to(log)
 }
 
-fn record(p: i32, i: usize) -> Rec {
-    let key = format!("{p}-{i:07}");
-    Rec::new(
-        Some(key.as_bytes()),
-        Some(format!("span {i} of partition {p} {}", "x".repeat(i % 50)).as_bytes()),
-        &[("seq", Some(key.as_bytes()))],
-        1_700_000_000_000 + i as i64,
-    )
-}
-
 fn fenced_lines(log: &str) -> usize {
     log.lines()
         .filter(|l| l.contains("fenced: another strait process"))
         .count()
 }
 
-/// Two single-node clusters and a topic of `partitions` on both.
-async fn clusters(prefix: &str, partitions: i32) -> Option<(Kafka, Kafka, String)> {
-    let (Some(source), Some(target)) = (Kafka::single().await, Kafka::single().await) else {
-        return None;
-    };
-    let topic = common::topic(prefix);
-    common::create_topic(&source.bootstrap(), &topic, partitions, &[]).await;
-    common::create_topic(
-        &target.bootstrap(),
-        &topic,
-        partitions,
-        &[("compression.type", "producer")],
-    )
-    .await;
-    Some((source, target, topic))
-}
-
-/// Writes to every partition of the source, about 100 records/s each, until told to stop;
-/// returns what it sent.
-struct Writer {
-    writing: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<BTreeMap<i32, Vec<Rec>>>,
-}
-
-impl Writer {
-    fn start(source: &Kafka, topic: &str, partitions: i32) -> Writer {
-        let writing = Arc::new(AtomicBool::new(true));
-        let (bootstrap, topic, flag) = (source.bootstrap(), topic.to_owned(), Arc::clone(&writing));
-        let task = tokio::spawn(async move {
-            let producer = common::producer(&bootstrap, &[("linger.ms", "5"), ("enable.idempotence", "true")]);
-            let mut sent: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
-            let mut i = 0usize;
-            while flag.load(Ordering::Relaxed) {
-                let pending: Vec<_> = (0..partitions)
-                    .map(|p| {
-                        let r = record(p, i);
-                        let delivery = common::enqueue(&producer, &topic, p, &r);
-                        sent.entry(p).or_default().push(r);
-                        delivery
-                    })
-                    .collect();
-                for d in pending {
-                    d.await
-                        .expect("delivery report")
-                        .map_err(|(e, _)| e)
-                        .expect("source write");
-                }
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            sent
-        });
-        Writer { writing, task }
-    }
-
-    async fn stop(self) -> BTreeMap<i32, Vec<Rec>> {
-        self.writing.store(false, Ordering::Relaxed);
-        self.task.await.expect("writer")
-    }
-}
-
-/// Records on the target, all partitions.
-async fn target_total(target: &Kafka, topic: &str, partitions: i32) -> i64 {
-    common::high_watermarks(&target.plain_bootstrap(), topic, partitions)
-        .await
-        .values()
-        .sum()
-}
-
 /// Reads the target until it holds every record `sent`; checks that none is lost, that the
 /// first copies are the source in order, and that every copy is a source record. Returns the
 /// records written twice.
 async fn verify(target: &Kafka, topic: &str, sent: &BTreeMap<i32, Vec<Rec>>) -> usize {
-    let wanted: BTreeMap<i32, HashSet<Vec<u8>>> = sent
-        .iter()
-        .map(|(p, recs)| (*p, recs.iter().filter_map(|r| r.key.clone()).collect()))
-        .collect();
-    let on_target = {
-        let (bootstrap, topic, wanted) = (target.plain_bootstrap(), topic.to_owned(), wanted.clone());
-        tokio::task::spawn_blocking(move || {
-            let partitions: Vec<i32> = wanted.keys().copied().collect();
-            common::consume_until(&bootstrap, &topic, &partitions, Duration::from_secs(120), |got| {
-                wanted.iter().all(|(p, keys)| {
-                    let have: HashSet<&Vec<u8>> = got
-                        .get(p)
-                        .map(|rs| rs.iter().filter_map(|r| r.key.as_ref()).collect())
-                        .unwrap_or_default();
-                    keys.iter().all(|k| have.contains(k))
-                })
-            })
-        })
-        .await
-        .expect("consumer")
-    };
+    let on_target = read_all_keys(target, topic, sent).await;
     let mut duplicates = 0;
     for (p, s) in sent {
         let t = &on_target[p];
@@ -221,7 +121,7 @@ async fn outcome(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_with_the_same_config_fences_the_first_and_nothing_is_lost() {
     const PARTITIONS: i32 = 2;
-    let Some((source, target, topic)) = clusters("fence", PARTITIONS).await else {
+    let Some((source, target, topic)) = two_clusters("fence", PARTITIONS).await else {
         return;
     };
     let writer = Writer::start(&source, &topic, PARTITIONS);
@@ -229,7 +129,7 @@ async fn a_second_process_with_the_same_config_fences_the_first_and_nothing_is_l
     let mut a = spawn_strait(&source, &target, &topic, (0, 1), &dir.path().join("a.log"));
     common::eventually("the first process replicates", Duration::from_secs(120), || {
         a.assert_running("while replicating alone");
-        async { target_total(&target, &topic, PARTITIONS).await >= 400 }
+        async { total(&target, &topic, PARTITIONS).await >= 400 }
     })
     .await;
 
@@ -251,10 +151,10 @@ async fn a_second_process_with_the_same_config_fences_the_first_and_nothing_is_l
         started.elapsed().as_secs_f64()
     );
     // The second goes on with new records, past whatever the first still landed.
-    let before = target_total(&target, &topic, PARTITIONS).await;
+    let before = total(&target, &topic, PARTITIONS).await;
     common::eventually("the second process goes on", Duration::from_secs(120), || {
         b.assert_running("after the fence");
-        async { target_total(&target, &topic, PARTITIONS).await >= before + 400 }
+        async { total(&target, &topic, PARTITIONS).await >= before + 400 }
     })
     .await;
     let sent = writer.stop().await;
@@ -270,7 +170,7 @@ async fn a_second_process_with_the_same_config_fences_the_first_and_nothing_is_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shard_count_changed_under_load_loses_nothing() {
     const PARTITIONS: i32 = 6;
-    let Some((source, target, topic)) = clusters("reshard", PARTITIONS).await else {
+    let Some((source, target, topic)) = two_clusters("reshard", PARTITIONS).await else {
         return;
     };
     let writer = Writer::start(&source, &topic, PARTITIONS);
@@ -287,7 +187,7 @@ async fn a_shard_count_changed_under_load_loses_nothing() {
         })
         .collect();
     common::eventually("two shards replicate", Duration::from_secs(120), || async {
-        target_total(&target, &topic, PARTITIONS).await >= 1200
+        total(&target, &topic, PARTITIONS).await >= 1200
     })
     .await;
     // Three shards start with the new count while the two old ones still run.
@@ -316,9 +216,9 @@ async fn a_shard_count_changed_under_load_loses_nothing() {
     for s in &mut old {
         s.terminate(Duration::from_secs(30)).await;
     }
-    let before = target_total(&target, &topic, PARTITIONS).await;
+    let before = total(&target, &topic, PARTITIONS).await;
     common::eventually("the new shards go on", Duration::from_secs(120), || async {
-        target_total(&target, &topic, PARTITIONS).await >= before + 1200
+        total(&target, &topic, PARTITIONS).await >= before + 1200
     })
     .await;
     let sent = writer.stop().await;

@@ -1,7 +1,8 @@
 //! Never start blind: a target partition that already holds records while no checkpoint of
 //! this replication flow covers it (a changed `replication.id`, a deleted checkpoint topic)
-//! halts before writing anything, unless `on_missing_checkpoint = "append"`. Checked on Apache
-//! Kafka with librdkafka.
+//! halts before writing anything, unless `on_missing_checkpoint = "append"` (after what is there,
+//! from `start_from`) or `"align"` (right after the source records it already holds). Checked
+//! on Apache Kafka with librdkafka.
 
 mod common;
 
@@ -50,6 +51,32 @@ async fn halts(config: Config, topic: &str) -> String {
     why
 }
 
+/// Deletes strait's checkpoint topic on `target` and waits until it is gone.
+async fn delete_checkpoint_topic(target: &Kafka) {
+    let admin: AdminClient<DefaultClientContext> = common::client_config(&target.bootstrap()).create().expect("admin");
+    for r in admin
+        .delete_topics(&["strait-checkpoints"], &AdminOptions::new())
+        .await
+        .expect("delete topics")
+    {
+        r.expect("checkpoint topic deleted");
+    }
+    common::eventually("the checkpoint topic gone", Duration::from_secs(30), || {
+        let bootstrap = target.bootstrap();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let c: BaseConsumer = common::client_config(&bootstrap).create().expect("consumer");
+                c.fetch_metadata(Some("strait-checkpoints"), Duration::from_secs(5))
+                    .map(|md| md.topics().iter().all(|t| t.partitions().is_empty()))
+                    .unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false)
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filled_target_without_checkpoint_halts_unless_told_to_append() {
     let Some(source) = Kafka::single().await else {
@@ -90,28 +117,7 @@ async fn a_filled_target_without_checkpoint_halts_unless_told_to_append() {
     assert_eq!(target_end(&target.bootstrap(), &topic), 100, "nothing written");
 
     // The checkpoint topic deleted.
-    let admin: AdminClient<DefaultClientContext> = common::client_config(&target.bootstrap()).create().expect("admin");
-    for r in admin
-        .delete_topics(&["strait-checkpoints"], &AdminOptions::new())
-        .await
-        .expect("delete topics")
-    {
-        r.expect("checkpoint topic deleted");
-    }
-    common::eventually("the checkpoint topic gone", Duration::from_secs(30), || {
-        let bootstrap = target.bootstrap();
-        async move {
-            tokio::task::spawn_blocking(move || {
-                let c: BaseConsumer = common::client_config(&bootstrap).create().expect("consumer");
-                c.fetch_metadata(Some("strait-checkpoints"), Duration::from_secs(5))
-                    .map(|md| md.topics().iter().all(|t| t.partitions().is_empty()))
-                    .unwrap_or(false)
-            })
-            .await
-            .unwrap_or(false)
-        }
-    })
-    .await;
+    delete_checkpoint_topic(&target).await;
     let why = halts(common::config(&source.bootstrap(), &target.bootstrap(), &topic), &topic).await;
     assert!(why.contains("has no checkpoint for it"), "{why}");
     assert_eq!(target_end(&target.bootstrap(), &topic), 100, "nothing written");
@@ -139,4 +145,46 @@ async fn a_filled_target_without_checkpoint_halts_unless_told_to_append() {
     let want: Vec<Rec> = first.iter().chain(&later).cloned().collect();
     assert_eq!(got[&0], want, "the old records once, then the new ones");
     assert_eq!(target_end(&target.bootstrap(), &topic), 110);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn align_goes_on_after_a_changed_replication_id_or_a_deleted_checkpoint_topic() {
+    let Some(source) = Kafka::single().await else {
+        return;
+    };
+    let Some(target) = Kafka::single().await else {
+        return;
+    };
+    let topic = common::topic("align");
+    common::create_topic(&source.bootstrap(), &topic, 1, &[]).await;
+    let producer = common::producer(&source.bootstrap(), &[]);
+    let all: Vec<Rec> = (0..300).map(record).collect();
+    common::send_all(&producer, &topic, 0, &all[..100]).await;
+    let run_until = |config: Config, n: usize| {
+        let (target, topic, want) = (target.bootstrap(), topic.clone(), all[..n].to_vec());
+        async move {
+            let strait = Strait::start(config);
+            let got = common::consume(&target, &topic, &BTreeMap::from([(0, n)]), Duration::from_secs(60));
+            strait.stop().await;
+            assert_eq!(got[&0], want, "every source record once, in order");
+            assert_eq!(target_end(&target, &topic), n as i64, "nothing more on the target");
+        }
+    };
+    let config = || common::config(&source.bootstrap(), &target.bootstrap(), &topic);
+    run_until(config(), 100).await;
+
+    // replication.id changed while the source grew: aligned, the next records follow.
+    common::send_all(&producer, &topic, 0, &all[100..200]).await;
+    let mut renamed = config();
+    renamed.replication.id = "renamed-flow".into();
+    renamed.on_missing_checkpoint = OnMissingCheckpoint::Align;
+    run_until(renamed, 200).await;
+
+    // The checkpoint topic deleted (with the renamed flow's checkpoints in it) while the
+    // source grew: aligned again.
+    common::send_all(&producer, &topic, 0, &all[200..300]).await;
+    delete_checkpoint_topic(&target).await;
+    let mut aligned = config();
+    aligned.on_missing_checkpoint = OnMissingCheckpoint::Align;
+    run_until(aligned, 300).await;
 }

@@ -204,15 +204,52 @@ impl ClusterConfig {
     }
 }
 
-/// Where a partition with no checkpoint starts.
+/// Where a partition with no checkpoint starts: `"earliest"`, `"latest"` or
+/// `"timestamp:<ms>"`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String", into = "String")]
 pub enum StartFrom {
     /// The log start offset: copy everything still retained.
     #[default]
     Earliest,
     /// The high watermark: copy only what is produced from now on.
     Latest,
+    /// The first record whose timestamp is at or after this one (ms since the Unix epoch);
+    /// the high watermark when none is that new.
+    Timestamp(i64),
+}
+
+impl TryFrom<String> for StartFrom {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        let bad = || {
+            format!(
+                "start_from is {s:?}: use \"earliest\", \"latest\" or \"timestamp:<ms>\" with a time in milliseconds \
+                 since the Unix epoch, e.g. \"timestamp:1767225600000\""
+            )
+        };
+        match s.trim().to_ascii_lowercase().as_str() {
+            "earliest" => Ok(StartFrom::Earliest),
+            "latest" => Ok(StartFrom::Latest),
+            other => other
+                .strip_prefix("timestamp:")
+                .and_then(|ms| ms.trim().parse::<i64>().ok())
+                .filter(|ms| *ms >= 0)
+                .map(StartFrom::Timestamp)
+                .ok_or_else(bad),
+        }
+    }
+}
+
+impl From<StartFrom> for String {
+    fn from(s: StartFrom) -> String {
+        match s {
+            StartFrom::Earliest => "earliest".to_owned(),
+            StartFrom::Latest => "latest".to_owned(),
+            StartFrom::Timestamp(ms) => format!("timestamp:{ms}"),
+        }
+    }
 }
 
 /// Produce batching.
@@ -438,6 +475,10 @@ pub enum OnMissingCheckpoint {
     Halt,
     /// Write after what the target holds, from `start_from` on the source.
     Append,
+    /// Find where the target's content ends in the source (its last records, matched by key,
+    /// value, headers and timestamp) and go on right after it: the way to take over from
+    /// MirrorMaker 2 or a lost checkpoint topic without a gap or a duplicate.
+    Align,
 }
 
 /// Heartbeats: a small record written to a source topic at a fixed interval and replicated

@@ -53,9 +53,30 @@ fn defaults_match_the_documented_interface() {
 fn on_missing_checkpoint_is_set_from_env_and_a_bad_value_names_the_variable() {
     let (c, _) = load(None, &[("STRAIT_ON_MISSING_CHECKPOINT", "append")]).expect("loads");
     assert_eq!(c.on_missing_checkpoint, OnMissingCheckpoint::Append);
+    let (c, _) = load(None, &[("STRAIT_ON_MISSING_CHECKPOINT", "align")]).expect("loads");
+    assert_eq!(c.on_missing_checkpoint, OnMissingCheckpoint::Align);
     let err = load(None, &[("STRAIT_ON_MISSING_CHECKPOINT", "guess")]).expect_err("not a choice");
     assert!(err.to_string().contains("STRAIT_ON_MISSING_CHECKPOINT"), "{err}");
     assert_eq!(err.exit_code(), 64);
+}
+
+#[test]
+fn start_from_takes_a_timestamp_and_a_bad_one_says_how_to_write_it() {
+    let (c, _) = load(None, &[("STRAIT_START_FROM", "timestamp:1767225600000")]).expect("loads");
+    assert_eq!(c.start_from, StartFrom::Timestamp(1_767_225_600_000));
+    let (c, _) = load(None, &[("STRAIT_START_FROM", "Latest")]).expect("loads");
+    assert_eq!(c.start_from, StartFrom::Latest);
+    for bad in ["timestamp:", "timestamp:soon", "timestamp:-5", "yesterday"] {
+        let err = load(None, &[("STRAIT_START_FROM", bad)]).expect_err("not a start");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("STRAIT_START_FROM") && msg.contains("timestamp:<ms>"),
+            "{bad}: {msg}"
+        );
+        assert_eq!(err.exit_code(), 64);
+    }
+    // Written back as read.
+    assert_eq!(String::from(StartFrom::Timestamp(5)), "timestamp:5");
 }
 
 #[test]
@@ -239,7 +260,7 @@ fn env_type_error_names_key_and_variable() {
         .expect_err("no such")
         .to_string();
     assert!(
-        msg.contains("start_from") && msg.contains("`earliest` or `latest`"),
+        msg.contains("start_from") && msg.contains(r#""earliest", "latest" or "timestamp:<ms>""#),
         "{msg}"
     );
     assert!(msg.contains("STRAIT_START_FROM"), "{msg}");

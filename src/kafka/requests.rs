@@ -32,6 +32,9 @@ pub enum OffsetSpec {
     Earliest,
     /// The last stable offset (read_committed), i.e. where new data will appear.
     Latest,
+    /// The first offset whose record timestamp is at or after this one (ms since the Unix
+    /// epoch); `-1` when no record is that new.
+    Timestamp(i64),
 }
 
 /// What a Fetch returned for one partition.
@@ -119,11 +122,14 @@ fn request_err(api: ApiKey, resource: String, code: ResponseError, message: Opti
     }
 }
 
-/// ListOffsets for one partition's start (`Earliest`) or last stable offset (`Latest`).
+/// ListOffsets for one partition's start (`Earliest`), last stable offset (`Latest`) or first
+/// offset at a time (`Timestamp`).
 pub(super) fn build_list_offsets(tp: &TopicPartition, spec: OffsetSpec) -> ListOffsetsRequest {
     let timestamp = match spec {
         OffsetSpec::Earliest => -2,
         OffsetSpec::Latest => -1,
+        // Negative values are the special queries above; no record is older than the epoch.
+        OffsetSpec::Timestamp(ms) => ms.max(0),
     };
     ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))

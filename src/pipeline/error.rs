@@ -70,7 +70,9 @@ pub enum Error {
          duplicate or skip records, so the partition is halted and nothing was written. If strait replicated it \
          before, restore that checkpoint topic or set replication.id (STRAIT_REPLICATION__ID) to the id used \
          then; if the target is to be filled again, delete its records; to write after what is there from \
-         start_from, set on_missing_checkpoint = \"append\" (STRAIT_ON_MISSING_CHECKPOINT)"
+         start_from, set on_missing_checkpoint = \"append\"; to go on right after the source records it already \
+         holds (a take-over from MirrorMaker 2, a lost checkpoint topic), set on_missing_checkpoint = \"align\" \
+         (STRAIT_ON_MISSING_CHECKPOINT)"
     )]
     MissingCheckpoint {
         topic: String,
@@ -79,6 +81,24 @@ pub enum Error {
         end: i64,
         checkpoint_topic: String,
         replication_id: String,
+    },
+    /// `on_missing_checkpoint = "align"` could not find where the target's content ends in the
+    /// source.
+    #[error(
+        "target {topic}/{partition} holds records (offsets {first}..{end}) and no checkpoint, and strait cannot \
+         align it with source {source_topic}/{source_partition}: {reason}. Nothing was written. If the target \
+         holds something else than this source's records, empty it or replicate into another topic; to write \
+         after what is there from start_from instead, set on_missing_checkpoint = \"append\" \
+         (STRAIT_ON_MISSING_CHECKPOINT)"
+    )]
+    AlignFailed {
+        topic: String,
+        partition: i32,
+        first: i64,
+        end: i64,
+        source_topic: String,
+        source_partition: i32,
+        reason: String,
     },
     /// The target partition holds records beyond strait's checkpoint that another producer
     /// wrote: nothing was written after them and no source record was skipped on their account.

@@ -414,6 +414,19 @@ impl Fetch for FakeCluster {
         Ok(match spec {
             OffsetSpec::Earliest => log.map_or(0, |l| l.start),
             OffsetSpec::Latest => log.map_or(0, Log::visible_end),
+            OffsetSpec::Timestamp(ms) => {
+                let Some(log) = log else { return Ok(-1) };
+                let end = log.visible_end();
+                log.batches
+                    .iter()
+                    .filter(|(base, _)| *base < end)
+                    .flat_map(|(_, b)| batch::batches(b.clone()))
+                    .filter_map(Result::ok)
+                    .filter(|b| !b.header.is_control())
+                    .flat_map(|b| b.records().unwrap_or_default())
+                    .find(|r| r.timestamp >= ms && r.offset >= log.start)
+                    .map_or(-1, |r| r.offset)
+            }
         })
     }
 

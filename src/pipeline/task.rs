@@ -17,7 +17,7 @@ use super::checkpoints::Feed;
 use super::error::{Error, Result};
 use super::fetch::Fetcher;
 use super::memory::BatchMemory;
-use super::resume::{sequence_plus, Anchor, Position, Reconciled, Resume, Tail, TailPlan, TargetTail};
+use super::resume::{sequence_plus, Align, Anchor, Position, Reconciled, Resume, Tail, TailPlan, TargetTail};
 use super::retry::{kafka_err, list_offset, retry};
 use super::send::{Throttle, Window};
 use super::sink::{Keep, Sink, Stop};
@@ -369,7 +369,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         let Some(end) = target.end(0).await? else {
             return Ok(None);
         };
-        if self.checkpoint.is_none() && self.settings.on_missing_checkpoint == OnMissingCheckpoint::Halt {
+        if self.checkpoint.is_none() && self.settings.on_missing_checkpoint != OnMissingCheckpoint::Append {
             let Some(first) = list_offset(
                 &self.cancel,
                 &*self.target,
@@ -383,6 +383,16 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
                 return Ok(None);
             };
             if end > first {
+                if self.settings.on_missing_checkpoint == OnMissingCheckpoint::Align {
+                    let align = Align {
+                        source: &*self.source,
+                        target: &*self.target,
+                        source_tp: &self.source_tp,
+                        target_tp: &self.target_tp,
+                        cancel: &self.cancel,
+                    };
+                    return align.position(first, end).await;
+                }
                 return Err(Error::MissingCheckpoint {
                     topic: self.target_tp.topic.clone(),
                     partition: self.target_tp.partition,
@@ -396,10 +406,28 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         let spec = match self.settings.start_from {
             StartFrom::Earliest => OffsetSpec::Earliest,
             StartFrom::Latest => OffsetSpec::Latest,
+            StartFrom::Timestamp(ms) => OffsetSpec::Timestamp(ms),
         };
-        let Some(source) = list_offset(&self.cancel, &*self.source, "source", &self.source_tp, spec, -1).await? else {
+        let Some(mut source) = list_offset(&self.cancel, &*self.source, "source", &self.source_tp, spec, -1).await?
+        else {
             return Ok(None);
         };
+        if source < 0 {
+            // No record as new as the timestamp: from the end.
+            let Some(latest) = list_offset(
+                &self.cancel,
+                &*self.source,
+                "source",
+                &self.source_tp,
+                OffsetSpec::Latest,
+                -1,
+            )
+            .await?
+            else {
+                return Ok(None);
+            };
+            source = latest;
+        }
         Ok(Some(Position { source, target: end }))
     }
 

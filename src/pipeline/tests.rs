@@ -504,6 +504,62 @@ async fn a_batch_the_target_refuses_as_too_large_halts_with_its_offset() {
     rig.assert_memory_back();
 }
 
+/// A rig whose partitions start as `on_missing_checkpoint` and `start_from` say.
+fn rig_starting(on_missing_checkpoint: OnMissingCheckpoint, start_from: StartFrom) -> Rig {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    let mut settings = (*rig.settings).clone();
+    settings.on_missing_checkpoint = on_missing_checkpoint;
+    settings.start_from = start_from;
+    rig.settings = Arc::new(settings);
+    rig
+}
+
+#[tokio::test(start_paused = true)]
+async fn align_goes_on_right_after_the_source_records_the_target_already_holds() {
+    let mut rig = rig_starting(OnMissingCheckpoint::Align, StartFrom::Earliest);
+    rig.source.append(&rig.tp, 7, &leak(&values(0..20)));
+    rig.source.append(&rig.tp, 7, &leak(&values(20..30)));
+    // Another tool copied the first 13 records (same values and timestamps), in batches of
+    // its own.
+    rig.target.append(&rig.tp, 99, &leak(&values(0..5)));
+    rig.target.append(&rig.tp, 99, &leak(&values(5..13)));
+    let task = rig.start(None);
+    rig.until_target_end(30).await;
+    rig.stop(task).await.expect("stopped cleanly");
+    assert_eq!(rig.target_values(), values(0..30), "every source record once, in order");
+    assert_eq!(rig.acked().at, Position { source: 30, target: 30 });
+}
+
+#[tokio::test(start_paused = true)]
+async fn align_halts_when_the_target_holds_records_the_source_does_not() {
+    let mut rig = rig_starting(OnMissingCheckpoint::Align, StartFrom::Earliest);
+    rig.source.append(&rig.tp, 7, &leak(&values(0..20)));
+    rig.target.append(&rig.tp, 99, &leak(&values(100..103)));
+    let task = rig.start(None);
+    match task.await.expect("no panic") {
+        Err(e @ Error::AlignFailed { first: 0, end: 3, .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("not found in the source") && text.contains("append"),
+                "{text}"
+            );
+        }
+        other => panic!("expected an alignment halt, got {other:?}"),
+    }
+    assert_eq!(rig.target.end(&rig.tp), 3, "nothing written");
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_from_a_timestamp_starts_at_the_first_record_that_new() {
+    // The fake stamps record n with 1_700_000_000_000 + n.
+    let mut rig = rig_starting(OnMissingCheckpoint::Halt, StartFrom::Timestamp(1_700_000_000_007));
+    rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
+    let task = rig.start(None);
+    rig.until_target_end(3).await;
+    rig.stop(task).await.expect("stopped cleanly");
+    assert_eq!(rig.target_values(), values(7..10));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_target_with_records_and_no_checkpoint_halts_before_writing() {
     let mut rig = Rig::new(OnForeignWriter::Halt);

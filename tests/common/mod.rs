@@ -6,6 +6,7 @@
 
 pub mod binary;
 pub mod frames;
+pub mod growing;
 pub mod kafka;
 pub mod logs;
 pub mod metrics;

@@ -58,11 +58,13 @@
 
 use std::collections::VecDeque;
 
+mod align;
 mod scan;
 mod target;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use align::Align;
 pub(crate) use scan::{
     sequence_distance, sequence_plus, Anchor, Foreign, Run, TailBatch, TailError, TailPlan, TailScan,
 };
