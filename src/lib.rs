@@ -39,6 +39,7 @@ pub mod pipeline;
 pub mod replicate;
 pub mod report;
 pub mod telemetry;
+pub mod verify;
 
 /// Formats an error with its whole `source()` chain on one line, for log lines and messages.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -34,6 +34,11 @@ enum Command {
     /// Connect to both clusters with the full config (TLS, SASL, ApiVersions, Metadata on every
     /// broker) and list the topics that would be replicated. Exit 0 only when all passes.
     Check,
+    /// Compare every replicated partition's source and target record by record (key, value,
+    /// headers, timestamp), up to its checkpoint; print a table. Exit 0 when all are equal, 1
+    /// with the first differing offsets otherwise. Reads each side once, the target within
+    /// the WAN budget.
+    Verify,
     /// Print the version.
     Version,
     /// Moved: the demo client is the `strait-demo` binary.
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
         Command::Run => run(cli.config),
         Command::Plan => plan(cli.config),
         Command::Check => check(cli.config),
+        Command::Verify => verify(cli.config),
         Command::Demo { args } => {
             eprintln!(
                 "error: `strait demo` moved to its own binary; run: strait-demo {}",
@@ -135,14 +141,18 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            // 69 unreachable or TLS refused, 77 authentication refused (sysexits.h).
-            let code = e
-                .chain()
-                .find_map(|c| c.downcast_ref::<strait::replicate::Error>())
-                .and_then(strait::replicate::Error::exit_code);
-            code.map_or(ExitCode::FAILURE, ExitCode::from)
+            failure_code(&e)
         }
     }
+}
+
+/// 69 unreachable or TLS refused, 77 authentication refused (sysexits.h), else 1.
+fn failure_code(e: &anyhow::Error) -> ExitCode {
+    let code = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<strait::replicate::Error>())
+        .and_then(strait::replicate::Error::exit_code);
+    code.map_or(ExitCode::FAILURE, ExitCode::from)
 }
 
 fn check(config_path: Option<PathBuf>) -> ExitCode {
@@ -159,6 +169,36 @@ fn check(config_path: Option<PathBuf>) -> ExitCode {
     };
     print!("{report}");
     ExitCode::from(report.exit_code())
+}
+
+fn verify(config_path: Option<PathBuf>) -> ExitCode {
+    let (config, filter) = match load_config(config_path.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            strait::replicate::verify(&config, &filter)
+                .await
+                .context("while reading both clusters")
+        })
+    });
+    match result {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::from(report.exit_code())
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // Not 1: that means the clusters differ.
+            let code = failure_code(&e);
+            if code == ExitCode::FAILURE {
+                ExitCode::from(70)
+            } else {
+                code
+            }
+        }
+    }
 }
 
 fn plan(config_path: Option<PathBuf>) -> ExitCode {

@@ -17,7 +17,7 @@ use crate::kafka::{
 };
 
 /// A record at `offset` with `value`, no key and no headers.
-pub(super) fn record(offset: i64, value: &'static [u8]) -> Record {
+pub(crate) fn record(offset: i64, value: &'static [u8]) -> Record {
     Record {
         offset,
         timestamp: 1_700_000_000_000 + offset,
@@ -29,16 +29,16 @@ pub(super) fn record(offset: i64, value: &'static [u8]) -> Record {
 
 /// A scripted answer for the next produce.
 #[derive(Debug)]
-pub(super) struct Fault {
+pub(crate) struct Fault {
     /// The error the answer carries.
-    pub(super) error: kafka::Error,
+    pub(crate) error: kafka::Error,
     /// Whether the batch is written all the same (the answer was lost, not the batch).
-    pub(super) lands: Lands,
+    pub(crate) lands: Lands,
 }
 
 /// What becomes of the batch of a produce answered with a [`Fault`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Lands {
+pub(crate) enum Lands {
     /// Written at once: only the answer was lost.
     Now,
     /// Not written.
@@ -86,12 +86,12 @@ struct State {
 
 /// A cluster of in-memory partitions.
 #[derive(Debug, Default)]
-pub(super) struct FakeCluster {
+pub(crate) struct FakeCluster {
     state: Mutex<State>,
     appended: Notify,
 }
 
-pub(super) fn partition_error(tp: &TopicPartition, api: ApiKey, code: ResponseError) -> kafka::Error {
+pub(crate) fn partition_error(tp: &TopicPartition, api: ApiKey, code: ResponseError) -> kafka::Error {
     kafka::Error::Partition {
         api,
         topic: tp.topic.clone(),
@@ -104,12 +104,12 @@ pub(super) fn partition_error(tp: &TopicPartition, api: ApiKey, code: ResponseEr
 impl FakeCluster {
     /// Appends `values` as one uncompressed batch of producer `producer` (epoch 0; no
     /// idempotence check).
-    pub(super) fn append(&self, tp: &TopicPartition, producer: i64, values: &[&'static [u8]]) -> i64 {
+    pub(crate) fn append(&self, tp: &TopicPartition, producer: i64, values: &[&'static [u8]]) -> i64 {
         self.append_batch(tp, producer, false, values)
     }
 
     /// Appends `values` as one batch of a transaction of `producer`.
-    pub(super) fn append_transactional(&self, tp: &TopicPartition, producer: i64, values: &[&'static [u8]]) -> i64 {
+    pub(crate) fn append_transactional(&self, tp: &TopicPartition, producer: i64, values: &[&'static [u8]]) -> i64 {
         self.append_batch(tp, producer, true, values)
     }
 
@@ -146,7 +146,7 @@ impl FakeCluster {
 
     /// Appends a transaction marker of `producer` and, for an abort, records the aborted range
     /// from `first`.
-    pub(super) fn append_marker(&self, tp: &TopicPartition, producer: i64, commit: bool, first: i64) {
+    pub(crate) fn append_marker(&self, tp: &TopicPartition, producer: i64, commit: bool, first: i64) {
         let mut st = self.state.lock();
         let log = st.logs.entry(tp.clone()).or_default();
         let base = log.end;
@@ -161,7 +161,7 @@ impl FakeCluster {
     }
 
     /// Deletes everything below `offset` (retention, DeleteRecords).
-    pub(super) fn delete_before(&self, tp: &TopicPartition, offset: i64) {
+    pub(crate) fn delete_before(&self, tp: &TopicPartition, offset: i64) {
         let mut st = self.state.lock();
         let log = st.logs.entry(tp.clone()).or_default();
         log.start = offset;
@@ -169,17 +169,17 @@ impl FakeCluster {
     }
 
     /// The next produce is answered with `fault`.
-    pub(super) fn fault(&self, fault: Fault) {
+    pub(crate) fn fault(&self, fault: Fault) {
         self.state.lock().faults.push_back(fault);
     }
 
     /// Scripted faults that were hit.
-    pub(super) fn faults_hit(&self) -> usize {
+    pub(crate) fn faults_hit(&self) -> usize {
         self.state.lock().faults_hit
     }
 
     /// Every record of `tp` with the producer id of its batch, control batches left out.
-    pub(super) fn records(&self, tp: &TopicPartition) -> Vec<(i64, Record)> {
+    pub(crate) fn records(&self, tp: &TopicPartition) -> Vec<(i64, Record)> {
         let st = self.state.lock();
         let Some(log) = st.logs.get(tp) else { return Vec::new() };
         let mut out = Vec::new();
@@ -200,12 +200,12 @@ impl FakeCluster {
         out
     }
 
-    pub(super) fn end(&self, tp: &TopicPartition) -> i64 {
+    pub(crate) fn end(&self, tp: &TopicPartition) -> i64 {
         self.state.lock().logs.get(tp).map_or(0, |l| l.end)
     }
 
     /// Waits until `tp` ends at `end` or later.
-    pub(super) async fn until_end(&self, tp: &TopicPartition, end: i64) {
+    pub(crate) async fn until_end(&self, tp: &TopicPartition, end: i64) {
         loop {
             let appended = self.appended.notified();
             tokio::pin!(appended);
@@ -219,7 +219,7 @@ impl FakeCluster {
 
     /// The high watermark catches up with the log end (the lost follower left the in-sync
     /// replicas).
-    pub(super) fn raise_watermark(&self, tp: &TopicPartition) {
+    pub(crate) fn raise_watermark(&self, tp: &TopicPartition) {
         if let Some(log) = self.state.lock().logs.get_mut(tp) {
             log.watermark = None;
         }
@@ -227,7 +227,7 @@ impl FakeCluster {
     }
 
     /// Writes the held batch now (as its produce would have); returns where it landed.
-    pub(super) fn release_held(&self) -> kafka::Result<ProduceAck> {
+    pub(crate) fn release_held(&self) -> kafka::Result<ProduceAck> {
         let mut st = self.state.lock();
         let (tp, batch) = st.held.take().expect("a batch is held");
         let written = Self::write(&mut st, &tp, batch);
@@ -453,14 +453,14 @@ impl Produce for FakeCluster {
 
 /// The claims of a checkpoint topic, in memory: each partition's newest.
 #[derive(Debug, Default)]
-pub(super) struct FakeClaims {
+pub(crate) struct FakeClaims {
     claims: Mutex<HashMap<TopicPartition, Claim>>,
     reads: std::sync::atomic::AtomicUsize,
 }
 
 impl FakeClaims {
     /// Another strait claims `tp` with writer epoch `epoch`, naming producer `writer`.
-    pub(super) fn claim(&self, tp: &TopicPartition, epoch: i64, writer: i64) {
+    pub(crate) fn claim(&self, tp: &TopicPartition, epoch: i64, writer: i64) {
         let claim = Claim {
             writer_epoch: epoch,
             writers: vec![ProducerIdentity { id: writer, epoch: 0 }],
@@ -469,7 +469,7 @@ impl FakeClaims {
     }
 
     /// How often the claims were read.
-    pub(super) fn reads(&self) -> usize {
+    pub(crate) fn reads(&self) -> usize {
         self.reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

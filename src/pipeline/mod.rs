@@ -43,7 +43,7 @@ pub mod wire;
 pub mod writers;
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 #[cfg(test)]
 mod tests;
 
@@ -55,6 +55,7 @@ use tokio::sync::Semaphore;
 pub use error::{Error, ForeignBatches, Result};
 pub(crate) use memory::buffer_units;
 pub use resume::Position;
+pub(crate) use resume::{locate, read_data, same_content, Located};
 pub use task::PartitionTask;
 pub use wire::{Fetch, Produce};
 
@@ -85,4 +86,16 @@ pub struct TaskSettings {
     pub on_target_reset: OnTargetReset,
     pub on_foreign_writer: OnForeignWriter,
     pub on_missing_checkpoint: OnMissingCheckpoint,
+}
+
+/// The log start, last stable offset or first offset at a time of `tp` on `cluster` (`role`:
+/// source or target), retried. `None` when cancelled first.
+pub(crate) async fn list_offset_of<C: Fetch>(
+    cancel: &tokio_util::sync::CancellationToken,
+    cluster: &C,
+    role: &'static str,
+    tp: &crate::kafka::TopicPartition,
+    spec: crate::kafka::OffsetSpec,
+) -> Result<Option<i64>> {
+    retry::list_offset(cancel, cluster, role, tp, spec, -1).await
 }

@@ -14,6 +14,7 @@ mod heartbeat;
 mod plan;
 mod startup;
 mod topics;
+mod verify;
 
 pub use crate::report::{
     PartitionState, PartitionStatus, Progress, Retention, RiskFigures, Totals, KAFKA_DEFAULT_RETENTION_MS,
@@ -23,6 +24,7 @@ pub use check::{check, CheckReport, ClusterCheck, TargetState, TopicCheck};
 pub use error::{Error, Result};
 pub use health::{ClusterHealth, Health, Readiness, Side};
 pub use plan::{plan, Plan, TargetChange, TopicPlan};
+pub use verify::verify;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -358,18 +360,7 @@ impl Replicator {
 
     /// `replication.id`, or one derived from the source cluster id.
     async fn replication_id(&self) -> Result<String> {
-        if !self.config.replication.id.is_empty() {
-            return Ok(self.config.replication.id.clone());
-        }
-        let meta = self.source.metadata(Some(&[])).await.map_err(|source| Error::Cluster {
-            cluster: "source",
-            action: "read the cluster id".into(),
-            source: Box::new(source),
-        })?;
-        Ok(match meta.cluster_id {
-            Some(id) if !id.is_empty() => format!("cluster-{id}"),
-            _ => format!("bootstrap-{}", self.config.source.bootstrap_servers),
-        })
+        replication_id(&self.config, &self.source).await
     }
 
     /// One step of the zstd level control over the last [`LEVEL_EVERY`].
@@ -523,4 +514,20 @@ impl Replicator {
         }
         Ok(())
     }
+}
+
+/// `replication.id`, or one derived from the cluster id of `source`.
+pub(crate) async fn replication_id(config: &Config, source: &Cluster) -> Result<String> {
+    if !config.replication.id.is_empty() {
+        return Ok(config.replication.id.clone());
+    }
+    let meta = source.metadata(Some(&[])).await.map_err(|source| Error::Cluster {
+        cluster: "source",
+        action: "read the cluster id".into(),
+        source: Box::new(source),
+    })?;
+    Ok(match meta.cluster_id {
+        Some(id) if !id.is_empty() => format!("cluster-{id}"),
+        _ => format!("bootstrap-{}", config.source.bootstrap_servers),
+    })
 }

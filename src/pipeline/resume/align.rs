@@ -93,6 +93,97 @@ pub(crate) struct Align<'a, S, T> {
     pub(crate) cancel: &'a CancellationToken,
 }
 
+/// Where a run of records was looked for in a partition, and what came of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Located {
+    /// The offset of the run's last record.
+    At(i64),
+    /// Not found reading from `from` (`scanned` records) to the end or the scan bound.
+    NotFound { from: i64, scanned: u64 },
+    /// The partition holds no record as new as the run's oldest (`timestamp`).
+    NothingThatNew { timestamp: i64 },
+}
+
+/// Looks for `want` (in order, not empty) in `tp` of `cluster`: from the first offset at its
+/// oldest timestamp, up to the partition's end. `None` when cancelled first.
+pub(crate) async fn locate<C: Fetch>(
+    cancel: &CancellationToken,
+    cluster: &C,
+    role: &'static str,
+    tp: &TopicPartition,
+    want: Vec<Record>,
+) -> Result<Option<Located>> {
+    let oldest = want.iter().map(|r| r.timestamp).min().unwrap_or(0);
+    let Some(from) = list_offset(cancel, cluster, role, tp, OffsetSpec::Timestamp(oldest), -1).await? else {
+        return Ok(None);
+    };
+    if from < 0 {
+        return Ok(Some(Located::NothingThatNew { timestamp: oldest }));
+    }
+    let Some(end) = list_offset(cancel, cluster, role, tp, OffsetSpec::Latest, from).await? else {
+        return Ok(None);
+    };
+    let mut matcher = Matcher::new(want);
+    let mut offset = from;
+    let mut idle = 0;
+    while offset < end && matcher.scanned() < ALIGN_MAX_SCAN {
+        let Some((records, next)) = read_data(cancel, cluster, role, tp, offset).await? else {
+            return Ok(None);
+        };
+        for r in records {
+            if let Some(found) = matcher.push(r) {
+                return Ok(Some(Located::At(found)));
+            }
+        }
+        idle = if next > offset { 0 } else { idle + 1 };
+        if idle >= IDLE_FETCHES {
+            break;
+        }
+        offset = next;
+    }
+    Ok(Some(Located::NotFound {
+        from,
+        scanned: matcher.scanned(),
+    }))
+}
+
+/// One fetch of `tp` from `offset`: its data records (committed, markers dropped) and the
+/// offset to read from next. `None` when cancelled first.
+pub(crate) async fn read_data<C: Fetch>(
+    cancel: &CancellationToken,
+    cluster: &C,
+    role: &'static str,
+    tp: &TopicPartition,
+    offset: i64,
+) -> Result<Option<(Vec<Record>, i64)>> {
+    let fetched = retry(cancel, cluster, tp, "read records", || {
+        cluster.fetch(tp, offset, FETCH_BYTES, FETCH_WAIT_MS)
+    })
+    .await;
+    let fetched = match fetched {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(None),
+        // Deleted since: go on from the log start.
+        Err(e) if e.code() == Some(ResponseError::OffsetOutOfRange) => {
+            let Some(start) = list_offset(cancel, cluster, role, tp, OffsetSpec::Earliest, offset).await? else {
+                return Ok(None);
+            };
+            return Ok(Some((Vec::new(), start.max(offset + 1))));
+        }
+        Err(e) => return Err(kafka_err(role, "read records", tp, offset, e)),
+    };
+    let start = fetched.log_start_offset.max(offset);
+    let chunk = unpack(
+        tp,
+        start,
+        fetched.records,
+        fetched.aborted,
+        fetched.high_watermark,
+        usize::MAX,
+    )?;
+    Ok(Some((chunk.records, chunk.next_offset)))
+}
+
 impl<S: Fetch, T: Fetch> Align<'_, S, T> {
     /// Where to go on from when the target holds `first..end` and no checkpoint: right after
     /// the source records its last ones hold. `None` when cancelled first.
@@ -100,54 +191,38 @@ impl<S: Fetch, T: Fetch> Align<'_, S, T> {
         let Some(want) = self.last_target_records(first, end).await? else {
             return Ok(None);
         };
-        let Some(oldest) = want.iter().map(|r| r.timestamp).min() else {
+        if want.is_empty() {
             return Err(self.failed(
                 first,
                 end,
                 "it holds no data records in its last offsets (only markers)".into(),
             ));
-        };
-        let Some(from) = list_offset(
-            self.cancel,
-            self.source,
-            "source",
-            self.source_tp,
-            OffsetSpec::Timestamp(oldest),
-            -1,
-        )
-        .await?
-        else {
-            return Ok(None);
-        };
-        if from < 0 {
-            return Err(self.failed(
-                first,
-                end,
-                format!("the source holds no record as new as its last records (timestamp {oldest} ms)"),
-            ));
         }
         let last = want.last().map_or(-1, |r| r.offset);
-        let mut matcher = Matcher::new(want);
-        let Some(found) = self.scan_source(from, &mut matcher).await? else {
+        let Some(located) = locate(self.cancel, self.source, "source", self.source_tp, want).await? else {
             return Ok(None);
         };
-        match found {
-            Some(offset) => {
+        match located {
+            Located::At(offset) => {
                 tracing::info!(source = %self.source_tp, target = %self.target_tp, target_end = end,
-                    target_last = last, source_last = offset, scanned = matcher.scanned(),
+                    target_last = last, source_last = offset,
                     "aligned: the target's content ends at this source offset; replicating from the next");
                 Ok(Some(Position {
                     source: offset + 1,
                     target: end,
                 }))
             }
-            None => Err(self.failed(
+            Located::NothingThatNew { timestamp } => Err(self.failed(
+                first,
+                end,
+                format!("the source holds no record as new as its last records (timestamp {timestamp} ms)"),
+            )),
+            Located::NotFound { from, scanned } => Err(self.failed(
                 first,
                 end,
                 format!(
-                    "its last {} records were not found in the source from offset {from} on ({} records read)",
-                    ALIGN_RECORDS,
-                    matcher.scanned()
+                    "its last {ALIGN_RECORDS} records were not found in the source from offset {from} on \
+                     ({scanned} records read)"
                 ),
             )),
         }
@@ -160,7 +235,8 @@ impl<S: Fetch, T: Fetch> Align<'_, S, T> {
         let mut last: VecDeque<Record> = VecDeque::with_capacity(ALIGN_RECORDS);
         let mut idle = 0;
         while offset < end {
-            let Some((records, next)) = self.read(self.target, "target", self.target_tp, offset).await? else {
+            let Some((records, next)) = read_data(self.cancel, self.target, "target", self.target_tp, offset).await?
+            else {
                 return Ok(None);
             };
             for r in records.into_iter().filter(|r| r.offset < end) {
@@ -176,79 +252,6 @@ impl<S: Fetch, T: Fetch> Align<'_, S, T> {
             offset = next;
         }
         Ok(Some(last.into()))
-    }
-
-    /// Reads the source from `from` into `matcher` until it finds the run (`Some(Some(offset))`),
-    /// reaches the source's end or the scan bound (`Some(None)`), or is cancelled (`None`).
-    async fn scan_source(&self, from: i64, matcher: &mut Matcher) -> Result<Option<Option<i64>>> {
-        let Some(end) = list_offset(
-            self.cancel,
-            self.source,
-            "source",
-            self.source_tp,
-            OffsetSpec::Latest,
-            from,
-        )
-        .await?
-        else {
-            return Ok(None);
-        };
-        let mut offset = from;
-        let mut idle = 0;
-        while offset < end && matcher.scanned() < ALIGN_MAX_SCAN {
-            let Some((records, next)) = self.read(self.source, "source", self.source_tp, offset).await? else {
-                return Ok(None);
-            };
-            for r in records {
-                if let Some(found) = matcher.push(r) {
-                    return Ok(Some(Some(found)));
-                }
-            }
-            idle = if next > offset { 0 } else { idle + 1 };
-            if idle >= IDLE_FETCHES {
-                break;
-            }
-            offset = next;
-        }
-        Ok(Some(None))
-    }
-
-    /// One fetch of `tp` from `offset`: its data records (committed, markers dropped) and the
-    /// offset to read from next. `None` when cancelled first.
-    async fn read<C: Fetch>(
-        &self,
-        cluster: &C,
-        role: &'static str,
-        tp: &TopicPartition,
-        offset: i64,
-    ) -> Result<Option<(Vec<Record>, i64)>> {
-        let fetched = retry(self.cancel, cluster, tp, "align", || {
-            cluster.fetch(tp, offset, FETCH_BYTES, FETCH_WAIT_MS)
-        })
-        .await;
-        let fetched = match fetched {
-            Ok(Some(f)) => f,
-            Ok(None) => return Ok(None),
-            // Deleted since: go on from the log start.
-            Err(e) if e.code() == Some(ResponseError::OffsetOutOfRange) => {
-                let Some(start) = list_offset(self.cancel, cluster, role, tp, OffsetSpec::Earliest, offset).await?
-                else {
-                    return Ok(None);
-                };
-                return Ok(Some((Vec::new(), start.max(offset + 1))));
-            }
-            Err(e) => return Err(kafka_err(role, "align", tp, offset, e)),
-        };
-        let start = fetched.log_start_offset.max(offset);
-        let chunk = unpack(
-            tp,
-            start,
-            fetched.records,
-            fetched.aborted,
-            fetched.high_watermark,
-            usize::MAX,
-        )?;
-        Ok(Some((chunk.records, chunk.next_offset)))
     }
 
     fn failed(&self, first: i64, end: i64, reason: String) -> Error {

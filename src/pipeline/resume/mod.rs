@@ -64,7 +64,7 @@ mod target;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use align::Align;
+pub(crate) use align::{locate, read_data, same_content, Align, Located};
 pub(crate) use scan::{
     sequence_distance, sequence_plus, Anchor, Foreign, Run, TailBatch, TailError, TailPlan, TailScan,
 };
