@@ -9,8 +9,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use common::{Kafka, Rec, Strait};
@@ -53,28 +51,7 @@ async fn halts(config: Config, topic: &str) -> String {
 
 /// Deletes strait's checkpoint topic on `target` and waits until it is gone.
 async fn delete_checkpoint_topic(target: &Kafka) {
-    let admin: AdminClient<DefaultClientContext> = common::client_config(&target.bootstrap()).create().expect("admin");
-    for r in admin
-        .delete_topics(&["strait-checkpoints"], &AdminOptions::new())
-        .await
-        .expect("delete topics")
-    {
-        r.expect("checkpoint topic deleted");
-    }
-    common::eventually("the checkpoint topic gone", Duration::from_secs(30), || {
-        let bootstrap = target.bootstrap();
-        async move {
-            tokio::task::spawn_blocking(move || {
-                let c: BaseConsumer = common::client_config(&bootstrap).create().expect("consumer");
-                c.fetch_metadata(Some("strait-checkpoints"), Duration::from_secs(5))
-                    .map(|md| md.topics().iter().all(|t| t.partitions().is_empty()))
-                    .unwrap_or(false)
-            })
-            .await
-            .unwrap_or(false)
-        }
-    })
-    .await;
+    common::delete_topic(&target.bootstrap(), "strait-checkpoints").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,4 +164,58 @@ async fn align_goes_on_after_a_changed_replication_id_or_a_deleted_checkpoint_to
     let mut aligned = config();
     aligned.on_missing_checkpoint = OnMissingCheckpoint::Align;
     run_until(aligned, 300).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_topic_recreated_while_strait_is_stopped_halts_or_starts_over() {
+    let Some(source) = Kafka::single().await else {
+        return;
+    };
+    let Some(target) = Kafka::single().await else {
+        return;
+    };
+    let topic = common::topic("recreated");
+    common::create_topic(&source.bootstrap(), &topic, 1, &[]).await;
+    let producer = common::producer(&source.bootstrap(), &[]);
+    let old: Vec<Rec> = (0..100).map(record).collect();
+    common::send_all(&producer, &topic, 0, &old).await;
+    let config = || common::config(&source.bootstrap(), &target.bootstrap(), &topic);
+    let strait = Strait::start(config());
+    common::consume(
+        &target.bootstrap(),
+        &topic,
+        &BTreeMap::from([(0, 100)]),
+        Duration::from_secs(60),
+    );
+    strait.stop().await;
+
+    // The source topic deleted and created again, and grown past the checkpoint's offset.
+    common::delete_topic(&source.bootstrap(), &topic).await;
+    common::create_topic(&source.bootstrap(), &topic, 1, &[]).await;
+    let new: Vec<Rec> = (1000..1150).map(record).collect();
+    common::send_all(&producer, &topic, 0, &new).await;
+
+    let why = halts(config(), &topic).await;
+    assert!(
+        why.contains("source topic") && why.contains("was recreated") && why.contains("on_topic_recreated"),
+        "{why}"
+    );
+    assert_eq!(target_end(&target.bootstrap(), &topic), 100, "nothing written");
+
+    let mut over = config();
+    over.on_topic_recreated = strait::config::OnTopicRecreated::StartOver;
+    let strait = Strait::start(over);
+    let got = common::consume(
+        &target.bootstrap(),
+        &topic,
+        &BTreeMap::from([(0, 250)]),
+        Duration::from_secs(60),
+    );
+    strait.stop().await;
+    let want: Vec<Rec> = old.iter().chain(&new).cloned().collect();
+    assert_eq!(
+        got[&0], want,
+        "the old topic's records, then every record of the new one"
+    );
+    assert_eq!(target_end(&target.bootstrap(), &topic), 250);
 }

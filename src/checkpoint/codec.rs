@@ -3,7 +3,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Checkpoint, CheckpointRecord, Error, Result};
+use super::{Checkpoint, CheckpointRecord, Error, Result, TopicIds};
 use crate::kafka::ProducerIdentity;
 
 /// Key format version this build writes and the newest it reads.
@@ -39,22 +39,30 @@ pub fn encode_key(replication_id: &str, topic: &str, partition: i32) -> Bytes {
 /// Encodes the value of a checkpoint without producer identities (its writers are unknown to
 /// whoever resumes from it).
 pub fn encode_value(c: &Checkpoint) -> Bytes {
-    encode(c, None, None)
+    encode(c, None, None, None)
 }
 
 /// Encodes the value of a checkpoint record in the current format version: the writers list is
 /// appended to the body when known.
 pub fn encode_record_value(r: &CheckpointRecord) -> Bytes {
-    encode(&r.checkpoint, r.writers.as_deref(), r.sequences.as_deref())
+    encode(&r.checkpoint, r.writers.as_deref(), r.sequences.as_deref(), r.topic_ids)
 }
 
-fn encode(c: &Checkpoint, writers: Option<&[ProducerIdentity]>, sequences: Option<&[i32]>) -> Bytes {
+fn encode(
+    c: &Checkpoint,
+    writers: Option<&[ProducerIdentity]>,
+    sequences: Option<&[i32]>,
+    topic_ids: Option<TopicIds>,
+) -> Bytes {
     // Sequences are written only with writers, one each.
     let sequences = writers
         .zip(sequences)
         .map(|(w, s)| (0..w.len()).map(|i| s.get(i).copied().unwrap_or(-1)));
-    let writers_len =
-        writers.map_or(0, |w| 4 + w.len() * WRITER_LEN) + sequences.as_ref().map_or(0, |s| 4 + s.len() * SEQUENCE_LEN);
+    // Topic ids follow the sequences, so they are written only with them.
+    let topic_ids = topic_ids.filter(|_| sequences.is_some());
+    let writers_len = writers.map_or(0, |w| 4 + w.len() * WRITER_LEN)
+        + sequences.as_ref().map_or(0, |s| 4 + s.len() * SEQUENCE_LEN)
+        + topic_ids.map_or(0, |_| 32);
     let body_len = V1_BODY_FIXED + c.target_topic.len() + writers_len;
     let mut buf = BytesMut::with_capacity(2 + 4 + body_len);
     buf.put_i16(VALUE_VERSION);
@@ -76,6 +84,10 @@ fn encode(c: &Checkpoint, writers: Option<&[ProducerIdentity]>, sequences: Optio
         for s in sequences {
             buf.put_i32(s);
         }
+    }
+    if let Some(ids) = topic_ids {
+        buf.put_slice(&ids.source);
+        buf.put_slice(&ids.target);
     }
     buf.freeze()
 }
@@ -160,10 +172,21 @@ pub fn decode_record(key: &[u8], value: &[u8]) -> Result<CheckpointRecord> {
         }
         _ => None,
     };
+    let topic_ids = match &sequences {
+        Some(_) if r.pos < r.buf.len() => {
+            let source = r.take(16, "source topic id")?;
+            let source: [u8; 16] = source.try_into().unwrap_or_default();
+            let target = r.take(16, "target topic id")?;
+            let target: [u8; 16] = target.try_into().unwrap_or_default();
+            Some(TopicIds { source, target })
+        }
+        _ => None,
+    };
     Ok(CheckpointRecord {
         checkpoint,
         writers,
         sequences,
+        topic_ids,
     })
 }
 
@@ -426,6 +449,10 @@ mod tests {
                 },
             ]),
             sequences: Some(vec![17, -1]),
+            topic_ids: Some(TopicIds {
+                source: [0x11; 16],
+                target: [0; 16],
+            }),
         }
     }
 
@@ -437,22 +464,24 @@ mod tests {
         assert_eq!(
             hex(&value),
             concat!(
-                "0001",               // value version 1
-                "00000051",           // body length 81 = 36 + 9 + 4 + 2 * 10 + 4 + 2 * 4
-                "00000009",           // target topic length
-                "6463312e7370616e73", // "dc1.spans"
-                "00000000000004d2",   // next source offset 1234
-                "000000000000162e",   // next target offset 5678
-                "0000000000000003",   // writer epoch 3
-                "0000018bcfe56800",   // wall clock 1_700_000_000_000 ms
-                "00000002",           // 2 writers
-                "0000000000000fa0",   // producer id 4000
-                "0000",               // producer epoch 0
-                "0000000000000fa1",   // producer id 4001
-                "7fff",               // producer epoch 32767
-                "00000002",           // 2 sequences
-                "00000011",           // sequence 17 of producer 4000
-                "ffffffff",           // sequence of producer 4001 unknown
+                "0001",                             // value version 1
+                "00000071",                         // body length 113 = 36 + 9 + 4 + 2 * 10 + 4 + 2 * 4 + 32
+                "00000009",                         // target topic length
+                "6463312e7370616e73",               // "dc1.spans"
+                "00000000000004d2",                 // next source offset 1234
+                "000000000000162e",                 // next target offset 5678
+                "0000000000000003",                 // writer epoch 3
+                "0000018bcfe56800",                 // wall clock 1_700_000_000_000 ms
+                "00000002",                         // 2 writers
+                "0000000000000fa0",                 // producer id 4000
+                "0000",                             // producer epoch 0
+                "0000000000000fa1",                 // producer id 4001
+                "7fff",                             // producer epoch 32767
+                "00000002",                         // 2 sequences
+                "00000011",                         // sequence 17 of producer 4000
+                "ffffffff",                         // sequence of producer 4001 unknown
+                "11111111111111111111111111111111", // source topic id
+                "00000000000000000000000000000000", // target topic id unknown
             )
         );
         let key = key_of(&r.checkpoint);
@@ -473,6 +502,7 @@ mod tests {
             checkpoint: c.clone(),
             writers: Some(vec![]),
             sequences: None,
+            topic_ids: None,
         };
         let value = encode_record_value(&none);
         assert_eq!(value.len(), old.len() + 4);
@@ -484,10 +514,14 @@ mod tests {
         // Written by a strait that recorded identities but not their sequences.
         let r = CheckpointRecord {
             sequences: None,
+            topic_ids: None,
             ..sample_record()
         };
         let value = encode_record_value(&r);
-        assert_eq!(value.len(), encode_record_value(&sample_record()).len() - 4 - 2 * 4);
+        assert_eq!(
+            value.len(),
+            encode_record_value(&sample_record()).len() - 4 - 2 * 4 - 32
+        );
         let key = key_of(&r.checkpoint);
         assert_eq!(decode_record(&key, &value).expect("decodes"), r);
         // One sequence for two writers.
@@ -513,6 +547,7 @@ mod tests {
     fn a_writer_count_past_the_body_is_truncated() {
         let r = CheckpointRecord {
             sequences: None,
+            topic_ids: None,
             ..sample_record()
         };
         let mut value = encode_record_value(&r).to_vec();
@@ -679,10 +714,12 @@ mod tests {
             with_sequences in any::<bool>(),
         ) {
             let sequences = writers.as_ref().filter(|_| with_sequences).map(|w| w.iter().map(|x| x.2).collect());
+            let topic_ids = sequences.as_ref().map(|_| TopicIds { source: [7; 16], target: [9; 16] });
             let r = CheckpointRecord {
                 checkpoint: c,
                 writers: writers.map(|w| w.into_iter().map(|(id, epoch, _)| ProducerIdentity { id, epoch }).collect()),
                 sequences,
+                topic_ids,
             };
             let value = encode_record_value(&r);
             let key = key_of(&r.checkpoint);

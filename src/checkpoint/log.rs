@@ -375,6 +375,7 @@ mod tests {
                 checkpoint: cp("dc1", "spans", i % 7, i64::from(i)),
                 writers: writers(i),
                 sequences: Some(vec![i]),
+                topic_ids: None,
             })
             .collect();
         let bytes = encode_checkpoints(&cps, 1_700_000_000_000).expect("encodes");
@@ -396,6 +397,7 @@ mod tests {
                     checkpoint: cp("dc1", "spans", i % 7, i64::from(i)),
                     writers: writers(i),
                     sequences: Some(vec![i]),
+                    topic_ids: None,
                 })
             );
         }

@@ -56,7 +56,14 @@
 //! | 46 + T + 10 × N  | 4     | sequence count | `u32` = N, as many as writers                 |
 //! | 50 + T + 10 × N  | 4 × N | sequences      | N × `i32`, -1 when unknown                    |
 //!
-//! so B = 44 + T + 14 × N. The writers are every idempotent producer identity strait may have
+//! so B = 44 + T + 14 × N. Then the topic ids the checkpoint was written for, when known:
+//!
+//! | offset           | size | field           | type / value                           |
+//! |------------------|------|-----------------|----------------------------------------|
+//! | 50 + T + 14 × N  | 16   | source topic id | UUID bytes, zeros when the source gives none |
+//! | 66 + T + 14 × N  | 16   | target topic id | UUID bytes, zeros when the target gives none |
+//!
+//! so B = 76 + T + 14 × N. The writers are every idempotent producer identity strait may have
 //! written with at or beyond the next target offset (see [`CheckpointRecord`]). A body that ends
 //! after the wall clock is a checkpoint of a strait that did not record them: its writers are
 //! unknown ([`CheckpointRecord::writers`] is `None`), which is not the same as none. A null value
@@ -124,6 +131,25 @@ pub struct CheckpointRecord {
     /// tells which source records a batch of that identity beyond the checkpoint holds.
     /// `None`: written by a strait that did not record them.
     pub sequences: Option<Vec<i32>>,
+    /// The ids of the source and target topics when it was written (a recreated topic has a
+    /// new one). `None`: written by a strait that did not record them.
+    pub topic_ids: Option<TopicIds>,
+}
+
+/// A source and a target topic id; all zeros where the cluster gives none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TopicIds {
+    pub source: [u8; 16],
+    pub target: [u8; 16],
+}
+
+impl TopicIds {
+    /// Which of the two differ between `self` (recorded) and `now`, among those both know:
+    /// `(source, target)`.
+    pub fn changed(&self, now: &TopicIds) -> (bool, bool) {
+        let differs = |a: &[u8; 16], b: &[u8; 16]| *a != [0; 16] && *b != [0; 16] && a != b;
+        (differs(&self.source, &now.source), differs(&self.target, &now.target))
+    }
 }
 
 impl From<Checkpoint> for CheckpointRecord {
@@ -133,6 +159,7 @@ impl From<Checkpoint> for CheckpointRecord {
             checkpoint,
             writers: None,
             sequences: None,
+            topic_ids: None,
         }
     }
 }

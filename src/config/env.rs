@@ -238,6 +238,7 @@ mod tests {
         "on_foreign_writer",
         "on_missing_checkpoint",
         "on_target_reset",
+        "on_topic_recreated",
         "replication.id",
         "shard.count",
         "shard.index",

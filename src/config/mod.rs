@@ -76,6 +76,8 @@ pub struct Config {
     pub on_foreign_writer: OnForeignWriter,
     /// What to do when a target partition already holds records and has no checkpoint.
     pub on_missing_checkpoint: OnMissingCheckpoint,
+    /// What to do when a topic was recreated since its partition's checkpoint.
+    pub on_topic_recreated: OnTopicRecreated,
     /// On SIGTERM, how long to flush in-flight batches and write checkpoints before aborting,
     /// in seconds.
     pub shutdown_grace_secs: u64,
@@ -106,6 +108,7 @@ impl Default for Config {
             on_target_reset: OnTargetReset::default(),
             on_foreign_writer: OnForeignWriter::default(),
             on_missing_checkpoint: OnMissingCheckpoint::default(),
+            on_topic_recreated: OnTopicRecreated::default(),
         }
     }
 }
@@ -479,6 +482,19 @@ pub enum OnMissingCheckpoint {
     /// value, headers and timestamp) and go on right after it: the way to take over from
     /// MirrorMaker 2 or a lost checkpoint topic without a gap or a duplicate.
     Align,
+}
+
+/// What a partition does when its source or target topic was deleted and created again since
+/// its checkpoint (the topic id changed): the checkpoint's offsets are of the old log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTopicRecreated {
+    /// Stop the partition with an error that says how to go on.
+    #[default]
+    Halt,
+    /// Forget the checkpoint: replicate the new topic from `start_from`, after what the target
+    /// holds.
+    StartOver,
 }
 
 /// Heartbeats: a small record written to a source topic at a fixed interval and replicated

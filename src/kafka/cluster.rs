@@ -74,6 +74,8 @@ pub struct TopicMetadata {
     pub is_internal: bool,
     /// Leader node id per partition (-1 when leaderless).
     pub leaders: BTreeMap<i32, i32>,
+    /// The topic id (a recreated topic has a new one); `None` when the broker gives none.
+    pub id: Option<[u8; 16]>,
 }
 
 impl TopicMetadata {
@@ -281,6 +283,7 @@ impl Cluster {
                 error: t.error_code.err(),
                 is_internal: t.is_internal,
                 leaders: BTreeMap::new(),
+                id: (!t.topic_id.is_nil()).then(|| *t.topic_id.as_bytes()),
             };
             for p in t.partitions {
                 let tp = TopicPartition::new(name.clone(), p.partition_index);

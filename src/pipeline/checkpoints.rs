@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::resume::Position;
 use super::writers::Writers;
+use crate::checkpoint::TopicIds;
 
 /// The state of one partition a checkpoint records.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub struct Acked {
     pub target_topic: String,
     /// Which writer generation of this partition this process is.
     pub writer_epoch: i64,
+    /// The source and target topic ids the task replicates between.
+    pub topic_ids: Option<TopicIds>,
     /// strait's producer identities that may have written at or beyond `at.target`, with
     /// their sequences where the last claim or publish stood.
     pub writers: Writers,
@@ -43,6 +46,7 @@ pub struct Feed {
     wanted: Arc<Notify>,
     target_topic: String,
     writer_epoch: i64,
+    topic_ids: Option<TopicIds>,
 }
 
 /// The checkpointer's end.
@@ -53,8 +57,9 @@ pub struct Tap {
 }
 
 /// A feed and its tap, for a partition written to `target_topic` by writer generation
-/// `writer_epoch`. `wanted` is shared by every feed of the checkpointer: it wakes it for a claim.
-pub fn feed(wanted: Arc<Notify>, target_topic: &str, writer_epoch: i64) -> (Feed, Tap) {
+/// `writer_epoch`, between topics of `topic_ids`. `wanted` is shared by every feed of the
+/// checkpointer: it wakes it for a claim.
+pub fn feed(wanted: Arc<Notify>, target_topic: &str, writer_epoch: i64, topic_ids: Option<TopicIds>) -> (Feed, Tap) {
     let (state_tx, state_rx) = watch::channel(None);
     let (written_tx, written_rx) = watch::channel(0);
     (
@@ -64,6 +69,7 @@ pub fn feed(wanted: Arc<Notify>, target_topic: &str, writer_epoch: i64) -> (Feed
             wanted,
             target_topic: target_topic.to_owned(),
             writer_epoch,
+            topic_ids,
         },
         Tap {
             state: state_rx,
@@ -102,6 +108,7 @@ impl Feed {
                 at,
                 target_topic: self.target_topic.clone(),
                 writer_epoch: self.writer_epoch,
+                topic_ids: self.topic_ids,
                 writers: writers.clone(),
                 moved: 0,
                 generation,
@@ -161,7 +168,7 @@ mod tests {
     #[tokio::test]
     async fn a_claim_completes_only_once_a_checkpoint_holds_its_generation() {
         let wanted = Arc::new(Notify::new());
-        let (feed, tap) = super::feed(Arc::clone(&wanted), "spans", 1);
+        let (feed, tap) = super::feed(Arc::clone(&wanted), "spans", 1, None);
         let cancel = CancellationToken::new();
         // Before any claim nothing is checkpointable, and positions are not published.
         feed.advance(at(5, 5), 5);
@@ -208,7 +215,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_claim_returns_false() {
-        let (feed, _tap) = super::feed(Arc::new(Notify::new()), "spans", 0);
+        let (feed, _tap) = super::feed(Arc::new(Notify::new()), "spans", 0, None);
         let cancel = CancellationToken::new();
         cancel.cancel();
         assert!(!feed.claim(at(0, 0), &Writers::default(), &cancel).await);

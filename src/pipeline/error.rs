@@ -82,6 +82,21 @@ pub enum Error {
         checkpoint_topic: String,
         replication_id: String,
     },
+    /// The source or target topic was deleted and created again since the checkpoint: its
+    /// offsets are of another log.
+    #[error(
+        "{side} topic {topic} was recreated (its topic id changed) since partition {partition} was checkpointed at \
+         source offset {source_offset}, target offset {target_offset}: those offsets are of the old topic, so the \
+         partition is halted and nothing was read or written. To replicate the new topic from start_from, after \
+         what the target holds, set on_topic_recreated = \"start_over\" (STRAIT_ON_TOPIC_RECREATED)"
+    )]
+    TopicRecreated {
+        side: &'static str,
+        topic: String,
+        partition: i32,
+        source_offset: i64,
+        target_offset: i64,
+    },
     /// `on_missing_checkpoint = "align"` could not find where the target's content ends in the
     /// source.
     #[error(

@@ -60,7 +60,7 @@ pub use task::PartitionTask;
 pub use wire::{Fetch, Produce};
 
 use crate::budget::{Budget, LevelControl};
-use crate::config::{OnForeignWriter, OnMissingCheckpoint, OnTargetReset, StartFrom};
+use crate::config::{OnForeignWriter, OnMissingCheckpoint, OnTargetReset, OnTopicRecreated, StartFrom};
 
 /// Settings shared by all partition tasks.
 #[derive(Clone, Debug)]
@@ -86,6 +86,7 @@ pub struct TaskSettings {
     pub on_target_reset: OnTargetReset,
     pub on_foreign_writer: OnForeignWriter,
     pub on_missing_checkpoint: OnMissingCheckpoint,
+    pub on_topic_recreated: OnTopicRecreated,
 }
 
 /// The log start, last stable offset or first offset at a time of `tp` on `cluster` (`role`:

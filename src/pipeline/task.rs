@@ -24,8 +24,8 @@ use super::sink::{Keep, Sink, Stop};
 use super::wire::{Claims, Fetch, Produce};
 use super::writers::Writers;
 use super::TaskSettings;
-use crate::checkpoint::CheckpointRecord;
-use crate::config::{OnMissingCheckpoint, OnTargetReset, StartFrom};
+use crate::checkpoint::{CheckpointRecord, TopicIds};
+use crate::config::{OnMissingCheckpoint, OnTargetReset, OnTopicRecreated, StartFrom};
 use crate::kafka::{Backoff, OffsetSpec, ProducerIdentity, TopicPartition};
 use crate::report::{PartitionState, Progress, Retention};
 use crate::telemetry;
@@ -46,6 +46,8 @@ pub struct PartitionTask<S, T, C> {
     pub target: Arc<T>,
     /// Who claimed the partition last (the checkpoint topic).
     pub claims: Arc<C>,
+    /// The ids of the source and target topics now.
+    pub topic_ids: Option<TopicIds>,
     pub settings: Arc<TaskSettings>,
     /// The smaller of batch.max_bytes and the target topic's max.message.bytes.
     pub max_batch_bytes: usize,
@@ -321,7 +323,16 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
     /// or, for a partition never replicated, `start_from` on the source and the target's current
     /// end, checkpointed before any data is written. `None` when cancelled first.
     async fn resume(&self, writers: &Writers) -> Result<Option<Resume>> {
-        if let Some(record) = &self.checkpoint {
+        let checkpoint = match self.recreated() {
+            Some(e) if self.settings.on_topic_recreated == OnTopicRecreated::Halt => return Err(e),
+            Some(e) => {
+                tracing::warn!(topic = %self.source_tp.topic, partition = self.source_tp.partition, why = %e,
+                    "topic recreated: starting over from start_from, after what the target holds (on_topic_recreated = start_over)");
+                None
+            }
+            None => self.checkpoint.as_ref(),
+        };
+        if let Some(record) = checkpoint {
             let cp = &record.checkpoint;
             let at = Position {
                 source: cp.next_source_offset,
@@ -359,6 +370,26 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             at,
             tail: TailPlan::default(),
         }))
+    }
+
+    /// Whether the source or target topic has another id than when the checkpoint was written
+    /// (deleted and created again): the checkpoint's offsets are of another log.
+    fn recreated(&self) -> Option<Error> {
+        let record = self.checkpoint.as_ref()?;
+        let (then, now) = (record.topic_ids?, self.topic_ids?);
+        let (source, target) = then.changed(&now);
+        let (side, topic) = match (source, target) {
+            (true, _) => ("source", &self.source_tp.topic),
+            (false, true) => ("target", &self.target_tp.topic),
+            (false, false) => return None,
+        };
+        Some(Error::TopicRecreated {
+            side,
+            topic: topic.clone(),
+            partition: self.source_tp.partition,
+            source_offset: record.checkpoint.next_source_offset,
+            target_offset: record.checkpoint.next_target_offset,
+        })
     }
 
     /// Where a partition without a usable checkpoint starts: `start_from` on the source, the

@@ -12,7 +12,7 @@ use super::fake::{partition_error, FakeClaims, FakeCluster, Fault, Lands};
 use super::{Error, PartitionTask, Position, TaskSettings};
 use crate::budget::{Budget, LevelControl};
 use crate::checkpoint::{Checkpoint, CheckpointRecord};
-use crate::config::{OnForeignWriter, OnMissingCheckpoint, OnTargetReset, StartFrom};
+use crate::config::{OnForeignWriter, OnMissingCheckpoint, OnTargetReset, OnTopicRecreated, StartFrom};
 use crate::kafka::{self, ApiKey, ProducerIdentity, ResponseError, TopicPartition};
 use crate::report::Progress;
 
@@ -34,6 +34,7 @@ fn settings(on_foreign_writer: OnForeignWriter) -> Arc<TaskSettings> {
         on_target_reset: OnTargetReset::Halt,
         on_foreign_writer,
         on_missing_checkpoint: OnMissingCheckpoint::Halt,
+        on_topic_recreated: OnTopicRecreated::Halt,
     })
 }
 
@@ -43,6 +44,8 @@ struct Rig {
     source: Arc<FakeCluster>,
     target: Arc<FakeCluster>,
     claims: Arc<FakeClaims>,
+    /// The topic ids the task is told the topics have now.
+    topic_ids: Option<crate::checkpoint::TopicIds>,
     settings: Arc<TaskSettings>,
     progress: Arc<Progress>,
     tap: Arc<Tap>,
@@ -56,9 +59,10 @@ impl Rig {
             source: Arc::new(FakeCluster::default()),
             target: Arc::new(FakeCluster::default()),
             claims: Arc::new(FakeClaims::default()),
+            topic_ids: None,
             settings: settings(on_foreign_writer),
             progress: Arc::new(Progress::default()),
-            tap: Arc::new(checkpoints::feed(Arc::new(Notify::new()), "unused", 0).1),
+            tap: Arc::new(checkpoints::feed(Arc::new(Notify::new()), "unused", 0, None).1),
             cancel: CancellationToken::new(),
             tp: TopicPartition::new("spans", 0),
         }
@@ -67,7 +71,7 @@ impl Rig {
     /// Starts the task from `checkpoint`; returns its handle.
     fn start(&mut self, checkpoint: Option<CheckpointRecord>) -> tokio::task::JoinHandle<super::Result<()>> {
         let wanted = Arc::new(Notify::new());
-        let (feed, tap) = checkpoints::feed(Arc::clone(&wanted), "spans", 0);
+        let (feed, tap) = checkpoints::feed(Arc::clone(&wanted), "spans", 0, self.topic_ids);
         let tap = Arc::new(tap);
         self.tap = Arc::clone(&tap);
         // The checkpointer: every claim is written at once.
@@ -86,6 +90,7 @@ impl Rig {
             source: Arc::clone(&self.source),
             target: Arc::clone(&self.target),
             claims: Arc::clone(&self.claims),
+            topic_ids: self.topic_ids,
             settings: Arc::clone(&self.settings),
             max_batch_bytes: 1 << 20,
             progress: Arc::clone(&self.progress),
@@ -188,6 +193,7 @@ fn checkpoint_at(at: Position, writers: Option<Vec<ProducerIdentity>>) -> Checkp
         },
         writers,
         sequences: None,
+        topic_ids: None,
     }
 }
 
@@ -558,6 +564,44 @@ async fn start_from_a_timestamp_starts_at_the_first_record_that_new() {
     rig.until_target_end(3).await;
     rig.stop(task).await.expect("stopped cleanly");
     assert_eq!(rig.target_values(), values(7..10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recreated_source_topic_halts_or_starts_over_as_configured() {
+    use crate::checkpoint::TopicIds;
+    let ids = |source: u8| TopicIds {
+        source: [source; 16],
+        target: [9; 16],
+    };
+    let recreated = |mode: OnTopicRecreated| {
+        let mut rig = Rig::new(OnForeignWriter::Halt);
+        let mut settings = (*rig.settings).clone();
+        settings.on_topic_recreated = mode;
+        rig.settings = Arc::new(settings);
+        // The old topic's 5 records are on the target, checkpointed; the new topic has 10.
+        rig.target.append(&rig.tp, 1001, &leak(&values(0..5)));
+        rig.source.append(&rig.tp, 7, &leak(&values(20..30)));
+        rig.topic_ids = Some(ids(2));
+        let mut checkpoint = checkpoint_at(Position { source: 5, target: 5 }, Some(vec![]));
+        checkpoint.topic_ids = Some(ids(1));
+        let task = rig.start(Some(checkpoint));
+        (rig, task)
+    };
+    let (rig, task) = recreated(OnTopicRecreated::Halt);
+    match task.await.expect("no panic") {
+        Err(e @ Error::TopicRecreated { side: "source", .. }) => {
+            assert!(e.to_string().contains("on_topic_recreated"), "{e}");
+        }
+        other => panic!("expected a recreated-topic halt, got {other:?}"),
+    }
+    assert_eq!(rig.target.end(&rig.tp), 5, "nothing written");
+    // Told to start over: the new topic from start_from (earliest), after the old records;
+    // its first five records are not skipped for the old checkpoint's offsets.
+    let (rig, task) = recreated(OnTopicRecreated::StartOver);
+    rig.until_target_end(15).await;
+    rig.stop(task).await.expect("stopped cleanly");
+    assert_eq!(rig.target_values(), [values(0..5), values(20..30)].concat());
+    assert_eq!(rig.acked().topic_ids, Some(ids(2)), "checkpoints name the new topic");
 }
 
 #[tokio::test(start_paused = true)]

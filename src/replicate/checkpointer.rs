@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::checkpoint::{self, Checkpoint, CheckpointRecord, CheckpointStore};
+use crate::checkpoint::{self, Checkpoint, CheckpointRecord, CheckpointStore, TopicIds};
 use crate::kafka::TopicPartition;
 use crate::pipeline::checkpoints::{self as feeds, Acked, Feed, Tap};
 
@@ -48,9 +48,10 @@ impl Checkpointer {
         tp: &TopicPartition,
         target_topic: &str,
         last: Option<&CheckpointRecord>,
+        topic_ids: Option<TopicIds>,
     ) -> Arc<Feed> {
         let writer_epoch = last.map_or(0, |c| c.checkpoint.writer_epoch + 1);
-        let (feed, tap) = feeds::feed(Arc::clone(&self.wanted), target_topic, writer_epoch);
+        let (feed, tap) = feeds::feed(Arc::clone(&self.wanted), target_topic, writer_epoch, topic_ids);
         self.partitions.insert(tp.clone(), Entry { tap, written: None });
         Arc::new(feed)
     }
@@ -106,5 +107,6 @@ fn record(replication_id: &str, tp: &TopicPartition, acked: &Acked, now_ms: i64)
         },
         writers: Some(writers),
         sequences: Some(sequences),
+        topic_ids: acked.topic_ids,
     }
 }

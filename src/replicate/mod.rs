@@ -125,6 +125,7 @@ impl Replicator {
             on_target_reset: config.on_target_reset,
             on_foreign_writer: config.on_foreign_writer,
             on_missing_checkpoint: config.on_missing_checkpoint,
+            on_topic_recreated: config.on_topic_recreated,
         });
         let shard = Shard {
             index: config.shard.index,
@@ -485,12 +486,16 @@ impl Replicator {
                 }
             };
             let max_batch_bytes = self.config.batch.max_bytes.min(target.max_message_bytes);
+            let topic_ids = Some(checkpoint::TopicIds {
+                source: topic.id.unwrap_or_default(),
+                target: target.id.unwrap_or_default(),
+            });
             for partition in owned.into_iter().filter(|&p| p < target.partitions) {
                 let source_tp = TopicPartition::new(name.clone(), partition);
                 let checkpoint = spawn.checkpoints.remove(&source_tp);
                 let feed = spawn
                     .checkpointer
-                    .register(&source_tp, &target_name, checkpoint.as_ref());
+                    .register(&source_tp, &target_name, checkpoint.as_ref(), topic_ids);
                 let store = spawn.checkpointer.store();
                 let task = PartitionTask {
                     source_tp: source_tp.clone(),
@@ -498,6 +503,7 @@ impl Replicator {
                     source: Arc::clone(&self.source),
                     target: Arc::clone(&self.target),
                     claims: Arc::clone(spawn.claims),
+                    topic_ids,
                     settings: Arc::clone(&self.settings),
                     max_batch_bytes,
                     progress: Arc::clone(&self.progress),

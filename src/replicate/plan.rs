@@ -239,6 +239,7 @@ mod tests {
             error: None,
             is_internal: false,
             leaders: (0..partitions).map(|p| (p, 1)).collect(),
+            id: None,
         }
     }
 

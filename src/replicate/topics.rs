@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::kafka::{Cluster, TopicConfig, TopicSpec};
+use crate::kafka::{Cluster, TopicConfig, TopicMetadata, TopicSpec};
 use kafka_protocol::messages::{CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest};
 
 use super::error::{Error, Result};
@@ -87,6 +87,8 @@ pub(crate) struct TargetTopic {
     pub(crate) partitions: i32,
     /// The topic's max.message.bytes.
     pub(crate) max_message_bytes: usize,
+    /// Its topic id, when the target gives one.
+    pub(crate) id: Option<[u8; 16]>,
 }
 
 /// Makes the target topic fit the source topic: creates it (with the source's data configs) or
@@ -111,11 +113,9 @@ pub(crate) async fn ensure_target(
         .metadata(Some(&names))
         .await
         .map_err(cluster_err("target", format!("metadata for topic {target_topic}")))?;
-    let existing = meta
-        .topics
-        .get(target_topic)
-        .filter(|t| t.error.is_none())
-        .map(|t| t.partition_count());
+    let found = meta.topics.get(target_topic).filter(|t| t.error.is_none());
+    let existing = found.map(TopicMetadata::partition_count);
+    let mut id = found.and_then(|t| t.id);
     let mut partitions = existing.unwrap_or(0);
     match plan_target(source_partitions, existing) {
         TargetAction::Create { partitions: count } => {
@@ -140,6 +140,11 @@ pub(crate) async fn ensure_target(
             }
             tracing::info!(topic = target_topic, partitions = count, configs = ?spec.configs, "target topic created");
             partitions = count;
+            id = target
+                .metadata(Some(&names))
+                .await
+                .ok()
+                .and_then(|m| m.topics.get(target_topic).and_then(|t| t.id));
         }
         TargetAction::Grow { from, to } => {
             let grown = if target.supports::<CreatePartitionsRequest>().await.unwrap_or(false) {
@@ -169,6 +174,7 @@ pub(crate) async fn ensure_target(
     Ok(TargetTopic {
         partitions,
         max_message_bytes,
+        id,
     })
 }
 

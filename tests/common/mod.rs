@@ -63,6 +63,32 @@ pub fn client_config(bootstrap: &str) -> ClientConfig {
 }
 
 /// Creates a topic with librdkafka's admin client.
+/// Deletes topic `name` and waits until metadata no longer shows it.
+pub async fn delete_topic(bootstrap: &str, name: &str) {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create().expect("admin");
+    for r in admin
+        .delete_topics(&[name], &AdminOptions::new())
+        .await
+        .expect("delete topics")
+    {
+        r.unwrap_or_else(|e| panic!("topic {name} not deleted: {e:?}"));
+    }
+    eventually(&format!("topic {name} gone"), Duration::from_secs(30), || {
+        let (bootstrap, name) = (bootstrap.to_owned(), name.to_owned());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let c: BaseConsumer = client_config(&bootstrap).create().expect("consumer");
+                c.fetch_metadata(Some(&name), Duration::from_secs(5))
+                    .map(|md| md.topics().iter().all(|t| t.partitions().is_empty()))
+                    .unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false)
+        }
+    })
+    .await;
+}
+
 pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
     create_topic_rf(bootstrap, name, partitions, 1, configs).await;
 }
