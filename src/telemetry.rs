@@ -72,6 +72,10 @@ pub const CLUSTER_REACHABLE: &str = "strait_cluster_reachable";
 pub const READY: &str = "strait_ready";
 /// Requests served by the HTTP endpoint, labelled `path` and `status`.
 pub const HTTP_REQUESTS: &str = "strait_http_requests_total";
+/// Connections the HTTP endpoint holds open (at most `http::MAX_CONNECTIONS`).
+pub const HTTP_CONNECTIONS: &str = "strait_http_connections";
+/// HTTP connections closed to make room for a newer one.
+pub const HTTP_CONNECTIONS_EVICTED: &str = "strait_http_connections_evicted_total";
 
 /// Errors of the telemetry setup.
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +210,16 @@ fn describe() {
     );
     describe_gauge!(READY, Unit::Count, "1 while /readyz answers 200");
     describe_counter!(HTTP_REQUESTS, Unit::Count, "HTTP requests served by path and status");
+    describe_gauge!(
+        HTTP_CONNECTIONS,
+        Unit::Count,
+        "Connections the HTTP endpoint holds open"
+    );
+    describe_counter!(
+        HTTP_CONNECTIONS_EVICTED,
+        Unit::Count,
+        "HTTP connections closed to make room for a newer one"
+    );
 }
 
 /// How log lines are written.
@@ -339,6 +353,8 @@ mod tests {
         CLUSTER_REACHABLE,
         READY,
         HTTP_REQUESTS,
+        HTTP_CONNECTIONS,
+        HTTP_CONNECTIONS_EVICTED,
     ];
 
     #[test]

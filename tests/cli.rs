@@ -103,3 +103,50 @@ fn unknown_variables_get_a_suggestion() {
     let line = warned.expect("a warning about the unknown variable");
     assert!(line.contains("did you mean STRAIT_SOURCE__BOOTSTRAP_SERVERS"), "{line}");
 }
+
+#[test]
+fn sasl_credentials_over_plaintext_exit_64_from_run_and_check_unless_allowed() {
+    let plain = [
+        ("STRAIT_TARGET__SASL__MECHANISM", "PLAIN"),
+        ("STRAIT_TARGET__SASL__USERNAME", "strait"),
+        ("STRAIT_TARGET__SASL__PASSWORD", "Tr0ub4dor-cli-5e1d"),
+    ];
+    for command in ["run", "check"] {
+        let out = strait(&[command], &plain);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{command}: {err}");
+        for needle in [
+            "target.sasl.mechanism = \"PLAIN\"",
+            "target.tls.enabled = true",
+            "STRAIT_TARGET__ALLOW_PLAINTEXT_CREDENTIALS",
+        ] {
+            assert!(err.contains(needle), "{command}: lacks {needle:?}: {err}");
+        }
+        assert!(!err.contains("Tr0ub4dor-cli-5e1d"), "{command}: {err}");
+    }
+    // Allowed explicitly, validation passes and `check` goes on to the (absent) brokers: not 64.
+    let mut allowed = plain.to_vec();
+    allowed.push(("STRAIT_TARGET__ALLOW_PLAINTEXT_CREDENTIALS", "true"));
+    allowed.push(("STRAIT_SOURCE__REQUEST_TIMEOUT_MS", "1000"));
+    allowed.push(("STRAIT_TARGET__REQUEST_TIMEOUT_MS", "1000"));
+    let out = strait(&["check"], &allowed);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(64), "{err}");
+}
+
+#[test]
+fn a_toml_syntax_error_on_the_password_line_does_not_print_the_password() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("strait.toml");
+    std::fs::write(
+        &path,
+        "[source.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"strait\"\npassword = \"Tr0ub4dor-cli-9a7b\n",
+    )
+    .expect("write");
+    let path = path.to_str().expect("utf-8 temp dir");
+    let out = strait(&["check", "--config", path], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(!err.contains("Tr0ub4dor-cli-9a7b"), "{err}");
+    assert!(err.contains("line 4") && err.contains("source.sasl.password"), "{err}");
+}

@@ -50,6 +50,13 @@ fn with_password(mut c: ClusterConfig, mechanism: SaslMechanism, user: &str, pas
     c
 }
 
+/// The broker's SASL listener is plaintext: strait refuses to send a password or token over it
+/// unless told the network is trusted.
+fn plaintext_allowed(mut c: ClusterConfig) -> ClusterConfig {
+    c.allow_plaintext_credentials = true;
+    c
+}
+
 fn with_token(mut c: ClusterConfig, token: &str) -> ClusterConfig {
     c.sasl.mechanism = SaslMechanism::OauthBearer;
     c.sasl.password = Secret::new(token);
@@ -201,14 +208,23 @@ async fn sasl_plain_scram_sha256_and_unsecured_oauthbearer_replicate() {
         (
             "plain",
             "\"PLAIN\"",
-            with_password(cluster(&k.bootstrap()), SaslMechanism::Plain, "strait", PASSWORD),
+            plaintext_allowed(with_password(
+                cluster(&k.bootstrap()),
+                SaslMechanism::Plain,
+                "strait",
+                PASSWORD,
+            )),
         ),
         (
             "scram256",
             "\"SCRAM-SHA-256\"",
             with_password(cluster(&k.bootstrap()), SaslMechanism::ScramSha256, "strait", PASSWORD),
         ),
-        ("oauth", "\"OAUTHBEARER\"", with_token(cluster(&k.bootstrap()), &token)),
+        (
+            "oauth",
+            "\"OAUTHBEARER\"",
+            plaintext_allowed(with_token(cluster(&k.bootstrap()), &token)),
+        ),
     ];
     for (label, mechanism, side) in sides {
         let before = logs::lines(&["authenticated", &broker, mechanism]).len();
@@ -227,6 +243,7 @@ async fn sasl_plain_scram_sha256_and_unsecured_oauthbearer_replicate() {
             ("STRAIT_SOURCE__BOOTSTRAP_SERVERS", k.bootstrap()),
             ("STRAIT_SOURCE__SASL__MECHANISM", "OAUTHBEARER".to_owned()),
             ("STRAIT_SOURCE__SASL__PASSWORD", "not-a-jws".to_owned()),
+            ("STRAIT_SOURCE__ALLOW_PLAINTEXT_CREDENTIALS", "true".to_owned()),
             ("STRAIT_TARGET__BOOTSTRAP_SERVERS", k.plain_bootstrap()),
             ("STRAIT_TOPICS__INCLUDE", "nothing-here".to_owned()),
         ],
@@ -428,8 +445,18 @@ async fn acls_exactly_as_documented_work_and_a_missing_write_halts_the_partition
     let sent = produce(&k, &allowed, 2, 100, "acl-ok").await;
     produce(&k, &denied, 1, 50, "acl-nowrite").await;
     let mut config = common::config(&k.bootstrap(), &k.bootstrap(), &format!("{allowed}|{denied}"));
-    config.source = with_password(cluster(&k.bootstrap()), SaslMechanism::Plain, "reader", PASSWORD);
-    config.target = with_password(cluster(&k.bootstrap()), SaslMechanism::Plain, "writer", PASSWORD);
+    config.source = plaintext_allowed(with_password(
+        cluster(&k.bootstrap()),
+        SaslMechanism::Plain,
+        "reader",
+        PASSWORD,
+    ));
+    config.target = plaintext_allowed(with_password(
+        cluster(&k.bootstrap()),
+        SaslMechanism::Plain,
+        "writer",
+        PASSWORD,
+    ));
     config.topics.prefix = "copy-".into();
     config.checkpoint.topic = checkpoints.clone();
     let strait = Strait::start(config.clone());

@@ -55,6 +55,8 @@ fn iam_env(source: &str, target: &str, topic: &str, secret: &str) -> Vec<(&'stat
         ("STRAIT_TARGET__BOOTSTRAP_SERVERS", target.to_owned()),
         ("STRAIT_TARGET__SASL__MECHANISM", "AWS_MSK_IAM".to_owned()),
         ("STRAIT_TARGET__SASL__AWS_REGION", REGION.to_owned()),
+        // The gateway's listener is plaintext.
+        ("STRAIT_TARGET__ALLOW_PLAINTEXT_CREDENTIALS", "true".to_owned()),
         ("STRAIT_TOPICS__INCLUDE", topic.to_owned()),
         ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.to_owned()),
         ("AWS_SECRET_ACCESS_KEY", secret.to_owned()),

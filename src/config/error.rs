@@ -185,8 +185,8 @@ impl Error {
             Kind::Message(message) if key.is_empty() && file.is_some() => {
                 let path = file.map(Path::to_path_buf).unwrap_or_default();
                 Error::Parse {
+                    message: syntax_error(&message, &path),
                     path,
-                    message: message.trim_end().to_owned(),
                 }
             }
             kind => {
@@ -207,6 +207,67 @@ impl Error {
             }
         }
     }
+}
+
+/// The TOML parser's `message` without the source line it quotes, which may hold a secret
+/// (`password = "...` with its closing quote missing), and with the dotted key written on that
+/// line, so the operator still knows where to look.
+///
+/// The parser writes `TOML parse error at line L, column C`, then the line between `|` gutters
+/// with a caret under the column, then what was wrong (keys and expected tokens only).
+fn syntax_error(message: &str, file: &Path) -> String {
+    let mut lines = message.lines();
+    let Some(at) = lines.next().and_then(|l| l.trim().strip_prefix("TOML parse error at ")) else {
+        return "the parser's message is not shown, as it may quote a secret; check the file with a TOML linter"
+            .to_owned();
+    };
+    let what: Vec<&str> = lines
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l
+                    .trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ')
+                    .starts_with('|')
+        })
+        .collect();
+    let line = at
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse::<usize>().ok());
+    let key = line.and_then(|n| key_on_line(file, n));
+    let place = match key {
+        Some(key) => format!("{at} (key {key})"),
+        None => at.to_owned(),
+    };
+    format!("{place}: {}", what.join(", "))
+}
+
+/// The dotted key assigned on 1-based line `n` of `file`, its table included: `[source.sasl]`
+/// then `password = ...` is `source.sasl.password`. None when the line assigns no plain key.
+fn key_on_line(file: &Path, n: usize) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let mut table = String::new();
+    for (i, line) in text.lines().enumerate().take(n) {
+        let line = line.trim();
+        if i + 1 < n {
+            if let Some(header) = line.strip_prefix('[').and_then(|h| h.split(']').next()) {
+                table = header.trim_matches(['[', ' ']).to_owned();
+            }
+            continue;
+        }
+        let (key, _) = line.split_once('=')?;
+        let key = key.trim();
+        let plain = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        return match (plain, table.is_empty()) {
+            (false, _) => None,
+            (true, true) => Some(key.to_owned()),
+            (true, false) => Some(format!("{table}.{key}")),
+        };
+    }
+    None
 }
 
 /// figment's description of `kind`, without the doubled backticks it puts around lists.

@@ -137,12 +137,20 @@ impl Config {
             })?;
             figment = figment.merge(Toml::file_exact(path));
         }
-        let (env_layer, warnings) = env::EnvLayer::from_pairs(env)?;
+        let (env_layer, mut warnings) = env::EnvLayer::from_pairs(env)?;
         let config: Config = figment
             .merge(env_layer)
             .extract()
             .map_err(|e| Error::from_figment(e, path))?;
         config.validate()?;
+        for (side, cluster) in [("source", &config.source), ("target", &config.target)] {
+            warnings.extend(security::plaintext_warning(
+                side,
+                &cluster.tls,
+                &cluster.sasl,
+                cluster.allow_plaintext_credentials,
+            ));
+        }
         Ok((config, warnings))
     }
 
@@ -175,6 +183,10 @@ pub struct ClusterConfig {
     pub tls: TlsConfig,
     /// SASL authentication on every connection to this cluster.
     pub sasl: SaslConfig,
+    /// Let SASL send a password or bearer token (PLAIN, OAUTHBEARER, AWS_MSK_IAM) to this
+    /// cluster without TLS, which is refused otherwise; also silences the warning for SCRAM
+    /// without TLS. Only for a network nobody else can read.
+    pub allow_plaintext_credentials: bool,
 }
 
 impl Default for ClusterConfig {
@@ -186,6 +198,7 @@ impl Default for ClusterConfig {
             connections_per_broker: 4,
             tls: TlsConfig::default(),
             sasl: SaslConfig::default(),
+            allow_plaintext_credentials: false,
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// What `Debug`, `Display` and `Serialize` print instead of a non-empty secret.
@@ -59,9 +60,57 @@ impl Serialize for Secret {
     }
 }
 
+/// Takes a string only. Anything else fails without its value: serde's own type errors quote
+/// the number or boolean they found, which for a secret would print it.
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Secret)
+        deserializer.deserialize_any(SecretVisitor)
+    }
+}
+
+struct SecretVisitor;
+
+/// The error for a secret given as something else than a string, naming only what it was.
+fn not_a_string<E: de::Error>(found: &str) -> E {
+    E::custom(format_args!(
+        "found {found} where a secret must be a string (the value is not shown): quote it"
+    ))
+}
+
+/// Visitor methods that refuse their value, naming only its kind.
+macro_rules! reject {
+    ($($method:ident($ty:ty) => $found:literal,)*) => {
+        $(
+            fn $method<E: de::Error>(self, _: $ty) -> Result<Secret, E> {
+                Err(not_a_string($found))
+            }
+        )*
+    };
+}
+
+impl Visitor<'_> for SecretVisitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Secret, E> {
+        Ok(Secret::new(v))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Secret, E> {
+        Ok(Secret(v))
+    }
+
+    reject! {
+        visit_bool(bool) => "a boolean",
+        visit_i64(i64) => "a number",
+        visit_i128(i128) => "a number",
+        visit_u64(u64) => "a number",
+        visit_u128(u128) => "a number",
+        visit_f64(f64) => "a number",
+        visit_bytes(&[u8]) => "bytes",
     }
 }
 
@@ -83,5 +132,21 @@ mod tests {
     fn deserializes_the_plain_value() {
         let s: Secret = serde_json::from_str(r#""hunter2""#).expect("a string");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn anything_but_a_string_fails_without_its_value() {
+        for (json, found) in [
+            ("73519", "a number"),
+            ("-73519", "a number"),
+            ("73519.5", "a number"),
+            ("true", "a boolean"),
+        ] {
+            let err = serde_json::from_str::<Secret>(json)
+                .expect_err("not a string")
+                .to_string();
+            assert!(err.contains(found) && err.contains("quote it"), "{err}");
+            assert!(!err.contains(json.trim_start_matches('-')), "{json}: {err}");
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Error, Result, Secret};
+use super::{env_var_for, Error, Result, Secret};
 
 /// TLS to every broker of one cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +63,16 @@ impl SaslMechanism {
             SaslMechanism::OauthBearer => "OAUTHBEARER",
             SaslMechanism::AwsMskIam => "AWS_MSK_IAM",
         }
+    }
+
+    /// Whether the mechanism puts a secret on the wire that anyone reading the connection could
+    /// reuse: PLAIN's password, OAUTHBEARER's token, AWS_MSK_IAM's signed token. SCRAM sends a
+    /// proof that is good for one exchange only.
+    pub fn sends_reusable_secret(self) -> bool {
+        matches!(
+            self,
+            SaslMechanism::Plain | SaslMechanism::OauthBearer | SaslMechanism::AwsMskIam
+        )
     }
 
     /// Whether the mechanism authenticates with `username` and `password`.
@@ -121,6 +131,7 @@ struct Keys {
     password: &'static str,
     password_file: &'static str,
     aws_region: &'static str,
+    allow_plaintext: &'static str,
 }
 
 macro_rules! keys {
@@ -136,6 +147,7 @@ macro_rules! keys {
             password: concat!($side, ".sasl.password"),
             password_file: concat!($side, ".sasl.password_file"),
             aws_region: concat!($side, ".sasl.aws_region"),
+            allow_plaintext: concat!($side, ".allow_plaintext_credentials"),
         }
     };
 }
@@ -143,11 +155,70 @@ macro_rules! keys {
 const SOURCE: Keys = keys!("source");
 const TARGET: Keys = keys!("target");
 
+fn keys_of(side: &str) -> &'static Keys {
+    if side == "source" {
+        &SOURCE
+    } else {
+        &TARGET
+    }
+}
+
 /// Checks the `tls` and `sasl` keys of `side` ("source" or "target").
 pub(super) fn check(side: &str, tls: &TlsConfig, sasl: &SaslConfig) -> Result<()> {
-    let keys = if side == "source" { &SOURCE } else { &TARGET };
+    let keys = keys_of(side);
     check_tls(keys, tls)?;
     check_sasl(keys, sasl)
+}
+
+/// Refuses a mechanism that sends a reusable secret to `side` without TLS, unless
+/// `allow_plaintext_credentials` says the network is trusted.
+pub(super) fn check_plaintext(side: &str, tls: &TlsConfig, sasl: &SaslConfig, allowed: bool) -> Result<()> {
+    let mechanism = sasl.mechanism;
+    if tls.enabled || allowed || !mechanism.sends_reusable_secret() {
+        return Ok(());
+    }
+    let keys = keys_of(side);
+    let secret = if mechanism == SaslMechanism::Plain {
+        "the password"
+    } else {
+        "a bearer token"
+    };
+    Err(Error::invalid(
+        keys.mechanism,
+        format!("{:?}", mechanism.as_str()),
+        format!(
+            "would send {secret} to the {side} cluster in clear text ({} is false)",
+            keys.tls_enabled
+        ),
+        format!(
+            "set {} = true ({} = true) if the brokers have a TLS listener, or, only on a network \
+             nobody else can read, set {} = true ({} = true)",
+            keys.tls_enabled,
+            env_var_for(keys.tls_enabled),
+            keys.allow_plaintext,
+            env_var_for(keys.allow_plaintext)
+        ),
+    ))
+}
+
+/// A warning for SCRAM without TLS (not refused: the password never crosses the wire), unless
+/// `allow_plaintext_credentials` already accepts it.
+pub(super) fn plaintext_warning(side: &str, tls: &TlsConfig, sasl: &SaslConfig, allowed: bool) -> Option<String> {
+    let mechanism = sasl.mechanism;
+    let scram = matches!(mechanism, SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512);
+    if !scram || tls.enabled || allowed {
+        return None;
+    }
+    let keys = keys_of(side);
+    Some(format!(
+        "{} = {:?} without TLS: SCRAM never sends the password, but anyone who reads the \
+         connection can try to guess it offline from the exchange, and reads every record; set {} = \
+         true, or set {} = true to accept this and silence this warning",
+        keys.mechanism,
+        mechanism.as_str(),
+        keys.tls_enabled,
+        keys.allow_plaintext
+    ))
 }
 
 fn check_tls(keys: &Keys, tls: &TlsConfig) -> Result<()> {

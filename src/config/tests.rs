@@ -288,7 +288,7 @@ fn unknown_toml_key_is_an_error_with_suggestion() {
             msg.starts_with(
                 "source.bootstrap_server: unknown field `bootstrap_server`, expected one of \
                  `bootstrap_servers`, `client_id`, `request_timeout_ms`, `connections_per_broker`, `tls`, \
-                 `sasl` (from config file"
+                 `sasl`, `allow_plaintext_credentials` (from config file"
             ),
             "{msg}"
         );
@@ -382,4 +382,108 @@ fn reference_file_documents_every_key_and_variable() {
         assert!(REFERENCE.contains(&format!("{leaf} = ")), "{key} missing");
         assert!(REFERENCE.contains(&env_var_for(&key)), "{} missing", env_var_for(&key));
     }
+}
+
+/// Item 10 of issue 15: a config error never carries a secret's value, whichever layer or error
+/// path it takes, and still names the key and where it is.
+#[test]
+fn no_config_error_echoes_a_secret_value() {
+    const SECRET: &str = "73519";
+    Jail::expect_with(|jail| {
+        let head = "[source]\nbootstrap_servers = \"a:9092\"\n[source.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\n";
+        // (file body after `head`, what the message must say besides the key)
+        let syntax_errors = [
+            format!("password = \"{SECRET}\n"),
+            format!("password = \"{SECRET}\" trailing\n"),
+            format!("password = \"\"\"{SECRET}\n"),
+            format!("password = {SECRET}x\n"),
+        ];
+        for body in &syntax_errors {
+            jail.create_file("syntax.toml", &format!("{head}{body}"))?;
+            let err = load(Some("syntax.toml"), &[]).expect_err("not TOML");
+            let msg = err.to_string();
+            assert!(matches!(err, Error::Parse { .. }), "{err:?}");
+            assert!(!msg.contains(SECRET), "{body:?} echoed the secret: {msg}");
+            assert!(msg.contains("syntax.toml") && msg.contains("line 6"), "{msg}");
+            assert!(msg.contains("source.sasl.password"), "{msg}");
+            assert_eq!(err.exit_code(), 64);
+        }
+        for value in [SECRET.to_owned(), format!("{SECRET}.5"), format!("-{SECRET}")] {
+            jail.create_file("typed.toml", &format!("{head}password = {value}\n"))?;
+            let err = load(Some("typed.toml"), &[]).expect_err("not a string");
+            let msg = err.to_string();
+            assert!(!msg.contains(SECRET), "{value} echoed the secret: {msg}");
+            assert!(msg.starts_with("source.sasl.password: "), "{msg}");
+            assert!(msg.contains("typed.toml") && msg.contains("quote"), "{msg}");
+            assert_eq!(err.exit_code(), 64);
+        }
+        Ok(())
+    });
+    // The env layer types a secret key as text, so a numeric password stays a string: the only
+    // error left is a rule's, which shows `***`.
+    let err = load(None, &[("STRAIT_TARGET__SASL__PASSWORD", SECRET)]).expect_err("no mechanism");
+    let msg = err.to_string();
+    assert!(msg.starts_with("target.sasl.password = \"***\" is set"), "{msg}");
+    assert!(!msg.contains(SECRET), "{msg}");
+}
+
+/// Item 6 of issue 15: a mechanism that sends a reusable secret needs TLS, or an explicit
+/// `allow_plaintext_credentials = true` on that cluster.
+#[test]
+fn credentials_over_plaintext_are_refused_unless_allowed() {
+    let mut cases = vec![
+        ("SOURCE", "PLAIN", vec![("USERNAME", "u"), ("PASSWORD", "pw-5f1e")]),
+        ("TARGET", "PLAIN", vec![("USERNAME", "u"), ("PASSWORD", "pw-5f1e")]),
+        ("SOURCE", "OAUTHBEARER", vec![("PASSWORD", "tok-5f1e")]),
+    ];
+    if cfg!(feature = "msk-iam") {
+        cases.push(("TARGET", "AWS_MSK_IAM", vec![("AWS_REGION", "eu-west-1")]));
+    }
+    for (side, mechanism, keys) in cases {
+        let var = |key: &str| format!("STRAIT_{side}__{key}");
+        let mut vars: Vec<(String, String)> = keys
+            .iter()
+            .map(|(k, v)| (var(&format!("SASL__{k}")), (*v).to_owned()))
+            .collect();
+        vars.push((var("SASL__MECHANISM"), mechanism.to_owned()));
+        let pairs =
+            |extra: &[(String, String)]| -> Vec<(String, String)> { vars.iter().chain(extra).cloned().collect() };
+        let err = Config::load_from(None, pairs(&[])).expect_err("credentials in clear text");
+        let msg = err.to_string();
+        let cluster = side.to_ascii_lowercase();
+        for needle in [
+            format!("{cluster}.sasl.mechanism = \"{mechanism}\""),
+            format!("{cluster}.tls.enabled = true"),
+            format!("{cluster}.allow_plaintext_credentials = true"),
+            var("ALLOW_PLAINTEXT_CREDENTIALS"),
+        ] {
+            assert!(msg.contains(&needle), "{side} {mechanism}: lacks {needle:?}: {msg}");
+        }
+        assert!(!msg.contains("5f1e"), "{msg}");
+        assert_eq!(err.exit_code(), 64);
+        let allowed = [(var("ALLOW_PLAINTEXT_CREDENTIALS"), "true".to_owned())];
+        let (c, warnings) = Config::load_from(None, pairs(&allowed)).expect("explicitly allowed");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let shown = serde_json::to_value(&c).expect("a config serializes");
+        assert_eq!(shown[cluster.as_str()]["allow_plaintext_credentials"], true);
+        let tls = [(var("TLS__ENABLED"), "true".to_owned())];
+        Config::load_from(None, pairs(&tls)).expect("over TLS");
+    }
+    // SCRAM sends a proof, never the password: accepted, with a warning about offline guessing.
+    let scram = [
+        ("STRAIT_SOURCE__SASL__MECHANISM", "SCRAM-SHA-512"),
+        ("STRAIT_SOURCE__SASL__USERNAME", "u"),
+        ("STRAIT_SOURCE__SASL__PASSWORD", "pw"),
+    ];
+    let (_, warnings) = load(None, &scram).expect("SCRAM without TLS loads");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("source.sasl.mechanism = \"SCRAM-SHA-512\""),
+        "{warnings:?}"
+    );
+    assert!(warnings[0].contains("source.tls.enabled = true"), "{warnings:?}");
+    let mut allowed = scram.to_vec();
+    allowed.push(("STRAIT_SOURCE__ALLOW_PLAINTEXT_CREDENTIALS", "true"));
+    let (_, warnings) = load(None, &allowed).expect("loads");
+    assert!(warnings.is_empty(), "{warnings:?}");
 }

@@ -49,6 +49,9 @@ impl Config {
         check_cluster(&TARGET, &self.target)?;
         super::security::check("source", &self.source.tls, &self.source.sasl)?;
         super::security::check("target", &self.target.tls, &self.target.sasl)?;
+        for (side, cluster) in [("source", &self.source), ("target", &self.target)] {
+            super::security::check_plaintext(side, &cluster.tls, &cluster.sasl, cluster.allow_plaintext_credentials)?;
+        }
         check_topics(self)?;
         check_not_self_replicating(self)?;
         check_batch_and_fetch(self)?;
