@@ -88,10 +88,12 @@ pub enum Error {
         "{side} topic {topic} was recreated (its topic id changed) since partition {partition} was checkpointed at \
          source offset {source_offset}, target offset {target_offset}: those offsets are of the old topic, so the \
          partition is halted and nothing was read or written. To replicate the new topic from start_from, after \
-         what the target holds, set on_topic_recreated = \"start_over\" (STRAIT_ON_TOPIC_RECREATED)"
+         what the target holds, set {setting}"
     )]
     TopicRecreated {
         side: &'static str,
+        /// The setting that starts over instead.
+        setting: &'static str,
         topic: String,
         partition: i32,
         source_offset: i64,

@@ -323,11 +323,21 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
     /// or, for a partition never replicated, `start_from` on the source and the target's current
     /// end, checkpointed before any data is written. `None` when cancelled first.
     async fn resume(&self, writers: &Writers) -> Result<Option<Resume>> {
+        // A recreated source follows on_topic_recreated; a recreated target is a target reset.
         let checkpoint = match self.recreated() {
-            Some(e) if self.settings.on_topic_recreated == OnTopicRecreated::Halt => return Err(e),
+            Some(e @ Error::TopicRecreated { side: "source", .. })
+                if self.settings.on_topic_recreated == OnTopicRecreated::Halt =>
+            {
+                return Err(e)
+            }
+            Some(e @ Error::TopicRecreated { side: "target", .. })
+                if self.settings.on_target_reset == OnTargetReset::Halt =>
+            {
+                return Err(e)
+            }
             Some(e) => {
                 tracing::warn!(topic = %self.source_tp.topic, partition = self.source_tp.partition, why = %e,
-                    "topic recreated: starting over from start_from, after what the target holds (on_topic_recreated = start_over)");
+                    "topic recreated: starting over from start_from, after what the target holds");
                 None
             }
             None => self.checkpoint.as_ref(),
@@ -378,13 +388,22 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         let record = self.checkpoint.as_ref()?;
         let (then, now) = (record.topic_ids?, self.topic_ids?);
         let (source, target) = then.changed(&now);
-        let (side, topic) = match (source, target) {
-            (true, _) => ("source", &self.source_tp.topic),
-            (false, true) => ("target", &self.target_tp.topic),
+        let (side, topic, setting) = match (source, target) {
+            (true, _) => (
+                "source",
+                &self.source_tp.topic,
+                "on_topic_recreated = \"start_over\" (STRAIT_ON_TOPIC_RECREATED)",
+            ),
+            (false, true) => (
+                "target",
+                &self.target_tp.topic,
+                "on_target_reset = \"replicate_again\" (STRAIT_ON_TARGET_RESET)",
+            ),
             (false, false) => return None,
         };
         Some(Error::TopicRecreated {
             side,
+            setting,
             topic: topic.clone(),
             partition: self.source_tp.partition,
             source_offset: record.checkpoint.next_source_offset,
