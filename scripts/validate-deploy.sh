@@ -49,5 +49,14 @@ else
   log "SKIPPED: hadolint not installed; Containerfile not linted"
 fi
 
+# Every path the Containerfile copies from the build context must survive .dockerignore.
+for src in $(awk '/^COPY / && $2 !~ /^--/ { for (i = 2; i < NF; i++) print $i }' Containerfile); do
+  if grep -qx "$src" .dockerignore; then
+    echo "Containerfile copies $src, which .dockerignore excludes" >&2
+    exit 1
+  fi
+done
+log "Containerfile copies nothing that .dockerignore excludes"
+
 python3 -m json.tool deploy/grafana/strait-dashboard.json >/dev/null
 log "Grafana dashboard is valid JSON"
