@@ -240,8 +240,13 @@ async fn reload_budget_on_sighup(config_path: Option<PathBuf>, budget: std::sync
     while hup.recv().await.is_some() {
         match Config::load(config_path.as_deref()) {
             Ok((c, _)) => {
-                budget.set(c.budget.bytes_per_sec, c.budget.burst_bytes);
-                tracing::info!(bytes_per_sec = c.budget.bytes_per_sec, "SIGHUP: budget changed");
+                let (bytes_per_sec, burst_bytes) = c.budget.share(c.shard.count);
+                budget.set(bytes_per_sec, burst_bytes);
+                tracing::info!(
+                    bytes_per_sec,
+                    total_bytes_per_sec = c.budget.bytes_per_sec,
+                    "SIGHUP: budget changed"
+                );
             }
             Err(e) => {
                 tracing::warn!(error = %strait::error_chain(&e), "SIGHUP: config invalid, budget unchanged")

@@ -76,6 +76,13 @@ pub const HTTP_REQUESTS: &str = "strait_http_requests_total";
 pub const HTTP_CONNECTIONS: &str = "strait_http_connections";
 /// HTTP connections closed to make room for a newer one.
 pub const HTTP_CONNECTIONS_EVICTED: &str = "strait_http_connections_evicted_total";
+/// Gauge: the bytes per second this process may send (its share of `budget.bytes_per_sec`);
+/// 0 = unlimited.
+pub const BUDGET_BYTES_PER_SEC: &str = "strait_budget_bytes_per_second";
+/// Gauge, always 1: strait's version in the `version` label.
+pub const BUILD_INFO: &str = "strait_build_info";
+/// Gauge, always 1: this process's `shard.index` and `shard.count` in labels.
+pub const SHARD_INFO: &str = "strait_shard_info";
 
 /// Errors of the telemetry setup.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +116,16 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 fn describe() {
+    describe_gauge!(
+        BUDGET_BYTES_PER_SEC,
+        Unit::Bytes,
+        "Bytes per second this shard may send to the target (its share of the budget); 0 = unlimited"
+    );
+    describe_gauge!(BUILD_INFO, "Always 1; the version label is strait's");
+    describe_gauge!(
+        SHARD_INFO,
+        "Always 1; the labels are this process's shard index and count"
+    );
     describe_counter!(RECORDS_REPLICATED, Unit::Count, "Records acknowledged by the target");
     describe_counter!(
         SOURCE_BYTES,
@@ -355,6 +372,9 @@ mod tests {
         HTTP_REQUESTS,
         HTTP_CONNECTIONS,
         HTTP_CONNECTIONS_EVICTED,
+        BUDGET_BYTES_PER_SEC,
+        BUILD_INFO,
+        SHARD_INFO,
     ];
 
     #[test]

@@ -222,6 +222,7 @@ mod tests {
         "batch.max_bytes",
         "budget.burst_bytes",
         "budget.bytes_per_sec",
+        "budget.per_shard",
         "budget.weights",
         "checkpoint.interval_ms",
         "checkpoint.topic",

@@ -84,6 +84,20 @@ pub enum Error {
         file_var: String,
     },
 
+    /// No broker to bootstrap from on one side or both: there is no default, because a
+    /// default of localhost would quietly point a pod at nothing.
+    #[error(
+        "{} not set: strait needs the brokers of both clusters; set {} (host:port, \
+         comma-separated, e.g. \"broker-1:9092,broker-2:9092\"), or {} in the TOML file",
+        keys.join(" and "),
+        keys.iter().map(|k| env_var_for(k)).collect::<Vec<_>>().join(" and "),
+        keys.join(" and ")
+    )]
+    MissingBootstrap {
+        /// `source.bootstrap_servers`, `target.bootstrap_servers`, or both.
+        keys: Vec<&'static str>,
+    },
+
     /// A value is well-typed but breaks a rule checked by `Config::validate`.
     #[error(
         "{key} = {value} {problem}: {fix}; set {} or {key} in the TOML file",

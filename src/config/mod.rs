@@ -88,7 +88,6 @@ impl Default for Config {
         Config {
             source: ClusterConfig::default(),
             target: ClusterConfig {
-                bootstrap_servers: "127.0.0.1:9093".to_owned(),
                 connections_per_broker: 2,
                 ..ClusterConfig::default()
             },
@@ -169,7 +168,7 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// Comma-separated `host:port` list of brokers to bootstrap from.
+    /// Comma-separated `host:port` list of brokers to bootstrap from. Required: no default.
     pub bootstrap_servers: String,
     /// Client id sent with every request, as seen in broker logs and quotas.
     pub client_id: String,
@@ -192,7 +191,7 @@ pub struct ClusterConfig {
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
-            bootstrap_servers: "127.0.0.1:9092".to_owned(),
+            bootstrap_servers: String::new(),
             client_id: "strait".to_owned(),
             request_timeout_ms: 30_000,
             connections_per_broker: 4,
@@ -361,14 +360,32 @@ impl Default for CompressionConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetConfig {
-    /// Bytes per second strait may send to the target; 0 = no limit.
+    /// Bytes per second all of strait's shards together may send to the target; 0 = no limit.
+    /// Each of `shard.count` processes takes an equal share ([`Self::share`]) unless `per_shard`.
     pub bytes_per_sec: u64,
-    /// Bytes that may go out at once after an idle spell; 0 = a tenth of a second of budget.
+    /// Bytes that may go out at once after an idle spell, across all shards like
+    /// `bytes_per_sec`; 0 = a tenth of a second of budget.
     pub burst_bytes: u64,
+    /// Whether `bytes_per_sec` and `burst_bytes` are each shard's own rather than the total.
+    pub per_shard: bool,
     /// `REGEX=WEIGHT` rules splitting the budget between backlogged topics (target names);
     /// unmatched topics share weight 1. Parsed as they are read: a bad rule fails the load.
     #[serde(deserialize_with = "weight_rules")]
     pub weights: Vec<WeightRule>,
+}
+
+impl BudgetConfig {
+    /// This process's part of the budget, `(bytes_per_sec, burst_bytes)`: the totals split
+    /// evenly among `shards` processes (never down to 0, which would mean unlimited), or the
+    /// values as given when `per_shard`. An even split suits shards of similar load, which the
+    /// hash assignment of partitions gives; a shard that needs more takes `per_shard`.
+    pub fn share(&self, shards: u32) -> (u64, u64) {
+        let split = |total: u64| match (self.per_shard, total) {
+            (true, _) | (_, 0) => total,
+            (false, t) => (t / u64::from(shards.max(1))).max(1),
+        };
+        (split(self.bytes_per_sec), split(self.burst_bytes))
+    }
 }
 
 /// Accepts a list of `REGEX=WEIGHT` rules, or one string of comma-separated rules (what

@@ -11,17 +11,61 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
+/// Loads as `strait` would, with both clusters' brokers named by env unless the test names them
+/// itself (in `pairs` or in the file): there is no default for them.
 fn load(file: Option<&str>, pairs: &[(&str, &str)]) -> Result<(Config, Vec<String>)> {
-    Config::load_from(file.map(Path::new), env(pairs))
+    let file_text = file.and_then(|f| std::fs::read_to_string(f).ok()).unwrap_or_default();
+    let in_file = |key: &str| {
+        Figment::from(Toml::string(&file_text))
+            .extract_inner::<String>(key)
+            .is_ok()
+    };
+    let mut all = env(pairs);
+    for (var, key, brokers) in [
+        (
+            "STRAIT_SOURCE__BOOTSTRAP_SERVERS",
+            "source.bootstrap_servers",
+            "127.0.0.1:9092",
+        ),
+        (
+            "STRAIT_TARGET__BOOTSTRAP_SERVERS",
+            "target.bootstrap_servers",
+            "127.0.0.1:9093",
+        ),
+    ] {
+        if !in_file(key) && !pairs.iter().any(|(k, _)| k.starts_with(var)) {
+            all.push((var.to_owned(), brokers.to_owned()));
+        }
+    }
+    Config::load_from(file.map(Path::new), all)
+}
+
+#[test]
+fn the_budget_is_the_total_of_all_shards_unless_per_shard() {
+    let budget = |extra: (&str, &str)| {
+        let (c, _) = load(None, &[("STRAIT_BUDGET__BYTES_PER_SEC", "300000"), extra]).expect("loads");
+        c.budget
+    };
+    let total = budget(("STRAIT_BUDGET__BURST_BYTES", "30000"));
+    assert_eq!(total.share(1), (300_000, 30_000));
+    assert_eq!(total.share(3), (100_000, 10_000));
+    // Never split down to 0, which would mean unlimited.
+    assert_eq!(total.share(400_000), (1, 1));
+    assert_eq!(BudgetConfig::default().share(3), (0, 0));
+    let own = budget(("STRAIT_BUDGET__PER_SHARD", "true"));
+    assert_eq!(own.share(3), (300_000, 0));
 }
 
 #[test]
 fn defaults_match_the_documented_interface() {
     let (c, warnings) = load(None, &[]).expect("defaults load");
     assert!(warnings.is_empty());
-    assert_eq!(c, Config::default());
-    assert_eq!(c.source.bootstrap(), ["127.0.0.1:9092"]);
-    assert_eq!(c.target.bootstrap(), ["127.0.0.1:9093"]);
+    let mut expected = Config::default();
+    assert_eq!(expected.source.bootstrap_servers, "", "no default brokers");
+    assert_eq!(expected.target.bootstrap_servers, "", "no default brokers");
+    expected.source.bootstrap_servers = "127.0.0.1:9092".into();
+    expected.target.bootstrap_servers = "127.0.0.1:9093".into();
+    assert_eq!(c, expected);
     assert_eq!(
         (c.source.client_id.as_str(), c.source.request_timeout_ms),
         ("strait", 30_000)
@@ -171,7 +215,9 @@ fn toml_overrides_defaults() {
         assert_eq!(c.topics.prefix, "dr.");
         assert_eq!(c.start_from, StartFrom::Latest);
         assert_eq!(c.compression.zstd_level, 9);
-        assert_eq!(c.target, Config::default().target);
+        let mut target = Config::default().target;
+        target.bootstrap_servers = "127.0.0.1:9093".into(); // from load's env
+        assert_eq!(c.target, target);
         Ok(())
     });
 }
@@ -446,6 +492,8 @@ fn credentials_over_plaintext_are_refused_unless_allowed() {
             .map(|(k, v)| (var(&format!("SASL__{k}")), (*v).to_owned()))
             .collect();
         vars.push((var("SASL__MECHANISM"), mechanism.to_owned()));
+        vars.push(("STRAIT_SOURCE__BOOTSTRAP_SERVERS".into(), "a:9092".into()));
+        vars.push(("STRAIT_TARGET__BOOTSTRAP_SERVERS".into(), "b:9092".into()));
         let pairs =
             |extra: &[(String, String)]| -> Vec<(String, String)> { vars.iter().chain(extra).cloned().collect() };
         let err = Config::load_from(None, pairs(&[])).expect_err("credentials in clear text");

@@ -45,6 +45,7 @@ const TARGET: ClusterKeys = ClusterKeys {
 impl Config {
     /// Checks the rules that types alone cannot express, including cross-field ones.
     pub fn validate(&self) -> Result<()> {
+        check_bootstrap_given(self)?;
         check_cluster(&SOURCE, &self.source)?;
         check_cluster(&TARGET, &self.target)?;
         super::security::check("source", &self.source.tls, &self.source.sasl)?;
@@ -102,6 +103,20 @@ fn check_checkpoint_interval(interval_ms: u64) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Both sides name their brokers; the error names every side that does not.
+fn check_bootstrap_given(config: &Config) -> Result<()> {
+    let keys: Vec<&'static str> = [(&SOURCE, &config.source), (&TARGET, &config.target)]
+        .into_iter()
+        .filter(|(_, c)| c.bootstrap_servers.trim().is_empty())
+        .map(|(k, _)| k.bootstrap_servers)
+        .collect();
+    if keys.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::MissingBootstrap { keys })
+    }
 }
 
 fn check_cluster(keys: &ClusterKeys, cluster: &ClusterConfig) -> Result<()> {
@@ -447,9 +462,38 @@ pub(super) fn parse_listen(listen: &str) -> Result<SocketAddr> {
 mod tests {
     use super::*;
 
+    /// The defaults with both clusters named: the smallest valid config.
+    fn configured() -> Config {
+        let mut c = Config::default();
+        c.source.bootstrap_servers = "127.0.0.1:9092".into();
+        c.target.bootstrap_servers = "127.0.0.1:9093".into();
+        c
+    }
+
     #[test]
-    fn defaults_are_valid() {
-        Config::default().validate().expect("defaults validate");
+    fn defaults_with_both_clusters_named_are_valid() {
+        configured().validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn missing_bootstrap_servers_name_every_missing_side_and_its_variable() {
+        let err = Config::default().validate().expect_err("no brokers named");
+        assert_eq!(err.exit_code(), 64);
+        let msg = err.to_string();
+        for needle in [
+            "source.bootstrap_servers and target.bootstrap_servers not set",
+            "STRAIT_SOURCE__BOOTSTRAP_SERVERS and STRAIT_TARGET__BOOTSTRAP_SERVERS",
+        ] {
+            assert!(msg.contains(needle), "lacks {needle:?}: {msg}");
+        }
+        let mut only_target_missing = configured();
+        only_target_missing.target.bootstrap_servers = " ".into();
+        let msg = only_target_missing.validate().expect_err("no target").to_string();
+        assert!(msg.starts_with("target.bootstrap_servers not set"), "{msg}");
+        assert!(
+            msg.contains("STRAIT_TARGET__BOOTSTRAP_SERVERS") && !msg.contains("SOURCE"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -607,7 +651,7 @@ mod tests {
             ),
         ];
         for (mutate, key, fix) in table {
-            let mut config = Config::default();
+            let mut config = configured();
             mutate(&mut config);
             let err = config.validate().expect_err(key);
             let msg = err.to_string();
@@ -621,7 +665,7 @@ mod tests {
 
     #[test]
     fn zstd_message_is_exact() {
-        let mut config = Config::default();
+        let mut config = configured();
         config.compression.zstd_level = 0;
         assert_eq!(
             config.validate().expect_err("level 0").to_string(),
@@ -633,7 +677,7 @@ mod tests {
 
     #[test]
     fn prefix_collision_only_when_the_source_name_is_replicated() {
-        let mut config = Config::default();
+        let mut config = configured();
         config.topics.prefix = "strait-".into();
         config.topics.exclude = vec!["checkpoints".into()];
         config.validate().expect("the colliding source topic is excluded");
@@ -644,7 +688,7 @@ mod tests {
 
     #[test]
     fn same_cluster_needs_a_prefix_and_excluded_copies() {
-        let mut config = Config::default();
+        let mut config = configured();
         config.target.bootstrap_servers = " 127.0.0.1:9092 ".into();
         config.topics.prefix = "copy.".into();
         let msg = config.validate().expect_err("copies of copies").to_string();

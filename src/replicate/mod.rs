@@ -93,11 +93,8 @@ impl Replicator {
         };
         let source = Arc::new(cluster("source", &config.source));
         let target = cluster("target", &config.target);
-        let budget = Arc::new(Budget::new(
-            config.budget.bytes_per_sec,
-            config.budget.burst_bytes,
-            config.budget.weights.clone(),
-        ));
+        let (bytes_per_sec, burst_bytes) = config.budget.share(config.shard.count);
+        let budget = Arc::new(Budget::new(bytes_per_sec, burst_bytes, config.budget.weights.clone()));
         // Every byte to the target, checkpoints included, leaves at the budget's pace.
         let target = Arc::new(target.with_pace(Arc::clone(&budget) as Arc<dyn crate::kafka::Pace>));
         let c = &config.compression;
@@ -181,6 +178,10 @@ impl Replicator {
         if let Some(e) = self.setup_error.take() {
             return Err(Error::StartupRefused { source: Box::new(e) });
         }
+        metrics::gauge!(telemetry::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        metrics::gauge!(telemetry::SHARD_INFO, "index" => self.shard.index.to_string(),
+            "count" => self.shard.count.to_string())
+        .set(1.0);
         for (cluster, c) in [(&self.source, &self.config.source), (&self.target, &self.config.target)] {
             if !startup::reach(cluster, c.request_timeout(), &shutdown).await? {
                 return Ok(());
@@ -374,6 +375,8 @@ impl Replicator {
             tracing::info!(from = before, to = level, link = limit, "zstd level adapted");
         }
         metrics::gauge!(telemetry::ZSTD_LEVEL).set(f64::from(self.settings.level.level()));
+        // This shard's share, as SIGHUP may have changed it; 0 = unlimited.
+        metrics::gauge!(telemetry::BUDGET_BYTES_PER_SEC).set(budget.bytes_per_sec() as f64);
         if budget.bytes_per_sec() > 0 {
             metrics::gauge!(telemetry::BUDGET_TOKENS).set(budget.tokens());
         }

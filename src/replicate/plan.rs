@@ -63,6 +63,8 @@ pub struct Plan {
     pub shard: Shard,
     /// zstd level of target batches.
     pub zstd_level: i32,
+    /// This shard's budget in bytes per second (0 = unlimited) and the configured total.
+    pub budget: (u64, u64),
 }
 
 /// Which source topics match and what their targets need, from metadata alone. `configs` holds
@@ -181,14 +183,20 @@ pub async fn plan(config: &Config, filter: &TopicFilter) -> Result<Plan> {
         checkpoint_topic_exists,
         shard,
         zstd_level: config.compression.zstd_level,
+        budget: (config.budget.share(config.shard.count).0, config.budget.bytes_per_sec),
     })
 }
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let budget = match self.budget {
+            (0, _) => "unlimited (budget.bytes_per_sec = 0)".to_owned(),
+            (mine, total) if mine == total => format!("{mine} bytes/s"),
+            (mine, total) => format!("{mine} bytes/s, this shard's share of {total}"),
+        };
         writeln!(
             f,
-            "shard {} of {}; zstd level {}; budget: unlimited (no budget configured)",
+            "shard {} of {}; zstd level {}; budget: {budget}",
             self.shard.index, self.shard.count, self.zstd_level
         )?;
         if self.checkpoint_topic_exists {
@@ -327,10 +335,15 @@ mod tests {
             }],
             checkpoint_topic: "strait-checkpoints".into(),
             checkpoint_topic_exists: false,
-            shard: Shard::ALL,
+            shard: Shard { index: 1, count: 3 },
             zstd_level: 3,
+            budget: (100_000, 300_000),
         };
         let text = plan.to_string();
+        assert!(
+            text.starts_with("shard 1 of 3; zstd level 3; budget: 100000 bytes/s, this shard's share of 300000"),
+            "{text}"
+        );
         assert!(
             text.contains("spans (3 partitions) -> dc1.spans: create with 3 partitions"),
             "{text}"

@@ -37,11 +37,8 @@ pub async fn verify(config: &Config, filter: &TopicFilter) -> Result<Report> {
     } else {
         HashMap::new()
     };
-    let budget = Budget::new(
-        config.budget.bytes_per_sec,
-        config.budget.burst_bytes,
-        config.budget.weights.clone(),
-    );
+    let (bytes_per_sec, burst_bytes) = config.budget.share(config.shard.count);
+    let budget = Budget::new(bytes_per_sec, burst_bytes, config.budget.weights.clone());
     let cancel = CancellationToken::new();
     let mut report = Report::default();
     for t in &plan.topics {
