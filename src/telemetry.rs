@@ -79,6 +79,10 @@ pub const HTTP_CONNECTIONS_EVICTED: &str = "strait_http_connections_evicted_tota
 /// Gauge: the bytes per second this process may send (its share of `budget.bytes_per_sec`);
 /// 0 = unlimited.
 pub const BUDGET_BYTES_PER_SEC: &str = "strait_budget_bytes_per_second";
+/// Counter: records the continuous check (`verify.interval_secs`) compared, by source topic.
+pub const VERIFY_COMPARED: &str = "strait_verify_compared_records_total";
+/// Counter: records the continuous check found different, missing or extra on the target.
+pub const VERIFY_MISMATCHED: &str = "strait_verify_mismatched_records_total";
 /// Gauge, always 1: strait's version in the `version` label.
 pub const BUILD_INFO: &str = "strait_build_info";
 /// Gauge, always 1: this process's `shard.index` and `shard.count` in labels.
@@ -120,6 +124,16 @@ fn describe() {
         BUDGET_BYTES_PER_SEC,
         Unit::Bytes,
         "Bytes per second this shard may send to the target (its share of the budget); 0 = unlimited"
+    );
+    describe_counter!(
+        VERIFY_COMPARED,
+        Unit::Count,
+        "Records the continuous check compared, source against target"
+    );
+    describe_counter!(
+        VERIFY_MISMATCHED,
+        Unit::Count,
+        "Records the continuous check found different, missing or extra on the target"
     );
     describe_gauge!(BUILD_INFO, "Always 1; the version label is strait's");
     describe_gauge!(
@@ -373,6 +387,8 @@ mod tests {
         HTTP_CONNECTIONS,
         HTTP_CONNECTIONS_EVICTED,
         BUDGET_BYTES_PER_SEC,
+        VERIFY_COMPARED,
+        VERIFY_MISMATCHED,
         BUILD_INFO,
         SHARD_INFO,
     ];

@@ -279,6 +279,7 @@ mod tests {
         "topics.include",
         "topics.prefix",
         "topics.refresh_secs",
+        "verify.interval_secs",
     ];
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {

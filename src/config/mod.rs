@@ -68,6 +68,8 @@ pub struct Config {
     pub heartbeats: HeartbeatsConfig,
     /// When strait warns that replication is falling behind dangerously.
     pub alerts: AlertsConfig,
+    /// Comparing the target with the source again while replicating.
+    pub verify: VerifyConfig,
     /// Identity of this replication flow (names its checkpoints).
     pub replication: ReplicationConfig,
     /// What to do when a target partition is behind its checkpoint.
@@ -102,6 +104,7 @@ impl Default for Config {
             shard: ShardConfig::default(),
             heartbeats: HeartbeatsConfig::default(),
             alerts: AlertsConfig::default(),
+            verify: VerifyConfig::default(),
             shutdown_grace_secs: 30,
             replication: ReplicationConfig::default(),
             on_target_reset: OnTargetReset::default(),
@@ -549,6 +552,17 @@ impl Default for HeartbeatsConfig {
             interval_ms: 1000,
         }
     }
+}
+
+/// The continuous check of `run`: every `interval_secs`, each owned partition's records from
+/// where the last round ended up to its latest checkpoint are compared, source against target,
+/// as `strait verify` does (key, value, headers, timestamp). Reading the target spends the WAN
+/// budget.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Seconds between rounds; 0 = off.
+    pub interval_secs: u64,
 }
 
 /// Alert thresholds: a partition past one is flagged on `/status`, counted in a metric, and

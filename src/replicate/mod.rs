@@ -209,6 +209,28 @@ impl Replicator {
             ));
             cancel.drop_guard()
         });
+        let _verify = (self.config.verify.interval_secs > 0).then(|| {
+            let cancel = shutdown.child_token();
+            // Clusters of its own: the pipeline's fetches of a partition share one request slot.
+            let own = |name, c| Cluster::from_config(name, c).map(Arc::new);
+            let (Ok(source), Ok(target)) = (own("source", &self.config.source), own("target", &self.config.target))
+            else {
+                tracing::warn!("verify: cannot set up its own clients; the continuous check is off");
+                return cancel.drop_guard();
+            };
+            let continuous = verify::Continuous {
+                source,
+                target,
+                store: Arc::clone(&store),
+                budget: Arc::clone(&self.settings.budget),
+                filter: self.filter.clone(),
+                shard: self.shard,
+                verified: HashMap::new(),
+            };
+            let every = Duration::from_secs(self.config.verify.interval_secs);
+            tokio::spawn(continuous.run(every, cancel.clone()));
+            cancel.drop_guard()
+        });
         let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(self.config.checkpoint.interval_ms));
         let mut checkpointer = Checkpointer::new(Arc::clone(&store));
         let claims = Arc::new(claims::ClaimReader::new(Arc::clone(&store)));

@@ -201,6 +201,20 @@ pub async fn partition<S: Fetch, T: Fetch>(
     checkpoint: Option<Position>,
     budget: Option<&Budget>,
 ) -> Result<PartitionReport> {
+    partition_from(cancel, source, target, None, checkpoint, budget).await
+}
+
+/// [`partition`] from a known pair of positions (`from`, where an earlier comparison ended)
+/// instead of each side's first common record: what the continuous check in `run` does, so
+/// each record is read once.
+pub async fn partition_from<S: Fetch, T: Fetch>(
+    cancel: &CancellationToken,
+    source: (&S, &TopicPartition),
+    target: (&T, &TopicPartition),
+    from: Option<Position>,
+    checkpoint: Option<Position>,
+    budget: Option<&Budget>,
+) -> Result<PartitionReport> {
     let ((s_cluster, s_tp), (t_cluster, t_tp)) = (source, target);
     let source_end = match checkpoint {
         Some(c) => c.source,
@@ -229,7 +243,11 @@ pub async fn partition<S: Fetch, T: Fetch>(
         target_digest: String::new(),
         note: None,
     };
-    let (source_from, target_from) = match start(cancel, (s_cluster, s_tp), (t_cluster, t_tp)).await? {
+    let start = match from {
+        Some(p) => Start::Both(p.source, p.target),
+        None => start(cancel, (s_cluster, s_tp), (t_cluster, t_tp)).await?,
+    };
+    let (source_from, target_from) = match start {
         Start::Both(s, t) => (s, t),
         Start::SourceOnly(s) => (s, target_end),
         Start::TargetOnly(t) => (source_end, t),
