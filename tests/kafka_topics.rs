@@ -2,7 +2,8 @@
 //! topic while strait runs, the source's data configs on a created target topic, a target topic
 //! recreated under existing checkpoints (halt, then `replicate_again`), source records deleted
 //! before strait read them by DeleteRecords and by retention (gaps counted exactly), a
-//! LogAppendTime source topic and a snappy producer.
+//! LogAppendTime source topic, a snappy producer, and how Kafka 4 refuses a timestamp config it
+//! removed.
 //!
 //! The tests share one source and one target cluster (no test stops a broker); every test has
 //! topics of its own.
@@ -264,6 +265,60 @@ async fn a_created_target_topic_has_the_source_data_configs() {
     }
     assert_eq!(value("compression.type").as_deref(), Some("producer"));
     assert_eq!(partition_count(&target.plain_bootstrap(), &topic).await, Some(2));
+}
+
+/// What strait's topic creation relies on when a source's timestamp config is unknown to the
+/// target (`replicate::topics::refused_configs`): Kafka 4 refuses the config it removed,
+/// `message.timestamp.difference.max.ms`, with INVALID_CONFIG naming it, and creates the topic
+/// once asked without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_4_refuses_the_removed_timestamp_config_by_name() {
+    let Some((_, target)) = clusters().await else {
+        return;
+    };
+    let topic = common::topic("removed-config");
+    let servers = target.plain_bootstrap().split(',').map(str::to_owned).collect();
+    let cluster = strait::kafka::Cluster::new("target", servers, "probe", TIMEOUT);
+    let removed = "message.timestamp.difference.max.ms";
+    let mut spec = strait::kafka::TopicSpec {
+        name: topic.clone(),
+        partitions: 1,
+        configs: [(removed, "9223372036854775807"), ("retention.ms", "604800000")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    };
+    let create = |spec: &strait::kafka::TopicSpec| {
+        let spec = spec.clone();
+        let cluster = &cluster;
+        async move {
+            let mut results = cluster
+                .create_topics(&[spec], 10_000)
+                .await
+                .expect("a CreateTopics answer");
+            assert_eq!(results.len(), 1, "{results:?}");
+            results.remove(0).1
+        }
+    };
+    let refusal = create(&spec).await.expect_err("the removed config refused");
+    assert_eq!(
+        refusal.code(),
+        Some(strait::kafka::ResponseError::InvalidConfig),
+        "{refusal}"
+    );
+    assert!(refusal.to_string().contains(removed), "names the config: {refusal}");
+    assert_eq!(
+        partition_count(&target.plain_bootstrap(), &topic).await,
+        None,
+        "not created"
+    );
+    spec.configs.remove(removed);
+    create(&spec).await.expect("created without it");
+    common::eventually("the topic in the target's metadata", TIMEOUT, || {
+        let (bootstrap, topic) = (target.plain_bootstrap(), topic.clone());
+        async move { partition_count(&bootstrap, &topic).await == Some(1) }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

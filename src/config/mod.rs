@@ -48,7 +48,8 @@ pub struct Config {
     pub target: ClusterConfig,
     /// Which topics are replicated and what they are called on the target.
     pub topics: TopicsConfig,
-    /// Where a partition with no checkpoint starts reading.
+    /// Where a partition with no checkpoint starts reading, at the replication's very first
+    /// start; anything that appears later starts at its beginning.
     pub start_from: StartFrom,
     /// How fetched records are regrouped into produce batches.
     pub batch: BatchConfig,
@@ -223,7 +224,9 @@ impl ClusterConfig {
 }
 
 /// Where a partition with no checkpoint starts: `"earliest"`, `"latest"` or
-/// `"timestamp:<ms>"`.
+/// `"timestamp:<ms>"`. Only at a replication's very first start (no checkpoint of its
+/// replication id for any partition the process owns), for the partitions there then: a topic or
+/// partition that appears later, or has no checkpoint at a restart, starts at its beginning.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum StartFrom {
@@ -482,7 +485,7 @@ pub enum OnTargetReset {
     /// Stop the partition with an error: an operator decides.
     #[default]
     Halt,
-    /// Forget the checkpoint and replicate the partition again from `start_from`.
+    /// Forget the checkpoint and replicate the partition again from its beginning.
     ReplicateAgain,
 }
 
@@ -509,7 +512,8 @@ pub enum OnMissingCheckpoint {
     /// Stop the partition with an error that explains the choices: an operator decides.
     #[default]
     Halt,
-    /// Write after what the target holds, from `start_from` on the source.
+    /// Write after what the target holds, from `start_from` on the source (from its beginning
+    /// for a partition that appeared after the replication's first start).
     Append,
     /// Find where the target's content ends in the source (its last records, matched by key,
     /// value, headers and timestamp) and go on right after it: the way to take over from
@@ -525,7 +529,7 @@ pub enum OnTopicRecreated {
     /// Stop the partition with an error that says how to go on.
     #[default]
     Halt,
-    /// Forget the checkpoint: replicate the new topic from `start_from`, after what the target
+    /// Forget the checkpoint: replicate the new topic from its beginning, after what the target
     /// holds.
     StartOver,
 }

@@ -87,7 +87,7 @@ pub enum Error {
     #[error(
         "{side} topic {topic} was recreated (its topic id changed) since partition {partition} was checkpointed at \
          source offset {source_offset}, target offset {target_offset}: those offsets are of the old topic, so the \
-         partition is halted and nothing was read or written. To replicate the new topic from start_from, after \
+         partition is halted and nothing was read or written. To replicate the new topic from its beginning, after \
          what the target holds, set {setting}"
     )]
     TopicRecreated {

@@ -60,7 +60,7 @@ pub use task::PartitionTask;
 pub use wire::{Fetch, Produce};
 
 use crate::budget::{Budget, LevelControl};
-use crate::config::{OnForeignWriter, OnMissingCheckpoint, OnTargetReset, OnTopicRecreated, StartFrom};
+use crate::config::{OnForeignWriter, OnMissingCheckpoint, OnTargetReset, OnTopicRecreated};
 
 /// Settings shared by all partition tasks.
 #[derive(Clone, Debug)]
@@ -81,7 +81,6 @@ pub struct TaskSettings {
     pub batch_memory_units: u32,
     pub fetch_max_bytes: i32,
     pub fetch_max_wait_ms: i32,
-    pub start_from: StartFrom,
     pub produce_timeout_ms: i32,
     pub on_target_reset: OnTargetReset,
     pub on_foreign_writer: OnForeignWriter,

@@ -55,6 +55,10 @@ pub struct PartitionTask<S, T, C> {
     pub cancel: CancellationToken,
     /// The partition's last checkpoint, if it was ever replicated.
     pub checkpoint: Option<CheckpointRecord>,
+    /// Where the source is read from when there is no usable checkpoint: the configured
+    /// `start_from` for a partition there at the replication's very first start, earliest for
+    /// one that appeared later (the replicator decides: `replicate::first_start`).
+    pub start_from: StartFrom,
     /// Where acknowledged positions and claims go to be checkpointed.
     pub feed: Arc<Feed>,
     /// The source topic's retention as last read (the refresh loop keeps it current).
@@ -337,7 +341,8 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             }
             Some(e) => {
                 tracing::warn!(topic = %self.source_tp.topic, partition = self.source_tp.partition, why = %e,
-                    "topic recreated: starting over from start_from, after what the target holds");
+                    start_from = %String::from(self.start_from),
+                    "topic recreated: starting over, after what the target holds");
                 None
             }
             None => self.checkpoint.as_ref(),
@@ -411,7 +416,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         })
     }
 
-    /// Where a partition without a usable checkpoint starts: `start_from` on the source, the
+    /// Where a partition without a usable checkpoint starts: [`Self::start_from`] on the source, the
     /// end on the target (which must be empty unless `on_missing_checkpoint = append`). `None`
     /// when cancelled first.
     async fn fresh_start(&self) -> Result<Option<Position>> {
@@ -453,7 +458,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
                 });
             }
         }
-        let spec = match self.settings.start_from {
+        let spec = match self.start_from {
             StartFrom::Earliest => OffsetSpec::Earliest,
             StartFrom::Latest => OffsetSpec::Latest,
             StartFrom::Timestamp(ms) => OffsetSpec::Timestamp(ms),

@@ -29,7 +29,6 @@ fn settings(on_foreign_writer: OnForeignWriter) -> Arc<TaskSettings> {
         batch_memory_units: MEMORY_UNITS,
         fetch_max_bytes: 1 << 20,
         fetch_max_wait_ms: 50,
-        start_from: StartFrom::Earliest,
         produce_timeout_ms: 1000,
         on_target_reset: OnTargetReset::Halt,
         on_foreign_writer,
@@ -47,6 +46,8 @@ struct Rig {
     /// The topic ids the task is told the topics have now.
     topic_ids: Option<crate::checkpoint::TopicIds>,
     settings: Arc<TaskSettings>,
+    /// Where the task starts without a checkpoint.
+    start_from: StartFrom,
     progress: Arc<Progress>,
     tap: Arc<Tap>,
     cancel: CancellationToken,
@@ -61,6 +62,7 @@ impl Rig {
             claims: Arc::new(FakeClaims::default()),
             topic_ids: None,
             settings: settings(on_foreign_writer),
+            start_from: StartFrom::Earliest,
             progress: Arc::new(Progress::default()),
             tap: Arc::new(checkpoints::feed(Arc::new(Notify::new()), "unused", 0, None).1),
             cancel: CancellationToken::new(),
@@ -96,6 +98,7 @@ impl Rig {
             progress: Arc::clone(&self.progress),
             cancel: self.cancel.clone(),
             checkpoint,
+            start_from: self.start_from,
             feed: Arc::new(feed),
             retention: crate::report::Retention::default(),
             checkpoint_topic: "strait.checkpoints".into(),
@@ -515,8 +518,8 @@ fn rig_starting(on_missing_checkpoint: OnMissingCheckpoint, start_from: StartFro
     let mut rig = Rig::new(OnForeignWriter::Halt);
     let mut settings = (*rig.settings).clone();
     settings.on_missing_checkpoint = on_missing_checkpoint;
-    settings.start_from = start_from;
     rig.settings = Arc::new(settings);
+    rig.start_from = start_from;
     rig
 }
 
@@ -553,6 +556,26 @@ async fn align_halts_when_the_target_holds_records_the_source_does_not() {
         other => panic!("expected an alignment halt, got {other:?}"),
     }
     assert_eq!(rig.target.end(&rig.tp), 3, "nothing written");
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_from_latest_skips_what_the_source_held_and_earliest_copies_it() {
+    for (start_from, want) in [
+        (StartFrom::Latest, values(10..15)),
+        (StartFrom::Earliest, values(0..15)),
+    ] {
+        let mut rig = rig_starting(OnMissingCheckpoint::Halt, start_from);
+        rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
+        let task = rig.start(None);
+        if start_from == StartFrom::Latest {
+            // The fresh start is claimed before anything is read: then the position is fixed.
+            rig.until_acked(Position { source: 10, target: 0 }).await;
+        }
+        rig.source.append(&rig.tp, 7, &leak(&values(10..15)));
+        rig.until_target_end(want.len() as i64).await;
+        rig.stop(task).await.expect("stopped cleanly");
+        assert_eq!(rig.target_values(), want, "{start_from:?}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -595,7 +618,7 @@ async fn a_recreated_source_topic_halts_or_starts_over_as_configured() {
         other => panic!("expected a recreated-topic halt, got {other:?}"),
     }
     assert_eq!(rig.target.end(&rig.tp), 5, "nothing written");
-    // Told to start over: the new topic from start_from (earliest), after the old records;
+    // Told to start over: the new topic from its beginning, after the old records;
     // its first five records are not skipped for the old checkpoint's offsets.
     let (rig, task) = recreated(OnTopicRecreated::StartOver);
     rig.until_target_end(15).await;

@@ -9,6 +9,7 @@ mod check;
 mod checkpointer;
 mod claims;
 mod error;
+mod first_start;
 mod health;
 mod heartbeat;
 mod plan;
@@ -63,6 +64,8 @@ struct Spawn<'a> {
     checkpointer: &'a mut Checkpointer,
     claims: &'a Arc<claims::ClaimReader>,
     checkpoints: &'a mut HashMap<TopicPartition, CheckpointRecord>,
+    /// Where partitions without a checkpoint start.
+    first_start: &'a mut first_start::FirstStart,
     shutdown: &'a CancellationToken,
 }
 
@@ -117,7 +120,6 @@ impl Replicator {
             batch_memory_units: buffer_units(config.batch.buffer_max_bytes),
             fetch_max_bytes: i32::try_from(config.fetch.max_bytes).unwrap_or(i32::MAX),
             fetch_max_wait_ms: i32::try_from(config.fetch.max_wait_ms).unwrap_or(i32::MAX),
-            start_from: config.start_from,
             produce_timeout_ms: i32::try_from(config.target.request_timeout_ms).unwrap_or(i32::MAX),
             on_target_reset: config.on_target_reset,
             on_foreign_writer: config.on_foreign_writer,
@@ -198,6 +200,7 @@ impl Replicator {
             return Ok(());
         };
         self.health.set_checkpoints_loaded();
+        let mut first_start = first_start::FirstStart::new(self.config.start_from, &checkpoints, self.shard);
         let _heartbeats = self.config.heartbeats.enabled.then(|| {
             let cancel = shutdown.child_token();
             tokio::spawn(heartbeat::run(
@@ -289,7 +292,8 @@ impl Replicator {
                     _ = self.write_checkpoints(&mut checkpointer) => {}
                 },
                 _ = tokio::time::sleep_until(next_refresh) => {
-                    let spawn = Spawn { checkpointer: &mut checkpointer, claims: &claims, checkpoints: &mut checkpoints, shutdown: &shutdown };
+                    let spawn = Spawn { checkpointer: &mut checkpointer, claims: &claims, checkpoints: &mut checkpoints,
+                        first_start: &mut first_start, shutdown: &shutdown };
                     // A refresh waits on the clusters; shutdown must not wait for it. Tasks it
                     // already started are in the JoinSet, so stopping it midway loses nothing.
                     let refreshed = tokio::select! {
@@ -457,6 +461,11 @@ impl Replicator {
                     && (self.filter.matches(name) || self.is_heartbeat_topic(name))
             })
             .collect();
+        spawn.first_start.discovered(
+            replicated.iter().flat_map(|(name, topic)| {
+                (0..topic.partition_count()).map(|p| TopicPartition::new((*name).clone(), p))
+            }),
+        );
         let names: Vec<String> = replicated.iter().map(|(name, _)| (*name).clone()).collect();
         let retention = match topics::read_retention(&self.source, &names).await {
             Ok(r) => {
@@ -533,6 +542,7 @@ impl Replicator {
                     max_batch_bytes,
                     progress: Arc::clone(&self.progress),
                     cancel: spawn.shutdown.child_token(),
+                    start_from: spawn.first_start.start_from(&source_tp),
                     checkpoint,
                     feed,
                     retention: retention.get(name).copied().unwrap_or_default(),

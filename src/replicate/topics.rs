@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::kafka::{Cluster, TopicConfig, TopicMetadata, TopicSpec};
+use crate::kafka::{Cluster, ResponseError, TopicConfig, TopicMetadata, TopicSpec};
 use kafka_protocol::messages::{CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest};
 
 use super::error::{Error, Result};
@@ -29,6 +29,39 @@ const REPLICATED_CONFIGS: &[&str] = &[
     "segment.bytes",
     "segment.ms",
 ];
+
+/// Copied configs that not every Kafka version knows: `message.timestamp.difference.max.ms`
+/// (removed in Kafka 4.0), `message.timestamp.before.max.ms` and `.after.max.ms` (added in 3.6).
+/// A target that refuses one as unknown gets the topic without it.
+const VERSION_DEPENDENT_CONFIGS: &[&str] = &[
+    "message.timestamp.difference.max.ms",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+];
+
+/// The configs of `configs` to create the topic again without, after the target refused it with
+/// `error`: none unless the refusal is INVALID_CONFIG; then the version-dependent timestamp
+/// configs it names, or all of them there when it names none of `configs` (a broker that gives
+/// no reason). Empty when the refusal names another config or nothing is left to leave out.
+pub(crate) fn refused_configs(configs: &BTreeMap<String, String>, error: &crate::kafka::Error) -> Vec<String> {
+    let crate::kafka::Error::Request {
+        code: ResponseError::InvalidConfig,
+        message,
+        ..
+    } = error
+    else {
+        return Vec::new();
+    };
+    let message = message.as_deref().unwrap_or_default();
+    let named = |k: &&String| message.contains(k.as_str());
+    let any_named = configs.keys().any(|k| named(&k));
+    configs
+        .keys()
+        .filter(|k| VERSION_DEPENDENT_CONFIGS.contains(&k.as_str()))
+        .filter(|k| !any_named || named(k))
+        .cloned()
+        .collect()
+}
 
 /// Whether a source topic may be replicated at all: never Kafka's internal topics (`__*`, or
 /// marked internal) and never strait's own.
@@ -131,14 +164,9 @@ pub(crate) async fn ensure_target(
                 partitions: count,
                 configs: target_configs(&source_configs),
             };
-            let results = target
-                .create_topics(std::slice::from_ref(&spec), timeout_ms)
+            create_topic(target, spec, timeout_ms)
                 .await
                 .map_err(cluster_err("target", format!("create topic {target_topic}")))?;
-            for (_, r) in results {
-                r.map_err(cluster_err("target", format!("create topic {target_topic}")))?;
-            }
-            tracing::info!(topic = target_topic, partitions = count, configs = ?spec.configs, "target topic created");
             partitions = count;
             id = target
                 .metadata(Some(&names))
@@ -176,6 +204,30 @@ pub(crate) async fn ensure_target(
         max_message_bytes,
         id,
     })
+}
+
+/// Creates the topic `spec` describes. When the target refuses a version-dependent timestamp
+/// config it does not know ([`refused_configs`]), warns naming it and creates the topic without:
+/// such a config never stops a topic from being replicated.
+async fn create_topic(target: &Cluster, mut spec: TopicSpec, timeout_ms: i32) -> Result<(), crate::kafka::Error> {
+    loop {
+        let refused = target
+            .create_topics(std::slice::from_ref(&spec), timeout_ms)
+            .await?
+            .into_iter()
+            .find_map(|(_, r)| r.err());
+        let Some(e) = refused else {
+            tracing::info!(topic = %spec.name, partitions = spec.partitions, configs = ?spec.configs, "target topic created");
+            return Ok(());
+        };
+        let dropped = refused_configs(&spec.configs, &e);
+        if dropped.is_empty() {
+            return Err(e);
+        }
+        tracing::warn!(topic = %spec.name, ?dropped, refusal = %e,
+            "target refused source topic configs it does not know: creating the topic without them");
+        spec.configs.retain(|k, _| !dropped.contains(k));
+    }
 }
 
 /// The source topic's configs, best effort: a source without DescribeConfigs gets a warning and
@@ -286,6 +338,64 @@ mod tests {
         let kind = |c: &TopicConfig| target_configs(c).get("message.timestamp.type").cloned();
         assert_eq!(kind(&config("LogAppendTime")).as_deref(), Some("CreateTime"));
         assert_eq!(kind(&config("CreateTime")).as_deref(), Some("CreateTime"));
+    }
+
+    #[test]
+    fn a_timestamp_config_the_target_does_not_know_is_left_out_and_nothing_else() {
+        let configs: BTreeMap<String, String> = [
+            ("cleanup.policy", "delete"),
+            ("message.timestamp.after.max.ms", "9223372036854775807"),
+            ("message.timestamp.before.max.ms", "9223372036854775807"),
+            ("message.timestamp.difference.max.ms", "9223372036854775807"),
+            ("retention.ms", "604800000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let refusal = |code, message: Option<&str>| crate::kafka::Error::Request {
+            api: crate::kafka::ApiKey::CreateTopics,
+            resource: "topic spans".into(),
+            code,
+            message: message.map(str::to_owned),
+        };
+        // Kafka 4.3.1's answer to the config it removed (tests/kafka_topics.rs checks it).
+        let removed = refusal(
+            ResponseError::InvalidConfig,
+            Some("Unknown topic config name: message.timestamp.difference.max.ms"),
+        );
+        assert_eq!(
+            refused_configs(&configs, &removed),
+            ["message.timestamp.difference.max.ms"]
+        );
+        // A Kafka before 3.6 on the configs added then, one at a time.
+        let added = refusal(
+            ResponseError::InvalidConfig,
+            Some("Unknown topic config name: message.timestamp.after.max.ms"),
+        );
+        assert_eq!(refused_configs(&configs, &added), ["message.timestamp.after.max.ms"]);
+        // No reason given: every version-dependent one.
+        assert_eq!(
+            refused_configs(&configs, &refusal(ResponseError::InvalidConfig, None)),
+            [
+                "message.timestamp.after.max.ms",
+                "message.timestamp.before.max.ms",
+                "message.timestamp.difference.max.ms"
+            ]
+        );
+        // A refusal of another config, or another refusal: nothing is left out, creation fails.
+        let other = refusal(
+            ResponseError::InvalidConfig,
+            Some("Invalid value -5 for configuration retention.ms"),
+        );
+        assert!(refused_configs(&configs, &other).is_empty());
+        let denied = refusal(
+            ResponseError::TopicAuthorizationFailed,
+            Some("message.timestamp.after.max.ms"),
+        );
+        assert!(refused_configs(&configs, &denied).is_empty());
+        // Nothing version-dependent left: nothing to retry without.
+        let plain: BTreeMap<String, String> = [("retention.ms".to_owned(), "1".to_owned())].into_iter().collect();
+        assert!(refused_configs(&plain, &refusal(ResponseError::InvalidConfig, None)).is_empty());
     }
 
     #[test]
