@@ -1,5 +1,6 @@
 //! The operations endpoint on `http.listen`: `/metrics` (Prometheus text), `/livez` (the runtime
-//! is not wedged), `/readyz` (both clusters reachable, checkpoints loaded, no partition halted)
+//! is not wedged), `/readyz` (both clusters reachable, checkpoints loaded and written lately, no
+//! partition halted)
 //! and `/status` (JSON figures per partition).
 //!
 //! It only reads shared state ([`Progress`], [`Health`], the Prometheus handle); it must never

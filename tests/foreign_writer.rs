@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use common::{Kafka, Rec, Strait};
 use strait::config::OnForeignWriter;
 use strait::kafka::TopicPartition;
-use strait::replicate::{PartitionState, Progress};
+use strait::replicate::PartitionState;
 
 /// Source records in all; half before the foreign write, half after.
 const SOURCE_RECORDS: usize = 20_000;
@@ -95,18 +95,6 @@ fn split(target: &[Rec]) -> (Vec<Rec>, usize) {
     (replicated, foreign)
 }
 
-/// The halt message of partition 0, once it halts.
-async fn halted(progress: &Progress, tp: &TopicPartition) -> String {
-    common::eventually_sync("partition halted", Duration::from_secs(120), || {
-        matches!(progress.get(tp).map(|s| s.state), Some(PartitionState::Halted(_)))
-    })
-    .await;
-    match progress.get(tp).map(|s| s.state) {
-        Some(PartitionState::Halted(why)) => why,
-        other => panic!("not halted: {other:?}"),
-    }
-}
-
 /// With "skip": replicates until every source record is on the target, then checks the target
 /// holds each exactly once in source order, and the foreign records.
 async fn replicate_all_with_skip(source: &Kafka, target: &Kafka, topic: &str, all: &[Rec]) {
@@ -174,7 +162,7 @@ async fn a_foreign_writer_while_strait_runs_halts_the_partition_without_losing_a
     write_foreign(&target.bootstrap(), &topic, false).await;
     all.extend(write_source(&source.bootstrap(), &topic, half, SOURCE_RECORDS).await);
 
-    let why = halted(&progress, &tp).await;
+    let why = common::halted(&progress, &tp, Duration::from_secs(120)).await;
     assert!(why.contains("records of producer id -1"), "{why}");
     assert!(why.contains("not written by strait"), "{why}");
     assert!(why.contains("on_foreign_writer"), "{why}");
@@ -266,7 +254,7 @@ async fn a_foreign_writer_while_strait_is_stopped_halts_it_at_start() {
 
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let progress = strait.progress.clone();
-    let why = halted(&progress, &tp).await;
+    let why = common::halted(&progress, &tp, Duration::from_secs(120)).await;
     let expected = format!(
         "offsets {half}..={} hold {FOREIGN_RECORDS} records of producer id -1",
         half + FOREIGN_RECORDS - 1

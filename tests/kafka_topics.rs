@@ -1,6 +1,7 @@
 //! Topic lifecycle on Apache Kafka, read back with librdkafka: partitions added to a source
 //! topic while strait runs, the source's data configs on a created target topic, a target topic
-//! recreated under existing checkpoints (halt, then `replicate_again`), source records deleted
+//! recreated under existing checkpoints (halt, then `replicate_again`), a source topic deleted
+//! while strait replicates it (its partition halts), source records deleted
 //! before strait read them by DeleteRecords and by retention (gaps counted exactly), a
 //! LogAppendTime source topic, a snappy producer, and how Kafka 4 refuses a timestamp config it
 //! removed.
@@ -321,24 +322,52 @@ async fn kafka_4_refuses_the_removed_timestamp_config_by_name() {
     .await;
 }
 
+/// A one-partition source topic named after `label`, holding `n` numbered records, and a strait
+/// that replicated them all.
+struct Replicated {
+    topic: String,
+    tp: TopicPartition,
+    producer: rdkafka::producer::FutureProducer,
+    records: Vec<Rec>,
+    strait: Strait,
+}
+
+async fn replicated(source: &Kafka, target: &Kafka, label: &str, n: usize) -> Replicated {
+    let topic = common::topic(label);
+    common::create_topic(&source.plain_bootstrap(), &topic, 1, &[]).await;
+    let producer = common::producer(&source.plain_bootstrap(), &[("linger.ms", "2")]);
+    let records: Vec<Rec> = (0..n).map(|i| numbered(label, i, now_ms())).collect();
+    common::send_all(&producer, &topic, 0, &records).await;
+    let tp = TopicPartition::new(topic.clone(), 0);
+    let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
+    common::eventually_sync(&format!("{n} records replicated"), Duration::from_secs(60), || {
+        strait
+            .progress
+            .get(&tp)
+            .is_some_and(|s| s.next_source_offset >= n as i64)
+    })
+    .await;
+    Replicated {
+        topic,
+        tp,
+        producer,
+        records,
+        strait,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recreated_target_topic_halts_until_told_to_replicate_again() {
     let Some((source, target)) = clusters().await else {
         return;
     };
-    let topic = common::topic("recreated");
-    common::create_topic(&source.plain_bootstrap(), &topic, 1, &[]).await;
-    let p = common::producer(&source.plain_bootstrap(), &[("linger.ms", "2")]);
-    let mut all: Vec<Rec> = (0..50).map(|i| numbered("r", i, now_ms())).collect();
-    common::send_all(&p, &topic, 0, &all).await;
-    let tp = TopicPartition::new(topic.clone(), 0);
-
-    let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
-    let progress = strait.progress.clone();
-    common::eventually_sync("50 records replicated", Duration::from_secs(60), || {
-        progress.get(&tp).is_some_and(|s| s.next_source_offset >= 50)
-    })
-    .await;
+    let Replicated {
+        topic,
+        tp,
+        producer: p,
+        records: mut all,
+        strait,
+    } = replicated(source, target, "recreated", 50).await;
     strait.stop().await;
 
     // The target topic is deleted; strait will create it again, empty, under its checkpoint.
@@ -358,13 +387,7 @@ async fn a_recreated_target_topic_halts_until_told_to_replicate_again() {
 
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let progress = strait.progress.clone();
-    common::eventually_sync("the partition halted", Duration::from_secs(60), || {
-        matches!(progress.get(&tp).map(|s| s.state), Some(PartitionState::Halted(_)))
-    })
-    .await;
-    let Some(PartitionState::Halted(why)) = progress.get(&tp).map(|s| s.state) else {
-        unreachable!()
-    };
+    let why = common::halted(&progress, &tp, Duration::from_secs(60)).await;
     assert!(why.contains("on_target_reset") && why.contains("up to 50"), "{why}");
     // /status shows it halted, with the reason.
     let status = Endpoints {
@@ -394,7 +417,7 @@ async fn a_recreated_target_topic_halts_until_told_to_replicate_again() {
     let mut cfg = common::config(&source.bootstrap(), &target.bootstrap(), &topic);
     cfg.on_target_reset = strait::config::OnTargetReset::ReplicateAgain;
     let strait = Strait::start(cfg);
-    let more: Vec<Rec> = (50..70).map(|i| numbered("r", i, now_ms())).collect();
+    let more: Vec<Rec> = (50..70).map(|i| numbered("recreated", i, now_ms())).collect();
     common::send_all(&p, &topic, 0, &more).await;
     all.extend(more);
     wait_for_target(
@@ -406,6 +429,31 @@ async fn a_recreated_target_topic_halts_until_told_to_replicate_again() {
     .await;
     strait.stop().await;
     assert_target_holds(&target.plain_bootstrap(), &topic, &BTreeMap::from([(0, all)]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_topic_deleted_while_replicating_halts_its_partition() {
+    let Some((source, target)) = clusters().await else {
+        return;
+    };
+    let run = replicated(source, target, "deleted", 30).await;
+    let (topic, tp, progress) = (run.topic.clone(), run.tp.clone(), run.strait.progress.clone());
+    assert_eq!(progress.get(&tp).map(|s| s.state), Some(PartitionState::Running));
+    // A live librdkafka producer would create the topic again (auto-creation on metadata).
+    drop(run.producer);
+    common::delete_topic(&source.plain_bootstrap(), &topic).await;
+    let why = common::halted(&progress, &tp, Duration::from_secs(60)).await;
+    assert!(
+        why.contains(&format!("source topic {topic} was deleted")) && why.contains("offset 30"),
+        "{why}"
+    );
+    assert!(
+        why.contains("topics.include") && why.contains("on_topic_recreated"),
+        "{why}"
+    );
+    assert_eq!(metric("strait_partition_halted", &topic, 0), Some(1.0));
+    run.strait.stop().await;
+    assert_target_holds(&target.plain_bootstrap(), &topic, &BTreeMap::from([(0, run.records)]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -186,6 +186,36 @@ pub enum Error {
         #[source]
         source: batch::Error,
     },
+    /// The topic was deleted while its partition was replicated: the cluster's metadata no
+    /// longer knows it.
+    #[error(
+        "{side} topic {topic} was deleted while partition {partition} was replicated, at {side} offset {offset} \
+         (the {side} cluster no longer knows the topic): the partition is halted and its checkpoint is kept. If the \
+         deletion was meant, leave the topic out of topics.include / topics.exclude (STRAIT_TOPICS__INCLUDE, \
+         STRAIT_TOPICS__EXCLUDE) and restart strait; if the topic is created again, restart strait with \
+         on_topic_recreated = \"start_over\" (STRAIT_ON_TOPIC_RECREATED) to replicate the new topic from start_from"
+    )]
+    TopicDeleted {
+        side: &'static str,
+        topic: String,
+        partition: i32,
+        offset: i64,
+        #[source]
+        source: Box<kafka::Error>,
+    },
+    /// The partition's task panicked: a bug in strait, caught so the partition halts like on
+    /// any other error instead of vanishing.
+    #[error(
+        "{topic}/{partition}: the partition task panicked at source offset {offset}: {message}. This is a bug in \
+         strait: please report it with the log lines before this one. The partition is halted and the other \
+         partitions go on; restarting strait resumes it from its last checkpoint"
+    )]
+    Panicked {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        message: String,
+    },
     /// The fetch position is beyond the source log end: the source partition was recreated.
     #[error(
         "source {topic}/{partition}: offset {offset} is beyond the log end {log_end}; the source topic was \

@@ -1,8 +1,8 @@
 //! In-memory partitions behind [`Fetch`] and [`Produce`], for the pipeline's unit tests: raw
 //! batches at their offsets, an idempotent producer's sequence check, log starts that move,
-//! and scripted produce faults.
+//! scripted produce faults, deleted topics and a fetch that panics.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -82,6 +82,15 @@ struct State {
     faults_hit: usize,
     /// A batch whose produce was answered with a fault, to land later.
     held: Option<(TopicPartition, Bytes)>,
+    /// Topics deleted: their partitions answer UnknownTopicOrPartition.
+    deleted: HashSet<String>,
+    /// Fetches still to answer UnknownTopicOrPartition although the topic exists (a leader
+    /// move: the broker asked no longer hosts the partition).
+    unknown_answers: usize,
+    /// The message every fetch panics with, once set.
+    fetch_panic: Option<&'static str>,
+    /// Fetches that panicked.
+    fetch_panics: usize,
 }
 
 /// A cluster of in-memory partitions.
@@ -166,6 +175,38 @@ impl FakeCluster {
         let log = st.logs.entry(tp.clone()).or_default();
         log.start = offset;
         log.batches.retain(|(_, b)| next_offset(b) > offset);
+    }
+
+    /// Deletes `topic`: every request for its partitions answers UnknownTopicOrPartition.
+    pub(crate) fn delete_topic(&self, topic: &str) {
+        self.state.lock().deleted.insert(topic.to_owned());
+        self.appended.notify_waiters();
+    }
+
+    /// The next `n` fetches answer UnknownTopicOrPartition while the topic still exists.
+    pub(crate) fn unknown_topic_answers(&self, n: usize) {
+        self.state.lock().unknown_answers = n;
+    }
+
+    /// Fetches still to answer UnknownTopicOrPartition.
+    pub(crate) fn unknown_answers_left(&self) -> usize {
+        self.state.lock().unknown_answers
+    }
+
+    /// Every fetch from now on panics with `message` (a bug in the data path).
+    pub(crate) fn panic_on_fetch(&self, message: &'static str) {
+        self.state.lock().fetch_panic = Some(message);
+        self.appended.notify_waiters();
+    }
+
+    /// Fetches that panicked.
+    pub(crate) fn fetch_panics(&self) -> usize {
+        self.state.lock().fetch_panics
+    }
+
+    /// Whether `topic` is (still) known.
+    fn knows(&self, topic: &str) -> bool {
+        !self.state.lock().deleted.contains(topic)
     }
 
     /// The next produce is answered with `fault`.
@@ -339,7 +380,20 @@ impl FakeCluster {
     }
 
     fn fetch_now(&self, tp: &TopicPartition, offset: i64, max_bytes: i32) -> kafka::Result<Option<FetchedPartition>> {
-        let st = self.state.lock();
+        let mut st = self.state.lock();
+        if let Some(message) = st.fetch_panic {
+            st.fetch_panics += 1;
+            drop(st);
+            panic!("{message}");
+        }
+        if st.deleted.contains(&tp.topic) || st.unknown_answers > 0 {
+            st.unknown_answers = st.unknown_answers.saturating_sub(1);
+            return Err(partition_error(
+                tp,
+                ApiKey::Fetch,
+                ResponseError::UnknownTopicOrPartition,
+            ));
+        }
         let log = st.logs.get(tp);
         let (start, end) = log.map_or((0, 0), |l| (l.start, l.visible_end()));
         if offset < start || offset > end {
@@ -409,6 +463,13 @@ impl Fetch for FakeCluster {
     }
 
     async fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> kafka::Result<i64> {
+        if !self.knows(&tp.topic) {
+            return Err(partition_error(
+                tp,
+                ApiKey::ListOffsets,
+                ResponseError::UnknownTopicOrPartition,
+            ));
+        }
         let st = self.state.lock();
         let log = st.logs.get(tp);
         Ok(match spec {
@@ -431,6 +492,10 @@ impl Fetch for FakeCluster {
     }
 
     fn invalidate(&self, _tp: &TopicPartition) {}
+
+    async fn topic_exists(&self, topic: &str) -> kafka::Result<bool> {
+        Ok(self.knows(topic))
+    }
 }
 
 impl Produce for FakeCluster {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{Error, Result};
 use super::memory::{buffer_units, BUFFER_UNIT};
-use super::retry::{kafka_err, list_offset, retry};
+use super::retry::{deleted, kafka_err, list_source_offset, retry_while_topic_exists};
 use super::unpack::{unpack, Fetched};
 use super::wire::Fetch;
 use super::TaskSettings;
@@ -164,11 +164,12 @@ impl<S: Fetch> Fetcher<S> {
         }
     }
 
-    /// One Fetch request, retried while retriable. `Ok(None)`: the offset moved (a gap was
-    /// handed on) and the caller fetches again; `Err(None)`: stopping; `Err(Some(_))`: halt.
+    /// One Fetch request, retried while retriable and the topic exists. `Ok(None)`: the offset
+    /// moved (a gap was handed on) and the caller fetches again; `Err(None)`: stopping;
+    /// `Err(Some(_))`: halt.
     async fn fetch(&mut self) -> std::result::Result<Option<FetchedPartition>, Option<Error>> {
         let (offset, max_bytes, max_wait_ms) = (self.offset, self.fetch_bytes, self.settings.fetch_max_wait_ms);
-        let fetched = retry(&self.cancel, &*self.source, &self.tp, "fetch", || async {
+        let fetched = retry_while_topic_exists(&self.cancel, &*self.source, &self.tp, "fetch", || async {
             let started = std::time::Instant::now();
             let f = self.source.fetch(&self.tp, offset, max_bytes, max_wait_ms).await;
             metrics::histogram!(telemetry::FETCH_LATENCY).record(started.elapsed());
@@ -176,7 +177,8 @@ impl<S: Fetch> Fetcher<S> {
         })
         .await;
         match fetched {
-            Ok(Some(f)) => Ok(Some(f)),
+            Ok(Some(Ok(f))) => Ok(Some(f)),
+            Ok(Some(Err(gone))) => Err(Some(deleted("source", &self.tp, offset, gone))),
             Ok(None) => Err(None),
             Err(e) if e.code() == Some(ResponseError::OffsetOutOfRange) => match self.out_of_range(offset).await {
                 Ok(Some(next)) => {
@@ -291,7 +293,7 @@ impl<S: Fetch> Fetcher<S> {
     /// read it: a gap, and replication goes on from the log start. Above the log end the
     /// partition was recreated: that needs an operator.
     async fn out_of_range(&self, offset: i64) -> Result<Option<i64>> {
-        let list = |spec| list_offset(&self.cancel, &*self.source, "source", &self.tp, spec, offset);
+        let list = |spec| list_source_offset(&self.cancel, &*self.source, &self.tp, spec, offset);
         let Some(earliest) = list(OffsetSpec::Earliest).await? else {
             return Ok(None);
         };

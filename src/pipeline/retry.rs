@@ -5,7 +5,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::Error;
 use super::wire::Fetch;
 use crate::kafka::retry::{Retried, Until};
-use crate::kafka::{self, Backoff, OffsetSpec, TopicPartition};
+use crate::kafka::{self, Backoff, OffsetSpec, ResponseError, TopicPartition};
 use crate::telemetry;
 
 /// A failed request of `cluster` for `tp` at `offset`, as the partition's error.
@@ -19,6 +19,18 @@ pub(super) fn kafka_err(
     Error::Kafka {
         cluster,
         action,
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+        offset,
+        source: Box::new(source),
+    }
+}
+
+/// The partition's topic was deleted (`side`: source or target), as the partition's error;
+/// `source` is the last answer about it.
+pub(super) fn deleted(side: &'static str, tp: &TopicPartition, offset: i64, source: crate::kafka::Error) -> Error {
+    Error::TopicDeleted {
+        side,
         topic: tp.topic.clone(),
         partition: tp.partition,
         offset,
@@ -67,6 +79,65 @@ where
             count_error(cluster.name(), action, &error);
             Err(error)
         }
+    }
+}
+
+/// [`retry`], for a request whose topic may be deleted meanwhile: `Ok(Some(Err(e)))` when it
+/// was, `e` the last answer.
+///
+/// UnknownTopicOrPartition (UnknownTopicId by id) alone does not tell: a broker that no longer
+/// hosts the partition after a leader move answers it too, and then it is retried like any
+/// retriable error. Only when the cluster's metadata, asked right after, answers that the topic
+/// does not exist is it taken as deleted. Any other metadata answer (the topic, another error,
+/// no answer) leaves the request retried.
+pub(super) async fn retry_while_topic_exists<C: Fetch, T, F, Fut>(
+    cancel: &CancellationToken,
+    cluster: &C,
+    tp: &TopicPartition,
+    action: &str,
+    mut op: F,
+) -> Result<Option<Result<T, crate::kafka::Error>>, crate::kafka::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::kafka::Error>>,
+{
+    let unknown = |e: &crate::kafka::Error| {
+        matches!(
+            e.code(),
+            Some(ResponseError::UnknownTopicOrPartition | ResponseError::UnknownTopicId)
+        )
+    };
+    retry(cancel, cluster, tp, action, || {
+        let attempt = op();
+        async move {
+            match attempt.await {
+                Err(e) if unknown(&e) => match cluster.topic_exists(&tp.topic).await {
+                    Ok(false) => Ok(Err(e)),
+                    _ => Err(e),
+                },
+                answer => answer.map(Ok),
+            }
+        }
+    })
+    .await
+}
+
+/// The log start or end of `tp` on the source, retried until it answers or the topic is found
+/// deleted ([`retry_while_topic_exists`]); `offset` is where the partition is, for the error.
+/// `None` when cancelled first.
+pub(super) async fn list_source_offset<C: Fetch>(
+    cancel: &CancellationToken,
+    source: &C,
+    tp: &TopicPartition,
+    spec: OffsetSpec,
+    offset: i64,
+) -> Result<Option<i64>, Error> {
+    let listed = retry_while_topic_exists(cancel, source, tp, "list offsets", || source.list_offset(tp, spec)).await;
+    match listed {
+        Ok(Some(Ok(at))) => Ok(Some(at)),
+        Ok(Some(Err(gone))) => Err(deleted("source", tp, offset, gone)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(kafka_err("source", "list offsets", tp, offset, e)),
     }
 }
 

@@ -80,7 +80,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             s.retention = self.retention;
             s.writer_epoch = self.feed.writer_epoch();
         });
-        let result = self.replicate().await;
+        let result = self.replicate_catching_panics().await;
         let state = match &result {
             Ok(()) => PartitionState::Stopped,
             Err(e) => PartitionState::Halted(crate::error_chain(e)),
@@ -99,6 +99,28 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             source_tp: &self.source_tp,
             cancel: &self.cancel,
             on_foreign: self.settings.on_foreign_writer,
+        }
+    }
+
+    /// [`Self::replicate`], with a panic in it turned into [`Error::Panicked`].
+    ///
+    /// Caught here, not from the `JoinError` in the replicator: here the partition is known, and
+    /// the panic takes the path of every other halt (its state in the progress table, so
+    /// `/status` and `/readyz`; the halted gauge; the log line). A `JoinError` names only a task
+    /// id: it would take a map from task ids to partitions beside the `JoinSet` and a second
+    /// copy of that reporting. Unwinding leaves nothing shared inconsistent: the progress table
+    /// and the feed are behind locks that do not poison and hold whole values, and whatever the
+    /// task held (buffer and batch memory permits) is given back as it is dropped.
+    async fn replicate_catching_panics(&self) -> Result<()> {
+        use futures_util::FutureExt;
+        match std::panic::AssertUnwindSafe(self.replicate()).catch_unwind().await {
+            Ok(result) => result,
+            Err(payload) => Err(Error::Panicked {
+                topic: self.source_tp.topic.clone(),
+                partition: self.source_tp.partition,
+                offset: self.progress.get(&self.source_tp).map_or(-1, |s| s.next_source_offset),
+                message: panic_message(payload.as_ref()),
+            }),
         }
     }
 
@@ -494,4 +516,13 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             end,
         }
     }
+}
+
+/// The text a panic was raised with (`panic!` with a literal or a format).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }

@@ -685,3 +685,5 @@ async fn interleaved_transactions_split_across_fetch_answers_keep_only_committed
     assert_eq!(rig.target_values(), expected);
     rig.assert_memory_back();
 }
+
+mod halts;

@@ -34,6 +34,10 @@ pub trait Fetch: Send + Sync + 'static {
 
     /// Forgets where `tp` is led from: an answer said its leader moved.
     fn invalidate(&self, tp: &TopicPartition);
+
+    /// Whether the cluster's metadata knows `topic`: `Ok(false)` only when it answers that the
+    /// topic does not exist (deleted).
+    fn topic_exists(&self, topic: &str) -> impl Future<Output = kafka::Result<bool>> + Send;
 }
 
 /// Writes a cluster's partitions as an idempotent producer.
@@ -92,6 +96,12 @@ impl Fetch for Cluster {
 
     fn invalidate(&self, tp: &TopicPartition) {
         Cluster::invalidate(self, tp);
+    }
+
+    async fn topic_exists(&self, topic: &str) -> kafka::Result<bool> {
+        let meta = Cluster::metadata(self, Some(&[topic.to_owned()])).await?;
+        let unknown = Some(kafka::ResponseError::UnknownTopicOrPartition);
+        Ok(meta.topics.get(topic).and_then(|t| t.error) != unknown)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Whether this process is fit to serve: the readiness conditions (source and target reachable,
-//! checkpoints loaded, no partition halted), the per-partition replication rate, and the monitor
+//! checkpoints loaded and written lately, no partition halted), the per-partition replication
+//! rate, and the monitor
 //! task that probes both clusters and keeps the process-wide gauges current, including the
 //! per-partition lag age and retention headroom (and the warning when a partition enters the
 //! retention risk). It runs on its own task, so nothing the replicator waits on (a checkpoint
@@ -29,6 +30,17 @@ const PROBE_EVERY: Duration = Duration::from_secs(2);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rates are averaged over this window.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
+/// The least time without a checkpoint write that turns readiness red (see [`stale_after`]).
+const CHECKPOINT_STALE_MIN: Duration = Duration::from_secs(30);
+
+/// How long the checkpoints may go unwritten before the process is not ready: three checkpoint
+/// intervals, and at least [`CHECKPOINT_STALE_MIN`]. A write that fails is retried at the next
+/// interval, so this is about three failed writes in a row; the floor keeps a short interval
+/// from turning readiness red on one slow write (a write retries for up to the target's
+/// request timeout), or on a topic refresh that holds the write back for a few seconds.
+pub(crate) fn stale_after(checkpoint_interval: Duration) -> Duration {
+    (checkpoint_interval * 3).max(CHECKPOINT_STALE_MIN)
+}
 
 /// What the last probe of one cluster found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -58,21 +70,18 @@ pub struct Health {
     checkpoints_loaded: AtomicBool,
     started: Instant,
     last_checkpoint: Mutex<Option<Instant>>,
+    /// The error of the last checkpoint write, cleared by a write that succeeds.
+    checkpoint_error: Mutex<Option<String>>,
+    /// How old the last checkpoint write may be while ready ([`stale_after`]).
+    checkpoint_stale_after: Duration,
     topic_errors: Mutex<BTreeMap<String, String>>,
     rates: Mutex<RateMeter>,
 }
 
 impl Default for Health {
+    /// With the floor of [`stale_after`] for the checkpoints.
     fn default() -> Self {
-        Self {
-            source: Mutex::default(),
-            target: Mutex::default(),
-            checkpoints_loaded: AtomicBool::new(false),
-            started: Instant::now(),
-            last_checkpoint: Mutex::new(None),
-            topic_errors: Mutex::default(),
-            rates: Mutex::new(RateMeter::new(RATE_WINDOW)),
-        }
+        Self::new(Duration::ZERO)
     }
 }
 
@@ -96,6 +105,21 @@ impl Side {
 }
 
 impl Health {
+    /// Flags for a process that writes checkpoints every `checkpoint_interval`.
+    pub fn new(checkpoint_interval: Duration) -> Self {
+        Self {
+            source: Mutex::default(),
+            target: Mutex::default(),
+            checkpoints_loaded: AtomicBool::new(false),
+            started: Instant::now(),
+            last_checkpoint: Mutex::new(None),
+            checkpoint_error: Mutex::new(None),
+            checkpoint_stale_after: stale_after(checkpoint_interval),
+            topic_errors: Mutex::default(),
+            rates: Mutex::new(RateMeter::new(RATE_WINDOW)),
+        }
+    }
+
     fn side(&self, side: Side) -> &Mutex<ClusterHealth> {
         match side {
             Side::Source => &self.source,
@@ -136,6 +160,12 @@ impl Health {
     /// succeeded, or nothing moved since the last one).
     pub fn checkpoint_current(&self) {
         *self.last_checkpoint.lock() = Some(Instant::now());
+        self.checkpoint_error.lock().take();
+    }
+
+    /// Notes that a checkpoint write failed with `error` (its error chain).
+    pub fn checkpoint_failed(&self, error: String) {
+        *self.checkpoint_error.lock() = Some(error);
     }
 
     /// Time since the checkpoints last covered everything acknowledged; since start until then.
@@ -184,6 +214,8 @@ impl Health {
         }
         if !self.checkpoints_loaded() {
             reasons.push("checkpoints not loaded yet".to_owned());
+        } else if let Some(why) = self.checkpoints_stale() {
+            reasons.push(why);
         }
         for (tp, s) in progress.snapshot() {
             if let PartitionState::Halted(why) = s.state {
@@ -194,6 +226,25 @@ impl Health {
             ready: reasons.is_empty(),
             reasons,
         }
+    }
+
+    /// Why the checkpoints count as stale: no write succeeded for longer than [`stale_after`].
+    fn checkpoints_stale(&self) -> Option<String> {
+        let age = self.checkpoint_age();
+        if age <= self.checkpoint_stale_after {
+            return None;
+        }
+        let why = self
+            .checkpoint_error
+            .lock()
+            .clone()
+            .unwrap_or_else(|| "the last write has not finished".to_owned());
+        Some(format!(
+            "no checkpoint written for {} s (limit {} s: 3 x checkpoint.interval_ms, at least {} s): {why}",
+            age.as_secs(),
+            self.checkpoint_stale_after.as_secs(),
+            CHECKPOINT_STALE_MIN.as_secs()
+        ))
     }
 
     /// Samples the progress table for the rates, and sets the process-wide gauges.
@@ -455,6 +506,54 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn checkpoint_writes_failing_for_long_turn_readiness_red() {
+        let h = Health::default();
+        let p = Progress::default();
+        h.record_probe(Side::Source, Ok(()));
+        h.record_probe(Side::Target, Ok(()));
+        h.set_checkpoints_loaded();
+        h.checkpoint_current();
+        assert!(h.readiness(&p).ready, "premise: ready with current checkpoints");
+        // The last write that succeeded was two minutes ago: every one since failed.
+        let two_minutes_ago = Instant::now().checked_sub(Duration::from_secs(120)).expect("uptime");
+        *h.last_checkpoint.lock() = Some(two_minutes_ago);
+        let r = h.readiness(&p);
+        assert!(!r.ready, "{r:?}");
+        assert!(r.reasons.iter().any(|r| r.contains("checkpoint")), "{r:?}");
+        // The reason names the age, the limit and the last write's error.
+        h.checkpoint_failed("checkpoint topic strait-checkpoints: TOPIC_AUTHORIZATION_FAILED".into());
+        let r = h.readiness(&p);
+        assert_eq!(r.reasons.len(), 1, "{r:?}");
+        let why = &r.reasons[0];
+        assert!(
+            why.contains("for 120 s") && why.contains("limit 30 s") && why.contains("TOPIC_AUTHORIZATION_FAILED"),
+            "{why}"
+        );
+        // The gauge shows the same age.
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        metrics::with_local_recorder(&recorder, || h.tick(&p, &mut RiskWatch::new(0)));
+        let text = recorder.handle().render();
+        let age = text
+            .lines()
+            .find_map(|l| l.strip_prefix("strait_checkpoint_age_seconds "))
+            .and_then(|v| v.parse::<f64>().ok());
+        assert!(age.is_some_and(|a| (120.0..130.0).contains(&a)), "{age:?} in\n{text}");
+        h.checkpoint_current();
+        assert!(h.readiness(&p).ready, "a write that succeeds makes it ready again");
+        assert!(h.checkpoint_error.lock().is_none(), "and clears the error");
+    }
+
+    #[test]
+    fn the_checkpoint_limit_is_three_intervals_and_at_least_thirty_seconds() {
+        assert_eq!(stale_after(Duration::from_secs(1)), Duration::from_secs(30));
+        assert_eq!(stale_after(Duration::from_secs(60)), Duration::from_secs(180));
+        assert_eq!(
+            Health::new(Duration::from_secs(60)).checkpoint_stale_after,
+            Duration::from_secs(180)
+        );
     }
 
     #[test]

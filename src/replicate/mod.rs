@@ -126,6 +126,7 @@ impl Replicator {
             on_missing_checkpoint: config.on_missing_checkpoint,
             on_topic_recreated: config.on_topic_recreated,
         });
+        let checkpoint_interval = Duration::from_millis(config.checkpoint.interval_ms);
         let shard = Shard {
             index: config.shard.index,
             count: config.shard.count,
@@ -138,7 +139,7 @@ impl Replicator {
             settings,
             shard,
             progress: Arc::new(Progress::default()),
-            health: Arc::new(Health::default()),
+            health: Arc::new(Health::new(checkpoint_interval)),
             setup_error,
         }
     }
@@ -200,6 +201,8 @@ impl Replicator {
             return Ok(());
         };
         self.health.set_checkpoints_loaded();
+        // Nothing is acknowledged yet: the loaded checkpoints cover it all.
+        self.health.checkpoint_current();
         let mut first_start = first_start::FirstStart::new(self.config.start_from, &checkpoints, self.shard);
         let _heartbeats = self.config.heartbeats.enabled.then(|| {
             let cancel = shutdown.child_token();
@@ -418,7 +421,9 @@ impl Replicator {
             Ok(_) => self.health.checkpoint_current(),
             Err(e) => {
                 metrics::counter!(telemetry::CHECKPOINT_ERRORS).increment(1);
-                tracing::warn!(error = %error_chain(&e), "checkpoint write failed; retrying at the next interval");
+                let error = error_chain(&e);
+                tracing::warn!(error = %error, "checkpoint write failed; retrying at the next interval");
+                self.health.checkpoint_failed(error);
             }
         }
     }
@@ -432,7 +437,10 @@ impl Replicator {
             Ok((tp, Err(e))) => {
                 tracing::error!(topic = %tp.topic, partition = tp.partition, error = %error_chain(&e), "partition halted; other partitions go on");
             }
-            Err(e) => tracing::error!(error = %e, "partition task panicked"),
+            // A panic in a partition's replication halts it like any error (`Error::Panicked`);
+            // what is left is an abort at the end of the shutdown grace, or a panic outside it.
+            Err(e) if e.is_panic() => tracing::error!(error = %e, "partition task panicked outside its replication"),
+            Err(e) => tracing::debug!(error = %e, "partition task aborted"),
         }
     }
 

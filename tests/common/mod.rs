@@ -516,3 +516,18 @@ pub fn tricky(partition: i32, codec: &str, i: usize) -> Rec {
         ),
     }
 }
+
+/// The halt message of `tp`, once it halts (within `within`).
+pub async fn halted(progress: &Progress, tp: &strait::kafka::TopicPartition, within: Duration) -> String {
+    eventually_sync("partition halted", within, || {
+        matches!(
+            progress.get(tp).map(|s| s.state),
+            Some(strait::replicate::PartitionState::Halted(_))
+        )
+    })
+    .await;
+    match progress.get(tp).map(|s| s.state) {
+        Some(strait::replicate::PartitionState::Halted(why)) => why,
+        other => panic!("not halted: {other:?}"),
+    }
+}
