@@ -10,20 +10,13 @@ use std::time::Duration;
 use common::{Kafka, Rec, Strait};
 use strait::replicate::PartitionState;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
-}
-
 fn numbered(i: usize, size: usize) -> Rec {
     let value = format!("{i:08}-{}", "s".repeat(size));
     Rec::new(
         Some(format!("k{i}").as_bytes()),
         Some(value.as_bytes()),
         &[("n", Some(b"1"))],
-        now_ms(),
+        common::now_ms(),
     )
 }
 

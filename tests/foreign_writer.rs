@@ -18,19 +18,12 @@ use strait::replicate::PartitionState;
 const SOURCE_RECORDS: usize = 20_000;
 const FOREIGN_RECORDS: usize = 100;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
-}
-
 fn source_record(i: usize) -> Rec {
     Rec::new(
         Some(format!("k{i:06}").as_bytes()),
         Some(format!("{i:08}-{}", "v".repeat(100)).as_bytes()),
         &[("n", Some(b"1"))],
-        now_ms(),
+        common::now_ms(),
     )
 }
 
@@ -39,7 +32,7 @@ fn foreign_record(i: usize) -> Rec {
         Some(format!("foreign-{i:03}").as_bytes()),
         Some(b"written to the target by another producer"),
         &[],
-        now_ms(),
+        common::now_ms(),
     )
 }
 

@@ -53,13 +53,6 @@ fn metric(name: &str, topic: &str, partition: i32) -> Option<f64> {
     )
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
-}
-
 fn numbered(label: &str, i: usize, timestamp: i64) -> Rec {
     Rec::new(
         Some(format!("{label}-{i}").as_bytes()),
@@ -162,7 +155,7 @@ async fn partitions_added_to_the_source_grow_the_target_and_replicate() {
     common::create_topic(&source.plain_bootstrap(), &topic, 1, &[]).await;
     let p = common::producer(&source.plain_bootstrap(), &[("linger.ms", "2")]);
     let mut want: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
-    let first: Vec<Rec> = (0..30).map(|i| numbered("p0", i, now_ms())).collect();
+    let first: Vec<Rec> = (0..30).map(|i| numbered("p0", i, common::now_ms())).collect();
     common::send_all(&p, &topic, 0, &first).await;
     want.insert(0, first);
 
@@ -195,7 +188,7 @@ async fn partitions_added_to_the_source_grow_the_target_and_replicate() {
     let p = common::producer(&source.plain_bootstrap(), &[("linger.ms", "2")]);
     for part in 0..3 {
         let label = format!("grown-p{part}");
-        let recs: Vec<Rec> = (0..25).map(|i| numbered(&label, i, now_ms())).collect();
+        let recs: Vec<Rec> = (0..25).map(|i| numbered(&label, i, common::now_ms())).collect();
         common::send_all(&p, &topic, part, &recs).await;
         want.entry(part).or_default().extend(recs);
     }
@@ -237,8 +230,8 @@ async fn a_created_target_topic_has_the_source_data_configs() {
     ];
     common::create_topic(&source.plain_bootstrap(), &topic, 2, &set).await;
     let p = common::producer(&source.plain_bootstrap(), &[]);
-    common::send(&p, &topic, 0, &numbered("c", 0, now_ms())).await;
-    common::send(&p, &topic, 1, &numbered("c", 1, now_ms())).await;
+    common::send(&p, &topic, 0, &numbered("c", 0, common::now_ms())).await;
+    common::send(&p, &topic, 1, &numbered("c", 1, common::now_ms())).await;
 
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     wait_for_target(
@@ -336,7 +329,7 @@ async fn replicated(source: &Kafka, target: &Kafka, label: &str, n: usize) -> Re
     let topic = common::topic(label);
     common::create_topic(&source.plain_bootstrap(), &topic, 1, &[]).await;
     let producer = common::producer(&source.plain_bootstrap(), &[("linger.ms", "2")]);
-    let records: Vec<Rec> = (0..n).map(|i| numbered(label, i, now_ms())).collect();
+    let records: Vec<Rec> = (0..n).map(|i| numbered(label, i, common::now_ms())).collect();
     common::send_all(&producer, &topic, 0, &records).await;
     let tp = TopicPartition::new(topic.clone(), 0);
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
@@ -417,7 +410,7 @@ async fn a_recreated_target_topic_halts_until_told_to_replicate_again() {
     let mut cfg = common::config(&source.bootstrap(), &target.bootstrap(), &topic);
     cfg.on_target_reset = strait::config::OnTargetReset::ReplicateAgain;
     let strait = Strait::start(cfg);
-    let more: Vec<Rec> = (50..70).map(|i| numbered("recreated", i, now_ms())).collect();
+    let more: Vec<Rec> = (50..70).map(|i| numbered("recreated", i, common::now_ms())).collect();
     common::send_all(&p, &topic, 0, &more).await;
     all.extend(more);
     wait_for_target(
@@ -467,7 +460,7 @@ async fn records_deleted_by_delete_records_while_stopped_are_an_exact_gap() {
     let all: BTreeMap<i32, Vec<Rec>> = (0..2)
         .map(|part| {
             let label = format!("d{part}");
-            (part, (0..200).map(|i| numbered(&label, i, now_ms())).collect())
+            (part, (0..200).map(|i| numbered(&label, i, common::now_ms())).collect())
         })
         .collect();
     for (part, recs) in &all {
@@ -547,7 +540,7 @@ async fn records_deleted_by_retention_while_stopped_are_an_exact_gap() {
     common::create_topic(&source.plain_bootstrap(), &topic, 1, &[("segment.ms", "100")]).await;
     let p = common::producer(&source.plain_bootstrap(), &[("linger.ms", "0")]);
     // Stamped two days ago, all within a few milliseconds of each other; then fresh ones.
-    let old = now_ms() - 2 * 86_400_000;
+    let old = common::now_ms() - 2 * 86_400_000;
     let mut all: Vec<Rec> = (0..160).map(|i| numbered("old", i, old + (i % 50) as i64)).collect();
     let tp = TopicPartition::new(topic.clone(), 0);
     for r in &all[..100] {
@@ -567,7 +560,7 @@ async fn records_deleted_by_retention_while_stopped_are_an_exact_gap() {
     for r in &all[100..160] {
         common::send(&p, &topic, 0, r).await;
     }
-    let fresh: Vec<Rec> = (160..200).map(|i| numbered("fresh", i, now_ms())).collect();
+    let fresh: Vec<Rec> = (160..200).map(|i| numbered("fresh", i, common::now_ms())).collect();
     for r in &fresh {
         common::send(&p, &topic, 0, r).await;
     }

@@ -13,13 +13,6 @@ use strait::budget::{Budget, LevelControl};
 use strait::http::{Endpoints, PartitionReport, StatusInfo};
 use strait::replicate::{Health, Progress};
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
-}
-
 fn record(i: usize, timestamp: i64) -> Rec {
     Rec::new(
         Some(format!("k{i}").as_bytes()),
@@ -69,7 +62,7 @@ async fn records_near_source_retention_are_at_risk_until_the_target_takes_them()
     let p = common::producer(&source.bootstrap(), &[("linger.ms", "5")]);
     // A fresh record first, so the target topic exists and the partition runs before the
     // target goes away.
-    common::send(&p, &topic, 0, &record(0, now_ms())).await;
+    common::send(&p, &topic, 0, &record(0, common::now_ms())).await;
 
     let mut cfg = common::config(&source.bootstrap(), &target.bootstrap(), &topic);
     cfg.alerts.retention_headroom_secs = 3600;
@@ -95,7 +88,7 @@ async fn records_near_source_retention_are_at_risk_until_the_target_takes_them()
 
     target.kill();
     // Written 1 h 50 min ago (CreateTime): 10 minutes before the source's 2 h retention.
-    let stamped = now_ms() - 110 * 60_000;
+    let stamped = common::now_ms() - 110 * 60_000;
     let old: Vec<Rec> = (1..=200).map(|i| record(i, stamped)).collect();
     common::send_all(&p, &topic, 0, &old).await;
 

@@ -7,8 +7,9 @@
 //! - lz4: the LZ4 frame format with independent blocks (Java's `Lz4BlockOutputStream`, librdkafka).
 //! - zstd: one or more frames, with or without a content size (streaming decoder).
 //!
-//! Output is capped at [`MAX_DECOMPRESSED_BYTES`] so a hostile or broken batch cannot exhaust
-//! memory. Compression writes what the Java producer writes (xerial snappy, lz4 frames with
+//! Output is capped at [`MAX_DECOMPRESSED_BYTES`], or at the lower cap the caller passes (the
+//! pipeline passes its fetch buffer), and the cap is enforced while decompressing, so a hostile
+//! or broken batch cannot exhaust memory. Compression writes what the Java producer writes (xerial snappy, lz4 frames with
 //! 64 KiB independent blocks and no checksums, gzip at level 6), so every broker and client can
 //! read the result.
 
@@ -20,8 +21,6 @@ use super::{Error, Result};
 
 /// Largest records section a batch may decompress to (256 MiB); anything larger is rejected.
 pub const MAX_DECOMPRESSED_BYTES: usize = 256 << 20;
-
-const TOO_LARGE: &str = "decompressed records exceed the 256 MiB limit";
 
 /// The most a snappy block can expand: 64 bytes from a 3-byte copy tag, rounded up.
 const SNAPPY_MAX_RATIO: usize = 22;
@@ -41,12 +40,15 @@ const DEFLATE_MAX_RATIO: usize = 1032;
 /// Decompresses a records section.
 ///
 /// `Compression::None` is not handled here: the caller slices the original bytes instead.
+#[cfg(test)]
 pub(crate) fn decompress(codec: Compression, input: &[u8], base_offset: i64) -> Result<Vec<u8>> {
     decompress_capped(codec, input, base_offset, MAX_DECOMPRESSED_BYTES)
 }
 
-/// [`decompress`] with an explicit output cap, so tests can probe the limit cheaply.
-fn decompress_capped(codec: Compression, input: &[u8], base_offset: i64, cap: usize) -> Result<Vec<u8>> {
+/// [`decompress`] with an explicit output cap: more than `cap` bytes of output is
+/// [`Error::TooLarge`], found while decompressing, so no more than `cap` bytes (plus the copy of
+/// the last read) are ever allocated for it. The pipeline passes its fetch buffer's size.
+pub(crate) fn decompress_capped(codec: Compression, input: &[u8], base_offset: i64, cap: usize) -> Result<Vec<u8>> {
     let io_err = |source: io::Error| Error::Decompress {
         base_offset,
         codec,
@@ -100,11 +102,8 @@ impl ReadError {
     }
 }
 
-fn too_large(base_offset: i64) -> Error {
-    Error::Corrupt {
-        base_offset,
-        reason: TOO_LARGE,
-    }
+fn too_large(base_offset: i64, cap: usize) -> Error {
+    Error::TooLarge { base_offset, cap }
 }
 
 /// A thread's scratch buffer above this capacity is freed after use rather than kept: with
@@ -142,7 +141,7 @@ fn read_capped(reader: impl Read, hint: usize, cap: usize, base_offset: i64) -> 
         out.reserve(hint.min(cap));
         reader.take(cap as u64 + 1).read_to_end(out).map_err(ReadError::Io)?;
         if out.len() > cap {
-            return Err(ReadError::TooLarge(too_large(base_offset)));
+            return Err(ReadError::TooLarge(too_large(base_offset, cap)));
         }
         Ok(out.to_vec())
     })
@@ -159,7 +158,7 @@ fn snappy_decompress(input: &[u8], cap: usize, base_offset: i64) -> Result<Vec<u
         let len = snap::raw::decompress_len(block).map_err(snap_err)?;
         let start = out.len();
         if len > cap.saturating_sub(start) {
-            return Err(too_large(base_offset));
+            return Err(too_large(base_offset, cap));
         }
         // A snappy block expands at most ~21x (a 3-byte copy of 64 bytes): a larger declared
         // length is a lie, refused before it allocates.
@@ -488,7 +487,13 @@ mod tests {
             );
             let err = decompress_capped(codec, &packed, 99, CAP).expect_err("over the cap");
             assert!(
-                matches!(err, Error::Corrupt { base_offset: 99, reason } if reason == TOO_LARGE),
+                matches!(
+                    err,
+                    Error::TooLarge {
+                        base_offset: 99,
+                        cap: CAP
+                    }
+                ),
                 "{codec}: {err}"
             );
         }
@@ -502,7 +507,7 @@ mod tests {
         claim.push(n as u8);
         assert!(matches!(
             decompress(Compression::Snappy, &claim, 5),
-            Err(Error::Corrupt { base_offset: 5, .. })
+            Err(Error::TooLarge { base_offset: 5, .. })
         ));
     }
 

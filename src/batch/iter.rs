@@ -8,7 +8,7 @@ use std::iter::FusedIterator;
 
 use bytes::Bytes;
 
-use super::compression::decompress;
+use super::compression::{decompress_capped, MAX_DECOMPRESSED_BYTES};
 use super::header::{BatchHeader, Compression, ATTRIBUTES_OFFSET, HEADER_LEN, LOG_OVERHEAD, MAGIC_OFFSET, MAGIC_V2};
 use super::record::{parse_records, Record};
 use super::wire::{i16_at, i32_at, i64_at};
@@ -64,6 +64,13 @@ impl RawBatch {
     /// which is where the broker stored the append time. A batch may start before the fetch
     /// offset; skipping those records is the caller's job.
     pub fn records(&self) -> Result<Vec<Record>> {
+        self.records_within(MAX_DECOMPRESSED_BYTES)
+    }
+
+    /// [`Self::records`], refusing a records section larger than `cap` bytes once decompressed
+    /// (uncompressed: as stored) with [`Error::TooLarge`], found while decompressing.
+    pub fn records_within(&self, cap: usize) -> Result<Vec<Record>> {
+        let cap = cap.min(MAX_DECOMPRESSED_BYTES);
         let base_offset = self.header.base_offset;
         let codec = self.header.compression()?;
         if self.bytes.len() < HEADER_LEN {
@@ -74,8 +81,9 @@ impl RawBatch {
         }
         let section = self.bytes.slice(HEADER_LEN..);
         let data = match codec {
+            Compression::None if section.len() > cap => return Err(Error::TooLarge { base_offset, cap }),
             Compression::None => section,
-            codec => Bytes::from(decompress(codec, &section, base_offset)?),
+            codec => Bytes::from(decompress_capped(codec, &section, base_offset, cap)?),
         };
         parse_records(&data, &self.header)
     }

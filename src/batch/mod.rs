@@ -118,6 +118,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The records section decompresses to more than the cap allowed for it (at most
+    /// [`MAX_DECOMPRESSED_BYTES`](compression::MAX_DECOMPRESSED_BYTES)): a decompression bomb,
+    /// or a batch larger than the memory set aside for it. Found while decompressing.
+    #[error("records of batch at offset {base_offset} decompress to more than {cap} bytes")]
+    TooLarge {
+        /// First offset of the batch.
+        base_offset: i64,
+        /// The most its records section was allowed to take, in bytes.
+        cap: usize,
+    },
     /// The codec failed while compressing an outgoing batch.
     #[error("failed to compress records with {codec}")]
     Compress {

@@ -62,8 +62,11 @@ impl Cluster {
             .fetches()
             .fetch(Arc::clone(&leader), tp, offset, max_bytes, max_wait_ms)
             .await?;
-        match requests::process_fetched_partition(answer, tp)? {
-            Fetched::Records(f) => Ok(f),
+        match requests::process_fetched_partition(answer.data, tp)? {
+            Fetched::Records(f) => Ok(FetchedPartition {
+                retained: answer.retained,
+                ..f
+            }),
             // A leader may redirect to a preferred read replica (KIP-392); follow it once, alone.
             Fetched::ReadReplica(id) => {
                 let conn = self.broker(id).await?;

@@ -3,6 +3,15 @@
 //! one connection one at a time, so a fetch per partition would queue each partition's long poll
 //! behind the others'; one request per broker returns as soon as any of its partitions has data.
 //! Callers still ask for one partition and get that partition's answer.
+//!
+//! The partitions' records in a response are slices of its one buffer, and a `Bytes` slice
+//! keeps all of it alive: records of uncompressed batches point into it until they are
+//! re-batched, which would keep the whole response alive while the fetch buffer counts only
+//! their share. So when more than one partition has records in a response, every answer's
+//! records are copied out and hold only themselves; an answer alone with records keeps the
+//! response, counted whole ([`Answer::retained`], which the fetch stage counts against the
+//! fetch buffer for as long as records point into it). The copy costs one memcpy of a shared
+//! response's records (less than the CRC check every fetched byte gets anyway).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,9 +26,9 @@ use super::TopicPartition;
 /// Partitions waiting for the next request, across all brokers: one per partition reader.
 const QUEUE: usize = 4096;
 /// Most bytes the requests to one broker ask for together, split between its connections;
-/// partitions that do not fit get an empty answer and ask again. An answer is held whole until
-/// every partition in it is unpacked, outside the fetch buffer's count, so this is kept well
-/// below Kafka's own consumer default (50 MiB).
+/// partitions that do not fit get an empty answer and ask again. A response is in memory whole
+/// while it is split among its partitions, before the fetch buffer counts it, so this is kept
+/// well below Kafka's own consumer default (50 MiB).
 pub(crate) const BROKER_MAX_BYTES: i64 = 16 * 1024 * 1024;
 
 /// One partition's place in the next request to its leader.
@@ -29,7 +38,16 @@ struct Want {
     offset: i64,
     max_bytes: i32,
     max_wait_ms: i32,
-    reply: oneshot::Sender<Result<PartitionData>>,
+    reply: oneshot::Sender<Result<Answer>>,
+}
+
+/// One partition's part of a shared response.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) data: PartitionData,
+    /// Bytes of memory its records keep alive: the whole response's records when they are a
+    /// slice of it, 0 when they are their own.
+    pub(crate) retained: usize,
 }
 
 /// The queue of partitions to fetch; its task ends when the queue is dropped.
@@ -55,7 +73,7 @@ impl Fetches {
         offset: i64,
         max_bytes: i32,
         max_wait_ms: i32,
-    ) -> Result<PartitionData> {
+    ) -> Result<Answer> {
         let broker = conn.broker().to_owned();
         let (reply, answer) = oneshot::channel();
         let want = Want {
@@ -134,15 +152,24 @@ async fn send(wants: Vec<Want>, request_max_bytes: i64) {
             answers.insert((t.topic.0.to_string(), p.partition_index), p);
         }
     }
+    let holder = unshare(&mut answers);
     for w in wants {
-        let answer = match answers.remove(&(w.tp.topic.clone(), w.tp.partition)) {
+        let key = (w.tp.topic.clone(), w.tp.partition);
+        let answer = match answers.remove(&key) {
             Some(p) => {
                 let code = if p.error_code != 0 { p.error_code } else { top_level };
-                Ok(p.with_error_code(code))
+                let retained = holder.as_ref().filter(|(k, _)| *k == key).map_or(0, |(_, n)| *n);
+                Ok(Answer {
+                    data: p.with_error_code(code),
+                    retained,
+                })
             }
-            None if top_level != 0 => Ok(PartitionData::default()
-                .with_partition_index(w.tp.partition)
-                .with_error_code(top_level)),
+            None if top_level != 0 => Ok(Answer {
+                data: PartitionData::default()
+                    .with_partition_index(w.tp.partition)
+                    .with_error_code(top_level),
+                retained: 0,
+            }),
             None => Err(Error::MissingInResponse {
                 broker: conn.broker().to_owned(),
                 api: kafka_protocol::messages::ApiKey::Fetch,
@@ -151,6 +178,25 @@ async fn send(wants: Vec<Want>, request_max_bytes: i64) {
         };
         let _ = w.reply.send(answer);
     }
+}
+
+/// When more than one answer has records, copies every answer's records out of the response,
+/// so none keeps the others' alive. Returns the one answer left a slice of the response, if
+/// any, and the response's records bytes, which it keeps alive.
+fn unshare(answers: &mut HashMap<(String, i32), PartitionData>) -> Option<((String, i32), usize)> {
+    let len = |p: &PartitionData| p.records.as_ref().map_or(0, bytes::Bytes::len);
+    let mut with_records = answers.iter().filter(|(_, p)| len(p) > 0);
+    let (first, second) = (
+        with_records.next().map(|(k, p)| (k.clone(), len(p))),
+        with_records.next(),
+    );
+    if second.is_none() {
+        return first;
+    }
+    for p in answers.values_mut() {
+        p.records = p.records.as_deref().map(bytes::Bytes::copy_from_slice);
+    }
+    None
 }
 
 #[cfg(test)]
@@ -167,8 +213,13 @@ mod tests {
     use tokio::sync::Notify;
 
     /// A broker that records the partitions of every Fetch and holds its first answer until
-    /// `release` is notified; every partition gets an empty answer.
-    async fn broker(requests: Arc<Mutex<Vec<Vec<i32>>>>, first: Arc<Notify>, release: Arc<Notify>) -> String {
+    /// `release` is notified; partition `p` gets `records(p)`.
+    async fn broker(
+        requests: Arc<Mutex<Vec<Vec<i32>>>>,
+        first: Arc<Notify>,
+        release: Arc<Notify>,
+        records: fn(i32) -> Bytes,
+    ) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         tokio::spawn(async move {
@@ -192,7 +243,7 @@ mod tests {
                                         .map(|p| {
                                             PartitionData::default()
                                                 .with_partition_index(p.partition)
-                                                .with_records(Some(Bytes::new()))
+                                                .with_records(Some(records(p.partition)))
                                         })
                                         .collect(),
                                 )
@@ -225,11 +276,14 @@ mod tests {
         addr
     }
 
-    #[tokio::test]
-    async fn partitions_asking_while_a_fetch_is_out_share_the_next_request() {
-        let requests = Arc::new(Mutex::new(Vec::new()));
+    /// Partition 0 asks alone; while its request is out, partitions 1 to 3 ask, in two waves
+    /// (each wave reaches the gathering task before the next starts). Their answers, in order.
+    async fn fetch_two_requests(
+        requests: &Arc<Mutex<Vec<Vec<i32>>>>,
+        records: fn(i32) -> Bytes,
+    ) -> Vec<Result<Answer>> {
         let (first, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let addr = broker(Arc::clone(&requests), Arc::clone(&first), Arc::clone(&release)).await;
+        let addr = broker(Arc::clone(requests), Arc::clone(&first), Arc::clone(&release), records).await;
         let conn = Arc::new(
             Conn::connect(&addr, "test", std::time::Duration::from_secs(5))
                 .await
@@ -242,21 +296,28 @@ mod tests {
                 fetches
                     .fetch(conn, &TopicPartition::new("spans", p), 0, 1 << 20, 100)
                     .await
-                    .map(|d| d.partition_index)
             })
         };
-        let p0 = fetch(0);
+        let mut all = vec![fetch(0)];
         first.notified().await;
-        // While partition 0's request is out, three more partitions ask, in two waves (each
-        // wave reaches the gathering task before the next starts).
-        let mut later: Vec<_> = (1..3).map(fetch).collect();
+        all.extend((1..3).map(fetch));
         tokio::task::yield_now().await;
-        later.push(fetch(3));
+        all.push(fetch(3));
         tokio::task::yield_now().await;
         release.notify_one();
-        assert_eq!(p0.await.expect("task").expect("answer"), 0);
-        for (i, t) in later.into_iter().enumerate() {
-            assert_eq!(t.await.expect("task").expect("answer"), i as i32 + 1);
+        let mut answers = Vec::new();
+        for t in all {
+            answers.push(t.await.expect("task"));
+        }
+        answers
+    }
+
+    #[tokio::test]
+    async fn partitions_asking_while_a_fetch_is_out_share_the_next_request() {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let answers = fetch_two_requests(&requests, |_| Bytes::new()).await;
+        for (i, answer) in answers.into_iter().enumerate() {
+            assert_eq!(answer.expect("answer").data.partition_index, i as i32);
         }
         let requests = requests.lock().expect("lock").clone();
         assert_eq!(
@@ -264,5 +325,31 @@ mod tests {
             vec![vec![0], vec![1, 2, 3]],
             "one request in flight, the rest gathered"
         );
+    }
+
+    /// Records of `len(p)` bytes for partition `p`.
+    fn records_of(p: i32) -> Bytes {
+        Bytes::from(vec![b'r'; [500, 3000, 10, 0][p as usize]])
+    }
+
+    #[tokio::test]
+    async fn answers_of_a_shared_response_do_not_keep_it_alive() {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let answers = fetch_two_requests(&requests, records_of).await;
+        assert_eq!(requests.lock().expect("lock").clone(), vec![vec![0], vec![1, 2, 3]]);
+        let answers: Vec<Answer> = answers.into_iter().map(|a| a.expect("answer")).collect();
+        // Partition 0, alone with records in its response, keeps it and counts it whole.
+        let retained: Vec<usize> = answers.iter().map(|a| a.retained).collect();
+        assert_eq!(retained, vec![500, 0, 0, 0]);
+        let records: Vec<Bytes> = answers.into_iter().map(|a| a.data.records.expect("records")).collect();
+        // The premise: partitions 1 and 2 shared one response, both with records.
+        assert_eq!(
+            records.iter().map(Bytes::len).collect::<Vec<_>>(),
+            vec![500, 3000, 10, 0]
+        );
+        // Each holds its own bytes: none keeps the response (or the others) alive.
+        for (p, r) in records.iter().enumerate().filter(|(_, r)| !r.is_empty()) {
+            assert!(r.is_unique(), "partition {p}'s records share their buffer");
+        }
     }
 }

@@ -50,6 +50,17 @@ pub struct FetchedPartition {
     pub records: Bytes,
     /// Aborted transactions overlapping the answer: (producer id, first offset).
     pub aborted: Vec<(i64, i64)>,
+    /// Bytes of memory `records` keeps alive: the whole response when it is a slice of one (a
+    /// `Bytes` slice holds all of its buffer), 0 when only `records` itself. See
+    /// [`Self::retained_bytes`].
+    pub retained: usize,
+}
+
+impl FetchedPartition {
+    /// What `records` keeps alive: at least its own length.
+    pub fn retained_bytes(&self) -> usize {
+        self.retained.max(self.records.len())
+    }
 }
 
 /// The broker's acknowledgement of one produced batch.
@@ -243,6 +254,7 @@ pub(super) fn process_fetched_partition(p: PartitionData, tp: &TopicPartition) -
             .iter()
             .map(|a| (a.producer_id.0, a.first_offset))
             .collect(),
+        retained: 0,
     }))
 }
 

@@ -29,6 +29,24 @@ pub enum Error {
         #[source]
         source: batch::Error,
     },
+    /// A source batch decompresses to more than the whole fetch buffer: a decompression bomb,
+    /// or a batch larger than strait may hold. Found while decompressing, before more than the
+    /// buffer's size was allocated for it; nothing from it is written.
+    #[error(
+        "source batch {topic}/{partition} at offset {offset}: its {compressed} bytes decompress to more than \
+         {cap} bytes, the fetch buffer (fetch.buffer_max_bytes) that holds every fetched record until it is \
+         re-batched. Nothing from it was written and the partition is halted. If the batch is genuine, raise \
+         fetch.buffer_max_bytes (STRAIT_FETCH__BUFFER_MAX_BYTES) above its size, and the memory limit with it"
+    )]
+    BatchTooLarge {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        /// The batch as fetched, in bytes.
+        compressed: usize,
+        /// The fetch buffer's size, in bytes.
+        cap: usize,
+    },
     /// A target batch could not be built.
     #[error("cannot build target batch for {topic}/{partition} from offset {offset}")]
     Build {

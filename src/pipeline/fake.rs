@@ -98,6 +98,9 @@ struct State {
 pub(crate) struct FakeCluster {
     state: Mutex<State>,
     appended: Notify,
+    /// When set, every answer with records is a slice of a response this large, as the Kafka
+    /// client's answer is when it alone has records in a response.
+    response_bytes: std::sync::atomic::AtomicUsize,
 }
 
 pub(crate) fn partition_error(tp: &TopicPartition, api: ApiKey, code: ResponseError) -> kafka::Error {
@@ -114,39 +117,50 @@ impl FakeCluster {
     /// Appends `values` as one uncompressed batch of producer `producer` (epoch 0; no
     /// idempotence check).
     pub(crate) fn append(&self, tp: &TopicPartition, producer: i64, values: &[&'static [u8]]) -> i64 {
-        self.append_batch(tp, producer, false, values)
+        self.append_batch(tp, producer, false, Compression::None, statics(values))
     }
 
     /// Appends `values` as one batch of a transaction of `producer`.
     pub(crate) fn append_transactional(&self, tp: &TopicPartition, producer: i64, values: &[&'static [u8]]) -> i64 {
-        self.append_batch(tp, producer, true, values)
+        self.append_batch(tp, producer, true, Compression::None, statics(values))
     }
 
-    fn append_batch(&self, tp: &TopicPartition, producer: i64, transactional: bool, values: &[&'static [u8]]) -> i64 {
+    /// Appends `values` as one batch compressed with `compression`.
+    pub(crate) fn append_compressed(&self, tp: &TopicPartition, values: Vec<Bytes>, compression: Compression) -> i64 {
+        self.append_batch(tp, 1, false, compression, values)
+    }
+
+    /// Answers with records from now on are slices of a response of `bytes`.
+    pub(crate) fn answer_in_responses_of(&self, bytes: usize) {
+        self.response_bytes.store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn append_batch(
+        &self,
+        tp: &TopicPartition,
+        producer: i64,
+        transactional: bool,
+        compression: Compression,
+        values: Vec<Bytes>,
+    ) -> i64 {
         let mut st = self.state.lock();
         let log = st.logs.entry(tp.clone()).or_default();
         let base = log.end;
+        let count = values.len() as i64;
         let records: Vec<Record> = values
-            .iter()
+            .into_iter()
             .enumerate()
-            .map(|(i, v)| {
-                Record::new(
-                    base + i as i64,
-                    1_700_000_000_000 + base + i as i64,
-                    None,
-                    Some(Bytes::from_static(v)),
-                )
-            })
+            .map(|(i, v)| Record::new(base + i as i64, 1_700_000_000_000 + base + i as i64, None, Some(v)))
             .collect();
         let opts = BuildOptions {
-            compression: Compression::None,
+            compression,
             producer_id: producer,
             producer_epoch: 0,
             transactional,
             ..BuildOptions::default()
         };
         let bytes = batch::encode_batch(base, &records, &opts).expect("encodes");
-        log.end += values.len() as i64;
+        log.end += count;
         log.batches.push((base, bytes));
         drop(st);
         self.appended.notify_waiters();
@@ -413,14 +427,22 @@ impl FakeCluster {
             }
             records.extend_from_slice(b);
         }
+        let len = records.len();
+        let response = self.response_bytes.load(std::sync::atomic::Ordering::Relaxed).max(len);
+        records.resize(response, 0);
         Ok(Some(FetchedPartition {
             high_watermark: end,
             last_stable_offset: end,
             log_start_offset: start,
-            records: Bytes::from(records),
+            records: Bytes::from(records).slice(..len),
             aborted: log.aborted.clone(),
+            retained: response,
         }))
     }
+}
+
+fn statics(values: &[&'static [u8]]) -> Vec<Bytes> {
+    values.iter().map(|v| Bytes::from_static(v)).collect()
 }
 
 fn next_offset(batch: &Bytes) -> i64 {

@@ -204,14 +204,9 @@ impl<S: Fetch> Fetcher<S> {
             self.last_len = fetched_len;
         }
         let limit = reserved as usize * BUFFER_UNIT;
-        let chunk = match unpack(
-            &self.tp,
-            self.offset,
-            fetched.records,
-            fetched.aborted,
-            fetched.high_watermark,
-            limit,
-        ) {
+        // No batch may decompress to more than the whole buffer: it could never be counted.
+        let cap = self.settings.buffer_units as usize * BUFFER_UNIT;
+        let chunk = match unpack(&self.tp, self.offset, fetched, limit, cap) {
             Ok(chunk) => chunk,
             Err(e) => return self.halt(e).await,
         };
@@ -339,7 +334,7 @@ mod tests {
             last_stable_offset: lso,
             log_start_offset: 0,
             records: Bytes::from_static(records),
-            aborted: Vec::new(),
+            ..crate::kafka::FetchedPartition::default()
         };
         // Other partitions took the request's bytes: records wait at 10..100.
         assert!(starved(&answer(100, 100, b""), 10));

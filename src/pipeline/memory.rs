@@ -2,6 +2,30 @@
 //! the batch memory shared by every sink (records in builders and compressed batches until the
 //! target acknowledges them). Both are semaphores counted in [`BUFFER_UNIT`]s; [`BatchMemory`]
 //! is one sink's share of the second.
+//!
+//! What the fetch buffer counts, and what keeps that count honest:
+//!
+//! - A chunk holds units for everything it keeps alive: decompressed records, their list, and,
+//!   when records of uncompressed batches point into the fetch answer, all the memory that
+//!   answer keeps alive. A partition's answer may be a slice of a response shared with other
+//!   partitions, and a slice keeps its whole buffer. The Kafka client copies the answers out of
+//!   a response in which more than one partition has records, so none pins the others'; an
+//!   answer alone with records keeps the response and counts it whole
+//!   (`FetchedPartition::retained`). The chunk's permit is dropped with the chunk, on every path
+//!   (re-batched, an error, a cancellation); records in a builder then count in batch memory.
+//!   The other choice, one permit for the whole response shared by its slices, would have the
+//!   client take fetch-buffer units for a response already in memory, where it cannot wait for
+//!   them; copying costs a memcpy of a shared response's records.
+//! - No batch may decompress to more than the whole fetch buffer, enforced while decompressing
+//!   (`RawBatch::records_within`): such a batch could never be counted, and it halts its
+//!   partition with `Error::BatchTooLarge` (topic, partition, offset, compressed size, cap)
+//!   while the others go on. The cap is the whole buffer, not a partition's share of it: a
+//!   fetch reserves what its answer is expected to take and waits until the buffer can cover
+//!   what the answer really takes (fetched again once that is reserved), so one partition may
+//!   use the whole buffer for a large batch, and a share would halt genuine batches as the
+//!   partition count grows. Decompression runs on the runtime's worker threads, so what is
+//!   decompressed before it is counted is at most one batch, at most the buffer's size, per
+//!   worker thread.
 
 use std::sync::Arc;
 

@@ -16,6 +16,8 @@ use crate::config::{OnForeignWriter, OnMissingCheckpoint, OnTargetReset, OnTopic
 use crate::kafka::{self, ApiKey, ProducerIdentity, ResponseError, TopicPartition};
 use crate::report::Progress;
 
+mod bombs;
+
 const MEMORY_UNITS: u32 = 4096;
 
 fn settings(on_foreign_writer: OnForeignWriter) -> Arc<TaskSettings> {

@@ -47,6 +47,14 @@ pub fn unavailable(what: &str) {
     eprintln!("SKIPPED: {what} (run scripts/install-deps.sh; under CI this fails)");
 }
 
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
 /// A unique topic name, so tests sharing a broker never see each other's data.
 pub fn topic(prefix: &str) -> String {
     format!("{prefix}-{}-{:x}", std::process::id(), rand::random::<u32>())

@@ -173,14 +173,9 @@ pub(crate) async fn read_data<C: Fetch>(
         Err(e) => return Err(kafka_err(role, "read records", tp, offset, e)),
     };
     let start = fetched.log_start_offset.max(offset);
-    let chunk = unpack(
-        tp,
-        start,
-        fetched.records,
-        fetched.aborted,
-        fetched.high_watermark,
-        usize::MAX,
-    )?;
+    // Alignment reads a few batches once; each is held only to compare (within the codec's
+    // own cap, not the fetch buffer's).
+    let chunk = unpack(tp, start, fetched, usize::MAX, usize::MAX)?;
     Ok(Some((chunk.records, chunk.next_offset)))
 }
 
