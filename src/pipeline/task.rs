@@ -144,21 +144,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         let mut out_of_order: Option<(Position, tokio::time::Instant)> = None;
         let mut backoff = Backoff::default();
         loop {
-            tracing::info!(topic = %tp.topic, partition = tp.partition, source_offset = resume.at.source,
-                target_offset = resume.at.target, already_written = resume.tail.own, foreign_records = resume.tail.foreign,
-                duplicates = resume.tail.duplicates, target = %self.target_tp, "partition replication starting");
-            if resume.tail.duplicates > 0 {
-                metrics::counter!(
-                    telemetry::TARGET_DUPLICATE_RECORDS,
-                    &telemetry::labels(&tp.topic, tp.partition)
-                )
-                .increment(resume.tail.duplicates as u64);
-            }
-            self.progress.update(tp, |s| {
-                s.state = PartitionState::Running;
-                s.next_source_offset = resume.at.source;
-                s.next_target_offset = resume.at.target;
-            });
+            self.starting(&resume);
             let Some((producer, sequence)) = self.identity(&resume, &mut writers, carried.take()).await? else {
                 return Ok(());
             };
@@ -178,30 +164,8 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             if at != started {
                 backoff.reset();
             }
-            // Every writer's sequence at the new position: the one in use says how far it moved.
-            let moved = writers
-                .sequence(producer)
-                .map(|s| super::resume::sequence_distance(s, at_sequence));
-            match moved {
-                Some(moved) => writers.moved(moved),
-                None => writers = Writers::default(),
-            }
-            writers.add(producer, Some(at_sequence));
-            let go_on = match keep {
-                Keep::Identity => true,
-                Keep::NewIdentity => false,
-                Keep::WhilePending => {
-                    let since = match out_of_order {
-                        Some((p, since)) if p == at => since,
-                        _ => tokio::time::Instant::now(),
-                    };
-                    out_of_order = Some((at, since));
-                    since.elapsed() < OUT_OF_ORDER_PATIENCE
-                }
-            };
-            if keep != Keep::WhilePending {
-                out_of_order = None;
-            }
+            move_writers(&mut writers, producer, at_sequence);
+            let go_on = keeps_identity(keep, at, &mut out_of_order);
             tokio::select! {
                 _ = self.cancel.cancelled() => {}
                 _ = tokio::time::sleep(backoff.next_delay()) => {}
@@ -216,6 +180,27 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             resume = Resume { at, tail };
             carried = go_on.then_some(producer);
         }
+    }
+
+    /// Logs and shows that the pipeline starts (again) from `resume`, and counts the duplicates
+    /// found in the target's tail.
+    fn starting(&self, resume: &Resume) {
+        let tp = &self.source_tp;
+        tracing::info!(topic = %tp.topic, partition = tp.partition, source_offset = resume.at.source,
+            target_offset = resume.at.target, already_written = resume.tail.own, foreign_records = resume.tail.foreign,
+            duplicates = resume.tail.duplicates, target = %self.target_tp, "partition replication starting");
+        if resume.tail.duplicates > 0 {
+            metrics::counter!(
+                telemetry::TARGET_DUPLICATE_RECORDS,
+                &telemetry::labels(&tp.topic, tp.partition)
+            )
+            .increment(resume.tail.duplicates as u64);
+        }
+        self.progress.update(tp, |s| {
+            s.state = PartitionState::Running;
+            s.next_source_offset = resume.at.source;
+            s.next_target_offset = resume.at.target;
+        });
     }
 
     /// Reads what the target holds beyond `at` ([`TargetTail::reconcile`]). When that holds
@@ -516,6 +501,41 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             end,
         }
     }
+}
+
+/// Brings every writer's sequence to the position where the pipeline stopped, with `producer`
+/// at `at_sequence` there: the one in use says how far they all moved.
+fn move_writers(writers: &mut Writers, producer: ProducerIdentity, at_sequence: i32) {
+    let moved = writers
+        .sequence(producer)
+        .map(|s| super::resume::sequence_distance(s, at_sequence));
+    match moved {
+        Some(moved) => writers.moved(moved),
+        None => *writers = Writers::default(),
+    }
+    writers.add(producer, Some(at_sequence));
+}
+
+/// Whether the identity in use goes on after a stop at `at` that says `keep`. Out-of-order
+/// answers keep it for [`OUT_OF_ORDER_PATIENCE`] at one position, timed in `out_of_order`
+/// (cleared by any other stop).
+fn keeps_identity(keep: Keep, at: Position, out_of_order: &mut Option<(Position, tokio::time::Instant)>) -> bool {
+    let go_on = match keep {
+        Keep::Identity => true,
+        Keep::NewIdentity => false,
+        Keep::WhilePending => {
+            let since = match *out_of_order {
+                Some((p, since)) if p == at => since,
+                _ => tokio::time::Instant::now(),
+            };
+            *out_of_order = Some((at, since));
+            since.elapsed() < OUT_OF_ORDER_PATIENCE
+        }
+    };
+    if keep != Keep::WhilePending {
+        *out_of_order = None;
+    }
+    go_on
 }
 
 /// The text a panic was raised with (`panic!` with a literal or a format).
