@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 
 use common::{Kafka, Rec, Strait};
 use strait::config::OnForeignWriter;
@@ -64,10 +64,7 @@ async fn write_foreign(bootstrap: &str, topic: &str, idempotent: bool) {
 /// The target partition's end offset as librdkafka sees it.
 fn target_end(bootstrap: &str, topic: &str) -> i64 {
     let consumer: BaseConsumer = common::client_config(bootstrap).create().expect("consumer");
-    let (_, high) = consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(10))
-        .expect("watermarks");
-    high
+    common::watermarks(&consumer, topic, 0).1
 }
 
 /// Everything on the target partition, read to its current end.

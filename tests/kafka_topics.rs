@@ -81,7 +81,7 @@ fn watermarks(bootstrap: &str, topic: &str, partition: i32) -> (i64, i64) {
         .set("isolation.level", "read_uncommitted")
         .create()
         .expect("consumer");
-    blocking(|| consumer.fetch_watermarks(topic, partition, TIMEOUT)).expect("watermarks")
+    blocking(|| common::watermarks(&consumer, topic, partition))
 }
 
 /// Partitions of `topic` in the cluster's metadata; `None` when the topic is not listed.

@@ -51,9 +51,7 @@ fn watermarks(bootstrap: &str, topic: &str, partition: i32) -> (i64, i64) {
         .set("isolation.level", "read_uncommitted")
         .create()
         .expect("consumer");
-    consumer
-        .fetch_watermarks(topic, partition, TIMEOUT)
-        .expect("watermarks")
+    common::watermarks(&consumer, topic, partition)
 }
 
 /// Runs a blocking librdkafka call off the runtime's worker (strait runs on the same runtime).

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 
 use common::{Kafka, Rec, Strait};
 use strait::config::{Config, OnMissingCheckpoint, StartFrom};
@@ -28,9 +28,7 @@ fn record(i: usize) -> Rec {
 /// The target partition's high watermark, as librdkafka reads it.
 fn target_end(bootstrap: &str, topic: &str) -> i64 {
     let c: BaseConsumer = common::client_config(bootstrap).create().expect("consumer");
-    c.fetch_watermarks(topic, 0, Duration::from_secs(10))
-        .expect("watermarks")
-        .1
+    common::watermarks(&c, topic, 0).1
 }
 
 /// Runs strait until partition 0 of `topic` halts, and returns why.

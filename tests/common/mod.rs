@@ -142,16 +142,38 @@ pub async fn high_watermarks(bootstrap: &str, topic: &str, partitions: i32) -> B
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = client_config(&bootstrap).create().expect("consumer");
         (0..partitions)
-            .map(|p| {
-                let (_, high) = consumer
-                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
-                    .expect("watermarks");
-                (p, high)
-            })
+            .map(|p| (p, watermarks(&consumer, &topic, p).1))
             .collect()
     })
     .await
     .expect("watermarks task")
+}
+
+/// Low and high watermark of a partition (blocking). A topic strait has just created, or whose
+/// leader has just moved, answers "not leader" or "unknown partition" for a moment: those are
+/// asked again for up to 30 s; any other error, or one that lasts, fails the test.
+pub fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32) -> (i64, i64) {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok(w) => return w,
+            Err(KafkaError::MetadataFetch(
+                code @ (Code::NotLeaderForPartition
+                | Code::LeaderNotAvailable
+                | Code::UnknownTopicOrPartition
+                | Code::UnknownPartition
+                | Code::RequestTimedOut
+                | Code::OperationTimedOut
+                | Code::BrokerTransportFailure
+                | Code::AllBrokersDown),
+            )) if Instant::now() < deadline => {
+                eprintln!("watermarks of {topic}/{partition}: {code:?}, asking again");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("watermarks of {topic}/{partition}: {e}"),
+        }
+    }
 }
 
 /// One record as librdkafka reads it: everything a replica must keep.
