@@ -87,6 +87,14 @@ pub const VERIFY_MISMATCHED: &str = "strait_verify_mismatched_records_total";
 pub const BUILD_INFO: &str = "strait_build_info";
 /// Gauge, always 1: this process's `shard.index` and `shard.count` in labels.
 pub const SHARD_INFO: &str = "strait_shard_info";
+/// Gauge: consumer groups synced in the last pass.
+pub const GROUPS_SYNCED: &str = "strait_groups_synced";
+/// Counter by `reason`: passes in which a selected group was left alone.
+pub const GROUPS_SKIPPED: &str = "strait_groups_skipped_total";
+/// Counter: translated group offsets committed on the target, by partition.
+pub const GROUP_PARTITIONS_SYNCED: &str = "strait_group_partitions_synced_total";
+/// Gauge by group, topic, partition: source records the group read that are not on the target.
+pub const GROUP_TRANSLATION_LAG: &str = "strait_group_translation_lag_records";
 
 /// Errors of the telemetry setup.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +144,22 @@ fn describe() {
         "Records the continuous check found different, missing or extra on the target"
     );
     describe_gauge!(BUILD_INFO, "Always 1; the version label is strait's");
+    describe_gauge!(GROUPS_SYNCED, Unit::Count, "Consumer groups synced in the last pass");
+    describe_counter!(
+        GROUPS_SKIPPED,
+        Unit::Count,
+        "Passes in which a selected consumer group was left alone, by reason"
+    );
+    describe_counter!(
+        GROUP_PARTITIONS_SYNCED,
+        Unit::Count,
+        "Translated consumer group offsets committed on the target (one per partition)"
+    );
+    describe_gauge!(
+        GROUP_TRANSLATION_LAG,
+        Unit::Count,
+        "Source records a consumer group read that are not on the target yet"
+    );
     describe_gauge!(
         SHARD_INFO,
         "Always 1; the labels are this process's shard index and count"

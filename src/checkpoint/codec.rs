@@ -10,6 +10,12 @@ use crate::kafka::ProducerIdentity;
 pub const KEY_VERSION: i16 = 1;
 /// Value format version this build writes and the newest it reads.
 pub const VALUE_VERSION: i16 = 1;
+/// Key version of an offset map run record (the checkpoint key, plus the run's source start).
+pub const RUN_KEY_VERSION: i16 = 2;
+/// Value version of an offset map run record.
+pub const RUN_VALUE_VERSION: i16 = 1;
+/// Body of a run value: target start and length.
+const RUN_BODY_LEN: usize = 16;
 
 const KEY: &str = "key";
 const VALUE: &str = "value";
@@ -34,6 +40,63 @@ pub fn encode_key(replication_id: &str, topic: &str, partition: i32) -> Bytes {
     put_str(&mut buf, topic);
     buf.put_i32(partition);
     buf.freeze()
+}
+
+/// Encodes the key of the offset map run of `topic`/`partition` starting at source offset
+/// `source`.
+pub fn encode_run_key(replication_id: &str, topic: &str, partition: i32, source: i64) -> Bytes {
+    let mut buf = BytesMut::with_capacity(2 + 4 + replication_id.len() + 4 + topic.len() + 4 + 8);
+    buf.put_i16(RUN_KEY_VERSION);
+    put_str(&mut buf, replication_id);
+    put_str(&mut buf, topic);
+    buf.put_i32(partition);
+    buf.put_i64(source);
+    buf.freeze()
+}
+
+/// Encodes the value of an offset map run: where on the target it starts, and its length.
+pub fn encode_run_value(run: &crate::offsets::Run) -> Bytes {
+    let mut buf = BytesMut::with_capacity(2 + 4 + RUN_BODY_LEN);
+    buf.put_i16(RUN_VALUE_VERSION);
+    buf.put_u32(RUN_BODY_LEN as u32);
+    buf.put_i64(run.target);
+    buf.put_i64(run.len);
+    buf.freeze()
+}
+
+/// A key of the checkpoint topic: a checkpoint's, or an offset map run's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AnyKey {
+    /// (replication id, source topic, source partition).
+    Checkpoint(String, String, i32),
+    /// (replication id, source topic, source partition, the run's first source offset).
+    Run(String, String, i32, i64),
+}
+
+/// Decodes either kind of key, told apart by their versions.
+pub fn decode_any_key(key: &[u8]) -> Result<AnyKey> {
+    if key.get(..2) != Some(&RUN_KEY_VERSION.to_be_bytes()[..]) {
+        return decode_key(key).map(|(r, t, p)| AnyKey::Checkpoint(r, t, p));
+    }
+    let mut r = Reader::new(key, KEY);
+    r.version(RUN_KEY_VERSION)?;
+    let replication_id = r.string("replication id")?;
+    let topic = r.string("source topic")?;
+    let partition = r.i32("source partition")?;
+    let source = r.i64("run source offset")?;
+    r.finish()?;
+    Ok(AnyKey::Run(replication_id, topic, partition, source))
+}
+
+/// Decodes the value of an offset map run starting at `source`. Fields a newer strait appends
+/// to the body are skipped.
+pub fn decode_run_value(source: i64, value: &[u8]) -> Result<crate::offsets::Run> {
+    let mut r = Reader::body(value, RUN_VALUE_VERSION)?;
+    Ok(crate::offsets::Run {
+        source,
+        target: r.i64("run target offset")?,
+        len: r.i64("run length")?,
+    })
 }
 
 /// Encodes the value of a checkpoint without producer identities (its writers are unknown to
@@ -112,21 +175,7 @@ pub fn decode_value(key: &[u8], value: &[u8]) -> Result<Checkpoint> {
 /// version 1 fields has unknown writers (`None`).
 pub fn decode_record(key: &[u8], value: &[u8]) -> Result<CheckpointRecord> {
     let (replication_id, source_topic, source_partition) = decode_key(key)?;
-    let mut outer = Reader::new(value, VALUE);
-    outer.version(VALUE_VERSION)?;
-    let body_len = outer.u32("body length")?;
-    let body_start = outer.pos;
-    let body = outer.take(body_len, "body")?;
-    outer.finish()?;
-    // Fields appended by a newer strait within the same version are skipped: the body length
-    // delimits them, so nothing past the known fields is read.
-    let mut r = Reader {
-        buf: body,
-        pos: 0,
-        base: body_start,
-        total: value.len(),
-        part: VALUE,
-    };
+    let mut r = Reader::body(value, VALUE_VERSION)?;
     let checkpoint = Checkpoint {
         replication_id,
         source_topic,
@@ -202,6 +251,26 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader of a value's body: the version (at most `supported`) and the body length come
+    /// first, and nothing may follow the body. Fields appended by a newer strait within the
+    /// same version are skipped: the body length delimits them, so nothing past the known
+    /// fields is read.
+    fn body(value: &'a [u8], supported: i16) -> Result<Self> {
+        let mut outer = Reader::new(value, VALUE);
+        outer.version(supported)?;
+        let body_len = outer.u32("body length")?;
+        let body_start = outer.pos;
+        let body = outer.take(body_len, "body")?;
+        outer.finish()?;
+        Ok(Reader {
+            buf: body,
+            pos: 0,
+            base: body_start,
+            total: value.len(),
+            part: VALUE,
+        })
+    }
+
     fn new(buf: &'a [u8], part: &'static str) -> Self {
         Reader {
             buf,

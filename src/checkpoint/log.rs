@@ -3,32 +3,51 @@
 //! requests; everything it concludes from their answers happens here, where the tests drive it
 //! with hand-built batches.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 
-use super::codec::{decode_key, decode_record, encode_key, encode_record_value};
+use super::codec::{
+    decode_any_key, decode_record, decode_run_value, encode_key, encode_record_value, encode_run_key, encode_run_value,
+    AnyKey,
+};
 use super::{CheckpointRecord, Error, Result};
 use crate::batch::{self, BuildOptions, Compression, Record, TxnFilter};
 use crate::kafka::TopicPartition;
+use crate::offsets::{Pending, Run};
 
 /// zstd level for checkpoint batches: they are small and written often.
 const ZSTD_LEVEL: i32 = 3;
 
-/// Encodes checkpoints as one batch, in order, stamped `timestamp_ms`.
-pub(super) fn encode_checkpoints(checkpoints: &[CheckpointRecord], timestamp_ms: i64) -> batch::Result<Bytes> {
-    let records: Vec<Record> = checkpoints
-        .iter()
+/// Encodes offset map runs (first, so that a checkpoint is never stored without the runs it
+/// covers: one batch is stored whole or not at all), then checkpoints, as one batch, in order,
+/// stamped `timestamp_ms`.
+pub(super) fn encode_checkpoints(
+    replication_id: &str,
+    runs: &[(TopicPartition, Pending)],
+    checkpoints: &[CheckpointRecord],
+    timestamp_ms: i64,
+) -> batch::Result<Bytes> {
+    let run_keys = runs.iter().flat_map(|(tp, pending)| {
+        let key = move |source| encode_run_key(replication_id, &tp.topic, tp.partition, source);
+        pending.removed.iter().map(move |s| (key(*s), None)).chain(
+            pending
+                .runs
+                .iter()
+                .map(move |r| (key(r.source), Some(encode_run_value(r)))),
+        )
+    });
+    let checkpoint_keys = checkpoints.iter().map(|r| {
+        let c = &r.checkpoint;
+        (
+            encode_key(&c.replication_id, &c.source_topic, c.source_partition),
+            Some(encode_record_value(r)),
+        )
+    });
+    let records: Vec<Record> = run_keys
+        .chain(checkpoint_keys)
         .zip(0i64..)
-        .map(|(r, offset)| {
-            let c = &r.checkpoint;
-            Record::new(
-                offset,
-                timestamp_ms,
-                Some(encode_key(&c.replication_id, &c.source_topic, c.source_partition)),
-                Some(encode_record_value(r)),
-            )
-        })
+        .map(|((key, value), offset)| Record::new(offset, timestamp_ms, Some(key), value))
         .collect();
     let opts = BuildOptions {
         compression: Compression::Zstd,
@@ -87,11 +106,14 @@ pub(super) fn apply_fetch(
     })
 }
 
-/// The last checkpoint per source partition of one replication id, built record by record.
+/// The last checkpoint per source partition of one replication id, and its offset map runs,
+/// built record by record.
 #[derive(Debug)]
 pub(super) struct Latest {
     replication_id: String,
     pub(super) entries: HashMap<TopicPartition, CheckpointRecord>,
+    /// Offset map runs by source partition and first source offset.
+    pub(super) runs: HashMap<TopicPartition, BTreeMap<i64, Run>>,
 }
 
 impl Latest {
@@ -99,7 +121,24 @@ impl Latest {
         Latest {
             replication_id: replication_id.to_owned(),
             entries: HashMap::new(),
+            runs: HashMap::new(),
         }
+    }
+
+    /// Applies one offset map run record.
+    fn apply_run(&mut self, source: TopicPartition, start: i64, value: Option<&[u8]>) -> Result<()> {
+        match value {
+            None => {
+                if let Some(runs) = self.runs.get_mut(&source) {
+                    runs.remove(&start);
+                }
+            }
+            Some(v) => {
+                let run = decode_run_value(start, v)?;
+                self.runs.entry(source).or_default().insert(start, run);
+            }
+        }
+        Ok(())
     }
 
     /// Applies one record of the checkpoint topic `tp`. Undecodable records are skipped with a
@@ -118,8 +157,16 @@ impl Latest {
             tracing::warn!(topic = %tp.topic, partition = tp.partition, offset = record.offset, "skipping checkpoint record without key");
             return;
         };
-        let (replication_id, source_topic, source_partition) = match decode_key(key) {
-            Ok(k) => k,
+        let (replication_id, source_topic, source_partition) = match decode_any_key(key) {
+            Ok(AnyKey::Checkpoint(r, t, p)) => (r, t, p),
+            Ok(AnyKey::Run(r, t, p, start)) => {
+                if r == self.replication_id {
+                    if let Err(e) = self.apply_run(TopicPartition::new(t, p), start, record.value.as_deref()) {
+                        warn("undecodable offset map run", &e);
+                    }
+                }
+                return;
+            }
             Err(e) => return warn("undecodable key", &e),
         };
         if replication_id != self.replication_id {
@@ -363,6 +410,47 @@ mod tests {
     }
 
     #[test]
+    fn offset_map_runs_travel_with_their_checkpoint_and_tombstones_delete_them() {
+        let run = |source, target, len| Run { source, target, len };
+        let spans = TopicPartition::new("spans", 3);
+        let first = Pending {
+            runs: vec![run(0, 0, 5), run(8, 5, 2)],
+            removed: vec![],
+        };
+        let cps = [CheckpointRecord::from(cp("dc1", "spans", 3, 10))];
+        let one = encode_checkpoints("dc1", &[(spans.clone(), first)], &cps, 1_700_000_000_000).expect("encodes");
+        // Pruned: the run at 0 goes, the one at 8 grew.
+        let second = Pending {
+            runs: vec![run(8, 5, 4)],
+            removed: vec![0],
+        };
+        let two = encode_checkpoints("dc1", &[(spans.clone(), second)], &[], 1_700_000_000_001).expect("encodes");
+        // Another replication id's run is not ours.
+        let other = Pending {
+            runs: vec![run(100, 0, 1)],
+            removed: vec![],
+        };
+        let three = encode_checkpoints("dc2", &[(spans.clone(), other)], &[], 1_700_000_000_002).expect("encodes");
+        let mut latest = Latest::new("dc1");
+        let mut offset = 0;
+        for bytes in [one, two, three] {
+            let mut records: Vec<Record> = Vec::new();
+            for b in batch::batches(bytes) {
+                let b = b.expect("batch");
+                for r in b.records().expect("records").iter() {
+                    records.push(record(offset, r.key.clone(), r.value.clone()));
+                    offset += 1;
+                }
+            }
+            let step = apply_fetch(&tp(), records[0].offset, batch_at(&records), vec![], &mut latest).expect("applies");
+            assert_eq!(step.next_offset, offset);
+        }
+        assert_eq!(latest.entries.len(), 1, "the checkpoint is read next to its runs");
+        let runs: Vec<Run> = latest.runs[&spans].values().copied().collect();
+        assert_eq!(runs, vec![run(8, 5, 4)]);
+    }
+
+    #[test]
     fn checkpoints_encode_as_one_batch_that_reads_back_in_order() {
         let writers = |i: i32| {
             Some(vec![ProducerIdentity {
@@ -378,7 +466,7 @@ mod tests {
                 topic_ids: None,
             })
             .collect();
-        let bytes = encode_checkpoints(&cps, 1_700_000_000_000).expect("encodes");
+        let bytes = encode_checkpoints("dc1", &[], &cps, 1_700_000_000_000).expect("encodes");
         let mut iter = batch::batches(bytes);
         let only = iter.next().expect("one batch").expect("valid batch");
         assert!(iter.next().is_none());

@@ -69,6 +69,15 @@
 //! unknown ([`CheckpointRecord::writers`] is `None`), which is not the same as none. A null value
 //! (tombstone) deletes the checkpoint.
 //!
+//! ## Offset map runs
+//!
+//! The same topic stores each partition's offset map ([`crate::offsets`]): one record per run,
+//! written in the same batch as (and before) the checkpoint that moves past it, deleted with a
+//! tombstone when pruned. Its key is the checkpoint key with version 2 and the run's first
+//! source offset (`i64`) appended; its value is version 1 with a body (B = 16) of the run's first
+//! target offset and its length, two `i64`s. A strait that predates the offset map skips these
+//! records with a warning ("undecodable key").
+//!
 //! ## Evolution
 //!
 //! - *Compatible additions* append fields to the end of the body and keep the version. Readers
@@ -86,7 +95,9 @@ mod log;
 mod store;
 
 pub use codec::{
-    decode_key, decode_record, decode_value, encode_key, encode_record_value, encode_value, KEY_VERSION, VALUE_VERSION,
+    decode_any_key, decode_key, decode_record, decode_run_value, decode_value, encode_key, encode_record_value,
+    encode_run_key, encode_run_value, encode_value, AnyKey, KEY_VERSION, RUN_KEY_VERSION, RUN_VALUE_VERSION,
+    VALUE_VERSION,
 };
 pub use error::{Error, Result};
 pub use store::{now_ms, CheckpointStore};

@@ -17,6 +17,7 @@ use super::log::{apply_fetch, encode_checkpoints, Latest};
 use super::{Checkpoint, CheckpointRecord, Error, Result};
 use crate::kafka::retry::{retry, Retried, Until};
 use crate::kafka::{self, ApiKey, Backoff, Cluster, OffsetSpec, ResponseError, TopicPartition, TopicSpec};
+use crate::offsets::{Pending, Run};
 
 /// The partition strait writes checkpoints to; the topic is created with just this one.
 const WRITE_PARTITION: i32 = 0;
@@ -242,6 +243,17 @@ impl CheckpointStore {
 
     /// [`Self::load`] with the producer identities each checkpoint records.
     pub async fn load_records(&self) -> Result<HashMap<TopicPartition, CheckpointRecord>> {
+        Ok(self.load_state().await?.0)
+    }
+
+    /// [`Self::load_records`], and the offset map runs stored for each checkpointed partition
+    /// (those of a partition without a checkpoint are left out).
+    pub async fn load_state(
+        &self,
+    ) -> Result<(
+        HashMap<TopicPartition, CheckpointRecord>,
+        HashMap<TopicPartition, Vec<Run>>,
+    )> {
         let partitions = self.partitions().await?;
         let mut latest = Latest::new(&self.replication_id);
         for partition in partitions {
@@ -253,7 +265,14 @@ impl CheckpointStore {
             checkpoints = latest.entries.len(),
             "checkpoints loaded"
         );
-        Ok(latest.entries)
+        let entries = latest.entries;
+        let runs = latest
+            .runs
+            .into_iter()
+            .filter(|(tp, _)| entries.contains_key(tp))
+            .map(|(tp, runs)| (tp, runs.into_values().collect()))
+            .collect();
+        Ok((entries, runs))
     }
 
     /// The partitions of the checkpoint topic, in order.
@@ -388,7 +407,17 @@ impl CheckpointStore {
 
     /// [`Self::write`] for checkpoints with the producer identities written beyond them.
     pub async fn write_records(&self, checkpoints: &[CheckpointRecord]) -> Result<()> {
-        if checkpoints.is_empty() {
+        self.write_with_runs(&[], checkpoints).await
+    }
+
+    /// [`Self::write_records`] with offset map runs that changed (and runs to delete), stored in
+    /// the same batch before the checkpoints.
+    pub async fn write_with_runs(
+        &self,
+        runs: &[(TopicPartition, Pending)],
+        checkpoints: &[CheckpointRecord],
+    ) -> Result<()> {
+        if checkpoints.is_empty() && runs.iter().all(|(_, p)| p.is_empty()) {
             return Ok(());
         }
         if let Some(c) = checkpoints
@@ -404,11 +433,12 @@ impl CheckpointStore {
             });
         }
         let count = checkpoints.len();
-        let batch = encode_checkpoints(checkpoints, now_ms()).map_err(|source| Error::Encode {
-            topic: self.topic.clone(),
-            count,
-            source,
-        })?;
+        let batch =
+            encode_checkpoints(&self.replication_id, runs, checkpoints, now_ms()).map_err(|source| Error::Encode {
+                topic: self.topic.clone(),
+                count,
+                source,
+            })?;
         let tp = TopicPartition::new(self.topic.clone(), WRITE_PARTITION);
         let ack = self
             .retry(Some(&tp), "produce", || {

@@ -16,6 +16,7 @@
 
 mod env;
 mod error;
+mod groups;
 mod secret;
 mod security;
 mod topics;
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 pub use env::{env_var_for, known_keys, ENV_PREFIX, RESERVED_ENV_VARS};
 pub use error::{Error, Origin, Result};
+pub use groups::{GroupFilter, GroupsConfig};
 pub use secret::Secret;
 pub use security::{SaslConfig, SaslMechanism, TlsConfig};
 pub use topics::{TopicFilter, TopicsConfig, INTERNAL_TOPIC_PREFIX};
@@ -71,6 +73,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Comparing the target with the source again while replicating.
     pub verify: VerifyConfig,
+    /// Translating committed consumer-group offsets to the target.
+    pub groups: GroupsConfig,
     /// Identity of this replication flow (names its checkpoints).
     pub replication: ReplicationConfig,
     /// What to do when a target partition is behind its checkpoint.
@@ -106,6 +110,7 @@ impl Default for Config {
             heartbeats: HeartbeatsConfig::default(),
             alerts: AlertsConfig::default(),
             verify: VerifyConfig::default(),
+            groups: GroupsConfig::default(),
             shutdown_grace_secs: 30,
             replication: ReplicationConfig::default(),
             on_target_reset: OnTargetReset::default(),

@@ -98,7 +98,7 @@ impl TopicFilter {
     }
 }
 
-fn compile(key: &'static str, patterns: &[String]) -> Result<Vec<Regex>> {
+pub(super) fn compile(key: &'static str, patterns: &[String]) -> Result<Vec<Regex>> {
     patterns
         .iter()
         .enumerate()
@@ -181,7 +181,7 @@ fn push_piece(out: &mut Vec<String>, piece: &str) {
 }
 
 /// Accepts a list of strings, or one string of comma-separated patterns.
-fn patterns<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+pub(super) fn patterns<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
     struct Patterns;
 
     impl<'de> Visitor<'de> for Patterns {

@@ -54,6 +54,7 @@ impl Config {
             super::security::check_plaintext(side, &cluster.tls, &cluster.sasl, cluster.allow_plaintext_credentials)?;
         }
         check_topics(self)?;
+        check_groups(self)?;
         check_not_self_replicating(self)?;
         check_batch_and_fetch(self)?;
         check_zstd_level(self.compression.zstd_level)?;
@@ -234,6 +235,28 @@ fn check_not_self_replicating(config: &Config) -> Result<()> {
                 "add \"{}.*\" to topics.exclude, or point target at another cluster",
                 regex::escape(prefix)
             ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_groups(config: &Config) -> Result<()> {
+    let groups = &config.groups;
+    groups.filter()?;
+    if groups.interval_secs == 0 {
+        return Err(Error::invalid(
+            "groups.interval_secs",
+            0,
+            "is out of range",
+            "use at least 1 second, e.g. 30",
+        ));
+    }
+    if groups.offset_map_max_runs == 0 {
+        return Err(Error::invalid(
+            "groups.offset_map_max_runs",
+            0,
+            "is out of range: no committed offset could be translated",
+            "use at least 1, e.g. 1000",
         ));
     }
     Ok(())

@@ -14,6 +14,10 @@ pub(crate) fn strait_max(api: ApiKey) -> i16 {
         ApiKey::Metadata => 12,
         ApiKey::ListOffsets => 8,
         ApiKey::ApiVersions => 3,
+        // One group per request, topics by name.
+        ApiKey::FindCoordinator => 3,
+        ApiKey::OffsetFetch => 7,
+        ApiKey::OffsetCommit => 8,
         _ => i16::MAX,
     }
 }

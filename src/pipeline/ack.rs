@@ -83,7 +83,11 @@ impl Acker {
     /// Whether the kept source record at `offset` is already on the target (strait wrote it
     /// before a crash or a lost answer); if so the position moves past it.
     pub(super) fn absorb(&mut self, offset: i64) -> bool {
-        self.tail.absorb(offset, &mut self.acked)
+        let absorbed = self.tail.absorb(offset, &mut self.acked);
+        if absorbed {
+            self.feed.record_run(offset, self.acked.target - 1, 1);
+        }
+        absorbed
     }
 
     /// A batch was acknowledged where expected.
@@ -93,6 +97,11 @@ impl Acker {
             metrics::histogram!(telemetry::END_TO_END_LATENCY).record(Duration::from_millis(age_ms as u64));
         }
         self.last_max_timestamp = Some(sent.max_timestamp);
+        let mut target = self.acked.target;
+        for &(source, count) in &sent.runs {
+            self.feed.record_run(source, target, count);
+            target += count;
+        }
         self.acked_records += sent.count;
         let at = Position {
             source: sent.until,

@@ -30,6 +30,8 @@ pub(super) struct Ready {
     pub(super) max_timestamp: i64,
     /// Timestamp of its first record (ms): the oldest it holds by offset.
     pub(super) first_timestamp: i64,
+    /// Its records' source offsets, as runs of consecutive offsets: (first, count).
+    pub(super) runs: Vec<(i64, i64)>,
 }
 
 /// Who writes the batch, and how hard to compress it.
@@ -53,6 +55,8 @@ pub(super) struct Batcher {
     pushed_until: i64,
     /// Uncompressed source bytes of the chunks pushed since the last batch was built.
     source_bytes: usize,
+    /// Source offsets of the records gathered, as runs of consecutive offsets: (first, count).
+    runs: Vec<(i64, i64)>,
 }
 
 impl Batcher {
@@ -66,13 +70,18 @@ impl Batcher {
             max_timestamp: i64::MIN,
             pushed_until: from,
             source_bytes: 0,
+            runs: Vec::new(),
         }
     }
 
     /// Adds a record; gives it back when the batch is full (build it first, then push again).
     pub(super) fn push(&mut self, record: Record, now: Instant) -> Result<(), Record> {
-        let timestamp = record.timestamp;
+        let (timestamp, offset) = (record.timestamp, record.offset);
         self.builder.try_push(record)?;
+        match self.runs.last_mut() {
+            Some((first, count)) if *first + *count == offset => *count += 1,
+            _ => self.runs.push((offset, 1)),
+        }
         self.max_timestamp = self.max_timestamp.max(timestamp);
         self.due.get_or_insert(now + self.linger);
         Ok(())
@@ -151,6 +160,7 @@ impl Batcher {
             uncompressed_len: built.uncompressed_len,
             max_timestamp,
             first_timestamp,
+            runs: std::mem::take(&mut self.runs),
         }))
     }
 }

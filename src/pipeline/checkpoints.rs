@@ -8,7 +8,7 @@
 //! before the task sends anything: [`Feed::claim`] asks for a write at once and waits for the
 //! checkpointer's confirmation of that state's generation.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::resume::Position;
 use super::writers::Writers;
 use crate::checkpoint::TopicIds;
+use crate::offsets::OffsetMap;
 
 /// The state of one partition a checkpoint records.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +48,7 @@ pub struct Feed {
     target_topic: String,
     writer_epoch: i64,
     topic_ids: Option<TopicIds>,
+    map: Arc<Mutex<OffsetMap>>,
 }
 
 /// The checkpointer's end.
@@ -54,6 +56,13 @@ pub struct Feed {
 pub struct Tap {
     state: watch::Receiver<Option<Acked>>,
     written: watch::Sender<u64>,
+    map: Arc<Mutex<OffsetMap>>,
+}
+
+/// The partition's offset map; a panic elsewhere while it was held leaves it usable (every
+/// change to it is one call of its own).
+fn locked(map: &Mutex<OffsetMap>) -> MutexGuard<'_, OffsetMap> {
+    map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A feed and its tap, for a partition written to `target_topic` by writer generation
@@ -62,6 +71,7 @@ pub struct Tap {
 pub fn feed(wanted: Arc<Notify>, target_topic: &str, writer_epoch: i64, topic_ids: Option<TopicIds>) -> (Feed, Tap) {
     let (state_tx, state_rx) = watch::channel(None);
     let (written_tx, written_rx) = watch::channel(0);
+    let map = Arc::new(Mutex::new(OffsetMap::default()));
     (
         Feed {
             state: state_tx,
@@ -70,10 +80,12 @@ pub fn feed(wanted: Arc<Notify>, target_topic: &str, writer_epoch: i64, topic_id
             target_topic: target_topic.to_owned(),
             writer_epoch,
             topic_ids,
+            map: Arc::clone(&map),
         },
         Tap {
             state: state_rx,
             written: written_tx,
+            map,
         },
     )
 }
@@ -82,6 +94,12 @@ impl Feed {
     /// Which writer generation of the partition this process is.
     pub fn writer_epoch(&self) -> i64 {
         self.writer_epoch
+    }
+
+    /// The target acknowledged `len` kept source records from `source` at `target` on (see
+    /// [`OffsetMap::record`]).
+    pub fn record_run(&self, source: i64, target: i64, len: i64) {
+        locked(&self.map).record(source, target, len);
     }
 
     /// Publishes a new acknowledged position, `moved` kept source records past the last claim
@@ -131,6 +149,35 @@ impl Feed {
     }
 }
 
+/// A partition's offset map and acknowledged position, read by the group sync.
+#[derive(Clone, Debug)]
+pub struct MapHandle {
+    map: Arc<Mutex<OffsetMap>>,
+    state: watch::Receiver<Option<Acked>>,
+}
+
+impl MapHandle {
+    /// The target topic, the translation of source offset `offset` and the source offset
+    /// replication stands at; `None` before the task published a position.
+    pub fn translate(&self, offset: i64) -> Option<(String, crate::offsets::Translation, i64)> {
+        let (target_topic, end) = {
+            let state = self.state.borrow();
+            let acked = state.as_ref()?;
+            let end = crate::offsets::End {
+                source: acked.at.source,
+                target: acked.at.target,
+            };
+            (acked.target_topic.clone(), end)
+        };
+        Some((target_topic, locked(&self.map).translate(offset, end), end.source))
+    }
+
+    /// Drops the runs no synced group needs any more.
+    pub fn prune_below(&self, source: i64) {
+        locked(&self.map).prune_below(source);
+    }
+}
+
 impl Acked {
     /// The writers with their sequences at `at`.
     pub fn writers_at_position(&self) -> Writers {
@@ -144,6 +191,19 @@ impl Tap {
     /// The state to checkpoint, if the task published one.
     pub fn current(&self) -> Option<Acked> {
         self.state.borrow().clone()
+    }
+
+    /// The partition's offset map, seeded from the store or read by the group sync.
+    pub fn map(&self) -> MutexGuard<'_, OffsetMap> {
+        locked(&self.map)
+    }
+
+    /// A handle on the offset map and the position, for the group sync.
+    pub fn handle(&self) -> MapHandle {
+        MapHandle {
+            map: Arc::clone(&self.map),
+            state: self.state.clone(),
+        }
     }
 
     /// A checkpoint holding `generation` was written.

@@ -25,7 +25,7 @@ use crate::telemetry;
 pub(super) const MAX_IN_FLIGHT: usize = 5;
 
 /// A batch on the wire, as the sink accounts for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Sent {
     /// First source offset in the batch.
     pub(super) first: i64,
@@ -38,6 +38,8 @@ pub(super) struct Sent {
     pub(super) max_timestamp: i64,
     /// Timestamp of the batch's first record (ms): the oldest it holds by offset.
     pub(super) first_timestamp: i64,
+    /// Its records' source offsets, as runs of consecutive offsets: (first, count).
+    pub(super) runs: Vec<(i64, i64)>,
 }
 
 type Acking = Pin<Box<dyn Future<Output = kafka::Result<ProduceAck>> + Send>>;
@@ -217,6 +219,7 @@ mod tests {
             wire_bytes: 0,
             max_timestamp: 0,
             first_timestamp: first,
+            runs: vec![(first, count)],
         }
     }
 

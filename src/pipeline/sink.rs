@@ -274,6 +274,7 @@ impl<T: Fetch + Produce> Sink<T> {
             wire_bytes: wire_bytes as u64,
             max_timestamp: ready.max_timestamp,
             first_timestamp: ready.first_timestamp,
+            runs: ready.runs,
         };
         self.window.push(sent, ack, on_the_wire);
         Ok(())

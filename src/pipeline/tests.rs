@@ -17,6 +17,7 @@ use crate::kafka::{self, ApiKey, ProducerIdentity, ResponseError, TopicPartition
 use crate::report::Progress;
 
 mod bombs;
+mod offsets;
 
 const MEMORY_UNITS: u32 = 4096;
 
@@ -451,11 +452,24 @@ async fn after_a_crash_what_strait_wrote_beyond_the_checkpoint_is_not_written_ag
         Some(vec![crashed]),
     )));
     rig.until_target_end(20).await;
+    rig.until_acked(Position { source: 20, target: 20 }).await;
     rig.stop(task).await.expect("stopped cleanly");
     assert_eq!(rig.target_values(), values(0..20));
-    assert_eq!(rig.acked().at, Position { source: 20, target: 20 });
     let status = rig.progress.get(&rig.tp).expect("reported");
     assert_eq!(status.records, 15, "7 absorbed from the tail and 8 written");
+    // The offset map holds the absorbed records where they are, and the written ones after
+    // them, as one run; below the checkpoint this run recorded nothing and names the nearest.
+    let end = crate::offsets::End { source: 20, target: 20 };
+    let map = rig.tap.map();
+    assert_eq!(map.len(), 1, "{:?}", map.runs().collect::<Vec<_>>());
+    assert_eq!(map.translate(2, end), crate::offsets::Translation::Before(5));
+    for o in 5..20 {
+        assert_eq!(
+            map.translate(o, end),
+            crate::offsets::Translation::Exact(o),
+            "offset {o}"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -477,18 +491,24 @@ async fn a_source_gap_is_counted_and_the_rest_is_replicated() {
     assert_eq!(rig.acked().at, Position { source: 20, target: 14 });
 }
 
-#[tokio::test(start_paused = true)]
-async fn aborted_transactions_and_markers_are_dropped_and_the_position_passes_them() {
-    let mut rig = Rig::new(OnForeignWriter::Halt);
+/// Source offsets 0..10: values 0..3, an aborted transaction of two records and its marker,
+/// values 3..5, and (ending in dropped records) an aborted record and its marker.
+fn with_aborted_transactions(rig: &Rig) {
     rig.source.append(&rig.tp, 7, &leak(&values(0..3)));
     let aborted = rig
         .source
         .append_transactional(&rig.tp, 8, &[b"aborted-1", b"aborted-2"]);
     rig.source.append_marker(&rig.tp, 8, false, aborted);
     rig.source.append(&rig.tp, 7, &leak(&values(3..5)));
-    // Ends in dropped records: the position must still reach the source's end.
     let tail = rig.source.append_transactional(&rig.tp, 9, &[b"aborted-3"]);
     rig.source.append_marker(&rig.tp, 9, false, tail);
+}
+
+#[tokio::test(start_paused = true)]
+async fn aborted_transactions_and_markers_are_dropped_and_the_position_passes_them() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    // Ends in dropped records: the position must still reach the source's end.
+    with_aborted_transactions(&rig);
     let task = rig.start(None);
     rig.until_target_end(5).await;
     // The position moves past the trailing aborted records with nothing more to write.

@@ -32,6 +32,12 @@ pub enum Error {
          with {partitions} partitions"
     )]
     CannotCreate { topic: String, partitions: i32 },
+    /// A config value failed to compile (validation checks it first).
+    #[error("configuration")]
+    Config {
+        #[source]
+        source: crate::config::Error,
+    },
     /// The checkpoint topic could not be prepared or read.
     #[error("checkpoint store failed")]
     CheckpointStore {

@@ -197,7 +197,7 @@ impl Replicator {
             Arc::clone(&self.target),
             self.config.alerts.retention_headroom_secs,
         );
-        let Some((store, mut checkpoints)) = self.load_checkpoints(&shutdown).await else {
+        let Some((store, mut checkpoints, stored_runs)) = self.load_checkpoints(&shutdown).await else {
             return Ok(());
         };
         self.health.set_checkpoints_loaded();
@@ -238,9 +238,11 @@ impl Replicator {
             cancel.drop_guard()
         });
         let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(self.config.checkpoint.interval_ms));
-        let mut checkpointer = Checkpointer::new(Arc::clone(&store));
+        let mut checkpointer =
+            Checkpointer::new(Arc::clone(&store)).with_stored_runs(stored_runs, self.config.groups.offset_map_max_runs);
         let claims = Arc::new(claims::ClaimReader::new(Arc::clone(&store)));
         let checkpoint_wanted = checkpointer.wanted();
+        let _group_sync = self.start_group_sync(checkpointer.maps(), &shutdown)?;
         let mut tasks: JoinSet<(TopicPartition, crate::pipeline::Result<()>)> = JoinSet::new();
         let mut running: HashSet<TopicPartition> = HashSet::new();
         let mut topic_errors: BTreeMap<String, String> = BTreeMap::new();
@@ -341,12 +343,62 @@ impl Replicator {
         Ok(())
     }
 
-    /// Names this flow, creates the checkpoint topic if needed and loads every checkpoint,
-    /// retrying until the clusters answer. `None` when shutdown comes first.
+    /// Starts the consumer group sync when `groups.include` selects any group; it stops with
+    /// the returned guard.
+    fn start_group_sync(
+        &self,
+        maps: Arc<crate::groups::Maps>,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<tokio_util::sync::DropGuard>> {
+        let filter = self.config.groups.filter().map_err(|source| Error::Config { source })?;
+        if filter.is_empty() {
+            return Ok(None);
+        }
+        let mut syncer = crate::groups::Syncer::new(
+            Arc::clone(&self.source),
+            Arc::clone(&self.target),
+            filter,
+            self.config.groups.allow_rewind,
+        );
+        let every = self.config.groups.interval();
+        let cancel = shutdown.child_token();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let pass = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    pass = syncer.pass(maps.as_ref(), true) => pass,
+                };
+                match pass {
+                    Ok(outcomes) => {
+                        let committed: usize = outcomes.iter().map(|o| o.committed).sum();
+                        tracing::debug!(groups = outcomes.len(), committed, "consumer group sync pass");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %error_chain(&e), "consumer group sync pass failed; retrying at the next interval")
+                    }
+                }
+            }
+        });
+        Ok(Some(cancel.drop_guard()))
+    }
+
+    /// Names this flow, creates the checkpoint topic if needed and loads every checkpoint (and
+    /// the offset map runs), retrying until the clusters answer. `None` when shutdown comes first.
     async fn load_checkpoints(
         &self,
         shutdown: &CancellationToken,
-    ) -> Option<(Arc<CheckpointStore>, HashMap<TopicPartition, CheckpointRecord>)> {
+    ) -> Option<(
+        Arc<CheckpointStore>,
+        HashMap<TopicPartition, CheckpointRecord>,
+        HashMap<TopicPartition, Vec<crate::offsets::Run>>,
+    )> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let timeout_ms = i32::try_from(self.config.target.request_timeout_ms).unwrap_or(i32::MAX);
         let mut last_error = String::new();
@@ -359,7 +411,7 @@ impl Replicator {
                     .await
                     .map_err(|source| Error::CheckpointStore { source })?;
                 let loaded = store
-                    .load_records()
+                    .load_state()
                     .await
                     .map_err(|source| Error::CheckpointStore { source })?;
                 Ok::<_, Error>((store, loaded))
@@ -369,10 +421,10 @@ impl Replicator {
                 r = attempt => r,
             };
             match outcome {
-                Ok((store, loaded)) => {
+                Ok((store, (loaded, runs))) => {
                     tracing::info!(replication_id = store.replication_id(), checkpoints = loaded.len(),
                         topic = %self.config.checkpoint.topic, "checkpoints loaded");
-                    return Some((Arc::new(store), loaded));
+                    return Some((Arc::new(store), loaded, runs));
                 }
                 Err(e) => {
                     let text = error_chain(&e);

@@ -1,0 +1,221 @@
+//! Consumer group offset translation on Apache Kafka, checked with librdkafka consumers: a group
+//! reads part of a source topic that holds committed and aborted transactions (so control
+//! records and dropped records shift target offsets) and a deleted range (DeleteRecords) below
+//! its committed offset; strait replicates and syncs the group; a consumer of the same group on
+//! the target continues. What it reads, joined with what the group read on the source, is
+//! exactly the source: nothing missing, nothing read twice.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use common::{Kafka, Rec, Strait};
+use strait::kafka::TopicPartition;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn rec(label: &str, i: usize) -> Rec {
+    Rec::new(
+        Some(format!("{label}-{i:04}").as_bytes()),
+        Some(format!("span {i}").as_bytes()),
+        &[],
+        common::now_ms(),
+    )
+}
+
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// Writes plain records, a committed transaction, an aborted one, a committed one and plain
+/// records again; returns what a read_committed reader sees, in order.
+async fn write_source(bootstrap: &str, topic: &str) -> Vec<Rec> {
+    let plain = common::producer(bootstrap, &[("enable.idempotence", "true"), ("linger.ms", "0")]);
+    let txn: FutureProducer = common::producer(
+        bootstrap,
+        &[("transactional.id", &format!("{topic}-txn")), ("linger.ms", "0")],
+    );
+    blocking(|| txn.init_transactions(TIMEOUT)).expect("init transactions");
+    let mut kept = Vec::new();
+    let mut n = 0;
+    for _ in 0..30 {
+        n += 1;
+        let r = rec("plain", n);
+        common::send(&plain, topic, 0, &r).await;
+        kept.push(r);
+    }
+    for (label, commit) in [("commit-a", true), ("abort-b", false), ("commit-c", true)] {
+        blocking(|| txn.begin_transaction()).expect("begin");
+        for _ in 0..20 {
+            n += 1;
+            let r = rec(label, n);
+            common::send(&txn, topic, 0, &r).await;
+            if commit {
+                kept.push(r);
+            }
+        }
+        if commit {
+            blocking(|| txn.commit_transaction(TIMEOUT)).expect("commit");
+        } else {
+            blocking(|| txn.abort_transaction(TIMEOUT)).expect("abort");
+        }
+    }
+    for _ in 0..30 {
+        n += 1;
+        let r = rec("plain", n);
+        common::send(&plain, topic, 0, &r).await;
+        kept.push(r);
+    }
+    kept
+}
+
+fn group_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
+    common::client_config(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .expect("group consumer")
+}
+
+/// The group's committed offset of partition 0 and its metadata; `None` when nothing is.
+fn committed(bootstrap: &str, group: &str, topic: &str) -> Option<(i64, String)> {
+    let c = group_consumer(bootstrap, group);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, 0);
+    let got = c.committed_offsets(tpl, TIMEOUT).ok()?;
+    let e = got.find_partition(topic, 0)?;
+    match e.offset() {
+        Offset::Offset(o) => Some((o, e.metadata().to_owned())),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_continues_on_the_target_exactly_where_it_stopped_on_the_source() {
+    let (Some(source), Some(target)) = (Kafka::single().await, Kafka::single().await) else {
+        return;
+    };
+    let topic = common::topic("groups");
+    let group = format!("{topic}-ingester");
+    common::create_topic(&source.plain_bootstrap(), &topic, 1, &[]).await;
+    let kept = write_source(&source.plain_bootstrap(), &topic).await;
+
+    // The group reads the first 75 records (past the committed and the aborted transaction)
+    // and commits, with metadata.
+    const READ: usize = 75;
+    let read_before: Vec<Rec> = blocking(|| {
+        let c = group_consumer(&source.plain_bootstrap(), &group);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Beginning).expect("assign");
+        c.assign(&tpl).expect("assign");
+        let mut got = Vec::new();
+        let mut next = 0;
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while got.len() < READ && std::time::Instant::now() < deadline {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+                got.push(common::rec_of(&m));
+                next = rdkafka::Message::offset(&m) + 1;
+            }
+        }
+        let mut commit = TopicPartitionList::new();
+        commit
+            .add_partition_offset(&topic, 0, Offset::Offset(next))
+            .expect("offset");
+        commit
+            .find_partition(&topic, 0)
+            .expect("partition")
+            .set_metadata("ingester-7");
+        c.commit(&commit, CommitMode::Sync).expect("commit on the source");
+        got
+    });
+    assert_eq!(read_before, kept[..READ].to_vec(), "the group read the first records");
+    let (source_committed, _) = committed(&source.plain_bootstrap(), &group, &topic).expect("committed on the source");
+    // Premise: the committed offset is past the control records and the aborted transaction,
+    // so source and target offsets differ there.
+    assert!(source_committed > READ as i64 + 20, "source offset {source_committed}");
+
+    // A deleted range below the committed offset, before strait reads anything.
+    let admin: AdminClient<DefaultClientContext> = common::client_config(&source.plain_bootstrap())
+        .create()
+        .expect("admin");
+    let mut deleted = TopicPartitionList::new();
+    deleted
+        .add_partition_offset(&topic, 0, Offset::Offset(10))
+        .expect("offset");
+    admin
+        .delete_records(&deleted, &AdminOptions::new())
+        .await
+        .expect("delete records");
+
+    let mut config = common::config(&source.bootstrap(), &target.bootstrap(), &topic);
+    config.groups.include = vec![group.clone()];
+    config.groups.interval_secs = 1;
+    let strait = Strait::start(config);
+    let tp = TopicPartition::new(&topic, 0);
+    let (_, source_end) = blocking(|| {
+        let c: BaseConsumer = common::client_config(&source.plain_bootstrap())
+            .create()
+            .expect("consumer");
+        common::watermarks(&c, &topic, 0)
+    });
+    let progress = strait.progress.clone();
+    common::eventually("everything replicated", Duration::from_secs(120), || {
+        std::future::ready(progress.get(&tp).is_some_and(|s| s.next_source_offset >= source_end))
+    })
+    .await;
+
+    // Where the group must continue on the target, found with librdkafka alone: the target
+    // offset of the first record the group has not read.
+    let on_target =
+        blocking(|| common::read_to_end(&target.plain_bootstrap(), &topic, &[0], "read_committed", TIMEOUT));
+    let read_keys: HashSet<Vec<u8>> = read_before.iter().filter_map(|r| r.key.clone()).collect();
+    let expected = on_target[&0]
+        .iter()
+        .position(|(r, _)| !r.key.as_ref().is_some_and(|k| read_keys.contains(k)))
+        .expect("records the group has not read are on the target") as i64;
+    // Premise: the target offset differs from the source one (markers, the aborted and the
+    // deleted records are not on the target).
+    assert_ne!(expected, source_committed);
+    let target_bootstrap = target.plain_bootstrap();
+    common::eventually("the group's offset is synced", Duration::from_secs(60), || {
+        let got = blocking(|| committed(&target_bootstrap, &group, &topic));
+        std::future::ready(got.as_ref().is_some_and(|(o, _)| *o == expected))
+    })
+    .await;
+    let (_, metadata) = committed(&target_bootstrap, &group, &topic).expect("committed on the target");
+    assert_eq!(metadata, "ingester-7", "the committed metadata is kept");
+    strait.stop().await;
+
+    // The group continues on the target.
+    let remaining = kept.len() - READ;
+    let read_after: Vec<Rec> = blocking(|| {
+        let c = group_consumer(&target_bootstrap, &group);
+        c.subscribe(&[&topic]).expect("subscribe");
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while got.len() < remaining && std::time::Instant::now() < deadline {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+                got.push(common::rec_of(&m));
+            }
+        }
+        got
+    });
+    let mut joined = read_before.clone();
+    joined.extend(read_after.iter().cloned());
+    let keys = |rs: &[Rec]| rs.iter().map(|r| r.key.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        keys(&joined),
+        keys(&kept),
+        "read on the source, then on the target: exactly the source"
+    );
+}
