@@ -39,6 +39,14 @@ enum Command {
     /// with the first differing offsets otherwise. Reads each side once, the target within
     /// the WAN budget.
     Verify,
+    /// List the source consumer groups `groups.include` selects, their committed offsets, the
+    /// target offsets they translate to through the offset maps in the checkpoint topic, and
+    /// what a sync would do. Writes nothing unless --apply. Exit 1 when a group could not be read.
+    Groups {
+        /// Commit the translated offsets on the target (groups with members there are left alone).
+        #[arg(long)]
+        apply: bool,
+    },
     /// Print the version.
     Version,
     /// Moved: the demo client is the `strait-demo` binary.
@@ -64,6 +72,7 @@ fn main() -> ExitCode {
         Command::Plan => plan(cli.config),
         Command::Check => check(cli.config),
         Command::Verify => verify(cli.config),
+        Command::Groups { apply } => groups(cli.config, apply),
         Command::Demo { args } => {
             eprintln!(
                 "error: `strait demo` moved to its own binary; run: strait-demo {}",
@@ -176,29 +185,62 @@ fn verify(config_path: Option<PathBuf>) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    let result = runtime().and_then(|rt| {
-        rt.block_on(async {
-            strait::replicate::verify(&config, &filter)
-                .await
-                .context("while reading both clusters")
-        })
-    });
-    match result {
-        Ok(report) => {
-            print!("{report}");
-            ExitCode::from(report.exit_code())
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
+    let work = async {
+        strait::replicate::verify(&config, &filter)
+            .await
+            .context("while reading both clusters")
+    };
+    print_report(
+        work,
+        |r| r.exit_code(),
+        |e| {
             // Not 1: that means the clusters differ.
-            let code = failure_code(&e);
+            let code = failure_code(e);
             if code == ExitCode::FAILURE {
                 ExitCode::from(70)
             } else {
                 code
             }
+        },
+    )
+}
+
+/// Runs a one-shot command and prints its report; exits with the report's code, or prints the
+/// error and exits with `on_error`'s.
+fn print_report<R: std::fmt::Display>(
+    work: impl std::future::Future<Output = anyhow::Result<R>>,
+    code: impl Fn(&R) -> u8,
+    on_error: impl Fn(&anyhow::Error) -> ExitCode,
+) -> ExitCode {
+    match runtime().and_then(|rt| rt.block_on(work)) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::from(code(&report))
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            on_error(&e)
         }
     }
+}
+
+fn groups(config_path: Option<PathBuf>, apply: bool) -> ExitCode {
+    let (config, _) = match load_config(config_path.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    if config.groups.include.is_empty() {
+        eprintln!(
+            "error: groups.include selects no consumer group: set it (STRAIT_GROUPS__INCLUDE), e.g. \"jaeger-.*\""
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let work = async {
+        strait::replicate::groups(&config, apply)
+            .await
+            .context("while reading both clusters")
+    };
+    print_report(work, |r| r.exit_code(), failure_code)
 }
 
 fn plan(config_path: Option<PathBuf>) -> ExitCode {

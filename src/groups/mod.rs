@@ -38,18 +38,53 @@ pub trait Translate {
 
 /// The offset maps of the partitions this process replicates, filled as their tasks start.
 #[derive(Debug, Default)]
-pub struct Maps(Mutex<BTreeMap<TopicPartition, MapHandle>>);
+pub struct Maps {
+    handles: Mutex<BTreeMap<TopicPartition, MapHandle>>,
+    inserted: tokio::sync::Notify,
+}
 
 impl Maps {
     pub fn insert(&self, tp: TopicPartition, handle: MapHandle) {
-        self.0
+        self.handles
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(tp, handle);
+        self.inserted.notify_waiters();
+    }
+
+    fn all(&self) -> Vec<MapHandle> {
+        self.handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until at least one partition registered and every registered one published its
+    /// position, so that a first pass after a start translates instead of finding nothing;
+    /// gives up after `at_most` (a partition halted before resuming never publishes).
+    pub async fn settled(&self, at_most: std::time::Duration) {
+        let settle = async {
+            loop {
+                let inserted = self.inserted.notified();
+                tokio::pin!(inserted);
+                inserted.as_mut().enable();
+                let handles = self.all();
+                if !handles.is_empty() {
+                    for h in &handles {
+                        h.published().await;
+                    }
+                    return;
+                }
+                inserted.await;
+            }
+        };
+        let _ = tokio::time::timeout(at_most, settle).await;
     }
 
     fn get(&self, tp: &TopicPartition) -> Option<MapHandle> {
-        self.0
+        self.handles
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(tp)
@@ -172,6 +207,71 @@ pub struct GroupOutcome {
     /// Partitions committed (0 when only planned).
     pub committed: usize,
     pub skipped: Option<Skipped>,
+}
+
+/// A pass as `strait groups` prints it.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub outcomes: Vec<GroupOutcome>,
+    /// Whether the pass committed.
+    pub applied: bool,
+}
+
+impl Report {
+    /// 0 when every selected group could be read and, when applied, synced; 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        u8::from(
+            self.outcomes
+                .iter()
+                .any(|o| matches!(o.skipped, Some(Skipped::Failed(_)))),
+        )
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.outcomes.is_empty() {
+            return writeln!(f, "no source consumer group matches groups.include / groups.exclude");
+        }
+        writeln!(
+            f,
+            "{:<30} {:<30} {:>12} {:>12} {:>8}  ACTION",
+            "GROUP", "SOURCE PARTITION", "COMMITTED", "TARGET", "LAG"
+        )?;
+        for o in &self.outcomes {
+            if let Some(Skipped::Failed(why)) = &o.skipped {
+                writeln!(f, "{:<30} skipped: {why}", o.group)?;
+                continue;
+            }
+            for row in &o.rows {
+                let target = row.translation.map_or("-".to_owned(), |t| match t {
+                    Translation::Exact(o) => o.to_string(),
+                    Translation::Before(o) => format!("{o} (nearest)"),
+                    Translation::Beyond(o) => format!("{o} (so far)"),
+                });
+                let action = match (&o.skipped, &row.action) {
+                    (Some(Skipped::ActiveOnTarget { state, members }), _) => {
+                        format!("left alone: {members} members on the target ({state})")
+                    }
+                    (_, Action::Commit) if self.applied => "committed".to_owned(),
+                    (_, Action::Commit) => "would commit (--apply)".to_owned(),
+                    (_, Action::Unchanged) => "unchanged".to_owned(),
+                    (_, Action::NotReplicated) => "not replicated by this shard".to_owned(),
+                    (_, Action::WouldRewind(held)) => format!("kept at {held} (would move back; groups.allow_rewind)"),
+                };
+                writeln!(
+                    f,
+                    "{:<30} {:<30} {:>12} {:>12} {:>8}  {action}",
+                    o.group,
+                    row.source.to_string(),
+                    row.source_offset,
+                    target,
+                    row.lag
+                )?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Runs passes of the group sync between two clusters.

@@ -172,6 +172,13 @@ impl MapHandle {
         Some((target_topic, locked(&self.map).translate(offset, end), end.source))
     }
 
+    /// Waits until the task published a position (it resumed); returns at once if it has.
+    pub async fn published(&self) {
+        let mut state = self.state.clone();
+        // An error means the task's feed is gone: nothing will be published.
+        let _ = state.wait_for(Option::is_some).await;
+    }
+
     /// Drops the runs no synced group needs any more.
     pub fn prune_below(&self, source: i64) {
         locked(&self.map).prune_below(source);

@@ -10,6 +10,7 @@ mod checkpointer;
 mod claims;
 mod error;
 mod first_start;
+mod groups;
 mod health;
 mod heartbeat;
 mod plan;
@@ -23,6 +24,7 @@ pub use crate::report::{
 pub use assign::Shard;
 pub use check::{check, CheckReport, ClusterCheck, TargetState, TopicCheck};
 pub use error::{Error, Result};
+pub use groups::groups;
 pub use health::{ClusterHealth, Health, Readiness, Side};
 pub use plan::{plan, Plan, TargetChange, TopicPlan};
 pub use verify::verify;
@@ -364,6 +366,11 @@ impl Replicator {
         let cancel = shutdown.child_token();
         let stop = cancel.clone();
         tokio::spawn(async move {
+            // The first pass waits for the partitions to resume (or the first interval).
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = maps.settled(every) => {}
+            }
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

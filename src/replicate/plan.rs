@@ -111,9 +111,9 @@ pub(crate) fn plan_topics(
         .collect()
 }
 
-/// Computes the plan against the live clusters; writes nothing.
-pub async fn plan(config: &Config, filter: &TopicFilter) -> Result<Plan> {
-    // The same TLS and SASL as `run`, so a plan sees what replication would.
+/// Both clusters with the same TLS and SASL as `run`, so a one-shot command sees what
+/// replication would.
+pub(super) fn clusters(config: &Config) -> Result<(Arc<Cluster>, Arc<Cluster>)> {
     let cluster = |name: &'static str, c: &crate::config::ClusterConfig| {
         Cluster::from_config(name, c)
             .map(Arc::new)
@@ -123,8 +123,12 @@ pub async fn plan(config: &Config, filter: &TopicFilter) -> Result<Plan> {
                 source: Box::new(source),
             })
     };
-    let source = cluster("source", &config.source)?;
-    let target = cluster("target", &config.target)?;
+    Ok((cluster("source", &config.source)?, cluster("target", &config.target)?))
+}
+
+/// Computes the plan against the live clusters; writes nothing.
+pub async fn plan(config: &Config, filter: &TopicFilter) -> Result<Plan> {
+    let (source, target) = clusters(config)?;
     let err = |cluster: &'static str, action: &str| {
         let action = action.to_owned();
         move |source: crate::kafka::Error| Error::Cluster {
