@@ -58,5 +58,55 @@ for src in $(awk '/^COPY / && $2 !~ /^--/ { for (i = 2; i < NF; i++) print $i }'
 done
 log "Containerfile copies nothing that .dockerignore excludes"
 
+# Alerts: the PrometheusRule's groups go to a rules file that `promtool check rules` checks (the
+# annotations' templates included), and, without annotations, to the one the unit tests of
+# deploy/prometheus/alerts-test.yaml load (they check when each alert fires and its labels).
+# Every alert must name its runbook, a heading of deploy/openshift/README.md.
+if ! command -v promtool >/dev/null 2>&1; then
+  missing promtool
+elif ! python3 -c 'import yaml' 2>/dev/null; then
+  missing "python3's yaml module (Debian: python3-yaml)"
+else
+  rules_dir="$(mktemp -d)"
+  trap 'rm -rf "$rules_dir"' EXIT
+  python3 - deploy/openshift/prometheusrule.yaml deploy/openshift/README.md "$rules_dir" <<'PY'
+import sys
+
+import yaml
+
+rule_path, readme_path, out = sys.argv[1:4]
+with open(rule_path) as f:
+    doc = yaml.safe_load(f)
+if doc.get("kind") != "PrometheusRule":
+    sys.exit(f"{rule_path}: kind {doc.get('kind')!r}, expected PrometheusRule")
+spec = doc["spec"]
+with open(f"{out}/prometheusrule-spec.yaml", "w") as f:
+    yaml.safe_dump(spec, f, sort_keys=False)
+with open(readme_path) as f:
+    headings = {line[4:].strip() for line in f if line.startswith("### ")}
+problems = []
+for group in spec["groups"]:
+    for rule in group["rules"]:
+        name = rule.get("alert")
+        if name is None:
+            continue
+        want = f"{readme_path}#{name.lower()}"
+        got = rule.get("annotations", {}).get("runbook")
+        if got != want:
+            problems.append(f"{name}: runbook annotation is {got!r}, expected {want!r}")
+        if name not in headings:
+            problems.append(f"{name}: {readme_path} has no '### {name}' runbook")
+        rule.pop("annotations", None)
+if problems:
+    sys.exit("\n".join(problems))
+with open(f"{out}/strait-rules.yaml", "w") as f:
+    yaml.safe_dump(spec, f, sort_keys=False)
+PY
+  promtool check rules "$rules_dir/prometheusrule-spec.yaml" >/dev/null
+  cp deploy/prometheus/alerts-test.yaml "$rules_dir/"
+  (cd "$rules_dir" && promtool test rules alerts-test.yaml >/dev/null)
+  log "alert rules pass promtool check rules and deploy/prometheus/alerts-test.yaml"
+fi
+
 python3 -m json.tool deploy/grafana/strait-dashboard.json >/dev/null
 log "Grafana dashboard is valid JSON"
