@@ -140,7 +140,7 @@ impl Endpoints {
         } else {
             match path {
                 "/metrics" => {
-                    let mut r = text(StatusCode::OK, self.metrics.render());
+                    let mut r = text(StatusCode::OK, telemetry::render(&self.metrics));
                     r.headers_mut().insert(
                         CONTENT_TYPE,
                         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
