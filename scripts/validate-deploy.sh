@@ -106,6 +106,40 @@ PY
   cp deploy/prometheus/alerts-test.yaml "$rules_dir/"
   (cd "$rules_dir" && promtool test rules alerts-test.yaml >/dev/null)
   log "alert rules pass promtool check rules and deploy/prometheus/alerts-test.yaml"
+
+  # The dashboard's queries: every one filters by the $namespace and $pod variables (and
+  # $topic where the series has a topic), and parses as PromQL once the variables are replaced
+  # by what "All" sends (.*): promtool checks them as recording rules.
+  python3 - deploy/grafana/strait-dashboard.json "$rules_dir/dashboard-queries.yaml" <<'PY'
+import json
+import re
+import sys
+
+import yaml
+
+path, out = sys.argv[1:3]
+with open(path) as f:
+    dash = json.load(f)
+variables = {v["name"] for v in dash["templating"]["list"]}
+missing = {"datasource", "namespace", "pod", "topic"} - variables
+if missing:
+    sys.exit(f"{path}: template variables {sorted(missing)} missing")
+per_topic = re.compile(r"strait_(records_replicated|source_bytes|wire_bytes|lag|source_gap|partition_halted|retention_headroom)")
+problems, rules = [], []
+for panel in dash["panels"]:
+    for target in panel["targets"]:
+        expr, where = target["expr"], f'panel {panel["id"]} ({panel["title"]}) {target["refId"]}'
+        needs = ["$namespace", "$pod"] + (["$topic"] if per_topic.search(expr) else [])
+        problems += [f"{where}: {expr} does not filter by {v}" for v in needs if v not in expr]
+        plain = re.sub(r"\$(namespace|pod|topic)\b", ".*", expr)
+        rules.append({"record": f'dashboard:panel_{panel["id"]}_{target["refId"]}', "expr": plain})
+if problems:
+    sys.exit("\n".join(problems))
+with open(out, "w") as f:
+    yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, f, sort_keys=False)
+PY
+  promtool check rules "$rules_dir/dashboard-queries.yaml" >/dev/null
+  log "Grafana dashboard queries filter by \$namespace and \$pod and parse as PromQL"
 fi
 
 python3 -m json.tool deploy/grafana/strait-dashboard.json >/dev/null
