@@ -35,6 +35,59 @@ else
   missing kubernetes-validate
 fi
 
+# Consistency between manifests: the sharded StatefulSet probes as the Deployment does, and the
+# ServiceMonitor and NetworkPolicy select every strait Service and pod.
+if python3 -c 'import yaml' 2>/dev/null; then
+  python3 - deploy/openshift <<'PY'
+import glob
+import sys
+
+import yaml
+
+folder = sys.argv[1]
+docs = [d for f in sorted(glob.glob(f"{folder}/*.yaml")) for d in yaml.safe_load_all(open(f)) if d]
+by_kind = {}
+for d in docs:
+    by_kind.setdefault(d["kind"], []).append(d)
+
+
+def selects(selector, labels):
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        value, op = labels.get(e["key"]), e["operator"]
+        if op == "In" and value not in e["values"] or op == "NotIn" and value in e["values"]:
+            return False
+        if op == "Exists" and value is None or op == "DoesNotExist" and value is not None:
+            return False
+    return True
+
+
+problems = []
+workloads = by_kind["Deployment"] + by_kind["StatefulSet"]
+probes = ("livenessProbe", "readinessProbe", "startupProbe")
+want = {p: by_kind["Deployment"][0]["spec"]["template"]["spec"]["containers"][0].get(p) for p in probes}
+for w in workloads:
+    container = w["spec"]["template"]["spec"]["containers"][0]
+    for p in probes:
+        if container.get(p) != want[p]:
+            problems.append(f'{w["kind"]} {w["metadata"]["name"]}: {p} differs from the Deployment\'s')
+    pod_labels = w["spec"]["template"]["metadata"]["labels"]
+    for policy in by_kind["NetworkPolicy"]:
+        if not selects(policy["spec"]["podSelector"], pod_labels):
+            problems.append(f'NetworkPolicy {policy["metadata"]["name"]} does not select {w["kind"]} {w["metadata"]["name"]}\'s pods')
+for svc in by_kind["Service"]:
+    for monitor in by_kind["ServiceMonitor"]:
+        if not selects(monitor["spec"]["selector"], svc["metadata"].get("labels", {})):
+            problems.append(f'ServiceMonitor {monitor["metadata"]["name"]} does not select Service {svc["metadata"]["name"]}')
+if problems:
+    sys.exit("\n".join(problems))
+PY
+  log "StatefulSet probes match the Deployment's; ServiceMonitor and NetworkPolicy select every strait Service and pod"
+else
+  missing "python3's yaml module (Debian: python3-yaml)"
+fi
+
 if command -v docker-compose >/dev/null 2>&1; then
   docker-compose -f docker-compose.yml config -q
   log "docker-compose.yml valid"
