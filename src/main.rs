@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -49,6 +50,15 @@ enum Command {
     },
     /// Print the version.
     Version,
+    /// Ask the running strait's /readyz (on http.listen, loopback when it listens on every
+    /// interface): exit 0 when it answers 200, 1 otherwise. For container health checks in
+    /// images without a shell.
+    Healthcheck,
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Moved: the demo client is the `strait-demo` binary.
     #[command(hide = true)]
     Demo {
@@ -56,6 +66,16 @@ enum Command {
         args: Vec<String>,
     },
 }
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the annotated reference config: every key with its default, its env var and what
+    /// it does.
+    Reference,
+}
+
+/// How long `healthcheck` waits for each step (connect, send, answer).
+const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -68,6 +88,13 @@ fn main() -> ExitCode {
             println!("strait {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Config {
+            command: ConfigCommand::Reference,
+        } => {
+            print!("{}", strait::config::REFERENCE_TOML);
+            ExitCode::SUCCESS
+        }
+        Command::Healthcheck => healthcheck(cli.config),
         Command::Run => run(cli.config),
         Command::Plan => plan(cli.config),
         Command::Check => check(cli.config),
@@ -151,6 +178,33 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             failure_code(&e)
+        }
+    }
+}
+
+/// GETs /readyz from the strait that the same config runs: 0 when ready, 1 for anything else
+/// (not ready, not answering, config unreadable), with the reason on stderr.
+fn healthcheck(config_path: Option<PathBuf>) -> ExitCode {
+    let listen = match Config::load(config_path.as_deref()).and_then(|(c, _)| c.http.socket_addr()) {
+        Ok(listen) => listen,
+        Err(e) => {
+            eprintln!("unhealthy: {}", strait::error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = strait::http::probe::local_target(listen);
+    match strait::http::probe::get(addr, "/readyz", HEALTHCHECK_TIMEOUT) {
+        Ok((200, body)) => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprintln!("unhealthy: {addr}/readyz answered {status}: {}", body.trim_end());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {}", strait::error_chain(&e));
+            ExitCode::FAILURE
         }
     }
 }

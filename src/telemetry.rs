@@ -2,6 +2,10 @@
 //! truth), descriptions, and the Prometheus exporter. Names are `strait_<thing>_<unit>[_total]`,
 //! labelled by `topic` and `partition`, never by offset.
 
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -56,9 +60,10 @@ pub const REQUEST_ERRORS: &str = "strait_request_errors_total";
 pub const RETRIES: &str = "strait_retries_total";
 /// Tokens (wire bytes) left in the bandwidth budget.
 pub const BUDGET_TOKENS: &str = "strait_budget_tokens_bytes";
-/// Time spent waiting for the bandwidth budget.
+/// Counter: time spent waiting for the bandwidth budget ([`BUDGET_THROTTLED`]).
 pub const BUDGET_THROTTLE: &str = "strait_budget_throttle_seconds_total";
-/// Time the target asked strait to hold its produce requests (quota throttling, KIP-219).
+/// Counter: time the target asked strait to hold its produce requests (quota throttling,
+/// KIP-219; [`TARGET_THROTTLED`]).
 pub const TARGET_THROTTLE: &str = "strait_target_throttle_seconds_total";
 /// zstd level in use for target batches.
 pub const ZSTD_LEVEL: &str = "strait_zstd_level";
@@ -95,6 +100,65 @@ pub const GROUPS_SKIPPED: &str = "strait_groups_skipped_total";
 pub const GROUP_PARTITIONS_SYNCED: &str = "strait_group_partitions_synced_total";
 /// Gauge by group, topic, partition: source records the group read that are not on the target.
 pub const GROUP_TRANSLATION_LAG: &str = "strait_group_translation_lag_records";
+
+/// A process-wide counter of seconds with a fractional part. The `metrics` crate's counters
+/// count whole units, so these are kept here (in nanoseconds) and [`render`] writes them after
+/// the recorder's series, typed `counter`, from 0 on.
+#[derive(Debug)]
+pub struct SecondsCounter {
+    name: &'static str,
+    help: &'static str,
+    nanos: AtomicU64,
+}
+
+impl SecondsCounter {
+    const fn new(name: &'static str, help: &'static str) -> SecondsCounter {
+        SecondsCounter {
+            name,
+            help,
+            nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds `d` to the total.
+    pub fn add(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// The total so far.
+    pub fn total(&self) -> Duration {
+        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    }
+
+    fn render(&self, out: &mut String) {
+        let (name, help) = (self.name, self.help);
+        let value = self.total().as_secs_f64();
+        // Writing to a String cannot fail.
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
+    }
+}
+
+/// Time senders waited for the bandwidth budget, over every budget of the process.
+pub static BUDGET_THROTTLED: SecondsCounter =
+    SecondsCounter::new(BUDGET_THROTTLE, "Time spent waiting for the bandwidth budget");
+/// Time the target's quotas asked strait to hold produce requests, over all partitions.
+pub static TARGET_THROTTLED: SecondsCounter = SecondsCounter::new(
+    TARGET_THROTTLE,
+    "Time the target's quotas asked strait to hold produce requests",
+);
+
+/// The text exposition served on `/metrics`: the recorder's series, then the
+/// [`SecondsCounter`]s.
+pub fn render(handle: &PrometheusHandle) -> String {
+    let mut out = handle.render();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    BUDGET_THROTTLED.render(&mut out);
+    TARGET_THROTTLED.render(&mut out);
+    out
+}
 
 /// Errors of the telemetry setup.
 #[derive(Debug, thiserror::Error)]
@@ -243,18 +307,7 @@ fn describe() {
     );
     describe_counter!(RETRIES, Unit::Count, "Requests retried by cluster and api");
     describe_gauge!(BUDGET_TOKENS, Unit::Bytes, "Tokens left in the bandwidth budget");
-    // A gauge holding a running total: metrics counters count whole units, and the waits are
-    // fractions of a second.
-    describe_gauge!(
-        BUDGET_THROTTLE,
-        Unit::Seconds,
-        "Time spent waiting for the bandwidth budget (running total)"
-    );
-    describe_gauge!(
-        TARGET_THROTTLE,
-        Unit::Seconds,
-        "Time the target's quotas asked strait to hold produce requests (running total)"
-    );
+    // BUDGET_THROTTLE and TARGET_THROTTLE are SecondsCounters, described where they are defined.
     describe_gauge!(ZSTD_LEVEL, Unit::Count, "zstd level used for target batches");
     describe_gauge!(CONNECTIONS, Unit::Count, "Open broker connections by cluster");
     describe_counter!(REAUTHENTICATIONS, Unit::Count, "SASL re-authentications by cluster");
@@ -375,6 +428,30 @@ mod tests {
         assert!(err.to_string().contains("json or text"), "{err}");
     }
 
+    #[test]
+    fn seconds_counters_render_as_counters_with_fractions() {
+        let c = SecondsCounter::new("strait_test_waited_seconds_total", "Test waits");
+        let mut out = String::new();
+        c.render(&mut out);
+        assert!(out.ends_with("strait_test_waited_seconds_total 0\n"), "{out}");
+        c.add(Duration::from_millis(1250));
+        c.add(Duration::from_millis(500));
+        assert_eq!(c.total(), Duration::from_millis(1750));
+        let mut out = String::new();
+        c.render(&mut out);
+        assert_eq!(
+            out,
+            "# HELP strait_test_waited_seconds_total Test waits\n\
+             # TYPE strait_test_waited_seconds_total counter\n\
+             strait_test_waited_seconds_total 1.75\n"
+        );
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let text = render(&recorder.handle());
+        for name in [BUDGET_THROTTLE, TARGET_THROTTLE] {
+            assert!(text.contains(&format!("# TYPE {name} counter\n")), "{text}");
+        }
+    }
+
     /// Every metric name defined above.
     const ALL_NAMES: &[&str] = &[
         RECORDS_REPLICATED,
@@ -417,30 +494,54 @@ mod tests {
         SHARD_INFO,
     ];
 
-    #[test]
-    fn the_dashboard_uses_only_defined_metrics_and_every_interface_name() {
-        let dashboard = include_str!("../deploy/grafana/strait-dashboard.json");
+    /// Checks that `file` names only metrics defined above (histograms by their `_bucket`
+    /// series) and names each of `required`.
+    fn uses_defined_metrics(file: &str, text: &str, required: &[&str]) {
         let used: std::collections::BTreeSet<&str> = regex::Regex::new(r"strait_[a-z_]+")
             .expect("valid regex")
-            .find_iter(dashboard)
+            .find_iter(text)
             .map(|m| m.as_str())
             .map(|n| n.strip_suffix("_bucket").unwrap_or(n))
             .collect();
         for n in &used {
-            assert!(ALL_NAMES.contains(n), "dashboard uses undefined metric {n}");
+            assert!(ALL_NAMES.contains(n), "{file} uses undefined metric {n}");
         }
-        for n in [
-            RECORDS_REPLICATED,
-            SOURCE_BYTES,
-            WIRE_BYTES,
-            LAG_RECORDS,
-            SOURCE_GAP_RECORDS,
-            PARTITION_HALTED,
-            RETENTION_HEADROOM,
-            PARTITIONS_AT_RETENTION_RISK,
-        ] {
-            assert!(used.contains(n), "dashboard lacks {n}");
+        for n in required {
+            assert!(used.contains(n), "{file} lacks {n}");
         }
+    }
+
+    #[test]
+    fn the_dashboard_uses_only_defined_metrics_and_every_interface_name() {
+        uses_defined_metrics(
+            "the dashboard",
+            include_str!("../deploy/grafana/strait-dashboard.json"),
+            &[
+                RECORDS_REPLICATED,
+                SOURCE_BYTES,
+                WIRE_BYTES,
+                LAG_RECORDS,
+                SOURCE_GAP_RECORDS,
+                PARTITION_HALTED,
+                RETENTION_HEADROOM,
+                PARTITIONS_AT_RETENTION_RISK,
+            ],
+        );
+    }
+
+    #[test]
+    fn the_alert_rules_use_only_defined_metrics() {
+        uses_defined_metrics(
+            "prometheusrule.yaml",
+            include_str!("../deploy/openshift/prometheusrule.yaml"),
+            &[
+                READY,
+                PARTITION_HALTED,
+                SOURCE_GAP_RECORDS,
+                CHECKPOINT_AGE,
+                BUDGET_BYTES_PER_SEC,
+            ],
+        );
     }
 
     #[test]

@@ -150,3 +150,62 @@ fn a_toml_syntax_error_on_the_password_line_does_not_print_the_password() {
     assert!(!err.contains("Tr0ub4dor-cli-9a7b"), "{err}");
     assert!(err.contains("line 4") && err.contains("source.sasl.password"), "{err}");
 }
+
+#[test]
+fn config_reference_prints_the_annotated_reference_file() {
+    let out = strait(&["config", "reference"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reference = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/strait.toml"))
+        .expect("config/strait.toml");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), reference);
+}
+
+/// A one-connection HTTP server on loopback that answers `answer`; its thread returns the
+/// request line it was sent.
+fn answer_once(answer: &'static str) -> (u16, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("bound address").port();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("the healthcheck's connection");
+        let mut reader = BufReader::new(stream);
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line).expect("request line");
+        let mut header = String::new();
+        while reader.read_line(&mut header).is_ok_and(|n| n > 0) && header != "\r\n" {
+            header.clear();
+        }
+        reader.get_mut().write_all(answer.as_bytes()).expect("answer");
+        request_line
+    });
+    (port, server)
+}
+
+#[test]
+fn healthcheck_exits_0_only_when_readyz_answers_200() {
+    // Listening on every interface: the healthcheck asks loopback.
+    let (port, server) = answer_once("HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nready\n");
+    let listen = format!("0.0.0.0:{port}");
+    let out = strait(&["healthcheck"], &[("STRAIT_HTTP__LISTEN", &listen)]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(server.join().expect("server thread"), "GET /readyz HTTP/1.1\r\n");
+
+    let (port, server) = answer_once(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 38\r\nconnection: close\r\n\r\nnot ready:\ntarget cluster unreachable\n",
+    );
+    let listen = format!("127.0.0.1:{port}");
+    let out = strait(&["healthcheck"], &[("STRAIT_HTTP__LISTEN", &listen)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("503") && err.contains("target cluster unreachable"),
+        "{err}"
+    );
+    server.join().expect("server thread");
+
+    // Nothing listening there any more.
+    let out = strait(&["healthcheck"], &[("STRAIT_HTTP__LISTEN", &listen)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot connect"), "{err}");
+}

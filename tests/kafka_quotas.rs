@@ -12,10 +12,9 @@ use common::{Kafka, Rec, Strait};
 use strait::kafka::TopicPartition;
 use strait::replicate::PartitionState;
 
-/// The unlabelled gauge `name` in strait's Prometheus text.
-fn gauge(handle: &metrics_exporter_prometheus::PrometheusHandle, name: &str) -> f64 {
-    handle
-        .render()
+/// The unlabelled series `name` in strait's Prometheus text, as `/metrics` serves it.
+fn sample(handle: &metrics_exporter_prometheus::PrometheusHandle, name: &str) -> f64 {
+    strait::telemetry::render(handle)
         .lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
@@ -83,7 +82,7 @@ async fn a_producer_quota_on_the_target_is_honoured_and_shown() {
     for (p, recs) in &sent {
         assert_eq!(&got[p], recs, "partition {p}: every record once, in order");
     }
-    let throttled = gauge(&metrics, strait::telemetry::TARGET_THROTTLE);
+    let throttled = sample(&metrics, strait::telemetry::TARGET_THROTTLE);
     assert!(
         throttled > 1.0,
         "the quota must have throttled strait (1.2 MB at 100 kB/s); strait_target_throttle_seconds_total = {throttled}"

@@ -51,6 +51,12 @@ async fn binary_serves_ops_endpoints_follows_the_target_and_checkpoints_on_sigte
     strait.ready().await;
     let (status, _) = strait.get("/livez").await.expect("livez answers");
     assert_eq!(status, 200);
+    // `strait healthcheck` with the same config asks the running one's /readyz.
+    let healthcheck = StraitCmd::new(&["healthcheck"])
+        .envs(&env)
+        .env("STRAIT_HTTP__LISTEN", format!("127.0.0.1:{}", strait.port()));
+    let ran = healthcheck.clone().output_async().await;
+    assert_eq!(ran.code(), Some(0), "healthcheck while ready: {}", ran.text());
 
     // The interface series move while data flows.
     let replicated = |text: &str| metric_sum(text, "strait_records_replicated_total", &[("topic", &topic)]);
@@ -122,6 +128,9 @@ async fn binary_serves_ops_endpoints_follows_the_target_and_checkpoints_on_sigte
         .wait_for("/readyz", "not ready while the target is down", |s, _| s == 503)
         .await;
     assert!(body.contains("target cluster unreachable"), "{body}");
+    let ran = healthcheck.output_async().await;
+    assert_eq!(ran.code(), Some(1), "healthcheck while not ready: {}", ran.text());
+    assert!(ran.text().contains("target cluster unreachable"), "{}", ran.text());
     let (live, _) = strait.get("/livez").await.expect("livez answers");
     assert_eq!(live, 200, "a target outage is not a liveness failure");
     target.restart().await;

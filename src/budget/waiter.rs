@@ -128,7 +128,7 @@ impl Budget {
         waiting.served();
         let waited = started.elapsed();
         self.waited_nanos.fetch_add(nanos(waited), Ordering::Relaxed);
-        metrics::gauge!(crate::telemetry::BUDGET_THROTTLE).set(self.waited().as_secs_f64());
+        crate::telemetry::BUDGET_THROTTLED.add(waited);
     }
 
     /// Tokens (bytes) left over all classes; negative while senders pay off a batch.

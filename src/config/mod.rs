@@ -121,6 +121,10 @@ impl Default for Config {
     }
 }
 
+/// The annotated reference configuration (`config/strait.toml`): every key with its default,
+/// its variable and what it does. `strait config reference` prints it.
+pub const REFERENCE_TOML: &str = include_str!("../../config/strait.toml");
+
 impl Config {
     /// Loads from the three layers, reading `STRAIT_*` from the process environment, and
     /// validates. Returns the warnings (unknown `STRAIT_*` variables) for the caller to log.

@@ -5,7 +5,7 @@ use figment::Jail;
 use super::*;
 
 /// The reference file, checked in next to the code it documents.
-const REFERENCE: &str = include_str!("../../config/strait.toml");
+const REFERENCE: &str = REFERENCE_TOML;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()

@@ -1,7 +1,8 @@
 //! The operations endpoint on `http.listen`: `/metrics` (Prometheus text), `/livez` (the runtime
 //! is not wedged), `/readyz` (both clusters reachable, checkpoints loaded and written lately, no
 //! partition halted)
-//! and `/status` (JSON figures per partition).
+//! and `/status` (JSON figures per partition). [`probe`] is the client side, for
+//! `strait healthcheck`.
 //!
 //! It only reads shared state ([`Progress`], [`Health`], the Prometheus handle); it must never
 //! change replication. [`HttpServer`] owns the accept loop, every connection and the heartbeat
@@ -13,6 +14,7 @@
 //! costs a bounded number of file descriptors and never keeps the probes out.
 
 mod connections;
+pub mod probe;
 mod status;
 
 use std::net::SocketAddr;
@@ -140,7 +142,7 @@ impl Endpoints {
         } else {
             match path {
                 "/metrics" => {
-                    let mut r = text(StatusCode::OK, self.metrics.render());
+                    let mut r = text(StatusCode::OK, telemetry::render(&self.metrics));
                     r.headers_mut().insert(
                         CONTENT_TYPE,
                         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

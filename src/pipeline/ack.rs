@@ -51,8 +51,12 @@ impl Acker {
         sequence: i32,
         tail: Tail,
     ) -> Self {
+        let labels = telemetry::labels(&tp.topic, tp.partition);
+        // The gap series exists from the start at 0, so `increase()` (StraitSourceGap) sees
+        // the first gap as an increase rather than as a series born with its value.
+        metrics::counter!(telemetry::SOURCE_GAP_RECORDS, &labels).increment(0);
         Self {
-            labels: telemetry::labels(&tp.topic, tp.partition),
+            labels,
             tp,
             progress,
             feed,

@@ -10,7 +10,6 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
@@ -174,9 +173,6 @@ impl Failure {
     }
 }
 
-/// Throttle time the target's quotas asked for, over all partitions (ns).
-static TARGET_THROTTLED_NANOS: AtomicU64 = AtomicU64::new(0);
-
 /// Until when the target asked to hold produce requests (a quota's throttle time, KIP-219: the
 /// broker answers at once and mutes the connection meanwhile).
 #[derive(Debug, Default)]
@@ -194,9 +190,7 @@ impl Throttle {
         let hold = Duration::from_millis(throttle_ms.unsigned_abs().into());
         let until = now + hold;
         self.until = Some(self.until.map_or(until, |t| t.max(until)));
-        let nanos = u64::try_from(hold.as_nanos()).unwrap_or(u64::MAX);
-        let total = TARGET_THROTTLED_NANOS.fetch_add(nanos, Ordering::Relaxed) + nanos;
-        metrics::gauge!(telemetry::TARGET_THROTTLE).set(Duration::from_nanos(total).as_secs_f64());
+        telemetry::TARGET_THROTTLED.add(hold);
     }
 
     /// Until when the next send must wait, once.

@@ -13,9 +13,9 @@ pub fn recorder() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| strait::telemetry::install().expect("the only metrics recorder of this test process"))
 }
 
-/// The text exposition of every series recorded in this process so far.
+/// The text exposition of every series recorded in this process so far, as `/metrics` serves it.
 pub fn render() -> String {
-    recorder().render()
+    strait::telemetry::render(recorder())
 }
 
 /// Sum of a Prometheus series over the samples whose labels contain every `labels` pair;
