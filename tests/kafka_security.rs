@@ -352,6 +352,8 @@ const READ: i8 = 3;
 const WRITE: i8 = 4;
 const CREATE: i8 = 5;
 const DESCRIBE_CONFIGS: i8 = 10;
+const GROUP: i8 = 3;
+const DESCRIBE: i8 = 8;
 
 /// One ACL: principal, resource type, resource name, operation.
 type Acl = (String, i8, String, i8);
@@ -522,4 +524,63 @@ async fn acls_exactly_as_documented_work_and_a_missing_write_halts_the_partition
     );
     let logged = logs::lines(&[&denied]).len();
     assert!(logged <= 10, "{logged} log lines about {denied}");
+
+    // A consumer group of the replicated topic (committed by the super user): without ACLs on
+    // the group strait cannot read it, and says which ACL to grant; with them it translates.
+    let group = format!("{allowed}-group");
+    blocking_commit(&k.plain_bootstrap(), &group, &allowed, 7);
+    let mut config = config;
+    config.groups.include = vec![group.clone()];
+    let report = strait::replicate::groups(&config, false).await.expect("groups pass");
+    let outcome = report
+        .outcomes
+        .iter()
+        .find(|o| o.group == group)
+        .expect("the group is asked about");
+    let why = format!("{:?}", outcome.skipped);
+    assert!(
+        why.contains(&format!("grant DESCRIBE and READ on group {group}")) && why.contains("source"),
+        "{why}"
+    );
+    add_acls(
+        &k,
+        &[
+            ("User:reader".into(), GROUP, group.clone(), DESCRIBE),
+            ("User:reader".into(), GROUP, group.clone(), READ),
+            ("User:writer".into(), GROUP, group.clone(), DESCRIBE),
+            ("User:writer".into(), GROUP, group.clone(), READ),
+        ],
+    )
+    .await;
+    let report = strait::replicate::groups(&config, false).await.expect("groups pass");
+    let outcome = report
+        .outcomes
+        .iter()
+        .find(|o| o.group == group)
+        .expect("the group is listed");
+    assert_eq!(outcome.skipped, None, "{report}");
+    let row = outcome
+        .rows
+        .iter()
+        .find(|r| r.source.partition == 0)
+        .expect("partition 0");
+    assert_eq!(
+        row.translation,
+        Some(strait::offsets::Translation::Exact(7)),
+        "a topic without transactions maps offset for offset: {report}"
+    );
+}
+
+/// Commits `offset` on partition 0 of `topic` for `group`, as librdkafka's simple consumer does.
+fn blocking_commit(bootstrap: &str, group: &str, topic: &str, offset: i64) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let c: BaseConsumer = common::client_config(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Offset(offset))
+        .expect("offset");
+    tokio::task::block_in_place(|| c.commit(&tpl, CommitMode::Sync)).expect("commit");
 }

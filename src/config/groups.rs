@@ -46,6 +46,7 @@ impl GroupsConfig {
         Ok(GroupFilter {
             include: compile("groups.include", &self.include)?,
             exclude: compile("groups.exclude", &self.exclude)?,
+            literals: self.include.iter().filter(|p| is_literal(p)).cloned().collect(),
         })
     }
 
@@ -60,12 +61,28 @@ impl GroupsConfig {
 pub struct GroupFilter {
     include: Vec<Regex>,
     exclude: Vec<Regex>,
+    /// Include patterns that name one group: asked about even when a listing does not show it
+    /// (Kafka lists only the groups the principal may describe).
+    literals: Vec<String>,
+}
+
+/// Whether a pattern matches exactly one id, itself (no regex syntax).
+fn is_literal(pattern: &str) -> bool {
+    !pattern.is_empty()
+        && pattern
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':'))
 }
 
 impl GroupFilter {
     /// Whether `group` is included and not excluded.
     pub fn matches(&self, group: &str) -> bool {
         self.include.iter().any(|re| re.is_match(group)) && !self.exclude.iter().any(|re| re.is_match(group))
+    }
+
+    /// The group ids `groups.include` names literally (and `groups.exclude` does not exclude).
+    pub fn literals(&self) -> impl Iterator<Item = &str> {
+        self.literals.iter().map(String::as_str).filter(|g| self.matches(g))
     }
 
     /// Whether any group can match at all.
@@ -91,5 +108,13 @@ mod tests {
         assert!(f.matches("jaeger-ingester"));
         assert!(!f.matches("jaeger-ingester-test"));
         assert!(!f.matches("my-jaeger-ingester"));
+        let f = GroupsConfig {
+            include: vec!["ingester-1".into(), "jaeger.*".into(), "ingester-2".into()],
+            exclude: vec!["ingester-2".into()],
+            ..GroupsConfig::default()
+        }
+        .filter()
+        .expect("compiles");
+        assert_eq!(f.literals().collect::<Vec<_>>(), vec!["ingester-1"]);
     }
 }

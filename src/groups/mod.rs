@@ -319,13 +319,18 @@ impl Syncer {
     /// One pass over the selected groups; commits only when `apply`. Offset map runs below
     /// every synced group's offset are pruned when `apply`.
     pub async fn pass(&mut self, translate: &(dyn Translate + Sync), apply: bool) -> kafka::Result<Vec<GroupOutcome>> {
-        let groups: Vec<String> = self
+        let mut groups: Vec<String> = self
             .source
             .list_groups()
             .await?
             .into_iter()
             .filter(|g| self.filter.matches(g))
             .collect();
+        // A group named literally is asked about even when unlisted: without Describe on it the
+        // listing hides it, and the answer then names the ACL to grant.
+        groups.extend(self.filter.literals().map(str::to_owned));
+        groups.sort();
+        groups.dedup();
         let mut outcomes = Vec::with_capacity(groups.len());
         let mut lowest: BTreeMap<TopicPartition, i64> = BTreeMap::new();
         for group in groups {
@@ -463,5 +468,79 @@ impl Syncer {
                 .set(row.lag as f64);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::offsets::{End, OffsetMap};
+
+    /// One replicated partition, `spans/0` to `dc1.spans/0`: source 0..10 at target 0..10,
+    /// 10..15 dropped, 15..20 at target 10..15; replication stands at source 20.
+    struct One(OffsetMap);
+
+    impl One {
+        fn new() -> Self {
+            let mut m = OffsetMap::default();
+            m.record(0, 0, 10);
+            m.record(15, 10, 5);
+            One(m)
+        }
+    }
+
+    impl Translate for One {
+        fn translate(&self, tp: &TopicPartition, offset: i64) -> Option<(String, Translation, i64)> {
+            let end = End { source: 20, target: 15 };
+            (tp == &TopicPartition::new("spans", 0))
+                .then(|| ("dc1.spans".to_owned(), self.0.translate(offset, end), end.source))
+        }
+
+        fn prune_below(&self, _: &TopicPartition, _: i64) {}
+    }
+
+    fn committed(entries: &[(&str, i32, i64)]) -> BTreeMap<TopicPartition, Committed> {
+        entries
+            .iter()
+            .map(|(t, p, o)| {
+                (
+                    TopicPartition::new(*t, *p),
+                    Committed {
+                        offset: *o,
+                        metadata: Some(format!("m{o}")),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn offsets_translate_through_the_map_with_their_metadata_and_lag() {
+        let source = committed(&[("spans", 0, 12), ("spans", 1, 3)]);
+        let (rows, commits) = plan(&source, &BTreeMap::new(), &One::new(), false);
+        let target = TopicPartition::new("dc1.spans", 0);
+        assert_eq!(
+            commits.get(&target).map(|c| (c.offset, c.metadata.clone())),
+            Some((10, Some("m12".into())))
+        );
+        assert_eq!(rows[0].action, Action::Commit);
+        assert_eq!(rows[1].action, Action::NotReplicated, "spans/1 is not replicated here");
+        assert_eq!(commits.len(), 1);
+        // Beyond what is replicated: the end, with the records still to come as lag.
+        let (rows, _) = plan(&committed(&[("spans", 0, 26)]), &BTreeMap::new(), &One::new(), false);
+        assert_eq!((rows[0].translation, rows[0].lag), (Some(Translation::Beyond(15)), 6));
+    }
+
+    #[test]
+    fn a_target_offset_never_moves_back_unless_allowed_and_an_equal_one_is_left() {
+        let source = committed(&[("spans", 0, 5)]);
+        let ahead = committed(&[("dc1.spans", 0, 9)]);
+        let (rows, commits) = plan(&source, &ahead, &One::new(), false);
+        assert_eq!((rows[0].action.clone(), commits.len()), (Action::WouldRewind(9), 0));
+        let (rows, commits) = plan(&source, &ahead, &One::new(), true);
+        assert_eq!((rows[0].action.clone(), commits.len()), (Action::Commit, 1));
+        let same = committed(&[("dc1.spans", 0, 5)]);
+        let (rows, commits) = plan(&source, &same, &One::new(), false);
+        assert_eq!((rows[0].action.clone(), commits.len()), (Action::Unchanged, 0));
     }
 }
