@@ -261,13 +261,28 @@ async fn sasl_plain_scram_sha256_and_unsecured_oauthbearer_replicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reauthentication_every_3s_over_sasl_ssl_loses_no_request() {
+    // Source over SCRAM-SHA-512, target over OAUTHBEARER.
+    reauthenticates(Some(SaslMechanism::ScramSha512), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_and_scram_sha_256_reauthenticate_too() {
+    reauthenticates(Some(SaslMechanism::Plain), Some(SaslMechanism::ScramSha256)).await;
+}
+
+/// Replicates over SASL_SSL with `connections.max.reauth.ms` = 3 s while records flow: the
+/// source with password mechanism `source`, the target with `target` (OAUTHBEARER when
+/// `None`). Every connection re-authenticates in band; no request is lost or retried.
+async fn reauthenticates(source: Option<SaslMechanism>, target: Option<SaslMechanism>) {
     logs::capture("info,strait=debug");
     let pki = Pki::new("kafka-test-ca");
     let ca_file = pki.ca_file();
     let Some(k) = Kafka::start(KafkaSpec {
         protocol: Protocol::SaslSsl,
         tls: Some(pki.broker(false)),
-        mechanisms: vec!["SCRAM-SHA-512".into(), "OAUTHBEARER".into()],
+        mechanisms: ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+            .map(String::from)
+            .to_vec(),
         users: vec![("strait".into(), PASSWORD.into())],
         props: vec![("connections.max.reauth.ms".into(), "3000".into())],
         ..KafkaSpec::default()
@@ -281,15 +296,16 @@ async fn reauthentication_every_3s_over_sasl_ssl_loses_no_request() {
     let copy = format!("copy-{topic}");
     common::create_topic(&k.plain_bootstrap(), &topic, 2, &[]).await;
 
-    // Source over SCRAM-SHA-512, target over OAUTHBEARER, both on SASL_SSL.
+    let side = |mechanism: Option<SaslMechanism>| {
+        let tls = with_tls(cluster(&k.bootstrap()), &ca_file);
+        match mechanism {
+            Some(m) => with_password(tls, m, "strait", PASSWORD),
+            None => with_token(tls, &unsecured_jwt("strait")),
+        }
+    };
     let mut config = common::config(&k.bootstrap(), &k.bootstrap(), &topic);
-    config.source = with_password(
-        with_tls(cluster(&k.bootstrap()), &ca_file),
-        SaslMechanism::ScramSha512,
-        "strait",
-        PASSWORD,
-    );
-    config.target = with_token(with_tls(cluster(&k.bootstrap()), &ca_file), &unsecured_jwt("strait"));
+    config.source = side(source);
+    config.target = side(target);
     config.topics.prefix = "copy-".into();
     let strait = Strait::start(config);
 
