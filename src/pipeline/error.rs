@@ -210,11 +210,12 @@ pub enum Error {
         "{side} topic {topic} was deleted while partition {partition} was replicated, at {side} offset {offset} \
          (the {side} cluster no longer knows the topic): the partition is halted and its checkpoint is kept. If the \
          deletion was meant, leave the topic out of topics.include / topics.exclude (STRAIT_TOPICS__INCLUDE, \
-         STRAIT_TOPICS__EXCLUDE) and restart strait; if the topic is created again, restart strait with \
-         on_topic_recreated = \"start_over\" (STRAIT_ON_TOPIC_RECREATED) to replicate the new topic from start_from"
+         STRAIT_TOPICS__EXCLUDE) and restart strait; if the topic is created again, restart strait with {setting}"
     )]
     TopicDeleted {
         side: &'static str,
+        /// What lets replication go on once the topic exists again.
+        setting: &'static str,
         topic: String,
         partition: i32,
         offset: i64,

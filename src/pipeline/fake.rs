@@ -293,6 +293,13 @@ impl FakeCluster {
 
     fn produce_now(&self, tp: &TopicPartition, batch: Bytes) -> kafka::Result<ProduceAck> {
         let mut st = self.state.lock();
+        if st.deleted.contains(&tp.topic) {
+            return Err(partition_error(
+                tp,
+                ApiKey::Produce,
+                ResponseError::UnknownTopicOrPartition,
+            ));
+        }
         let fault = st.faults.pop_front();
         st.faults_hit += usize::from(fault.is_some());
         match fault {

@@ -29,8 +29,14 @@ pub(super) fn kafka_err(
 /// The partition's topic was deleted (`side`: source or target), as the partition's error;
 /// `source` is the last answer about it.
 pub(super) fn deleted(side: &'static str, tp: &TopicPartition, offset: i64, source: crate::kafka::Error) -> Error {
+    let setting = if side == "target" {
+        "on_target_reset = \"replicate_again\" (STRAIT_ON_TARGET_RESET) to write the source again from its checkpoint"
+    } else {
+        "on_topic_recreated = \"start_over\" (STRAIT_ON_TOPIC_RECREATED) to replicate the new topic from start_from"
+    };
     Error::TopicDeleted {
         side,
+        setting,
         topic: tp.topic.clone(),
         partition: tp.partition,
         offset,
@@ -82,14 +88,20 @@ where
     }
 }
 
+/// Metadata answers in a row that a topic does not exist before it is taken as deleted: with the
+/// retries' backoff (100 ms doubling) they span about 1.5 s.
+const DELETED_CONFIRMATIONS: u32 = 4;
+
 /// [`retry`], for a request whose topic may be deleted meanwhile: `Ok(Some(Err(e)))` when it
 /// was, `e` the last answer.
 ///
 /// UnknownTopicOrPartition (UnknownTopicId by id) alone does not tell: a broker that no longer
 /// hosts the partition after a leader move answers it too, and then it is retried like any
 /// retriable error. Only when the cluster's metadata, asked right after, answers that the topic
-/// does not exist is it taken as deleted. Any other metadata answer (the topic, another error,
-/// no answer) leaves the request retried.
+/// does not exist, [`DELETED_CONFIRMATIONS`] times in a row across the retries' backoff (a
+/// broker whose metadata lags a topic just created says so for a moment), is it taken as
+/// deleted. Any other metadata answer (the topic, another error, no answer) leaves the request
+/// retried.
 pub(super) async fn retry_while_topic_exists<C: Fetch, T, F, Fut>(
     cancel: &CancellationToken,
     cluster: &C,
@@ -107,13 +119,20 @@ where
             Some(ResponseError::UnknownTopicOrPartition | ResponseError::UnknownTopicId)
         )
     };
+    let missing_in_a_row = std::sync::atomic::AtomicU32::new(0);
     retry(cancel, cluster, tp, action, || {
         let attempt = op();
+        let missing_in_a_row = &missing_in_a_row;
         async move {
+            use std::sync::atomic::Ordering::Relaxed;
             match attempt.await {
                 Err(e) if unknown(&e) => match cluster.topic_exists(&tp.topic).await {
-                    Ok(false) => Ok(Err(e)),
-                    _ => Err(e),
+                    Ok(false) if missing_in_a_row.fetch_add(1, Relaxed) + 1 >= DELETED_CONFIRMATIONS => Ok(Err(e)),
+                    Ok(false) => Err(e),
+                    _ => {
+                        missing_in_a_row.store(0, Relaxed);
+                        Err(e)
+                    }
                 },
                 answer => answer.map(Ok),
             }
@@ -122,9 +141,7 @@ where
     .await
 }
 
-/// The log start or end of `tp` on the source, retried until it answers or the topic is found
-/// deleted ([`retry_while_topic_exists`]); `offset` is where the partition is, for the error.
-/// `None` when cancelled first.
+/// The log start or end of `tp` on the source ([`list_offset`]).
 pub(super) async fn list_source_offset<C: Fetch>(
     cancel: &CancellationToken,
     source: &C,
@@ -132,17 +149,13 @@ pub(super) async fn list_source_offset<C: Fetch>(
     spec: OffsetSpec,
     offset: i64,
 ) -> Result<Option<i64>, Error> {
-    let listed = retry_while_topic_exists(cancel, source, tp, "list offsets", || source.list_offset(tp, spec)).await;
-    match listed {
-        Ok(Some(Ok(at))) => Ok(Some(at)),
-        Ok(Some(Err(gone))) => Err(deleted("source", tp, offset, gone)),
-        Ok(None) => Ok(None),
-        Err(e) => Err(kafka_err("source", "list offsets", tp, offset, e)),
-    }
+    list_offset(cancel, source, "source", tp, spec, offset).await
 }
 
-/// The log start or end of `tp` on `cluster` (`role`: source or target), retried; `offset` is
-/// where the partition is, for the error. `None` when cancelled first.
+/// The log start or end of `tp` on `cluster` (`role`: source or target), retried until it
+/// answers or the topic is found deleted ([`retry_while_topic_exists`]): a target topic deleted
+/// under a running partition halts it at its next reconcile instead of being retried for ever.
+/// `offset` is where the partition is, for the error. `None` when cancelled first.
 pub(super) async fn list_offset<C: Fetch>(
     cancel: &CancellationToken,
     cluster: &C,
@@ -151,9 +164,13 @@ pub(super) async fn list_offset<C: Fetch>(
     spec: OffsetSpec,
     offset: i64,
 ) -> Result<Option<i64>, Error> {
-    retry(cancel, cluster, tp, "list offsets", || cluster.list_offset(tp, spec))
-        .await
-        .map_err(|e| kafka_err(role, "list offsets", tp, offset, e))
+    let listed = retry_while_topic_exists(cancel, cluster, tp, "list offsets", || cluster.list_offset(tp, spec)).await;
+    match listed {
+        Ok(Some(Ok(at))) => Ok(Some(at)),
+        Ok(Some(Err(gone))) => Err(deleted(role, tp, offset, gone)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(kafka_err(role, "list offsets", tp, offset, e)),
+    }
 }
 
 /// Counts a failed request by cluster, request and Kafka error code (or the transport fault).

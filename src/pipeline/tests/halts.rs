@@ -100,6 +100,26 @@ async fn a_deleted_source_topic_halts_its_partition_naming_where_it_stopped() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_deleted_target_topic_halts_its_partition_instead_of_retrying() {
+    let (rig, task) = replicating_ten().await;
+    rig.target.delete_topic("spans");
+    rig.source.append(&rig.tp, 7, &leak(&values(10..20)));
+    let joined = tokio::time::timeout(Duration::from_secs(3600), task)
+        .await
+        .expect("the partition halts instead of retrying for ever");
+    let e = joined.expect("no panic").expect_err("halted");
+    assert!(
+        matches!(&e, Error::TopicDeleted { side: "target", topic, partition: 0, offset: 10, .. } if topic == "spans"),
+        "{e:?}"
+    );
+    let why = halted_because(&rig);
+    assert!(
+        why.contains("target topic spans was deleted") && why.contains("on_target_reset"),
+        "{why}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn unknown_topic_answers_while_the_topic_exists_are_retried() {
     let mut rig = Rig::new(OnForeignWriter::Halt);
     rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
