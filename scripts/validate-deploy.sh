@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# Validators scripts/install-deps.sh installed from PyPI live in strait's virtualenv.
+export PATH="$PATH:$HOME/.cache/strait/venv/bin"
+
 # OpenShift 4.15 is Kubernetes 1.28: the oldest release the manifests (pod-index label) target.
 K8S_VERSION=1.28.0
 
