@@ -185,6 +185,24 @@ impl OffsetMap {
         self.enforce_cap();
     }
 
+    /// A partition resumed at `end`. If the map holds records below `end.source` at target
+    /// offsets at or past `end.target`, the target partition was reset under it (emptied or
+    /// recreated, and written again): those offsets are of another log, so the whole map is
+    /// dropped, and offsets below what is recorded next translate to its start. Returns whether
+    /// it was dropped.
+    pub fn forget_if_target_reset(&mut self, end: End) -> bool {
+        let reset = self
+            .runs
+            .iter()
+            .any(|(r, _)| r.source < end.source && r.target + (end.source - r.source).min(r.len) > end.target);
+        if reset {
+            while let Some((gone, _)) = self.runs.pop_front() {
+                self.removed.push(gone.source);
+            }
+        }
+        reset
+    }
+
     /// Drops the runs that end at or below `source`: no synced group needs them any more.
     pub fn prune_below(&mut self, source: i64) {
         while self.runs.len() > 1 && self.runs.front().is_some_and(|(r, _)| r.source_end() <= source) {
@@ -362,6 +380,19 @@ mod tests {
         assert_eq!(m.translate(25, e), Translation::Exact(23));
         m.written(&m.pending());
         assert!(m.pending().is_empty());
+    }
+
+    #[test]
+    fn a_target_reset_under_the_map_drops_it() {
+        let mut m = OffsetMap::default();
+        m.record(0, 0, 10);
+        m.written(&m.pending());
+        // Resumed where it stood: kept.
+        assert!(!m.forget_if_target_reset(end(10, 10)));
+        // A target partition emptied and written again from source 10 at target 0.
+        assert!(m.forget_if_target_reset(end(10, 0)));
+        assert!(m.is_empty());
+        assert_eq!(m.pending().removed, vec![0]);
     }
 
     #[test]

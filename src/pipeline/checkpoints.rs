@@ -119,6 +119,14 @@ impl Feed {
     /// Publishes a consistent position `at` (resumed or reconciled) with the identities that
     /// may have written beyond it, as a new generation; returns it.
     pub fn publish(&self, at: Position, writers: &Writers) -> u64 {
+        let end = crate::offsets::End {
+            source: at.source,
+            target: at.target,
+        };
+        if locked(&self.map).forget_if_target_reset(end) {
+            tracing::warn!(target_topic = %self.target_topic, source_offset = at.source, target_offset = at.target,
+                "the target partition was reset under the offset map: committed offsets below here can no longer be translated exactly");
+        }
         let mut generation = 0;
         self.state.send_modify(|s| {
             generation = s.as_ref().map_or(0, |a| a.generation) + 1;

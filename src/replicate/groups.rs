@@ -30,10 +30,14 @@ pub async fn groups(config: &Config, apply: bool) -> Result<Report> {
     let filter = config.groups.filter().map_err(|source| Error::Config { source })?;
     let (source, target) = super::plan::clusters(config)?;
     let id = replication_id(config, &source).await?;
-    let (checkpoints, mut runs) = CheckpointStore::new(Arc::clone(&target), &config.checkpoint.topic, &id)
+    // Without a checkpoint topic nothing is replicated yet: every partition shows as such.
+    let (checkpoints, mut runs) = match CheckpointStore::new(Arc::clone(&target), &config.checkpoint.topic, &id)
         .load_state()
         .await
-        .map_err(|source| Error::CheckpointStore { source })?;
+    {
+        Err(crate::checkpoint::Error::MissingTopic { .. }) => Default::default(),
+        loaded => loaded.map_err(|source| Error::CheckpointStore { source })?,
+    };
     let mut stored = Stored::default();
     for (tp, record) in checkpoints {
         let c = &record.checkpoint;
