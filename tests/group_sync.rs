@@ -334,6 +334,24 @@ async fn a_sync_after_a_kill_is_exact_and_an_active_group_is_left_alone() {
     );
     let listed = StraitCmd::new(&["groups", "--apply"]).envs(&env).output_async().await;
     assert!(listed.text().contains("left alone"), "{}", listed.text());
+    // A running strait leaves it alone too, and its metric says why.
+    let mut strait = StraitCmd::new(&["run"])
+        .envs(&env)
+        .spawn_logging_to(&dir.path().join("third.log"));
+    strait
+        .wait_for("/metrics", "the skipped group counted", |status, body| {
+            status == 200
+                && body
+                    .lines()
+                    .any(|l| l.starts_with(r#"strait_groups_skipped_total{reason="active_on_target"}"#))
+        })
+        .await;
+    strait.terminate(Duration::from_secs(30)).await;
+    assert_eq!(
+        committed(&target.plain_bootstrap(), &group, &topic).map(|(o, _)| o),
+        Some(expected),
+        "the active group's offset was not touched"
+    );
     drop(active);
     continue_on_target(&target, &group, &topic, &kept, &read_before);
 }
