@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of the deploy files: the OpenShift manifests against the Kubernetes schemas
-# (strict: unknown fields fail; CRDs such as ServiceMonitor have no schema and only warn),
+# (strict: unknown fields fail; CRDs such as ServiceMonitor have no schema and only warn), as
+# files and as kustomize builds (`kubectl kustomize`) of the base and of every overlay,
 # docker-compose.yml with docker-compose (no engine needed), and the Containerfile with hadolint.
 # A missing validator fails under CI (scripts/install-deps.sh installs them) and is skipped,
 # with a note, elsewhere.
@@ -14,6 +15,8 @@ export PATH="$PATH:$HOME/.cache/strait/venv/bin"
 K8S_VERSION=1.28.0
 
 log() { printf '[validate-deploy] %s\n' "$*" >&2; }
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
 missing() {
   if [ -n "${CI:-}" ] && [ "${CI}" != "false" ]; then
     log "CI is set but $1 is not installed: run scripts/install-deps.sh"
@@ -36,6 +39,84 @@ if command -v kubernetes-validate >/dev/null 2>&1; then
   log "OpenShift manifests valid against Kubernetes $K8S_VERSION"
 else
   missing kubernetes-validate
+fi
+
+# kustomize builds: the base (deploy/openshift), the base with the sharded StatefulSet in place
+# of the Deployment, and every overlay under deploy/overlays, each validated as above. They
+# are built from a copy of deploy/ in which each overlay's secrets/*.example stands in for the
+# file the operator writes (and any such file of the working tree is left out of the copy).
+if ! command -v kubectl >/dev/null 2>&1; then
+  missing kubectl
+elif ! command -v kubernetes-validate >/dev/null 2>&1; then
+  missing kubernetes-validate
+else
+  cp -R deploy "$work/deploy"
+  for d in "$work"/deploy/overlays/*/secrets; do
+    [ -d "$d" ] || continue
+    find "$d" -type f ! -name '*.example' -delete
+    for example in "$d"/*.example; do
+      [ -f "$example" ] && cp "$example" "${example%.example}"
+    done
+  done
+  cp -R "$work/deploy/openshift" "$work/deploy/openshift-sharded"
+  sed -i 's/^  - deployment\.yaml$/  - statefulset-sharded.yaml/' "$work/deploy/openshift-sharded/kustomization.yaml"
+  grep -qx '  - statefulset-sharded.yaml' "$work/deploy/openshift-sharded/kustomization.yaml" \
+    || { log "deploy/openshift/kustomization.yaml no longer lists deployment.yaml"; exit 1; }
+  mkdir "$work/built"
+  builds=(openshift openshift-sharded)
+  for o in deploy/overlays/*/kustomization.yaml; do
+    builds+=("overlays/$(basename "$(dirname "$o")")")
+  done
+  for b in "${builds[@]}"; do
+    out="$work/built/${b//\//_}.yaml"
+    if ! kubectl kustomize "$work/deploy/$b" >"$out"; then
+      log "kubectl kustomize deploy/$b failed"
+      exit 1
+    fi
+    kubernetes-validate --strict --quiet -k "$K8S_VERSION" "$out"
+  done
+  if python3 -c 'import yaml' 2>/dev/null; then
+    # Every ConfigMap and Secret a built workload uses is in the build under its generated
+    # name (so a change rolls the pod), except the Secrets Strimzi's operators create; the
+    # base ships no Secret.
+    python3 - "$work/built" <<'PY'
+import glob
+import os
+import sys
+
+import yaml
+
+EXTERNAL_SECRETS = {"my-cluster-cluster-ca-cert", "strait"}
+problems = []
+for path in sorted(glob.glob(f"{sys.argv[1]}/*.yaml")):
+    name = os.path.basename(path)[: -len(".yaml")]
+    docs = [d for d in yaml.safe_load_all(open(path)) if d]
+    have = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+    if len(workloads) != 1:
+        problems.append(f"{name}: {len(workloads)} workloads, expected 1")
+    for w in workloads:
+        pod = w["spec"]["template"]["spec"]
+        refs = [("ConfigMap", v["configMap"]["name"]) for v in pod.get("volumes", []) if "configMap" in v]
+        refs += [("Secret", v["secret"]["secretName"]) for v in pod.get("volumes", []) if "secret" in v]
+        for c in pod["containers"]:
+            refs += [("ConfigMap", e["configMapRef"]["name"]) for e in c.get("envFrom", []) if "configMapRef" in e]
+            refs += [("Secret", e["secretRef"]["name"]) for e in c.get("envFrom", []) if "secretRef" in e]
+        for kind, ref in refs:
+            if (kind, ref) not in have and not (kind == "Secret" and ref in EXTERNAL_SECRETS):
+                problems.append(f"{name}: {w['kind']} uses {kind} {ref}, which the build lacks")
+        for base in ("strait-config-", "strait-env-"):
+            if not any(k == "ConfigMap" and ref.startswith(base) for k, ref in refs):
+                problems.append(f"{name}: {w['kind']} does not use the generated {base}<hash>")
+    if name.startswith("openshift") and any(d["kind"] == "Secret" for d in docs):
+        problems.append(f"{name}: the base ships a Secret; credentials belong to the overlays")
+if problems:
+    sys.exit("\n".join(problems))
+PY
+  else
+    missing "python3's yaml module (Debian: python3-yaml)"
+  fi
+  log "kustomize builds valid against Kubernetes $K8S_VERSION: ${builds[*]}"
 fi
 
 # Consistency between manifests: the sharded StatefulSet probes as the Deployment does, and the
@@ -123,8 +204,8 @@ if ! command -v promtool >/dev/null 2>&1; then
 elif ! python3 -c 'import yaml' 2>/dev/null; then
   missing "python3's yaml module (Debian: python3-yaml)"
 else
-  rules_dir="$(mktemp -d)"
-  trap 'rm -rf "$rules_dir"' EXIT
+  rules_dir="$work/rules"
+  mkdir "$rules_dir"
   python3 - deploy/openshift/prometheusrule.yaml deploy/openshift/README.md "$rules_dir" <<'PY'
 import sys
 
