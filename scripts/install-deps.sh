@@ -78,6 +78,10 @@ fi
 # deploy/openshift, docker-compose for docker-compose.yml, hadolint for the Containerfile,
 # promtool and python3's yaml module for the alert rules.
 install_debian docker-compose python3-yaml
+# kubectl builds the kustomize base and overlays (its built-in kustomize).
+if ! command -v kubectl >/dev/null 2>&1; then
+  install_debian kubectl || install_debian kubernetes-client || log "kubectl not installable: the kustomize builds will fail under CI"
+fi
 # PyPI tools go into strait's own virtualenv (scripts/validate-deploy.sh puts its bin on PATH):
 # Debian 12 and Ubuntu 24.04 refuse pip installs into the system Python (PEP 668).
 VENV="$HOME/.cache/strait/venv"
