@@ -189,7 +189,7 @@ async fn a_source_topic_recreated_while_strait_is_stopped_halts_or_starts_over()
 
     // The source topic deleted and created again, and grown past the checkpoint's offset.
     common::delete_topic(&source.bootstrap(), &topic).await;
-    common::create_topic(&source.bootstrap(), &topic, 1, &[]).await;
+    common::create_topic_again(&source.bootstrap(), &topic, 1).await;
     let new: Vec<Rec> = (1000..1150).map(record).collect();
     common::send_all(&producer, &topic, 0, &new).await;
 

@@ -101,6 +101,31 @@ pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs:
     create_topic_rf(bootstrap, name, partitions, 1, configs).await;
 }
 
+/// Creates `name` again right after [`delete_topic`]: the controller may still be finishing the
+/// deletion and answer TopicAlreadyExists for a moment, which is asked again for up to 30 s.
+pub async fn create_topic_again(bootstrap: &str, name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create().expect("admin client");
+    let t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let res = admin
+            .create_topics(
+                [&t],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .expect("create topics request");
+        match res.into_iter().next().expect("one result") {
+            Ok(_) => return,
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) if Instant::now() < deadline => {
+                eprintln!("topic {name} still being deleted; creating it again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("topic {name} not created again: {e:?}"),
+        }
+    }
+}
+
 /// Creates a topic with `replication_factor` replicas per partition.
 pub async fn create_topic_rf(
     bootstrap: &str,
