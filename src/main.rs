@@ -209,7 +209,8 @@ fn healthcheck(config_path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// 69 unreachable or TLS refused, 77 authentication refused (sysexits.h), else 1.
+/// 69 TLS refused, 77 authentication refused (sysexits.h), else 1. (`run` retries an
+/// unreachable cluster; `check` reports it with its own exit 69.)
 fn failure_code(e: &anyhow::Error) -> ExitCode {
     let code = e
         .chain()

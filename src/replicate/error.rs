@@ -51,28 +51,15 @@ pub enum Error {
         #[source]
         source: Box<kafka::Error>,
     },
-    /// No broker of a cluster answered during the start-up window.
-    #[error(
-        "{cluster} cluster unreachable for {waited_secs} s at start-up; fix: check {cluster}.bootstrap_servers \
-         ({servers}), the network path, and that the brokers are up"
-    )]
-    StartupUnreachable {
-        cluster: String,
-        servers: String,
-        waited_secs: u64,
-        #[source]
-        source: Box<kafka::Error>,
-    },
 }
 
 impl Error {
-    /// The process exit code this error calls for (sysexits.h): 69 for an unreachable cluster
-    /// or a refused TLS handshake, 77 for refused authentication, 64 for an unusable TLS file;
-    /// `None` for errors that are not about reaching a cluster.
+    /// The process exit code this error calls for (sysexits.h): 69 for a refused TLS handshake,
+    /// 77 for refused authentication, 64 for an unusable TLS file; `None` for errors that are not
+    /// about reaching a cluster. An unreachable cluster is no error of `run`: it is retried.
     pub fn exit_code(&self) -> Option<u8> {
         match self {
             Error::StartupRefused { source } => Some(source.exit_code().unwrap_or(69)),
-            Error::StartupUnreachable { .. } => Some(69),
             _ => None,
         }
     }

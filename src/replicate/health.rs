@@ -213,7 +213,13 @@ impl Health {
             }
         }
         if !self.checkpoints_loaded() {
-            reasons.push("checkpoints not loaded yet".to_owned());
+            // The checkpoints live on the target: until they are read, nothing here knows how far
+            // each partition is replicated, so no lag or retention figure is exported.
+            reasons.push(
+                "checkpoints not loaded yet (they are read from the target): replicated position, lag and \
+                 retention headroom unknown"
+                    .to_owned(),
+            );
         } else if let Some(why) = self.checkpoints_stale() {
             reasons.push(why);
         }

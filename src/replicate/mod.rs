@@ -177,8 +177,10 @@ impl Replicator {
     /// within `shutdown_grace_secs`.
     ///
     /// First both clusters must accept a connection and answer Metadata: a TLS or
-    /// authentication refusal returns [`Error::StartupRefused`] at once, a cluster unreachable for
-    /// its `request_timeout_ms` returns [`Error::StartupUnreachable`] (see [`Error::exit_code`]).
+    /// authentication refusal returns [`Error::StartupRefused`] at once (see
+    /// [`Error::exit_code`]); an unreachable cluster is retried with backoff until it answers or
+    /// `shutdown` fires, as a runtime outage is. The health monitor runs from the start, so
+    /// meanwhile `/readyz` names the cluster and its error and `strait_cluster_reachable` is 0.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
         if let Some(e) = self.setup_error.take() {
             return Err(Error::StartupRefused { source: Box::new(e) });
@@ -187,11 +189,6 @@ impl Replicator {
         metrics::gauge!(telemetry::SHARD_INFO, "index" => self.shard.index.to_string(),
             "count" => self.shard.count.to_string())
         .set(1.0);
-        for (cluster, c) in [(&self.source, &self.config.source), (&self.target, &self.config.target)] {
-            if !startup::reach(cluster, c.request_timeout(), &shutdown).await? {
-                return Ok(());
-            }
-        }
         let _monitor = health::Monitor::spawn(
             Arc::clone(&self.health),
             Arc::clone(&self.progress),
@@ -199,6 +196,11 @@ impl Replicator {
             Arc::clone(&self.target),
             self.config.alerts.retention_headroom_secs,
         );
+        for cluster in [&self.source, &self.target] {
+            if !startup::reach(cluster, &shutdown).await? {
+                return Ok(());
+            }
+        }
         let Some((store, mut checkpoints, stored_runs)) = self.load_checkpoints(&shutdown).await else {
             return Ok(());
         };

@@ -1,22 +1,24 @@
 //! The start-up check: both clusters must accept a connection (TCP, TLS, SASL) and answer
-//! Metadata before replication starts. A TLS or authentication refusal stops strait at once; an
-//! unreachable cluster is retried for its request timeout, then stops strait too. Each failure
-//! is one error naming the cluster, the broker, the step and the fix.
+//! Metadata before replication starts. A TLS or authentication refusal stops strait at once. An
+//! unreachable cluster is retried with backoff for as long as it stays unreachable, as a runtime
+//! outage is: a pod restarted during a WAN outage stays up, not ready, and starts replicating by
+//! itself once the cluster answers (`strait check` still exits 69 for it).
 
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{Error, Result};
 use super::error_chain as error_chain_of;
 use crate::kafka::{Backoff, Cluster};
 
-/// Connects to `cluster` and reads its metadata, retrying a cluster that cannot be reached for
-/// up to `window`. `Ok(false)` when `shutdown` fired first.
-pub(super) async fn reach(cluster: &Cluster, window: Duration, shutdown: &CancellationToken) -> Result<bool> {
-    let started = Instant::now();
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+/// The longest wait between two attempts to reach a cluster at start-up.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Connects to `cluster` and reads its metadata, retrying while it cannot be reached.
+/// `Ok(false)` when `shutdown` fired first; an error only for a TLS or authentication refusal.
+pub(super) async fn reach(cluster: &Cluster, shutdown: &CancellationToken) -> Result<bool> {
+    let mut backoff = Backoff::new(Duration::from_millis(100), RETRY_MAX);
     let mut last_logged = String::new();
     loop {
         let attempt = tokio::select! {
@@ -36,25 +38,16 @@ pub(super) async fn reach(cluster: &Cluster, window: Duration, shutdown: &Cancel
                 source: Box::new(unwrap_bootstrap(err)),
             });
         }
-        let waited = started.elapsed();
-        if waited >= window {
-            return Err(Error::StartupUnreachable {
-                cluster: cluster.name().to_owned(),
-                servers: cluster.bootstrap_servers().join(","),
-                waited_secs: waited.as_secs(),
-                source: Box::new(err),
-            });
-        }
         let text = error_chain_of(&err);
         if text != last_logged {
-            tracing::warn!(cluster = cluster.name(), error = %text, "cluster not reachable yet; retrying");
+            tracing::warn!(cluster = cluster.name(), servers = %cluster.bootstrap_servers().join(","), error = %text,
+                "cluster not reachable yet; retrying until it answers (not ready meanwhile)");
             last_logged = text;
         }
-        let delay = backoff.next_delay().min(window.saturating_sub(waited));
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Ok(false),
-            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
         }
     }
 }
@@ -73,20 +66,22 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn an_unreachable_cluster_fails_after_its_window_with_exit_69() {
+    async fn an_unreachable_cluster_is_retried_past_its_request_timeout_until_shutdown() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("ephemeral port")
             .port();
-        let cluster = Cluster::new("source", vec![format!("127.0.0.1:{port}")], "t", Duration::from_secs(1));
-        let started = std::time::Instant::now();
-        let err = reach(&cluster, Duration::from_millis(500), &CancellationToken::new())
-            .await
-            .expect_err("nobody listens");
-        assert!(started.elapsed() < Duration::from_secs(5));
-        assert_eq!(err.exit_code(), Some(69));
-        let msg = error_chain_of(&err);
-        assert!(msg.starts_with("source cluster unreachable"), "{msg}");
-        assert!(msg.contains("source.bootstrap_servers"), "{msg}");
+        let timeout = Duration::from_millis(300);
+        let cluster = Cluster::new("source", vec![format!("127.0.0.1:{port}")], "t", timeout);
+        let shutdown = CancellationToken::new();
+        // Premise: nobody listens, so every attempt fails.
+        assert!(cluster.metadata(Some(&[])).await.is_err(), "nothing listens on {port}");
+        // Still retrying after several request timeouts: no exit-69 error.
+        let waited = tokio::time::timeout(timeout * 5, reach(&cluster, &shutdown)).await;
+        assert!(waited.is_err(), "reach returned while unreachable: {waited:?}");
+        // Shutdown ends the wait without an error.
+        shutdown.cancel();
+        let stopped = reach(&cluster, &shutdown).await.expect("no error on shutdown");
+        assert!(!stopped, "shutdown, not reached");
     }
 }
