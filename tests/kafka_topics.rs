@@ -458,6 +458,61 @@ async fn a_source_topic_deleted_while_replicating_halts_its_partition() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_topic_recreated_while_replicating_halts_before_reading_the_new_one() {
+    let Some((source, target)) = clusters().await else {
+        return;
+    };
+    let run = replicated(source, target, "recreated-source", 30).await;
+    let (topic, tp, progress) = (run.topic.clone(), run.tp.clone(), run.strait.progress.clone());
+    assert_eq!(progress.get(&tp).map(|s| s.state), Some(PartitionState::Running));
+    // A live librdkafka producer would create the topic again (auto-creation on metadata).
+    drop(run.producer);
+    common::delete_topic(&source.plain_bootstrap(), &topic).await;
+    common::create_topic_again(&source.plain_bootstrap(), &topic, 1).await;
+    // The new topic grows past the old position: read by name from offset 30, its first 30
+    // records would be skipped and the rest taken for the old topic's.
+    let producer = common::producer(&source.plain_bootstrap(), &[("linger.ms", "2")]);
+    let fresh: Vec<Rec> = (0..60)
+        .map(|i| numbered("recreated-source-new", i, common::now_ms()))
+        .collect();
+    common::send_all(&producer, &topic, 0, &fresh).await;
+    assert_eq!(
+        watermarks(&source.plain_bootstrap(), &topic, 0),
+        (0, 60),
+        "premise: the new topic holds more than the old position"
+    );
+    let why = common::halted(&progress, &tp, Duration::from_secs(60)).await;
+    assert!(
+        why.contains(&format!("source topic {topic} was deleted and created again"))
+            && why.contains("offset 30")
+            && why.contains("on_topic_recreated"),
+        "{why}"
+    );
+    assert_eq!(metric("strait_partition_halted", &topic, 0), Some(1.0));
+    run.strait.stop().await;
+    assert_target_holds(
+        &target.plain_bootstrap(),
+        &topic,
+        &BTreeMap::from([(0, run.records.clone())]),
+    );
+
+    // As the halt says: start_over replicates the new topic from its beginning, after the old.
+    let mut cfg = common::config(&source.bootstrap(), &target.bootstrap(), &topic);
+    cfg.on_topic_recreated = strait::config::OnTopicRecreated::StartOver;
+    let strait = Strait::start(cfg);
+    let all: Vec<Rec> = run.records.into_iter().chain(fresh).collect();
+    wait_for_target(
+        &target.plain_bootstrap(),
+        &topic,
+        &BTreeMap::from([(0, all.len())]),
+        "the new topic replicated",
+    )
+    .await;
+    strait.stop().await;
+    assert_target_holds(&target.plain_bootstrap(), &topic, &BTreeMap::from([(0, all)]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_deleted_by_delete_records_while_stopped_are_an_exact_gap() {
     let Some((source, target)) = clusters().await else {
         return;

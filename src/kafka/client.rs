@@ -56,11 +56,25 @@ impl Cluster {
         max_bytes: i32,
         max_wait_ms: i32,
     ) -> Result<FetchedPartition> {
+        self.fetch_topic(tp, None, offset, max_bytes, max_wait_ms).await
+    }
+
+    /// [`Self::fetch`] of topic `id` when known: a topic deleted and created again under the
+    /// same name answers UNKNOWN_TOPIC_ID instead of its records (Fetch 13+; a broker that
+    /// speaks only older versions is asked by name).
+    pub async fn fetch_topic(
+        &self,
+        tp: &TopicPartition,
+        id: Option<super::TopicId>,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> Result<FetchedPartition> {
         let leader = self.lane_conn(tp).await?;
         // Shared with the other partitions on this lane to the broker: one request in flight.
         let answer = self
             .fetches()
-            .fetch(Arc::clone(&leader), tp, offset, max_bytes, max_wait_ms)
+            .fetch(Arc::clone(&leader), tp, id, offset, max_bytes, max_wait_ms)
             .await?;
         match requests::process_fetched_partition(answer.data, tp)? {
             Fetched::Records(f) => Ok(FetchedPartition {
@@ -68,10 +82,11 @@ impl Cluster {
                 ..f
             }),
             // A leader may redirect to a preferred read replica (KIP-392); follow it once, alone.
-            Fetched::ReadReplica(id) => {
-                let conn = self.broker(id).await?;
-                let request = requests::build_fetch(tp, offset, max_bytes, max_wait_ms);
-                let (response, _) = conn.send(&request).await?;
+            Fetched::ReadReplica(replica) => {
+                let conn = self.broker(replica).await?;
+                let request = requests::build_fetch(tp, id, offset, max_bytes, max_wait_ms);
+                let cap = requests::fetch_version_cap(std::iter::once(id));
+                let (response, _) = conn.send_at_most(&request, cap).await?;
                 let answer = requests::process_fetch(response, conn.broker(), tp)?;
                 match requests::process_fetched_partition(answer, tp)? {
                     Fetched::Records(f) => Ok(f),

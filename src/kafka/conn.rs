@@ -229,8 +229,13 @@ impl Conn {
 
     /// The version that will be used for request type `R`.
     pub fn version<R: Request>(&self) -> Result<i16> {
+        self.version_at_most::<R>(i16::MAX)
+    }
+
+    /// The version that will be used for request type `R` when it must be `cap` at most.
+    pub fn version_at_most<R: Request>(&self, cap: i16) -> Result<i16> {
         self.versions
-            .pick::<R>()
+            .pick_at_most::<R>(cap)
             .map_err(|(ours, theirs)| Error::UnsupportedApi {
                 broker: self.broker.clone(),
                 api: api_key::<R>(),
@@ -244,11 +249,20 @@ impl Conn {
         self.enqueue(request).await?.response().await
     }
 
+    /// [`Self::send`], at version `cap` at most.
+    pub async fn send_at_most<R: Request>(&self, request: &R, cap: i16) -> Result<(R::Response, i16)> {
+        self.enqueue_at_most(request, cap).await?.response().await
+    }
+
     /// Queues a request for the wire and returns at once with a handle to its response.
     /// Requests queued one after another on a connection are written, and answered, in that
     /// order: this is how several produce requests of one partition stay in flight in order.
     pub async fn enqueue<R: Request>(&self, request: &R) -> Result<InFlight<R>> {
-        let version = self.version::<R>()?;
+        self.enqueue_at_most(request, i16::MAX).await
+    }
+
+    async fn enqueue_at_most<R: Request>(&self, request: &R, cap: i16) -> Result<InFlight<R>> {
+        let version = self.version_at_most::<R>(cap)?;
         let api = api_key::<R>();
         let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
         let frame = encode_request(request, version, correlation_id, &self.client_id)?;

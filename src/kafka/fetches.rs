@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::conn::Conn;
 use super::error::{Error, Result};
-use super::TopicPartition;
+use super::{TopicId, TopicPartition};
 
 /// Partitions waiting for the next request, across all brokers: one per partition reader.
 const QUEUE: usize = 4096;
@@ -35,6 +35,9 @@ pub(crate) const BROKER_MAX_BYTES: i64 = 16 * 1024 * 1024;
 struct Want {
     conn: Arc<Conn>,
     tp: TopicPartition,
+    /// The topic's id when known: the fetch then reads that topic only, not one created again
+    /// under its name.
+    id: Option<TopicId>,
     offset: i64,
     max_bytes: i32,
     max_wait_ms: i32,
@@ -65,11 +68,13 @@ impl Fetches {
         Self { tx }
     }
 
-    /// Fetches `tp` from `offset` on `conn` (its leader) in the next request to that broker.
+    /// Fetches `tp` (of topic `id`, when known) from `offset` on `conn` (its leader) in the next
+    /// request to that broker.
     pub(crate) async fn fetch(
         &self,
         conn: Arc<Conn>,
         tp: &TopicPartition,
+        id: Option<TopicId>,
         offset: i64,
         max_bytes: i32,
         max_wait_ms: i32,
@@ -79,6 +84,7 @@ impl Fetches {
         let want = Want {
             conn,
             tp: tp.clone(),
+            id,
             offset,
             max_bytes,
             max_wait_ms,
@@ -133,10 +139,11 @@ async fn send(wants: Vec<Want>, request_max_bytes: i64) {
     let Some(conn) = wants.first().map(|w| Arc::clone(&w.conn)) else {
         return;
     };
-    let parts: Vec<(&TopicPartition, i64, i32)> = wants.iter().map(|w| (&w.tp, w.offset, w.max_bytes)).collect();
+    let parts: Vec<_> = wants.iter().map(|w| (&w.tp, w.id, w.offset, w.max_bytes)).collect();
     let max_wait_ms = wants.iter().map(|w| w.max_wait_ms).max().unwrap_or(0);
     let request = super::requests::build_shared_fetch(&parts, max_wait_ms, request_max_bytes);
-    let response = match conn.send(&request).await {
+    let cap = super::requests::fetch_version_cap(wants.iter().map(|w| w.id));
+    let response = match conn.send_at_most(&request, cap).await {
         Ok((response, _)) => response,
         Err(e) => {
             for w in wants {
@@ -146,10 +153,19 @@ async fn send(wants: Vec<Want>, request_max_bytes: i64) {
         }
     };
     let top_level = response.error_code;
+    // Versions 13+ name each topic of the response by id only.
+    let names: HashMap<TopicId, &str> = wants
+        .iter()
+        .filter_map(|w| w.id.map(|id| (id, w.tp.topic.as_str())))
+        .collect();
     let mut answers: HashMap<(String, i32), PartitionData> = HashMap::new();
     for t in response.responses {
+        let name = match names.get(t.topic_id.as_bytes()) {
+            Some(name) if t.topic.is_empty() => (*name).to_owned(),
+            _ => t.topic.0.to_string(),
+        };
         for p in t.partitions {
-            answers.insert((t.topic.0.to_string(), p.partition_index), p);
+            answers.insert((name.clone(), p.partition_index), p);
         }
     }
     let holder = unshare(&mut answers);
@@ -212,13 +228,19 @@ mod tests {
     use tokio::net::TcpListener;
     use tokio::sync::Notify;
 
+    /// The version of every Fetch a test broker read, with the topics it named.
+    type Asked = Arc<Mutex<Vec<(i16, Vec<String>)>>>;
+
     /// A broker that records the partitions of every Fetch and holds its first answer until
-    /// `release` is notified; partition `p` gets `records(p)`.
+    /// `release` is notified; partition `p` gets `records(p)`. It speaks Fetch up to
+    /// `max_version`, and records the versions asked in `versions`.
     async fn broker(
         requests: Arc<Mutex<Vec<Vec<i32>>>>,
         first: Arc<Notify>,
         release: Arc<Notify>,
         records: fn(i32) -> Bytes,
+        max_version: i16,
+        versions: Asked,
     ) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
@@ -227,16 +249,23 @@ mod tests {
             while let Some((api, version, header, mut frame)) = read_request(&mut s).await {
                 let id = header.correlation_id;
                 let out = if api == ApiKey::ApiVersions {
-                    api_versions(&mut s, id, version, &[(ApiKey::Fetch, 4, 12)]).await;
+                    api_versions(&mut s, id, version, &[(ApiKey::Fetch, 4, max_version)]).await;
                     continue;
                 } else {
                     let request = kafka_protocol::messages::FetchRequest::decode(&mut frame, version).expect("fetch");
+                    let topics_asked = request
+                        .topics
+                        .iter()
+                        .map(|t| format!("{}{:?}", t.topic.0, t.topic_id.as_bytes().first()))
+                        .collect();
+                    versions.lock().expect("lock").push((version, topics_asked));
                     let topics: Vec<FetchableTopicResponse> = request
                         .topics
                         .iter()
                         .map(|t| {
                             FetchableTopicResponse::default()
                                 .with_topic(t.topic.clone())
+                                .with_topic_id(t.topic_id)
                                 .with_partitions(
                                     t.partitions
                                         .iter()
@@ -282,8 +311,29 @@ mod tests {
         requests: &Arc<Mutex<Vec<Vec<i32>>>>,
         records: fn(i32) -> Bytes,
     ) -> Vec<Result<Answer>> {
+        let versions = Arc::new(Mutex::new(Vec::new()));
+        fetch_two_requests_of(requests, records, 12, &versions, |_| None).await
+    }
+
+    /// [`fetch_two_requests`] from a broker that speaks Fetch up to `max_version`, partition
+    /// `p` pinned to topic id `id(p)`.
+    async fn fetch_two_requests_of(
+        requests: &Arc<Mutex<Vec<Vec<i32>>>>,
+        records: fn(i32) -> Bytes,
+        max_version: i16,
+        versions: &Asked,
+        id: fn(i32) -> Option<TopicId>,
+    ) -> Vec<Result<Answer>> {
         let (first, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let addr = broker(Arc::clone(requests), Arc::clone(&first), Arc::clone(&release), records).await;
+        let addr = broker(
+            Arc::clone(requests),
+            Arc::clone(&first),
+            Arc::clone(&release),
+            records,
+            max_version,
+            Arc::clone(versions),
+        )
+        .await;
         let conn = Arc::new(
             Conn::connect(&addr, "test", std::time::Duration::from_secs(5))
                 .await
@@ -294,7 +344,7 @@ mod tests {
             let (fetches, conn) = (Arc::clone(&fetches), Arc::clone(&conn));
             tokio::spawn(async move {
                 fetches
-                    .fetch(conn, &TopicPartition::new("spans", p), 0, 1 << 20, 100)
+                    .fetch(conn, &TopicPartition::new("spans", p), id(p), 0, 1 << 20, 100)
                     .await
             })
         };
@@ -351,5 +401,28 @@ mod tests {
         for (p, r) in records.iter().enumerate().filter(|(_, r)| !r.is_empty()) {
             assert!(r.is_unique(), "partition {p}'s records share their buffer");
         }
+    }
+
+    #[tokio::test]
+    async fn partitions_with_topic_ids_are_fetched_by_id_and_the_others_by_name() {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let versions = Arc::new(Mutex::new(Vec::new()));
+        // Partition 0 alone, pinned: by id. Partitions 1 to 3 together, one without an id: by name.
+        let pinned = |p: i32| (p != 2).then_some([7; 16]);
+        let answers = fetch_two_requests_of(&requests, records_of, 17, &versions, pinned).await;
+        for (i, answer) in answers.into_iter().enumerate() {
+            let answer = answer.expect("every answer found, by id or by name");
+            assert_eq!(answer.data.partition_index, i as i32);
+            assert_eq!(answer.data.records.map(|r| r.len()), Some(records_of(i as i32).len()));
+        }
+        let versions = versions.lock().expect("lock").clone();
+        assert_eq!(
+            versions,
+            vec![
+                (17, vec!["Some(7)".to_owned()]),
+                (12, vec!["spansSome(0)".to_owned(), "spansSome(0)".to_owned()]),
+            ],
+            "by id (no name on the wire) at 17; by name at 12 when one partition has no id"
+        );
     }
 }

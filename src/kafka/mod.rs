@@ -31,10 +31,19 @@ pub use groups::{Committed, GroupState};
 pub use kafka_protocol::error::ResponseError;
 pub use kafka_protocol::messages::ApiKey;
 pub use pace::{Pace, CHUNK_BYTES};
-pub use requests::{FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicConfig, TopicSpec};
+pub use requests::{
+    known_topic_id, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicConfig, TopicSpec,
+};
 pub use security::Security;
 
 use std::fmt;
+
+/// A topic's id (KIP-516): a topic deleted and created again under the same name gets a new
+/// one. Never all zero for a real topic (the zero id means "unknown").
+pub type TopicId = [u8; 16];
+
+/// Versions of Fetch up to this one name topics; later ones name them by [`TopicId`].
+pub(crate) const FETCH_BY_NAME_MAX_VERSION: i16 = 12;
 
 /// A topic and one of its partitions.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -23,7 +23,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::error::{Error, Result};
-use super::{ResponseError, TopicPartition};
+use super::{ResponseError, TopicId, TopicPartition, FETCH_BY_NAME_MAX_VERSION};
 
 /// Which end of a partition's log to ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,43 +163,73 @@ pub(super) fn process_list_offsets(response: &ListOffsetsResponse, broker: &str,
     Ok(p.offset)
 }
 
-/// A read_committed Fetch of one partition in a request of its own.
-pub(super) fn build_fetch(tp: &TopicPartition, offset: i64, max_bytes: i32, max_wait_ms: i32) -> FetchRequest {
+/// A read_committed Fetch of one partition in a request of its own, of topic `id` when known
+/// (send it at [`FETCH_BY_NAME_MAX_VERSION`] at most when not).
+pub(super) fn build_fetch(
+    tp: &TopicPartition,
+    id: Option<TopicId>,
+    offset: i64,
+    max_bytes: i32,
+    max_wait_ms: i32,
+) -> FetchRequest {
     FetchRequest::default()
         .with_max_wait_ms(max_wait_ms)
         .with_min_bytes(1)
         .with_max_bytes(max_bytes)
         .with_isolation_level(READ_COMMITTED)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic_name(&tp.topic))
-            .with_partitions(vec![FetchPartition::default()
+        .with_topics(vec![fetch_topic(&tp.topic, id).with_partitions(vec![
+            FetchPartition::default()
                 .with_partition(tp.partition)
                 .with_fetch_offset(offset)
-                .with_partition_max_bytes(max_bytes)])])
+                .with_partition_max_bytes(max_bytes),
+        ])])
+}
+
+/// A topic of a Fetch: by name, and by id when known (versions 13+ send only the id).
+fn fetch_topic(name: &str, id: Option<TopicId>) -> FetchTopic {
+    FetchTopic::default()
+        .with_topic(topic_name(name))
+        .with_topic_id(uuid::Uuid::from_bytes(id.unwrap_or_default()))
+}
+
+/// The highest Fetch version for topics of these ids: any unknown one (`None`) needs names.
+pub(super) fn fetch_version_cap(mut ids: impl Iterator<Item = Option<TopicId>>) -> i16 {
+    if ids.all(|id| id.is_some()) {
+        i16::MAX
+    } else {
+        FETCH_BY_NAME_MAX_VERSION
+    }
+}
+
+/// A known topic id: `None` for the zero id, which stands for "unknown".
+pub fn known_topic_id(id: TopicId) -> Option<TopicId> {
+    (id != TopicId::default()).then_some(id)
 }
 
 /// One read_committed Fetch for several partitions of one broker, `(partition, offset,
 /// max_bytes)` each, asking for their sum up to `request_max_bytes`.
 pub(super) fn build_shared_fetch(
-    parts: &[(&TopicPartition, i64, i32)],
+    parts: &[(&TopicPartition, Option<TopicId>, i64, i32)],
     max_wait_ms: i32,
     request_max_bytes: i64,
 ) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
     let mut total: i64 = 0;
-    for &(tp, offset, max_bytes) in parts {
+    for &(tp, id, offset, max_bytes) in parts {
         total += i64::from(max_bytes);
         let partition = FetchPartition::default()
             .with_partition(tp.partition)
             .with_fetch_offset(offset)
             .with_partition_max_bytes(max_bytes);
-        match topics.iter_mut().find(|t| t.topic.0.as_str() == tp.topic) {
+        // Two partitions of one name may be pinned to two ids (one started before the topic
+        // was created again, one after): each id is a topic of its own.
+        let uuid = uuid::Uuid::from_bytes(id.unwrap_or_default());
+        match topics
+            .iter_mut()
+            .find(|t| t.topic.0.as_str() == tp.topic && t.topic_id == uuid)
+        {
             Some(t) => t.partitions.push(partition),
-            None => topics.push(
-                FetchTopic::default()
-                    .with_topic(topic_name(&tp.topic))
-                    .with_partitions(vec![partition]),
-            ),
+            None => topics.push(fetch_topic(&tp.topic, id).with_partitions(vec![partition])),
         }
     }
     FetchRequest::default()
@@ -471,13 +501,17 @@ mod tests {
 
     #[test]
     fn every_fetch_reads_committed_and_a_shared_one_groups_partitions_by_topic() {
-        assert_eq!(build_fetch(&tp(), 5, 1024, 500).isolation_level, READ_COMMITTED);
+        assert_eq!(build_fetch(&tp(), None, 5, 1024, 500).isolation_level, READ_COMMITTED);
         let (a0, a1, b0) = (
             TopicPartition::new("a", 0),
             TopicPartition::new("a", 1),
             TopicPartition::new("b", 0),
         );
-        let request = build_shared_fetch(&[(&a0, 10, 1000), (&b0, 20, 2000), (&a1, 30, 3000)], 500, 4000);
+        let request = build_shared_fetch(
+            &[(&a0, None, 10, 1000), (&b0, None, 20, 2000), (&a1, None, 30, 3000)],
+            500,
+            4000,
+        );
         assert_eq!(request.isolation_level, READ_COMMITTED);
         assert_eq!(request.max_bytes, 4000, "the sum, capped");
         let layout: Vec<(String, Vec<(i32, i64)>)> = request

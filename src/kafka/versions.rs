@@ -6,10 +6,13 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Request, VersionRange};
 
 /// The highest version of each API that strait uses. Capped where a newer version changes
-/// semantics strait does not handle (topic ids instead of names in Fetch 13+ and Produce 13+).
+/// semantics strait does not handle (topic ids instead of names in Produce 13+). Fetch 13+
+/// names topics by id: a fetch pinned to the id its partition started with cannot read a topic
+/// deleted and created again under the same name (the broker answers UNKNOWN_TOPIC_ID); a fetch
+/// without a known id is sent at 12 at most ([`BrokerVersions::pick_at_most`]).
 pub(crate) fn strait_max(api: ApiKey) -> i16 {
     match api {
-        ApiKey::Fetch => 12,
+        ApiKey::Fetch => 17,
         ApiKey::Produce => 12,
         ApiKey::Metadata => 12,
         ApiKey::ListOffsets => 8,
@@ -43,10 +46,17 @@ impl BrokerVersions {
     /// The version to use for request type `R`, or `Err((ours, theirs))` when the ranges do not
     /// overlap.
     pub(crate) fn pick<R: Request>(&self) -> Result<i16, (VersionRange, Option<VersionRange>)> {
+        self.pick_at_most::<R>(i16::MAX)
+    }
+
+    /// [`Self::pick`], at most `cap`: for a request that needs an older version's semantics.
+    pub(crate) fn pick_at_most<R: Request>(&self, cap: i16) -> Result<i16, (VersionRange, Option<VersionRange>)> {
         let api = ApiKey::try_from(R::KEY).ok();
         let ours = VersionRange {
             min: R::VERSIONS.min,
-            max: api.map_or(R::VERSIONS.max, |a| R::VERSIONS.max.min(strait_max(a))),
+            max: api
+                .map_or(R::VERSIONS.max, |a| R::VERSIONS.max.min(strait_max(a)))
+                .min(cap),
         };
         let theirs = self.broker_range(R::KEY);
         match theirs.map(|t| ours.intersect(&t)) {
@@ -72,7 +82,8 @@ mod tests {
             (ApiKey::Fetch as i16, VersionRange { min: 0, max: 16 }),
             (ApiKey::Produce as i16, VersionRange { min: 0, max: 7 }),
         ]);
-        assert_eq!(v.pick::<FetchRequest>(), Ok(12));
+        assert_eq!(v.pick::<FetchRequest>(), Ok(16));
+        assert_eq!(v.pick_at_most::<FetchRequest>(12), Ok(12), "by name: 12 at most");
         assert_eq!(v.pick::<ProduceRequest>(), Ok(7));
         assert!(v.pick::<CreateTopicsRequest>().is_err());
         assert!(!v.supports::<CreateTopicsRequest>());

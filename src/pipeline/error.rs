@@ -222,6 +222,22 @@ pub enum Error {
         #[source]
         source: Box<kafka::Error>,
     },
+    /// The topic was deleted and created again while its partition was replicated: a fetch
+    /// pinned to the topic's id found it gone while the name has a new id.
+    #[error(
+        "{side} topic {topic} was deleted and created again (its topic id changed) while partition {partition} was \
+         replicated, at {side} offset {offset}: that offset is of the old topic, so the partition is halted before \
+         reading anything of the new one, and its checkpoint is kept. To replicate the new topic, restart strait \
+         with {setting}; to stop replicating it, leave it out of topics.include / topics.exclude"
+    )]
+    RecreatedWhileReplicating {
+        side: &'static str,
+        /// The setting that goes on with the new topic at the next start.
+        setting: &'static str,
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
     /// The partition's task panicked: a bug in strait, caught so the partition halts like on
     /// any other error instead of vanishing.
     #[error(

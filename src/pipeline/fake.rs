@@ -10,10 +10,10 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::wire::{Claim, Claims, Fetch, Produce};
+use super::wire::{Claim, Claims, Fetch, Produce, TopicState};
 use crate::batch::{self, BuildOptions, Compression, Record};
 use crate::kafka::{
-    self, ApiKey, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, ResponseError, TopicPartition,
+    self, ApiKey, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, ResponseError, TopicId, TopicPartition,
 };
 
 /// A record at `offset` with `value`, no key and no headers.
@@ -84,6 +84,8 @@ struct State {
     held: Option<(TopicPartition, Bytes)>,
     /// Topics deleted: their partitions answer UnknownTopicOrPartition.
     deleted: HashSet<String>,
+    /// Topic ids, where a test gave them: a fetch pinned to another id answers UnknownTopicId.
+    ids: HashMap<String, TopicId>,
     /// Fetches still to answer UnknownTopicOrPartition although the topic exists (a leader
     /// move: the broker asked no longer hosts the partition).
     unknown_answers: usize,
@@ -194,6 +196,20 @@ impl FakeCluster {
     /// Deletes `topic`: every request for its partitions answers UnknownTopicOrPartition.
     pub(crate) fn delete_topic(&self, topic: &str) {
         self.state.lock().deleted.insert(topic.to_owned());
+        self.appended.notify_waiters();
+    }
+
+    /// Gives `topic` the id `id`.
+    pub(crate) fn set_topic_id(&self, topic: &str, id: TopicId) {
+        self.state.lock().ids.insert(topic.to_owned(), id);
+    }
+
+    /// Deletes `topic` and creates it again, empty, with the id `id`.
+    pub(crate) fn recreate_topic(&self, topic: &str, id: TopicId) {
+        let mut st = self.state.lock();
+        st.logs.retain(|tp, _| tp.topic != topic);
+        st.ids.insert(topic.to_owned(), id);
+        drop(st);
         self.appended.notify_waiters();
     }
 
@@ -400,7 +416,13 @@ impl FakeCluster {
         })
     }
 
-    fn fetch_now(&self, tp: &TopicPartition, offset: i64, max_bytes: i32) -> kafka::Result<Option<FetchedPartition>> {
+    fn fetch_now(
+        &self,
+        tp: &TopicPartition,
+        pinned: Option<TopicId>,
+        offset: i64,
+        max_bytes: i32,
+    ) -> kafka::Result<Option<FetchedPartition>> {
         let mut st = self.state.lock();
         if let Some(message) = st.fetch_panic {
             st.fetch_panics += 1;
@@ -414,6 +436,9 @@ impl FakeCluster {
                 ApiKey::Fetch,
                 ResponseError::UnknownTopicOrPartition,
             ));
+        }
+        if pinned.is_some_and(|pinned| st.ids.get(&tp.topic).is_some_and(|id| *id != pinned)) {
+            return Err(partition_error(tp, ApiKey::Fetch, ResponseError::UnknownTopicId));
         }
         let log = st.logs.get(tp);
         let (start, end) = log.map_or((0, 0), |l| (l.start, l.visible_end()));
@@ -467,6 +492,7 @@ impl Fetch for FakeCluster {
     async fn fetch(
         &self,
         tp: &TopicPartition,
+        topic_id: Option<TopicId>,
         offset: i64,
         max_bytes: i32,
         max_wait_ms: i32,
@@ -476,7 +502,7 @@ impl Fetch for FakeCluster {
             let appended = self.appended.notified();
             tokio::pin!(appended);
             appended.as_mut().enable();
-            if let Some(answer) = self.fetch_now(tp, offset, max_bytes)? {
+            if let Some(answer) = self.fetch_now(tp, topic_id, offset, max_bytes)? {
                 return Ok(answer);
             }
             if tokio::time::timeout_at(deadline, appended).await.is_err() {
@@ -522,8 +548,11 @@ impl Fetch for FakeCluster {
 
     fn invalidate(&self, _tp: &TopicPartition) {}
 
-    async fn topic_exists(&self, topic: &str) -> kafka::Result<bool> {
-        Ok(self.knows(topic))
+    async fn topic_state(&self, topic: &str) -> kafka::Result<TopicState> {
+        Ok(match self.knows(topic) {
+            true => TopicState::Present(self.state.lock().ids.get(topic).copied()),
+            false => TopicState::Missing,
+        })
     }
 }
 

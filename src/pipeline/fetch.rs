@@ -14,11 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{Error, Result};
 use super::memory::{buffer_units, BUFFER_UNIT};
-use super::retry::{deleted, kafka_err, list_source_offset, retry_while_topic_exists};
+use super::retry::{kafka_err, list_source_offset, lost, retry_while_topic_exists};
 use super::unpack::{unpack, Fetched};
 use super::wire::Fetch;
 use super::TaskSettings;
-use crate::kafka::{FetchedPartition, OffsetSpec, ResponseError, TopicPartition};
+use crate::kafka::{FetchedPartition, OffsetSpec, ResponseError, TopicId, TopicPartition};
 use crate::telemetry;
 
 /// The largest fetch strait grows to when a single batch exceeds the configured fetch size.
@@ -72,6 +72,10 @@ enum Next {
 /// Fetches a source partition and unpacks its batches into records, in offset order.
 pub(super) struct Fetcher<S> {
     tp: TopicPartition,
+    /// The source topic's id when the partition started, when known: fetches read that topic
+    /// only, so one deleted and created again under its name halts the partition
+    /// ([`Error::RecreatedWhileReplicating`]) instead of being read from the old position.
+    topic_id: Option<TopicId>,
     labels: [(&'static str, String); 2],
     source: Arc<S>,
     settings: Arc<TaskSettings>,
@@ -93,6 +97,7 @@ pub(super) struct Fetcher<S> {
 impl<S: Fetch> Fetcher<S> {
     pub(super) fn new(
         tp: TopicPartition,
+        topic_id: Option<TopicId>,
         source: Arc<S>,
         settings: Arc<TaskSettings>,
         cancel: CancellationToken,
@@ -103,6 +108,7 @@ impl<S: Fetch> Fetcher<S> {
         Self {
             labels: telemetry::labels(&tp.topic, tp.partition),
             tp,
+            topic_id,
             source,
             settings,
             cancel,
@@ -169,16 +175,17 @@ impl<S: Fetch> Fetcher<S> {
     /// `Err(Some(_))`: halt.
     async fn fetch(&mut self) -> std::result::Result<Option<FetchedPartition>, Option<Error>> {
         let (offset, max_bytes, max_wait_ms) = (self.offset, self.fetch_bytes, self.settings.fetch_max_wait_ms);
-        let fetched = retry_while_topic_exists(&self.cancel, &*self.source, &self.tp, "fetch", || async {
+        let (tp, id) = (&self.tp, self.topic_id);
+        let fetched = retry_while_topic_exists(&self.cancel, &*self.source, tp, id, "fetch", || async {
             let started = std::time::Instant::now();
-            let f = self.source.fetch(&self.tp, offset, max_bytes, max_wait_ms).await;
+            let f = self.source.fetch(tp, id, offset, max_bytes, max_wait_ms).await;
             metrics::histogram!(telemetry::FETCH_LATENCY).record(started.elapsed());
             f
         })
         .await;
         match fetched {
             Ok(Some(Ok(f))) => Ok(Some(f)),
-            Ok(Some(Err(gone))) => Err(Some(deleted("source", &self.tp, offset, gone))),
+            Ok(Some(Err(gone))) => Err(Some(lost("source", &self.tp, offset, gone))),
             Ok(None) => Err(None),
             Err(e) if e.code() == Some(ResponseError::OffsetOutOfRange) => match self.out_of_range(offset).await {
                 Ok(Some(next)) => {

@@ -3,9 +3,9 @@
 use tokio_util::sync::CancellationToken;
 
 use super::error::Error;
-use super::wire::Fetch;
+use super::wire::{Fetch, TopicState};
 use crate::kafka::retry::{Retried, Until};
-use crate::kafka::{self, Backoff, OffsetSpec, ResponseError, TopicPartition};
+use crate::kafka::{self, Backoff, OffsetSpec, ResponseError, TopicId, TopicPartition};
 use crate::telemetry;
 
 /// A failed request of `cluster` for `tp` at `offset`, as the partition's error.
@@ -28,7 +28,7 @@ pub(super) fn kafka_err(
 
 /// The partition's topic was deleted (`side`: source or target), as the partition's error;
 /// `source` is the last answer about it.
-pub(super) fn deleted(side: &'static str, tp: &TopicPartition, offset: i64, source: crate::kafka::Error) -> Error {
+fn deleted(side: &'static str, tp: &TopicPartition, offset: i64, source: crate::kafka::Error) -> Error {
     let setting = if side == "target" {
         "on_target_reset = \"replicate_again\" (STRAIT_ON_TARGET_RESET) to write the source again from its checkpoint"
     } else {
@@ -41,6 +41,24 @@ pub(super) fn deleted(side: &'static str, tp: &TopicPartition, offset: i64, sour
         partition: tp.partition,
         offset,
         source: Box::new(source),
+    }
+}
+
+/// The partition's error for a topic found deleted, or deleted and created again, under it.
+pub(super) fn lost(side: &'static str, tp: &TopicPartition, offset: i64, gone: Gone) -> Error {
+    match gone {
+        Gone::Deleted(last) => deleted(side, tp, offset, last),
+        Gone::Recreated => Error::RecreatedWhileReplicating {
+            side,
+            setting: if side == "target" {
+                "on_target_reset = \"replicate_again\" (STRAIT_ON_TARGET_RESET) to write the source again from its checkpoint"
+            } else {
+                "on_topic_recreated = \"start_over\" (STRAIT_ON_TOPIC_RECREATED) to replicate the new topic from its beginning"
+            },
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset,
+        },
     }
 }
 
@@ -88,27 +106,41 @@ where
     }
 }
 
-/// Metadata answers in a row that a topic does not exist before it is taken as deleted: with the
-/// retries' backoff (100 ms doubling) they span about 1.5 s.
-const DELETED_CONFIRMATIONS: u32 = 4;
+/// How long metadata answers in a row must say that a topic does not exist before it is taken
+/// as deleted. A broker whose metadata lags a topic just created says so for a moment; and a
+/// topic deleted and created again by an operator (two commands, seconds apart) is then seen as
+/// recreated, which says more than "deleted" and reads nothing of the new topic either.
+const DELETED_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// [`retry`], for a request whose topic may be deleted meanwhile: `Ok(Some(Err(e)))` when it
-/// was, `e` the last answer.
+/// Why a request's topic is no longer the one it was about.
+#[derive(Debug)]
+pub(super) enum Gone {
+    /// Deleted: the last answer about it.
+    Deleted(crate::kafka::Error),
+    /// Deleted and created again: the cluster's metadata names the topic with another id than
+    /// the one the request was pinned to.
+    Recreated,
+}
+
+/// [`retry`], for a request whose topic may be deleted (or deleted and created again)
+/// meanwhile: `Ok(Some(Err(gone)))` when it was.
 ///
 /// UnknownTopicOrPartition (UnknownTopicId by id) alone does not tell: a broker that no longer
-/// hosts the partition after a leader move answers it too, and then it is retried like any
-/// retriable error. Only when the cluster's metadata, asked right after, answers that the topic
-/// does not exist, [`DELETED_CONFIRMATIONS`] times in a row across the retries' backoff (a
-/// broker whose metadata lags a topic just created says so for a moment), is it taken as
-/// deleted. Any other metadata answer (the topic, another error, no answer) leaves the request
-/// retried.
+/// hosts the partition after a leader move answers it too, and so does one whose metadata lags
+/// a topic just created; then it is retried like any retriable error. Only when the cluster's
+/// metadata, asked right after, answers that the topic does not exist, every time for
+/// [`DELETED_AFTER`] across the retries' backoff, is it taken as deleted. When the metadata names
+/// the topic with another id than `pinned` (ids are never reused), it was created again: no
+/// confirmation is needed. Any other metadata answer (the pinned id, another error, no answer)
+/// leaves the request retried.
 pub(super) async fn retry_while_topic_exists<C: Fetch, T, F, Fut>(
     cancel: &CancellationToken,
     cluster: &C,
     tp: &TopicPartition,
+    pinned: Option<TopicId>,
     action: &str,
     mut op: F,
-) -> Result<Option<Result<T, crate::kafka::Error>>, crate::kafka::Error>
+) -> Result<Option<Result<T, Gone>>, crate::kafka::Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, crate::kafka::Error>>,
@@ -119,18 +151,24 @@ where
             Some(ResponseError::UnknownTopicOrPartition | ResponseError::UnknownTopicId)
         )
     };
-    let missing_in_a_row = std::sync::atomic::AtomicU32::new(0);
+    // Since when every metadata answer said the topic does not exist.
+    let missing_since = parking_lot::Mutex::new(None::<tokio::time::Instant>);
     retry(cancel, cluster, tp, action, || {
         let attempt = op();
-        let missing_in_a_row = &missing_in_a_row;
+        let missing_since = &missing_since;
         async move {
-            use std::sync::atomic::Ordering::Relaxed;
             match attempt.await {
-                Err(e) if unknown(&e) => match cluster.topic_exists(&tp.topic).await {
-                    Ok(false) if missing_in_a_row.fetch_add(1, Relaxed) + 1 >= DELETED_CONFIRMATIONS => Ok(Err(e)),
-                    Ok(false) => Err(e),
+                Err(e) if unknown(&e) => match cluster.topic_state(&tp.topic).await {
+                    Ok(TopicState::Missing) => {
+                        let since = *missing_since.lock().get_or_insert_with(tokio::time::Instant::now);
+                        match since.elapsed() >= DELETED_AFTER {
+                            true => Ok(Err(Gone::Deleted(e))),
+                            false => Err(e),
+                        }
+                    }
+                    Ok(TopicState::Present(Some(now))) if pinned.is_some_and(|p| p != now) => Ok(Err(Gone::Recreated)),
                     _ => {
-                        missing_in_a_row.store(0, Relaxed);
+                        *missing_since.lock() = None;
                         Err(e)
                     }
                 },
@@ -164,10 +202,13 @@ pub(super) async fn list_offset<C: Fetch>(
     spec: OffsetSpec,
     offset: i64,
 ) -> Result<Option<i64>, Error> {
-    let listed = retry_while_topic_exists(cancel, cluster, tp, "list offsets", || cluster.list_offset(tp, spec)).await;
+    let listed = retry_while_topic_exists(cancel, cluster, tp, None, "list offsets", || {
+        cluster.list_offset(tp, spec)
+    })
+    .await;
     match listed {
         Ok(Some(Ok(at))) => Ok(Some(at)),
-        Ok(Some(Err(gone))) => Err(deleted(role, tp, offset, gone)),
+        Ok(Some(Err(gone))) => Err(lost(role, tp, offset, gone)),
         Ok(None) => Ok(None),
         Err(e) => Err(kafka_err(role, "list offsets", tp, offset, e)),
     }

@@ -293,6 +293,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         let fetch_cancel = self.cancel.child_token();
         let fetcher = Fetcher::new(
             self.source_tp.clone(),
+            self.topic_ids.and_then(|ids| crate::kafka::known_topic_id(ids.source)),
             Arc::clone(&self.source),
             Arc::clone(&self.settings),
             fetch_cancel.clone(),

@@ -12,7 +12,9 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
-use crate::kafka::{self, Cluster, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicPartition};
+use crate::kafka::{
+    self, Cluster, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicId, TopicPartition,
+};
 
 /// Reads a cluster's partitions.
 pub trait Fetch: Send + Sync + 'static {
@@ -20,10 +22,13 @@ pub trait Fetch: Send + Sync + 'static {
     fn name(&self) -> &str;
 
     /// Raw record batches of `tp` from `offset`, read_committed, at most about `max_bytes`
-    /// (a first batch comes whole), waiting up to `max_wait_ms` for data.
+    /// (a first batch comes whole), waiting up to `max_wait_ms` for data. With `topic_id`, only
+    /// that topic is read: once it was deleted and created again, the answer is
+    /// UnknownTopicId, whatever the new topic holds.
     fn fetch(
         &self,
         tp: &TopicPartition,
+        topic_id: Option<TopicId>,
         offset: i64,
         max_bytes: i32,
         max_wait_ms: i32,
@@ -35,9 +40,17 @@ pub trait Fetch: Send + Sync + 'static {
     /// Forgets where `tp` is led from: an answer said its leader moved.
     fn invalidate(&self, tp: &TopicPartition);
 
-    /// Whether the cluster's metadata knows `topic`: `Ok(false)` only when it answers that the
-    /// topic does not exist (deleted).
-    fn topic_exists(&self, topic: &str) -> impl Future<Output = kafka::Result<bool>> + Send;
+    /// What the cluster's metadata says of `topic` now.
+    fn topic_state(&self, topic: &str) -> impl Future<Output = kafka::Result<TopicState>> + Send;
+}
+
+/// What a cluster's metadata says of a topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopicState {
+    /// It answers that the topic does not exist (deleted).
+    Missing,
+    /// It knows the topic (or did not answer for it), with its id when it gives one.
+    Present(Option<TopicId>),
 }
 
 /// Writes a cluster's partitions as an idempotent producer.
@@ -83,11 +96,12 @@ impl Fetch for Cluster {
     fn fetch(
         &self,
         tp: &TopicPartition,
+        topic_id: Option<TopicId>,
         offset: i64,
         max_bytes: i32,
         max_wait_ms: i32,
     ) -> impl Future<Output = kafka::Result<FetchedPartition>> + Send {
-        Cluster::fetch(self, tp, offset, max_bytes, max_wait_ms)
+        Cluster::fetch_topic(self, tp, topic_id, offset, max_bytes, max_wait_ms)
     }
 
     fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> impl Future<Output = kafka::Result<i64>> + Send {
@@ -98,10 +112,12 @@ impl Fetch for Cluster {
         Cluster::invalidate(self, tp);
     }
 
-    async fn topic_exists(&self, topic: &str) -> kafka::Result<bool> {
+    async fn topic_state(&self, topic: &str) -> kafka::Result<TopicState> {
         let meta = Cluster::metadata(self, Some(&[topic.to_owned()])).await?;
-        let unknown = Some(kafka::ResponseError::UnknownTopicOrPartition);
-        Ok(meta.topics.get(topic).and_then(|t| t.error) != unknown)
+        Ok(match meta.topics.get(topic) {
+            Some(t) if t.error == Some(kafka::ResponseError::UnknownTopicOrPartition) => TopicState::Missing,
+            t => TopicState::Present(t.and_then(|t| t.id).and_then(kafka::known_topic_id)),
+        })
     }
 }
 

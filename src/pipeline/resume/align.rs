@@ -157,7 +157,7 @@ pub(crate) async fn read_data<C: Fetch>(
     offset: i64,
 ) -> Result<Option<(Vec<Record>, i64)>> {
     let fetched = retry(cancel, cluster, tp, "read records", || {
-        cluster.fetch(tp, offset, FETCH_BYTES, FETCH_WAIT_MS)
+        cluster.fetch(tp, None, offset, FETCH_BYTES, FETCH_WAIT_MS)
     })
     .await;
     let fetched = match fetched {

@@ -93,7 +93,7 @@ impl<T: Fetch> TargetTail<'_, T> {
         while !scan.done() {
             let offset = scan.next_offset();
             let fetched = retry(self.cancel, self.target, self.tp, "read target tail", || {
-                self.target.fetch(self.tp, offset, max_bytes, TAIL_FETCH_WAIT_MS)
+                self.target.fetch(self.tp, None, offset, max_bytes, TAIL_FETCH_WAIT_MS)
             })
             .await;
             let fetched = match fetched {

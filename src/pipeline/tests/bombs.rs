@@ -90,6 +90,7 @@ async fn a_slice_of_a_shared_response_is_counted_whole_until_it_is_dropped() {
     let source = Arc::clone(&rig.source);
     let fetcher = Fetcher::new(
         rig.tp.clone(),
+        None,
         source,
         Arc::clone(&rig.settings),
         rig.cancel.clone(),

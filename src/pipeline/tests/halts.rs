@@ -136,3 +136,51 @@ async fn unknown_topic_answers_while_the_topic_exists_are_retried() {
     rig.stop(task).await.expect("stopped cleanly");
     assert_eq!(rig.target_values(), values(0..20));
 }
+
+/// A task replicating ten records of a source topic with id `[1; 16]`, told the ids when
+/// `pinned`, then the topic deleted and created again with 20 records of its own.
+async fn source_recreated_under_a_running_task(
+    pinned: bool,
+) -> (Rig, tokio::task::JoinHandle<super::super::Result<()>>) {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    rig.source.set_topic_id("spans", [1; 16]);
+    rig.topic_ids = pinned.then_some(crate::checkpoint::TopicIds {
+        source: [1; 16],
+        target: [9; 16],
+    });
+    rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
+    let task = rig.start(None);
+    rig.until_acked(Position { source: 10, target: 10 }).await;
+    rig.source.recreate_topic("spans", [2; 16]);
+    rig.source.append(&rig.tp, 8, &leak(&values(100..120)));
+    (rig, task)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_topic_recreated_while_replicating_halts_before_reading_the_new_one() {
+    // The premise: read by name, the new topic's records from offset 10 on are taken for the
+    // old one's, and its first ten are skipped without a gap.
+    let (rig, task) = source_recreated_under_a_running_task(false).await;
+    rig.until_target_end(20).await;
+    rig.stop(task).await.expect("stopped cleanly");
+    assert_eq!(rig.target_values(), [values(0..10), values(110..120)].concat());
+
+    // Pinned to the topic id it started with, the task halts instead, nothing of the new
+    // topic written, and says how to go on.
+    let (rig, task) = source_recreated_under_a_running_task(true).await;
+    let joined = tokio::time::timeout(Duration::from_secs(3600), task)
+        .await
+        .expect("the partition halts instead of retrying for ever");
+    let e = joined.expect("no panic").expect_err("halted");
+    assert!(
+        matches!(&e, Error::RecreatedWhileReplicating { side: "source", topic, partition: 0, offset: 10, .. } if topic == "spans"),
+        "{e:?}"
+    );
+    let why = halted_because(&rig);
+    assert!(
+        why.contains("created again") && why.contains("on_topic_recreated"),
+        "{why}"
+    );
+    assert_eq!(rig.target_values(), values(0..10), "nothing of the new topic written");
+    rig.assert_memory_back();
+}
