@@ -156,7 +156,7 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
                 retention_headroom_alert_secs: config.alerts.retention_headroom_secs,
             };
             let replicator = Replicator::new(config, filter);
-            tokio::spawn(reload_budget_on_sighup(config_path.clone(), replicator.budget()));
+            tokio::spawn(reload_budget(config_path.clone(), replicator.budget()));
             let endpoints = strait::http::Endpoints {
                 metrics,
                 progress: replicator.progress(),
@@ -326,30 +326,71 @@ fn plan(config_path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// SIGHUP re-reads the config (file and env) and applies a changed budget at once. Other
-/// settings need a restart.
-async fn reload_budget_on_sighup(config_path: Option<PathBuf>, budget: std::sync::Arc<strait::budget::Budget>) {
+/// How often the config file is read again to see whether it changed.
+const CONFIG_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Re-reads the config (file and env) on SIGHUP, and when the config file's content changes
+/// (read every [`CONFIG_POLL`]: a mounted ConfigMap changes with no signal), and applies a
+/// changed budget and changed budget weights at once. Other settings need a restart.
+async fn reload_budget(config_path: Option<PathBuf>, budget: std::sync::Arc<strait::budget::Budget>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot install the SIGHUP handler: budget changes need a restart");
-        return;
-    };
-    while hup.recv().await.is_some() {
-        match Config::load(config_path.as_deref()) {
-            Ok((c, _)) => {
-                let (bytes_per_sec, burst_bytes) = c.budget.share(c.shard.count);
-                budget.set(bytes_per_sec, burst_bytes);
-                tracing::info!(
-                    bytes_per_sec,
-                    total_bytes_per_sec = c.budget.bytes_per_sec,
-                    "SIGHUP: budget changed"
-                );
+    let mut hup = signal(SignalKind::hangup())
+        .inspect_err(
+            |e| tracing::warn!(error = %e, "cannot install the SIGHUP handler: the config file is still watched"),
+        )
+        .ok();
+    let mut watch = config_path.as_deref().map(strait::config::FileWatch::new);
+    let mut tick = tokio::time::interval(CONFIG_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unreadable = false;
+    loop {
+        let why = tokio::select! {
+            Some(()) = async { hup.as_mut()?.recv().await } => "SIGHUP",
+            _ = tick.tick(), if watch.is_some() => {
+                let Some(w) = watch.as_mut() else { continue };
+                match w.changed() {
+                    Ok(changed) => {
+                        unreadable = false;
+                        if !changed {
+                            continue;
+                        }
+                        "config file changed"
+                    }
+                    Err(e) => {
+                        if !std::mem::replace(&mut unreadable, true) {
+                            tracing::warn!(path = %w.path().display(), error = %e, "cannot read the config file; the budget in force is kept");
+                        }
+                        continue;
+                    }
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %strait::error_chain(&e), "SIGHUP: config invalid, budget unchanged")
-            }
-        }
+            else => return,
+        };
+        apply_budget(why, config_path.as_deref(), &budget);
     }
+}
+
+/// Reads the config again and applies its budget and weights; an invalid config changes nothing.
+fn apply_budget(why: &str, config_path: Option<&std::path::Path>, budget: &strait::budget::Budget) {
+    let c = match Config::load(config_path) {
+        Ok((c, _)) => c,
+        Err(e) => {
+            tracing::warn!(reason = why, error = %strait::error_chain(&e), "config invalid: budget unchanged");
+            return;
+        }
+    };
+    let (bytes_per_sec, burst_bytes) = c.budget.share(c.shard.count);
+    let before = budget.bytes_per_sec();
+    budget.set(bytes_per_sec, burst_bytes);
+    let weights = match budget.set_weights(c.budget.weights.clone()) {
+        Ok(_) => budget.weights(),
+        Err(e) => {
+            tracing::warn!(reason = why, error = %e, "budget weights unchanged");
+            budget.weights()
+        }
+    };
+    tracing::info!(reason = why, from = before, bytes_per_sec, total_bytes_per_sec = c.budget.bytes_per_sec,
+        weights = ?weights, "budget applied");
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

@@ -172,6 +172,85 @@ async fn binary_serves_ops_endpoints_follows_the_target_and_checkpoints_on_sigte
     assert_eq!(next, BTreeMap::from([(0, 70), (1, 30)]));
 }
 
+/// Writes `text` to `path` at once (a new file renamed over it), as a config update must be seen
+/// whole.
+fn replace_file(path: &std::path::Path, text: &str) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, text).expect("write config");
+    std::fs::rename(&next, path).expect("replace config");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_config_file_applies_the_budget_and_weights_without_a_restart() {
+    let Some(source) = Kafka::single().await else {
+        return;
+    };
+    let Some(target) = Kafka::single().await else {
+        return;
+    };
+    let topic = common::topic("reload");
+    create_topic(&source.bootstrap(), &topic, 1, &[]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("strait.toml");
+    let config = |bytes_per_sec: u64, weights: &str| {
+        format!("[budget]\nbytes_per_sec = {bytes_per_sec}\nweights = [{weights}]\n")
+    };
+    replace_file(&file, &config(100_000, r#""jaeger-.*=3""#));
+    let mut strait = StraitCmd::new(&["run"])
+        .envs(&[
+            ("STRAIT_CONFIG", file.display().to_string()),
+            ("STRAIT_SOURCE__BOOTSTRAP_SERVERS", source.bootstrap()),
+            ("STRAIT_TARGET__BOOTSTRAP_SERVERS", target.bootstrap()),
+            ("STRAIT_TOPICS__INCLUDE", topic.clone()),
+            ("STRAIT_REPLICATION__ID", format!("reload-{}", rand::random::<u32>())),
+        ])
+        .spawn();
+    strait.ready().await;
+    let budget = |body: &str| -> (u64, Vec<String>) {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let weights = v["budget"]["weights"]
+            .as_array()
+            .map(|w| w.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        (v["budget"]["bytes_per_sec"].as_u64().unwrap_or(0), weights)
+    };
+    let want = |bps: u64, weight: &str| (bps, vec![format!("jaeger-.*={weight}")]);
+    strait
+        .wait_for("/status", "the budget of the file", |_, b| {
+            budget(b) == want(100_000, "3")
+        })
+        .await;
+
+    // Changed in the file: applied, no signal and no restart.
+    replace_file(&file, &config(250_000, r#""jaeger-.*=1""#));
+    strait
+        .wait_for("/status", "the new budget and weight", |_, b| {
+            budget(b) == want(250_000, "1")
+        })
+        .await;
+    strait
+        .wait_for("/metrics", "the new budget in the gauge", |_, b| {
+            metric_sum(b, "strait_budget_bytes_per_second", &[]) == Some(250_000.0)
+        })
+        .await;
+    strait.logged(&["budget applied", "config file changed"]).await;
+
+    // An invalid file changes nothing and says why; new weight patterns need a restart.
+    replace_file(&file, "[budget]\nbytes_per_sec = \"fast\"\n");
+    strait.logged(&["config invalid", "budget unchanged"]).await;
+    replace_file(&file, &config(300_000, r#""jaeger-.*=1", "logs-.*=2""#));
+    strait.logged(&["budget weights unchanged", "restart"]).await;
+    let status = strait
+        .wait_for("/status", "the budget changed, the weights kept", |_, b| {
+            budget(b) == want(300_000, "1")
+        })
+        .await;
+    assert_eq!(budget(&status), want(300_000, "1"));
+    strait.assert_running("after every change");
+    let exit = strait.terminate(Duration::from_secs(30)).await;
+    assert_eq!(exit.code(), Some(0), "{}", strait.log());
+}
+
 #[tokio::test]
 async fn plan_prints_the_mapping_and_creates_nothing() {
     let Some(source) = Kafka::single().await else {

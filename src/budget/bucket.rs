@@ -89,6 +89,15 @@ impl Shares {
         self.burst = burst;
     }
 
+    /// New class weights from `now` on (as many as there are classes); what each class earned
+    /// before is kept.
+    pub(super) fn set_weights(&mut self, weights: impl IntoIterator<Item = f64>, now: Duration) {
+        self.refill(now);
+        for (c, w) in self.classes.iter_mut().zip(weights) {
+            c.weight = w;
+        }
+    }
+
     /// A sender of class `i` starts waiting: the class counts as active until it is served.
     pub(super) fn enqueue(&mut self, i: usize) {
         self.classes[i].waiting += 1;

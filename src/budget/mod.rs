@@ -27,7 +27,7 @@ use std::time::Duration;
 
 pub use crate::config::WeightRule;
 pub use level::{LevelControl, TargetWait};
-pub use waiter::Budget;
+pub use waiter::{Budget, WeightsNeedRestart};
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)

@@ -20,7 +20,8 @@ const SOCKET_HEADROOM: f64 = 1.005;
 /// The shared budget. Cheap to clone behind an `Arc`.
 #[derive(Debug)]
 pub struct Budget {
-    rules: Vec<WeightRule>,
+    /// The weight rules in force: their patterns are fixed at start, their weights may change.
+    rules: Mutex<Vec<WeightRule>>,
     /// The time the buckets count from.
     origin: Instant,
     state: Mutex<Shares>,
@@ -43,7 +44,7 @@ impl Budget {
         let gates = weights.iter().map(|_| tokio::sync::Mutex::new(())).collect();
         let origin = Instant::now();
         Self {
-            rules,
+            rules: Mutex::new(rules),
             origin,
             state: Mutex::new(Shares::new(
                 bytes_per_sec as f64,
@@ -87,6 +88,33 @@ impl Budget {
         self.rate.store(bytes_per_sec, Ordering::Relaxed);
     }
 
+    /// Changes the weights of the rules at run time. Only weights can change: the classes and
+    /// the topics in them are fixed at start, so rules whose patterns (or order) differ are
+    /// refused, naming what would need a restart. `Ok(false)` when nothing changed.
+    pub fn set_weights(&self, rules: Vec<WeightRule>) -> Result<bool, WeightsNeedRestart> {
+        let mut current = self.rules.lock();
+        if *current == rules {
+            return Ok(false);
+        }
+        let patterns = |rules: &[WeightRule]| rules.iter().map(|r| r.pattern().to_owned()).collect::<Vec<_>>();
+        if patterns(&current) != patterns(&rules) {
+            return Err(WeightsNeedRestart {
+                now: current.iter().map(ToString::to_string).collect(),
+                asked: rules.iter().map(ToString::to_string).collect(),
+            });
+        }
+        let now = self.now();
+        let weights = rules.iter().map(WeightRule::weight).chain([1.0]);
+        self.state().set_weights(weights, now);
+        *current = rules;
+        Ok(true)
+    }
+
+    /// The weight rules in force, as written (`REGEX=WEIGHT`).
+    pub fn weights(&self) -> Vec<String> {
+        self.rules.lock().iter().map(ToString::to_string).collect()
+    }
+
     /// Total time senders have waited for tokens.
     pub fn waited(&self) -> Duration {
         Duration::from_nanos(self.waited_nanos.load(Ordering::Relaxed))
@@ -97,11 +125,8 @@ impl Budget {
         if let Some(&i) = cache.get(topic) {
             return i;
         }
-        let i = self
-            .rules
-            .iter()
-            .position(|r| r.matches(topic))
-            .unwrap_or(self.rules.len());
+        let rules = self.rules.lock();
+        let i = rules.iter().position(|r| r.matches(topic)).unwrap_or(rules.len());
         cache.insert(topic.to_owned(), i);
         i
     }
@@ -136,6 +161,17 @@ impl Budget {
         let now = self.now();
         self.state().tokens(now)
     }
+}
+
+/// New `budget.weights` rules that change more than weights: a restart applies them.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "budget.weights {asked:?} changes the rules' patterns (in force: {now:?}): only weights change at run time, \
+     restart strait to apply new patterns"
+)]
+pub struct WeightsNeedRestart {
+    pub now: Vec<String>,
+    pub asked: Vec<String>,
 }
 
 /// A sender waiting in [`Budget::acquire`]; dropped before it is served, it leaves its class.
@@ -236,6 +272,32 @@ mod tests {
         assert!((2.8..=3.2).contains(&ratio), "spans {spans} logs {logs}");
         let total = spans + logs;
         assert!((5_950_000..=6_050_000).contains(&total), "{total}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn weights_changed_at_run_time_split_the_budget_anew_and_new_patterns_are_refused() {
+        let rule = |r: &str| WeightRule::parse(r).expect("rule");
+        let budget = Arc::new(Budget::new(100_000, 10_000, vec![rule("jaeger-.*=3")]));
+        assert!(
+            !budget.set_weights(vec![rule("jaeger-.*=3")]).expect("the same rules"),
+            "nothing changed"
+        );
+        assert!(budget.set_weights(vec![rule("jaeger-.*=1")]).expect("same pattern"));
+        assert_eq!(budget.weights(), ["jaeger-.*=1"]);
+        let until = Instant::now() + Duration::from_secs(60);
+        let spans = tokio::spawn(drain_for(Arc::clone(&budget), "jaeger-spans", 1_000, until));
+        let logs = tokio::spawn(drain_for(Arc::clone(&budget), "app-logs", 1_000, until));
+        let (spans, logs) = (spans.await.expect("spans"), logs.await.expect("logs"));
+        let ratio = spans as f64 / logs as f64;
+        assert!(
+            (0.9..=1.1).contains(&ratio),
+            "equal weights now: spans {spans} logs {logs}"
+        );
+        let refused = budget
+            .set_weights(vec![rule("jaeger-.*=1"), rule("logs-.*=2")])
+            .expect_err("a new pattern needs a restart");
+        assert!(refused.to_string().contains("restart"), "{refused}");
+        assert_eq!(budget.weights(), ["jaeger-.*=1"], "unchanged");
     }
 
     #[tokio::test(start_paused = true)]

@@ -21,6 +21,7 @@ mod secret;
 mod security;
 mod topics;
 mod validate;
+mod watch;
 mod weights;
 
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ pub use groups::{GroupFilter, GroupsConfig};
 pub use secret::Secret;
 pub use security::{SaslConfig, SaslMechanism, TlsConfig};
 pub use topics::{TopicFilter, TopicsConfig, INTERNAL_TOPIC_PREFIX};
+pub use watch::FileWatch;
 pub use weights::{WeightError, WeightRule};
 
 /// The whole configuration. Field names are the operator interface: keep them stable.

@@ -80,6 +80,13 @@ impl WeightRule {
         self.weight
     }
 
+    /// The topics it matches, as written (without the weight).
+    pub fn pattern(&self) -> &str {
+        self.entry
+            .rsplit_once('=')
+            .map_or(self.entry.as_str(), |(p, _)| p.trim())
+    }
+
     /// Parses `REGEX=WEIGHT`.
     pub fn parse(entry: &str) -> Result<Self, WeightError> {
         let (pattern, weight) = entry.rsplit_once('=').ok_or_else(|| WeightError::Rule {

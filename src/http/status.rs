@@ -116,6 +116,7 @@ impl Endpoints {
                 bytes_per_sec: Some(self.budget.bytes_per_sec()).filter(|&b| b > 0),
                 tokens_bytes: (self.budget.bytes_per_sec() > 0).then(|| self.budget.tokens().round() as i64),
                 throttle_secs_total: Some(self.budget.waited().as_secs_f64()),
+                weights: self.budget.weights(),
             },
             totals: TotalsReport {
                 partitions: t.partitions,
@@ -199,6 +200,8 @@ pub struct BudgetReport {
     pub tokens_bytes: Option<i64>,
     /// Time partitions spent waiting for tokens so far.
     pub throttle_secs_total: Option<f64>,
+    /// The `budget.weights` rules in force (`REGEX=WEIGHT`).
+    pub weights: Vec<String>,
 }
 
 /// Totals in `/status`.
