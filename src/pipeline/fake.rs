@@ -89,6 +89,9 @@ struct State {
     /// Fetches still to answer UnknownTopicOrPartition although the topic exists (a leader
     /// move: the broker asked no longer hosts the partition).
     unknown_answers: usize,
+    /// A fetch below the log start is answered from the log start, with no error (as some
+    /// brokers do), instead of OffsetOutOfRange.
+    below_start_answers_later: bool,
     /// The message every fetch panics with, once set.
     fetch_panic: Option<&'static str>,
     /// Fetches that panicked.
@@ -211,6 +214,11 @@ impl FakeCluster {
         st.ids.insert(topic.to_owned(), id);
         drop(st);
         self.appended.notify_waiters();
+    }
+
+    /// From now on a fetch below the log start is answered from the log start with no error.
+    pub(crate) fn answer_below_start_with_later_records(&self) {
+        self.state.lock().below_start_answers_later = true;
     }
 
     /// The next `n` fetches answer UnknownTopicOrPartition while the topic still exists.
@@ -442,6 +450,10 @@ impl FakeCluster {
         }
         let log = st.logs.get(tp);
         let (start, end) = log.map_or((0, 0), |l| (l.start, l.visible_end()));
+        let offset = match offset < start && st.below_start_answers_later {
+            true => start,
+            false => offset,
+        };
         if offset < start || offset > end {
             return Err(partition_error(tp, ApiKey::Fetch, ResponseError::OffsetOutOfRange));
         }

@@ -491,6 +491,23 @@ async fn a_source_gap_is_counted_and_the_rest_is_replicated() {
     assert_eq!(rig.acked().at, Position { source: 20, target: 14 });
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_fetch_answered_from_past_its_offset_counts_the_gap_it_jumps() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
+    rig.source.append(&rig.tp, 7, &leak(&values(10..20)));
+    rig.target.append(&rig.tp, 900, &leak(&values(0..4)));
+    rig.source.delete_before(&rig.tp, 10);
+    // No OffsetOutOfRange: the answer starts at the log start, which says how far it jumped.
+    rig.source.answer_below_start_with_later_records();
+    let task = rig.start(Some(checkpoint_at(Position { source: 4, target: 4 }, Some(Vec::new()))));
+    rig.until_target_end(14).await;
+    rig.stop(task).await.expect("stopped cleanly");
+    assert_eq!(rig.target_values(), [values(0..4), values(10..20)].concat());
+    assert_eq!(rig.progress.get(&rig.tp).expect("reported").gap_records, 6);
+    assert_eq!(rig.acked().at, Position { source: 20, target: 14 });
+}
+
 /// Source offsets 0..10: values 0..3, an aborted transaction of two records and its marker,
 /// values 3..5, and (ending in dropped records) an aborted record and its marker.
 fn with_aborted_transactions(rig: &Rig) {
