@@ -31,7 +31,9 @@ pub use groups::{Committed, GroupState};
 pub use kafka_protocol::error::ResponseError;
 pub use kafka_protocol::messages::ApiKey;
 pub use pace::{Pace, CHUNK_BYTES};
-pub use requests::{FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicConfig, TopicSpec};
+pub use requests::{
+    DescribedConfigs, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicConfig, TopicSpec,
+};
 pub use security::Security;
 
 use std::fmt;

@@ -34,7 +34,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use strait::config::Config;
-use strait::replicate::{Progress, Replicator};
+use strait::replicate::{Health, Progress, Replicator};
 
 /// Whether the suite runs in CI, where a missing broker is a failure, not a skip.
 pub fn ci() -> bool {
@@ -356,6 +356,7 @@ pub fn read_to_end(
 pub struct Strait {
     pub shutdown: CancellationToken,
     pub progress: std::sync::Arc<Progress>,
+    pub health: std::sync::Arc<Health>,
     handle: Option<tokio::task::JoinHandle<strait::replicate::Result<()>>>,
 }
 
@@ -385,11 +386,13 @@ impl Strait {
         let filter = config.topic_filter().expect("filter");
         let r = Replicator::new(config, filter);
         let progress = r.progress();
+        let health = r.health();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(r.run(shutdown.clone()));
         Strait {
             shutdown,
             progress,
+            health,
             handle: Some(handle),
         }
     }
