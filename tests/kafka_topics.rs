@@ -1,5 +1,6 @@
 //! Topic lifecycle on Apache Kafka, read back with librdkafka: partitions added to a source
-//! topic while strait runs, the source's data configs on a created target topic, a target topic
+//! topic while strait runs, the source's data configs on a created target topic, its
+//! replication factor and the source topic's own min.insync.replicas, a target topic
 //! recreated under existing checkpoints (halt, then `replicate_again`), a source topic deleted
 //! while strait replicates it (its partition halts), source records deleted
 //! before strait read them by DeleteRecords and by retention (gaps counted exactly), a
@@ -14,7 +15,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewPartitions, ResourceSpecifier};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, ConfigResource, ConfigSource, NewPartitions, ResourceSpecifier,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Timestamp;
@@ -95,6 +98,35 @@ async fn partition_count(bootstrap: &str, topic: &str) -> Option<usize> {
     })
     .await
     .expect("metadata task")
+}
+
+/// The configs of `topic` as the cluster describes them.
+async fn topic_configs(bootstrap: &str, topic: &str) -> ConfigResource {
+    admin(bootstrap)
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &options())
+        .await
+        .expect("describe configs request")
+        .into_iter()
+        .next()
+        .expect("one result")
+        .expect("topic configs")
+}
+
+/// `min.insync.replicas` of `topic`: its value, and whether it is set on the topic itself.
+async fn min_insync_replicas(bootstrap: &str, topic: &str) -> (Option<String>, bool) {
+    let configs = topic_configs(bootstrap, topic).await;
+    let entry = configs
+        .get("min.insync.replicas")
+        .expect("min.insync.replicas described");
+    (entry.value.clone(), entry.source == ConfigSource::DynamicTopic)
+}
+
+/// Replicas of each partition of `topic`, from the cluster's metadata.
+fn replicas(bootstrap: &str, topic: &str) -> Vec<usize> {
+    let consumer: BaseConsumer = common::client_config(bootstrap).create().expect("consumer");
+    let md = blocking(|| consumer.fetch_metadata(Some(topic), TIMEOUT)).expect("metadata");
+    let t = md.topics().iter().find(|t| t.name() == topic).expect("topic listed");
+    t.partitions().iter().map(|p| p.replicas().len()).collect()
 }
 
 /// Every record of `partitions` from the beginning to the high watermark, with the timestamp
@@ -227,6 +259,7 @@ async fn a_created_target_topic_has_the_source_data_configs() {
         ("message.timestamp.type", "LogAppendTime"),
         ("min.compaction.lag.ms", "5000"),
         ("segment.bytes", "2097152"),
+        ("min.insync.replicas", "1"),
     ];
     common::create_topic(&source.plain_bootstrap(), &topic, 2, &set).await;
     let p = common::producer(&source.plain_bootstrap(), &[]);
@@ -242,15 +275,7 @@ async fn a_created_target_topic_has_the_source_data_configs() {
     )
     .await;
     strait.stop().await;
-    let described = admin(&target.plain_bootstrap())
-        .describe_configs([&ResourceSpecifier::Topic(&topic)], &options())
-        .await
-        .expect("describe configs request");
-    let config = described
-        .into_iter()
-        .next()
-        .expect("one result")
-        .expect("target topic configs");
+    let config = topic_configs(&target.plain_bootstrap(), &topic).await;
     let value = |name: &str| config.get(name).and_then(|e| e.value.clone());
     for (name, want) in set {
         // A LogAppendTime source becomes CreateTime: the target keeps the source's times.
@@ -258,7 +283,108 @@ async fn a_created_target_topic_has_the_source_data_configs() {
         assert_eq!(value(name).as_deref(), Some(want), "target topic's {name}");
     }
     assert_eq!(value("compression.type").as_deref(), Some("producer"));
+    // min.insync.replicas=1 is also the broker's default: it was copied if the topic sets it.
+    assert_eq!(
+        min_insync_replicas(&target.plain_bootstrap(), &topic).await,
+        (Some("1".to_owned()), true),
+        "the source topic's own min.insync.replicas, set on the target topic"
+    );
     assert_eq!(partition_count(&target.plain_bootstrap(), &topic).await, Some(2));
+    // The broker's default replication factor, 1 on these one-node clusters.
+    assert_eq!(replicas(&target.plain_bootstrap(), &topic), [1, 1]);
+}
+
+/// A source topic's min.insync.replicas above what the target topic's replicas can meet (2 on
+/// a one-node target, whose default replication factor is 1), or only inherited from the source
+/// broker, is left to the target's default; and `topics.replication_factor` is what strait asks
+/// the target for: 2 on a one-node target is refused, and the topic is not created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_insync_replicas_is_copied_only_within_the_target_replication_factor() {
+    let Some((source, target)) = clusters().await else {
+        return;
+    };
+    let base = common::topic("min-insync");
+    let (above, inherited, two) = (
+        format!("{base}-above"),
+        format!("{base}-inherited"),
+        format!("{base}-two"),
+    );
+    let (src, dst) = (source.plain_bootstrap(), target.plain_bootstrap());
+    // Kafka accepts a topic whose min.insync.replicas exceeds its replicas (acks=all then fails).
+    for t in [&above, &two] {
+        common::create_topic(&src, t, 1, &[("min.insync.replicas", "2")]).await;
+    }
+    common::create_topic(&src, &inherited, 1, &[]).await;
+    assert_eq!(min_insync_replicas(&src, &above).await, (Some("2".to_owned()), true));
+    assert_eq!(
+        min_insync_replicas(&src, &inherited).await,
+        (Some("1".to_owned()), false),
+        "the premise: inherited from the source broker, not set on the topic"
+    );
+    let p = common::producer(&src, &[]);
+    for t in [&above, &inherited] {
+        common::send(&p, t, 0, &numbered("m", 0, common::now_ms())).await;
+    }
+
+    let strait = Strait::start(common::config(
+        &source.bootstrap(),
+        &target.bootstrap(),
+        &format!("{base}-(above|inherited)"),
+    ));
+    for t in [&above, &inherited] {
+        wait_for_target(&dst, t, &BTreeMap::from([(0, 1)]), "the record on the target").await;
+    }
+    strait.stop().await;
+    for t in [&above, &inherited] {
+        assert_eq!(
+            min_insync_replicas(&dst, t).await,
+            (Some("1".to_owned()), false),
+            "{t}: the target's default"
+        );
+        assert_eq!(replicas(&dst, t), [1], "{t}: the target's default replication factor");
+    }
+
+    // How strait learns the replication factor the target's default gives (above: 1, so 2 was
+    // not copied): a validate-only CreateTopics, which creates nothing.
+    let servers = dst.split(',').map(str::to_owned).collect();
+    let cluster = strait::kafka::Cluster::new("target", servers, "probe", TIMEOUT);
+    let probe = |replication_factor| strait::kafka::TopicSpec {
+        name: format!("{base}-probe"),
+        partitions: 1,
+        replication_factor,
+        configs: BTreeMap::new(),
+    };
+    assert_eq!(
+        cluster.replication_factor_for(&probe(-1), 10_000).await.ok(),
+        Some(Some(1))
+    );
+    assert_eq!(
+        cluster.replication_factor_for(&probe(1), 10_000).await.ok(),
+        Some(Some(1))
+    );
+    let refused = cluster
+        .replication_factor_for(&probe(2), 10_000)
+        .await
+        .expect_err("2 replicas on 1 broker");
+    assert_eq!(
+        refused.code(),
+        Some(strait::kafka::ResponseError::InvalidReplicationFactor),
+        "{refused}"
+    );
+    assert_eq!(partition_count(&dst, &probe(-1).name).await, None, "nothing created");
+
+    let mut config = common::config(&source.bootstrap(), &target.bootstrap(), &two);
+    config.topics.replication_factor = 2;
+    let strait = Strait::start(config);
+    let health = std::sync::Arc::clone(&strait.health);
+    common::eventually_sync("the topic refused", TIMEOUT, || {
+        health.topic_errors().contains_key(&two)
+    })
+    .await;
+    let error = health.topic_errors()[&two].to_lowercase();
+    strait.stop().await;
+    assert!(error.contains("invalidreplicationfactor"), "{error}");
+    assert_eq!(partition_count(&dst, &two).await, None, "not created");
 }
 
 /// What strait's topic creation relies on when a source's timestamp config is unknown to the
@@ -277,6 +403,7 @@ async fn kafka_4_refuses_the_removed_timestamp_config_by_name() {
     let mut spec = strait::kafka::TopicSpec {
         name: topic.clone(),
         partitions: 1,
+        replication_factor: -1,
         configs: [(removed, "9223372036854775807"), ("retention.ms", "604800000")]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -21,7 +21,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// A record labelled with its writer, so a stray one names where it came from.
 fn rec(label: &str, partition: i32, i: usize) -> Rec {
     let mut r = common::tricky(partition, label, i);
-    r.headers.push(("writer".to_owned(), Some(label.as_bytes().to_vec())));
+    r.headers.push((b"writer".to_vec(), Some(label.as_bytes().to_vec())));
     r
 }
 

@@ -1,6 +1,7 @@
 //! Local broker to local broker: byte-faithful replication of tricky records written by
-//! librdkafka with every codec, checked by librdkafka on the target; and the target batches
-//! checked on the wire (zstd at the configured level, many records per batch).
+//! librdkafka with every codec (duplicate, null and non-UTF-8 header keys among them), checked
+//! by librdkafka on the target; and the target batches checked on the wire (zstd at the
+//! configured level, many records per batch).
 
 mod common;
 
@@ -8,6 +9,39 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{Kafka, Rec, Strait};
+
+/// How many [`byte_keyed`] records each codec writes to each partition.
+const BYTE_KEYED: usize = 5;
+
+/// A record whose header keys are not UTF-8: bytes no UTF-8 text holds and Latin-1 text
+/// ("café" in Latin-1), each twice, with null, empty and binary values, around the UTF-8
+/// spelling of the same word.
+fn byte_keyed(partition: i32, codec: &str, i: usize) -> Rec {
+    let key = format!("{codec}-{partition}-bytes-{i}");
+    let latin1: &[u8] = b"caf\xe9";
+    let invalid: &[u8] = &[0xff, 0xfe, 0x80];
+    Rec::with_byte_keys(
+        Some(key.as_bytes()),
+        Some(format!("header keys as bytes {i}").as_bytes()),
+        &[
+            (invalid, Some(&[0xff, 0x00, 0x80])),
+            (latin1, None),
+            ("café".as_bytes(), Some(b"utf-8")),
+            (invalid, None),
+            (latin1, Some(b"")),
+        ],
+        1_600_000_000_000 + i as i64,
+    )
+}
+
+/// How many records carry a header key that is not UTF-8.
+fn with_non_utf8_keys(records: &BTreeMap<i32, Vec<Rec>>) -> usize {
+    records
+        .values()
+        .flatten()
+        .filter(|r| r.headers.iter().any(|(k, _)| std::str::from_utf8(k).is_err()))
+        .count()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_arrives_byte_identical_and_in_order() {
@@ -35,8 +69,9 @@ async fn every_record_arrives_byte_identical_and_in_order() {
             ],
         );
         for partition in 0..4 {
-            for i in 0..per_codec {
-                let r = common::tricky(partition, codec, i);
+            let tricky = (0..per_codec).map(|i| common::tricky(partition, codec, i));
+            let byte_keyed = (0..BYTE_KEYED).map(|i| byte_keyed(partition, codec, i));
+            for r in tricky.chain(byte_keyed) {
                 common::send(&p, &topic, partition, &r).await;
                 expected.entry(partition).or_default().push(r);
             }
@@ -46,6 +81,11 @@ async fn every_record_arrives_byte_identical_and_in_order() {
     // What librdkafka reads from the source is the reference (the broker may normalise nothing).
     let source_view = common::consume(&source.bootstrap(), &topic, &counts, Duration::from_secs(30));
     assert_eq!(source_view, expected, "the source broker itself must keep the records");
+    assert_eq!(
+        with_non_utf8_keys(&source_view),
+        codecs.len() * 4 * BYTE_KEYED,
+        "the source holds the header keys that are not UTF-8, read back by librdkafka"
+    );
 
     let strait = Strait::start(common::config(&source.bootstrap(), &target.bootstrap(), &topic));
     let got = common::consume(&target.bootstrap(), &topic, &counts, Duration::from_secs(120));
@@ -56,6 +96,7 @@ async fn every_record_arrives_byte_identical_and_in_order() {
             assert_eq!(h, w, "partition {p}, record {i} differs");
         }
     }
+    assert_eq!(with_non_utf8_keys(&got), codecs.len() * 4 * BYTE_KEYED);
     strait.stop().await;
 }
 

@@ -150,6 +150,7 @@ impl CheckpointStore {
         let spec = TopicSpec {
             name: self.topic.clone(),
             partitions: 1,
+            replication_factor: -1,
             configs: topic_configs(),
         };
         self.retry(None, "create topic", || async {
@@ -182,7 +183,7 @@ impl CheckpointStore {
         }
         match self.target.describe_topic_config(&self.topic).await {
             Ok(configs) => {
-                if let Some(policy) = configs.get("cleanup.policy").filter(|p| !p.contains("compact")) {
+                if let Some(policy) = configs.values.get("cleanup.policy").filter(|p| !p.contains("compact")) {
                     tracing::warn!(
                         topic = %self.topic,
                         cleanup_policy = %policy,

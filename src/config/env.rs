@@ -284,6 +284,7 @@ mod tests {
         "topics.include",
         "topics.prefix",
         "topics.refresh_secs",
+        "topics.replication_factor",
         "verify.interval_secs",
     ];
 

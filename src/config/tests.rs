@@ -374,6 +374,21 @@ fn validation_runs_on_load() {
 }
 
 #[test]
+fn target_replication_factor_is_the_brokers_default_or_at_least_one() {
+    let rf = |value: &str| load(None, &[("STRAIT_TOPICS__REPLICATION_FACTOR", value)]);
+    assert_eq!(load(None, &[]).expect("defaults").0.topics.replication_factor, -1);
+    assert_eq!(rf("3").expect("3 replicas").0.topics.replication_factor, 3);
+    assert_eq!(rf("-1").expect("the default").0.topics.replication_factor, -1);
+    for bad in ["0", "-2"] {
+        let err = rf(bad).expect_err(bad).to_string();
+        assert!(
+            err.starts_with(&format!("topics.replication_factor = {bad} is out of range")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn value_can_come_from_a_file_variable() {
     Jail::expect_with(|jail| {
         jail.create_file("client-id", "from-secret-file\n")?;

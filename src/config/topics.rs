@@ -34,6 +34,9 @@ pub struct TopicsConfig {
     pub prefix: String,
     /// How often the source topic list is re-read to pick up new topics, in seconds (>= 1).
     pub refresh_secs: u64,
+    /// Replicas of each partition of a target topic strait creates; -1 for the target
+    /// broker's `default.replication.factor`.
+    pub replication_factor: i16,
 }
 
 impl Default for TopicsConfig {
@@ -43,6 +46,7 @@ impl Default for TopicsConfig {
             exclude: Vec::new(),
             prefix: String::new(),
             refresh_secs: 30,
+            replication_factor: -1,
         }
     }
 }
@@ -237,7 +241,7 @@ mod tests {
             include: include.iter().map(|s| (*s).to_owned()).collect(),
             exclude: exclude.iter().map(|s| (*s).to_owned()).collect(),
             prefix: prefix.to_owned(),
-            refresh_secs: 30,
+            ..TopicsConfig::default()
         }
         .filter()
         .expect("valid patterns")

@@ -281,6 +281,14 @@ fn check_topics(config: &Config) -> Result<()> {
             "use at least 1 second, e.g. 30",
         ));
     }
+    if topics.replication_factor == 0 || topics.replication_factor < -1 {
+        return Err(Error::invalid(
+            "topics.replication_factor",
+            topics.replication_factor,
+            "is out of range",
+            "use -1 for the target broker's default.replication.factor, or 1 or more, e.g. 3",
+        ));
+    }
     let prefix = &topics.prefix;
     let bad = invalid_topic_chars(prefix);
     if !bad.is_empty() {

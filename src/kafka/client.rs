@@ -12,7 +12,7 @@ use kafka_protocol::protocol::Request;
 use super::cluster::Cluster;
 use super::error::Result;
 use super::requests::{
-    self, Fetched, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicConfig, TopicSpec,
+    self, DescribedConfigs, Fetched, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicSpec,
 };
 use super::TopicPartition;
 
@@ -130,15 +130,24 @@ impl Cluster {
 
     /// Creates topics; one result per topic. A topic that already exists counts as created.
     pub async fn create_topics(&self, specs: &[TopicSpec], timeout_ms: i32) -> Result<Vec<(String, Result<()>)>> {
-        let request = requests::build_create_topics(specs, timeout_ms);
+        let request = requests::build_create_topics(specs, timeout_ms, false);
         let conn = self.any_conn().await?;
         let (response, _) = conn.send(&request).await?;
         Ok(requests::process_create_topics(&response))
     }
 
+    /// The replication factor the cluster would give the topic `spec` describes, asked with a
+    /// validate-only CreateTopics (nothing is created); `None` when the broker does not say.
+    pub async fn replication_factor_for(&self, spec: &TopicSpec, timeout_ms: i32) -> Result<Option<i16>> {
+        let request = requests::build_create_topics(std::slice::from_ref(spec), timeout_ms, true);
+        let conn = self.any_conn().await?;
+        let (response, _) = conn.send(&request).await?;
+        requests::process_validated_replication_factor(&response, &spec.name)
+    }
+
     /// The configs of a topic as the broker reports them (some brokers report only those set
-    /// explicitly).
-    pub async fn describe_topic_config(&self, topic: &str) -> Result<TopicConfig> {
+    /// explicitly), and which of them are set on the topic.
+    pub async fn describe_topic_config(&self, topic: &str) -> Result<DescribedConfigs> {
         let request = requests::build_describe_configs(&[topic.to_owned()], None);
         let conn = self.any_conn().await?;
         let (response, _) = conn.send(&request).await?;
@@ -161,7 +170,7 @@ impl Cluster {
         &self,
         topics: &[String],
         keys: &[&str],
-    ) -> Result<Vec<(String, Result<TopicConfig>)>> {
+    ) -> Result<Vec<(String, Result<DescribedConfigs>)>> {
         let request = requests::build_describe_configs(topics, Some(keys));
         let conn = self.any_conn().await?;
         let (response, _) = conn.send(&request).await?;

@@ -32,7 +32,8 @@ pub use kafka_protocol::error::ResponseError;
 pub use kafka_protocol::messages::ApiKey;
 pub use pace::{Pace, CHUNK_BYTES};
 pub use requests::{
-    known_topic_id, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicConfig, TopicSpec,
+    known_topic_id, DescribedConfigs, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicConfig,
+    TopicSpec,
 };
 pub use security::Security;
 

@@ -3,7 +3,7 @@
 //! types of what is asked and answered. The
 //! IO between them (which broker, one send) is [`super::Cluster`]'s, in `client.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use kafka_protocol::error::ParseResponseErrorCode;
@@ -89,12 +89,26 @@ pub struct TopicSpec {
     pub name: String,
     /// Number of partitions.
     pub partitions: i32,
+    /// Replicas of each partition; -1 for the broker's `default.replication.factor`.
+    pub replication_factor: i16,
     /// Topic configs to set.
     pub configs: BTreeMap<String, String>,
 }
 
 /// A topic's configs as (name, value).
 pub type TopicConfig = BTreeMap<String, String>;
+
+/// A topic's configs as DescribeConfigs reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DescribedConfigs {
+    /// Every config that has a value.
+    pub values: TopicConfig,
+    /// The names of those set on the topic itself, not inherited from the broker's defaults.
+    pub set_on_topic: BTreeSet<String>,
+}
+
+/// DescribeConfigs' `config_source` of a config set on the topic (`TOPIC_CONFIG`).
+const TOPIC_CONFIG_SOURCE: i8 = 1;
 
 const READ_COMMITTED: i8 = 1;
 const TOPIC_RESOURCE: i8 = 2;
@@ -338,7 +352,8 @@ pub(super) fn process_init_producer_id(response: &InitProducerIdResponse, cluste
     })
 }
 
-pub(super) fn build_create_topics(specs: &[TopicSpec], timeout_ms: i32) -> CreateTopicsRequest {
+/// Creates `specs`, or with `validate_only` only asks the broker whether it would and how.
+pub(super) fn build_create_topics(specs: &[TopicSpec], timeout_ms: i32, validate_only: bool) -> CreateTopicsRequest {
     let topic = |s: &TopicSpec| {
         let configs = s.configs.iter().map(|(k, v)| {
             CreatableTopicConfig::default()
@@ -348,11 +363,12 @@ pub(super) fn build_create_topics(specs: &[TopicSpec], timeout_ms: i32) -> Creat
         CreatableTopic::default()
             .with_name(topic_name(&s.name))
             .with_num_partitions(s.partitions)
-            .with_replication_factor(-1)
+            .with_replication_factor(s.replication_factor)
             .with_configs(configs.collect())
     };
     CreateTopicsRequest::default()
         .with_timeout_ms(timeout_ms)
+        .with_validate_only(validate_only)
         .with_topics(specs.iter().map(topic).collect())
 }
 
@@ -377,6 +393,26 @@ pub(super) fn process_create_topics(response: &CreateTopicsResponse) -> Vec<(Str
         .collect()
 }
 
+/// The replication factor a validate-only CreateTopics says `topic` would get; `None` when the
+/// broker does not say (CreateTopics before v5, or no DescribeConfigs permission on the topic).
+pub(super) fn process_validated_replication_factor(
+    response: &CreateTopicsResponse,
+    topic: &str,
+) -> Result<Option<i16>> {
+    let reported = response
+        .topics
+        .iter()
+        .find(|t| t.name.0.as_str() == topic)
+        .map(|t| t.replication_factor);
+    match process_create_topics(response)
+        .into_iter()
+        .find(|(name, _)| name == topic)
+    {
+        Some((_, Err(e))) => Err(e),
+        _ => Ok(reported.filter(|rf| *rf > 0)),
+    }
+}
+
 /// The configs of `topics`: only `keys`, or all when `None`.
 pub(super) fn build_describe_configs(topics: &[String], keys: Option<&[&str]>) -> DescribeConfigsRequest {
     let keys = keys.map(|keys| keys.iter().map(|k| StrBytes::from_string((*k).to_owned())).collect());
@@ -394,11 +430,11 @@ pub(super) fn build_describe_configs(topics: &[String], keys: Option<&[&str]>) -
 }
 
 /// One result per topic the broker answered, with the configs that have a value (only
-/// `keys`, when given: a broker may ignore the requested keys).
+/// `keys`, when given: a broker may ignore the requested keys) and which of them the topic sets.
 pub(super) fn process_describe_configs(
     response: DescribeConfigsResponse,
     keys: Option<&[&str]>,
-) -> Vec<(String, Result<TopicConfig>)> {
+) -> Vec<(String, Result<DescribedConfigs>)> {
     let wanted = |name: &str| keys.is_none_or(|keys| keys.contains(&name));
     response
         .results
@@ -412,12 +448,17 @@ pub(super) fn process_describe_configs(
                     code,
                     r.error_message.as_ref(),
                 )),
-                None => Ok(r
-                    .configs
-                    .into_iter()
-                    .filter(|c| wanted(c.name.as_str()))
-                    .filter_map(|c| c.value.map(|v| (c.name.to_string(), v.to_string())))
-                    .collect()),
+                None => {
+                    let mut described = DescribedConfigs::default();
+                    for c in r.configs.into_iter().filter(|c| wanted(c.name.as_str())) {
+                        let Some(value) = c.value else { continue };
+                        if c.config_source == TOPIC_CONFIG_SOURCE {
+                            described.set_on_topic.insert(c.name.to_string());
+                        }
+                        described.values.insert(c.name.to_string(), value.to_string());
+                    }
+                    Ok(described)
+                }
             };
             (name, result)
         })
@@ -586,8 +627,62 @@ mod tests {
             ])]);
         let only = process_describe_configs(response.clone(), Some(&["retention.ms"]));
         let configs = only[0].1.as_ref().expect("ok");
-        assert_eq!(configs.keys().collect::<Vec<_>>(), vec!["retention.ms"]);
+        assert_eq!(configs.values.keys().collect::<Vec<_>>(), vec!["retention.ms"]);
         let all = process_describe_configs(response, None);
-        assert_eq!(all[0].1.as_ref().expect("ok").len(), 2);
+        assert_eq!(all[0].1.as_ref().expect("ok").values.len(), 2);
+    }
+
+    #[test]
+    fn described_configs_tell_those_set_on_the_topic_from_defaults() {
+        let config = |name: &'static str, value: &'static str, source: i8| {
+            DescribeConfigsResourceResult::default()
+                .with_name(StrBytes::from_static_str(name))
+                .with_value(Some(StrBytes::from_static_str(value)))
+                .with_config_source(source)
+        };
+        // Sources as Kafka numbers them: 1 the topic, 4 the broker's file, 5 Kafka's default.
+        let response = DescribeConfigsResponse::default().with_results(vec![DescribeConfigsResult::default()
+            .with_resource_name(StrBytes::from_static_str("spans"))
+            .with_configs(vec![
+                config("min.insync.replicas", "2", 1),
+                config("retention.ms", "1000", 4),
+                config("segment.bytes", "1073741824", 5),
+            ])]);
+        let described = process_describe_configs(response, None).remove(0).1.expect("ok");
+        assert_eq!(described.values.len(), 3);
+        assert_eq!(
+            described.set_on_topic.iter().collect::<Vec<_>>(),
+            ["min.insync.replicas"]
+        );
+    }
+
+    #[test]
+    fn a_validated_topic_tells_its_replication_factor_when_the_broker_says() {
+        use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+        let answer = |rf: i16, code: i16| {
+            CreateTopicsResponse::default().with_topics(vec![CreatableTopicResult::default()
+                .with_name(topic_name("spans"))
+                .with_replication_factor(rf)
+                .with_error_code(code)])
+        };
+        assert_eq!(
+            process_validated_replication_factor(&answer(3, 0), "spans").ok(),
+            Some(Some(3))
+        );
+        // Not said (before v5, or not allowed to describe the topic's configs).
+        assert_eq!(
+            process_validated_replication_factor(&answer(-1, 0), "spans").ok(),
+            Some(None)
+        );
+        assert_eq!(
+            process_validated_replication_factor(&answer(3, 0), "other").ok(),
+            Some(None)
+        );
+        // INVALID_REPLICATION_FACTOR: more replicas asked than brokers.
+        let refused = process_validated_replication_factor(&answer(-1, 38), "spans");
+        assert_eq!(
+            refused.err().and_then(|e| e.code()),
+            Some(ResponseError::InvalidReplicationFactor)
+        );
     }
 }

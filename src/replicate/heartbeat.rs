@@ -78,6 +78,7 @@ async fn ensure_topic(source: &Cluster, topic: &str) -> crate::kafka::Result<()>
     let spec = TopicSpec {
         name: topic.to_owned(),
         partitions: 1,
+        replication_factor: -1,
         configs: [("retention.ms".to_owned(), "86400000".to_owned())]
             .into_iter()
             .collect(),

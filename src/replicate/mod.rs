@@ -571,6 +571,7 @@ impl Replicator {
                 name,
                 &target_name,
                 source_partitions,
+                self.config.topics.replication_factor,
                 timeout_ms,
             )
             .await

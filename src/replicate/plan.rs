@@ -1,9 +1,10 @@
 //! `strait plan`: what a run would do, computed without writing anything. It reads metadata from
 //! both clusters and the source topic configs, then applies the same decisions as a run
-//! ([`super::topics::plan_target`], [`super::topics::target_configs`], the shard split).
+//! ([`super::topics::plan_target`], [`super::topics::new_target_topic`], the shard split).
 //!
-//! It must never create, grow or write: only Metadata (with auto-creation off), ApiVersions and
-//! DescribeConfigs requests are sent.
+//! It must never create, grow or write: only Metadata (with auto-creation off), ApiVersions,
+//! DescribeConfigs and validate-only CreateTopics (asking the target's default replication
+//! factor, which creates nothing) requests are sent.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreateTopicsRequest};
 
 use crate::config::{Config, TopicFilter};
-use crate::kafka::{Cluster, TopicConfig, TopicMetadata};
+use crate::kafka::{Cluster, TopicMetadata};
 
 use super::assign::Shard;
 use super::error::{Error, Result};
@@ -171,10 +172,20 @@ pub async fn plan(config: &Config, filter: &TopicFilter) -> Result<Plan> {
         can_create,
         can_grow,
     );
+    let timeout_ms = i32::try_from(config.target.request_timeout_ms).unwrap_or(i32::MAX);
     for t in &mut topics {
-        if matches!(t.change, TargetChange::Create { .. }) {
-            let source_configs: TopicConfig = topics::source_topic_configs(&source, &t.source_topic).await;
-            t.configs = topics::target_configs(&source_configs);
+        if let TargetChange::Create { partitions } = t.change {
+            let source_configs = topics::source_topic_configs(&source, &t.source_topic).await;
+            let spec = topics::new_target_topic(
+                &target,
+                &t.target_topic,
+                partitions,
+                config.topics.replication_factor,
+                &source_configs,
+                timeout_ms,
+            )
+            .await;
+            t.configs = spec.configs;
         }
     }
     let checkpoint_topic_exists = target_meta

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::kafka::{Cluster, ResponseError, TopicConfig, TopicMetadata, TopicSpec};
+use crate::kafka::{Cluster, DescribedConfigs, ResponseError, TopicConfig, TopicMetadata, TopicSpec};
 use kafka_protocol::messages::{CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest};
 
 use super::error::{Error, Result};
@@ -29,6 +29,9 @@ const REPLICATED_CONFIGS: &[&str] = &[
     "segment.bytes",
     "segment.ms",
 ];
+
+/// Copied from a source topic that sets it itself, when the target topic's replicas can meet it.
+const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 
 /// Copied configs that not every Kafka version knows: `message.timestamp.difference.max.ms`
 /// (removed in Kafka 4.0), `message.timestamp.before.max.ms` and `.after.max.ms` (added in 3.6).
@@ -88,6 +91,99 @@ pub(crate) fn target_configs(source: &TopicConfig) -> BTreeMap<String, String> {
     configs
 }
 
+/// What a new target topic gets for `min.insync.replicas`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MinInsync {
+    /// The source topic does not set it itself: the target broker's default applies.
+    Default,
+    /// The source topic's own value, which the target topic's replicas can meet.
+    Copy(i32),
+    /// The source topic's own value is above the target topic's replication factor (`None`: not
+    /// known), so producing with acks=all would fail: the target broker's default applies.
+    AboveReplicas {
+        min_insync: i32,
+        replication_factor: Option<i16>,
+    },
+}
+
+/// Decides [`MinInsync`] from the source topic's configs and the target topic's replication
+/// factor (`None` when not known; a value of 1 fits any topic). A value the source topic only
+/// inherits from its broker says nothing about the topic and is not copied.
+pub(crate) fn min_insync(source: &DescribedConfigs, replication_factor: Option<i16>) -> MinInsync {
+    let own = Some(MIN_INSYNC_REPLICAS)
+        .filter(|k| source.set_on_topic.contains(*k))
+        .and_then(|k| source.values.get(k))
+        .and_then(|v| v.parse::<i32>().ok());
+    let Some(min_insync) = own else {
+        return MinInsync::Default;
+    };
+    match replication_factor {
+        _ if min_insync <= 1 => MinInsync::Copy(min_insync),
+        Some(rf) if min_insync <= i32::from(rf) => MinInsync::Copy(min_insync),
+        replication_factor => MinInsync::AboveReplicas {
+            min_insync,
+            replication_factor,
+        },
+    }
+}
+
+/// The topic to create on the target for a source topic with `source` configs: `replication_factor`
+/// replicas (-1: the broker's default), the data configs ([`target_configs`]) and the source's own
+/// `min.insync.replicas` per [`min_insync`], with a warning when it is left out. With the broker's
+/// default replication factor, the target is asked which one it would give (a validate-only
+/// CreateTopics, which creates nothing) only when that decides.
+pub(super) async fn new_target_topic(
+    target: &Cluster,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    source: &DescribedConfigs,
+    timeout_ms: i32,
+) -> TopicSpec {
+    let mut spec = TopicSpec {
+        name: name.to_owned(),
+        partitions,
+        replication_factor,
+        configs: target_configs(&source.values),
+    };
+    let mut decision = min_insync(source, (replication_factor > 0).then_some(replication_factor));
+    if let MinInsync::AboveReplicas {
+        replication_factor: None,
+        ..
+    } = decision
+    {
+        let bare = TopicSpec {
+            configs: BTreeMap::new(),
+            ..spec.clone()
+        };
+        let given = target
+            .replication_factor_for(&bare, timeout_ms)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::debug!(topic = name, error = %super::error_chain(&e), "cannot ask the target which replication factor it would give");
+                None
+            });
+        decision = min_insync(source, given);
+    }
+    match decision {
+        MinInsync::Default => {}
+        MinInsync::Copy(n) => {
+            spec.configs.insert(MIN_INSYNC_REPLICAS.to_owned(), n.to_string());
+        }
+        MinInsync::AboveReplicas {
+            min_insync,
+            replication_factor,
+        } => tracing::warn!(
+            topic = name,
+            min_insync,
+            replication_factor = %replication_factor.map_or_else(|| "unknown".to_owned(), |rf| rf.to_string()),
+            "source topic's min.insync.replicas is above the target topic's replication factor: \
+             the target topic gets the target's default (set topics.replication_factor)"
+        ),
+    }
+    spec
+}
+
 /// What the target topic needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TargetAction {
@@ -124,14 +220,15 @@ pub(crate) struct TargetTopic {
     pub(crate) id: Option<[u8; 16]>,
 }
 
-/// Makes the target topic fit the source topic: creates it (with the source's data configs) or
-/// grows it, then reports its partition count and size limit.
+/// Makes the target topic fit the source topic: creates it ([`new_target_topic`], with
+/// `replication_factor` replicas) or grows it, then reports its partition count and size limit.
 pub(crate) async fn ensure_target(
     source: &Cluster,
     target: &Cluster,
     source_topic: &str,
     target_topic: &str,
     source_partitions: i32,
+    replication_factor: i16,
     timeout_ms: i32,
 ) -> Result<TargetTopic> {
     let cluster_err = |cluster: &'static str, action: String| {
@@ -159,11 +256,15 @@ pub(crate) async fn ensure_target(
                 });
             }
             let source_configs = source_topic_configs(source, source_topic).await;
-            let spec = TopicSpec {
-                name: target_topic.to_owned(),
-                partitions: count,
-                configs: target_configs(&source_configs),
-            };
+            let spec = new_target_topic(
+                target,
+                target_topic,
+                count,
+                replication_factor,
+                &source_configs,
+                timeout_ms,
+            )
+            .await;
             create_topic(target, spec, timeout_ms)
                 .await
                 .map_err(cluster_err("target", format!("create topic {target_topic}")))?;
@@ -217,7 +318,8 @@ async fn create_topic(target: &Cluster, mut spec: TopicSpec, timeout_ms: i32) ->
             .into_iter()
             .find_map(|(_, r)| r.err());
         let Some(e) = refused else {
-            tracing::info!(topic = %spec.name, partitions = spec.partitions, configs = ?spec.configs, "target topic created");
+            tracing::info!(topic = %spec.name, partitions = spec.partitions, replication_factor = spec.replication_factor,
+                configs = ?spec.configs, "target topic created");
             return Ok(());
         };
         let dropped = refused_configs(&spec.configs, &e);
@@ -232,19 +334,19 @@ async fn create_topic(target: &Cluster, mut spec: TopicSpec, timeout_ms: i32) ->
 
 /// The source topic's configs, best effort: a source without DescribeConfigs gets a warning and
 /// the target topic the broker's defaults.
-pub(super) async fn source_topic_configs(source: &Cluster, topic: &str) -> TopicConfig {
+pub(super) async fn source_topic_configs(source: &Cluster, topic: &str) -> DescribedConfigs {
     if !source.supports::<DescribeConfigsRequest>().await.unwrap_or(false) {
         tracing::warn!(
             topic,
             "source cluster does not serve DescribeConfigs: target topic gets the target's defaults"
         );
-        return TopicConfig::new();
+        return DescribedConfigs::default();
     }
     match source.describe_topic_config(topic).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(topic, error = %super::error_chain(&e), "cannot read source topic configs: target topic gets the target's defaults");
-            TopicConfig::new()
+            DescribedConfigs::default()
         }
     }
 }
@@ -272,7 +374,7 @@ pub(super) async fn read_retention(
         for (topic, result) in source.describe_topic_configs(chunk, &["retention.ms"]).await? {
             match result {
                 Ok(configs) => {
-                    retention.insert(topic, Retention::from_configs(&configs));
+                    retention.insert(topic, Retention::from_configs(&configs.values));
                 }
                 Err(e) => tracing::debug!(topic, error = %super::error_chain(&e),
                     "cannot read the source topic's retention.ms: keeping the last known"),
@@ -290,7 +392,7 @@ async fn target_max_message_bytes(target: &Cluster, topic: &str) -> usize {
         .describe_topic_config(topic)
         .await
         .ok()
-        .and_then(|c| c.get("max.message.bytes").and_then(|v| v.parse().ok()))
+        .and_then(|c| c.values.get("max.message.bytes").and_then(|v| v.parse().ok()))
         .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
 }
 
@@ -396,6 +498,42 @@ mod tests {
         // Nothing version-dependent left: nothing to retry without.
         let plain: BTreeMap<String, String> = [("retention.ms".to_owned(), "1".to_owned())].into_iter().collect();
         assert!(refused_configs(&plain, &refusal(ResponseError::InvalidConfig, None)).is_empty());
+    }
+
+    #[test]
+    fn min_insync_replicas_set_on_the_source_topic_is_copied_when_the_replicas_meet_it() {
+        let source = |value: &str, on_topic: bool| DescribedConfigs {
+            values: [(MIN_INSYNC_REPLICAS.to_owned(), value.to_owned())]
+                .into_iter()
+                .collect(),
+            set_on_topic: on_topic.then(|| MIN_INSYNC_REPLICAS.to_owned()).into_iter().collect(),
+        };
+        // Set on the topic and met by the target topic's replicas (1 by any).
+        assert_eq!(min_insync(&source("2", true), Some(3)), MinInsync::Copy(2));
+        assert_eq!(min_insync(&source("3", true), Some(3)), MinInsync::Copy(3));
+        assert_eq!(min_insync(&source("1", true), Some(1)), MinInsync::Copy(1));
+        assert_eq!(min_insync(&source("1", true), None), MinInsync::Copy(1));
+        // Above the replication factor, or above 1 with the factor not known: left out.
+        assert_eq!(
+            min_insync(&source("2", true), Some(1)),
+            MinInsync::AboveReplicas {
+                min_insync: 2,
+                replication_factor: Some(1)
+            }
+        );
+        assert_eq!(
+            min_insync(&source("2", true), None),
+            MinInsync::AboveReplicas {
+                min_insync: 2,
+                replication_factor: None
+            }
+        );
+        // Inherited from the source broker, absent, or not a number: the target's default.
+        assert_eq!(min_insync(&source("2", false), Some(3)), MinInsync::Default);
+        assert_eq!(min_insync(&DescribedConfigs::default(), Some(3)), MinInsync::Default);
+        assert_eq!(min_insync(&source("two", true), Some(3)), MinInsync::Default);
+        // Never copied as a plain data config.
+        assert!(!target_configs(&source("2", true).values).contains_key(MIN_INSYNC_REPLICAS));
     }
 
     #[test]

@@ -28,13 +28,13 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message, Timestamp};
+use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use strait::config::Config;
-use strait::replicate::{Progress, Replicator};
+use strait::replicate::{Health, Progress, Replicator};
 
 /// Whether the suite runs in CI, where a missing broker is a failure, not a skip.
 pub fn ci() -> bool {
@@ -201,23 +201,36 @@ pub fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32) -> (i64,
     }
 }
 
-/// One record as librdkafka reads it: everything a replica must keep.
+/// One record as librdkafka reads it: everything a replica must keep. Header keys are bytes,
+/// written and read through librdkafka's C API (`strait_rdkafka_headers`), so keys that are not
+/// UTF-8 round trip too.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rec {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub headers: Vec<strait_rdkafka_headers::Header>,
     pub timestamp: Option<i64>,
 }
 
 impl Rec {
     pub fn new(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[(&str, Option<&[u8]>)], timestamp: i64) -> Self {
+        let headers: Vec<(&[u8], Option<&[u8]>)> = headers.iter().map(|(k, v)| (k.as_bytes(), *v)).collect();
+        Rec::with_byte_keys(key, value, &headers, timestamp)
+    }
+
+    /// A record whose header keys may be any bytes but NUL.
+    pub fn with_byte_keys(
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&[u8], Option<&[u8]>)],
+        timestamp: i64,
+    ) -> Self {
         Rec {
             key: key.map(<[u8]>::to_vec),
             value: value.map(<[u8]>::to_vec),
             headers: headers
                 .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.map(<[u8]>::to_vec)))
+                .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
                 .collect(),
             timestamp: Some(timestamp),
         }
@@ -226,13 +239,7 @@ impl Rec {
 
 /// One record as librdkafka's producer takes it, for one partition.
 fn future_record<'a>(topic: &'a str, partition: i32, r: &'a Rec) -> FutureRecord<'a, [u8], [u8]> {
-    let mut headers = rdkafka::message::OwnedHeaders::new();
-    for (k, v) in &r.headers {
-        headers = headers.insert(rdkafka::message::Header {
-            key: k,
-            value: v.as_deref(),
-        });
-    }
+    let headers = strait_rdkafka_headers::owned(&r.headers);
     let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).partition(partition).headers(headers);
     if let Some(k) = &r.key {
         fr = fr.key(k.as_slice());
@@ -349,6 +356,7 @@ pub fn read_to_end(
 pub struct Strait {
     pub shutdown: CancellationToken,
     pub progress: std::sync::Arc<Progress>,
+    pub health: std::sync::Arc<Health>,
     handle: Option<tokio::task::JoinHandle<strait::replicate::Result<()>>>,
 }
 
@@ -378,11 +386,13 @@ impl Strait {
         let filter = config.topic_filter().expect("filter");
         let r = Replicator::new(config, filter);
         let progress = r.progress();
+        let health = r.health();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(r.run(shutdown.clone()));
         Strait {
             shutdown,
             progress,
+            health,
             handle: Some(handle),
         }
     }
@@ -420,20 +430,12 @@ pub fn assert_no_loss_in_order(partition: i32, source: &[Rec], target: &[Rec]) {
     }
 }
 
-/// One consumed message as a [`Rec`].
-pub fn rec_of<M: Message>(m: &M) -> Rec {
-    let headers = m
-        .headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                .collect()
-        })
-        .unwrap_or_default();
+/// One consumed message as a [`Rec`], header keys as the bytes librdkafka read.
+pub fn rec_of(m: &BorrowedMessage<'_>) -> Rec {
     Rec {
         key: m.key().map(<[u8]>::to_vec),
         value: m.payload().map(<[u8]>::to_vec),
-        headers,
+        headers: strait_rdkafka_headers::of(m),
         timestamp: m.timestamp().to_millis(),
     }
 }

@@ -284,6 +284,7 @@ pub async fn create_topic(c: &Cluster, topic: &str, partitions: i32) -> Result<(
     let spec = TopicSpec {
         name: topic.to_owned(),
         partitions,
+        replication_factor: -1,
         configs: BTreeMap::new(),
     };
     for (name, r) in c

@@ -75,6 +75,7 @@ async fn ensure_topic(c: &Cluster, bootstrap: &[String], topic: &str, partitions
     let spec = TopicSpec {
         name: topic.to_owned(),
         partitions,
+        replication_factor: -1,
         configs: Default::default(),
     };
     for (_, r) in c
