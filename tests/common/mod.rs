@@ -139,15 +139,35 @@ pub async fn create_topic_rf(
     for (k, v) in configs {
         t = t.set(k, v);
     }
-    let res = admin
-        .create_topics(
-            [&t],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .expect("create topics request");
-    for r in res {
-        r.expect("topic created");
+    // A broker slowed down by a loaded machine may answer after the client gave up: the request
+    // is asked again, and the topic found created by an earlier attempt is the one asked for
+    // (every test names its topics uniquely).
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(30)))
+        .request_timeout(Some(Duration::from_secs(60)));
+    for attempt in 1.. {
+        let answer = admin.create_topics([&t], &options).await;
+        let timed_out = |e: &rdkafka::error::KafkaError| {
+            matches!(
+                e.rdkafka_error_code(),
+                Some(
+                    rdkafka::types::RDKafkaErrorCode::OperationTimedOut
+                        | rdkafka::types::RDKafkaErrorCode::RequestTimedOut
+                )
+            )
+        };
+        match answer {
+            Ok(results) => match results.into_iter().next().expect("one result") {
+                Ok(_) => return,
+                Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) if attempt > 1 => return,
+                Err((_, code @ rdkafka::types::RDKafkaErrorCode::RequestTimedOut)) if attempt < 4 => {
+                    eprintln!("creating topic {name}: {code:?}; asking again");
+                }
+                Err(e) => panic!("topic {name} not created: {e:?}"),
+            },
+            Err(e) if timed_out(&e) && attempt < 4 => eprintln!("creating topic {name}: {e}; asking again"),
+            Err(e) => panic!("create topics request for {name}: {e}"),
+        }
     }
 }
 
