@@ -29,6 +29,9 @@ pub const TARGET_DUPLICATE_RECORDS: &str = "strait_target_duplicate_records_tota
 pub const PARTITION_HALTED: &str = "strait_partition_halted";
 /// Checkpoint writes that failed.
 pub const CHECKPOINT_ERRORS: &str = "strait_checkpoint_errors_total";
+/// Commits of the replicated positions to the source group (`strait.<replication id>`) that
+/// failed (advisory copy: replication goes on).
+pub const SOURCE_GROUP_COMMIT_ERRORS: &str = "strait_source_group_commit_errors_total";
 /// Seconds since the last successful checkpoint write (since start until the first one).
 pub const CHECKPOINT_AGE: &str = "strait_checkpoint_age_seconds";
 /// Partitions halted on an error, over the whole process.
@@ -261,6 +264,11 @@ fn describe() {
         "1 while the partition is halted on an error"
     );
     describe_counter!(CHECKPOINT_ERRORS, Unit::Count, "Checkpoint writes that failed");
+    describe_counter!(
+        SOURCE_GROUP_COMMIT_ERRORS,
+        Unit::Count,
+        "Commits of the replicated positions to the source group that failed (advisory; replication goes on)"
+    );
     describe_gauge!(
         CHECKPOINT_AGE,
         Unit::Seconds,
@@ -463,6 +471,7 @@ mod tests {
         TARGET_DUPLICATE_RECORDS,
         PARTITION_HALTED,
         CHECKPOINT_ERRORS,
+        SOURCE_GROUP_COMMIT_ERRORS,
         CHECKPOINT_AGE,
         PARTITIONS_HALTED,
         SOURCE_RECORDS,

@@ -456,6 +456,8 @@ async fn acls_exactly_as_documented_work_and_a_missing_write_halts_the_partition
             .into_iter()
             .filter(|(_, t, name, op)| !(*t == TOPIC && name == &denied_copy && *op == WRITE)),
     );
+    // The positions' advisory copy on the source (`checkpoint.source_group`, on by default).
+    acls.push(("User:reader".into(), GROUP, "strait.acl".into(), READ));
     acls.sort();
     acls.dedup();
     add_acls(&k, &acls).await;
@@ -477,6 +479,7 @@ async fn acls_exactly_as_documented_work_and_a_missing_write_halts_the_partition
     ));
     config.topics.prefix = "copy-".into();
     config.checkpoint.topic = checkpoints.clone();
+    config.replication.id = "acl".into();
     let strait = Strait::start(config.clone());
 
     // With the documented ACLs the allowed topic replicates exactly.

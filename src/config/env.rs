@@ -225,6 +225,7 @@ mod tests {
         "budget.per_shard",
         "budget.weights",
         "checkpoint.interval_ms",
+        "checkpoint.source_group",
         "checkpoint.topic",
         "compression.max_level",
         "compression.min_level",

@@ -74,10 +74,16 @@ fn is_literal(pattern: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':'))
 }
 
+/// strait's own consumer groups (the positions mirrored on the source) start with this; they
+/// are never synced, whatever `groups.include` says.
+pub const STRAIT_GROUP_PREFIX: &str = "strait.";
+
 impl GroupFilter {
-    /// Whether `group` is included and not excluded.
+    /// Whether `group` is included and not excluded (strait's own groups never are).
     pub fn matches(&self, group: &str) -> bool {
-        self.include.iter().any(|re| re.is_match(group)) && !self.exclude.iter().any(|re| re.is_match(group))
+        !group.starts_with(STRAIT_GROUP_PREFIX)
+            && self.include.iter().any(|re| re.is_match(group))
+            && !self.exclude.iter().any(|re| re.is_match(group))
     }
 
     /// The group ids `groups.include` names literally (and `groups.exclude` does not exclude).
@@ -116,5 +122,14 @@ mod tests {
         .filter()
         .expect("compiles");
         assert_eq!(f.literals().collect::<Vec<_>>(), vec!["ingester-1"]);
+        // strait's own position groups, never, even when everything is included.
+        let all = GroupsConfig {
+            include: vec![".*".into()],
+            ..GroupsConfig::default()
+        }
+        .filter()
+        .expect("compiles");
+        assert!(all.matches("ingester-1"));
+        assert!(!all.matches("strait.cluster-abc"));
     }
 }

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub use env::{env_var_for, known_keys, ENV_PREFIX, RESERVED_ENV_VARS};
 pub use error::{Error, Origin, Result};
-pub use groups::{GroupFilter, GroupsConfig};
+pub use groups::{GroupFilter, GroupsConfig, STRAIT_GROUP_PREFIX};
 pub use secret::Secret;
 pub use security::{SaslConfig, SaslMechanism, TlsConfig};
 pub use topics::{TopicFilter, TopicsConfig, INTERNAL_TOPIC_PREFIX};
@@ -468,6 +468,11 @@ pub struct CheckpointConfig {
     pub topic: String,
     /// How often acknowledged progress is written, in milliseconds (also at shutdown).
     pub interval_ms: u64,
+    /// Also commit the replicated positions, every 5 s, to the consumer group
+    /// `strait.<replication id>` on the source: the source's own tools then show strait's lag,
+    /// and a process started while the target is unreachable shows lag and retention headroom
+    /// from it. Advisory only: strait never resumes from it.
+    pub source_group: bool,
 }
 
 impl Default for CheckpointConfig {
@@ -475,6 +480,7 @@ impl Default for CheckpointConfig {
         CheckpointConfig {
             topic: "strait-checkpoints".to_owned(),
             interval_ms: 1000,
+            source_group: true,
         }
     }
 }

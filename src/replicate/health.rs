@@ -68,6 +68,9 @@ pub struct Health {
     source: Mutex<ClusterHealth>,
     target: Mutex<ClusterHealth>,
     checkpoints_loaded: AtomicBool,
+    /// While the checkpoints are not loaded: the source group whose copy of the positions gives
+    /// the lag and retention figures, once it gave some.
+    positions_from: Mutex<Option<String>>,
     started: Instant,
     last_checkpoint: Mutex<Option<Instant>>,
     /// The error of the last checkpoint write, cleared by a write that succeeds.
@@ -111,6 +114,7 @@ impl Health {
             source: Mutex::default(),
             target: Mutex::default(),
             checkpoints_loaded: AtomicBool::new(false),
+            positions_from: Mutex::new(None),
             started: Instant::now(),
             last_checkpoint: Mutex::new(None),
             checkpoint_error: Mutex::new(None),
@@ -149,6 +153,11 @@ impl Health {
     /// Marks the checkpoints loaded (and so partition tasks free to start).
     pub fn set_checkpoints_loaded(&self) {
         self.checkpoints_loaded.store(true, Ordering::Release);
+    }
+
+    /// Notes that, until the checkpoints are loaded, the positions come from source group `group`.
+    pub fn set_positions_from(&self, group: &str) {
+        *self.positions_from.lock() = Some(group.to_owned());
     }
 
     /// Whether the checkpoints are loaded.
@@ -213,13 +222,17 @@ impl Health {
             }
         }
         if !self.checkpoints_loaded() {
-            // The checkpoints live on the target: until they are read, nothing here knows how far
-            // each partition is replicated, so no lag or retention figure is exported.
-            reasons.push(
-                "checkpoints not loaded yet (they are read from the target): replicated position, lag and \
-                 retention headroom unknown"
+            // The checkpoints live on the target: until they are read, the position is known only
+            // from the source group's copy, when there is one.
+            reasons.push(match self.positions_from.lock().as_deref() {
+                Some(group) => format!(
+                    "checkpoints not loaded yet (they are read from the target): lag and retention headroom \
+                     from source group {group}, as of its last commit"
+                ),
+                None => "checkpoints not loaded yet (they are read from the target): replicated position, lag and \
+                         retention headroom unknown"
                     .to_owned(),
-            );
+            });
         } else if let Some(why) = self.checkpoints_stale() {
             reasons.push(why);
         }

@@ -14,6 +14,7 @@ mod groups;
 mod health;
 mod heartbeat;
 mod plan;
+mod source_group;
 mod startup;
 mod topics;
 mod verify;
@@ -196,15 +197,29 @@ impl Replicator {
             Arc::clone(&self.target),
             self.config.alerts.retention_headroom_secs,
         );
-        for cluster in [&self.source, &self.target] {
-            if !startup::reach(cluster, &shutdown).await? {
-                return Ok(());
-            }
+        if !startup::reach(&self.source, &shutdown).await? {
+            return Ok(());
+        }
+        // Until the checkpoints are read from the target: the positions' copy on the source.
+        let seeding = self.seed_from_source_group(&shutdown).await;
+        if !startup::reach(&self.target, &shutdown).await? {
+            return Ok(());
         }
         let Some((store, mut checkpoints, stored_runs)) = self.load_checkpoints(&shutdown).await else {
             return Ok(());
         };
+        drop(seeding);
         self.health.set_checkpoints_loaded();
+        let _source_group = self.config.checkpoint.source_group.then(|| {
+            let cancel = shutdown.child_token();
+            tokio::spawn(source_group::commit_loop(
+                Arc::clone(&self.source),
+                source_group::group_id(store.replication_id()),
+                Arc::clone(&self.progress),
+                cancel.clone(),
+            ));
+            cancel.drop_guard()
+        });
         // Nothing is acknowledged yet: the loaded checkpoints cover it all.
         self.health.checkpoint_current();
         let mut first_start = first_start::FirstStart::new(self.config.start_from, &checkpoints, self.shard);
@@ -396,6 +411,27 @@ impl Replicator {
             }
         });
         Ok(Some(cancel.drop_guard()))
+    }
+
+    /// Starts reading the source group's copy of the positions into the progress table, until
+    /// the returned guard is dropped (the checkpoints are loaded). `None` when it is off or the
+    /// replication id cannot be read.
+    async fn seed_from_source_group(&self, shutdown: &CancellationToken) -> Option<tokio_util::sync::DropGuard> {
+        if !self.config.checkpoint.source_group {
+            return None;
+        }
+        let id = self.replication_id().await.ok()?;
+        let cancel = shutdown.child_token();
+        tokio::spawn(source_group::seed_loop(
+            Arc::clone(&self.source),
+            source_group::group_id(&id),
+            self.filter.clone(),
+            self.shard,
+            Arc::clone(&self.progress),
+            Arc::clone(&self.health),
+            cancel.clone(),
+        ));
+        Some(cancel.drop_guard())
     }
 
     /// Names this flow, creates the checkpoint topic if needed and loads every checkpoint (and
