@@ -169,7 +169,10 @@ async fn seed(
         .iter()
         .filter(|(tp, _)| filter.matches(&tp.topic) && shard.owns(&tp.topic, tp.partition))
     {
-        let end = source.list_offset(tp, OffsetSpec::Latest).await?;
+        // A partition the source no longer answers for (a topic deleted since) is left out.
+        let Ok(end) = source.list_offset(tp, OffsetSpec::Latest).await else {
+            continue;
+        };
         // The oldest record not replicated: the first at the position, when there is one.
         let oldest = match end > c.offset {
             true => first_timestamp(source, tp, c.offset).await,
