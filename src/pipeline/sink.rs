@@ -235,7 +235,12 @@ impl<T: Fetch + Produce> Sink<T> {
             source,
         })?;
         let Some(ready) = ready else { return Ok(()) };
-        self.settings.level.record_compress(compress_started.elapsed());
+        self.settings.level.record_compress(
+            stamp.zstd_level,
+            ready.uncompressed_len,
+            ready.bytes.len(),
+            compress_started.elapsed(),
+        );
         self.send(ready).await
     }
 
