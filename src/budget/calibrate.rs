@@ -1,6 +1,6 @@
 //! The start-up calibration of the level model: compresses a generated sample once at every
-//! level the control may use and times each. Takes a few hundred milliseconds of one core, off
-//! the runtime's threads.
+//! level the control may use and times each, on a blocking thread. Levels 1 to 19 took 876 ms
+//! of wall time on a shared 2-core machine with a load average near 10.
 //!
 //! The sample imitates what strait mostly carries (tracing spans: ids, names from a small set,
 //! timestamps, tags) and is 384 KiB, above zstd's 256 KiB boundary, so every level compresses

@@ -154,7 +154,7 @@ impl LevelControl {
     }
 
     /// Measures every level in `min..=max` on a generated sample, by the wall clock, and seeds
-    /// the model with it. Blocks for a few hundred milliseconds: run it off the runtime.
+    /// the model with it. Blocks for up to about a second: run it off the runtime.
     pub fn calibrate(&self) -> Result<(), CalibrateError> {
         let samples = calibrate(self.min..=self.max)?;
         self.seed(&samples);
