@@ -66,6 +66,8 @@ pub struct LevelControl {
     compressed_bytes: AtomicU64,
     /// Speed and ratio per level.
     model: Mutex<LevelModel>,
+    /// One permit per core: batches compressing at once (see [`LevelControl::compress`]).
+    compress_slots: tokio::sync::Semaphore,
     /// Writers waiting for the target with their in-flight window full.
     target: Mutex<TargetWaits>,
     /// The counters at the last [`LevelControl::adapt`].
@@ -137,6 +139,9 @@ impl LevelControl {
             compress_nanos: AtomicU64::new(0),
             compressed_bytes: AtomicU64::new(0),
             model: Mutex::new(LevelModel::default()),
+            compress_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            ),
             target: Mutex::new(TargetWaits::default()),
             window: Mutex::new(LevelWindow {
                 at: Instant::now(),
@@ -179,6 +184,20 @@ impl LevelControl {
                 .fitting(wire_per_sec, CPU_SHARE * cores.max(1) as f64, self.min, self.max)
                 .unwrap_or(self.min),
         )
+    }
+
+    /// Runs `compress` (one batch's zstd compression: up to a second for 1 MiB at the highest
+    /// levels on a busy machine) once fewer batches than cores are compressing, and on a
+    /// multi-thread runtime inside `block_in_place`, so the worker's other tasks (the paced
+    /// socket writers, the control loop) move to another thread meanwhile instead of stalling
+    /// and losing budget. Elsewhere (tests' current-thread runtimes) it runs inline.
+    pub async fn compress<T>(&self, compress: impl FnOnce() -> T) -> T {
+        // The semaphore is never closed.
+        let _slot = self.compress_slots.acquire().await.ok();
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(compress),
+            _ => compress(),
+        }
     }
 
     /// Records one batch compressed at `level`: `uncompressed` bytes became `compressed` in
