@@ -25,6 +25,10 @@
 //!   not the limit): down to the level that fits, at least one level, at once. The period's
 //!   batches have already lowered the speed estimates (a busier machine compresses slower per
 //!   second of compression time), so the fitting level reflects the CPU now available.
+//! - At start-up under a budget, once calibrated: the level that fits the budget at once
+//!   ([`LevelControl::raise_to`]), since it costs at most [`CPU_SHARE`] of the cores even with
+//!   the link full. Batches built at the start level before the first period would otherwise
+//!   queue for the budget for seconds.
 //! - No estimate at all (the calibration failed or has not finished, and no batch measured
 //!   yet): one step per period, as a bare feedback loop.
 //!
@@ -198,6 +202,12 @@ impl LevelControl {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(compress),
             _ => compress(),
         }
+    }
+
+    /// Raises the level to `level` (within the bounds) if it is lower; returns the level now.
+    pub fn raise_to(&self, level: i32) -> i32 {
+        let level = level.clamp(self.min, self.max);
+        self.level.fetch_max(level, Ordering::Relaxed).max(level)
     }
 
     /// Records one batch compressed at `level`: `uncompressed` bytes became `compressed` in
@@ -491,6 +501,14 @@ mod tests {
         batch(&c, 3, 0.36 * ratio, ratio, speed);
         assert_eq!(c.adapt(&budget, 2), (3, 16));
         assert_eq!(c.sustainable(180_000.0, 2), Some(16));
+    }
+
+    #[test]
+    fn raising_never_lowers_and_keeps_to_the_bounds() {
+        let c = LevelControl::new(3, 1, 12);
+        assert_eq!(c.raise_to(16), 12);
+        assert_eq!(c.raise_to(5), 12);
+        assert_eq!(c.level(), 12);
     }
 
     #[test]

@@ -353,7 +353,8 @@ impl FetchConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompressionConfig {
-    /// zstd level, from 1 (fastest) to 22 (smallest); where the adaptive control starts.
+    /// zstd level, from 1 (fastest) to 22 (smallest); where the adaptive control starts (under
+    /// a budget, raised once calibrated to the highest level the CPU sustains at the budget).
     pub zstd_level: i32,
     /// Lowest level the adaptive control goes down to.
     pub min_level: i32,

@@ -453,8 +453,9 @@ impl Replicator {
     }
 
     /// Measures each zstd level on a sample, on a blocking thread, while the clusters are
-    /// reached: the level control goes straight to the fitting level from its first period.
-    /// Until it is done (or if it fails) the control steps one level at a time.
+    /// reached: the level control goes straight to the fitting level from its first period,
+    /// and under a budget the level starts at the one that fits it. Until it is done (or if it
+    /// fails) the control steps one level at a time.
     fn calibrate_level(&self) -> tokio::task::JoinHandle<()> {
         let level = Arc::clone(&self.settings.level);
         let budget = Arc::clone(&self.settings.budget);
@@ -469,6 +470,12 @@ impl Replicator {
             let cores = cores();
             let rate = budget.bytes_per_sec();
             let sustainable = (rate > 0).then(|| level.sustainable(rate as f64, cores)).flatten();
+            // Under a budget, a level that fits it costs at most CPU_SHARE of the cores even
+            // with the link full, so start there rather than wait for the first period: the
+            // batches built meanwhile queue for the budget for seconds.
+            if let Some(sustainable) = sustainable {
+                level.raise_to(sustainable);
+            }
             tracing::info!(
                 budget_bytes_per_sec = rate,
                 cores,
