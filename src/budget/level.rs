@@ -1,5 +1,42 @@
 //! The adaptive zstd level: spends CPU to fit more data into the link when the link is the
 //! limit, and gives it back when compression is.
+//!
+//! # Going straight to the level that fits
+//!
+//! Every control period (2 s) decides from what the period measured: the share of it during
+//! which senders waited for the link (the budget, or without one the target), and the share of
+//! the cores spent compressing. Link-bound with CPU to spare, the level goes up; CPU-bound, it
+//! goes down; otherwise it holds. How far it moves comes from the [`LevelModel`]: speed and
+//! ratio per level, seeded by a calibration at start-up and corrected by every real batch.
+//!
+//! Keeping a link of `W` wire bytes per second full at level `L` takes `W * ratio(L)`
+//! uncompressed bytes per second, so `W * ratio(L) / speed(L)` seconds of compression per
+//! second. The level that fits is the highest one (within `min..=max`) for which that stays
+//! under half the cores ([`CPU_SHARE`]): the rest is for fetching, unpacking and sending, and
+//! the headroom absorbs the estimate's error. `W` is the budget when one is set; without one it
+//! is what the target took in the period (compressed bytes out per second), since the
+//! target's pace is the link's.
+//!
+//! - Link-bound, CPU free: the level goes to the one that fits at once, however many levels up
+//!   (it never goes down on this branch: the measured CPU says the current level is fine).
+//!   When the fitting level is the highest one the model can estimate and it is the current
+//!   one, the level above it is tried, one step, to measure it.
+//! - CPU-bound (compression above 80% of the cores, or above half of them while the link is
+//!   not the limit): down to the level that fits, at least one level, at once. The period's
+//!   batches have already lowered the speed estimates (a busier machine compresses slower per
+//!   second of compression time), so the fitting level reflects the CPU now available.
+//! - At start-up under a budget, once calibrated: the level that fits the budget at once
+//!   ([`LevelControl::raise_to`]), since it costs at most [`CPU_SHARE`] of the cores even with
+//!   the link full. Batches built at the start level before the first period would otherwise
+//!   queue for the budget for seconds.
+//! - No estimate at all (the calibration failed or has not finished, and no batch measured
+//!   yet): one step per period, as a bare feedback loop.
+//!
+//! Why a model rather than bigger steps: the cost of a level is steep and uneven (level 19 is
+//! tens of times slower than level 3 on the same bytes, and the step from 15 to 16 costs more
+//! than the one from 3 to 9), so a fixed stride overshoots at the top and crawls at the bottom,
+//! and a binary search needs several periods of the wrong level. A measured curve lands in one
+//! period, and real batches keep it honest.
 
 use parking_lot::{Mutex, MutexGuard};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -7,7 +44,16 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::calibrate::{calibrate, CalibrateError};
+use super::model::{LevelModel, Sample};
 use super::{nanos, Budget};
+
+/// Share of the cores compression may take while the link is the bottleneck.
+pub const CPU_SHARE: f64 = 0.5;
+/// Share of the cores above which compression is the bottleneck whatever the link does.
+const CPU_BOUND: f64 = 0.8;
+/// Share of the period spent waiting for the link above which the link is the bottleneck.
+const LINK_BOUND: f64 = 0.5;
 
 /// The zstd level in use, adapted to what limits replication: raised while the link is the
 /// bottleneck and compression leaves CPU to spare, lowered when compression becomes the
@@ -20,6 +66,12 @@ pub struct LevelControl {
     max: i32,
     /// Nanoseconds spent compressing, by all partitions.
     compress_nanos: AtomicU64,
+    /// Compressed bytes produced, by all partitions.
+    compressed_bytes: AtomicU64,
+    /// Speed and ratio per level.
+    model: Mutex<LevelModel>,
+    /// One permit per core: batches compressing at once (see [`LevelControl::compress`]).
+    compress_slots: tokio::sync::Semaphore,
     /// Writers waiting for the target with their in-flight window full.
     target: Mutex<TargetWaits>,
     /// The counters at the last [`LevelControl::adapt`].
@@ -66,6 +118,19 @@ struct LevelWindow {
     budget_waited: Duration,
     target_waited: Duration,
     compressing: Duration,
+    compressed_bytes: u64,
+}
+
+/// What one control period measured.
+#[derive(Debug, Clone, Copy)]
+struct Period {
+    wall: Duration,
+    /// Time during which senders waited for the link.
+    waited: Duration,
+    /// Compression time, summed over partitions.
+    compressing: Duration,
+    /// The link's rate in wire bytes per second: the budget, or what the target took.
+    wire_per_sec: f64,
 }
 
 impl LevelControl {
@@ -76,12 +141,18 @@ impl LevelControl {
             min,
             max,
             compress_nanos: AtomicU64::new(0),
+            compressed_bytes: AtomicU64::new(0),
+            model: Mutex::new(LevelModel::default()),
+            compress_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            ),
             target: Mutex::new(TargetWaits::default()),
             window: Mutex::new(LevelWindow {
                 at: Instant::now(),
                 budget_waited: Duration::ZERO,
                 target_waited: Duration::ZERO,
                 compressing: Duration::ZERO,
+                compressed_bytes: 0,
             }),
         }
     }
@@ -91,9 +162,65 @@ impl LevelControl {
         self.level.load(Ordering::Relaxed)
     }
 
-    /// Records time spent compressing one batch.
-    pub fn record_compress(&self, took: Duration) {
+    /// Measures every level in `min..=max` on a generated sample, by the wall clock, and seeds
+    /// the model with it. Blocks for up to about a second: run it off the runtime.
+    pub fn calibrate(&self) -> Result<(), CalibrateError> {
+        let samples = calibrate(self.min..=self.max)?;
+        self.seed(&samples);
+        Ok(())
+    }
+
+    /// Seeds the model with measurements of a sample (see [`LevelModel::seed`]).
+    pub fn seed(&self, samples: &[Sample]) {
+        self.model.lock().seed(samples);
+    }
+
+    /// The highest level in `min..=max` whose compression keeps a link of `wire_per_sec`
+    /// full within [`CPU_SHARE`] of `cores`, as far as the model knows; `None` before any
+    /// measurement.
+    pub fn sustainable(&self, wire_per_sec: f64, cores: usize) -> Option<i32> {
+        let model = self.model.lock();
+        if (self.min..=self.max).all(|l| model.estimate(l).is_none()) {
+            return None;
+        }
+        Some(
+            model
+                .fitting(wire_per_sec, CPU_SHARE * cores.max(1) as f64, self.min, self.max)
+                .unwrap_or(self.min),
+        )
+    }
+
+    /// Runs `compress` (one batch's zstd compression: up to a second for 1 MiB at the highest
+    /// levels on a busy machine) once fewer batches than cores are compressing, and on a
+    /// multi-thread runtime inside `block_in_place`, so the worker's other tasks (the paced
+    /// socket writers, the control loop) move to another thread meanwhile instead of stalling
+    /// and losing budget. Elsewhere (tests' current-thread runtimes) it runs inline.
+    pub async fn compress<T>(&self, compress: impl FnOnce() -> T) -> T {
+        // The semaphore is never closed.
+        let _slot = self.compress_slots.acquire().await.ok();
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(compress),
+            _ => compress(),
+        }
+    }
+
+    /// Raises the level to `level` (within the bounds) if it is lower; returns the level now.
+    pub fn raise_to(&self, level: i32) -> i32 {
+        let level = level.clamp(self.min, self.max);
+        self.level.fetch_max(level, Ordering::Relaxed).max(level)
+    }
+
+    /// Records one batch compressed at `level`: `uncompressed` bytes became `compressed` in
+    /// `took`.
+    pub fn record_compress(&self, level: i32, uncompressed: usize, compressed: usize, took: Duration) {
         self.compress_nanos.fetch_add(nanos(took), Ordering::Relaxed);
+        self.compressed_bytes.fetch_add(compressed as u64, Ordering::Relaxed);
+        self.model.lock().record(&Sample {
+            level,
+            uncompressed: uncompressed as u64,
+            compressed: compressed as u64,
+            took,
+        });
     }
 
     /// Total compression time so far.
@@ -126,39 +253,66 @@ impl LevelControl {
             budget_waited: budget.waited(),
             target_waited: self.targets().total_at(at),
             compressing: self.compressing(),
+            compressed_bytes: self.compressed_bytes.load(Ordering::Relaxed),
         };
         let then = std::mem::replace(&mut *self.window.lock(), now);
-        let waited = if budget.bytes_per_sec() > 0 {
-            now.budget_waited.saturating_sub(then.budget_waited)
+        let wall = now.at.duration_since(then.at);
+        let (waited, wire_per_sec) = if budget.bytes_per_sec() > 0 {
+            (
+                now.budget_waited.saturating_sub(then.budget_waited),
+                budget.bytes_per_sec() as f64,
+            )
         } else {
-            now.target_waited.saturating_sub(then.target_waited)
+            let out = now.compressed_bytes.saturating_sub(then.compressed_bytes);
+            (
+                now.target_waited.saturating_sub(then.target_waited),
+                out as f64 / wall.as_secs_f64().max(1e-9),
+            )
         };
         let before = self.level();
         let after = self.step(
-            now.at.duration_since(then.at),
-            waited,
-            now.compressing.saturating_sub(then.compressing),
+            Period {
+                wall,
+                waited,
+                compressing: now.compressing.saturating_sub(then.compressing),
+                wire_per_sec,
+            },
             cores,
         );
         (before, after)
     }
 
-    /// One control step over a period of `wall` in which senders waited `waited` for the
-    /// link and compression took `compressing` of CPU (summed over partitions), on `cores`.
-    /// Link-bound (waiting most of the time) with CPU to spare: one level up. Compression using
-    /// most of the CPU while the link is not the limit: one level down. Returns the new level.
-    fn step(&self, wall: Duration, waited: Duration, compressing: Duration, cores: usize) -> i32 {
-        let wall = wall.as_secs_f64().max(1e-9);
-        let cpu_share = compressing.as_secs_f64() / (wall * cores.max(1) as f64);
-        let link_bound = waited.as_secs_f64() / wall > 0.5;
+    /// One control step over `period`, on `cores`; see the module docs. Returns the new level.
+    fn step(&self, period: Period, cores: usize) -> i32 {
+        let wall = period.wall.as_secs_f64().max(1e-9);
+        let cores = cores.max(1) as f64;
+        let cpu_share = period.compressing.as_secs_f64() / (wall * cores);
+        let link_bound = period.waited.as_secs_f64() / wall > LINK_BOUND;
         let current = self.level();
-        let next = if link_bound && cpu_share < 0.5 {
-            current + 1
-        } else if cpu_share > 0.8 || (!link_bound && cpu_share > 0.5) {
-            current - 1
+        let mut model = self.model.lock();
+        let known = |l: i32| model.estimate(l).is_some();
+        let modelled = period.wire_per_sec > 0.0 && (self.min..=self.max).any(known);
+        let fit = || model.fitting(period.wire_per_sec, CPU_SHARE * cores, self.min, self.max);
+        let next = if link_bound && cpu_share < CPU_SHARE {
+            match fit() {
+                _ if !modelled => current + 1,
+                Some(fit) if fit > current => fit,
+                // The model knows nothing above: measure the next level.
+                _ if !known(current + 1) => current + 1,
+                _ => current,
+            }
+        } else if cpu_share > CPU_BOUND || (!link_bound && cpu_share > CPU_SHARE) {
+            match fit() {
+                _ if !modelled => current - 1,
+                Some(fit) => fit.min(current - 1),
+                // Not even the lowest level fits: the lowest costs least.
+                None if known(self.min) => self.min,
+                None => current - 1,
+            }
         } else {
             current
         };
+        model.age();
         let next = next.clamp(self.min, self.max);
         self.level.store(next, Ordering::Relaxed);
         next
@@ -169,26 +323,73 @@ impl LevelControl {
 mod tests {
     use super::*;
 
+    const MB: f64 = 1_000_000.0;
+
+    /// `mb` MB compressed at `level`, `ratio` times smaller, at `speed_mb` MB/s.
+    fn batch(c: &LevelControl, level: i32, mb: f64, ratio: f64, speed_mb: f64) {
+        c.record_compress(
+            level,
+            (mb * MB) as usize,
+            (mb * MB / ratio) as usize,
+            Duration::from_secs_f64(mb / speed_mb),
+        );
+    }
+
+    /// The curve of the tests: 400 MB/s at level 1, 30% slower each level up; ratio from 5 at
+    /// level 1 to 10 at level 19.
+    fn curve(level: i32) -> (f64, f64) {
+        (400.0 * 0.7f64.powi(level - 1), 5.0 + f64::from(level - 1) * 5.0 / 18.0)
+    }
+
+    /// A control seeded with [`curve`] at every level, as the calibration does.
+    fn seeded(level: i32, min: i32, max: i32) -> LevelControl {
+        let c = LevelControl::new(level, min, max);
+        let seed: Vec<Sample> = (1..=19)
+            .map(|l| {
+                let (speed, ratio) = curve(l);
+                Sample {
+                    level: l,
+                    uncompressed: 400_000,
+                    compressed: (400_000.0 / ratio) as u64,
+                    took: Duration::from_secs_f64(0.4 / speed),
+                }
+            })
+            .collect();
+        c.seed(&seed);
+        c
+    }
+
+    /// A period of 2 s.
+    fn period(waited_secs: f64, compressing_secs: f64, wire_per_sec: f64) -> Period {
+        Period {
+            wall: Duration::from_secs(2),
+            waited: Duration::from_secs_f64(waited_secs),
+            compressing: Duration::from_secs_f64(compressing_secs),
+            wire_per_sec,
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn without_a_budget_the_target_is_the_link() {
         let budget = Budget::unlimited();
         let c = LevelControl::new(3, 1, 12);
         let s = Duration::from_secs;
-        // Writers wait on a slow target most of the time, compression is light: level up.
+        // Writers wait on a slow target most of the time, compression is light: level up, one
+        // step since nothing is known above level 3.
         {
             let _a = c.wait_for_target();
             let _b = c.wait_for_target();
             tokio::time::advance(s(2)).await;
         }
-        c.record_compress(Duration::from_millis(200));
+        batch(&c, 3, 8.0, 8.0, 40.0);
         assert_eq!(c.adapt(&budget, 2), (3, 4));
         // Nothing waits and compression takes most of both cores: level down.
         tokio::time::advance(s(2)).await;
-        c.record_compress(s(3));
+        batch(&c, 4, 8.0, 8.0, 8.0 / 3.0);
         assert_eq!(c.adapt(&budget, 2), (4, 3));
         // Neither: the level holds.
         tokio::time::advance(s(2)).await;
-        c.record_compress(Duration::from_millis(100));
+        batch(&c, 3, 4.0, 8.0, 40.0);
         assert_eq!(c.adapt(&budget, 2), (3, 3));
     }
 
@@ -212,6 +413,17 @@ mod tests {
         assert_eq!(c.adapt(&budget, 2), (3, 4));
     }
 
+    /// Two senders keep `budget` busy for 2 s of paused time.
+    async fn saturate(budget: &Budget) {
+        let until = Instant::now() + Duration::from_secs(2);
+        let send = || async {
+            while Instant::now() < until {
+                budget.acquire("spans", 20_000).await;
+            }
+        };
+        tokio::join!(send(), send());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn under_a_budget_only_budget_waits_count() {
         let budget = Budget::new(1_000_000, 0, Vec::new());
@@ -222,33 +434,92 @@ mod tests {
         assert_eq!(c.adapt(&budget, 2), (3, 3));
         drop(waiting);
         // Senders queue for the budget: the link is the limit.
-        let until = Instant::now() + Duration::from_secs(2);
-        let (a, b) = tokio::join!(
-            async {
-                while Instant::now() < until {
-                    budget.acquire("spans", 100_000).await;
-                }
-            },
-            async {
-                while Instant::now() < until {
-                    budget.acquire("spans", 100_000).await;
-                }
-            }
-        );
-        let ((), ()) = (a, b);
+        saturate(&budget).await;
         assert!(budget.waited() > Duration::from_secs(1), "{:?}", budget.waited());
         assert_eq!(c.adapt(&budget, 2), (3, 4));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn under_a_budget_the_level_goes_to_the_one_that_fits_in_one_period() {
+        // 200 kB/s with a backlog, two cores, CPU free: at level 16 the curve needs
+        // 0.2 * 9.17 / 1.90 = 0.97 s of compression per second, within half of two cores; at
+        // 17, 0.2 * 9.44 / 1.33 = 1.42 s, not.
+        let budget = Budget::new(200_000, 0, Vec::new());
+        let c = seeded(3, 1, 19);
+        let (speed, ratio) = curve(3);
+        // Real batches at level 3 behave as the calibration said.
+        batch(&c, 3, 0.4, ratio, speed);
+        saturate(&budget).await;
+        assert_eq!(c.adapt(&budget, 2), (3, 16));
+        // Measured at 16 as expected, the link still the limit: it stays.
+        let (speed, ratio) = curve(16);
+        batch(&c, 16, 1.8, ratio, speed);
+        saturate(&budget).await;
+        assert_eq!(c.adapt(&budget, 2), (16, 16));
+    }
+
     #[test]
-    fn level_rises_when_link_bound_and_falls_when_cpu_bound() {
+    fn the_level_drops_in_one_period_when_cpu_becomes_the_bottleneck() {
+        let c = seeded(16, 1, 19);
+        let (speed, ratio) = curve(3);
+        batch(&c, 3, 0.4, ratio, speed);
+        // Other work takes the cores: level 16 compresses at a third of its speed and takes
+        // 90% of both cores. With the correction interpolated between level 3 (1) and level 16
+        // (1/3), level 13 needs 0.2 * 8.33 / (5.54 * 0.49) = 0.62 s per second, level 14
+        // 0.2 * 8.61 / (3.88 * 0.44) = 1.02 s: 13 is the one that fits.
+        let (speed, ratio) = curve(16);
+        batch(&c, 16, 1.2, ratio, speed / 3.0);
+        assert_eq!(c.step(period(1.9, 3.6, 200_000.0), 2), 13);
+        // The budget is raised tenfold (SIGHUP): compression cannot keep up; down at once.
+        let d = seeded(16, 1, 19);
+        let (speed, ratio) = curve(16);
+        batch(&d, 16, 1.8, ratio, speed);
+        // At 2 MB/s, level 10 needs 2 * 7.5 / 16.1 = 0.93 s per second, level 11 1.38 s.
+        assert_eq!(d.step(period(0.2, 3.6, 2_000_000.0), 2), 10);
+    }
+
+    #[test]
+    fn jumps_respect_min_and_max() {
+        let c = seeded(3, 1, 9);
+        assert_eq!(c.step(period(1.8, 0.1, 200_000.0), 2), 9);
+        // Nothing fits a link of 1 GB/s: the lowest allowed level.
+        let d = seeded(12, 5, 19);
+        assert_eq!(d.step(period(0.0, 3.8, 1e9), 2), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_budget_the_target_rate_sets_the_level() {
+        let budget = Budget::unlimited();
+        let c = seeded(3, 1, 19);
+        // Writers wait for the target all period; it took 0.36 MB of level-3 batches in 2 s:
+        // 0.18 MB/s, at which level 16 needs 0.87 s per second and 17 needs 1.28 s.
+        let (speed, ratio) = curve(3);
+        {
+            let _w = c.wait_for_target();
+            tokio::time::advance(Duration::from_secs(2)).await;
+        }
+        batch(&c, 3, 0.36 * ratio, ratio, speed);
+        assert_eq!(c.adapt(&budget, 2), (3, 16));
+        assert_eq!(c.sustainable(180_000.0, 2), Some(16));
+    }
+
+    #[test]
+    fn raising_never_lowers_and_keeps_to_the_bounds() {
+        let c = LevelControl::new(3, 1, 12);
+        assert_eq!(c.raise_to(16), 12);
+        assert_eq!(c.raise_to(5), 12);
+        assert_eq!(c.level(), 12);
+    }
+
+    #[test]
+    fn without_measurements_the_level_moves_one_step() {
         let c = LevelControl::new(3, 1, 19);
-        let s = Duration::from_secs;
-        assert_eq!(c.step(s(5), s(4), s(1), 2), 4);
-        assert_eq!(c.step(s(5), s(4), s(1), 2), 5);
-        assert_eq!(c.step(s(5), s(0), s(9), 2), 4);
-        assert_eq!(c.step(s(5), s(1), s(1), 2), 4);
+        assert_eq!(c.sustainable(200_000.0, 2), None);
+        assert_eq!(c.step(period(1.6, 0.4, 200_000.0), 2), 4);
+        assert_eq!(c.step(period(1.6, 0.4, 200_000.0), 2), 5);
+        assert_eq!(c.step(period(0.0, 3.6, 200_000.0), 2), 4);
+        assert_eq!(c.step(period(0.4, 0.4, 200_000.0), 2), 4);
         let top = LevelControl::new(19, 1, 19);
-        assert_eq!(top.step(s(5), s(5), s(0), 2), 19);
+        assert_eq!(top.step(period(2.0, 0.0, 200_000.0), 2), 19);
     }
 }

@@ -17,16 +17,21 @@
 //!
 //! Layout: `bucket` holds the token arithmetic (no clock, no runtime: times are passed in);
 //! `waiter` the [`Budget`] that senders wait on and the socket pace; `level` the
-//! [`LevelControl`].
+//! [`LevelControl`]; `model` its speed and ratio per level (pure); `calibrate` the start-up
+//! measurement that seeds it.
 
 mod bucket;
+mod calibrate;
 mod level;
+mod model;
 mod waiter;
 
 use std::time::Duration;
 
 pub use crate::config::WeightRule;
-pub use level::{LevelControl, TargetWait};
+pub use calibrate::CalibrateError;
+pub use level::{LevelControl, TargetWait, CPU_SHARE};
+pub use model::{Estimate, LevelModel, Sample, MAX_LEVEL};
 pub use waiter::{Budget, WeightsNeedRestart};
 
 fn nanos(d: Duration) -> u64 {

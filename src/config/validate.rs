@@ -388,20 +388,25 @@ fn check_batch_and_fetch(config: &Config) -> Result<()> {
 
 fn check_budget(config: &Config) -> Result<()> {
     let c = &config.compression;
-    for (key, level) in [
-        ("compression.min_level", c.min_level),
-        ("compression.max_level", c.max_level),
+    for (key, level, auto) in [
+        ("compression.min_level", c.min_level, false),
+        ("compression.max_level", c.max_level, true),
     ] {
-        if !(1..=22).contains(&level) {
+        let valid = (1..=22).contains(&level) || (auto && level == 0);
+        if !valid {
             return Err(Error::invalid(
                 key,
                 level,
                 "is out of range",
-                "use a zstd level from 1 to 22",
+                if auto {
+                    "use a zstd level from 1 to 22, or 0 for the highest the CPU sustains"
+                } else {
+                    "use a zstd level from 1 to 22"
+                },
             ));
         }
     }
-    if c.min_level > c.max_level {
+    if c.max_level != 0 && c.min_level > c.max_level {
         return Err(Error::invalid(
             "compression.min_level",
             c.min_level,
@@ -655,6 +660,20 @@ mod tests {
                 "compression.zstd_level",
                 "from 1 (fastest) to 22",
             ),
+            (
+                |c| c.compression.max_level = -1,
+                "compression.max_level",
+                "or 0 for the highest the CPU sustains",
+            ),
+            (|c| c.compression.min_level = 0, "compression.min_level", "from 1 to 22"),
+            (
+                |c| {
+                    c.compression.min_level = 9;
+                    c.compression.max_level = 5
+                },
+                "compression.min_level",
+                "at most max_level",
+            ),
             (|c| c.http.listen = "localhost:9090".into(), "http.listen", "ip:port"),
             (
                 |c| c.checkpoint.topic = "".into(),
@@ -692,6 +711,24 @@ mod tests {
             assert!(msg.contains(fix), "{key}: {msg} lacks {fix:?}");
             assert_eq!(err.exit_code(), 64);
         }
+    }
+
+    #[test]
+    fn max_level_zero_is_the_measured_ceiling() {
+        let mut config = configured();
+        assert_eq!(config.compression.max_level, 0);
+        config.validate().expect("max_level 0 is valid");
+        assert_eq!(config.compression.bounds(), (1, crate::config::AUTO_MAX_LEVEL));
+        // With the measured ceiling, a min_level above 19 is still a valid pair.
+        config.compression.min_level = 21;
+        config.compression.zstd_level = 21;
+        config.validate().expect("min_level 21 with max_level 0");
+        assert_eq!(config.compression.bounds(), (21, 21));
+        // An explicit ceiling is kept, widened to the start level.
+        config.compression.min_level = 1;
+        config.compression.max_level = 9;
+        config.compression.zstd_level = 12;
+        assert_eq!(config.compression.bounds(), (1, 12));
     }
 
     #[test]

@@ -227,15 +227,24 @@ impl<T: Fetch + Produce> Sink<T> {
             base_sequence: self.next_sequence,
             zstd_level: self.settings.level.level(),
         };
-        let compress_started = std::time::Instant::now();
-        let ready = self.batcher.build(until, stamp).map_err(|source| Error::Build {
+        let level = Arc::clone(&self.settings.level);
+        let batcher = &mut self.batcher;
+        let (ready, took) = level
+            .compress(|| {
+                let compress_started = std::time::Instant::now();
+                (batcher.build(until, stamp), compress_started.elapsed())
+            })
+            .await;
+        let ready = ready.map_err(|source| Error::Build {
             topic: self.source_tp.topic.clone(),
             partition: self.source_tp.partition,
             offset: until,
             source,
         })?;
         let Some(ready) = ready else { return Ok(()) };
-        self.settings.level.record_compress(compress_started.elapsed());
+        self.settings
+            .level
+            .record_compress(stamp.zstd_level, ready.uncompressed_len, ready.bytes.len(), took);
         self.send(ready).await
     }
 

@@ -49,7 +49,7 @@ use checkpointer::Checkpointer;
 
 /// How often the progress line is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
-/// How often the zstd level control takes a step (one level at most).
+/// How often the zstd level control decides (see [`LevelControl`]).
 const LEVEL_EVERY: Duration = Duration::from_secs(2);
 
 /// Seconds until a lag of `lag_records` is replicated at `records_per_sec`; `None` when nothing
@@ -103,12 +103,8 @@ impl Replicator {
         let budget = Arc::new(Budget::new(bytes_per_sec, burst_bytes, config.budget.weights.clone()));
         // Every byte to the target, checkpoints included, leaves at the budget's pace.
         let target = Arc::new(target.with_pace(Arc::clone(&budget) as Arc<dyn crate::kafka::Pace>));
-        let c = &config.compression;
-        let level = Arc::new(LevelControl::new(
-            c.zstd_level,
-            c.min_level.min(c.zstd_level),
-            c.max_level.max(c.zstd_level),
-        ));
+        let (min_level, max_level) = config.compression.bounds();
+        let level = Arc::new(LevelControl::new(config.compression.zstd_level, min_level, max_level));
         let settings = Arc::new(TaskSettings {
             linger: Duration::from_millis(config.batch.linger_ms),
             level,
@@ -197,6 +193,7 @@ impl Replicator {
             Arc::clone(&self.target),
             self.config.alerts.retention_headroom_secs,
         );
+        let _calibration = self.calibrate_level();
         if !startup::reach(&self.source, &shutdown).await? {
             return Ok(());
         }
@@ -491,11 +488,45 @@ impl Replicator {
         replication_id(&self.config, &self.source).await
     }
 
+    /// Measures each zstd level on a sample, on a blocking thread, while the clusters are
+    /// reached: the level control goes straight to the fitting level from its first period,
+    /// and under a budget the level starts at the one that fits it. Until it is done (or if it
+    /// fails) the control steps one level at a time.
+    fn calibrate_level(&self) -> tokio::task::JoinHandle<()> {
+        let level = Arc::clone(&self.settings.level);
+        let budget = Arc::clone(&self.settings.budget);
+        let explicit_max = self.config.compression.max_level;
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            if let Err(e) = level.calibrate() {
+                let error = error_chain(&e);
+                tracing::warn!(error = %error, "zstd level calibration failed; the level moves one step at a time");
+                return;
+            }
+            let cores = cores();
+            let rate = budget.bytes_per_sec();
+            let sustainable = (rate > 0).then(|| level.sustainable(rate as f64, cores)).flatten();
+            // Under a budget, a level that fits it costs at most CPU_SHARE of the cores even
+            // with the link full, so start there rather than wait for the first period: the
+            // batches built meanwhile queue for the budget for seconds.
+            if let Some(sustainable) = sustainable {
+                level.raise_to(sustainable);
+            }
+            tracing::info!(
+                budget_bytes_per_sec = rate,
+                cores,
+                sustainable_level = sustainable,
+                max_level = explicit_max,
+                took_ms = started.elapsed().as_millis(),
+                "zstd levels calibrated"
+            );
+        })
+    }
+
     /// One step of the zstd level control over the last [`LEVEL_EVERY`].
     fn adapt_level(&self) {
         let budget = &self.settings.budget;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let (before, level) = self.settings.level.adapt(budget, cores);
+        let (before, level) = self.settings.level.adapt(budget, cores());
         if level != before {
             let limit = if budget.bytes_per_sec() > 0 { "budget" } else { "target" };
             tracing::info!(from = before, to = level, link = limit, "zstd level adapted");
@@ -677,4 +708,9 @@ pub(crate) async fn replication_id(config: &Config, source: &Cluster) -> Result<
         Some(id) if !id.is_empty() => format!("cluster-{id}"),
         _ => format!("bootstrap-{}", config.source.bootstrap_servers),
     })
+}
+
+/// Cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
