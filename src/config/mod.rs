@@ -604,11 +604,22 @@ pub struct ShardConfig {
     pub index: u32,
     /// How many processes share the partitions (at least 1).
     pub count: u32,
+    /// With several shards: a partition this shard does not own is reported orphaned when its
+    /// source moves past a checkpoint older than this (or it has records and no checkpoint for
+    /// this long); 0 = off.
+    pub orphan_after_secs: u64,
 }
+
+/// Default of `shard.orphan_after_secs`.
+pub const DEFAULT_ORPHAN_AFTER_SECS: u64 = 300;
 
 impl Default for ShardConfig {
     fn default() -> Self {
-        ShardConfig { index: 0, count: 1 }
+        ShardConfig {
+            index: 0,
+            count: 1,
+            orphan_after_secs: DEFAULT_ORPHAN_AFTER_SECS,
+        }
     }
 }
 

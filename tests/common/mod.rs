@@ -349,6 +349,7 @@ pub fn read_to_end(
 pub struct Strait {
     pub shutdown: CancellationToken,
     pub progress: std::sync::Arc<Progress>,
+    pub health: std::sync::Arc<strait::replicate::Health>,
     handle: Option<tokio::task::JoinHandle<strait::replicate::Result<()>>>,
 }
 
@@ -378,11 +379,13 @@ impl Strait {
         let filter = config.topic_filter().expect("filter");
         let r = Replicator::new(config, filter);
         let progress = r.progress();
+        let health = r.health();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(r.run(shutdown.clone()));
         Strait {
             shutdown,
             progress,
+            health,
             handle: Some(handle),
         }
     }
