@@ -259,9 +259,10 @@ impl Replicator {
                 shard: self.shard,
                 after: Duration::from_secs(self.config.shard.orphan_after_secs),
                 health: Arc::clone(&self.health),
+                started_ms: checkpoint::now_ms(),
                 checkpoints: store.follower(),
                 unclaimed_since: HashMap::new(),
-                reported: HashSet::new(),
+                reported: HashMap::new(),
             };
             let every = Duration::from_secs(self.config.topics.refresh_secs);
             tokio::spawn(watch.run(every, cancel.clone()));

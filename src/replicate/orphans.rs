@@ -20,6 +20,9 @@
 //!   partition without a checkpoint for the threshold. A live owner writes one as soon as its
 //!   task resumes, even on an empty partition, within a topic refresh of the partition appearing.
 //!
+//! Nothing counts as stale before this shard has watched for the threshold, so when every shard
+//! starts at once after an outage, the owners have the threshold to checkpoint again.
+//!
 //! The age of a checkpoint is its `wall_clock_ms`, the writer's clock; clocks of a few seconds
 //! apart do not matter against a threshold of minutes. The source end is read as the owner reads
 //! (read_committed), so an open transaction does not look like a backlog.
@@ -44,7 +47,7 @@
 //! `orphaned_partitions`, and a WARN once per partition when it becomes orphaned, naming the
 //! shard that should own it; an INFO when it is replicated again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,17 +78,17 @@ pub(super) struct Standing {
 }
 
 impl Standing {
-    /// From the partition's newest checkpoint, or from when it was first seen without one.
-    pub(super) fn of(checkpoint: Option<&Checkpoint>, first_seen_ms: i64) -> Self {
-        match checkpoint {
-            Some(c) => Standing {
-                next_source_offset: c.next_source_offset,
-                since_ms: c.wall_clock_ms,
-            },
-            None => Standing {
-                next_source_offset: 0,
-                since_ms: first_seen_ms,
-            },
+    /// From the partition's newest checkpoint, or from when it was first seen without one;
+    /// never from before `watching_since_ms`, when this shard started watching: after a restart
+    /// of every shard, an owner gets the threshold to write its first checkpoint again.
+    pub(super) fn of(checkpoint: Option<&Checkpoint>, first_seen_ms: i64, watching_since_ms: i64) -> Self {
+        let (next_source_offset, since_ms) = match checkpoint {
+            Some(c) => (c.next_source_offset, c.wall_clock_ms),
+            None => (0, first_seen_ms),
+        };
+        Standing {
+            next_source_offset,
+            since_ms: since_ms.max(watching_since_ms),
         }
     }
 
@@ -130,12 +133,14 @@ pub(super) struct Watch {
     /// `shard.orphan_after_secs`.
     pub(super) after: Duration,
     pub(super) health: Arc<Health>,
+    /// When this watch started (ms since the epoch).
+    pub(super) started_ms: i64,
     /// The checkpoint topic as read so far.
     pub(super) checkpoints: Follower,
     /// When each partition not owned here was first seen without a checkpoint.
     pub(super) unclaimed_since: HashMap<TopicPartition, i64>,
     /// The partitions reported orphaned by the last pass.
-    pub(super) reported: HashSet<TopicPartition>,
+    pub(super) reported: HashMap<TopicPartition, Orphan>,
 }
 
 impl Watch {
@@ -210,7 +215,7 @@ impl Watch {
                         since
                     }
                 };
-                let standing = Standing::of(stored, first_seen);
+                let standing = Standing::of(stored, first_seen, self.started_ms);
                 if standing.stale(now_ms, after_ms) {
                     stale.push((tp, standing, stored.is_some()));
                 }
@@ -226,8 +231,7 @@ impl Watch {
             .buffer_unordered(CONCURRENT_LIST_OFFSETS)
             .collect()
             .await;
-        let mut orphans = Vec::new();
-        let mut now_reported = HashSet::new();
+        let mut now_reported = HashMap::new();
         for (tp, standing, checkpointed, end) in ends {
             let end = match end {
                 Ok(end) => end,
@@ -235,8 +239,8 @@ impl Watch {
                     // Not known this pass: keep what the last pass said.
                     tracing::debug!(topic = %tp.topic, partition = tp.partition, error = %crate::error_chain(&e),
                         "orphaned partitions: source end unknown");
-                    if self.reported.contains(&tp) {
-                        now_reported.insert(tp);
+                    if let Some(last) = self.reported.remove(&tp) {
+                        now_reported.insert(tp, last);
                     }
                     continue;
                 }
@@ -252,19 +256,19 @@ impl Watch {
                 checkpointed,
                 stalled_secs: now_ms.saturating_sub(standing.since_ms) / 1000,
             };
-            if !self.reported.contains(&tp) {
+            if !self.reported.contains_key(&tp) {
                 tracing::warn!(topic = %tp.topic, partition = tp.partition, owner_shard = orphan.owner_shard,
                     shard_count = self.shard.count, behind_records = behind, stalled_secs = orphan.stalled_secs,
                     checkpointed, "partition orphaned: no running shard replicates it; check that shard {} runs \
                     (StatefulSet replicas must equal shard.count) and has not halted it", orphan.owner_shard);
             }
-            now_reported.insert(tp);
-            orphans.push(orphan);
+            now_reported.insert(tp, orphan);
         }
-        for tp in self.reported.difference(&now_reported) {
+        for tp in self.reported.keys().filter(|tp| !now_reported.contains_key(*tp)) {
             tracing::info!(topic = %tp.topic, partition = tp.partition, "partition no longer orphaned");
         }
         self.reported = now_reported;
+        let mut orphans: Vec<Orphan> = self.reported.values().cloned().collect();
         orphans.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         Ok(orphans)
     }
@@ -306,7 +310,7 @@ mod tests {
     fn a_stale_checkpoint_behind_the_source_is_orphaned() {
         let now = 100 * MIN;
         let c = checkpoint(500, now - 6 * MIN);
-        let s = Standing::of(Some(&c), now);
+        let s = Standing::of(Some(&c), now, 0);
         assert_eq!(s.orphaned(800, now, 5 * MIN), Some(300));
     }
 
@@ -314,7 +318,7 @@ mod tests {
     fn a_recent_checkpoint_is_not_orphaned_however_far_behind() {
         let now = 100 * MIN;
         let c = checkpoint(500, now - 4 * MIN);
-        let s = Standing::of(Some(&c), now);
+        let s = Standing::of(Some(&c), now, 0);
         assert!(!s.stale(now, 5 * MIN));
         assert_eq!(s.orphaned(1_000_000, now, 5 * MIN), None);
     }
@@ -323,7 +327,7 @@ mod tests {
     fn an_idle_partition_with_an_old_checkpoint_is_not_orphaned() {
         let now = 100 * MIN;
         let c = checkpoint(500, now - 60 * MIN);
-        let s = Standing::of(Some(&c), now);
+        let s = Standing::of(Some(&c), now, 0);
         // The premise: it is stale, so only the source end decides.
         assert!(s.stale(now, 5 * MIN));
         assert_eq!(s.orphaned(500, now, 5 * MIN), None);
@@ -332,19 +336,32 @@ mod tests {
     #[test]
     fn a_partition_never_checkpointed_is_orphaned_once_seen_long_enough_with_records() {
         let now = 100 * MIN;
-        let seen_long_ago = Standing::of(None, now - 5 * MIN);
+        let seen_long_ago = Standing::of(None, now - 5 * MIN, 0);
         assert_eq!(seen_long_ago.orphaned(42, now, 5 * MIN), Some(42));
         // Empty: nothing is waiting for anyone.
         assert_eq!(seen_long_ago.orphaned(0, now, 5 * MIN), None);
         // Just seen: its owner may not have reached it yet.
-        let just_seen = Standing::of(None, now - MIN);
+        let just_seen = Standing::of(None, now - MIN, 0);
         assert_eq!(just_seen.orphaned(42, now, 5 * MIN), None);
+    }
+
+    #[test]
+    fn nothing_is_stale_before_the_watch_ran_for_the_threshold() {
+        // Every shard restarted after an outage: the checkpoints are old and the source moved
+        // meanwhile, but the owners are starting too.
+        let now = 100 * MIN;
+        let c = checkpoint(500, now - 60 * MIN);
+        assert_eq!(Standing::of(Some(&c), now, now - MIN).orphaned(900, now, 5 * MIN), None);
+        assert_eq!(
+            Standing::of(Some(&c), now, now - 5 * MIN).orphaned(900, now, 5 * MIN),
+            Some(400)
+        );
     }
 
     #[test]
     fn a_writer_clock_ahead_of_ours_is_not_stale() {
         let now = 100 * MIN;
         let c = checkpoint(500, now + 10_000);
-        assert_eq!(Standing::of(Some(&c), now).orphaned(900, now, 5 * MIN), None);
+        assert_eq!(Standing::of(Some(&c), now, 0).orphaned(900, now, 5 * MIN), None);
     }
 }
