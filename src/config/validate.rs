@@ -466,22 +466,6 @@ fn check_shard(config: &Config) -> Result<()> {
             ),
         ));
     }
-    // A live owner checkpoints every interval and picks up a new partition within a refresh:
-    // a shorter threshold would report partitions that are replicated.
-    let floor_secs = (3 * config.checkpoint.interval_ms)
-        .div_ceil(1000)
-        .max(2 * config.topics.refresh_secs);
-    if shard.count > 1 && shard.orphan_after_secs > 0 && shard.orphan_after_secs < floor_secs {
-        return Err(Error::invalid(
-            "shard.orphan_after_secs",
-            shard.orphan_after_secs,
-            format!(
-                "is below 3 checkpoint intervals and 2 topic refreshes ({floor_secs} s): partitions of \
-                 running shards would be reported orphaned"
-            ),
-            format!("use at least {floor_secs}, or 0 to turn the check off"),
-        ));
-    }
     Ok(())
 }
 
@@ -688,14 +672,6 @@ mod tests {
                 "shard.index",
                 "give each process a distinct one",
             ),
-            (
-                |c| {
-                    c.shard.count = 2;
-                    c.shard.orphan_after_secs = 10
-                },
-                "shard.orphan_after_secs",
-                "use at least 60, or 0 to turn the check off",
-            ),
         ];
         for (mutate, key, fix) in table {
             let mut config = configured();
@@ -708,20 +684,6 @@ mod tests {
             assert!(msg.contains(fix), "{key}: {msg} lacks {fix:?}");
             assert_eq!(err.exit_code(), 64);
         }
-    }
-
-    #[test]
-    fn the_orphan_threshold_is_checked_only_when_shards_share_the_work() {
-        let mut config = configured();
-        config.shard.orphan_after_secs = 10;
-        // One shard owns everything: nothing to watch, so any value passes.
-        config.validate().expect("one shard");
-        config.shard.count = 2;
-        config.validate().expect_err("below 2 refreshes of 30 s");
-        config.shard.orphan_after_secs = 0;
-        config.validate().expect("0 turns the check off");
-        config.shard.orphan_after_secs = 60;
-        config.validate().expect("the floor itself");
     }
 
     #[test]

@@ -245,29 +245,34 @@ impl Replicator {
             tokio::spawn(continuous.run(every, cancel.clone()));
             cancel.drop_guard()
         });
-        let _orphans = (self.shard.count > 1 && self.config.shard.orphan_after_secs > 0).then(|| {
-            let cancel = shutdown.child_token();
-            let watch = orphans::Watch {
-                source: Arc::clone(&self.source),
-                store: Arc::clone(&store),
-                filter: self.filter.clone(),
-                heartbeat_topic: self
-                    .config
-                    .heartbeats
-                    .enabled
-                    .then(|| self.config.heartbeats.topic.clone()),
-                shard: self.shard,
-                after: Duration::from_secs(self.config.shard.orphan_after_secs),
-                health: Arc::clone(&self.health),
-                started_ms: checkpoint::now_ms(),
-                checkpoints: store.follower(),
-                unclaimed_since: HashMap::new(),
-                reported: HashMap::new(),
-            };
-            let every = Duration::from_secs(self.config.topics.refresh_secs);
-            tokio::spawn(watch.run(every, cancel.clone()));
-            cancel.drop_guard()
-        });
+        let _orphans =
+            self.config.orphan_after().map(|after| {
+                if after.as_secs() > self.config.shard.orphan_after_secs {
+                    tracing::warn!(orphan_after_secs = self.config.shard.orphan_after_secs, used_secs = after.as_secs(),
+                    "shard.orphan_after_secs is below 3 checkpoint intervals or 2 topic refreshes: using that instead");
+                }
+                let cancel = shutdown.child_token();
+                let watch = orphans::Watch {
+                    source: Arc::clone(&self.source),
+                    store: Arc::clone(&store),
+                    filter: self.filter.clone(),
+                    heartbeat_topic: self
+                        .config
+                        .heartbeats
+                        .enabled
+                        .then(|| self.config.heartbeats.topic.clone()),
+                    shard: self.shard,
+                    after,
+                    health: Arc::clone(&self.health),
+                    started_ms: checkpoint::now_ms(),
+                    checkpoints: store.follower(),
+                    unclaimed_since: HashMap::new(),
+                    reported: HashMap::new(),
+                };
+                let every = Duration::from_secs(self.config.topics.refresh_secs);
+                tokio::spawn(watch.run(every, cancel.clone()));
+                cancel.drop_guard()
+            });
         let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(self.config.checkpoint.interval_ms));
         let mut checkpointer =
             Checkpointer::new(Arc::clone(&store)).with_stored_runs(stored_runs, self.config.groups.offset_map_max_runs);
