@@ -95,6 +95,9 @@ pub const VERIFY_MISMATCHED: &str = "strait_verify_mismatched_records_total";
 pub const BUILD_INFO: &str = "strait_build_info";
 /// Gauge, always 1: this process's `shard.index` and `shard.count` in labels.
 pub const SHARD_INFO: &str = "strait_shard_info";
+/// Gauge: partitions of this replication no running shard replicates (their source moves past
+/// a checkpoint older than `shard.orphan_after_secs`), as this shard sees them.
+pub const ORPHANED_PARTITIONS: &str = "strait_orphaned_partitions";
 /// Gauge: consumer groups synced in the last pass.
 pub const GROUPS_SYNCED: &str = "strait_groups_synced";
 /// Counter by `reason`: passes in which a selected group was left alone.
@@ -226,6 +229,11 @@ fn describe() {
         GROUP_TRANSLATION_LAG,
         Unit::Count,
         "Source records a consumer group read that are not on the target yet"
+    );
+    describe_gauge!(
+        ORPHANED_PARTITIONS,
+        Unit::Count,
+        "Partitions no running shard replicates: their source moves while their checkpoint is older than shard.orphan_after_secs"
     );
     describe_gauge!(
         SHARD_INFO,
@@ -501,6 +509,7 @@ mod tests {
         VERIFY_MISMATCHED,
         BUILD_INFO,
         SHARD_INFO,
+        ORPHANED_PARTITIONS,
     ];
 
     /// Checks that `file` names only metrics defined above (histograms by their `_bucket`

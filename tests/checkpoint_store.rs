@@ -192,3 +192,55 @@ async fn checkpoints_survive_in_a_compacted_topic_per_replication_id() {
         decode_key(key).expect("every key decodes");
     }
 }
+
+/// A follower of the store (the orphan watch of sharded runs) sees each round what a full load
+/// would: the first round the whole topic, later rounds what was written since, with newer
+/// checkpoints replacing older ones and other replication ids left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_holds_what_a_full_load_returns_round_after_round() {
+    let Some(b) = Kafka::single().await else {
+        return;
+    };
+    let bootstrap = b.bootstrap();
+    let topic = common::topic("follow");
+    let dc1 = CheckpointStore::new(cluster(&bootstrap), &topic, "dc1");
+    let dc2 = CheckpointStore::new(cluster(&bootstrap), &topic, "dc2");
+    dc1.ensure_topic(10_000).await.expect("creates the checkpoint topic");
+    dc1.write(&[cp("dc1", "spans", 0, 10, 1), cp("dc1", "spans", 1, 20, 1)])
+        .await
+        .expect("write dc1");
+    dc2.write(&[cp("dc2", "spans", 0, 1000, 1)]).await.expect("write dc2");
+
+    let mut follower = dc1.follower();
+    assert!(follower.checkpoints().is_empty(), "nothing read before the first round");
+    let checkpoints = |f: &strait::checkpoint::Follower| -> HashMap<TopicPartition, Checkpoint> {
+        f.checkpoints()
+            .iter()
+            .map(|(tp, r)| (tp.clone(), r.checkpoint.clone()))
+            .collect()
+    };
+    dc1.follow(&mut follower).await.expect("first round");
+    assert_eq!(
+        checkpoints(&follower),
+        by_tp(&[cp("dc1", "spans", 0, 10, 1), cp("dc1", "spans", 1, 20, 1)])
+    );
+
+    // A round with nothing new changes nothing; then newer checkpoints and a new partition.
+    dc1.follow(&mut follower).await.expect("idle round");
+    assert_eq!(checkpoints(&follower).len(), 2);
+    dc1.write(&[cp("dc1", "spans", 1, 25, 1), cp("dc1", "logs", 0, 5, 1)])
+        .await
+        .expect("write more");
+    dc2.write(&[cp("dc2", "logs", 0, 7, 1)]).await.expect("write dc2 more");
+    dc1.follow(&mut follower).await.expect("second round");
+    let full = dc1.load().await.expect("full load");
+    assert_eq!(checkpoints(&follower), full);
+    assert_eq!(
+        full,
+        by_tp(&[
+            cp("dc1", "spans", 0, 10, 1),
+            cp("dc1", "spans", 1, 25, 1),
+            cp("dc1", "logs", 0, 5, 1),
+        ])
+    );
+}

@@ -114,6 +114,8 @@ pub(super) struct Latest {
     pub(super) entries: HashMap<TopicPartition, CheckpointRecord>,
     /// Offset map runs by source partition and first source offset.
     pub(super) runs: HashMap<TopicPartition, BTreeMap<i64, Run>>,
+    /// Whether offset map runs are kept (a reader of checkpoints alone skips them).
+    keep_runs: bool,
 }
 
 impl Latest {
@@ -122,6 +124,15 @@ impl Latest {
             replication_id: replication_id.to_owned(),
             entries: HashMap::new(),
             runs: HashMap::new(),
+            keep_runs: true,
+        }
+    }
+
+    /// [`Self::new`] that keeps the checkpoints and drops the offset map runs.
+    pub(super) fn checkpoints_only(replication_id: &str) -> Self {
+        Latest {
+            keep_runs: false,
+            ..Self::new(replication_id)
         }
     }
 
@@ -160,7 +171,7 @@ impl Latest {
         let (replication_id, source_topic, source_partition) = match decode_any_key(key) {
             Ok(AnyKey::Checkpoint(r, t, p)) => (r, t, p),
             Ok(AnyKey::Run(r, t, p, start)) => {
-                if r == self.replication_id {
+                if self.keep_runs && r == self.replication_id {
                     if let Err(e) = self.apply_run(TopicPartition::new(t, p), start, record.value.as_deref()) {
                         warn("undecodable offset map run", &e);
                     }

@@ -100,7 +100,7 @@ pub use codec::{
     VALUE_VERSION,
 };
 pub use error::{Error, Result};
-pub use store::{now_ms, CheckpointStore};
+pub use store::{now_ms, CheckpointStore, Follower};
 
 use crate::kafka::ProducerIdentity;
 

@@ -52,6 +52,25 @@ fn topic_configs() -> BTreeMap<String, String> {
     .collect()
 }
 
+/// The newest checkpoint per partition of one replication, kept current by
+/// [`CheckpointStore::follow`], which reads only what was written since its last call: a
+/// periodic reader pays for the new checkpoints, not for the whole topic every time. The topic
+/// is read in order, so the newest record of a key is the one held; compaction only drops
+/// records that a later one of the same key replaces. Offset map runs are not kept.
+#[derive(Debug)]
+pub struct Follower {
+    latest: Latest,
+    /// The next offset to read, per partition of the checkpoint topic.
+    next: HashMap<i32, i64>,
+}
+
+impl Follower {
+    /// The newest checkpoint of each source partition read so far.
+    pub fn checkpoints(&self) -> &HashMap<TopicPartition, CheckpointRecord> {
+        &self.latest.entries
+    }
+}
+
 /// Reads and writes one replication id's checkpoints in a compacted topic on the target.
 #[derive(Debug)]
 pub struct CheckpointStore {
@@ -258,7 +277,7 @@ impl CheckpointStore {
         let partitions = self.partitions().await?;
         let mut latest = Latest::new(&self.replication_id);
         for partition in partitions {
-            self.read_partition(partition, &mut latest).await?;
+            self.read_partition(partition, None, &mut latest).await?;
         }
         tracing::info!(
             topic = %self.topic,
@@ -274,6 +293,26 @@ impl CheckpointStore {
             .map(|(tp, runs)| (tp, runs.into_values().collect()))
             .collect();
         Ok((entries, runs))
+    }
+
+    /// A [`Follower`] of this store's checkpoints, that has read nothing yet.
+    pub fn follower(&self) -> Follower {
+        Follower {
+            latest: Latest::checkpoints_only(&self.replication_id),
+            next: HashMap::new(),
+        }
+    }
+
+    /// Reads into `follower` what the topic received since its last call (all of it the first
+    /// time): afterwards it holds the newest checkpoint per partition, as [`Self::load_records`]
+    /// would return it, having read each record once.
+    pub async fn follow(&self, follower: &mut Follower) -> Result<()> {
+        for partition in self.partitions().await? {
+            let from = follower.next.get(&partition).copied();
+            let next = self.read_partition(partition, from, &mut follower.latest).await?;
+            follower.next.insert(partition, next);
+        }
+        Ok(())
     }
 
     /// The partitions of the checkpoint topic, in order.
@@ -314,8 +353,10 @@ impl CheckpointStore {
         }
     }
 
-    /// Reads one partition from its earliest to its latest offset into `latest`.
-    async fn read_partition(&self, partition: i32, latest: &mut Latest) -> Result<()> {
+    /// Reads one partition into `latest`, from `from` (its earliest offset when `None`, below
+    /// the log start, or past the log end: a topic created again) to its latest offset, which it
+    /// returns.
+    async fn read_partition(&self, partition: i32, from: Option<i64>, latest: &mut Latest) -> Result<i64> {
         let tp = TopicPartition::new(self.topic.clone(), partition);
         let read_err = |action, offset, e| Error::Read {
             topic: self.topic.clone(),
@@ -331,13 +372,14 @@ impl CheckpointStore {
             .await
             .map_err(|(e, _)| read_err("list earliest offset", -1, e))
         };
-        let mut offset = earliest().await?;
+        let log_start = earliest().await?;
         let log_end = self
             .retry(Some(&tp), "list offsets", || {
                 self.target.list_offset(&tp, OffsetSpec::Latest)
             })
             .await
             .map_err(|(e, _)| read_err("list latest offset", -1, e))?;
+        let mut offset = from.filter(|&f| f >= log_start && f <= log_end).unwrap_or(log_start);
         let mut max_bytes = INITIAL_FETCH_BYTES;
         let mut idle = 0;
         while offset < log_end {
@@ -388,7 +430,7 @@ impl CheckpointStore {
                 }
             }
         }
-        Ok(())
+        Ok(log_end)
     }
 
     /// Writes `checkpoints` as one record batch (zstd, or none when that is smaller) to

@@ -249,6 +249,7 @@ mod tests {
         "replication.id",
         "shard.count",
         "shard.index",
+        "shard.orphan_after_secs",
         "shutdown_grace_secs",
         "source.allow_plaintext_credentials",
         "source.bootstrap_servers",

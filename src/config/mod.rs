@@ -632,11 +632,39 @@ pub struct ShardConfig {
     pub index: u32,
     /// How many processes share the partitions (at least 1).
     pub count: u32,
+    /// With several shards: a partition this shard does not own is reported orphaned when its
+    /// source moves past a checkpoint older than this (or it has records and no checkpoint for
+    /// this long); 0 = off. Raised to 3 checkpoint intervals and 2 topic refreshes
+    /// ([`Config::orphan_after`]).
+    pub orphan_after_secs: u64,
+}
+
+/// Default of `shard.orphan_after_secs`.
+pub const DEFAULT_ORPHAN_AFTER_SECS: u64 = 300;
+
+impl Config {
+    /// The threshold of the orphan watch: `shard.orphan_after_secs`, raised to 3 checkpoint
+    /// intervals and 2 topic refreshes (a live owner checkpoints every interval and picks up a
+    /// new partition within a refresh, so a shorter one would report replicated partitions);
+    /// `None` when the watch does not run (one shard, or 0).
+    pub fn orphan_after(&self) -> Option<Duration> {
+        if self.shard.count <= 1 || self.shard.orphan_after_secs == 0 {
+            return None;
+        }
+        let floor_ms = (3 * self.checkpoint.interval_ms).max(2000 * self.topics.refresh_secs);
+        Some(Duration::from_millis(
+            (self.shard.orphan_after_secs * 1000).max(floor_ms),
+        ))
+    }
 }
 
 impl Default for ShardConfig {
     fn default() -> Self {
-        ShardConfig { index: 0, count: 1 }
+        ShardConfig {
+            index: 0,
+            count: 1,
+            orphan_after_secs: DEFAULT_ORPHAN_AFTER_SECS,
+        }
     }
 }
 

@@ -550,3 +550,22 @@ fn credentials_over_plaintext_are_refused_unless_allowed() {
     let (_, warnings) = load(None, &allowed).expect("loads");
     assert!(warnings.is_empty(), "{warnings:?}");
 }
+
+#[test]
+fn the_orphan_threshold_runs_only_with_shards_and_never_below_its_floor() {
+    let mut c = Config::default();
+    c.shard.orphan_after_secs = 10;
+    // One shard owns every partition: nothing to watch.
+    assert_eq!(c.orphan_after(), None);
+    c.shard.count = 2;
+    // Raised to 2 topic refreshes of 30 s.
+    assert_eq!(c.orphan_after(), Some(Duration::from_secs(60)));
+    c.topics.refresh_secs = 1;
+    c.checkpoint.interval_ms = 5_000;
+    // Raised to 3 checkpoint intervals.
+    assert_eq!(c.orphan_after(), Some(Duration::from_secs(15)));
+    c.shard.orphan_after_secs = 300;
+    assert_eq!(c.orphan_after(), Some(Duration::from_secs(300)));
+    c.shard.orphan_after_secs = 0;
+    assert_eq!(c.orphan_after(), None);
+}

@@ -130,6 +130,7 @@ impl Endpoints {
             },
             retention_headroom_alert_secs: Some(threshold_secs).filter(|&s| s > 0),
             topic_errors: self.health.topic_errors(),
+            orphaned_partitions: self.health.orphans(),
             partitions,
         }
     }
@@ -162,6 +163,9 @@ pub struct StatusReport {
     pub retention_headroom_alert_secs: Option<u64>,
     /// Topics that match but cannot be replicated, with the error.
     pub topic_errors: std::collections::BTreeMap<String, String>,
+    /// Partitions of this replication that no running shard replicates (`shard.orphan_after_secs`);
+    /// null before the first check, or with one shard.
+    pub orphaned_partitions: Option<Vec<crate::replicate::Orphan>>,
     /// One entry per source partition with a task, by topic and partition.
     pub partitions: Vec<PartitionReport>,
 }

@@ -78,6 +78,9 @@ pub struct Health {
     /// How old the last checkpoint write may be while ready ([`stale_after`]).
     checkpoint_stale_after: Duration,
     topic_errors: Mutex<BTreeMap<String, String>>,
+    /// Partitions no running shard replicates, from the last pass of the orphan watch; `None`
+    /// before its first pass or when it does not run.
+    orphans: Mutex<Option<Vec<super::orphans::Orphan>>>,
     rates: Mutex<RateMeter>,
 }
 
@@ -120,6 +123,7 @@ impl Health {
             checkpoint_error: Mutex::new(None),
             checkpoint_stale_after: stale_after(checkpoint_interval),
             topic_errors: Mutex::default(),
+            orphans: Mutex::default(),
             rates: Mutex::new(RateMeter::new(RATE_WINDOW)),
         }
     }
@@ -202,6 +206,17 @@ impl Health {
     /// Topics that cannot be replicated, with their errors.
     pub fn topic_errors(&self) -> BTreeMap<String, String> {
         self.topic_errors.lock().clone()
+    }
+
+    /// Replaces the orphaned partitions with what the orphan watch's last pass found.
+    pub fn set_orphans(&self, orphans: Vec<super::orphans::Orphan>) {
+        *self.orphans.lock() = Some(orphans);
+    }
+
+    /// The orphaned partitions the last pass of the orphan watch found; `None` before its
+    /// first pass, or when it does not run (one shard, or `shard.orphan_after_secs = 0`).
+    pub fn orphans(&self) -> Option<Vec<super::orphans::Orphan>> {
+        self.orphans.lock().clone()
     }
 
     /// Records per second acknowledged per partition, over the last ten seconds.

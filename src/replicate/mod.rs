@@ -13,6 +13,7 @@ mod first_start;
 mod groups;
 mod health;
 mod heartbeat;
+mod orphans;
 mod plan;
 mod source_group;
 mod startup;
@@ -27,6 +28,7 @@ pub use check::{check, CheckReport, ClusterCheck, TargetState, TopicCheck};
 pub use error::{Error, Result};
 pub use groups::groups;
 pub use health::{ClusterHealth, Health, Readiness, Side};
+pub use orphans::Orphan;
 pub use plan::{plan, Plan, TargetChange, TopicPlan};
 pub use verify::verify;
 
@@ -186,6 +188,8 @@ impl Replicator {
         metrics::gauge!(telemetry::SHARD_INFO, "index" => self.shard.index.to_string(),
             "count" => self.shard.count.to_string())
         .set(1.0);
+        // 0 until the orphan watch (several shards) finds one: one shard owns every partition.
+        metrics::gauge!(telemetry::ORPHANED_PARTITIONS).set(0.0);
         let _monitor = health::Monitor::spawn(
             Arc::clone(&self.health),
             Arc::clone(&self.progress),
@@ -253,6 +257,34 @@ impl Replicator {
             tokio::spawn(continuous.run(every, cancel.clone()));
             cancel.drop_guard()
         });
+        let _orphans =
+            self.config.orphan_after().map(|after| {
+                if after.as_secs() > self.config.shard.orphan_after_secs {
+                    tracing::warn!(orphan_after_secs = self.config.shard.orphan_after_secs, used_secs = after.as_secs(),
+                    "shard.orphan_after_secs is below 3 checkpoint intervals or 2 topic refreshes: using that instead");
+                }
+                let cancel = shutdown.child_token();
+                let watch = orphans::Watch {
+                    source: Arc::clone(&self.source),
+                    store: Arc::clone(&store),
+                    filter: self.filter.clone(),
+                    heartbeat_topic: self
+                        .config
+                        .heartbeats
+                        .enabled
+                        .then(|| self.config.heartbeats.topic.clone()),
+                    shard: self.shard,
+                    after,
+                    health: Arc::clone(&self.health),
+                    started_ms: checkpoint::now_ms(),
+                    checkpoints: store.follower(),
+                    unclaimed_since: HashMap::new(),
+                    reported: HashMap::new(),
+                };
+                let every = Duration::from_secs(self.config.topics.refresh_secs);
+                tokio::spawn(watch.run(every, cancel.clone()));
+                cancel.drop_guard()
+            });
         let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(self.config.checkpoint.interval_ms));
         let mut checkpointer =
             Checkpointer::new(Arc::clone(&store)).with_stored_runs(stored_runs, self.config.groups.offset_map_max_runs);
