@@ -20,28 +20,25 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes, VersionRange};
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Request, StrBytes, VersionRange};
 use parking_lot::Mutex;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::pace::{Pace, Socket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::error::{BoxError, Error, Result, SharedError};
+use super::error::{Error, Result};
+use super::frame::{api_key, decode_response, encode_request, negotiate, read_frame};
 use super::sasl::Sasl;
 use super::security::Security;
 use super::versions::BrokerVersions;
 
-/// Largest response frame accepted. Fetch answers are bounded by the request's max_bytes; this
-/// only stops a corrupt length prefix from allocating gigabytes.
-const MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
 /// How many encoded requests may wait for the writer; beyond it callers wait (backpressure).
 const OUTGOING_QUEUE: usize = 64;
-const UNSUPPORTED_VERSION: i16 = 35;
 /// Re-authenticate when this share of the broker's session lifetime has passed (the Java
 /// client picks 85-95%).
 const REAUTH_AT: f64 = 0.85;
@@ -658,10 +655,6 @@ impl Exchange for Handshake<'_> {
     }
 }
 
-fn api_key<R: Request>() -> ApiKey {
-    ApiKey::try_from(R::KEY).unwrap_or(ApiKey::ApiVersions)
-}
-
 async fn read_loop<R: AsyncRead + Unpin>(mut reader: BufReader<R>, pending: &Mutex<Pending>) -> std::io::Error {
     loop {
         let frame = match read_frame(&mut reader).await {
@@ -681,120 +674,6 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: BufReader<R>, pending: &Mut
         }
         // A response nobody waits for belongs to a request that timed out: drop it.
     }
-}
-
-async fn read_frame<R: tokio::io::AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Bytes> {
-    let len = reader.read_i32().await?;
-    let len = usize::try_from(len)
-        .ok()
-        .filter(|l| *l <= MAX_FRAME_BYTES)
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("response frame length {len} out of range"),
-            )
-        })?;
-    let mut buf = BytesMut::zeroed(len);
-    reader.read_exact(&mut buf).await?;
-    Ok(buf.freeze())
-}
-
-fn encode_request<R: Request>(request: &R, version: i16, correlation_id: i32, client_id: &StrBytes) -> Result<Bytes> {
-    let api = api_key::<R>();
-    let encode_err = |source: anyhow::Error| Error::Encode {
-        api,
-        source: SharedError::from(BoxError::from(source)),
-    };
-    let header = RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(client_id.clone()));
-    let body_len = request.compute_size(version).map_err(encode_err)?;
-    let mut buf = BytesMut::with_capacity(4 + 64 + body_len);
-    buf.put_i32(0);
-    header
-        .encode(&mut buf, R::header_version(version))
-        .map_err(encode_err)?;
-    request.encode(&mut buf, version).map_err(encode_err)?;
-    let frame_len = i32::try_from(buf.len() - 4).map_err(|e| encode_err(e.into()))?;
-    buf[0..4].copy_from_slice(&frame_len.to_be_bytes());
-    Ok(buf.freeze())
-}
-
-fn decode_response<T: Decodable + HeaderVersion>(
-    mut frame: Bytes,
-    version: i16,
-    api: ApiKey,
-    broker: &str,
-) -> Result<T> {
-    let decode_err = |source: anyhow::Error| Error::Decode {
-        broker: broker.to_owned(),
-        api,
-        source: SharedError::from(BoxError::from(source)),
-    };
-    ResponseHeader::decode(&mut frame, T::header_version(version)).map_err(decode_err)?;
-    T::decode(&mut frame, version).map_err(decode_err)
-}
-
-/// Exchanges ApiVersions on a fresh socket: v3 first; a broker that does not speak it answers
-/// UNSUPPORTED_VERSION in the v0 layout, and strait retries with v0.
-async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    broker: &str,
-    client_id: &StrBytes,
-) -> Result<BrokerVersions> {
-    let request = ApiVersionsRequest::default()
-        .with_client_software_name(StrBytes::from_static_str("strait"))
-        .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-    let mut last = None;
-    for (correlation_id, version) in [(0, 3i16), (1, 0)] {
-        let frame = encode_request(&request, version, correlation_id, client_id)?;
-        let io_err = |source: std::io::Error| Error::ConnectionLost {
-            broker: broker.to_owned(),
-            source: Some(Arc::new(source)),
-        };
-        stream.write_all(&frame).await.map_err(io_err)?;
-        stream.flush().await.map_err(io_err)?;
-        let answer = read_frame(stream).await.map_err(io_err)?;
-        let decoded = decode_response::<ApiVersionsResponse>(answer.clone(), version, ApiKey::ApiVersions, broker)
-            .or_else(|e| decode_response::<ApiVersionsResponse>(answer, 0, ApiKey::ApiVersions, broker).map_err(|_| e));
-        match decoded {
-            Ok(resp) if resp.error_code == 0 => {
-                return Ok(BrokerVersions::new(resp.api_keys.iter().map(|k| {
-                    (
-                        k.api_key,
-                        VersionRange {
-                            min: k.min_version,
-                            max: k.max_version,
-                        },
-                    )
-                })))
-            }
-            Ok(resp) if resp.error_code == UNSUPPORTED_VERSION => {
-                last = Some(Error::Request {
-                    api: ApiKey::ApiVersions,
-                    resource: format!("broker {broker}"),
-                    code: kafka_protocol::error::ResponseError::UnsupportedVersion,
-                    message: None,
-                });
-            }
-            Ok(resp) => {
-                return Err(Error::Request {
-                    api: ApiKey::ApiVersions,
-                    resource: format!("broker {broker}"),
-                    code: kafka_protocol::error::ParseResponseErrorCode::err(resp.error_code)
-                        .unwrap_or(kafka_protocol::error::ResponseError::UnknownServerError),
-                    message: None,
-                })
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::ConnectionLost {
-        broker: broker.to_owned(),
-        source: None,
-    }))
 }
 
 #[cfg(test)]

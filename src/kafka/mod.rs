@@ -11,6 +11,7 @@ mod cluster;
 mod conn;
 mod error;
 mod fetches;
+mod frame;
 mod groups;
 mod pace;
 mod requests;
