@@ -382,15 +382,11 @@ fn apply_budget(why: &str, config_path: Option<&std::path::Path>, budget: &strai
     let (bytes_per_sec, burst_bytes) = c.budget.share(c.shard.count);
     let before = budget.bytes_per_sec();
     budget.set(bytes_per_sec, burst_bytes);
-    let weights = match budget.set_weights(c.budget.weights.clone()) {
-        Ok(_) => budget.weights(),
-        Err(e) => {
-            tracing::warn!(reason = why, error = %e, "budget weights unchanged");
-            budget.weights()
-        }
-    };
+    if let Err(e) = budget.set_weights(c.budget.weights.clone()) {
+        tracing::warn!(reason = why, error = %e, "budget weights unchanged");
+    }
     tracing::info!(reason = why, from = before, bytes_per_sec, total_bytes_per_sec = c.budget.bytes_per_sec,
-        weights = ?weights, "budget applied");
+        weights = ?budget.weights(), "budget applied");
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

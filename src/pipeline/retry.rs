@@ -26,37 +26,33 @@ pub(super) fn kafka_err(
     }
 }
 
-/// The partition's topic was deleted (`side`: source or target), as the partition's error;
-/// `source` is the last answer about it.
-fn deleted(side: &'static str, tp: &TopicPartition, offset: i64, source: crate::kafka::Error) -> Error {
-    let setting = if side == "target" {
+/// The setting that goes on once a `side` topic exists again under its name.
+fn going_on(side: &'static str) -> &'static str {
+    if side == "target" {
         "on_target_reset = \"replicate_again\" (STRAIT_ON_TARGET_RESET) to write the source again from its checkpoint"
     } else {
-        "on_topic_recreated = \"start_over\" (STRAIT_ON_TOPIC_RECREATED) to replicate the new topic from start_from"
-    };
-    Error::TopicDeleted {
-        side,
-        setting,
-        topic: tp.topic.clone(),
-        partition: tp.partition,
-        offset,
-        source: Box::new(source),
+        "on_topic_recreated = \"start_over\" (STRAIT_ON_TOPIC_RECREATED) to replicate the new topic from its beginning"
     }
 }
 
-/// The partition's error for a topic found deleted, or deleted and created again, under it.
+/// The partition's error for a topic found deleted (`last` is the last answer about it), or
+/// deleted and created again, under it.
 pub(super) fn lost(side: &'static str, tp: &TopicPartition, offset: i64, gone: Gone) -> Error {
+    let (topic, partition, setting) = (tp.topic.clone(), tp.partition, going_on(side));
     match gone {
-        Gone::Deleted(last) => deleted(side, tp, offset, last),
+        Gone::Deleted(last) => Error::TopicDeleted {
+            side,
+            setting,
+            topic,
+            partition,
+            offset,
+            source: Box::new(last),
+        },
         Gone::Recreated => Error::RecreatedWhileReplicating {
             side,
-            setting: if side == "target" {
-                "on_target_reset = \"replicate_again\" (STRAIT_ON_TARGET_RESET) to write the source again from its checkpoint"
-            } else {
-                "on_topic_recreated = \"start_over\" (STRAIT_ON_TOPIC_RECREATED) to replicate the new topic from its beginning"
-            },
-            topic: tp.topic.clone(),
-            partition: tp.partition,
+            setting,
+            topic,
+            partition,
             offset,
         },
     }
