@@ -10,14 +10,26 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 
+# Package installs need root: run directly as root, else through sudo.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    log "installing packages needs root: run this script as root, or install sudo"
+    return 1
+  fi
+}
+
 install_debian() {
   local missing=()
   for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" >/dev/null
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 # Pids of running processes named prometheus (from /proc: stock Debian has no pgrep).
@@ -38,21 +50,21 @@ install_promtool() {
   log "installing promtool (Debian package prometheus, without recommends)"
   local policy=/usr/sbin/policy-rc.d own_policy='' before out pid rc=0
   if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+    as_root chmod 755 "$policy"
     own_policy=1
   fi
   before=" $(prometheus_pids | tr '\n' ' ') "
   export DEBIAN_FRONTEND=noninteractive
   out="$(mktemp)"
-  { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; } >"$out" 2>&1 || rc=$?
+  { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >"$out" 2>&1 || rc=$?
   [ "$rc" -eq 0 ] || cat "$out" >&2
   rm -f "$out"
-  [ -z "$own_policy" ] || rm -f "$policy"
+  [ -z "$own_policy" ] || as_root rm -f "$policy"
   for pid in $(prometheus_pids); do
     case "$before" in *" $pid "*) ;; *)
       log "stopping the Prometheus server the package started (pid $pid)"
-      kill "$pid" 2>/dev/null || true ;;
+      as_root kill "$pid" 2>/dev/null || true ;;
     esac
   done
   [ "$rc" -eq 0 ] || { log "apt-get could not install prometheus"; return "$rc"; }
@@ -60,7 +72,19 @@ install_promtool() {
 }
 
 # Build tools for librdkafka (the independent test client); Java 17 and Maven for Apache Kafka.
-install_debian build-essential pkg-config iproute2 python3 curl openjdk-17-jre-headless maven
+install_debian build-essential pkg-config iproute2 python3 curl ca-certificates openjdk-17-jre-headless maven
+
+# Rust, stable, from rustup when no cargo is found (Debian's and Ubuntu's rustc are too old for
+# strait's dependencies): into ~/.cargo, with rustfmt and clippy for the test command.
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v cargo >/dev/null 2>&1; then
+  log "installing Rust (stable, rustup's minimal profile with rustfmt and clippy) into ~/.cargo"
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+    sh -s -- -y -q --no-modify-path --profile minimal --component rustfmt,clippy
+elif command -v rustup >/dev/null 2>&1 && ! { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1; then
+  log "adding rustfmt and clippy to the Rust toolchain"
+  rustup component add rustfmt clippy
+fi
 
 # Apache Kafka from Maven Central: the jars of tools/kafka/pom.xml and their dependencies,
 # copied into one folder (about 55 MB, under a minute on a fresh machine).

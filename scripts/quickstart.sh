@@ -14,6 +14,8 @@ TARGET=127.0.0.1:${STRAIT_DEMO_TARGET_PORT:-19093}
 log() { printf '\n==> %s\n' "$*"; }
 
 bash scripts/install-deps.sh
+# Rust installed by scripts/install-deps.sh (rustup) lives in ~/.cargo/bin.
+export PATH="$HOME/.cargo/bin:$PATH"
 log "building strait and strait-demo"
 cargo build --quiet --locked --workspace --bins
 STRAIT="$ROOT/target/debug/strait"
