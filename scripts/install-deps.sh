@@ -79,8 +79,13 @@ install_debian build-essential pkg-config iproute2 python3 curl ca-certificates 
 export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null 2>&1; then
   log "installing Rust (stable, rustup's minimal profile with rustfmt and clippy) into ~/.cargo"
-  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
-    sh -s -- -y -q --no-modify-path --profile minimal --component rustfmt,clippy
+  # rustup-init straight from static.rust-lang.org (what sh.rustup.rs would fetch).
+  init="$(mktemp)"
+  curl --proto '=https' --tlsv1.2 -sSf -o "$init" \
+    "https://static.rust-lang.org/rustup/dist/$(uname -m)-unknown-linux-gnu/rustup-init"
+  chmod +x "$init"
+  "$init" -y -q --no-modify-path --profile minimal --component rustfmt,clippy
+  rm -f "$init"
 elif command -v rustup >/dev/null 2>&1 && ! { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1; then
   log "adding rustfmt and clippy to the Rust toolchain"
   rustup component add rustfmt clippy
