@@ -80,12 +80,13 @@ export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null 2>&1; then
   log "installing Rust (stable, rustup's minimal profile with rustfmt and clippy) into ~/.cargo"
   # rustup-init straight from static.rust-lang.org (what sh.rustup.rs would fetch).
-  init="$(mktemp)"
-  curl --proto '=https' --tlsv1.2 -sSf -o "$init" \
+  # It must be called rustup-init: rustup reads what to be from its own name.
+  dir="$(mktemp -d)"
+  curl --proto '=https' --tlsv1.2 -sSf -o "$dir/rustup-init" \
     "https://static.rust-lang.org/rustup/dist/$(uname -m)-unknown-linux-gnu/rustup-init"
-  chmod +x "$init"
-  "$init" -y -q --no-modify-path --profile minimal --component rustfmt,clippy
-  rm -f "$init"
+  chmod +x "$dir/rustup-init"
+  "$dir/rustup-init" -y -q --no-modify-path --profile minimal --component rustfmt,clippy
+  rm -rf "$dir"
 elif command -v rustup >/dev/null 2>&1 && ! { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1; then
   log "adding rustfmt and clippy to the Rust toolchain"
   rustup component add rustfmt clippy
