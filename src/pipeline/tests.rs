@@ -24,6 +24,7 @@ const MEMORY_UNITS: u32 = 4096;
 fn settings(on_foreign_writer: OnForeignWriter) -> Arc<TaskSettings> {
     Arc::new(TaskSettings {
         linger: Duration::from_millis(5),
+        codec: crate::batch::Compression::Zstd,
         level: Arc::new(LevelControl::new(3, 1, 3)),
         budget: Arc::new(Budget::new(0, 0, Vec::new())),
         buffer: Arc::new(Semaphore::new(MEMORY_UNITS as usize)),
