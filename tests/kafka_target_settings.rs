@@ -10,10 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, ConfigResource, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-
+use common::target::{partition_count, records, topic_configs, wait_for_target};
 use common::{Kafka, Rec, Strait};
 use strait::config::{Codec, TargetConfigRule};
 use strait::kafka::TopicPartition;
@@ -32,71 +29,11 @@ async fn clusters() -> Option<&'static (Kafka, Kafka)> {
     .as_ref()
 }
 
-fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    common::client_config(bootstrap).create().expect("admin client")
-}
-
-/// The configs of `topic` as the cluster describes them (librdkafka's AdminClient).
-async fn topic_configs(bootstrap: &str, topic: &str) -> ConfigResource {
-    admin(bootstrap)
-        .describe_configs(
-            [&ResourceSpecifier::Topic(topic)],
-            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
-        )
-        .await
-        .expect("describe configs request")
-        .into_iter()
-        .next()
-        .expect("one result")
-        .expect("topic configs")
-}
-
 async fn config_value(bootstrap: &str, topic: &str, name: &str) -> Option<String> {
     topic_configs(bootstrap, topic)
         .await
         .get(name)
         .and_then(|e| e.value.clone())
-}
-
-/// Partitions of `topic` in the cluster's metadata; `None` when the topic is not listed.
-async fn partition_count(bootstrap: &str, topic: &str) -> Option<usize> {
-    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = common::client_config(&bootstrap).create().expect("consumer");
-        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(5)).ok()?;
-        let t = md.topics().iter().find(|t| t.name() == topic)?;
-        (t.error().is_none() && !t.partitions().is_empty()).then(|| t.partitions().len())
-    })
-    .await
-    .expect("metadata task")
-}
-
-/// Every record of `partitions` of `topic`, read with librdkafka to the high watermark.
-fn records(bootstrap: &str, topic: &str, partitions: &[i32]) -> BTreeMap<i32, Vec<Rec>> {
-    tokio::task::block_in_place(|| common::read_to_end(bootstrap, topic, partitions, "read_uncommitted", TIMEOUT))
-        .into_iter()
-        .map(|(p, v)| (p, v.into_iter().map(|(r, _)| r).collect()))
-        .collect()
-}
-
-/// Waits until the target's high watermark of every partition in `want` reached its count.
-async fn wait_for_target(bootstrap: &str, topic: &str, want: &BTreeMap<i32, usize>) {
-    common::eventually(&format!("{topic} on the target"), Duration::from_secs(60), || {
-        let (bootstrap, topic, want) = (bootstrap.to_owned(), topic.to_owned(), want.clone());
-        async move {
-            tokio::task::spawn_blocking(move || {
-                let consumer: BaseConsumer = common::client_config(&bootstrap).create().expect("consumer");
-                want.iter().all(|(p, n)| {
-                    consumer
-                        .fetch_watermarks(&topic, *p, Duration::from_secs(5))
-                        .is_ok_and(|(_, high)| high >= *n as i64)
-                })
-            })
-            .await
-            .expect("watermarks task")
-        }
-    })
-    .await;
 }
 
 /// The codec id (attribute bits 0-2) of every record batch in a Fetch response's records,
@@ -148,7 +85,7 @@ async fn every_target_codec_arrives_byte_identical_in_batches_of_that_codec() {
         config.compression.codec = codec;
         let strait = Strait::start(config);
         let counts = BTreeMap::from([(0, 150), (1, 150)]);
-        wait_for_target(&target.plain_bootstrap(), &topic, &counts).await;
+        wait_for_target(&target.plain_bootstrap(), &topic, &counts, "the records on the target").await;
         strait.stop().await;
 
         assert_eq!(
@@ -213,8 +150,8 @@ async fn target_config_rules_override_the_source_configs_of_created_topics_and_r
     ];
     let strait = Strait::start(config);
     let one = BTreeMap::from([(0, 1)]);
-    wait_for_target(&target.plain_bootstrap(), &dr(&week), &one).await;
-    wait_for_target(&target.plain_bootstrap(), &dr(&unmatched), &one).await;
+    wait_for_target(&target.plain_bootstrap(), &dr(&week), &one, "the overridden topic").await;
+    wait_for_target(&target.plain_bootstrap(), &dr(&unmatched), &one, "the plain topic").await;
     let health = std::sync::Arc::clone(&strait.health);
     common::eventually("both refusals reported", TIMEOUT, || {
         let errors = health.topic_errors();
@@ -231,7 +168,9 @@ async fn target_config_rules_override_the_source_configs_of_created_topics_and_r
     };
     // The premise: the sources keep 1 day.
     assert_eq!(
-        config_value(&source.plain_bootstrap(), &week, "retention.ms").await.as_deref(),
+        config_value(&source.plain_bootstrap(), &week, "retention.ms")
+            .await
+            .as_deref(),
         Some(day)
     );
     assert_eq!(

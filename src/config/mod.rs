@@ -17,6 +17,7 @@
 mod env;
 mod error;
 mod groups;
+mod rule_text;
 mod secret;
 mod security;
 mod target_configs;

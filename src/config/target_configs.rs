@@ -8,10 +8,8 @@
 //! (`STRAIT_TOPICS__TARGET_CONFIGS`).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use regex::Regex;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An example rule, for messages.
 const EXAMPLE: &str = r#""dc1\.spans-.*:retention.ms=604800000""#;
@@ -44,48 +42,23 @@ pub struct TargetConfigRule {
     value: String,
 }
 
-/// Two rules are the same when written the same.
-impl PartialEq for TargetConfigRule {
-    fn eq(&self, other: &Self) -> bool {
-        self.entry == other.entry
-    }
-}
-
-impl Eq for TargetConfigRule {}
-
-impl fmt::Display for TargetConfigRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.entry)
-    }
-}
-
-impl Serialize for TargetConfigRule {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.entry)
-    }
-}
-
-/// Reads a `REGEX:CONFIG=VALUE` string; a bad one fails with what is wrong and how to write it.
-impl<'de> Deserialize<'de> for TargetConfigRule {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let entry = String::deserialize(deserializer)?;
-        Self::parse(&entry).map_err(|e| {
-            let fix = format!("write rules as REGEX:CONFIG=VALUE, e.g. {EXAMPLE}");
-            serde::de::Error::custom(match e {
-                TargetConfigError::Rule { problem, .. } => {
-                    format!("{entry:?} is not a valid rule: it {problem}; {fix}")
-                }
-                TargetConfigError::Regex { source, .. } => {
-                    // The regex crate's message spans lines; the config error is one line.
-                    let why = source.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
-                    format!("{entry:?} is not a valid rule ({why}); {fix}")
-                }
-            })
-        })
-    }
-}
+super::rule_text::rule_text!(TargetConfigRule);
 
 impl TargetConfigRule {
+    /// What is wrong with `entry` and how to write a rule, on one line.
+    fn explain(entry: &str, error: TargetConfigError) -> String {
+        let fix = format!("write rules as REGEX:CONFIG=VALUE, e.g. {EXAMPLE}");
+        match error {
+            TargetConfigError::Rule { problem, .. } => format!("{entry:?} is not a valid rule: it {problem}; {fix}"),
+            TargetConfigError::Regex { source, .. } => {
+                format!(
+                    "{entry:?} is not a valid rule ({}); {fix}",
+                    super::rule_text::one_line(&source)
+                )
+            }
+        }
+    }
+
     /// Parses `REGEX:CONFIG=VALUE`.
     pub fn parse(entry: &str) -> Result<Self, TargetConfigError> {
         let bad = |problem| TargetConfigError::Rule {
