@@ -154,6 +154,7 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
                 source_bootstrap: config.source.bootstrap_servers.clone(),
                 target_bootstrap: config.target.bootstrap_servers.clone(),
                 retention_headroom_alert_secs: config.alerts.retention_headroom_secs,
+                codec: config.compression.codec,
             };
             let replicator = Replicator::new(config, filter);
             tokio::spawn(reload_budget(config_path.clone(), replicator.budget()));

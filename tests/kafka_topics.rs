@@ -15,14 +15,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, ConfigResource, ConfigSource, NewPartitions, ResourceSpecifier,
-};
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Timestamp;
 use rdkafka::{Offset, TopicPartitionList};
 
+use common::target::{partition_count, records, topic_configs, wait_for_target};
 use common::{Kafka, Rec, Strait};
 use strait::http::{Endpoints, StatusInfo};
 use strait::kafka::TopicPartition;
@@ -87,31 +86,6 @@ fn watermarks(bootstrap: &str, topic: &str, partition: i32) -> (i64, i64) {
     blocking(|| common::watermarks(&consumer, topic, partition))
 }
 
-/// Partitions of `topic` in the cluster's metadata; `None` when the topic is not listed.
-async fn partition_count(bootstrap: &str, topic: &str) -> Option<usize> {
-    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = common::client_config(&bootstrap).create().expect("consumer");
-        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(5)).ok()?;
-        let t = md.topics().iter().find(|t| t.name() == topic)?;
-        (t.error().is_none() && !t.partitions().is_empty()).then(|| t.partitions().len())
-    })
-    .await
-    .expect("metadata task")
-}
-
-/// The configs of `topic` as the cluster describes them.
-async fn topic_configs(bootstrap: &str, topic: &str) -> ConfigResource {
-    admin(bootstrap)
-        .describe_configs([&ResourceSpecifier::Topic(topic)], &options())
-        .await
-        .expect("describe configs request")
-        .into_iter()
-        .next()
-        .expect("one result")
-        .expect("topic configs")
-}
-
 /// `min.insync.replicas` of `topic`: its value, and whether it is set on the topic itself.
 async fn min_insync_replicas(bootstrap: &str, topic: &str) -> (Option<String>, bool) {
     let configs = topic_configs(bootstrap, topic).await;
@@ -133,34 +107,6 @@ fn replicas(bootstrap: &str, topic: &str) -> Vec<usize> {
 /// type librdkafka reports.
 fn read_to_end(bootstrap: &str, topic: &str, partitions: &[i32]) -> BTreeMap<i32, Vec<(Rec, Timestamp)>> {
     blocking(|| common::read_to_end(bootstrap, topic, partitions, "read_uncommitted", TIMEOUT))
-}
-
-/// The records of [`read_to_end`] without their timestamp types.
-fn records(bootstrap: &str, topic: &str, partitions: &[i32]) -> BTreeMap<i32, Vec<Rec>> {
-    read_to_end(bootstrap, topic, partitions)
-        .into_iter()
-        .map(|(p, v)| (p, v.into_iter().map(|(r, _)| r).collect()))
-        .collect()
-}
-
-/// Waits until the target's high watermark of every partition in `want` reached its count.
-async fn wait_for_target(bootstrap: &str, topic: &str, want: &BTreeMap<i32, usize>, what: &str) {
-    common::eventually(what, Duration::from_secs(60), || {
-        let (bootstrap, topic, want) = (bootstrap.to_owned(), topic.to_owned(), want.clone());
-        async move {
-            tokio::task::spawn_blocking(move || {
-                let consumer: BaseConsumer = common::client_config(&bootstrap).create().expect("consumer");
-                want.iter().all(|(p, n)| {
-                    consumer
-                        .fetch_watermarks(&topic, *p, Duration::from_secs(5))
-                        .is_ok_and(|(_, high)| high >= *n as i64)
-                })
-            })
-            .await
-            .expect("watermarks task")
-        }
-    })
-    .await;
 }
 
 /// Asserts the target holds exactly `want` per partition, once each: the records, and one

@@ -268,6 +268,11 @@ async fn plan_prints_the_mapping_and_creates_nothing() {
         ("STRAIT_TARGET__BOOTSTRAP_SERVERS", target.bootstrap()),
         ("STRAIT_TOPICS__INCLUDE", format!("{topic}|never-there")),
         ("STRAIT_TOPICS__PREFIX", "dc1.".to_owned()),
+        (
+            "STRAIT_TOPICS__TARGET_CONFIGS",
+            format!("dc1\\.{}:retention.ms=604800000", regex::escape(&topic)),
+        ),
+        ("STRAIT_COMPRESSION__CODEC", "lz4".to_owned()),
     ];
     let out = StraitCmd::new(&["plan"]).envs(&env).output().out;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -283,7 +288,14 @@ async fn plan_prints_the_mapping_and_creates_nothing() {
         "{stdout}"
     );
     assert!(stdout.contains("compression.type=producer"), "{stdout}");
-    assert!(stdout.contains("retention.ms=3600000"), "{stdout}");
+    // The source's retention.ms (1 hour) under the override's 7 days, shown as the override.
+    assert!(stdout.contains("retention.ms=604800000"), "{stdout}");
+    assert!(!stdout.contains("retention.ms=3600000"), "{stdout}");
+    assert!(
+        stdout.contains("of which set by topics.target_configs: retention.ms=604800000"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("; codec lz4; "), "{stdout}");
     assert!(
         stdout.contains("checkpoint topic strait-checkpoints: would be created"),
         "{stdout}"

@@ -96,6 +96,20 @@ impl Compression {
     }
 }
 
+/// The codec `compression.codec` names.
+impl From<crate::config::Codec> for Compression {
+    fn from(codec: crate::config::Codec) -> Self {
+        use crate::config::Codec;
+        match codec {
+            Codec::Zstd => Compression::Zstd,
+            Codec::Lz4 => Compression::Lz4,
+            Codec::Gzip => Compression::Gzip,
+            Codec::Snappy => Compression::Snappy,
+            Codec::None => Compression::None,
+        }
+    }
+}
+
 impl fmt::Display for Compression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

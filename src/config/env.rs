@@ -227,6 +227,7 @@ mod tests {
         "checkpoint.interval_ms",
         "checkpoint.source_group",
         "checkpoint.topic",
+        "compression.codec",
         "compression.max_level",
         "compression.min_level",
         "compression.zstd_level",
@@ -287,6 +288,7 @@ mod tests {
         "topics.prefix",
         "topics.refresh_secs",
         "topics.replication_factor",
+        "topics.target_configs",
         "verify.interval_secs",
     ];
 

@@ -17,8 +17,10 @@
 mod env;
 mod error;
 mod groups;
+mod rule_text;
 mod secret;
 mod security;
+mod target_configs;
 mod topics;
 mod validate;
 mod watch;
@@ -30,7 +32,6 @@ use std::time::Duration;
 
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
-use serde::de::{Deserializer, IntoDeserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 pub use env::{env_var_for, known_keys, ENV_PREFIX, RESERVED_ENV_VARS};
@@ -38,6 +39,7 @@ pub use error::{Error, Origin, Result};
 pub use groups::{GroupFilter, GroupsConfig, STRAIT_GROUP_PREFIX};
 pub use secret::Secret;
 pub use security::{SaslConfig, SaslMechanism, TlsConfig};
+pub use target_configs::{target_config_overrides, TargetConfigError, TargetConfigRule};
 pub use topics::{TopicFilter, TopicsConfig, INTERNAL_TOPIC_PREFIX};
 pub use watch::FileWatch;
 pub use weights::{WeightError, WeightRule};
@@ -152,11 +154,10 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         let (env_layer, mut warnings) = env::EnvLayer::from_pairs(env)?;
-        let config: Config = figment
-            .merge(env_layer)
-            .extract()
-            .map_err(|e| Error::from_figment(e, path))?;
+        let figment = figment.merge(env_layer);
+        let config: Config = figment.extract().map_err(|e| Error::from_figment(e, path))?;
         config.validate()?;
+        warnings.extend(ignored_level_keys(&config, &figment));
         for (side, cluster) in [("source", &config.source), ("target", &config.target)] {
             warnings.extend(security::plaintext_warning(
                 side,
@@ -177,6 +178,34 @@ impl Config {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
     }
+}
+
+/// The zstd level keys given in the file or the environment while `compression.codec` is not
+/// zstd: they are ignored, which the operator should hear about.
+fn ignored_level_keys(config: &Config, figment: &Figment) -> Option<String> {
+    let codec = config.compression.codec;
+    if codec == Codec::Zstd {
+        return None;
+    }
+    let set: Vec<&str> = [
+        "compression.zstd_level",
+        "compression.min_level",
+        "compression.max_level",
+    ]
+    .into_iter()
+    .filter(|key| {
+        figment
+            .find_metadata(key)
+            .is_some_and(|md| md.name == env::PROVIDER_NAME || md.source.as_ref().and_then(|s| s.file_path()).is_some())
+    })
+    .collect();
+    (!set.is_empty()).then(|| {
+        format!(
+            "{} set while compression.codec = {codec}: the zstd level keys are ignored (they apply to \
+             compression.codec = \"zstd\" only); remove them or set compression.codec = \"zstd\"",
+            set.join(", ")
+        )
+    })
 }
 
 /// How to reach one cluster; used for both `source` and `target`.
@@ -355,6 +384,9 @@ impl FetchConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompressionConfig {
+    /// Codec of every data batch written to the target (the checkpoint topic stays zstd). The
+    /// level keys below apply to zstd only.
+    pub codec: Codec,
     /// zstd level, from 1 (fastest) to 22 (smallest); where the adaptive control starts (under
     /// a budget, raised once calibrated to the highest level the CPU sustains at the budget).
     pub zstd_level: i32,
@@ -373,6 +405,7 @@ pub const AUTO_MAX_LEVEL: i32 = 19;
 impl Default for CompressionConfig {
     fn default() -> Self {
         CompressionConfig {
+            codec: Codec::Zstd,
             zstd_level: 3,
             min_level: 1,
             max_level: 0,
@@ -393,6 +426,42 @@ impl CompressionConfig {
     }
 }
 
+/// The codec of target batches, by Kafka's `compression.type` name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// zstd at the adaptive level (Kafka clients 2.1 and later read it).
+    #[default]
+    Zstd,
+    /// LZ4 frames, as the Java producer writes them.
+    Lz4,
+    /// gzip at level 6.
+    Gzip,
+    /// snappy with the Java client's xerial framing.
+    Snappy,
+    /// Uncompressed.
+    None,
+}
+
+impl Codec {
+    /// The name Kafka uses in `compression.type`, as the config spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Zstd => "zstd",
+            Codec::Lz4 => "lz4",
+            Codec::Gzip => "gzip",
+            Codec::Snappy => "snappy",
+            Codec::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The WAN bandwidth budget.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -407,7 +476,7 @@ pub struct BudgetConfig {
     pub per_shard: bool,
     /// `REGEX=WEIGHT` rules splitting the budget between backlogged topics (target names);
     /// unmatched topics share weight 1. Parsed as they are read: a bad rule fails the load.
-    #[serde(deserialize_with = "weight_rules")]
+    #[serde(deserialize_with = "topics::rules")]
     pub weights: Vec<WeightRule>,
 }
 
@@ -423,38 +492,6 @@ impl BudgetConfig {
         };
         (split(self.bytes_per_sec), split(self.burst_bytes))
     }
-}
-
-/// Accepts a list of `REGEX=WEIGHT` rules, or one string of comma-separated rules (what
-/// `STRAIT_BUDGET__WEIGHTS` carries), split the way topic patterns are, so a comma inside a
-/// regex (`a{1,3}=2`) does not split it.
-fn weight_rules<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Vec<WeightRule>, D::Error> {
-    struct Rules;
-
-    impl<'de> Visitor<'de> for Rules {
-        type Value = Vec<WeightRule>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a list of REGEX=WEIGHT rules, or one string of comma-separated rules")
-        }
-
-        fn visit_str<E: serde::de::Error>(self, list: &str) -> std::result::Result<Self::Value, E> {
-            topics::split_patterns(list)
-                .iter()
-                .map(|entry| WeightRule::deserialize(IntoDeserializer::<E>::into_deserializer(entry.as_str())))
-                .collect()
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-            while let Some(rule) = seq.next_element::<WeightRule>()? {
-                out.push(rule);
-            }
-            Ok(out)
-        }
-    }
-
-    deserializer.deserialize_any(Rules)
 }
 
 /// The HTTP server.

@@ -569,3 +569,132 @@ fn the_orphan_threshold_runs_only_with_shards_and_never_below_its_floor() {
     c.shard.orphan_after_secs = 0;
     assert_eq!(c.orphan_after(), None);
 }
+
+#[test]
+fn the_target_codec_is_zstd_unless_set_and_an_unknown_one_lists_the_accepted() {
+    let (c, _) = load(None, &[]).expect("defaults");
+    assert_eq!(c.compression.codec, Codec::Zstd);
+    for (name, codec) in [
+        ("zstd", Codec::Zstd),
+        ("lz4", Codec::Lz4),
+        ("gzip", Codec::Gzip),
+        ("snappy", Codec::Snappy),
+        ("none", Codec::None),
+    ] {
+        let (c, _) = load(None, &[("STRAIT_COMPRESSION__CODEC", name)]).expect(name);
+        assert_eq!(c.compression.codec, codec);
+        assert_eq!(codec.name(), name);
+    }
+    Jail::expect_with(|jail| {
+        jail.create_file("strait.toml", "[compression]\ncodec = \"snappy\"\n")?;
+        let (c, _) = load(Some("strait.toml"), &[]).expect("loads");
+        assert_eq!(c.compression.codec, Codec::Snappy);
+        jail.create_file("bad.toml", "[compression]\ncodec = \"brotli\"\n")?;
+        let err = load(Some("bad.toml"), &[]).expect_err("unknown codec");
+        let msg = err.to_string();
+        assert!(msg.starts_with("compression.codec: unknown variant `brotli`"), "{msg}");
+        assert!(msg.contains("fix compression.codec in bad.toml"), "{msg}");
+        assert_eq!(err.exit_code(), 64);
+        Ok(())
+    });
+    let err = load(None, &[("STRAIT_COMPRESSION__CODEC", "LZ5")]).expect_err("unknown codec");
+    let msg = err.to_string();
+    for accepted in ["zstd", "lz4", "gzip", "snappy", "none", "STRAIT_COMPRESSION__CODEC"] {
+        assert!(msg.contains(accepted), "{accepted}: {msg}");
+    }
+    assert_eq!(err.exit_code(), 64);
+}
+
+#[test]
+fn level_keys_set_with_another_codec_are_ignored_with_a_warning() {
+    let warned = |pairs: &[(&str, &str)]| {
+        let (_, warnings) = load(None, pairs).expect("loads");
+        warnings
+    };
+    assert!(
+        warned(&[("STRAIT_COMPRESSION__CODEC", "lz4")]).is_empty(),
+        "levels not set"
+    );
+    assert!(
+        warned(&[("STRAIT_COMPRESSION__ZSTD_LEVEL", "9")]).is_empty(),
+        "zstd uses them"
+    );
+    let w = warned(&[
+        ("STRAIT_COMPRESSION__CODEC", "gzip"),
+        ("STRAIT_COMPRESSION__ZSTD_LEVEL", "9"),
+    ]);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("compression.zstd_level set while compression.codec = gzip: the zstd level keys are ignored"),
+        "{w:?}"
+    );
+    Jail::expect_with(|jail| {
+        // Set in the file, even to its default value, is set explicitly.
+        jail.create_file(
+            "strait.toml",
+            "[compression]\ncodec = \"none\"\nmin_level = 1\nmax_level = 9\n",
+        )?;
+        let (_, w) = load(Some("strait.toml"), &[]).expect("loads");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("compression.min_level, compression.max_level set"),
+            "{w:?}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn target_config_rules_come_from_a_toml_list_or_one_variable_and_bad_ones_name_the_rule() {
+    let texts = |c: &Config| -> Vec<String> { c.topics.target_configs.iter().map(ToString::to_string).collect() };
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "strait.toml",
+            "[topics]\ntarget_configs = [\"spans-.*:retention.ms=604800000\", \"logs:cleanup.policy=compact,delete\"]\n",
+        )?;
+        let (c, _) = load(Some("strait.toml"), &[]).expect("loads");
+        assert_eq!(
+            texts(&c),
+            ["spans-.*:retention.ms=604800000", "logs:cleanup.policy=compact,delete"]
+        );
+        let set = target_config_overrides(&c.topics.target_configs, "logs");
+        assert_eq!(set.get("cleanup.policy").map(String::as_str), Some("compact,delete"));
+        jail.create_file(
+            "bad.toml",
+            "[topics]\ntarget_configs = [\"spans:retention.ms=1\", \"spans:=1\"]\n",
+        )?;
+        let err = load(Some("bad.toml"), &[]).expect_err("empty config name");
+        let msg = err.to_string();
+        assert!(msg.starts_with("topics.target_configs.1: "), "{msg}");
+        assert!(
+            msg.contains("\"spans:=1\" is not a valid rule: it has an empty config name"),
+            "{msg}"
+        );
+        assert!(msg.contains("fix topics.target_configs.1 in bad.toml"), "{msg}");
+        assert_eq!(err.exit_code(), 64);
+        Ok(())
+    });
+    let var = "STRAIT_TOPICS__TARGET_CONFIGS";
+    let (c, _) = load(
+        None,
+        &[(var, "a{1,3}:retention.ms=1, logs:cleanup.policy=compact\\,delete")],
+    )
+    .expect("loads");
+    assert_eq!(
+        texts(&c),
+        ["a{1,3}:retention.ms=1", "logs:cleanup.policy=compact\\,delete"]
+    );
+    let set = target_config_overrides(&c.topics.target_configs, "logs");
+    assert_eq!(set.get("cleanup.policy").map(String::as_str), Some("compact,delete"));
+    for (bad, why) in [
+        ("spans(:retention.ms=1", "is not a valid rule (regex parse error"),
+        ("spans:retention.ms", "has no '='"),
+        ("spans-retention.ms=1", "has no ':'"),
+    ] {
+        let err = load(None, &[(var, bad)]).expect_err(bad);
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("{bad:?}")) && msg.contains(why), "{msg}");
+        assert!(msg.contains(var) && msg.contains("REGEX:CONFIG=VALUE"), "{msg}");
+        assert_eq!(err.exit_code(), 64);
+    }
+}

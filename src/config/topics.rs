@@ -8,9 +8,10 @@ use std::fmt;
 use std::time::Duration;
 
 use regex::Regex;
-use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde::de::{Deserializer, IntoDeserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use super::target_configs::TargetConfigRule;
 use super::{Error, Result};
 
 /// Longest topic name Kafka accepts.
@@ -37,6 +38,12 @@ pub struct TopicsConfig {
     /// Replicas of each partition of a target topic strait creates; -1 for the target
     /// broker's `default.replication.factor`.
     pub replication_factor: i16,
+    /// `REGEX:CONFIG=VALUE` rules setting configs on the target topics strait creates, over the
+    /// ones copied from the source; the regex matches whole target topic names. Every matching
+    /// rule applies; for one config, the first matching rule wins. Existing topics are never
+    /// altered. Parsed as they are read: a bad rule fails the load.
+    #[serde(deserialize_with = "rules")]
+    pub target_configs: Vec<TargetConfigRule>,
 }
 
 impl Default for TopicsConfig {
@@ -47,6 +54,7 @@ impl Default for TopicsConfig {
             prefix: String::new(),
             refresh_secs: 30,
             replication_factor: -1,
+            target_configs: Vec::new(),
         }
     }
 }
@@ -209,6 +217,42 @@ pub(super) fn patterns<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec
     }
 
     deserializer.deserialize_any(Patterns)
+}
+
+/// Accepts a list of rules, or one string of comma-separated rules (what `STRAIT_BUDGET__WEIGHTS`
+/// and `STRAIT_TOPICS__TARGET_CONFIGS` carry), split the way topic patterns are, so a comma
+/// inside a regex (`a{1,3}=2`) does not split it. Each rule is parsed by its own type.
+pub(super) fn rules<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Rules<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Rules<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of rules, or one string of comma-separated rules")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, list: &str) -> Result<Self::Value, E> {
+            split_patterns(list)
+                .iter()
+                .map(|entry| T::deserialize(IntoDeserializer::<E>::into_deserializer(entry.as_str())))
+                .collect()
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(rule) = seq.next_element::<T>()? {
+                out.push(rule);
+            }
+            Ok(out)
+        }
+    }
+
+    deserializer.deserialize_any(Rules(std::marker::PhantomData))
 }
 
 #[cfg(test)]

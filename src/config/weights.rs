@@ -1,10 +1,7 @@
 //! `budget.weights`: rules that give topic classes their share of the WAN budget, parsed once
 //! as the config is read.
 
-use std::fmt;
-
 use regex::Regex;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Errors of a `budget.weights` rule.
 #[derive(Debug, thiserror::Error)]
@@ -30,46 +27,23 @@ pub struct WeightRule {
     weight: f64,
 }
 
-/// Two rules are the same when written the same.
-impl PartialEq for WeightRule {
-    fn eq(&self, other: &Self) -> bool {
-        self.entry == other.entry
-    }
-}
-
-impl Eq for WeightRule {}
-
-impl fmt::Display for WeightRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.entry)
-    }
-}
-
-impl Serialize for WeightRule {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.entry)
-    }
-}
-
-/// Reads a `REGEX=WEIGHT` string; a bad one fails with what is wrong and how to write it.
-impl<'de> Deserialize<'de> for WeightRule {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let entry = String::deserialize(deserializer)?;
-        Self::parse(&entry).map_err(|e| {
-            let fix = "write rules as REGEX=WEIGHT with a positive weight, e.g. \"jaeger-.*=3\"";
-            serde::de::Error::custom(match e {
-                WeightError::Rule { .. } => format!("{entry:?} is not a valid rule: {fix}"),
-                WeightError::Regex { source, .. } => {
-                    // The regex crate's message spans lines; the config error is one line.
-                    let why = source.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
-                    format!("{entry:?} is not a valid rule ({why}): {fix}")
-                }
-            })
-        })
-    }
-}
+super::rule_text::rule_text!(WeightRule);
 
 impl WeightRule {
+    /// What is wrong with `entry` and how to write a rule, on one line.
+    fn explain(entry: &str, error: WeightError) -> String {
+        let fix = "write rules as REGEX=WEIGHT with a positive weight, e.g. \"jaeger-.*=3\"";
+        match error {
+            WeightError::Rule { .. } => format!("{entry:?} is not a valid rule: {fix}"),
+            WeightError::Regex { source, .. } => {
+                format!(
+                    "{entry:?} is not a valid rule ({}): {fix}",
+                    super::rule_text::one_line(&source)
+                )
+            }
+        }
+    }
+
     /// Whether `topic` falls under this rule.
     pub fn matches(&self, topic: &str) -> bool {
         self.regex.is_match(topic)

@@ -263,6 +263,7 @@ mod tests {
                 source_bootstrap: "onprem:9092".into(),
                 target_bootstrap: "aws:9092".into(),
                 retention_headroom_alert_secs: 3600,
+                codec: crate::config::Codec::Zstd,
             },
         }
     }

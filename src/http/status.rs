@@ -20,6 +20,8 @@ pub struct StatusInfo {
     /// `alerts.retention_headroom_secs`: partitions lagging with less headroom are at risk
     /// (0 = never).
     pub retention_headroom_alert_secs: u64,
+    /// `compression.codec`.
+    pub codec: crate::config::Codec,
 }
 
 impl Endpoints {
@@ -108,8 +110,8 @@ impl Endpoints {
                 .checkpointed()
                 .then(|| self.health.checkpoint_age().as_secs_f64()),
             compression: CompressionReport {
-                codec: "zstd",
-                zstd_level: self.level.level(),
+                codec: self.info.codec.name(),
+                zstd_level: (self.info.codec == crate::config::Codec::Zstd).then(|| self.level.level()),
                 ratio: (t.wire_bytes > 0).then(|| t.source_bytes as f64 / t.wire_bytes as f64),
             },
             budget: BudgetReport {
@@ -186,10 +188,10 @@ pub struct ClusterReport {
 /// Compression in `/status`.
 #[derive(Debug, Serialize)]
 pub struct CompressionReport {
-    /// Codec of target batches.
+    /// Codec of target data batches (`compression.codec`).
     pub codec: &'static str,
-    /// zstd level in use.
-    pub zstd_level: i32,
+    /// zstd level in use; null with another codec.
+    pub zstd_level: Option<i32>,
     /// Source bytes per wire byte so far; null before the first batch.
     pub ratio: Option<f64>,
 }
@@ -314,12 +316,22 @@ mod tests {
         assert_eq!(p["gap_records"], 3);
         assert_eq!(p["state"], "halted");
         assert_eq!(p["last_error"], "corrupt batch at 40");
+        assert_eq!(v["compression"]["codec"], "zstd");
         assert_eq!(v["compression"]["zstd_level"], 7);
         assert_eq!(v["compression"]["ratio"], 4.0);
         assert_eq!(v["target"]["bootstrap_servers"], "aws:9092");
         assert_eq!(v["budget"]["bytes_per_sec"], 1_000_000);
         assert_eq!(v["budget"]["throttle_secs_total"], 0.0);
         assert_eq!(v["ready"], false);
+    }
+
+    #[test]
+    fn status_shows_the_codec_and_no_zstd_level_with_another_codec() {
+        let mut e = endpoints();
+        e.info.codec = crate::config::Codec::Lz4;
+        let v = serde_json::to_value(e.status_report()).expect("json");
+        assert_eq!(v["compression"]["codec"], "lz4");
+        assert!(v["compression"]["zstd_level"].is_null(), "{v}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -34,11 +34,14 @@ pub(super) struct Ready {
     pub(super) runs: Vec<(i64, i64)>,
 }
 
-/// Who writes the batch, and how hard to compress it.
+/// Who writes the batch, and how to compress it.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Stamp {
     pub(super) producer: ProducerIdentity,
     pub(super) base_sequence: i32,
+    /// `compression.codec`.
+    pub(super) codec: Compression,
+    /// Used with zstd only.
     pub(super) zstd_level: i32,
 }
 
@@ -138,7 +141,7 @@ impl Batcher {
             return Ok(None);
         }
         let opts = BuildOptions {
-            compression: Compression::Zstd,
+            compression: stamp.codec,
             zstd_level: stamp.zstd_level,
             producer_id: stamp.producer.id,
             producer_epoch: stamp.producer.epoch,
@@ -174,6 +177,7 @@ mod tests {
     const STAMP: Stamp = Stamp {
         producer: ProducerIdentity { id: 42, epoch: 3 },
         base_sequence: 100,
+        codec: Compression::Zstd,
         zstd_level: 3,
     };
 
@@ -246,5 +250,23 @@ mod tests {
         assert_eq!((ready.source_bytes, ready.until, ready.count), (150, 6, 2));
         b.moved(9);
         assert_eq!((b.pushed_until(), b.after_last_record()), (9, 9));
+    }
+
+    #[test]
+    fn batches_are_built_with_the_configured_codec() {
+        let now = Instant::now();
+        for codec in Compression::ALL {
+            let mut b = Batcher::new(1 << 20, Duration::ZERO, 0);
+            for offset in 0..50 {
+                b.push(record(offset, b"the same value, again and again"), now)
+                    .expect("fits");
+            }
+            b.pushed(50, 50);
+            let stamp = Stamp { codec, ..STAMP };
+            let ready = b.build(b.pushed_until(), stamp).expect("builds").expect("records");
+            let parsed: Vec<_> = batches(ready.bytes).collect::<Result<_, _>>().expect("parses");
+            assert_eq!(parsed[0].header.compression().expect("known codec"), codec);
+            assert_eq!(parsed[0].records().expect("decodes").len(), 50, "{codec}");
+        }
     }
 }

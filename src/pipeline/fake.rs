@@ -279,6 +279,14 @@ impl FakeCluster {
         out
     }
 
+    /// The batches of `tp` as they were written.
+    pub(crate) fn batches(&self, tp: &TopicPartition) -> Vec<Bytes> {
+        let st = self.state.lock();
+        st.logs
+            .get(tp)
+            .map_or_else(Vec::new, |l| l.batches.iter().map(|(_, b)| b.clone()).collect())
+    }
+
     pub(crate) fn end(&self, tp: &TopicPartition) -> i64 {
         self.state.lock().logs.get(tp).map_or(0, |l| l.end)
     }

@@ -93,7 +93,9 @@ use crate::config::{OnForeignWriter, OnMissingCheckpoint, OnTargetReset, OnTopic
 #[derive(Clone, Debug)]
 pub struct TaskSettings {
     pub linger: Duration,
-    /// The zstd level in use, adapted to the link and the CPU.
+    /// Codec of the data batches written to the target (`compression.codec`).
+    pub codec: crate::batch::Compression,
+    /// The zstd level in use, adapted to the link and the CPU; unused with another codec.
     pub level: Arc<LevelControl>,
     /// The WAN budget shared by every partition.
     pub budget: Arc<Budget>,

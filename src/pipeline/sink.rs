@@ -225,6 +225,7 @@ impl<T: Fetch + Produce> Sink<T> {
         let stamp = Stamp {
             producer: self.producer,
             base_sequence: self.next_sequence,
+            codec: self.settings.codec,
             zstd_level: self.settings.level.level(),
         };
         let level = Arc::clone(&self.settings.level);
@@ -242,9 +243,12 @@ impl<T: Fetch + Produce> Sink<T> {
             source,
         })?;
         let Some(ready) = ready else { return Ok(()) };
-        self.settings
-            .level
-            .record_compress(stamp.zstd_level, ready.uncompressed_len, ready.bytes.len(), took);
+        // Only zstd batches measure the levels the control chooses from.
+        if stamp.codec == crate::batch::Compression::Zstd {
+            self.settings
+                .level
+                .record_compress(stamp.zstd_level, ready.uncompressed_len, ready.bytes.len(), took);
+        }
         self.send(ready).await
     }
 

@@ -24,6 +24,7 @@ const MEMORY_UNITS: u32 = 4096;
 fn settings(on_foreign_writer: OnForeignWriter) -> Arc<TaskSettings> {
     Arc::new(TaskSettings {
         linger: Duration::from_millis(5),
+        codec: crate::batch::Compression::Zstd,
         level: Arc::new(LevelControl::new(3, 1, 3)),
         budget: Arc::new(Budget::new(0, 0, Vec::new())),
         buffer: Arc::new(Semaphore::new(MEMORY_UNITS as usize)),
@@ -225,6 +226,38 @@ async fn every_record_reaches_the_target_once_in_order_and_the_position_follows(
     let status = rig.progress.get(&rig.tp).expect("reported");
     assert_eq!((status.records, status.next_source_offset), (30, 30));
     rig.assert_memory_back();
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_codec_writes_every_batch_in_it_and_the_wire_counts_their_bytes() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    rig.settings = Arc::new(TaskSettings {
+        codec: crate::batch::Compression::Lz4,
+        ..(*settings(OnForeignWriter::Halt)).clone()
+    });
+    let all: Vec<Vec<u8>> = (0..30u8).map(|i| [b'v', i].repeat(100)).collect();
+    for chunk in all.chunks(10) {
+        rig.source.append(&rig.tp, 7, &leak(chunk));
+    }
+    let task = rig.start(None);
+    rig.until_target_end(30).await;
+    rig.stop(task).await.expect("stopped cleanly");
+    assert_eq!(rig.target_values(), all);
+    let written = rig.target.batches(&rig.tp);
+    let codecs: Vec<_> = written
+        .iter()
+        .flat_map(|b| crate::batch::batches(b.clone()))
+        .map(|b| b.expect("parses").header.compression().expect("known codec"))
+        .collect();
+    assert!(
+        !codecs.is_empty() && codecs.iter().all(|c| *c == crate::batch::Compression::Lz4),
+        "{codecs:?}"
+    );
+    // What the budget was asked for and the wire counted: the lz4 batches as sent.
+    let sent: usize = written.iter().map(|b| b.len() + 80 + rig.tp.topic.len()).sum();
+    let status = rig.progress.get(&rig.tp).expect("reported");
+    assert_eq!(status.wire_bytes, sent as u64);
+    assert!(status.wire_bytes < status.source_bytes, "compressed");
 }
 
 #[tokio::test(start_paused = true)]

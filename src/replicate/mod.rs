@@ -109,6 +109,7 @@ impl Replicator {
         let level = Arc::new(LevelControl::new(config.compression.zstd_level, min_level, max_level));
         let settings = Arc::new(TaskSettings {
             linger: Duration::from_millis(config.batch.linger_ms),
+            codec: config.compression.codec.into(),
             level,
             budget,
             buffer: Arc::new(tokio::sync::Semaphore::new(
@@ -197,7 +198,9 @@ impl Replicator {
             Arc::clone(&self.target),
             self.config.alerts.retention_headroom_secs,
         );
-        let _calibration = self.calibrate_level();
+        // The level control and its calibration are zstd's: another codec has no level.
+        let zstd = self.settings.codec == crate::batch::Compression::Zstd;
+        let _calibration = zstd.then(|| self.calibrate_level());
         if !startup::reach(&self.source, &shutdown).await? {
             return Ok(());
         }
@@ -555,15 +558,18 @@ impl Replicator {
         })
     }
 
-    /// One step of the zstd level control over the last [`LEVEL_EVERY`].
+    /// One step of the zstd level control (with zstd only) over the last [`LEVEL_EVERY`], and
+    /// the budget and ratio gauges.
     fn adapt_level(&self) {
         let budget = &self.settings.budget;
-        let (before, level) = self.settings.level.adapt(budget, cores());
-        if level != before {
-            let limit = if budget.bytes_per_sec() > 0 { "budget" } else { "target" };
-            tracing::info!(from = before, to = level, link = limit, "zstd level adapted");
+        if self.settings.codec == crate::batch::Compression::Zstd {
+            let (before, level) = self.settings.level.adapt(budget, cores());
+            if level != before {
+                let limit = if budget.bytes_per_sec() > 0 { "budget" } else { "target" };
+                tracing::info!(from = before, to = level, link = limit, "zstd level adapted");
+            }
+            metrics::gauge!(telemetry::ZSTD_LEVEL).set(f64::from(self.settings.level.level()));
         }
-        metrics::gauge!(telemetry::ZSTD_LEVEL).set(f64::from(self.settings.level.level()));
         // This shard's share, as SIGHUP may have changed it; 0 = unlimited.
         metrics::gauge!(telemetry::BUDGET_BYTES_PER_SEC).set(budget.bytes_per_sec() as f64);
         if budget.bytes_per_sec() > 0 {
@@ -670,7 +676,7 @@ impl Replicator {
                 name,
                 &target_name,
                 source_partitions,
-                self.config.topics.replication_factor,
+                &self.config.topics,
                 timeout_ms,
             )
             .await

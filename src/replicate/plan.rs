@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{CreatePartitionsRequest, CreateTopicsRequest};
 
-use crate::config::{Config, TopicFilter};
+use crate::config::{target_config_overrides, Codec, Config, TopicFilter};
 use crate::kafka::{Cluster, TopicMetadata};
 
 use super::assign::Shard;
@@ -47,8 +47,10 @@ pub struct TopicPlan {
     pub owned_partitions: Vec<i32>,
     /// What happens to the target topic.
     pub change: TargetChange,
-    /// Configs a created target topic would get (empty unless it is created).
+    /// Configs a created target topic would get (empty unless it is created), overrides included.
     pub configs: BTreeMap<String, String>,
+    /// Of those, the ones `topics.target_configs` sets.
+    pub overrides: BTreeMap<String, String>,
 }
 
 /// The whole dry run.
@@ -62,7 +64,9 @@ pub struct Plan {
     pub checkpoint_topic_exists: bool,
     /// This process's shard.
     pub shard: Shard,
-    /// zstd level of target batches.
+    /// Codec of target batches (`compression.codec`).
+    pub codec: Codec,
+    /// zstd level of target batches (where the level control starts), with zstd.
     pub zstd_level: i32,
     /// This shard's budget in bytes per second (0 = unlimited) and the configured total.
     pub budget: (u64, u64),
@@ -107,6 +111,7 @@ pub(crate) fn plan_topics(
                 owned_partitions: (0..source_partitions).filter(|&p| shard.owns(name, p)).collect(),
                 change,
                 configs: BTreeMap::new(),
+                overrides: BTreeMap::new(),
             }
         })
         .collect()
@@ -176,16 +181,19 @@ pub async fn plan(config: &Config, filter: &TopicFilter) -> Result<Plan> {
     for t in &mut topics {
         if let TargetChange::Create { partitions } = t.change {
             let source_configs = topics::source_topic_configs(&source, &t.source_topic).await;
+            let overrides = target_config_overrides(&config.topics.target_configs, &t.target_topic);
             let spec = topics::new_target_topic(
                 &target,
                 &t.target_topic,
                 partitions,
                 config.topics.replication_factor,
                 &source_configs,
+                &overrides,
                 timeout_ms,
             )
             .await;
             t.configs = spec.configs;
+            t.overrides = overrides;
         }
     }
     let checkpoint_topic_exists = target_meta
@@ -197,6 +205,7 @@ pub async fn plan(config: &Config, filter: &TopicFilter) -> Result<Plan> {
         checkpoint_topic: config.checkpoint.topic.clone(),
         checkpoint_topic_exists,
         shard,
+        codec: config.compression.codec,
         zstd_level: config.compression.zstd_level,
         budget: (config.budget.share(config.shard.count).0, config.budget.bytes_per_sec),
     })
@@ -209,10 +218,14 @@ impl fmt::Display for Plan {
             (mine, total) if mine == total => format!("{mine} bytes/s"),
             (mine, total) => format!("{mine} bytes/s, this shard's share of {total}"),
         };
+        let codec = match self.codec {
+            Codec::Zstd => format!("codec zstd, level {}", self.zstd_level),
+            other => format!("codec {other}"),
+        };
         writeln!(
             f,
-            "shard {} of {}; zstd level {}; budget: {budget}",
-            self.shard.index, self.shard.count, self.zstd_level
+            "shard {} of {}; {codec}; budget: {budget}",
+            self.shard.index, self.shard.count
         )?;
         if self.checkpoint_topic_exists {
             writeln!(f, "checkpoint topic {}: exists", self.checkpoint_topic)?;
@@ -246,6 +259,10 @@ impl fmt::Display for Plan {
             if !t.configs.is_empty() {
                 let configs: Vec<String> = t.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 writeln!(f, "      configs: {}", configs.join(", "))?;
+            }
+            if !t.overrides.is_empty() {
+                let set: Vec<String> = t.overrides.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                writeln!(f, "      of which set by topics.target_configs: {}", set.join(", "))?;
             }
         }
         Ok(())
@@ -344,21 +361,35 @@ mod tests {
                 source_partitions: 3,
                 owned_partitions: vec![0, 1, 2],
                 change: TargetChange::Create { partitions: 3 },
-                configs: [("compression.type".to_owned(), "producer".to_owned())]
+                configs: [("compression.type", "producer"), ("retention.ms", "604800000")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                overrides: [("retention.ms".to_owned(), "604800000".to_owned())]
                     .into_iter()
                     .collect(),
             }],
             checkpoint_topic: "strait-checkpoints".into(),
             checkpoint_topic_exists: false,
             shard: Shard { index: 1, count: 3 },
+            codec: Codec::Zstd,
             zstd_level: 3,
             budget: (100_000, 300_000),
         };
         let text = plan.to_string();
         assert!(
-            text.starts_with("shard 1 of 3; zstd level 3; budget: 100000 bytes/s, this shard's share of 300000"),
+            text.starts_with("shard 1 of 3; codec zstd, level 3; budget: 100000 bytes/s, this shard's share of 300000"),
             "{text}"
         );
+        assert!(
+            text.contains("of which set by topics.target_configs: retention.ms=604800000"),
+            "{text}"
+        );
+        let lz4 = Plan {
+            codec: Codec::Lz4,
+            ..plan.clone()
+        };
+        assert!(lz4.to_string().starts_with("shard 1 of 3; codec lz4; budget"), "{lz4}");
         assert!(
             text.contains("spans (3 partitions) -> dc1.spans: create with 3 partitions"),
             "{text}"

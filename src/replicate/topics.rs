@@ -7,6 +7,7 @@ use crate::kafka::{Cluster, DescribedConfigs, ResponseError, TopicConfig, TopicM
 use kafka_protocol::messages::{CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest};
 
 use super::error::{Error, Result};
+use crate::config::{target_config_overrides, TopicsConfig};
 use crate::report::Retention;
 
 /// Kafka's default max.message.bytes, assumed when the target does not report the topic's own.
@@ -46,7 +47,12 @@ const VERSION_DEPENDENT_CONFIGS: &[&str] = &[
 /// `error`: none unless the refusal is INVALID_CONFIG; then the version-dependent timestamp
 /// configs it names, or all of them there when it names none of `configs` (a broker that gives
 /// no reason). Empty when the refusal names another config or nothing is left to leave out.
-pub(crate) fn refused_configs(configs: &BTreeMap<String, String>, error: &crate::kafka::Error) -> Vec<String> {
+/// A config in `overrides` (`topics.target_configs`) is never left out: the operator asked for it.
+pub(crate) fn refused_configs(
+    configs: &BTreeMap<String, String>,
+    overrides: &BTreeMap<String, String>,
+    error: &crate::kafka::Error,
+) -> Vec<String> {
     let crate::kafka::Error::Request {
         code: ResponseError::InvalidConfig,
         message,
@@ -60,7 +66,7 @@ pub(crate) fn refused_configs(configs: &BTreeMap<String, String>, error: &crate:
     let any_named = configs.keys().any(|k| named(&k));
     configs
         .keys()
-        .filter(|k| VERSION_DEPENDENT_CONFIGS.contains(&k.as_str()))
+        .filter(|k| VERSION_DEPENDENT_CONFIGS.contains(&k.as_str()) && !overrides.contains_key(*k))
         .filter(|k| !any_named || named(k))
         .cloned()
         .collect()
@@ -129,7 +135,8 @@ pub(crate) fn min_insync(source: &DescribedConfigs, replication_factor: Option<i
 
 /// The topic to create on the target for a source topic with `source` configs: `replication_factor`
 /// replicas (-1: the broker's default), the data configs ([`target_configs`]) and the source's own
-/// `min.insync.replicas` per [`min_insync`], with a warning when it is left out. With the broker's
+/// `min.insync.replicas` per [`min_insync`], with a warning when it is left out; then `overrides`
+/// (`topics.target_configs`) set over all of them. With the broker's
 /// default replication factor, the target is asked which one it would give (a validate-only
 /// CreateTopics, which creates nothing) only when that decides.
 pub(super) async fn new_target_topic(
@@ -138,6 +145,7 @@ pub(super) async fn new_target_topic(
     partitions: i32,
     replication_factor: i16,
     source: &DescribedConfigs,
+    overrides: &BTreeMap<String, String>,
     timeout_ms: i32,
 ) -> TopicSpec {
     let mut spec = TopicSpec {
@@ -181,6 +189,8 @@ pub(super) async fn new_target_topic(
              the target topic gets the target's default (set topics.replication_factor)"
         ),
     }
+    spec.configs
+        .extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
     spec
 }
 
@@ -221,14 +231,16 @@ pub(crate) struct TargetTopic {
 }
 
 /// Makes the target topic fit the source topic: creates it ([`new_target_topic`], with
-/// `replication_factor` replicas) or grows it, then reports its partition count and size limit.
+/// `topics.replication_factor` replicas and the `topics.target_configs` overrides) or grows it
+/// (an existing topic's configs are never altered), then reports its partition count and size
+/// limit.
 pub(crate) async fn ensure_target(
     source: &Cluster,
     target: &Cluster,
     source_topic: &str,
     target_topic: &str,
     source_partitions: i32,
-    replication_factor: i16,
+    topics: &TopicsConfig,
     timeout_ms: i32,
 ) -> Result<TargetTopic> {
     let cluster_err = |cluster: &'static str, action: String| {
@@ -256,18 +268,29 @@ pub(crate) async fn ensure_target(
                 });
             }
             let source_configs = source_topic_configs(source, source_topic).await;
+            let overrides = target_config_overrides(&topics.target_configs, target_topic);
             let spec = new_target_topic(
                 target,
                 target_topic,
                 count,
-                replication_factor,
+                topics.replication_factor,
                 &source_configs,
+                &overrides,
                 timeout_ms,
             )
             .await;
-            create_topic(target, spec, timeout_ms)
+            let action = if overrides.is_empty() {
+                format!("create topic {target_topic}")
+            } else {
+                let set: Vec<String> = overrides.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!(
+                    "create topic {target_topic} with the topics.target_configs overrides {}",
+                    set.join(", ")
+                )
+            };
+            create_topic(target, spec, &overrides, timeout_ms)
                 .await
-                .map_err(cluster_err("target", format!("create topic {target_topic}")))?;
+                .map_err(cluster_err("target", action))?;
             partitions = count;
             id = target
                 .metadata(Some(&names))
@@ -308,9 +331,15 @@ pub(crate) async fn ensure_target(
 }
 
 /// Creates the topic `spec` describes. When the target refuses a version-dependent timestamp
-/// config it does not know ([`refused_configs`]), warns naming it and creates the topic without:
-/// such a config never stops a topic from being replicated.
-async fn create_topic(target: &Cluster, mut spec: TopicSpec, timeout_ms: i32) -> Result<(), crate::kafka::Error> {
+/// config copied from the source that it does not know ([`refused_configs`]), warns naming it
+/// and creates the topic without: such a config never stops a topic from being replicated. One
+/// of `overrides` refused is the error.
+async fn create_topic(
+    target: &Cluster,
+    mut spec: TopicSpec,
+    overrides: &BTreeMap<String, String>,
+    timeout_ms: i32,
+) -> Result<(), crate::kafka::Error> {
     loop {
         let refused = target
             .create_topics(std::slice::from_ref(&spec), timeout_ms)
@@ -322,7 +351,7 @@ async fn create_topic(target: &Cluster, mut spec: TopicSpec, timeout_ms: i32) ->
                 configs = ?spec.configs, "target topic created");
             return Ok(());
         };
-        let dropped = refused_configs(&spec.configs, &e);
+        let dropped = refused_configs(&spec.configs, overrides, &e);
         if dropped.is_empty() {
             return Err(e);
         }
@@ -460,13 +489,14 @@ mod tests {
             code,
             message: message.map(str::to_owned),
         };
+        let none = BTreeMap::new();
         // Kafka 4.3.1's answer to the config it removed (tests/kafka_topics.rs checks it).
         let removed = refusal(
             ResponseError::InvalidConfig,
             Some("Unknown topic config name: message.timestamp.difference.max.ms"),
         );
         assert_eq!(
-            refused_configs(&configs, &removed),
+            refused_configs(&configs, &none, &removed),
             ["message.timestamp.difference.max.ms"]
         );
         // A Kafka before 3.6 on the configs added then, one at a time.
@@ -474,10 +504,13 @@ mod tests {
             ResponseError::InvalidConfig,
             Some("Unknown topic config name: message.timestamp.after.max.ms"),
         );
-        assert_eq!(refused_configs(&configs, &added), ["message.timestamp.after.max.ms"]);
+        assert_eq!(
+            refused_configs(&configs, &none, &added),
+            ["message.timestamp.after.max.ms"]
+        );
         // No reason given: every version-dependent one.
         assert_eq!(
-            refused_configs(&configs, &refusal(ResponseError::InvalidConfig, None)),
+            refused_configs(&configs, &none, &refusal(ResponseError::InvalidConfig, None)),
             [
                 "message.timestamp.after.max.ms",
                 "message.timestamp.before.max.ms",
@@ -489,15 +522,24 @@ mod tests {
             ResponseError::InvalidConfig,
             Some("Invalid value -5 for configuration retention.ms"),
         );
-        assert!(refused_configs(&configs, &other).is_empty());
+        assert!(refused_configs(&configs, &none, &other).is_empty());
         let denied = refusal(
             ResponseError::TopicAuthorizationFailed,
             Some("message.timestamp.after.max.ms"),
         );
-        assert!(refused_configs(&configs, &denied).is_empty());
+        assert!(refused_configs(&configs, &none, &denied).is_empty());
         // Nothing version-dependent left: nothing to retry without.
         let plain: BTreeMap<String, String> = [("retention.ms".to_owned(), "1".to_owned())].into_iter().collect();
-        assert!(refused_configs(&plain, &refusal(ResponseError::InvalidConfig, None)).is_empty());
+        assert!(refused_configs(&plain, &none, &refusal(ResponseError::InvalidConfig, None)).is_empty());
+        // One the operator set in topics.target_configs is never left out, named or not.
+        let overrides: BTreeMap<String, String> = [("message.timestamp.after.max.ms".to_owned(), "1".to_owned())]
+            .into_iter()
+            .collect();
+        assert!(refused_configs(&configs, &overrides, &added).is_empty());
+        assert_eq!(
+            refused_configs(&configs, &overrides, &refusal(ResponseError::InvalidConfig, None)),
+            ["message.timestamp.before.max.ms", "message.timestamp.difference.max.ms"]
+        );
     }
 
     #[test]

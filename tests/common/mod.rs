@@ -1,7 +1,8 @@
 //! Shared test harness: real Apache Kafka clusters started as processes (`kafka`), the
 //! independent librdkafka client for writing and checking data, strait run in-process
 //! ([`Strait`]) or as the real binary (`binary`), the one polling helper (`wait`), captured
-//! logs (`logs`), metrics (`metrics`) and a throwaway PKI (`pki`).
+//! logs (`logs`), metrics (`metrics`), reading a target back (`target`) and a throwaway PKI
+//! (`pki`).
 #![allow(dead_code, unreachable_pub)]
 
 pub mod binary;
@@ -11,6 +12,7 @@ pub mod kafka;
 pub mod logs;
 pub mod metrics;
 pub mod pki;
+pub mod target;
 pub mod wait;
 
 #[allow(unused_imports)]
