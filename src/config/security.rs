@@ -105,18 +105,46 @@ pub struct SaslConfig {
     pub password_file: String,
     /// AWS region of the MSK cluster, for `AWS_MSK_IAM`.
     pub aws_region: String,
+    /// OAUTHBEARER tokens from this OAuth 2 token endpoint (client-credentials grant) instead of
+    /// a static token, e.g. Keycloak's `.../realms/<realm>/protocol/openid-connect/token`.
+    pub oauth_token_endpoint_url: String,
+    /// The OAuth client id, sent with the secret as HTTP Basic authentication.
+    pub oauth_client_id: String,
+    /// The OAuth client secret. Never logged; prefer `oauth_client_secret_file`.
+    pub oauth_client_secret: Secret,
+    /// File holding the client secret, re-read on every token request (a rotated secret).
+    pub oauth_client_secret_file: String,
+    /// Scope(s) to ask for, space-separated; empty: none asked (the client's default scopes).
+    pub oauth_scope: String,
+    /// PEM CA file for the token endpoint's TLS; empty: the system's roots.
+    pub oauth_ca_file: String,
 }
 
 impl SaslConfig {
     /// The password: `password`, or the contents of `password_file` read now.
     pub fn read_password(&self) -> std::io::Result<Secret> {
-        if self.password_file.is_empty() {
-            return Ok(self.password.clone());
-        }
-        let contents = std::fs::read_to_string(&self.password_file)?;
-        let value = contents.strip_suffix('\n').unwrap_or(&contents);
-        Ok(Secret::new(value.strip_suffix('\r').unwrap_or(value)))
+        read_secret(&self.password, &self.password_file)
     }
+
+    /// The OAuth client secret: `oauth_client_secret`, or `oauth_client_secret_file` read now.
+    pub fn read_client_secret(&self) -> std::io::Result<Secret> {
+        read_secret(&self.oauth_client_secret, &self.oauth_client_secret_file)
+    }
+
+    /// Whether OAUTHBEARER tokens come from a token endpoint rather than a static token.
+    pub fn uses_token_endpoint(&self) -> bool {
+        self.mechanism == SaslMechanism::OauthBearer && !self.oauth_token_endpoint_url.is_empty()
+    }
+}
+
+/// `value`, or the contents of `file` (one trailing newline ignored) when `file` is set.
+fn read_secret(value: &Secret, file: &str) -> std::io::Result<Secret> {
+    if file.is_empty() {
+        return Ok(value.clone());
+    }
+    let contents = std::fs::read_to_string(file)?;
+    let value = contents.strip_suffix('\n').unwrap_or(&contents);
+    Ok(Secret::new(value.strip_suffix('\r').unwrap_or(value)))
 }
 
 /// The dotted key names of one side, so messages name `source.*` or `target.*` precisely.
@@ -167,12 +195,17 @@ fn keys_of(side: &str) -> &'static Keys {
 pub(super) fn check(side: &str, tls: &TlsConfig, sasl: &SaslConfig) -> Result<()> {
     let keys = keys_of(side);
     check_tls(keys, tls)?;
+    super::oauth::check(side, sasl)?;
+    if sasl.uses_token_endpoint() {
+        return Ok(());
+    }
     check_sasl(keys, sasl)
 }
 
 /// Refuses a mechanism that sends a reusable secret to `side` without TLS, unless
 /// `allow_plaintext_credentials` says the network is trusted.
 pub(super) fn check_plaintext(side: &str, tls: &TlsConfig, sasl: &SaslConfig, allowed: bool) -> Result<()> {
+    super::oauth::check_plaintext(side, sasl, allowed)?;
     let mechanism = sasl.mechanism;
     if tls.enabled || allowed || !mechanism.sends_reusable_secret() {
         return Ok(());
@@ -421,7 +454,7 @@ fn check_msk_iam(keys: &Keys, sasl: &SaslConfig) -> Result<()> {
 }
 
 /// An empty path is "not set"; a set one must be a readable file.
-fn check_readable(key: &'static str, path: &str) -> Result<()> {
+pub(super) fn check_readable(key: &'static str, path: &str) -> Result<()> {
     if path.is_empty() {
         return Ok(());
     }

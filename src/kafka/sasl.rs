@@ -60,14 +60,26 @@ impl Sasl {
         })
     }
 
-    #[cfg(feature = "msk-iam")]
+    /// OAUTHBEARER tokens from a token endpoint, or AWS_MSK_IAM tokens; `None` for a static
+    /// token or a password.
     fn default_tokens(side: &str, config: &SaslConfig) -> Option<TokenCache> {
+        if config.uses_token_endpoint() {
+            return Some(TokenCache::new(
+                side,
+                crate::auth::OidcTokens::from_config(side, config),
+            ));
+        }
+        Self::msk_iam_tokens(side, config)
+    }
+
+    #[cfg(feature = "msk-iam")]
+    fn msk_iam_tokens(side: &str, config: &SaslConfig) -> Option<TokenCache> {
         (config.mechanism == SaslMechanism::AwsMskIam)
             .then(|| TokenCache::new(side, crate::auth::MskIamTokens::new(&config.aws_region)))
     }
 
     #[cfg(not(feature = "msk-iam"))]
-    fn default_tokens(_side: &str, _config: &SaslConfig) -> Option<TokenCache> {
+    fn msk_iam_tokens(_side: &str, _config: &SaslConfig) -> Option<TokenCache> {
         // Config validation refuses AWS_MSK_IAM in this build.
         None
     }
@@ -117,6 +129,13 @@ impl Sasl {
                 "check that the AWS credentials strait finds (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
                  AWS_PROFILE, AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, or the instance role) are current \
                  and allowed kafka-cluster:Connect on this cluster, and that {s}.sasl.aws_region is its region"
+            );
+        }
+        if self.config.uses_token_endpoint() {
+            return format!(
+                "check that the tokens the client {:?} gets from {} are meant for this cluster (audience, \
+                 scope {:?}) and carry the claims its brokers' validator requires",
+                self.config.oauth_client_id, self.config.oauth_token_endpoint_url, self.config.oauth_scope
             );
         }
         if self.mechanism == SaslMechanism::OauthBearer {
@@ -241,10 +260,7 @@ impl Sasl {
     /// 0x01 and then gets the refusal.
     async fn bearer<E: Exchange>(&self, hs: &mut E, broker: &str) -> Result<Authenticated> {
         let token = match &self.tokens {
-            Some(cache) => cache
-                .token()
-                .await
-                .map_err(|e| self.failure(broker, format!("no token ({})", e.chain()), e.fix()))?,
+            Some(cache) => cache.token().await.map_err(|e| self.no_token(broker, &e))?,
             None => self.config.read_password().map_err(|e| {
                 self.failure(
                     broker,
@@ -299,6 +315,20 @@ impl Sasl {
         Ok(Authenticated {
             session_lifetime_ms: answer.session_lifetime_ms,
         })
+    }
+
+    /// A token that could not be had: refused or unusable credentials fail authentication; an
+    /// unreachable or failing token service is retried like an unreachable broker.
+    fn no_token(&self, broker: &str, e: &crate::auth::Error) -> Error {
+        if e.is_refusal() {
+            return self.failure(broker, format!("no token ({})", e.chain()), e.fix());
+        }
+        Error::TokenUnavailable {
+            cluster: self.side.clone(),
+            broker: broker.to_owned(),
+            reason: e.chain(),
+            fix: e.fix(),
+        }
     }
 
     fn start(&self, password: &Secret) -> std::result::Result<rsasl::prelude::Session, String> {
