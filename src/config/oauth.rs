@@ -5,54 +5,8 @@
 //! It only checks the keys and that named files are readable; requesting tokens belongs to
 //! `auth::oidc`.
 
-use super::security::check_readable;
+use super::security::{check_readable, keys_of, Keys};
 use super::{env_var_for, Error, Result, SaslConfig, SaslMechanism};
-
-/// The dotted key names of one side.
-struct Keys {
-    mechanism: &'static str,
-    username: &'static str,
-    password: &'static str,
-    password_file: &'static str,
-    aws_region: &'static str,
-    endpoint: &'static str,
-    client_id: &'static str,
-    client_secret: &'static str,
-    client_secret_file: &'static str,
-    scope: &'static str,
-    ca_file: &'static str,
-    allow_plaintext: &'static str,
-}
-
-macro_rules! keys {
-    ($side:literal) => {
-        Keys {
-            mechanism: concat!($side, ".sasl.mechanism"),
-            username: concat!($side, ".sasl.username"),
-            password: concat!($side, ".sasl.password"),
-            password_file: concat!($side, ".sasl.password_file"),
-            aws_region: concat!($side, ".sasl.aws_region"),
-            endpoint: concat!($side, ".sasl.oauth_token_endpoint_url"),
-            client_id: concat!($side, ".sasl.oauth_client_id"),
-            client_secret: concat!($side, ".sasl.oauth_client_secret"),
-            client_secret_file: concat!($side, ".sasl.oauth_client_secret_file"),
-            scope: concat!($side, ".sasl.oauth_scope"),
-            ca_file: concat!($side, ".sasl.oauth_ca_file"),
-            allow_plaintext: concat!($side, ".allow_plaintext_credentials"),
-        }
-    };
-}
-
-const SOURCE: Keys = keys!("source");
-const TARGET: Keys = keys!("target");
-
-fn keys_of(side: &str) -> &'static Keys {
-    if side == "source" {
-        &SOURCE
-    } else {
-        &TARGET
-    }
-}
 
 /// The `oauth_*` keys of `sasl` that are set, with their shown values (secrets redacted).
 fn set_keys(keys: &Keys, sasl: &SaslConfig) -> Vec<(&'static str, String)> {
@@ -62,7 +16,7 @@ fn set_keys(keys: &Keys, sasl: &SaslConfig) -> Vec<(&'static str, String)> {
         (keys.client_secret, sasl.oauth_client_secret.to_string()),
         (keys.client_secret_file, sasl.oauth_client_secret_file.clone()),
         (keys.scope, sasl.oauth_scope.clone()),
-        (keys.ca_file, sasl.oauth_ca_file.clone()),
+        (keys.oauth_ca_file, sasl.oauth_ca_file.clone()),
     ]
     .into_iter()
     .filter(|(_, v)| !v.is_empty())
@@ -82,30 +36,20 @@ pub(super) fn check(side: &str, sasl: &SaslConfig) -> Result<()> {
         return Ok(());
     };
     let value = format!("{value:?}");
-    match sasl.mechanism {
-        SaslMechanism::OauthBearer => {}
-        SaslMechanism::None => {
-            return Err(Error::invalid(
-                first,
-                value,
-                format!("is set but {} is empty", keys.mechanism),
-                format!(
-                    "set {} = \"OAUTHBEARER\" to use the token endpoint, or remove {first}",
-                    keys.mechanism
-                ),
-            ))
-        }
-        other => {
-            return Err(Error::invalid(
-                first,
-                value,
-                format!("is set but {} = {other} does not use it", keys.mechanism),
-                format!(
-                    "set {} = \"OAUTHBEARER\" to use the token endpoint, or remove {first}",
-                    keys.mechanism
-                ),
-            ))
-        }
+    if sasl.mechanism != SaslMechanism::OauthBearer {
+        let problem = match sasl.mechanism {
+            SaslMechanism::None => format!("is set but {} is empty", keys.mechanism),
+            other => format!("is set but {} = {other} does not use it", keys.mechanism),
+        };
+        return Err(Error::invalid(
+            first,
+            value,
+            problem,
+            format!(
+                "set {} = \"OAUTHBEARER\" to use the token endpoint, or remove {first}",
+                keys.mechanism
+            ),
+        ));
     }
     let url = &sasl.oauth_token_endpoint_url;
     if url.is_empty() {
@@ -195,13 +139,13 @@ fn check_endpoint(keys: &Keys, sasl: &SaslConfig) -> Result<()> {
     }
     if is_plain_http(url) && !sasl.oauth_ca_file.is_empty() {
         return Err(Error::invalid(
-            keys.ca_file,
+            keys.oauth_ca_file,
             format!("{:?}", sasl.oauth_ca_file),
             format!("is set but {} is http://, without TLS", keys.endpoint),
-            format!("use the endpoint's https:// URL, or remove {}", keys.ca_file),
+            format!("use the endpoint's https:// URL, or remove {}", keys.oauth_ca_file),
         ));
     }
-    check_readable(keys.ca_file, &sasl.oauth_ca_file)
+    check_readable(keys.oauth_ca_file, &sasl.oauth_ca_file)
 }
 
 /// Refuses an `http://` token endpoint (the client secret would cross the network in clear

@@ -148,18 +148,24 @@ fn read_secret(value: &Secret, file: &str) -> std::io::Result<Secret> {
 }
 
 /// The dotted key names of one side, so messages name `source.*` or `target.*` precisely.
-struct Keys {
-    tls_enabled: &'static str,
-    ca_file: &'static str,
-    cert_file: &'static str,
-    key_file: &'static str,
-    server_name: &'static str,
-    mechanism: &'static str,
-    username: &'static str,
-    password: &'static str,
-    password_file: &'static str,
-    aws_region: &'static str,
-    allow_plaintext: &'static str,
+pub(super) struct Keys {
+    pub(super) tls_enabled: &'static str,
+    pub(super) ca_file: &'static str,
+    pub(super) cert_file: &'static str,
+    pub(super) key_file: &'static str,
+    pub(super) server_name: &'static str,
+    pub(super) mechanism: &'static str,
+    pub(super) username: &'static str,
+    pub(super) password: &'static str,
+    pub(super) password_file: &'static str,
+    pub(super) aws_region: &'static str,
+    pub(super) allow_plaintext: &'static str,
+    pub(super) endpoint: &'static str,
+    pub(super) client_id: &'static str,
+    pub(super) client_secret: &'static str,
+    pub(super) client_secret_file: &'static str,
+    pub(super) scope: &'static str,
+    pub(super) oauth_ca_file: &'static str,
 }
 
 macro_rules! keys {
@@ -176,6 +182,12 @@ macro_rules! keys {
             password_file: concat!($side, ".sasl.password_file"),
             aws_region: concat!($side, ".sasl.aws_region"),
             allow_plaintext: concat!($side, ".allow_plaintext_credentials"),
+            endpoint: concat!($side, ".sasl.oauth_token_endpoint_url"),
+            client_id: concat!($side, ".sasl.oauth_client_id"),
+            client_secret: concat!($side, ".sasl.oauth_client_secret"),
+            client_secret_file: concat!($side, ".sasl.oauth_client_secret_file"),
+            scope: concat!($side, ".sasl.oauth_scope"),
+            oauth_ca_file: concat!($side, ".sasl.oauth_ca_file"),
         }
     };
 }
@@ -183,7 +195,7 @@ macro_rules! keys {
 const SOURCE: Keys = keys!("source");
 const TARGET: Keys = keys!("target");
 
-fn keys_of(side: &str) -> &'static Keys {
+pub(super) fn keys_of(side: &str) -> &'static Keys {
     if side == "source" {
         &SOURCE
     } else {

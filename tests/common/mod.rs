@@ -11,6 +11,7 @@ pub mod kafka;
 pub mod logs;
 pub mod metrics;
 pub mod pki;
+pub mod secured;
 pub mod wait;
 
 #[allow(unused_imports)]
