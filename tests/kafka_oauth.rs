@@ -11,7 +11,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +19,9 @@ use base64::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use common::growing::Writer;
 use common::secured::{assert_replica, cluster, unsecured_jwt_for};
-use common::{logs, Kafka, KafkaSpec, Protocol, Rec, Strait, StraitCmd};
+use common::{logs, Kafka, KafkaSpec, Protocol, Strait, StraitCmd};
 use strait::config::{ClusterConfig, SaslMechanism, Secret};
 
 const PATH: &str = "/realms/kafka/protocol/openid-connect/token";
@@ -221,25 +222,7 @@ async fn client_credentials_tokens_are_refreshed_while_records_replicate() {
     let strait = Strait::start(config);
 
     // The source grows the whole time, in small acknowledged steps.
-    let writing = Arc::new(AtomicBool::new(true));
-    let writer = {
-        let (bootstrap, topic, writing) = (k.plain_bootstrap(), topic.clone(), Arc::clone(&writing));
-        tokio::spawn(async move {
-            let producer = common::producer(&bootstrap, &[("linger.ms", "5")]);
-            let mut sent: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
-            let mut round = 0;
-            while writing.load(Ordering::Relaxed) {
-                for p in 0..2 {
-                    let recs = common::recent_records(&format!("oauth-{round}"), p, 20);
-                    common::send_all(&producer, &topic, p, &recs).await;
-                    sent.entry(p).or_default().extend(recs);
-                }
-                round += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            sent
-        })
-    };
+    let writer = Writer::start_at(&k.plain_bootstrap(), &topic, 2);
 
     // Each side's cache fetched its first token, then refreshed it (at 80% of 6 s) at least
     // twice, and the connections re-authenticated with the tokens in between.
@@ -251,8 +234,7 @@ async fn client_credentials_tokens_are_refreshed_while_records_replicate() {
         || refreshed() >= 4 && reauths("source") >= 3 && reauths("target") >= 3,
     )
     .await;
-    writing.store(false, Ordering::Relaxed);
-    let sent = writer.await.expect("writer");
+    let sent = writer.stop().await;
     assert_replica(&k, &copy, &sent).await;
     strait.stop().await;
 

@@ -11,8 +11,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::create_acls_request::AclCreation;
@@ -20,6 +18,7 @@ use kafka_protocol::messages::CreateAclsRequest;
 use kafka_protocol::protocol::StrBytes;
 
 use common::binary::Ran;
+use common::growing::Writer;
 use common::pki::Pki;
 use common::secured::{assert_replica, cluster, produce, unsecured_jwt};
 use common::{logs, Kafka, KafkaSpec, Protocol, Rec, Strait, StraitCmd};
@@ -242,25 +241,7 @@ async fn reauthenticates(source: Option<SaslMechanism>, target: Option<SaslMecha
     let strait = Strait::start(config);
 
     // The source grows the whole time, in small acknowledged steps.
-    let writing = Arc::new(AtomicBool::new(true));
-    let writer = {
-        let (bootstrap, topic, writing) = (k.plain_bootstrap(), topic.clone(), Arc::clone(&writing));
-        tokio::spawn(async move {
-            let producer = common::producer(&bootstrap, &[("linger.ms", "5")]);
-            let mut sent: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
-            let mut round = 0;
-            while writing.load(Ordering::Relaxed) {
-                for p in 0..2 {
-                    let recs = common::recent_records(&format!("reauth-{round}"), p, 20);
-                    common::send_all(&producer, &topic, p, &recs).await;
-                    sent.entry(p).or_default().extend(recs);
-                }
-                round += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            sent
-        })
-    };
+    let writer = Writer::start_at(&k.plain_bootstrap(), &topic, 2);
 
     // Several re-authentications on both sides while records flow: the session lifetime the
     // broker gives is 3 s, so every live connection re-authenticates about every 2.5 s.
@@ -269,8 +250,7 @@ async fn reauthenticates(source: Option<SaslMechanism>, target: Option<SaslMecha
         reauths("source") >= 4 && reauths("target") >= 4
     })
     .await;
-    writing.store(false, Ordering::Relaxed);
-    let sent = writer.await.expect("writer");
+    let sent = writer.stop().await;
     assert_replica(&k, &copy, &sent).await;
     let (source_reauths, target_reauths) = (reauths("source"), reauths("target"));
     strait.stop().await;

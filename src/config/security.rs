@@ -44,7 +44,7 @@ pub enum SaslMechanism {
     /// Salted challenge-response, SHA-512.
     #[serde(rename = "SCRAM-SHA-512")]
     ScramSha512,
-    /// OAuth 2 bearer token (KIP-255).
+    /// OAuth 2 bearer token (KIP-255): static, or from a token endpoint (`oauth_*`).
     #[serde(rename = "OAUTHBEARER")]
     OauthBearer,
     /// Amazon MSK IAM: OAUTHBEARER with a signed token from the AWS credential chain.
