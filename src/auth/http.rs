@@ -217,4 +217,75 @@ mod tests {
             "{err}"
         );
     }
+
+    /// Serves one HTTPS answer on loopback with a certificate for `localhost`; returns the port
+    /// and the certificate's PEM.
+    async fn https_once(answer: &'static str) -> (u16, String) {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("self-signed");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.cert.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der())),
+            )
+            .expect("server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    continue;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.ends_with(b"grant_type=client_credentials") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = tls.write_all(reply.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        (port, cert.cert.pem())
+    }
+
+    #[tokio::test]
+    async fn a_post_over_tls_verifies_the_endpoint_against_the_ca_file() {
+        let (port, pem) = https_once(r#"{"access_token":"t","expires_in":60}"#).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, pem).expect("write");
+        let url = format!("https://localhost:{port}/token");
+        let body = "grant_type=client_credentials".to_owned();
+
+        let post = HttpPost::new("source", &url, &ca_file.to_string_lossy()).expect("client");
+        let (status, answer) = post
+            .post(Secret::new("Basic eDp5"), body.clone())
+            .await
+            .expect("answered over TLS");
+        assert_eq!(
+            (status, &answer[..]),
+            (200, &br#"{"access_token":"t","expires_in":60}"#[..])
+        );
+
+        // The system roots do not know the endpoint's certificate: no request is sent.
+        let untrusted = HttpPost::new("source", &url, "").expect("client");
+        let err = untrusted
+            .post(Secret::new("Basic eDp5"), body)
+            .await
+            .expect_err("untrusted");
+        assert!(err.to_string().contains("certificate"), "{err}");
+    }
 }
