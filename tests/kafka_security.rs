@@ -11,31 +11,22 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::CreateAclsRequest;
 use kafka_protocol::protocol::StrBytes;
 
 use common::binary::Ran;
+use common::growing::Writer;
 use common::pki::Pki;
+use common::secured::{assert_replica, cluster, produce, unsecured_jwt};
 use common::{logs, Kafka, KafkaSpec, Protocol, Rec, Strait, StraitCmd};
 use strait::config::{ClusterConfig, SaslMechanism, Secret};
 use strait::kafka::Cluster;
 use strait::replicate::PartitionState;
 
 const PASSWORD: &str = "k4fka-0wn-l1steners-5ecret";
-
-fn cluster(bootstrap: &str) -> ClusterConfig {
-    ClusterConfig {
-        bootstrap_servers: bootstrap.to_owned(),
-        request_timeout_ms: 10_000,
-        ..ClusterConfig::default()
-    }
-}
 
 fn with_tls(mut c: ClusterConfig, ca_file: &str) -> ClusterConfig {
     c.tls.enabled = true;
@@ -61,66 +52,6 @@ fn with_token(mut c: ClusterConfig, token: &str) -> ClusterConfig {
     c.sasl.mechanism = SaslMechanism::OauthBearer;
     c.sasl.password = Secret::new(token);
     c
-}
-
-/// An unsecured JWS (`alg: none`, empty signature) for principal `sub`, valid for an hour:
-/// what Kafka's default OAUTHBEARER validator accepts.
-fn unsecured_jwt(sub: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-    let header = b64(r#"{"alg":"none"}"#);
-    let claims = b64(&format!(r#"{{"sub":"{sub}","iat":{now},"exp":{}}}"#, now + 3600));
-    format!("{header}.{claims}.")
-}
-
-/// Writes `n` records to each partition of `topic` through the plaintext listener.
-async fn produce(k: &Kafka, topic: &str, partitions: i32, n: usize, label: &str) -> BTreeMap<i32, Vec<Rec>> {
-    let producer = common::producer(&k.plain_bootstrap(), &[("linger.ms", "5")]);
-    let mut sent = BTreeMap::new();
-    for p in 0..partitions {
-        let recs = common::recent_records(label, p, n);
-        common::send_all(&producer, topic, p, &recs).await;
-        sent.insert(p, recs);
-    }
-    sent
-}
-
-/// Reads `target_topic` back on the plaintext listener until it holds as many records as were
-/// sent, then checks that it holds exactly the sent records, in order, and nothing more.
-async fn assert_replica(k: &Kafka, target_topic: &str, sent: &BTreeMap<i32, Vec<Rec>>) {
-    let partitions: Vec<i32> = sent.keys().copied().collect();
-    let want: BTreeMap<i32, usize> = sent.iter().map(|(p, r)| (*p, r.len())).collect();
-    let got = tokio::task::spawn_blocking({
-        let (bootstrap, topic) = (k.plain_bootstrap(), target_topic.to_owned());
-        move || {
-            common::consume_until(&bootstrap, &topic, &partitions, Duration::from_secs(90), |got| {
-                want.iter().all(|(p, n)| got.get(p).map_or(0, Vec::len) >= *n)
-            })
-        }
-    })
-    .await
-    .expect("consumer");
-    for (p, recs) in sent {
-        let replica = got.get(p).map(Vec::as_slice).unwrap_or_default();
-        assert_eq!(replica.len(), recs.len(), "{target_topic}/{p}: records on the target");
-        for (i, (t, s)) in replica.iter().zip(recs).enumerate() {
-            assert_eq!(
-                t, s,
-                "{target_topic}/{p}: record {i} differs (lost, duplicated or reordered)"
-            );
-        }
-    }
-    let ends = common::high_watermarks(&k.plain_bootstrap(), target_topic, sent.len() as i32).await;
-    for (p, recs) in sent {
-        assert_eq!(
-            ends[p],
-            recs.len() as i64,
-            "{target_topic}/{p}: nothing beyond the source's records"
-        );
-    }
 }
 
 /// Replicates a fresh 2-partition topic `T` to `copy-T` on the same cluster with these client
@@ -310,25 +241,7 @@ async fn reauthenticates(source: Option<SaslMechanism>, target: Option<SaslMecha
     let strait = Strait::start(config);
 
     // The source grows the whole time, in small acknowledged steps.
-    let writing = Arc::new(AtomicBool::new(true));
-    let writer = {
-        let (bootstrap, topic, writing) = (k.plain_bootstrap(), topic.clone(), Arc::clone(&writing));
-        tokio::spawn(async move {
-            let producer = common::producer(&bootstrap, &[("linger.ms", "5")]);
-            let mut sent: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
-            let mut round = 0;
-            while writing.load(Ordering::Relaxed) {
-                for p in 0..2 {
-                    let recs = common::recent_records(&format!("reauth-{round}"), p, 20);
-                    common::send_all(&producer, &topic, p, &recs).await;
-                    sent.entry(p).or_default().extend(recs);
-                }
-                round += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            sent
-        })
-    };
+    let writer = Writer::start_at(&k.plain_bootstrap(), &topic, 2);
 
     // Several re-authentications on both sides while records flow: the session lifetime the
     // broker gives is 3 s, so every live connection re-authenticates about every 2.5 s.
@@ -337,8 +250,7 @@ async fn reauthenticates(source: Option<SaslMechanism>, target: Option<SaslMecha
         reauths("source") >= 4 && reauths("target") >= 4
     })
     .await;
-    writing.store(false, Ordering::Relaxed);
-    let sent = writer.await.expect("writer");
+    let sent = writer.stop().await;
     assert_replica(&k, &copy, &sent).await;
     let (source_reauths, target_reauths) = (reauths("source"), reauths("target"));
     strait.stop().await;

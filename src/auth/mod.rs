@@ -1,6 +1,7 @@
-//! Credential providers for SASL: bearer tokens that expire (MSK IAM), cached per cluster and
-//! refreshed before they expire by a background task, so no connection waits for a signer or
-//! for the AWS credential chain once the first token is in.
+//! Credential providers for SASL: bearer tokens that expire (MSK IAM, and OAuth 2 tokens from a
+//! token endpoint), cached per cluster and refreshed before they expire by a background task, so
+//! no connection waits for a signer, the AWS credential chain or the token endpoint once the
+//! first token is in.
 //!
 //! It owns the token and its lifetime; it never opens a broker connection (that is
 //! `kafka::sasl`) and never logs a token, a key or a session token: [`Secret`] carries them.
@@ -14,6 +15,12 @@ mod msk_iam;
 
 #[cfg(feature = "msk-iam")]
 pub use msk_iam::MskIamTokens;
+
+mod http;
+mod oidc;
+
+pub use http::HttpPost;
+pub use oidc::{FormPost, OidcTokens};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -51,6 +58,47 @@ pub enum Error {
         #[source]
         source: SharedError,
     },
+    /// The file holding the OAuth client secret cannot be read.
+    #[error("cannot read the OAuth client secret file {path}")]
+    ClientSecret {
+        cluster: String,
+        path: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The HTTP client of the token endpoint cannot be set up (its CA file).
+    #[error("{key} = {path:?} {problem}")]
+    EndpointSetup {
+        key: String,
+        path: String,
+        problem: String,
+        #[source]
+        source: Option<SharedError>,
+    },
+    /// The token endpoint could not be reached, or did not answer in time.
+    #[error("OAuth token endpoint {endpoint} unreachable")]
+    Unreachable {
+        cluster: String,
+        endpoint: String,
+        #[source]
+        source: SharedError,
+    },
+    /// The token endpoint answered with an HTTP error status; `detail` holds the answer's
+    /// `error` and `error_description` (RFC 6749 section 5.2).
+    #[error("OAuth token endpoint {endpoint} answered HTTP {status}{detail}")]
+    Status {
+        cluster: String,
+        endpoint: String,
+        status: u16,
+        detail: String,
+    },
+    /// The token endpoint answered 200 but not with a token response.
+    #[error("OAuth token endpoint {endpoint} sent a malformed answer: {problem}")]
+    Malformed {
+        cluster: String,
+        endpoint: String,
+        problem: String,
+    },
 }
 
 impl Error {
@@ -65,6 +113,41 @@ impl Error {
             Error::Sign { .. } => {
                 "check the region and the AWS credentials; report a bug in strait if they are right".to_owned()
             }
+            Error::ClientSecret { cluster, .. } => {
+                format!("point {cluster}.sasl.oauth_client_secret_file at a readable file (is the secret mounted?)")
+            }
+            Error::EndpointSetup { .. } => "fix the file or the key".to_owned(),
+            Error::Unreachable { cluster, endpoint, .. } => format!(
+                "check that {endpoint} is reachable from strait (DNS, proxy, firewall) and that its certificate is \
+                 signed by a CA in {cluster}.sasl.oauth_ca_file (or a system root); strait retries meanwhile"
+            ),
+            Error::Status { cluster, status, .. } if self.is_refusal() => format!(
+                "check {cluster}.sasl.oauth_client_id and the client secret ({cluster}.sasl.oauth_client_secret_file) \
+                 against the client registered at the endpoint, that the client may use the client-credentials \
+                 grant (Keycloak: service accounts enabled), and {cluster}.sasl.oauth_scope (HTTP {status})"
+            ),
+            Error::Status { .. } => {
+                "the identity provider failed to issue a token; strait retries, check its health and logs".to_owned()
+            }
+            Error::Malformed { cluster, .. } => format!(
+                "check that {cluster}.sasl.oauth_token_endpoint_url is the token endpoint (Keycloak: \
+                 .../realms/<realm>/protocol/openid-connect/token), not the issuer or a login page"
+            ),
+        }
+    }
+
+    /// Whether the credentials were refused or are unusable, so retrying with the same settings
+    /// will not help (a connection refuses as it would for a wrong password); otherwise the
+    /// token service is unreachable or failing, and the connection is retried like a broker
+    /// outage.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            Error::Credentials { .. }
+            | Error::Sign { .. }
+            | Error::ClientSecret { .. }
+            | Error::EndpointSetup { .. } => true,
+            Error::Status { status, .. } => matches!(status, 400 | 401 | 403),
+            Error::Unreachable { .. } | Error::Malformed { .. } => false,
         }
     }
 

@@ -17,6 +17,7 @@
 mod env;
 mod error;
 mod groups;
+mod oauth;
 mod rule_text;
 mod secret;
 mod security;

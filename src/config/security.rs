@@ -44,7 +44,7 @@ pub enum SaslMechanism {
     /// Salted challenge-response, SHA-512.
     #[serde(rename = "SCRAM-SHA-512")]
     ScramSha512,
-    /// OAuth 2 bearer token (KIP-255).
+    /// OAuth 2 bearer token (KIP-255): static, or from a token endpoint (`oauth_*`).
     #[serde(rename = "OAUTHBEARER")]
     OauthBearer,
     /// Amazon MSK IAM: OAUTHBEARER with a signed token from the AWS credential chain.
@@ -105,33 +105,67 @@ pub struct SaslConfig {
     pub password_file: String,
     /// AWS region of the MSK cluster, for `AWS_MSK_IAM`.
     pub aws_region: String,
+    /// OAUTHBEARER tokens from this OAuth 2 token endpoint (client-credentials grant) instead of
+    /// a static token, e.g. Keycloak's `.../realms/<realm>/protocol/openid-connect/token`.
+    pub oauth_token_endpoint_url: String,
+    /// The OAuth client id, sent with the secret as HTTP Basic authentication.
+    pub oauth_client_id: String,
+    /// The OAuth client secret. Never logged; prefer `oauth_client_secret_file`.
+    pub oauth_client_secret: Secret,
+    /// File holding the client secret, re-read on every token request (a rotated secret).
+    pub oauth_client_secret_file: String,
+    /// Scope(s) to ask for, space-separated; empty: none asked (the client's default scopes).
+    pub oauth_scope: String,
+    /// PEM CA file for the token endpoint's TLS; empty: the system's roots.
+    pub oauth_ca_file: String,
 }
 
 impl SaslConfig {
     /// The password: `password`, or the contents of `password_file` read now.
     pub fn read_password(&self) -> std::io::Result<Secret> {
-        if self.password_file.is_empty() {
-            return Ok(self.password.clone());
-        }
-        let contents = std::fs::read_to_string(&self.password_file)?;
-        let value = contents.strip_suffix('\n').unwrap_or(&contents);
-        Ok(Secret::new(value.strip_suffix('\r').unwrap_or(value)))
+        read_secret(&self.password, &self.password_file)
+    }
+
+    /// The OAuth client secret: `oauth_client_secret`, or `oauth_client_secret_file` read now.
+    pub fn read_client_secret(&self) -> std::io::Result<Secret> {
+        read_secret(&self.oauth_client_secret, &self.oauth_client_secret_file)
+    }
+
+    /// Whether OAUTHBEARER tokens come from a token endpoint rather than a static token.
+    pub fn uses_token_endpoint(&self) -> bool {
+        self.mechanism == SaslMechanism::OauthBearer && !self.oauth_token_endpoint_url.is_empty()
     }
 }
 
+/// `value`, or the contents of `file` (one trailing newline ignored) when `file` is set.
+fn read_secret(value: &Secret, file: &str) -> std::io::Result<Secret> {
+    if file.is_empty() {
+        return Ok(value.clone());
+    }
+    let contents = std::fs::read_to_string(file)?;
+    let value = contents.strip_suffix('\n').unwrap_or(&contents);
+    Ok(Secret::new(value.strip_suffix('\r').unwrap_or(value)))
+}
+
 /// The dotted key names of one side, so messages name `source.*` or `target.*` precisely.
-struct Keys {
-    tls_enabled: &'static str,
-    ca_file: &'static str,
-    cert_file: &'static str,
-    key_file: &'static str,
-    server_name: &'static str,
-    mechanism: &'static str,
-    username: &'static str,
-    password: &'static str,
-    password_file: &'static str,
-    aws_region: &'static str,
-    allow_plaintext: &'static str,
+pub(super) struct Keys {
+    pub(super) tls_enabled: &'static str,
+    pub(super) ca_file: &'static str,
+    pub(super) cert_file: &'static str,
+    pub(super) key_file: &'static str,
+    pub(super) server_name: &'static str,
+    pub(super) mechanism: &'static str,
+    pub(super) username: &'static str,
+    pub(super) password: &'static str,
+    pub(super) password_file: &'static str,
+    pub(super) aws_region: &'static str,
+    pub(super) allow_plaintext: &'static str,
+    pub(super) endpoint: &'static str,
+    pub(super) client_id: &'static str,
+    pub(super) client_secret: &'static str,
+    pub(super) client_secret_file: &'static str,
+    pub(super) scope: &'static str,
+    pub(super) oauth_ca_file: &'static str,
 }
 
 macro_rules! keys {
@@ -148,6 +182,12 @@ macro_rules! keys {
             password_file: concat!($side, ".sasl.password_file"),
             aws_region: concat!($side, ".sasl.aws_region"),
             allow_plaintext: concat!($side, ".allow_plaintext_credentials"),
+            endpoint: concat!($side, ".sasl.oauth_token_endpoint_url"),
+            client_id: concat!($side, ".sasl.oauth_client_id"),
+            client_secret: concat!($side, ".sasl.oauth_client_secret"),
+            client_secret_file: concat!($side, ".sasl.oauth_client_secret_file"),
+            scope: concat!($side, ".sasl.oauth_scope"),
+            oauth_ca_file: concat!($side, ".sasl.oauth_ca_file"),
         }
     };
 }
@@ -155,7 +195,7 @@ macro_rules! keys {
 const SOURCE: Keys = keys!("source");
 const TARGET: Keys = keys!("target");
 
-fn keys_of(side: &str) -> &'static Keys {
+pub(super) fn keys_of(side: &str) -> &'static Keys {
     if side == "source" {
         &SOURCE
     } else {
@@ -167,12 +207,17 @@ fn keys_of(side: &str) -> &'static Keys {
 pub(super) fn check(side: &str, tls: &TlsConfig, sasl: &SaslConfig) -> Result<()> {
     let keys = keys_of(side);
     check_tls(keys, tls)?;
+    super::oauth::check(side, sasl)?;
+    if sasl.uses_token_endpoint() {
+        return Ok(());
+    }
     check_sasl(keys, sasl)
 }
 
 /// Refuses a mechanism that sends a reusable secret to `side` without TLS, unless
 /// `allow_plaintext_credentials` says the network is trusted.
 pub(super) fn check_plaintext(side: &str, tls: &TlsConfig, sasl: &SaslConfig, allowed: bool) -> Result<()> {
+    super::oauth::check_plaintext(side, sasl, allowed)?;
     let mechanism = sasl.mechanism;
     if tls.enabled || allowed || !mechanism.sends_reusable_secret() {
         return Ok(());
@@ -421,7 +466,7 @@ fn check_msk_iam(keys: &Keys, sasl: &SaslConfig) -> Result<()> {
 }
 
 /// An empty path is "not set"; a set one must be a readable file.
-fn check_readable(key: &'static str, path: &str) -> Result<()> {
+pub(super) fn check_readable(key: &'static str, path: &str) -> Result<()> {
     if path.is_empty() {
         return Ok(());
     }

@@ -698,3 +698,55 @@ fn target_config_rules_come_from_a_toml_list_or_one_variable_and_bad_ones_name_t
         assert_eq!(err.exit_code(), 64);
     }
 }
+
+/// OAUTHBEARER with a token endpoint from `STRAIT_*` variables; an `http://`
+/// endpoint needs `allow_plaintext_credentials`, and a secret never shows in a message.
+#[test]
+fn oauth_client_credentials_load_from_the_environment() {
+    let vars = |url: &str, extra: &[(&str, &str)]| -> Vec<(String, String)> {
+        [
+            ("STRAIT_SOURCE__BOOTSTRAP_SERVERS", "a:9092"),
+            ("STRAIT_TARGET__BOOTSTRAP_SERVERS", "b:9092"),
+            ("STRAIT_SOURCE__TLS__ENABLED", "true"),
+            ("STRAIT_SOURCE__SASL__MECHANISM", "OAUTHBEARER"),
+            ("STRAIT_SOURCE__SASL__OAUTH_TOKEN_ENDPOINT_URL", url),
+            ("STRAIT_SOURCE__SASL__OAUTH_CLIENT_ID", "strait"),
+            ("STRAIT_SOURCE__SASL__OAUTH_CLIENT_SECRET", "73519"),
+            ("STRAIT_SOURCE__SASL__OAUTH_SCOPE", "kafka"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+    };
+    let https = "https://keycloak.example/realms/kafka/protocol/openid-connect/token";
+    let (c, _) = Config::load_from(None, vars(https, &[])).expect("valid");
+    assert!(c.source.sasl.uses_token_endpoint());
+    assert_eq!(c.source.sasl.oauth_client_secret.expose(), "73519");
+    assert!(!format!("{:?}", c.source.sasl).contains("73519"));
+
+    // TLS to the brokers does not cover the endpoint.
+    let err = Config::load_from(None, vars("http://keycloak:8080/token", &[])).expect_err("http");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("source.sasl.oauth_token_endpoint_url = \"http://keycloak:8080/token\""),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("STRAIT_SOURCE__ALLOW_PLAINTEXT_CREDENTIALS = true"),
+        "{msg}"
+    );
+    assert_eq!(err.exit_code(), 64);
+    let allowed = [("STRAIT_SOURCE__ALLOW_PLAINTEXT_CREDENTIALS", "true")];
+    Config::load_from(None, vars("http://keycloak:8080/token", &allowed)).expect("allowed");
+
+    let token = [("STRAIT_SOURCE__SASL__PASSWORD", "static-tok")];
+    let err = Config::load_from(None, vars(https, &token)).expect_err("both");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("source.sasl.password = \"***\" is set together with"),
+        "{msg}"
+    );
+    assert!(!msg.contains("static-tok") && !msg.contains("73519"), "{msg}");
+    assert_eq!(err.exit_code(), 64);
+}

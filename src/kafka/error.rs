@@ -115,6 +115,15 @@ pub enum Error {
         /// The broker's error code, when it sent one.
         code: Option<ResponseError>,
     },
+    /// No bearer token for SASL: the token service is unreachable or failing. Retried like an
+    /// unreachable broker.
+    #[error("{cluster} cluster, broker {broker}: no SASL token: {reason}; fix: {fix}")]
+    TokenUnavailable {
+        cluster: String,
+        broker: String,
+        reason: String,
+        fix: String,
+    },
     /// A CA, certificate or key file named by a `tls.*` key cannot be used.
     #[error("{key} = {path:?} {problem}: fix the file or the key")]
     TlsSetup {
@@ -162,7 +171,8 @@ impl Error {
             | Self::Timeout { .. }
             | Self::NoLeader { .. }
             | Self::UnknownBroker { .. }
-            | Self::MissingInResponse { .. } => true,
+            | Self::MissingInResponse { .. }
+            | Self::TokenUnavailable { .. } => true,
             Self::Bootstrap { source, .. } => source.is_retriable(),
             Self::Partition { code, .. } | Self::Request { code, .. } => {
                 code.is_retriable() || matches!(code, ResponseError::BrokerNotAvailable)
@@ -194,7 +204,11 @@ impl Error {
     pub fn exit_code(&self) -> Option<u8> {
         match self {
             Self::Auth { .. } => Some(77),
-            Self::Tls { .. } | Self::Connect { .. } | Self::ConnectionLost { .. } | Self::Timeout { .. } => Some(69),
+            Self::Tls { .. }
+            | Self::Connect { .. }
+            | Self::ConnectionLost { .. }
+            | Self::Timeout { .. }
+            | Self::TokenUnavailable { .. } => Some(69),
             Self::TlsSetup { .. } => Some(64),
             Self::Bootstrap { source, .. } => source.exit_code(),
             _ => None,

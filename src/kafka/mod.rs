@@ -37,6 +37,7 @@ pub use requests::{
     TopicSpec,
 };
 pub use security::Security;
+pub(crate) use tls::load_roots;
 
 use std::fmt;
 

@@ -1,6 +1,7 @@
 //! SASL on a broker connection: SaslHandshake, then SaslAuthenticate round trips driven by
-//! rsasl (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) or one bearer-token message (OAUTHBEARER, and
-//! AWS_MSK_IAM, which is OAUTHBEARER with a token from [`crate::auth`]). It runs before the
+//! rsasl (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) or one bearer-token message (OAUTHBEARER with a
+//! static token or one from an OAuth 2 token endpoint, and AWS_MSK_IAM, which is OAUTHBEARER
+//! with a signed token; tokens that expire come from [`crate::auth`]). It runs before the
 //! connection carries any other request, and again in band when the broker set a session
 //! lifetime (KIP-368, see `conn`).
 //!
@@ -27,7 +28,8 @@ pub(crate) struct Sasl {
     mechanism: SaslMechanism,
     username: String,
     config: SaslConfig,
-    /// Where AWS_MSK_IAM tokens come from; shared by every connection of the cluster.
+    /// Where AWS_MSK_IAM and token-endpoint tokens come from; shared by every connection of
+    /// the cluster.
     tokens: Option<TokenCache>,
 }
 
@@ -60,14 +62,26 @@ impl Sasl {
         })
     }
 
-    #[cfg(feature = "msk-iam")]
+    /// OAUTHBEARER tokens from a token endpoint, or AWS_MSK_IAM tokens; `None` for a static
+    /// token or a password.
     fn default_tokens(side: &str, config: &SaslConfig) -> Option<TokenCache> {
+        if config.uses_token_endpoint() {
+            return Some(TokenCache::new(
+                side,
+                crate::auth::OidcTokens::from_config(side, config),
+            ));
+        }
+        Self::msk_iam_tokens(side, config)
+    }
+
+    #[cfg(feature = "msk-iam")]
+    fn msk_iam_tokens(side: &str, config: &SaslConfig) -> Option<TokenCache> {
         (config.mechanism == SaslMechanism::AwsMskIam)
             .then(|| TokenCache::new(side, crate::auth::MskIamTokens::new(&config.aws_region)))
     }
 
     #[cfg(not(feature = "msk-iam"))]
-    fn default_tokens(_side: &str, _config: &SaslConfig) -> Option<TokenCache> {
+    fn msk_iam_tokens(_side: &str, _config: &SaslConfig) -> Option<TokenCache> {
         // Config validation refuses AWS_MSK_IAM in this build.
         None
     }
@@ -117,6 +131,13 @@ impl Sasl {
                 "check that the AWS credentials strait finds (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
                  AWS_PROFILE, AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, or the instance role) are current \
                  and allowed kafka-cluster:Connect on this cluster, and that {s}.sasl.aws_region is its region"
+            );
+        }
+        if self.config.uses_token_endpoint() {
+            return format!(
+                "check that the tokens the client {:?} gets from {} are meant for this cluster (audience, \
+                 scope {:?}) and carry the claims its brokers' validator requires",
+                self.config.oauth_client_id, self.config.oauth_token_endpoint_url, self.config.oauth_scope
             );
         }
         if self.mechanism == SaslMechanism::OauthBearer {
@@ -241,10 +262,7 @@ impl Sasl {
     /// 0x01 and then gets the refusal.
     async fn bearer<E: Exchange>(&self, hs: &mut E, broker: &str) -> Result<Authenticated> {
         let token = match &self.tokens {
-            Some(cache) => cache
-                .token()
-                .await
-                .map_err(|e| self.failure(broker, format!("no token ({})", e.chain()), e.fix()))?,
+            Some(cache) => cache.token().await.map_err(|e| self.no_token(broker, &e))?,
             None => self.config.read_password().map_err(|e| {
                 self.failure(
                     broker,
@@ -299,6 +317,20 @@ impl Sasl {
         Ok(Authenticated {
             session_lifetime_ms: answer.session_lifetime_ms,
         })
+    }
+
+    /// A token that could not be had: refused or unusable credentials fail authentication; an
+    /// unreachable or failing token service is retried like an unreachable broker.
+    fn no_token(&self, broker: &str, e: &crate::auth::Error) -> Error {
+        if e.is_refusal() {
+            return self.failure(broker, format!("no token ({})", e.chain()), e.fix());
+        }
+        Error::TokenUnavailable {
+            cluster: self.side.clone(),
+            broker: broker.to_owned(),
+            reason: e.chain(),
+            fix: e.fix(),
+        }
     }
 
     fn start(&self, password: &Secret) -> std::result::Result<rsasl::prelude::Session, String> {
@@ -454,5 +486,59 @@ mod tests {
             "{msg}"
         );
         assert!(!msg.contains("tok-secret-456"), "{msg}");
+    }
+
+    /// A token endpoint that always gives the same answer.
+    #[derive(Debug)]
+    struct Endpoint(u16, &'static str);
+
+    impl crate::auth::FormPost for Endpoint {
+        fn post(&self, _: Secret, _: String) -> crate::auth::BoxFuture<'_, std::io::Result<(u16, Bytes)>> {
+            Box::pin(async move { Ok((self.0, Bytes::from_static(self.1.as_bytes()))) })
+        }
+    }
+
+    fn from_endpoint(status: u16, body: &'static str) -> Sasl {
+        let config = SaslConfig {
+            mechanism: SaslMechanism::OauthBearer,
+            oauth_token_endpoint_url: "https://idp.example/token".into(),
+            oauth_client_id: "strait".into(),
+            oauth_client_secret: Secret::new("client-secret-789"),
+            ..SaslConfig::default()
+        };
+        let mut sasl = Sasl::from_config("target", &config).expect("on");
+        let tokens = crate::auth::OidcTokens::with_transport("target", &config, Endpoint(status, body));
+        sasl.set_tokens(TokenCache::new("target", tokens));
+        sasl
+    }
+
+    #[tokio::test]
+    async fn endpoint_tokens_are_sent_a_refusal_stops_and_an_outage_is_retried() {
+        let sasl = from_endpoint(200, r#"{"access_token":"jwt-1","expires_in":300}"#);
+        let mut broker = Scripted::new(vec![handshake_ok(), encoded(&SaslAuthenticateResponse::default(), 2)]);
+        sasl.authenticate(&mut broker).await.expect("accepted");
+        assert!(broker.sent[1].windows(10).any(|w| w == b"Bearer jwt"));
+
+        let sasl = from_endpoint(401, r#"{"error":"unauthorized_client"}"#);
+        let err = sasl
+            .authenticate(&mut Scripted::new(vec![handshake_ok()]))
+            .await
+            .expect_err("refused client");
+        assert!(err.is_security_failure() && err.exit_code() == Some(77), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("OAuth token endpoint https://idp.example/token answered HTTP 401: unauthorized_client"),
+            "{msg}"
+        );
+        assert!(msg.contains("fix: check target.sasl.oauth_client_id"), "{msg}");
+
+        let sasl = from_endpoint(503, "");
+        let err = sasl
+            .authenticate(&mut Scripted::new(vec![handshake_ok()]))
+            .await
+            .expect_err("endpoint down");
+        assert!(matches!(err, Error::TokenUnavailable { .. }), "{err:?}");
+        assert!(err.is_retriable() && !err.is_security_failure() && err.exit_code() == Some(69));
+        assert!(!format!("{err} {err:?} {sasl:?}").contains("client-secret-789"));
     }
 }

@@ -47,22 +47,11 @@ impl Tls {
             problem,
             source: source.map(SharedError::from),
         };
-        let (roots, roots_name) = if config.ca_file.is_empty() {
-            (system_roots(), "the system roots".to_owned())
+        let roots = load_roots(&config.ca_file).map_err(|e| setup("ca_file", &config.ca_file, e.0, e.1))?;
+        let roots_name = if config.ca_file.is_empty() {
+            "the system roots".to_owned()
         } else {
-            let certs = read_certs(&config.ca_file).map_err(|e| setup("ca_file", &config.ca_file, e.0, e.1))?;
-            let mut roots = RootCertStore::empty();
-            for cert in certs {
-                roots.add(cert).map_err(|e| {
-                    setup(
-                        "ca_file",
-                        &config.ca_file,
-                        "holds a certificate rustls cannot use as a trust anchor".into(),
-                        Some(e.into()),
-                    )
-                })?;
-            }
-            (roots, format!("the CAs in {}", config.ca_file))
+            format!("the CAs in {}", config.ca_file)
         };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -182,6 +171,24 @@ impl Tls {
 
 /// The system's CA store; Mozilla's bundled roots where the machine has none (distroless or
 /// scratch images), so MSK's Amazon roots are trusted either way.
+/// The CA certificates in the PEM file `ca_file`, or the system's roots when it is empty (also
+/// the roots of the OAuth token endpoint's TLS).
+pub(crate) fn load_roots(ca_file: &str) -> std::result::Result<RootCertStore, SetupFailure> {
+    if ca_file.is_empty() {
+        return Ok(system_roots());
+    }
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(ca_file)? {
+        roots.add(cert).map_err(|e| {
+            (
+                "holds a certificate rustls cannot use as a trust anchor".to_owned(),
+                Some(e.into()),
+            )
+        })?;
+    }
+    Ok(roots)
+}
+
 fn system_roots() -> RootCertStore {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
@@ -192,7 +199,8 @@ fn system_roots() -> RootCertStore {
     roots
 }
 
-type SetupFailure = (String, Option<super::error::BoxError>);
+/// What is wrong with a file, and the underlying error.
+pub(crate) type SetupFailure = (String, Option<super::error::BoxError>);
 
 fn read_certs(path: &str) -> std::result::Result<Vec<CertificateDer<'static>>, SetupFailure> {
     let certs = CertificateDer::pem_file_iter(Path::new(path))

@@ -28,8 +28,14 @@ pub struct Writer {
 
 impl Writer {
     pub fn start(source: &Kafka, topic: &str, partitions: i32) -> Writer {
+        Writer::start_at(&source.bootstrap(), topic, partitions)
+    }
+
+    /// Like [`Writer::start`], through the listener at `bootstrap` (a secured cluster's
+    /// plaintext one).
+    pub fn start_at(bootstrap: &str, topic: &str, partitions: i32) -> Writer {
         let writing = Arc::new(AtomicBool::new(true));
-        let (bootstrap, topic, flag) = (source.bootstrap(), topic.to_owned(), Arc::clone(&writing));
+        let (bootstrap, topic, flag) = (bootstrap.to_owned(), topic.to_owned(), Arc::clone(&writing));
         let task = tokio::spawn(async move {
             let producer = super::producer(&bootstrap, &[("linger.ms", "5"), ("enable.idempotence", "true")]);
             let mut sent: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();

@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod logs;
 pub mod metrics;
 pub mod pki;
+pub mod secured;
 pub mod target;
 pub mod wait;
 
