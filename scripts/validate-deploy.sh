@@ -45,8 +45,14 @@ fi
 # of the Deployment, and every overlay under deploy/overlays, each validated as above. They
 # are built from a copy of deploy/ in which each overlay's secrets/*.example stands in for the
 # file the operator writes (and any such file of the working tree is left out of the copy).
-if ! command -v kubectl >/dev/null 2>&1; then
-  missing kubectl
+# The kubectl whose built-in kustomize is v4 or newer: the system's, or the one
+# scripts/install-deps.sh put in the virtualenv (Debian 12's kubectl 1.20 has kustomize v2).
+KUBECTL=kubectl
+if ! kubectl version --client 2>/dev/null | grep -q 'Kustomize Version: v[4-9]'; then
+  KUBECTL="$HOME/.cache/strait/venv/bin/kubectl"
+fi
+if ! command -v "$KUBECTL" >/dev/null 2>&1; then
+  missing "kubectl with kustomize v4 or newer"
 elif ! command -v kubernetes-validate >/dev/null 2>&1; then
   missing kubernetes-validate
 else
@@ -69,7 +75,7 @@ else
   done
   for b in "${builds[@]}"; do
     out="$work/built/${b//\//_}.yaml"
-    if ! kubectl kustomize "$work/deploy/$b" >"$out"; then
+    if ! "$KUBECTL" kustomize "$work/deploy/$b" >"$out"; then
       log "kubectl kustomize deploy/$b failed"
       exit 1
     fi
