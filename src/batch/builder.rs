@@ -15,9 +15,11 @@ use super::record::Record;
 use super::wire::varint_len;
 use super::{Error, Result};
 
-/// A builder starts a batch with room for this much and grows as records come, so memory
-/// follows what a partition really holds; it keeps up to this much from one batch to the next.
-const KEEP_CAPACITY: usize = 64 * 1024;
+/// A builder's buffer grows as records come, by a quarter at a time (so its capacity stays
+/// within 1.25 times what the batch memory counts for it, where doubling would allow twice),
+/// and only this much of it is kept from one batch to the next: thousands of partitions, each
+/// with a few records or none, must not each hold a large allocation that no bound counts.
+const KEEP_CAPACITY: usize = 4 * 1024;
 /// Leader epoch a producer writes; the broker stamps the real one.
 const NO_PARTITION_LEADER_EPOCH: i32 = -1;
 /// Kafka's "no timestamp" value, used as base/max timestamp of an empty batch.
@@ -127,12 +129,11 @@ impl BatchBuilder {
             return Err(record);
         }
         if self.is_empty() {
-            self.buf
-                .reserve(self.max_bytes.min(KEEP_CAPACITY).saturating_sub(self.buf.len()));
             self.base_timestamp = record.timestamp;
             self.max_timestamp = record.timestamp;
             self.first_offset = record.offset;
         }
+        self.make_room(encoded);
         record.write(&mut self.buf, timestamp_delta, offset_delta, body_len);
         self.count += 1;
         self.last_offset = record.offset;
@@ -158,6 +159,18 @@ impl BatchBuilder {
     /// The size limit this builder was created with.
     pub fn max_bytes(&self) -> usize {
         self.max_bytes
+    }
+
+    /// Room for `more` bytes: the buffer grows by a quarter of what it holds (at least
+    /// [`KEEP_CAPACITY`]), or by what the record needs when that is more, never past the
+    /// batch's size.
+    fn make_room(&mut self, more: usize) {
+        let len = self.buf.len();
+        if self.buf.capacity() - len >= more {
+            return;
+        }
+        let grown = (len + (len / 4).max(KEEP_CAPACITY)).min(self.max_bytes);
+        self.buf.reserve_exact(grown.max(len + more) - len);
     }
 
     /// Source offset of the first record, if any.
@@ -202,8 +215,8 @@ impl BatchBuilder {
             uncompressed_len,
             compression,
         };
-        // Keep a small allocation for the next batch; give a large one back, so a thousand idle
-        // partitions do not each hold a full batch of memory.
+        // Keep a small allocation for the next batch; give a large one back, so idle
+        // partitions do not each hold a batch's worth of memory.
         if self.buf.capacity() > KEEP_CAPACITY {
             self.buf = Vec::new();
         }
@@ -363,6 +376,29 @@ mod tests {
             Some(Bytes::from_static(b"key")),
             Some(Bytes::from_static(value)),
         )
+    }
+
+    /// The buffer's capacity stays within a quarter (or one growth step) of what it holds, so
+    /// the batch memory, which counts what it holds, bounds it; and a finished batch gives it
+    /// back, so an idle partition holds no batch's worth.
+    #[test]
+    fn the_buffer_grows_by_a_quarter_and_is_given_back_after_a_batch() {
+        const VALUE: &[u8] = &[7; 500];
+        let mut builder = BatchBuilder::new(1 << 20);
+        let mut offset = 0;
+        while builder.try_push(record(offset, 1_000, VALUE)).is_ok() {
+            offset += 1;
+            let (len, cap) = (builder.buf.len(), builder.buf.capacity());
+            assert!(
+                cap <= len + (len / 4).max(KEEP_CAPACITY) + 600,
+                "{len} bytes held in {cap}"
+            );
+        }
+        // The premise: the batch filled up to its size.
+        assert!(builder.buf.len() > (1 << 20) - 600, "{}", builder.buf.len());
+        assert!(builder.buf.capacity() <= 1 << 20);
+        builder.finish(&BuildOptions::default()).expect("builds");
+        assert!(builder.buf.capacity() <= KEEP_CAPACITY, "{}", builder.buf.capacity());
     }
 
     fn parse_one(bytes: Bytes) -> RawBatch {

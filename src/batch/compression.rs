@@ -212,15 +212,21 @@ fn xerial_blocks(input: &[u8], base_offset: i64, mut each: impl FnMut(&[u8]) -> 
     Ok(())
 }
 
-thread_local! {
-    /// One zstd context per thread, with the level it is set to. Contexts are costly to create
-    /// and hold megabytes each, so they are shared by every builder on the thread rather than
-    /// kept per builder (per partition): memory stays flat however many partitions there are.
-    static ZSTD: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
-        const { std::cell::RefCell::new(None) };
+/// zstd contexts kept between batches, each with the level it is set to. Contexts are costly
+/// to create and hold megabytes each, so builders (partitions) share them rather than keep one
+/// each, and they are not tied to threads either: compression runs on whichever thread
+/// `block_in_place` leaves it, and a context per thread grew with the runtime's blocking
+/// threads. Batches compress at most one per core at a time (`budget::LevelControl::compress`),
+/// so about that many are ever in use; at most [`zstd_pool_cap`] are kept.
+static ZSTD_POOL: parking_lot::Mutex<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
+    parking_lot::const_mutex(Vec::new());
+
+/// Contexts kept in [`ZSTD_POOL`]: one per core, and one more for the checkpoint writer.
+fn zstd_pool_cap() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
 }
 
-/// The thread's zstd context at `level`, created on first use.
+/// A zstd context at `level` in `slot`: the one it holds, set to `level`, or a new one.
 fn zstd_at<'s>(
     slot: &'s mut Option<(i32, zstd::bulk::Compressor<'static>)>,
     level: i32,
@@ -239,7 +245,9 @@ fn zstd_at<'s>(
 
 /// Reusable compression state, held by a `BatchBuilder` across batches.
 pub(crate) struct Compressors {
-    snappy: snap::raw::Encoder,
+    /// Made on first use: it holds a 2 KiB table inline, and every partition's builder (its
+    /// task's future) holds a `Compressors`.
+    snappy: Option<Box<snap::raw::Encoder>>,
 }
 
 impl std::fmt::Debug for Compressors {
@@ -250,9 +258,7 @@ impl std::fmt::Debug for Compressors {
 
 impl Compressors {
     pub(crate) fn new() -> Self {
-        Compressors {
-            snappy: snap::raw::Encoder::new(),
-        }
+        Compressors { snappy: None }
     }
 
     /// Appends the compressed form of `input` to `out`.
@@ -285,17 +291,23 @@ impl Compressors {
                 encoder.finish().map_err(|e| wrap(io::Error::from(e)))?;
                 Ok(())
             }
-            Compression::Zstd => ZSTD
-                .with(|cell| {
-                    let mut slot = cell.borrow_mut();
-                    let compressor = zstd_at(&mut slot, zstd_level)?;
+            Compression::Zstd => {
+                let mut slot = ZSTD_POOL.lock().pop();
+                let compressed = zstd_at(&mut slot, zstd_level).and_then(|compressor| {
                     out.reserve(zstd::zstd_safe::compress_bound(input.len()));
                     let mut cursor = Cursor::new(out);
                     let end = cursor.get_ref().len() as u64;
                     cursor.set_position(end);
                     compressor.compress_to_buffer(input, &mut cursor).map(|_| ())
-                })
-                .map_err(wrap),
+                });
+                if let Some(context) = slot {
+                    let mut pool = ZSTD_POOL.lock();
+                    if pool.len() < zstd_pool_cap() {
+                        pool.push(context);
+                    }
+                }
+                compressed.map_err(wrap)
+            }
         }
     }
 
@@ -307,7 +319,10 @@ impl Compressors {
             let len_at = out.len();
             let start = len_at + 4;
             out.resize(start + snap::raw::max_compress_len(chunk.len()), 0);
-            let written = self.snappy.compress(chunk, &mut out[start..])?;
+            let written = self
+                .snappy
+                .get_or_insert_with(|| Box::new(snap::raw::Encoder::new()))
+                .compress(chunk, &mut out[start..])?;
             out.truncate(start + written);
             let len = u32::try_from(written)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "snappy chunk too large"))?;

@@ -130,7 +130,7 @@ impl CheckpointStore {
         let meta = self
             .retry(None, "metadata", || self.target.metadata(Some(names)))
             .await
-            .map_err(|(e, _)| self.topic_err("metadata", e))?;
+            .map_err(|(e, _)| self.topic_err("metadata", *e))?;
         let existing = meta
             .topics
             .get(&self.topic)
@@ -189,7 +189,7 @@ impl CheckpointStore {
             }
         })
         .await
-        .map_err(|(e, _)| self.topic_err("create topic", e))?;
+        .map_err(|(e, _)| self.topic_err("create topic", *e))?;
         tracing::info!(topic = %self.topic, "checkpoint topic created");
         Ok(())
     }
@@ -324,7 +324,7 @@ impl CheckpointStore {
             let meta = self
                 .retry(None, "metadata", || self.target.metadata(Some(names)))
                 .await
-                .map_err(|(e, _)| self.topic_err("metadata", e))?;
+                .map_err(|(e, _)| self.topic_err("metadata", *e))?;
             let Some(topic) = meta.topics.get(&self.topic) else {
                 return Err(Error::MissingTopic {
                     topic: self.topic.clone(),
@@ -370,7 +370,7 @@ impl CheckpointStore {
                 self.target.list_offset(&tp, OffsetSpec::Earliest)
             })
             .await
-            .map_err(|(e, _)| read_err("list earliest offset", -1, e))
+            .map_err(|(e, _)| read_err("list earliest offset", -1, *e))
         };
         let log_start = earliest().await?;
         let log_end = self
@@ -378,7 +378,7 @@ impl CheckpointStore {
                 self.target.list_offset(&tp, OffsetSpec::Latest)
             })
             .await
-            .map_err(|(e, _)| read_err("list latest offset", -1, e))?;
+            .map_err(|(e, _)| read_err("list latest offset", -1, *e))?;
         let mut offset = from.filter(|&f| f >= log_start && f <= log_end).unwrap_or(log_start);
         let mut max_bytes = INITIAL_FETCH_BYTES;
         let mut idle = 0;
@@ -399,9 +399,9 @@ impl CheckpointStore {
                         offset = start;
                         continue;
                     }
-                    return Err(read_err("fetch", offset, e));
+                    return Err(read_err("fetch", offset, *e));
                 }
-                Err((e, _)) => return Err(read_err("fetch", offset, e)),
+                Err((e, _)) => return Err(read_err("fetch", offset, *e)),
             };
             let step = apply_fetch(&tp, offset, fetched.records, fetched.aborted, latest)?;
             if step.next_offset > offset {
@@ -493,7 +493,7 @@ impl CheckpointStore {
                 partition: WRITE_PARTITION,
                 count,
                 attempts,
-                source: Box::new(e),
+                source: e,
             })?;
         tracing::debug!(topic = %self.topic, partition = WRITE_PARTITION, offset = ack.base_offset, count, "checkpoints written");
         Ok(())
@@ -506,7 +506,7 @@ impl CheckpointStore {
         tp: Option<&TopicPartition>,
         action: &'static str,
         op: F,
-    ) -> std::result::Result<T, (kafka::Error, u32)>
+    ) -> std::result::Result<T, (Box<kafka::Error>, u32)>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = kafka::Result<T>>,
@@ -521,13 +521,13 @@ impl CheckpointStore {
         };
         match retry(backoff, Until::Deadline(deadline), op, on_retry).await {
             Retried::Done(v) => Ok(v),
-            Retried::Failed { error, attempts } => Err((error, attempts)),
+            Retried::Failed { error, attempts } => Err((Box::new(error), attempts)),
             // No cancellation is given.
             Retried::Cancelled => Err((
-                kafka::Error::ConnectionLost {
+                Box::new(kafka::Error::ConnectionLost {
                     broker: "(cancelled)".into(),
                     source: None,
-                },
+                }),
                 0,
             )),
         }

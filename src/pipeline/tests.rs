@@ -21,7 +21,7 @@ mod offsets;
 
 const MEMORY_UNITS: u32 = 4096;
 
-fn settings(on_foreign_writer: OnForeignWriter) -> Arc<TaskSettings> {
+pub(super) fn settings(on_foreign_writer: OnForeignWriter) -> Arc<TaskSettings> {
     Arc::new(TaskSettings {
         linger: Duration::from_millis(5),
         codec: crate::batch::Compression::Zstd,
