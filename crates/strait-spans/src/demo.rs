@@ -23,7 +23,7 @@ pub enum Error {
         action: &'static str,
         topic: String,
         #[source]
-        source: kafka::Error,
+        source: Box<kafka::Error>,
     },
     /// A batch could not be built or read.
     #[error("demo {action} failed on {topic}/{partition}")]
@@ -47,7 +47,7 @@ fn kafka_err<'a>(action: &'static str, topic: &'a str) -> impl FnOnce(kafka::Err
     move |source| Error::Kafka {
         action,
         topic: topic.to_owned(),
-        source,
+        source: Box::new(source),
     }
 }
 
