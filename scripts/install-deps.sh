@@ -71,8 +71,9 @@ install_promtool() {
   command -v promtool >/dev/null 2>&1 || { log "the prometheus package brought no promtool"; return 1; }
 }
 
-# Build tools for librdkafka (the independent test client); Java 17 and Maven for Apache Kafka.
-install_debian build-essential pkg-config iproute2 python3 curl ca-certificates openjdk-17-jre-headless maven
+# Build tools for librdkafka (the independent test client); Java 17 and Maven for Apache Kafka;
+# procps for the kill, pgrep and pkill the tests and the bench run (a minimal Debian lacks them).
+install_debian build-essential pkg-config iproute2 procps python3 curl ca-certificates openjdk-17-jre-headless maven
 
 # Rust, stable, from rustup when no cargo is found (Debian's and Ubuntu's rustc are too old for
 # strait's dependencies): into ~/.cargo, with rustfmt and clippy for the test command.
