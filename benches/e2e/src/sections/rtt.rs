@@ -41,6 +41,8 @@ struct Run {
     delay_line_cores: f64,
     produce_ms: f64,
     fetch_ms: f64,
+    /// Produce requests answered per second.
+    batches_per_sec: f64,
 }
 
 pub(super) async fn run(
@@ -128,8 +130,13 @@ pub(super) async fn run(
                     format!("{rtt}: where the time goes"),
                     format!("produce {:.0} ms", r.produce_ms),
                     format!(
-                        "mean produce round trip; mean fetch {:.0} ms; strait {:.2} cores, delay line {:.2} cores",
-                        r.fetch_ms, r.strait_cores, r.delay_line_cores
+                        "mean produce round trip; {:.1} batches/s of {:.2} MB key+value each; mean fetch {:.0} ms; \
+                         strait {:.2} cores, delay line {:.2} cores",
+                        r.batches_per_sec,
+                        kv / r.batches_per_sec / MB,
+                        r.fetch_ms,
+                        r.strait_cores,
+                        r.delay_line_cores
                     ),
                 );
             }
@@ -266,5 +273,6 @@ async fn measure(
         delay_line_cores: (to.delay_line_cpu - from.delay_line_cpu) / dt,
         produce_ms: mean_ms(from.produce, to.produce),
         fetch_ms: mean_ms(from.fetch, to.fetch),
+        batches_per_sec: (to.produce.1 - from.produce.1) / dt,
     })
 }
