@@ -77,6 +77,13 @@ impl Batcher {
         }
     }
 
+    /// Batches from now on hold up to `max_bytes`; takes effect between batches only.
+    pub(super) fn resize(&mut self, max_bytes: usize) {
+        if self.builder.is_empty() && self.builder.max_bytes() != max_bytes {
+            self.builder = BatchBuilder::new(max_bytes);
+        }
+    }
+
     /// Adds a record; gives it back when the batch is full (build it first, then push again).
     pub(super) fn push(&mut self, record: Record, now: Instant) -> Result<(), Record> {
         let (timestamp, offset) = (record.timestamp, record.offset);
@@ -200,6 +207,22 @@ mod tests {
             (1_700_000_000_000, 1_700_000_000_001)
         );
         assert!(b.build(2, STAMP).expect("builds").is_none());
+    }
+
+    #[test]
+    fn a_resize_takes_effect_between_batches_only() {
+        let now = Instant::now();
+        let value: &'static [u8] = &[7; 60];
+        let mut b = Batcher::new(200, Duration::from_secs(1), 0);
+        b.push(record(0, value), now).expect("fits");
+        b.resize(100_000);
+        let fill = |b: &mut Batcher, from: i64| (from..).take_while(|&o| b.push(record(o, value), now).is_ok()).count();
+        let first = 1 + fill(&mut b, 1);
+        b.build(b.after_last_record(), STAMP).expect("builds").expect("records");
+        b.resize(100_000);
+        let second = fill(&mut b, first as i64);
+        assert!(first < 4, "the batch being gathered kept its size: {first} records");
+        assert!(second > 100, "the next batch is the new size: {second} records");
     }
 
     #[test]

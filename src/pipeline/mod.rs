@@ -64,6 +64,7 @@ mod resume;
 mod retry;
 mod send;
 mod sink;
+mod sizing;
 mod task;
 mod unpack;
 pub mod wire;
@@ -83,6 +84,7 @@ pub use error::{Error, ForeignBatches, Result};
 pub(crate) use memory::buffer_units;
 pub use resume::Position;
 pub(crate) use resume::{locate, read_data, same_content, Located};
+pub(crate) use sizing::ceiling as batch_ceiling;
 pub use task::PartitionTask;
 pub use wire::{Fetch, Produce};
 

@@ -16,6 +16,7 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use super::sizing::RoundTrip;
 use crate::kafka::{self, ProduceAck, ResponseError};
 use crate::telemetry;
 
@@ -41,12 +42,15 @@ pub(super) struct Sent {
     pub(super) runs: Vec<(i64, i64)>,
 }
 
-type Acking = Pin<Box<dyn Future<Output = kafka::Result<ProduceAck>> + Send>>;
+/// An answer and how long it took from the send.
+type Acking = Pin<Box<dyn Future<Output = (kafka::Result<ProduceAck>, Duration)> + Send>>;
 
 /// The batches of one partition on the wire, oldest first.
 pub(super) struct Window {
     acks: FuturesOrdered<Acking>,
     sent: VecDeque<Sent>,
+    /// The round trip to the target, from the answers' times.
+    round_trip: RoundTrip,
 }
 
 impl std::fmt::Debug for Window {
@@ -62,7 +66,13 @@ impl Window {
         Self {
             acks: FuturesOrdered::new(),
             sent: VecDeque::new(),
+            round_trip: RoundTrip::default(),
         }
+    }
+
+    /// The round trip to the target as the answers so far measured it.
+    pub(super) fn round_trip(&self) -> Option<Duration> {
+        self.round_trip.estimate()
     }
 
     pub(super) fn is_full(&self) -> bool {
@@ -84,14 +94,18 @@ impl Window {
         self.acks.push_back(Box::pin(async move {
             let answer = ack.await;
             drop(memory);
-            metrics::histogram!(telemetry::PRODUCE_LATENCY).record(started.elapsed());
-            answer
+            let took = started.elapsed();
+            metrics::histogram!(telemetry::PRODUCE_LATENCY).record(took);
+            (answer, took)
         }));
     }
 
     /// The answer for the oldest batch on the wire; `None` at once when none is.
     pub(super) async fn next(&mut self) -> Option<(Sent, kafka::Result<ProduceAck>)> {
-        let answer = self.acks.next().await?;
+        let (answer, took) = self.acks.next().await?;
+        if answer.is_ok() {
+            self.round_trip.record(took);
+        }
         let sent = self.sent.pop_front()?;
         Some((sent, answer))
     }

@@ -22,6 +22,7 @@ use super::error::{Error, Result};
 use super::memory::BatchMemory;
 use super::retry::kafka_err;
 use super::send::{Answer, Failure, Sent, Throttle, Window};
+use super::sizing;
 use super::unpack::{Chunk, Fetched};
 use super::wire::{Fetch, Produce};
 use super::TaskSettings;
@@ -83,6 +84,8 @@ pub(super) struct Sink<T> {
     pub(super) target: Arc<T>,
     pub(super) settings: Arc<TaskSettings>,
     pub(super) max_batch_bytes: usize,
+    /// The largest batches grow to over a long round trip ([`sizing::ceiling`]).
+    pub(super) batch_ceiling: usize,
     pub(super) batcher: Batcher,
     pub(super) memory: BatchMemory,
     pub(super) window: Window,
@@ -243,6 +246,13 @@ impl<T: Fetch + Produce> Sink<T> {
             source,
         })?;
         let Some(ready) = ready else { return Ok(()) };
+        let budgeted = self.settings.budget.bytes_per_sec() > 0;
+        self.batcher.resize(sizing::batch_bytes(
+            self.max_batch_bytes,
+            self.batch_ceiling,
+            self.window.round_trip(),
+            budgeted,
+        ));
         // Only zstd batches measure the levels the control chooses from.
         if stamp.codec == crate::batch::Compression::Zstd {
             self.settings

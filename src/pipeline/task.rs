@@ -51,6 +51,8 @@ pub struct PartitionTask<S, T, C> {
     pub settings: Arc<TaskSettings>,
     /// The smaller of batch.max_bytes and the target topic's max.message.bytes.
     pub max_batch_bytes: usize,
+    /// The largest batches grow to over a long round trip (`pipeline::batch_ceiling`).
+    pub batch_ceiling: usize,
     pub progress: Arc<Progress>,
     pub cancel: CancellationToken,
     /// The partition's last checkpoint, if it was ever replicated.
@@ -307,6 +309,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             target: Arc::clone(&self.target),
             settings: Arc::clone(settings),
             max_batch_bytes: self.max_batch_bytes,
+            batch_ceiling: self.batch_ceiling,
             batcher: Batcher::new(self.max_batch_bytes, settings.linger, at.source),
             memory: BatchMemory::new(Arc::clone(&settings.batch_memory), settings.batch_memory_units),
             window: Window::new(),

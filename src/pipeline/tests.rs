@@ -99,6 +99,7 @@ impl Rig {
             topic_ids: self.topic_ids,
             settings: Arc::clone(&self.settings),
             max_batch_bytes: 1 << 20,
+            batch_ceiling: 1 << 20,
             progress: Arc::clone(&self.progress),
             cancel: self.cancel.clone(),
             checkpoint,

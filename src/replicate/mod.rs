@@ -695,6 +695,8 @@ impl Replicator {
                 }
             };
             let max_batch_bytes = self.config.batch.max_bytes.min(target.max_message_bytes);
+            let batch_ceiling =
+                crate::pipeline::batch_ceiling(target.max_message_bytes, self.config.batch.buffer_max_bytes);
             let topic_ids = Some(checkpoint::TopicIds {
                 source: topic.id.unwrap_or_default(),
                 target: target.id.unwrap_or_default(),
@@ -715,6 +717,7 @@ impl Replicator {
                     topic_ids,
                     settings: Arc::clone(&self.settings),
                     max_batch_bytes,
+                    batch_ceiling,
                     progress: Arc::clone(&self.progress),
                     cancel: spawn.shutdown.child_token(),
                     start_from: spawn.first_start.start_from(&source_tp),

@@ -151,6 +151,20 @@ fn decode(batches: &[Bytes]) -> Result<Vec<Record>> {
     Ok(out)
 }
 
+/// Key + value bytes of one record.
+fn payload_of(r: &Record) -> u64 {
+    r.key.as_ref().map_or(0, |k| k.len() as u64) + r.value.as_ref().map_or(0, |v| v.len() as u64)
+}
+
+/// Key + value bytes of raw batches, decoded one batch at a time.
+pub fn payload_bytes(batches: &[Bytes]) -> Result<u64> {
+    let mut n = 0;
+    for b in batches {
+        n += decode(std::slice::from_ref(b))?.iter().map(payload_of).sum::<u64>();
+    }
+    Ok(n)
+}
+
 /// Sizes of the corpus regrouped into 1 MiB batches per partition.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Regrouped {
@@ -200,8 +214,7 @@ pub fn analyse(corpus: &mut Corpus, sample_bytes: u64) -> Result<Regrouped> {
                             Ok(())
                         };
                         for r in decode(batches)? {
-                            payload += r.key.as_ref().map_or(0, |k| k.len() as u64)
-                                + r.value.as_ref().map_or(0, |v| v.len() as u64);
+                            payload += payload_of(&r);
                             if let Err(r) = builder.try_push(r) {
                                 finish(&mut builder, &mut g)?;
                                 builder

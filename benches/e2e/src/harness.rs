@@ -105,6 +105,11 @@ impl Broker {
     /// Starts a node on `host` (inside network namespace `netns` when given) and waits until
     /// it answers Metadata.
     pub async fn start(name: &str, netns: Option<&str>, host: &str) -> Result<Broker> {
+        Self::start_with(name, netns, host, &[]).await
+    }
+
+    /// [`Broker::start`] with `extra` server properties after the bench's own.
+    pub async fn start_with(name: &str, netns: Option<&str>, host: &str, extra: &[(&str, &str)]) -> Result<Broker> {
         use std::os::unix::process::CommandExt;
         let repo = repo_root();
         kafka_home(&repo)?;
@@ -140,7 +145,12 @@ impl Broker {
             ("compression.type", "producer".to_owned()),
             ("message.max.bytes", "8388608".to_owned()),
         ];
-        let text: String = props.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        let text: String = props
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(extra.iter().copied())
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
         std::fs::write(dir.join("server.properties"), text).context("while writing server.properties")?;
         std::fs::write(
             dir.join("cluster-id"),
@@ -501,6 +511,15 @@ pub fn metric_sum(page: &str, name: &str) -> f64 {
         })
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum()
+}
+
+/// Fails unless running as root, which network namespaces (tools/wan/link.sh) need.
+pub fn require_root() -> Result<()> {
+    let uid = Command::new("id").arg("-u").output().context("while running id -u")?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        bail!("needs root for network namespaces (tools/wan/link.sh)");
+    }
+    Ok(())
 }
 
 /// An emulated WAN link from `tools/wan/link.sh`, torn down on drop.

@@ -89,6 +89,22 @@ pub struct Cli {
     /// Skip the budget over the emulated link (needs root).
     #[arg(long)]
     skip_wan: bool,
+    /// Rate of the link of the one-partition run (tc tbf syntax): ample, so the round trip
+    /// and strait's sizing are what limit it.
+    #[arg(long, default_value = "1gbit")]
+    rtt_link_rate: String,
+    /// One-way delay of the one-partition run's link, ms (50: a 100 ms round trip).
+    #[arg(long, default_value_t = 50)]
+    rtt_delay_ms: u32,
+    /// Backlog of the one-partition run, MB of key + value bytes.
+    #[arg(long, default_value_t = 1024)]
+    rtt_corpus_mb: u64,
+    /// Longest each one-partition run is measured after its warm-up.
+    #[arg(long, default_value_t = 60)]
+    rtt_secs: u64,
+    /// Skip the one-partition run over a long round trip (needs root).
+    #[arg(long)]
+    skip_rtt: bool,
     /// Skip the 1,000-partition RSS run.
     #[arg(long)]
     skip_wide: bool,

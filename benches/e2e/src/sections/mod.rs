@@ -14,6 +14,7 @@ use crate::Cli;
 mod mirrors;
 mod mm2;
 mod report;
+mod rtt;
 mod wan;
 mod wide;
 
@@ -348,6 +349,17 @@ pub async fn run_all(cli: &Cli) -> Result<Report> {
         );
     }
     drop(target);
+
+    // One partition over a long round trip.
+    match (&bin, cli.skip_rtt) {
+        (_, true) => report.na(rtt::S, "all", "skipped (--skip-rtt)"),
+        (Err(_), _) => report.na(rtt::S, "all", "no strait binary"),
+        (Ok(bin), false) => {
+            if let Err(e) = rtt::run(cli, &repo, bin, &source, &logs, &mut report).await {
+                report.na(rtt::S, "section", format!("{e:#}"));
+            }
+        }
+    }
 
     // Many partitions: RSS, start-up, idle CPU.
     match (&bin, cli.skip_wide) {

@@ -1,7 +1,6 @@
 //! The budget over an emulated WAN link, and end-to-end latency when not backlogged.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -30,10 +29,7 @@ pub(super) async fn run(
     budget_ratio: &mut Option<(f64, f64)>,
 ) -> Result<()> {
     const S: &str = "budget over a 50 ms link";
-    let uid = Command::new("id").arg("-u").output().context("while running id -u")?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        bail!("needs root for network namespaces (tools/wan/link.sh)");
-    }
+    harness::require_root()?;
     let name = format!("sb{}", std::process::id() % 100_000);
     let link = Link::up(repo, &name, &cli.link_rate, 25)?;
     let far = Broker::start("wan", Some(&name), &link.far).await?;
