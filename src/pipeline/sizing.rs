@@ -5,7 +5,6 @@
 //! target's `max.message.bytes` and the batch memory) so the window keeps [`PARTITION_RATE`];
 //! the window itself stays at five, which keeps the idempotent producer's ordering. Pure.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::send::MAX_IN_FLIGHT;
@@ -13,30 +12,29 @@ use super::send::MAX_IN_FLIGHT;
 /// Uncompressed record bytes per second one partition's window is sized for: twice the 40 MB/s
 /// a single partition must sustain, leaving room for the broker's append time in each round trip.
 pub(super) const PARTITION_RATE: f64 = 80e6;
-/// Produce answers the round trip is the shortest of.
-const SAMPLES: usize = 16;
 /// Sizes move in steps of this many bytes, so jitter in the round trip does not resize the
 /// batch builder on every batch.
 const STEP: usize = 256 * 1024;
 
-/// The round trip to the target: the shortest of the last [`SAMPLES`] produce answers, which
-/// leaves out the time batches queued behind others.
+/// The round trip to the target: the shortest produce answer since the pipeline started.
+/// Never the recent ones only: when the link carries less than the window, answers queue behind
+/// each other and take longer the larger the batches, and an estimate that followed them would
+/// grow the batches, which would lengthen the answers again, up to the ceiling (seen on a link
+/// limited by the broker's 100 KiB socket buffer: produce answers went from 0.4 s to 2.8 s).
+/// The first answer, with nothing queued before it, bounds the estimate once and for all.
 #[derive(Debug, Default)]
 pub(super) struct RoundTrip {
-    recent: VecDeque<Duration>,
+    shortest: Option<Duration>,
 }
 
 impl RoundTrip {
     pub(super) fn record(&mut self, took: Duration) {
-        if self.recent.len() == SAMPLES {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(took);
+        self.shortest = Some(self.shortest.map_or(took, |s| s.min(took)));
     }
 
     /// `None` before the first answer.
     pub(super) fn estimate(&self) -> Option<Duration> {
-        self.recent.iter().min().copied()
+        self.shortest
     }
 }
 
@@ -115,17 +113,18 @@ mod tests {
     }
 
     #[test]
-    fn the_round_trip_is_the_shortest_of_the_recent_answers() {
+    fn the_round_trip_is_the_shortest_answer_and_never_grows() {
         let mut r = RoundTrip::default();
         assert_eq!(r.estimate(), None);
         r.record(Duration::from_millis(400));
         r.record(Duration::from_millis(110));
         r.record(Duration::from_millis(250));
         assert_eq!(r.estimate(), ms(110));
-        // The short answer ages out after SAMPLES more.
-        for _ in 0..SAMPLES {
-            r.record(Duration::from_millis(300));
+        // Answers that queued behind larger batches do not grow the batches again.
+        for _ in 0..100 {
+            r.record(Duration::from_millis(2_800));
         }
-        assert_eq!(r.estimate(), ms(300));
+        assert_eq!(r.estimate(), ms(110));
+        assert_eq!(batch_bytes(MIB, 8 * MIB, r.estimate(), false), 7 * STEP);
     }
 }

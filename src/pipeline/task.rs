@@ -580,6 +580,7 @@ mod tests {
             topic_ids: None,
             settings: super::super::tests::settings(crate::config::OnForeignWriter::Halt),
             max_batch_bytes: 1 << 20,
+            batch_ceiling: 1 << 20,
             progress: Arc::new(Progress::default()),
             cancel: CancellationToken::new(),
             checkpoint: None,
