@@ -15,10 +15,15 @@ const S: &str = "many partitions";
 /// How long the idle process's CPU is measured.
 const IDLE_WINDOW: Duration = Duration::from_secs(30);
 
-/// Partitions in state "running" on strait's `/status`; none when it does not answer.
+/// Partitions in state "running" on strait's `/status` (pretty-printed JSON); none when it
+/// does not answer.
 fn running_partitions(http: u16) -> usize {
     match harness::http_get(http, "/status") {
-        Ok((200, page)) => page.matches("\"state\":\"running\"").count(),
+        Ok((200, page)) => page
+            .lines()
+            .map(|l| l.split_whitespace().collect::<String>())
+            .filter(|l| l.trim_end_matches(',') == "\"state\":\"running\"")
+            .count(),
         _ => 0,
     }
 }
@@ -167,7 +172,10 @@ fn idle(cli: &Cli, bin: &Path, source: &Broker, target: &Broker, logs: &Path, re
         S,
         "strait peak RSS, idle",
         format!("{hwm:.1} MiB"),
-        format!("{} (target <= 256 MiB); VmHWM of the restarted process", met(hwm <= 256.0)),
+        format!(
+            "{} (target <= 256 MiB); VmHWM of the restarted process",
+            met(hwm <= 256.0)
+        ),
     );
     let _ = p.stop(Duration::from_secs(10));
     Ok(())
