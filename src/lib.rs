@@ -41,6 +41,7 @@ pub mod pipeline;
 pub mod replicate;
 pub mod report;
 pub mod telemetry;
+mod tls_roots;
 pub mod verify;
 
 /// Formats an error with its whole `source()` chain on one line, for log lines and messages.

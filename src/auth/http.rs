@@ -79,7 +79,7 @@ impl HttpPost {
             .to_owned();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let tls = if https {
-            let roots = crate::kafka::load_roots(ca_file).map_err(|(problem, source)| {
+            let roots = crate::tls_roots::load_roots(ca_file).map_err(|(problem, source)| {
                 setup("oauth_ca_file", ca_file, problem, source.map(super::SharedError::from))
             })?;
             let provider = Arc::new(rustls::crypto::ring::default_provider());

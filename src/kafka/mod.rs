@@ -37,7 +37,6 @@ pub use requests::{
     TopicSpec,
 };
 pub use security::Security;
-pub(crate) use tls::load_roots;
 
 use std::fmt;
 

@@ -16,13 +16,9 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::sizing::RoundTrip;
+use super::sizing::{RoundTrip, MAX_IN_FLIGHT};
 use crate::kafka::{self, ProduceAck, ResponseError};
 use crate::telemetry;
-
-/// Produce requests of one partition on the wire at once. Kafka keeps the order of up to five
-/// in flight for an idempotent producer.
-pub(super) const MAX_IN_FLIGHT: usize = 5;
 
 /// A batch on the wire, as the sink accounts for it.
 #[derive(Clone, Debug, PartialEq, Eq)]

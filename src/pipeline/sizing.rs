@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use super::send::MAX_IN_FLIGHT;
+/// Produce requests of one partition on the wire at once (the sender's window). Kafka keeps the
+/// order of up to five in flight for an idempotent producer.
+pub(super) const MAX_IN_FLIGHT: usize = 5;
 
 /// Uncompressed record bytes per second one partition's window is sized for: twice the 40 MB/s
 /// a single partition must sustain, leaving room for the broker's append time in each round trip.
