@@ -1,8 +1,8 @@
 //! Shared test harness: real Apache Kafka clusters started as processes (`kafka`), the
 //! independent librdkafka client for writing and checking data, strait run in-process
 //! ([`Strait`]) or as the real binary (`binary`), the one polling helper (`wait`), captured
-//! logs (`logs`), metrics (`metrics`), reading a target back (`target`) and a throwaway PKI
-//! (`pki`).
+//! logs (`logs`), metrics (`metrics`), reading a target back (`target`), the topic tests'
+//! helpers (`topics`) and a throwaway PKI (`pki`).
 #![allow(dead_code, unreachable_pub)]
 
 pub mod binary;
@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod pki;
 pub mod secured;
 pub mod target;
+pub mod topics;
 pub mod wait;
 
 #[allow(unused_imports)]
