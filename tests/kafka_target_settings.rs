@@ -8,26 +8,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use common::target::{partition_count, records, topic_configs, wait_for_target};
-use common::{Kafka, Rec, Strait};
+use common::topics::{clusters, TIMEOUT};
+use common::{Rec, Strait};
 use strait::config::{Codec, TargetConfigRule};
 use strait::kafka::TopicPartition;
-
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The source and target clusters every test here shares, started by the first test.
-async fn clusters() -> Option<&'static (Kafka, Kafka)> {
-    static PAIR: tokio::sync::OnceCell<Option<(Kafka, Kafka)>> = tokio::sync::OnceCell::const_new();
-    PAIR.get_or_init(|| async {
-        let source = Kafka::single().await?;
-        let target = Kafka::single().await?;
-        Some((source, target))
-    })
-    .await
-    .as_ref()
-}
 
 async fn config_value(bootstrap: &str, topic: &str, name: &str) -> Option<String> {
     topic_configs(bootstrap, topic)
