@@ -11,6 +11,7 @@ use kafka_protocol::protocol::Request;
 
 use super::cluster::Cluster;
 use super::error::Result;
+use super::fetches::Wait;
 use super::requests::{
     self, DescribedConfigs, Fetched, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicSpec,
 };
@@ -56,7 +57,8 @@ impl Cluster {
         max_bytes: i32,
         max_wait_ms: i32,
     ) -> Result<FetchedPartition> {
-        self.fetch_topic(tp, None, offset, max_bytes, max_wait_ms).await
+        self.fetch_topic(tp, None, offset, max_bytes, Wait::Poll(max_wait_ms))
+            .await
     }
 
     /// [`Self::fetch`] of topic `id` when known: a topic deleted and created again under the
@@ -68,13 +70,13 @@ impl Cluster {
         id: Option<super::TopicId>,
         offset: i64,
         max_bytes: i32,
-        max_wait_ms: i32,
+        wait: Wait,
     ) -> Result<FetchedPartition> {
         let leader = self.lane_conn(tp).await?;
         // Shared with the other partitions on this lane to the broker: one request in flight.
         let answer = self
             .fetches()
-            .fetch(Arc::clone(&leader), tp, id, offset, max_bytes, max_wait_ms)
+            .fetch(Arc::clone(&leader), tp, id, offset, max_bytes, wait)
             .await?;
         match requests::process_fetched_partition(answer.data, tp)? {
             Fetched::Records(f) => Ok(FetchedPartition {
@@ -84,7 +86,7 @@ impl Cluster {
             // A leader may redirect to a preferred read replica (KIP-392); follow it once, alone.
             Fetched::ReadReplica(replica) => {
                 let conn = self.broker(replica).await?;
-                let request = requests::build_fetch(tp, id, offset, max_bytes, max_wait_ms);
+                let request = requests::build_fetch(tp, id, offset, max_bytes, wait.max_wait_ms());
                 let cap = requests::fetch_version_cap(std::iter::once(id));
                 let (response, _) = conn.send_at_most(&request, cap).await?;
                 let answer = requests::process_fetch(response, conn.broker(), tp)?;

@@ -12,11 +12,18 @@
 //! response, counted whole ([`Answer::retained`], which the fetch stage counts against the
 //! fetch buffer for as long as records point into it). The copy costs one memcpy of a shared
 //! response's records (less than the CRC check every fetched byte gets anyway).
+//!
+//! An idle partition sleeps here rather than in its reader: a fetch that asks to wait until
+//! something is readable ([`Wait::UntilReadable`]) stays registered with its broker's requests
+//! while its answers say there is nothing to read at its offset, and its caller is woken only by
+//! records, an error or a log start that passed the offset. Thousands of idle partitions then
+//! cost one entry each in a long poll per connection, not a wake-up, a channel send and a leader
+//! lookup each per poll.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use tokio::sync::{mpsc, oneshot};
 
 use super::conn::Conn;
@@ -31,6 +38,26 @@ const QUEUE: usize = 4096;
 /// well below Kafka's own consumer default (50 MiB).
 pub(crate) const BROKER_MAX_BYTES: i64 = 16 * 1024 * 1024;
 
+/// How long a fetch of one partition waits for records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// One long poll of up to this many milliseconds: the answer comes then, empty or not.
+    Poll(i32),
+    /// Long polls of up to this many milliseconds, asked again for as long as the partition has
+    /// nothing readable at the offset: the answer comes with records, an error, a log start
+    /// past the offset, or a redirect. The caller sleeps meanwhile.
+    UntilReadable(i32),
+}
+
+impl Wait {
+    /// The long poll of one request, in milliseconds.
+    pub(crate) fn max_wait_ms(self) -> i32 {
+        match self {
+            Self::Poll(ms) | Self::UntilReadable(ms) => ms,
+        }
+    }
+}
+
 /// One partition's place in the next request to its leader.
 struct Want {
     conn: Arc<Conn>,
@@ -40,8 +67,25 @@ struct Want {
     id: Option<TopicId>,
     offset: i64,
     max_bytes: i32,
-    max_wait_ms: i32,
+    wait: Wait,
     reply: oneshot::Sender<Result<Answer>>,
+}
+
+/// Whether a fetch from `offset` that waits as `wait` says sleeps through `answer`: it waits
+/// until readable, and the answer has no error, no records, nothing readable at the offset (the
+/// stable end, within the high watermark, is not past it), the log start not past it, and no
+/// redirect.
+fn sleeps_through(wait: Wait, offset: i64, answer: &PartitionData) -> bool {
+    let visible_end = match answer.last_stable_offset {
+        lso if lso >= 0 => lso.min(answer.high_watermark),
+        _ => answer.high_watermark,
+    };
+    matches!(wait, Wait::UntilReadable(_))
+        && answer.error_code == 0
+        && answer.preferred_read_replica.0 < 0
+        && answer.records.as_ref().is_none_or(bytes::Bytes::is_empty)
+        && visible_end <= offset
+        && answer.log_start_offset <= offset
 }
 
 /// One partition's part of a shared response.
@@ -69,7 +113,8 @@ impl Fetches {
     }
 
     /// Fetches `tp` (of topic `id`, when known) from `offset` on `conn` (its leader) in the next
-    /// request to that broker.
+    /// request to that broker. With [`Wait::UntilReadable`], the want stays in the requests to
+    /// that broker until an answer is worth waking for; dropping the future withdraws it.
     pub(crate) async fn fetch(
         &self,
         conn: Arc<Conn>,
@@ -77,7 +122,7 @@ impl Fetches {
         id: Option<TopicId>,
         offset: i64,
         max_bytes: i32,
-        max_wait_ms: i32,
+        wait: Wait,
     ) -> Result<Answer> {
         let broker = conn.broker().to_owned();
         let (reply, answer) = oneshot::channel();
@@ -87,7 +132,7 @@ impl Fetches {
             id,
             offset,
             max_bytes,
-            max_wait_ms,
+            wait,
             reply,
         };
         let gone = || Error::ConnectionLost {
@@ -99,11 +144,12 @@ impl Fetches {
     }
 }
 
-/// Groups wants by connection and keeps one request in flight per connection.
+/// Groups wants by connection and keeps one request in flight per connection. Wants that slept
+/// through an answer go into the next request to the same connection.
 async fn gather(mut rx: mpsc::Receiver<Want>, request_max_bytes: i64) {
     let mut waiting: HashMap<usize, Vec<Want>> = HashMap::new();
     let mut busy: HashSet<usize> = HashSet::new();
-    let (done_tx, mut done_rx) = mpsc::channel::<usize>(QUEUE);
+    let (done_tx, mut done_rx) = mpsc::channel::<(usize, Vec<Want>)>(QUEUE);
     loop {
         tokio::select! {
             want = rx.recv() => {
@@ -114,11 +160,16 @@ async fn gather(mut rx: mpsc::Receiver<Want>, request_max_bytes: i64) {
                     add(w);
                 }
             }
-            Some(key) = done_rx.recv() => {
+            Some((key, asleep)) = done_rx.recv() => {
                 busy.remove(&key);
+                if !asleep.is_empty() {
+                    waiting.entry(key).or_default().extend(asleep);
+                }
             }
         }
         for (key, wants) in waiting.iter_mut() {
+            // A caller that stopped waiting (shutdown, a halted partition) withdrew its want.
+            wants.retain(|w| !w.reply.is_closed());
             if wants.is_empty() || !busy.insert(*key) {
                 continue;
             }
@@ -126,22 +177,24 @@ async fn gather(mut rx: mpsc::Receiver<Want>, request_max_bytes: i64) {
             let done = done_tx.clone();
             let key = *key;
             tokio::spawn(async move {
-                send(batch, request_max_bytes).await;
-                let _ = done.send(key).await;
+                let asleep = send(batch, request_max_bytes).await;
+                let _ = done.send((key, asleep)).await;
             });
         }
         waiting.retain(|_, w| !w.is_empty());
     }
 }
 
-/// Sends one request for `wants` (all on the same connection) and hands each its answer.
-async fn send(wants: Vec<Want>, request_max_bytes: i64) {
+/// Sends one request for `wants` (all on the same connection) and hands each its answer, except
+/// those that sleep through theirs: they are returned, to be asked again.
+async fn send(wants: Vec<Want>, request_max_bytes: i64) -> Vec<Want> {
     let Some(conn) = wants.first().map(|w| Arc::clone(&w.conn)) else {
-        return;
+        return Vec::new();
     };
     let parts: Vec<_> = wants.iter().map(|w| (&w.tp, w.id, w.offset, w.max_bytes)).collect();
-    let max_wait_ms = wants.iter().map(|w| w.max_wait_ms).max().unwrap_or(0);
+    let max_wait_ms = wants.iter().map(|w| w.wait.max_wait_ms()).max().unwrap_or(0);
     let request = super::requests::build_shared_fetch(&parts, max_wait_ms, request_max_bytes);
+    drop(parts);
     let cap = super::requests::fetch_version_cap(wants.iter().map(|w| w.id));
     let response = match conn.send_at_most(&request, cap).await {
         Ok((response, _)) => response,
@@ -149,32 +202,22 @@ async fn send(wants: Vec<Want>, request_max_bytes: i64) {
             for w in wants {
                 let _ = w.reply.send(Err(e.clone()));
             }
-            return;
+            return Vec::new();
         }
     };
     let top_level = response.error_code;
-    // Versions 13+ name each topic of the response by id only.
-    let names: HashMap<TopicId, &str> = wants
-        .iter()
-        .filter_map(|w| w.id.map(|id| (id, w.tp.topic.as_str())))
-        .collect();
-    let mut answers: HashMap<(String, i32), PartitionData> = HashMap::new();
-    for t in response.responses {
-        let name = match names.get(t.topic_id.as_bytes()) {
-            Some(name) if t.topic.is_empty() => (*name).to_owned(),
-            _ => t.topic.0.to_string(),
-        };
-        for p in t.partitions {
-            answers.insert((name.clone(), p.partition_index), p);
-        }
-    }
-    let holder = unshare(&mut answers);
-    for w in wants {
-        let key = (w.tp.topic.clone(), w.tp.partition);
-        let answer = match answers.remove(&key) {
+    let mut slots = place(&wants, response.responses);
+    let holder = unshare(&mut slots);
+    let mut asleep = Vec::new();
+    for (i, (w, slot)) in wants.into_iter().zip(slots).enumerate() {
+        let answer = match slot {
+            Some(p) if top_level == 0 && sleeps_through(w.wait, w.offset, &p) && !w.reply.is_closed() => {
+                asleep.push(w);
+                continue;
+            }
             Some(p) => {
                 let code = if p.error_code != 0 { p.error_code } else { top_level };
-                let retained = holder.as_ref().filter(|(k, _)| *k == key).map_or(0, |(_, n)| *n);
+                let retained = holder.filter(|(k, _)| *k == i).map_or(0, |(_, n)| n);
                 Ok(Answer {
                     data: p.with_error_code(code),
                     retained,
@@ -194,22 +237,51 @@ async fn send(wants: Vec<Want>, request_max_bytes: i64) {
         };
         let _ = w.reply.send(answer);
     }
+    asleep
+}
+
+/// Each want's part of a response, in the wants' order: `None` where the response has none.
+fn place(wants: &[Want], topics: Vec<FetchableTopicResponse>) -> Vec<Option<PartitionData>> {
+    // Versions 13+ name each topic of the response by id only.
+    let names: HashMap<TopicId, &str> = wants
+        .iter()
+        .filter_map(|w| w.id.map(|id| (id, w.tp.topic.as_str())))
+        .collect();
+    let index: HashMap<(&str, i32), usize> = wants
+        .iter()
+        .enumerate()
+        .map(|(i, w)| ((w.tp.topic.as_str(), w.tp.partition), i))
+        .collect();
+    let mut slots: Vec<Option<PartitionData>> = std::iter::repeat_with(|| None).take(wants.len()).collect();
+    for t in topics {
+        let name = match names.get(t.topic_id.as_bytes()) {
+            Some(name) if t.topic.is_empty() => name,
+            _ => t.topic.0.as_str(),
+        };
+        for p in t.partitions {
+            if let Some(&i) = index.get(&(name, p.partition_index)) {
+                slots[i] = Some(p);
+            }
+        }
+    }
+    slots
 }
 
 /// When more than one answer has records, copies every answer's records out of the response,
 /// so none keeps the others' alive. Returns the one answer left a slice of the response, if
-/// any, and the response's records bytes, which it keeps alive.
-fn unshare(answers: &mut HashMap<(String, i32), PartitionData>) -> Option<((String, i32), usize)> {
+/// any (its place), and the response's records bytes, which it keeps alive.
+fn unshare(answers: &mut [Option<PartitionData>]) -> Option<(usize, usize)> {
     let len = |p: &PartitionData| p.records.as_ref().map_or(0, bytes::Bytes::len);
-    let mut with_records = answers.iter().filter(|(_, p)| len(p) > 0);
-    let (first, second) = (
-        with_records.next().map(|(k, p)| (k.clone(), len(p))),
-        with_records.next(),
-    );
+    let mut with_records = answers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.as_ref().map(|p| (i, len(p))))
+        .filter(|(_, n)| *n > 0);
+    let (first, second) = (with_records.next(), with_records.next());
     if second.is_none() {
         return first;
     }
-    for p in answers.values_mut() {
+    for p in answers.iter_mut().flatten() {
         p.records = p.records.as_deref().map(bytes::Bytes::copy_from_slice);
     }
     None
@@ -220,8 +292,7 @@ mod tests {
     use super::super::test_broker::{answer, api_versions, read_request};
     use super::*;
     use bytes::Bytes;
-    use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
-    use kafka_protocol::messages::{ApiKey, FetchResponse};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
     use kafka_protocol::protocol::{Decodable, HeaderVersion};
     use std::sync::Mutex;
     use tokio::io::AsyncWriteExt;
@@ -230,6 +301,56 @@ mod tests {
 
     /// The version of every Fetch a test broker read, with the topics it named.
     type Asked = Arc<Mutex<Vec<(i16, Vec<String>)>>>;
+
+    /// A broker on one connection: it answers ApiVersions (Fetch up to `max_version`) and every
+    /// Fetch, decoded, with what `fetch` makes of it.
+    async fn serve<F, Fut>(max_version: i16, mut fetch: F) -> String
+    where
+        F: FnMut(i16, FetchRequest) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = FetchResponse> + Send,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            while let Some((api, version, header, mut frame)) = read_request(&mut s).await {
+                let id = header.correlation_id;
+                if api == ApiKey::ApiVersions {
+                    api_versions(&mut s, id, version, &[(ApiKey::Fetch, 4, max_version)]).await;
+                    continue;
+                }
+                let request = FetchRequest::decode(&mut frame, version).expect("fetch");
+                let body = fetch(version, request).await;
+                let out = answer(id, &body, version, FetchResponse::header_version(version));
+                s.write_all(&out).await.expect("write");
+            }
+        });
+        addr
+    }
+
+    /// The partitions a Fetch asks for, in its order.
+    fn partitions_of(request: &FetchRequest) -> Vec<i32> {
+        request
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.partition))
+            .collect()
+    }
+
+    /// A response to `request` naming its topics as it does, partition `p` answered `of(p)`.
+    fn respond(request: &FetchRequest, of: impl Fn(i32) -> PartitionData) -> FetchResponse {
+        let topics = request.topics.iter().map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| of(p.partition).with_partition_index(p.partition));
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_topic_id(t.topic_id)
+                .with_partitions(partitions.collect())
+        });
+        FetchResponse::default().with_responses(topics.collect())
+    }
 
     /// A broker that records the partitions of every Fetch and holds its first answer until
     /// `release` is notified; partition `p` gets `records(p)`. It speaks Fetch up to
@@ -242,67 +363,28 @@ mod tests {
         max_version: i16,
         versions: Asked,
     ) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr").to_string();
-        tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.expect("accept");
-            while let Some((api, version, header, mut frame)) = read_request(&mut s).await {
-                let id = header.correlation_id;
-                let out = if api == ApiKey::ApiVersions {
-                    api_versions(&mut s, id, version, &[(ApiKey::Fetch, 4, max_version)]).await;
-                    continue;
-                } else {
-                    let request = kafka_protocol::messages::FetchRequest::decode(&mut frame, version).expect("fetch");
-                    let topics_asked = request
-                        .topics
-                        .iter()
-                        .map(|t| format!("{}{:?}", t.topic.0, t.topic_id.as_bytes().first()))
-                        .collect();
-                    versions.lock().expect("lock").push((version, topics_asked));
-                    let topics: Vec<FetchableTopicResponse> = request
-                        .topics
-                        .iter()
-                        .map(|t| {
-                            FetchableTopicResponse::default()
-                                .with_topic(t.topic.clone())
-                                .with_topic_id(t.topic_id)
-                                .with_partitions(
-                                    t.partitions
-                                        .iter()
-                                        .map(|p| {
-                                            PartitionData::default()
-                                                .with_partition_index(p.partition)
-                                                .with_records(Some(records(p.partition)))
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect();
-                    let seen: Vec<i32> = request
-                        .topics
-                        .iter()
-                        .flat_map(|t| t.partitions.iter().map(|p| p.partition))
-                        .collect();
-                    let is_first = {
-                        let mut r = requests.lock().expect("lock");
-                        r.push(seen);
-                        r.len() == 1
-                    };
-                    if is_first {
-                        first.notify_one();
-                        release.notified().await;
-                    }
-                    answer(
-                        id,
-                        &FetchResponse::default().with_responses(topics),
-                        version,
-                        FetchResponse::header_version(version),
-                    )
-                };
-                s.write_all(&out).await.expect("write");
+        serve(max_version, move |version, request| {
+            let topics_asked = request
+                .topics
+                .iter()
+                .map(|t| format!("{}{:?}", t.topic.0, t.topic_id.as_bytes().first()))
+                .collect();
+            versions.lock().expect("lock").push((version, topics_asked));
+            let is_first = {
+                let mut r = requests.lock().expect("lock");
+                r.push(partitions_of(&request));
+                r.len() == 1
+            };
+            let (first, release) = (Arc::clone(&first), Arc::clone(&release));
+            async move {
+                if is_first {
+                    first.notify_one();
+                    release.notified().await;
+                }
+                respond(&request, |p| PartitionData::default().with_records(Some(records(p))))
             }
-        });
-        addr
+        })
+        .await
     }
 
     /// Partition 0 asks alone; while its request is out, partitions 1 to 3 ask, in two waves
@@ -344,7 +426,14 @@ mod tests {
             let (fetches, conn) = (Arc::clone(&fetches), Arc::clone(&conn));
             tokio::spawn(async move {
                 fetches
-                    .fetch(conn, &TopicPartition::new("spans", p), id(p), 0, 1 << 20, 100)
+                    .fetch(
+                        conn,
+                        &TopicPartition::new("spans", p),
+                        id(p),
+                        0,
+                        1 << 20,
+                        Wait::Poll(100),
+                    )
                     .await
             })
         };
@@ -424,5 +513,143 @@ mod tests {
             ],
             "by id (no name on the wire) at 17; by name at 12 when one partition has no id"
         );
+    }
+
+    #[test]
+    fn only_a_fetch_waiting_until_readable_sleeps_and_only_through_nothing_to_read() {
+        let idle = || {
+            PartitionData::default()
+                .with_high_watermark(10)
+                .with_last_stable_offset(10)
+                .with_log_start_offset(0)
+        };
+        let (until, poll) = (Wait::UntilReadable(50), Wait::Poll(50));
+        assert_eq!(
+            idle().preferred_read_replica.0,
+            -1,
+            "the premise: no redirect by default"
+        );
+        assert!(sleeps_through(until, 10, &idle()));
+        assert!(!sleeps_through(poll, 10, &idle()), "a long poll answers whatever comes");
+        // Each of these is worth waking for.
+        assert!(!sleeps_through(
+            until,
+            10,
+            &idle().with_records(Some(Bytes::from_static(b"r")))
+        ));
+        assert!(!sleeps_through(until, 10, &idle().with_error_code(6)));
+        assert!(!sleeps_through(
+            until,
+            10,
+            &idle().with_preferred_read_replica(kafka_protocol::messages::BrokerId(2))
+        ));
+        assert!(
+            !sleeps_through(until, 10, &idle().with_log_start_offset(11)),
+            "retention passed the offset"
+        );
+        // Records wait past the offset (the response's bytes went to other partitions).
+        assert!(!sleeps_through(until, 5, &idle()));
+        // Held back by an open transaction: nothing readable yet, the high watermark aside.
+        assert!(sleeps_through(until, 10, &idle().with_high_watermark(20)));
+        assert!(!sleeps_through(
+            until,
+            10,
+            &idle().with_high_watermark(20).with_last_stable_offset(15)
+        ));
+    }
+
+    /// A broker answering every Fetch with `answer_of(n, partition)`, `n` counting its Fetch
+    /// requests from 1; it records the partitions of each.
+    async fn scripted_broker(
+        requests: Arc<Mutex<Vec<Vec<i32>>>>,
+        answer_of: fn(usize, i32) -> PartitionData,
+    ) -> String {
+        serve(12, move |_, request| {
+            let n = {
+                let mut r = requests.lock().expect("lock");
+                r.push(partitions_of(&request));
+                r.len()
+            };
+            std::future::ready(respond(&request, |p| answer_of(n, p)))
+        })
+        .await
+    }
+
+    async fn connect(addr: &str) -> Arc<Conn> {
+        Arc::new(
+            Conn::connect(addr, "test", std::time::Duration::from_secs(5))
+                .await
+                .expect("connect"),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_fetch_waiting_until_readable_sleeps_through_empty_answers_and_wakes_with_records() {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        // Partition 0 is idle at 5 until the fourth request, which brings its records.
+        let addr = scripted_broker(Arc::clone(&requests), |n, p| {
+            let idle = PartitionData::default()
+                .with_high_watermark(5)
+                .with_last_stable_offset(5);
+            match (p, n) {
+                (0, 4..) => idle
+                    .with_high_watermark(6)
+                    .with_last_stable_offset(6)
+                    .with_records(Some(Bytes::from_static(b"records"))),
+                _ => idle,
+            }
+        })
+        .await;
+        let conn = connect(&addr).await;
+        let fetches = Fetches::start(BROKER_MAX_BYTES);
+        let tp = TopicPartition::new("spans", 0);
+        let polled = fetches
+            .fetch(Arc::clone(&conn), &tp, None, 5, 1 << 20, Wait::Poll(1))
+            .await
+            .expect("answer");
+        assert!(
+            polled.data.records.is_none_or(|r| r.is_empty()),
+            "a long poll answers empty"
+        );
+        let first = requests.lock().expect("lock").len();
+        let woken = fetches
+            .fetch(conn, &tp, None, 5, 1 << 20, Wait::UntilReadable(1))
+            .await
+            .expect("answer");
+        assert_eq!(woken.data.records.as_deref(), Some(&b"records"[..]));
+        let requests = requests.lock().expect("lock").clone();
+        assert_eq!(first, 1);
+        assert_eq!(requests.len(), 4, "it slept through the second and third answers");
+        assert!(requests.iter().all(|r| r == &vec![0]), "{requests:?}");
+    }
+
+    #[tokio::test]
+    async fn a_sleeping_fetch_dropped_by_its_caller_leaves_the_requests() {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let addr = scripted_broker(Arc::clone(&requests), |_, _| PartitionData::default()).await;
+        let conn = connect(&addr).await;
+        let fetches = Arc::new(Fetches::start(BROKER_MAX_BYTES));
+        let asleep = {
+            let (fetches, conn) = (Arc::clone(&fetches), Arc::clone(&conn));
+            tokio::spawn(async move {
+                let tp = TopicPartition::new("spans", 0);
+                fetches.fetch(conn, &tp, None, 0, 1 << 20, Wait::UntilReadable(1)).await
+            })
+        };
+        // The premise: it slept through answers, asked again each time.
+        while requests.lock().expect("lock").len() < 3 {
+            tokio::task::yield_now().await;
+        }
+        asleep.abort();
+        assert!(asleep.await.is_err_and(|e| e.is_cancelled()));
+        let tp = TopicPartition::new("spans", 1);
+        for _ in 0..2 {
+            fetches
+                .fetch(Arc::clone(&conn), &tp, None, 0, 1 << 20, Wait::Poll(1))
+                .await
+                .expect("answer");
+        }
+        let requests = requests.lock().expect("lock").clone();
+        assert_eq!(requests.last(), Some(&vec![1]), "withdrawn: {requests:?}");
     }
 }

@@ -28,6 +28,7 @@ pub use client::PendingProduce;
 pub use cluster::{Cluster, ClusterMetadata, TopicMetadata};
 pub use conn::{Conn, InFlight};
 pub use error::{Error, Result};
+pub use fetches::Wait;
 pub use groups::{Committed, GroupState};
 pub use kafka_protocol::error::ResponseError;
 pub use kafka_protocol::messages::ApiKey;

@@ -14,6 +14,7 @@ use super::wire::{Claim, Claims, Fetch, Produce, TopicState};
 use crate::batch::{self, BuildOptions, Compression, Record};
 use crate::kafka::{
     self, ApiKey, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, ResponseError, TopicId, TopicPartition,
+    Wait,
 };
 
 /// A record at `offset` with `value`, no key and no headers.
@@ -106,6 +107,10 @@ pub(crate) struct FakeCluster {
     /// When set, every answer with records is a slice of a response this large, as the Kafka
     /// client's answer is when it alone has records in a response.
     response_bytes: std::sync::atomic::AtomicUsize,
+    /// Fetches that waited until something was readable.
+    asleep: std::sync::atomic::AtomicUsize,
+    /// Answers without records after a long poll.
+    empty_answers: std::sync::atomic::AtomicUsize,
 }
 
 pub(crate) fn partition_error(tp: &TopicPartition, api: ApiKey, code: ResponseError) -> kafka::Error {
@@ -133,6 +138,13 @@ impl FakeCluster {
     /// Appends `values` as one batch compressed with `compression`.
     pub(crate) fn append_compressed(&self, tp: &TopicPartition, values: Vec<Bytes>, compression: Compression) -> i64 {
         self.append_batch(tp, 1, false, compression, values)
+    }
+
+    /// Fetches that waited until something was readable, and answers that came back empty after
+    /// a long poll.
+    pub(crate) fn sleeps_and_empty_answers(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.asleep.load(Relaxed), self.empty_answers.load(Relaxed))
     }
 
     /// Answers with records from now on are slices of a response of `bytes`.
@@ -515,9 +527,12 @@ impl Fetch for FakeCluster {
         topic_id: Option<TopicId>,
         offset: i64,
         max_bytes: i32,
-        max_wait_ms: i32,
+        wait: Wait,
     ) -> kafka::Result<FetchedPartition> {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(max_wait_ms.max(0) as u64);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait.max_wait_ms().max(0) as u64);
+        if matches!(wait, Wait::UntilReadable(_)) {
+            self.asleep.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         loop {
             let appended = self.appended.notified();
             tokio::pin!(appended);
@@ -525,7 +540,13 @@ impl Fetch for FakeCluster {
             if let Some(answer) = self.fetch_now(tp, topic_id, offset, max_bytes)? {
                 return Ok(answer);
             }
+            // Until readable: every change to the cluster wakes the fetch to look again.
+            if matches!(wait, Wait::UntilReadable(_)) {
+                appended.await;
+                continue;
+            }
             if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                self.empty_answers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let end = self.state.lock().logs.get(tp).map_or(0, Log::visible_end);
                 return Ok(FetchedPartition {
                     high_watermark: end,

@@ -18,7 +18,7 @@ use super::retry::{kafka_err, list_source_offset, lost, retry_while_topic_exists
 use super::unpack::{unpack, Fetched};
 use super::wire::Fetch;
 use super::TaskSettings;
-use crate::kafka::{FetchedPartition, OffsetSpec, ResponseError, TopicId, TopicPartition};
+use crate::kafka::{FetchedPartition, OffsetSpec, ResponseError, TopicId, TopicPartition, Wait};
 use crate::telemetry;
 
 /// The largest fetch strait grows to when a single batch exceeds the configured fetch size.
@@ -170,16 +170,33 @@ impl<S: Fetch> Fetcher<S> {
         }
     }
 
+    /// How the next fetch waits: until something is readable once the partition is idle (its
+    /// last answer was empty and its fetch size shrank to the floor), so an idle partition's
+    /// task sleeps instead of waking at every long poll; one long poll otherwise, so the fetch
+    /// size and the reservation follow the answers.
+    fn wait(&self) -> Wait {
+        let ms = self.settings.fetch_max_wait_ms;
+        let floor = MIN_FETCH_BYTES.min(self.settings.fetch_max_bytes);
+        if self.last_len == 0 && self.fetch_bytes <= floor {
+            Wait::UntilReadable(ms)
+        } else {
+            Wait::Poll(ms)
+        }
+    }
+
     /// One Fetch request, retried while retriable and the topic exists. `Ok(None)`: the offset
     /// moved (a gap was handed on) and the caller fetches again; `Err(None)`: stopping;
     /// `Err(Some(_))`: halt.
     async fn fetch(&mut self) -> std::result::Result<Option<FetchedPartition>, Option<Error>> {
-        let (offset, max_bytes, max_wait_ms) = (self.offset, self.fetch_bytes, self.settings.fetch_max_wait_ms);
+        let (offset, max_bytes, wait) = (self.offset, self.fetch_bytes, self.wait());
         let (tp, id) = (&self.tp, self.topic_id);
         let fetched = retry_while_topic_exists(&self.cancel, &*self.source, tp, id, "fetch", || async {
             let started = std::time::Instant::now();
-            let f = self.source.fetch(tp, id, offset, max_bytes, max_wait_ms).await;
-            metrics::histogram!(telemetry::FETCH_LATENCY).record(started.elapsed());
+            let f = self.source.fetch(tp, id, offset, max_bytes, wait).await;
+            // A fetch that slept until records came measures the partition's quiet, not the wire.
+            if let Wait::Poll(_) = wait {
+                metrics::histogram!(telemetry::FETCH_LATENCY).record(started.elapsed());
+            }
             f
         })
         .await;

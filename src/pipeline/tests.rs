@@ -17,6 +17,7 @@ use crate::kafka::{self, ApiKey, ProducerIdentity, ResponseError, TopicPartition
 use crate::report::Progress;
 
 mod bombs;
+mod idle;
 mod offsets;
 
 const MEMORY_UNITS: u32 = 4096;

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 
 use crate::kafka::{
-    self, Cluster, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicId, TopicPartition,
+    self, Cluster, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicId, TopicPartition, Wait,
 };
 
 /// Reads a cluster's partitions.
@@ -22,16 +22,17 @@ pub trait Fetch: Send + Sync + 'static {
     fn name(&self) -> &str;
 
     /// Raw record batches of `tp` from `offset`, read_committed, at most about `max_bytes`
-    /// (a first batch comes whole), waiting up to `max_wait_ms` for data. With `topic_id`, only
-    /// that topic is read: once it was deleted and created again, the answer is
-    /// UnknownTopicId, whatever the new topic holds.
+    /// (a first batch comes whole), waiting for data as `wait` says: one long poll, or until
+    /// something is readable at `offset` (records, an error, a log start past it). With
+    /// `topic_id`, only that topic is read: once it was deleted and created again, the answer
+    /// is UnknownTopicId, whatever the new topic holds.
     fn fetch(
         &self,
         tp: &TopicPartition,
         topic_id: Option<TopicId>,
         offset: i64,
         max_bytes: i32,
-        max_wait_ms: i32,
+        wait: Wait,
     ) -> impl Future<Output = kafka::Result<FetchedPartition>> + Send;
 
     /// The log start (`Earliest`) or the last stable offset (`Latest`) of `tp`.
@@ -99,9 +100,9 @@ impl Fetch for Cluster {
         topic_id: Option<TopicId>,
         offset: i64,
         max_bytes: i32,
-        max_wait_ms: i32,
+        wait: Wait,
     ) -> impl Future<Output = kafka::Result<FetchedPartition>> + Send {
-        Cluster::fetch_topic(self, tp, topic_id, offset, max_bytes, max_wait_ms)
+        Cluster::fetch_topic(self, tp, topic_id, offset, max_bytes, wait)
     }
 
     fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> impl Future<Output = kafka::Result<i64>> + Send {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Position;
 use crate::batch::Record;
-use crate::kafka::{OffsetSpec, ResponseError, TopicPartition};
+use crate::kafka::{OffsetSpec, ResponseError, TopicPartition, Wait};
 use crate::pipeline::error::{Error, Result};
 use crate::pipeline::retry::{kafka_err, list_offset, retry};
 use crate::pipeline::unpack::unpack;
@@ -157,7 +157,7 @@ pub(crate) async fn read_data<C: Fetch>(
     offset: i64,
 ) -> Result<Option<(Vec<Record>, i64)>> {
     let fetched = retry(cancel, cluster, tp, "read records", || {
-        cluster.fetch(tp, None, offset, FETCH_BYTES, FETCH_WAIT_MS)
+        cluster.fetch(tp, None, offset, FETCH_BYTES, Wait::Poll(FETCH_WAIT_MS))
     })
     .await;
     let fetched = match fetched {

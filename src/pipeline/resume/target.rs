@@ -5,7 +5,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{is_behind, Anchor, Foreign, Position, TailBatch, TailError, TailPlan, TailScan, MAX_TAIL_RUNS};
 use crate::config::OnForeignWriter;
-use crate::kafka::{OffsetSpec, ProducerIdentity, ResponseError, TopicPartition};
+use crate::kafka::{OffsetSpec, ProducerIdentity, ResponseError, TopicPartition, Wait};
 use crate::pipeline::error::{Error, ForeignBatches, Result};
 use crate::pipeline::fetch::visible_end;
 use crate::pipeline::retry::{kafka_err, list_offset, retry};
@@ -93,7 +93,8 @@ impl<T: Fetch> TargetTail<'_, T> {
         while !scan.done() {
             let offset = scan.next_offset();
             let fetched = retry(self.cancel, self.target, self.tp, "read target tail", || {
-                self.target.fetch(self.tp, None, offset, max_bytes, TAIL_FETCH_WAIT_MS)
+                self.target
+                    .fetch(self.tp, None, offset, max_bytes, Wait::Poll(TAIL_FETCH_WAIT_MS))
             })
             .await;
             let fetched = match fetched {
