@@ -222,6 +222,7 @@ pub struct ClusterConfig {
     /// Connections to each broker (1 to 16) that partitions' fetches and produce requests are
     /// spread over, a partition always on the same one. A Kafka broker handles one
     /// connection's requests one at a time, so several let it serve several partitions at once.
+    /// One more per broker carries the idle partitions' long polls.
     pub connections_per_broker: u16,
     /// TLS to every broker of this cluster.
     pub tls: TlsConfig,
@@ -355,9 +356,9 @@ pub struct FetchConfig {
     /// still returned whole.
     pub max_bytes: usize,
     /// How long the broker may hold a fetch waiting for data, in milliseconds (at most 60000).
-    /// Partitions share one fetch request per broker, and a partition that asks while an idle
-    /// request is held waits for it: keep this short. Idle polling costs one small request per
-    /// broker per interval.
+    /// Partitions share one fetch request per connection, and a partition that asks while an
+    /// idle request is held waits for it: keep this short. Idle partitions sleep apart, on a
+    /// connection of their own per broker, in long polls of at least 500 ms.
     pub max_wait_ms: u64,
     /// Fetched data held in memory across all partitions, in bytes, until it is re-batched;
     /// bounds memory whatever the backlog and the partition count (at least 1 MiB).

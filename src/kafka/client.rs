@@ -72,8 +72,12 @@ impl Cluster {
         max_bytes: i32,
         wait: Wait,
     ) -> Result<FetchedPartition> {
-        let leader = self.lane_conn(tp).await?;
-        // Shared with the other partitions on this lane to the broker: one request in flight.
+        let leader = match wait {
+            Wait::Poll(_) => self.lane_conn(tp).await?,
+            Wait::UntilReadable(_) => self.quiet_conn(tp).await?,
+        };
+        // Shared with the other partitions on this connection to the broker: one request in
+        // flight.
         let answer = self
             .fetches()
             .fetch(Arc::clone(&leader), tp, id, offset, max_bytes, wait)

@@ -197,8 +197,10 @@ impl Cluster {
         if let Some(conn) = guard.as_ref().filter(|c| !c.is_closed()) {
             return Ok(Arc::clone(conn));
         }
-        let conn =
-            Arc::new(Conn::connect_with(addr, &self.client_id, self.timeout, &self.security, self.pace.clone()).await?);
+        // Boxed: connecting (TLS, SASL) is rare, and its future would otherwise be part of every
+        // request's future, held by every partition task for its life.
+        let connect = Conn::connect_with(addr, &self.client_id, self.timeout, &self.security, self.pace.clone());
+        let conn = Arc::new(Box::pin(connect).await?);
         tracing::debug!(cluster = %self.name, broker = addr, lane, "connected");
         *guard = Some(Arc::clone(&conn));
         // Open connections of this cluster; a slot locked by another caller counts as open.
@@ -311,13 +313,22 @@ impl Cluster {
         self.broker_lane(node_id, self.lane(tp)).await
     }
 
+    /// The connection `tp` sleeps on while idle (fetches that wait until readable): one more per
+    /// broker, past the lanes, so the idle partitions' long polls never hold up a lane's busy
+    /// ones (a broker answers one request of a connection at a time).
+    pub(super) async fn quiet_conn(&self, tp: &TopicPartition) -> Result<Arc<Conn>> {
+        let node_id = self.leader_id(tp).await?;
+        self.broker_lane(node_id, self.lanes).await
+    }
+
     /// The node id of the current leader of `tp`, refreshing metadata when it is unknown.
     async fn leader_id(&self, tp: &TopicPartition) -> Result<i32> {
         let cached = self.state().leaders.get(tp).copied();
         let node_id = match cached {
             Some(id) => id,
             None => {
-                let meta = self.metadata(Some(std::slice::from_ref(&tp.topic))).await?;
+                // Boxed, as connecting is: a cache miss is rare.
+                let meta = Box::pin(self.metadata(Some(std::slice::from_ref(&tp.topic)))).await?;
                 let topic = meta.topics.get(&tp.topic);
                 if let Some(code) = topic.and_then(|t| t.error) {
                     return Err(Error::Partition {

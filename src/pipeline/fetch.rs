@@ -24,6 +24,10 @@ use crate::telemetry;
 /// The largest fetch strait grows to when a single batch exceeds the configured fetch size.
 const MAX_FETCH_BYTES: i32 = 64 * 1024 * 1024;
 
+/// The shortest long poll of idle partitions' fetches, in milliseconds. A partition that goes
+/// idle joins them at the next poll, so records that reach it meanwhile wait up to this long.
+const QUIET_WAIT_MS: i32 = 500;
+
 /// The smallest fetch a partition asks for; idle partitions shrink to it.
 const MIN_FETCH_BYTES: i32 = 64 * 1024;
 /// How much larger than its fetched bytes a partition's first chunk is assumed to be once
@@ -173,12 +177,14 @@ impl<S: Fetch> Fetcher<S> {
     /// How the next fetch waits: until something is readable once the partition is idle (its
     /// last answer was empty and its fetch size shrank to the floor), so an idle partition's
     /// task sleeps instead of waking at every long poll; one long poll otherwise, so the fetch
-    /// size and the reservation follow the answers.
+    /// size and the reservation follow the answers. Idle partitions sleep on a connection of
+    /// their own, in long polls of at least [`QUIET_WAIT_MS`]: the broker answers as soon as
+    /// one of them has records, so the longer poll only spares requests.
     fn wait(&self) -> Wait {
         let ms = self.settings.fetch_max_wait_ms;
         let floor = MIN_FETCH_BYTES.min(self.settings.fetch_max_bytes);
         if self.last_len == 0 && self.fetch_bytes <= floor {
-            Wait::UntilReadable(ms)
+            Wait::UntilReadable(ms.max(QUIET_WAIT_MS))
         } else {
             Wait::Poll(ms)
         }
@@ -204,17 +210,20 @@ impl<S: Fetch> Fetcher<S> {
             Ok(Some(Ok(f))) => Ok(Some(f)),
             Ok(Some(Err(gone))) => Err(Some(lost("source", &self.tp, offset, gone))),
             Ok(None) => Err(None),
-            Err(e) if e.code() == Some(ResponseError::OffsetOutOfRange) => match self.out_of_range(offset).await {
-                Ok(Some(next)) => {
-                    if next > offset && !self.send(Ok(Fetched::Gap { from: offset, to: next })).await {
-                        return Err(None);
+            // Boxed: rare, and otherwise part of the fetch loop's future for the task's life.
+            Err(e) if e.code() == Some(ResponseError::OffsetOutOfRange) => {
+                match Box::pin(self.out_of_range(offset)).await {
+                    Ok(Some(next)) => {
+                        if next > offset && !self.send(Ok(Fetched::Gap { from: offset, to: next })).await {
+                            return Err(None);
+                        }
+                        self.offset = next;
+                        Ok(None)
                     }
-                    self.offset = next;
-                    Ok(None)
+                    Ok(None) => Err(None),
+                    Err(e) => Err(Some(e)),
                 }
-                Ok(None) => Err(None),
-                Err(e) => Err(Some(e)),
-            },
+            }
             Err(e) => Err(Some(kafka_err("source", "fetch", &self.tp, offset, e))),
         }
     }

@@ -154,7 +154,8 @@ where
         let missing_since = &missing_since;
         async move {
             match attempt.await {
-                Err(e) if unknown(&e) => match cluster.topic_state(&tp.topic).await {
+                // Boxed: rare, and otherwise part of every request's future for the task's life.
+                Err(e) if unknown(&e) => match Box::pin(cluster.topic_state(&tp.topic)).await {
                     Ok(TopicState::Missing) => {
                         let since = *missing_since.lock().get_or_insert_with(tokio::time::Instant::now);
                         match since.elapsed() >= DELETED_AFTER {

@@ -561,9 +561,11 @@ mod tests {
 
     /// Every partition's task future is one allocation for as long as the partition runs: at
     /// 5,000 partitions each KiB of it is 5 MB. With the real Kafka client's futures inside
-    /// (measured 16,072 bytes before the snappy table became lazy, 14,008 after).
+    /// (measured 16,072 bytes before the snappy table became lazy, 14,008 after, 9,008 once
+    /// the rare paths' futures were boxed: connecting, a metadata refresh, a topic's state, an
+    /// offset out of range).
     #[test]
-    fn a_partition_task_future_stays_under_16_kib() {
+    fn a_partition_task_future_stays_under_10_kib() {
         let cluster = Arc::new(Cluster::new(
             "source",
             vec!["127.0.0.1:1".into()],
@@ -594,6 +596,6 @@ mod tests {
         let size = std::mem::size_of_val(&run);
         // The premise: the future holds the client's requests, not only the task's fields.
         assert!(size > 4096, "{size} bytes");
-        assert!(size <= 16 * 1024, "the partition task's future takes {size} bytes");
+        assert!(size <= 10 * 1024, "the partition task's future takes {size} bytes");
     }
 }
