@@ -76,7 +76,9 @@ async fn binary_serves_ops_endpoints_follows_the_target_and_checkpoints_on_sigte
     // caught up, they sleep on a third, the idle partitions' own.
     let connections = |text: &str| metric_sum(text, "strait_connections", &[("cluster", "source")]);
     let metrics = strait
-        .wait_for("/metrics", "the idle partitions' connection", |_, b| connections(b) == Some(3.0))
+        .wait_for("/metrics", "the idle partitions' connection", |_, b| {
+            connections(b) == Some(3.0)
+        })
         .await;
     assert!(
         metric_sum(&metrics, "strait_lag_records", &[("topic", &topic)]).is_some(),

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::{Error, Result};
 use super::memory::{buffer_units, BUFFER_UNIT};
 use super::retry::{kafka_err, list_source_offset, lost, retry_while_topic_exists};
-use super::unpack::{unpack, Fetched};
+use super::unpack::{unpack, Fetched, Handed};
 use super::wire::Fetch;
 use super::TaskSettings;
 use crate::kafka::{FetchedPartition, OffsetSpec, ResponseError, TopicId, TopicPartition, Wait};
@@ -84,7 +84,7 @@ pub(super) struct Fetcher<S> {
     source: Arc<S>,
     settings: Arc<TaskSettings>,
     cancel: CancellationToken,
-    tx: mpsc::Sender<Result<Fetched>>,
+    tx: mpsc::Sender<Handed>,
     /// The next source offset to fetch.
     offset: i64,
     fetch_bytes: i32,
@@ -106,7 +106,7 @@ impl<S: Fetch> Fetcher<S> {
         settings: Arc<TaskSettings>,
         cancel: CancellationToken,
         offset: i64,
-        tx: mpsc::Sender<Result<Fetched>>,
+        tx: mpsc::Sender<Handed>,
     ) -> Self {
         let fetch_bytes = MIN_FETCH_BYTES.min(settings.fetch_max_bytes);
         Self {
@@ -304,7 +304,7 @@ impl<S: Fetch> Fetcher<S> {
 
     /// Hands the sink an error that halts the partition.
     async fn halt(&self, e: Error) -> Next {
-        let _ = self.tx.send(Err(e)).await;
+        let _ = self.tx.send(Box::new(Err(e))).await;
         Next::Stop
     }
 
@@ -313,7 +313,7 @@ impl<S: Fetch> Fetcher<S> {
         tokio::select! {
             biased;
             _ = self.cancel.cancelled() => false,
-            sent = self.tx.send(msg) => sent.is_ok(),
+            sent = self.tx.send(Box::new(msg)) => sent.is_ok(),
         }
     }
 

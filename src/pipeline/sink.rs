@@ -23,7 +23,7 @@ use super::memory::BatchMemory;
 use super::retry::kafka_err;
 use super::send::{Answer, Failure, Sent, Throttle, Window};
 use super::sizing;
-use super::unpack::{Chunk, Fetched};
+use super::unpack::{Chunk, Fetched, Handed};
 use super::wire::{Fetch, Produce};
 use super::TaskSettings;
 use crate::kafka::{self, ProduceAck, ProducerIdentity, TopicPartition};
@@ -98,7 +98,7 @@ pub(super) struct Sink<T> {
 
 impl<T: Fetch + Produce> Sink<T> {
     /// Writes what `rx` brings until it ends (shutdown: what was read is written) or a stop.
-    pub(super) async fn run(&mut self, rx: &mut mpsc::Receiver<Result<Fetched>>) -> Result<(), Stop> {
+    pub(super) async fn run(&mut self, rx: &mut mpsc::Receiver<Handed>) -> Result<(), Stop> {
         let result = self.write(rx).await;
         if result.is_err() {
             // Nothing may land after the sink gives up on the target's state: wait for what
@@ -108,14 +108,14 @@ impl<T: Fetch + Produce> Sink<T> {
         result
     }
 
-    async fn write(&mut self, rx: &mut mpsc::Receiver<Result<Fetched>>) -> Result<(), Stop> {
+    async fn write(&mut self, rx: &mut mpsc::Receiver<Handed>) -> Result<(), Stop> {
         loop {
             let due = self.batcher.due();
             let event = tokio::select! {
                 biased;
                 Some((sent, answer)) = self.window.next() => Event::Answered(sent, answer),
                 _ = sleep_until(due), if due.is_some() => Event::Due,
-                msg = rx.recv() => Event::Fetched(msg),
+                msg = rx.recv() => Event::Fetched(msg.map(|m| *m)),
             };
             match event {
                 Event::Answered(sent, answer) => self.answered(sent, answer)?,

@@ -98,7 +98,7 @@ async fn a_slice_of_a_shared_response_is_counted_whole_until_it_is_dropped() {
         tx,
     );
     let run = tokio::spawn(fetcher.run());
-    let Some(Ok(Fetched::Records(chunk))) = rx.recv().await else {
+    let Some(Ok(Fetched::Records(chunk))) = rx.recv().await.map(|m| *m) else {
         panic!("no records");
     };
     // The premise: a few bytes of records, a slice of a 1 MiB response.
