@@ -95,9 +95,9 @@ mod log;
 mod store;
 
 pub use codec::{
-    decode_any_key, decode_key, decode_record, decode_run_value, decode_value, encode_key, encode_record_value,
-    encode_run_key, encode_run_value, encode_value, AnyKey, KEY_VERSION, RUN_KEY_VERSION, RUN_VALUE_VERSION,
-    VALUE_VERSION,
+    decode_any_key, decode_catchup_record, decode_key, decode_record, decode_run_value, decode_value,
+    encode_catchup_value, encode_key, encode_record_value, encode_run_key, encode_run_value, encode_value, AnyKey,
+    FreshRange, CATCHUP_VERSION, KEY_VERSION, RUN_KEY_VERSION, RUN_VALUE_VERSION, VALUE_VERSION,
 };
 pub use error::{Error, Result};
 pub use store::{now_ms, CheckpointStore, Follower};
