@@ -2,8 +2,8 @@
 //! its backlog behind them, with exactly-once kept across crashes. This module is the design
 //! and its pure core: the two ranges as a state machine ([`Ranges`]), the resume decision from a
 //! checkpoint of two ranges and the target's tail ([`reconcile::Reconcile`]), and the offset
-//! translation when the target order is not the source order ([`translate::first_unread`]). The checkpoint format's
-//! catch-up section is in [`crate::checkpoint`] ([`FreshRange`]).
+//! translation when the target order is not the source order ([`translate::first_unread`]).
+//! The checkpoint format's catch-up section is in [`crate::checkpoint`] ([`FreshRange`]).
 //!
 //! # What is not wired yet
 //!
@@ -110,9 +110,10 @@
 //!
 //! # Resume after a crash at any point
 //!
-//! [`reconcile::Reconcile`] reads the target from the lower of the two target offsets to its end and
-//! attributes each batch once: a batch of a backlog identity goes to the backlog's scan, one of
-//! a fresh identity to the fresh range's, any other is foreign (halt or skip, counted once). Each
+//! [`reconcile::Reconcile`] reads the target from the lower of the two target offsets to its
+//! end and attributes each batch once: a batch of a backlog identity goes to the backlog's scan,
+//! one of a fresh identity to the fresh range's, any other is foreign (halt or skip, counted
+//! once). Each
 //! range's scan is today's [`super::resume::TailScan`] from that range's target offset, with the
 //! other range's batches as offsets that hold none of its records: its own batches are placed by
 //! sequence (late duplicates passed over, holes re-anchored), exactly as for one range. The
@@ -136,11 +137,11 @@
 //!
 //! A committed source offset `c` means "every record below `c` was read". A consumer started on
 //! the target at `t` reads everything at or after `t`, so nothing is missed when every record at
-//! or after `c` lies at or after `t`: [`translate::first_unread`] translates `c` to the lowest target offset
-//! of a replicated record at or after `c` (or the end of what is replicated when there is none).
-//! With one range that is today's translation, exact. With two, the records below `c` written
-//! after `t` are read twice by the group; [`translate::Translated::reread`] counts them, and the group sync
-//! reports them (a translation with re-reads is not exact). The offset map keeps each range's
+//! or after `c` lies at or after `t`: [`translate::first_unread`] translates `c` to the lowest
+//! target offset of a replicated record at or after `c` (or the end of what is replicated when
+//! there is none). With one range that is today's translation, exact. With two, the records
+//! below `c` written after `t` are read twice by the group; [`translate::Translated::reread`]
+//! counts them, and the group sync reports them (a translation with re-reads is not exact). The offset map keeps each range's
 //! runs (each range is monotonic on both sides; the map must insert a backlog run before the
 //! fresh runs instead of superseding them, and cut stored runs per range on resume).
 //!
@@ -176,8 +177,9 @@
 //!    in a checkpoint before its first batch; the other range is unaffected.
 //! 6. One range absorbs its tail records faster than the other: each range keeps its own target
 //!    offset, so a checkpoint taken then still places every unabsorbed record of either range.
-//! 7. Crash between the backlog's last ack and the merged checkpoint: the two-range checkpoint
-//!    resumes with the backlog at the split; the partition merges again.
+//! 7. Crash between the backlog's last ack and the merged checkpoint: the last two-range
+//!    checkpoint resumes, the backlog finds its last records in the tail (or is at the split
+//!    already), and the partition merges again.
 //! 8. Source retention deletes backlog records unread, or deletes past the split: counted once
 //!    per range, never silently (see "Gaps").
 //! 9. The target deletes part of the tail (retention, DeleteRecords) before the scan reads it:
