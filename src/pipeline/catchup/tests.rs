@@ -285,6 +285,30 @@ fn interleaved_ranges_in_the_tail_are_told_apart_by_identity_and_checkpointed_mi
 }
 
 #[test]
+fn a_late_backlog_batch_of_a_replaced_identity_is_a_duplicate_not_the_next_records() {
+    let mut r = example();
+    // B (7) sent backlog 1000..1005, its answer was lost and the reconcile did not find it; a
+    // new backlog identity (11) wrote them again at 1000..1005, acknowledged.
+    assert_eq!(r.claim(Side::Backlog, id(11)), Ok(0));
+    r.acked(Side::Backlog, 1005, 5, 1005).expect("backlog");
+    r.acked(Side::Fresh, 61_003, 3, 1008).expect("fresh");
+    // Then B's batch lands late, and a fresh batch after it; the process crashes.
+    let tail = [batch(1008, 5, 7, 1000), batch(1013, 2, 9, 3)];
+    let mut rc = Reconcile::new(through_checkpoint(&r), 1015, OnForeignWriter::Halt);
+    for b in tail {
+        rc.push(b);
+    }
+    let resumed = rc.finish().expect("plan");
+    assert_eq!((resumed.duplicates, resumed.foreign), (5, 0));
+    let mut r = resumed.ranges;
+    assert_eq!(r.range(Side::Backlog).map(Range::tail_left), Some(0));
+    assert_eq!(r.absorb(Side::Backlog, 1005), Ok((false, false)), "1005 is written, not skipped");
+    assert_eq!(at(&r, Side::Backlog), pos(1005, 1015));
+    assert_eq!(r.absorb(Side::Fresh, 61_003), Ok((true, false)));
+    assert_eq!(at(&r, Side::Fresh), pos(61_004, 1014));
+}
+
+#[test]
 fn a_foreign_batch_halts_or_is_counted_once() {
     let r = example();
     let tail = [batch(1000, 5, 9, 0), batch(1005, 3, 42, 0), batch(1008, 4, 7, 1000)];
