@@ -237,9 +237,10 @@
 //! 400 runs of a catch-up with random sends of both ranges, acks, checkpoints and crashes (each
 //! range's newest batches in flight landed or not, the other range's later ones re-based to
 //! where they then land), each resume checked for consistent positions after every step and the
-//! log for every record exactly once, each range in order. Not simulated there: transactions
-//! (kept records are every offset), foreign writers and late batches of a replaced identity
-//! (covered by their own tests and by `resume::tests` for one range).
+//! log for every kept record exactly once, each range in order; every eleventh offset holds no
+//! kept record (as a transaction marker would not). Not simulated there: foreign writers and
+//! late batches of a replaced identity (covered by their own tests, and by `resume::tests` for
+//! one range).
 //!
 //! # Test plan for the acceptance (Apache Kafka, checked with librdkafka)
 //!
@@ -642,6 +643,20 @@ impl Ranges {
         };
         let gap = self.range_mut(side, from)?.gap(from, to);
         Ok((gap, self.settle()))
+    }
+
+    /// The position of `side` passes offsets that hold no kept record (control batches,
+    /// aborted transactions) up to `until`, with nothing of the range in flight. Returns whether
+    /// the ranges merged.
+    pub(crate) fn passed(&mut self, side: Side, until: i64) -> Result<bool, CatchUpError> {
+        if let Ranges::Two { split, .. } = self {
+            if side == Side::Backlog && until > *split {
+                return Err(CatchUpError::PastSplit { until, split: *split });
+            }
+        }
+        let range = self.range_mut(side, until)?;
+        range.at.source = range.at.source.max(until);
+        Ok(self.settle())
     }
 
     /// A batch of `side` was acknowledged: `count` kept records, source up to `until`, ending
