@@ -16,9 +16,19 @@ pub const RUN_KEY_VERSION: i16 = 2;
 pub const RUN_VALUE_VERSION: i16 = 1;
 /// Body of a run value: target start and length.
 const RUN_BODY_LEN: usize = 16;
+/// Version of the catch-up section (the fresh range of a partition in fresh-first catch-up,
+/// appended to a version 1 value body) this build writes and the newest it reads.
+pub const CATCHUP_VERSION: i16 = 1;
+/// Bytes of the catch-up section's fixed fields: split, next source, next target, writer count.
+const CATCHUP_FIXED: usize = 3 * 8 + 4;
+/// Bytes of one fresh-range writer: `i64` id, `i16` epoch, `i32` sequence.
+const CATCHUP_WRITER_LEN: usize = 8 + 2 + 4;
+/// Bytes of the topic ids.
+const TOPIC_IDS_LEN: usize = 32;
 
 const KEY: &str = "key";
 const VALUE: &str = "value";
+const CATCHUP: &str = "catch-up section";
 /// Bytes of the version 1 value body besides the target topic: length prefix and four `i64`s.
 const V1_BODY_FIXED: usize = 4 + 4 * 8;
 /// Bytes of one producer identity in the writers list: `i64` id, `i16` epoch.
@@ -99,16 +109,59 @@ pub fn decode_run_value(source: i64, value: &[u8]) -> Result<crate::offsets::Run
     })
 }
 
+/// The second range of a partition in fresh-first catch-up (see
+/// [`crate::pipeline::catchup`]): the source records from `split` on, written to the target
+/// before the backlog below `split` is drained. The checkpoint's own fields are the backlog's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FreshRange {
+    /// The first source offset of the fresh range; the backlog ends below it.
+    pub split: i64,
+    /// Every kept fresh source record below this offset is on the target.
+    pub next_source_offset: i64,
+    /// Where the scan of the target's tail for the fresh range's records starts.
+    pub next_target_offset: i64,
+    /// The producer identities that may have written fresh records at or beyond
+    /// `next_target_offset`; none of them writes backlog records.
+    pub writers: Vec<ProducerIdentity>,
+    /// For each of `writers`, the sequence it gives (or would give) the first kept fresh
+    /// record at `next_source_offset`; `-1` when unknown.
+    pub sequences: Vec<i32>,
+}
+
+/// Encodes the value of a checkpoint of a partition in fresh-first catch-up: `r` is the
+/// backlog's position and writers, in the version 1 fields a strait without catch-up reads;
+/// the fresh range follows the topic ids in a section of its own (version
+/// [`CATCHUP_VERSION`], its own length). Writers, sequences and topic ids the record lacks are
+/// written as none, none and zeros (unknown), so that the section has a fixed place.
+pub fn encode_catchup_value(r: &CheckpointRecord, fresh: &FreshRange) -> Bytes {
+    let writers = r.writers.as_deref().unwrap_or_default();
+    let sequences = r.sequences.as_deref().unwrap_or_default();
+    let topic_ids = r.topic_ids.unwrap_or_default();
+    encode(
+        &r.checkpoint,
+        Some(writers),
+        Some(sequences),
+        Some(topic_ids),
+        Some(fresh),
+    )
+}
+
 /// Encodes the value of a checkpoint without producer identities (its writers are unknown to
 /// whoever resumes from it).
 pub fn encode_value(c: &Checkpoint) -> Bytes {
-    encode(c, None, None, None)
+    encode(c, None, None, None, None)
 }
 
 /// Encodes the value of a checkpoint record in the current format version: the writers list is
 /// appended to the body when known.
 pub fn encode_record_value(r: &CheckpointRecord) -> Bytes {
-    encode(&r.checkpoint, r.writers.as_deref(), r.sequences.as_deref(), r.topic_ids)
+    encode(
+        &r.checkpoint,
+        r.writers.as_deref(),
+        r.sequences.as_deref(),
+        r.topic_ids,
+        None,
+    )
 }
 
 fn encode(
@@ -116,6 +169,7 @@ fn encode(
     writers: Option<&[ProducerIdentity]>,
     sequences: Option<&[i32]>,
     topic_ids: Option<TopicIds>,
+    fresh: Option<&FreshRange>,
 ) -> Bytes {
     // Sequences are written only with writers, one each.
     let sequences = writers
@@ -123,9 +177,12 @@ fn encode(
         .map(|(w, s)| (0..w.len()).map(|i| s.get(i).copied().unwrap_or(-1)));
     // Topic ids follow the sequences, so they are written only with them.
     let topic_ids = topic_ids.filter(|_| sequences.is_some());
+    // The catch-up section follows the topic ids, so it is written only with them.
+    let fresh = fresh.filter(|_| topic_ids.is_some());
     let writers_len = writers.map_or(0, |w| 4 + w.len() * WRITER_LEN)
         + sequences.as_ref().map_or(0, |s| 4 + s.len() * SEQUENCE_LEN)
-        + topic_ids.map_or(0, |_| 32);
+        + topic_ids.map_or(0, |_| TOPIC_IDS_LEN)
+        + fresh.map_or(0, |f| 2 + 4 + catchup_len(f));
     let body_len = V1_BODY_FIXED + c.target_topic.len() + writers_len;
     let mut buf = BytesMut::with_capacity(2 + 4 + body_len);
     buf.put_i16(VALUE_VERSION);
@@ -152,7 +209,31 @@ fn encode(
         buf.put_slice(&ids.source);
         buf.put_slice(&ids.target);
     }
+    if let Some(f) = fresh {
+        put_catchup(&mut buf, f);
+    }
     buf.freeze()
+}
+
+/// Bytes of a catch-up section's body.
+fn catchup_len(f: &FreshRange) -> usize {
+    CATCHUP_FIXED + f.writers.len() * CATCHUP_WRITER_LEN
+}
+
+/// The catch-up section: version, body length, then split, next source, next target and the
+/// fresh range's writers, each with its sequence (`-1` where `f` gives none).
+fn put_catchup(buf: &mut BytesMut, f: &FreshRange) {
+    buf.put_i16(CATCHUP_VERSION);
+    buf.put_u32(u32::try_from(catchup_len(f)).expect("a partition has far fewer than 4 billion writers"));
+    buf.put_i64(f.split);
+    buf.put_i64(f.next_source_offset);
+    buf.put_i64(f.next_target_offset);
+    buf.put_u32(u32::try_from(f.writers.len()).expect("a partition has far fewer than 4 billion writers"));
+    for (i, w) in f.writers.iter().enumerate() {
+        buf.put_i64(w.id);
+        buf.put_i16(w.epoch);
+        buf.put_i32(f.sequences.get(i).copied().unwrap_or(-1));
+    }
 }
 
 /// Decodes a checkpoint key into (replication id, source topic, source partition).
@@ -172,8 +253,61 @@ pub fn decode_value(key: &[u8], value: &[u8]) -> Result<Checkpoint> {
 }
 
 /// Decodes a checkpoint record: its key and its (non-null) value. A body that ends after the
-/// version 1 fields has unknown writers (`None`).
+/// version 1 fields has unknown writers (`None`). A catch-up section is skipped: this is what a
+/// strait without fresh-first catch-up reads (the backlog's position and writers).
 pub fn decode_record(key: &[u8], value: &[u8]) -> Result<CheckpointRecord> {
+    decode_fields(key, value).map(|(record, _)| record)
+}
+
+/// Decodes a checkpoint record and, when the value carries one, its catch-up section: the
+/// fresh range of a partition in fresh-first catch-up. A section of a newer version than
+/// [`CATCHUP_VERSION`] is refused with [`Error::UnsupportedVersion`]; fields appended inside
+/// the section, or after it in the body, are skipped.
+pub fn decode_catchup_record(key: &[u8], value: &[u8]) -> Result<(CheckpointRecord, Option<FreshRange>)> {
+    let (record, mut r) = decode_fields(key, value)?;
+    if record.topic_ids.is_none() || r.pos == r.buf.len() {
+        return Ok((record, None));
+    }
+    r.part = CATCHUP;
+    r.version(CATCHUP_VERSION)?;
+    let len = r.u32("section length")?;
+    let body_at = r.base + r.pos;
+    let mut s = Reader {
+        buf: r.take(len, "section body")?,
+        pos: 0,
+        base: body_at,
+        total: value.len(),
+        part: CATCHUP,
+    };
+    let split = s.i64("split")?;
+    let next_source_offset = s.i64("fresh next source offset")?;
+    let next_target_offset = s.i64("fresh next target offset")?;
+    let count = s.u32("fresh writer count")?;
+    // The count is untrusted: never reserve more than the section can hold.
+    let room = (s.buf.len() - s.pos) / CATCHUP_WRITER_LEN;
+    let mut writers = Vec::with_capacity(count.min(room));
+    let mut sequences = Vec::with_capacity(count.min(room));
+    for _ in 0..count {
+        writers.push(ProducerIdentity {
+            id: s.i64("fresh writer producer id")?,
+            epoch: s.i16("fresh writer producer epoch")?,
+        });
+        sequences.push(s.i32("fresh writer sequence")?);
+    }
+    Ok((
+        record,
+        Some(FreshRange {
+            split,
+            next_source_offset,
+            next_target_offset,
+            writers,
+            sequences,
+        }),
+    ))
+}
+
+/// The fields of a record every reader knows, and the body's reader positioned after them.
+fn decode_fields<'a>(key: &[u8], value: &'a [u8]) -> Result<(CheckpointRecord, Reader<'a>)> {
     let (replication_id, source_topic, source_partition) = decode_key(key)?;
     let mut r = Reader::body(value, VALUE_VERSION)?;
     let checkpoint = Checkpoint {
@@ -231,12 +365,15 @@ pub fn decode_record(key: &[u8], value: &[u8]) -> Result<CheckpointRecord> {
         }
         _ => None,
     };
-    Ok(CheckpointRecord {
-        checkpoint,
-        writers,
-        sequences,
-        topic_ids,
-    })
+    Ok((
+        CheckpointRecord {
+            checkpoint,
+            writers,
+            sequences,
+            topic_ids,
+        },
+        r,
+    ))
 }
 
 /// A cursor over untrusted bytes; every read is bounds-checked and reports where it failed.

@@ -364,6 +364,189 @@ fn invalid_utf8_is_reported() {
     );
 }
 
+fn sample_fresh() -> FreshRange {
+    FreshRange {
+        split: 61_000,
+        next_source_offset: 61_080,
+        next_target_offset: 1_580,
+        writers: vec![ProducerIdentity { id: 4002, epoch: 1 }],
+        sequences: vec![80],
+    }
+}
+
+/// The bytes of `value` with its body length and, when `section_at` is given, the catch-up
+/// section's length grown by `extra` bytes appended at the end.
+fn grown(value: &[u8], section_at: Option<usize>, extra: &[u8]) -> Vec<u8> {
+    let mut v = value.to_vec();
+    v.extend_from_slice(extra);
+    let grow = |v: &mut Vec<u8>, at: usize| {
+        let len = u32::from_be_bytes([v[at], v[at + 1], v[at + 2], v[at + 3]]) + extra.len() as u32;
+        v[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    };
+    grow(&mut v, 2);
+    if let Some(at) = section_at {
+        grow(&mut v, at + 2);
+    }
+    v
+}
+
+/// Where the catch-up section of `sample_record()` starts in its value.
+fn section_at() -> usize {
+    encode_record_value(&sample_record()).len()
+}
+
+/// Pins the catch-up section (see `golden_bytes` for the rule).
+#[test]
+fn golden_bytes_with_a_catchup_section() {
+    let r = sample_record();
+    let value = encode_catchup_value(&r, &sample_fresh());
+    let plain = encode_record_value(&r);
+    // Everything before the section is the plain record's, except the body length.
+    assert_eq!(value[6..plain.len()], plain[6..]);
+    assert_eq!(
+        hex(&value[..6]),
+        "0001000000a1", // value version 1, body length 161 = 113 + 2 + 4 + 42
+    );
+    assert_eq!(
+        hex(&value[plain.len()..]),
+        concat!(
+            "0001",             // catch-up section version 1
+            "0000002a",         // section length 42 = 3 * 8 + 4 + 14
+            "000000000000ee48", // split 61000
+            "000000000000ee98", // fresh next source offset 61080
+            "000000000000062c", // fresh next target offset 1580
+            "00000001",         // 1 fresh writer
+            "0000000000000fa2", // producer id 4002
+            "0001",             // producer epoch 1
+            "00000050",         // sequence 80
+        )
+    );
+    let key = key_of(&r.checkpoint);
+    assert_eq!(
+        decode_catchup_record(&key, &value).expect("golden value decodes"),
+        (r.clone(), Some(sample_fresh()))
+    );
+}
+
+#[test]
+fn a_strait_without_catchup_reads_the_backlog_of_a_catchup_value() {
+    // The version 1 fields hold the backlog's position and writers; a reader that does not
+    // know the section skips it like any appended field.
+    let r = sample_record();
+    let value = encode_catchup_value(&r, &sample_fresh());
+    let key = key_of(&r.checkpoint);
+    assert_eq!(decode_record(&key, &value).expect("decodes"), r);
+    assert_eq!(decode_value(&key, &value).expect("decodes"), r.checkpoint);
+}
+
+#[test]
+fn older_checkpoints_decode_without_a_fresh_range() {
+    let r = sample_record();
+    let key = key_of(&r.checkpoint);
+    let without_ids = CheckpointRecord {
+        topic_ids: None,
+        ..r.clone()
+    };
+    let without_writers = CheckpointRecord::from(r.checkpoint.clone());
+    for old in [r, without_ids, without_writers] {
+        let value = encode_record_value(&old);
+        assert_eq!(decode_catchup_record(&key, &value).expect("decodes"), (old, None));
+    }
+}
+
+#[test]
+fn a_record_without_writers_gets_empty_ones_and_zero_ids_with_a_fresh_range() {
+    let c = sample();
+    let value = encode_catchup_value(&CheckpointRecord::from(c.clone()), &sample_fresh());
+    let (record, fresh) = decode_catchup_record(&key_of(&c), &value).expect("decodes");
+    assert_eq!(record.writers, Some(vec![]));
+    assert_eq!(record.sequences, Some(vec![]));
+    assert_eq!(record.topic_ids, Some(TopicIds::default()));
+    assert_eq!(fresh, Some(sample_fresh()));
+}
+
+#[test]
+fn a_newer_catchup_section_is_refused_with_its_number() {
+    let r = sample_record();
+    let key = key_of(&r.checkpoint);
+    let mut value = encode_catchup_value(&r, &sample_fresh()).to_vec();
+    let at = section_at();
+    value[at..at + 2].copy_from_slice(&2i16.to_be_bytes());
+    let err = decode_catchup_record(&key, &value).expect_err("section version 2 is unknown");
+    assert!(
+        matches!(
+            err,
+            Error::UnsupportedVersion {
+                part: "catch-up section",
+                version: 2,
+                supported: CATCHUP_VERSION
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("upgrade strait"), "{err}");
+    value[at..at + 2].copy_from_slice(&0i16.to_be_bytes());
+    let err = decode_catchup_record(&key, &value).expect_err("section version 0 is invalid");
+    assert!(matches!(err, Error::InvalidVersion { version: 0, .. }), "{err:?}");
+    // A value of a newer format version is refused before any section is looked at.
+    let mut newer = encode_catchup_value(&r, &sample_fresh()).to_vec();
+    newer[..2].copy_from_slice(&2i16.to_be_bytes());
+    assert!(matches!(
+        decode_catchup_record(&key, &newer),
+        Err(Error::UnsupportedVersion {
+            part: "value",
+            version: 2,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn fields_appended_inside_and_after_the_section_are_skipped() {
+    let r = sample_record();
+    let key = key_of(&r.checkpoint);
+    let value = encode_catchup_value(&r, &sample_fresh());
+    let expected = (r, Some(sample_fresh()));
+    let inside = grown(&value, Some(section_at()), &[0xCD; 7]);
+    assert_eq!(decode_catchup_record(&key, &inside).expect("decodes"), expected);
+    let after = grown(&value, None, &[0xEF; 5]);
+    assert_eq!(decode_catchup_record(&key, &after).expect("decodes"), expected);
+}
+
+#[test]
+fn a_fresh_writer_count_past_the_section_is_truncated() {
+    let r = sample_record();
+    let key = key_of(&r.checkpoint);
+    let mut value = encode_catchup_value(&r, &sample_fresh()).to_vec();
+    let count_at = value.len() - CATCHUP_WRITER_LEN - 4;
+    for count in [2u32, u32::MAX] {
+        value[count_at..count_at + 4].copy_from_slice(&count.to_be_bytes());
+        let err = decode_catchup_record(&key, &value).expect_err("missing fresh writer");
+        assert!(
+            matches!(
+                err,
+                Error::Truncated {
+                    part: "catch-up section",
+                    field: "fresh writer producer id",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+    // A section longer than the body is truncated too.
+    let mut long = encode_catchup_value(&r, &sample_fresh()).to_vec();
+    let at = section_at() + 2;
+    long[at..at + 4].copy_from_slice(&1000u32.to_be_bytes());
+    assert!(matches!(
+        decode_catchup_record(&key, &long),
+        Err(Error::Truncated {
+            field: "section body",
+            ..
+        })
+    ));
+}
+
 fn checkpoint() -> impl Strategy<Value = Checkpoint> {
     (
         (any::<String>(), any::<String>(), any::<i32>(), any::<String>()),
@@ -428,6 +611,38 @@ proptest! {
         prop_assert_eq!(decode_record(&key, &value).expect("record decodes"), r.clone());
         for cut in 0..value.len() {
             prop_assert!(decode_record(&key, &value[..cut]).is_err(), "value prefix of {} bytes", cut);
+        }
+    }
+
+    #[test]
+    fn catchup_record_round_trips(
+        c in checkpoint(),
+        backlog in proptest::collection::vec((any::<i64>(), any::<i16>(), -1..i32::MAX), 0..4),
+        fresh in proptest::collection::vec((any::<i64>(), any::<i16>(), -1..i32::MAX), 0..4),
+        offsets in (any::<i64>(), any::<i64>(), any::<i64>()),
+    ) {
+        let identities = |w: &[(i64, i16, i32)]| -> Vec<ProducerIdentity> {
+            w.iter().map(|&(id, epoch, _)| ProducerIdentity { id, epoch }).collect()
+        };
+        let r = CheckpointRecord {
+            checkpoint: c,
+            writers: Some(identities(&backlog)),
+            sequences: Some(backlog.iter().map(|x| x.2).collect()),
+            topic_ids: Some(TopicIds { source: [3; 16], target: [0; 16] }),
+        };
+        let f = FreshRange {
+            split: offsets.0,
+            next_source_offset: offsets.1,
+            next_target_offset: offsets.2,
+            writers: identities(&fresh),
+            sequences: fresh.iter().map(|x| x.2).collect(),
+        };
+        let value = encode_catchup_value(&r, &f);
+        let key = key_of(&r.checkpoint);
+        prop_assert_eq!(decode_catchup_record(&key, &value).expect("decodes"), (r.clone(), Some(f)));
+        prop_assert_eq!(decode_record(&key, &value).expect("decodes"), r);
+        for cut in 0..value.len() {
+            prop_assert!(decode_catchup_record(&key, &value[..cut]).is_err(), "value prefix of {} bytes", cut);
         }
     }
 

@@ -63,8 +63,26 @@
 //! | 50 + T + 14 × N  | 16   | source topic id | UUID bytes, zeros when the source gives none |
 //! | 66 + T + 14 × N  | 16   | target topic id | UUID bytes, zeros when the target gives none |
 //!
-//! so B = 76 + T + 14 × N. The writers are every idempotent producer identity strait may have
-//! written with at or beyond the next target offset (see [`CheckpointRecord`]). A body that ends
+//! so B = 76 + T + 14 × N. Then, for a partition in fresh-first catch-up only
+//! ([`crate::pipeline`]'s `catchup` module; not written yet), the fresh range in a section with
+//! its own version and length; the fields above are then the backlog's:
+//!
+//! | offset           | size   | field                    | type / value                                   |
+//! |------------------|--------|--------------------------|------------------------------------------------|
+//! | 82 + T + 14 × N  | 2      | catch-up section version | `i16` = 1 ([`CATCHUP_VERSION`])                |
+//! | 84 + T + 14 × N  | 4      | section length           | `u32` = S, the number of bytes that follow     |
+//! | 88 + T + 14 × N  | 8      | split                    | `i64`, the fresh range's first source offset   |
+//! | 96 + T + 14 × N  | 8      | fresh next source offset | `i64`                                          |
+//! | 104 + T + 14 × N | 8      | fresh next target offset | `i64`                                          |
+//! | 112 + T + 14 × N | 4      | fresh writer count       | `u32` = M                                      |
+//! | 116 + T + 14 × N | 14 × M | fresh writers            | M × (`i64` id, `i16` epoch, `i32` sequence)    |
+//!
+//! so S = 28 + 14 × M and B = 82 + T + 14 × N + S. A reader without it reads the backlog's
+//! checkpoint and skips the section ([`decode_record`]); [`decode_catchup_record`] reads it, and
+//! refuses a newer section version with [`Error::UnsupportedVersion`].
+//!
+//! The writers are every idempotent producer identity strait may have written with at or
+//! beyond the next target offset (see [`CheckpointRecord`]). A body that ends
 //! after the wall clock is a checkpoint of a strait that did not record them: its writers are
 //! unknown ([`CheckpointRecord::writers`] is `None`), which is not the same as none. A null value
 //! (tombstone) deletes the checkpoint.
@@ -95,9 +113,9 @@ mod log;
 mod store;
 
 pub use codec::{
-    decode_any_key, decode_key, decode_record, decode_run_value, decode_value, encode_key, encode_record_value,
-    encode_run_key, encode_run_value, encode_value, AnyKey, KEY_VERSION, RUN_KEY_VERSION, RUN_VALUE_VERSION,
-    VALUE_VERSION,
+    decode_any_key, decode_catchup_record, decode_key, decode_record, decode_run_value, decode_value,
+    encode_catchup_value, encode_key, encode_record_value, encode_run_key, encode_run_value, encode_value, AnyKey,
+    FreshRange, CATCHUP_VERSION, KEY_VERSION, RUN_KEY_VERSION, RUN_VALUE_VERSION, VALUE_VERSION,
 };
 pub use error::{Error, Result};
 pub use store::{now_ms, CheckpointStore, Follower};
