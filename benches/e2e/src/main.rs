@@ -113,10 +113,10 @@ pub struct Cli {
     cut_partitions: i32,
     /// Seconds the link is cut: 6 hours compressed by 6 h / this (retention and the alert
     /// threshold are compressed alike).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 420)]
     cut_secs: u64,
     /// Source key+value kB/s written before, during and after the cut.
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = 120)]
     cut_source_kb_per_sec: u64,
     /// strait's budget over the cut link, wire bytes per second.
     #[arg(long, default_value_t = 250_000)]
@@ -133,7 +133,7 @@ pub struct Cli {
     /// strait's fetch.buffer_max_bytes and batch.buffer_max_bytes in the cut, MiB (0: strait's
     /// defaults): small enough that strait stops reading within the cut's first third, as it
     /// does within minutes of a real 6-hour cut.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 4)]
     cut_buffer_mib: u64,
     /// Skip the 6-hour cut in compressed time (needs root).
     #[arg(long)]

@@ -7,7 +7,7 @@
 //! count of the records the source deleted before strait read them.
 //!
 //! What is compressed: every duration tied to the outage's length, by K = 6 h / `--cut-secs`
-//! (72 at the default 300 s). The cut lasts 6 h / K; the source topics' `retention.ms` and
+//! (51 at the default 420 s). The cut lasts 6 h / K; the source topics' `retention.ms` and
 //! `alerts.retention_headroom_secs` are their real values / K, so headroom runs out at the same
 //! point of the cut as it would in 6 hours. What is not: the producer's rate, the budget, the
 //! link and the clocks inside strait (reconnect delays, request timeouts, the 30 s drain
@@ -354,6 +354,7 @@ pub(super) async fn run(cli: &Cli, repo: &Path, bin: &Path, logs: &Path, report:
         threshold_secs,
         &gap_open,
         &written,
+        &stop,
     )
     .await;
     stop.store(true, Ordering::Relaxed);
@@ -379,6 +380,7 @@ async fn measure(
     threshold_secs: u64,
     gap_open: &AtomicBool,
     written: &AtomicU64,
+    stop: &AtomicBool,
 ) -> Result<()> {
     let budget = cli.cut_budget_bytes_per_sec;
     let http = harness::free_port()?;
@@ -477,7 +479,7 @@ async fn measure(
         cut_samples.push(s);
     }
     let (_, page) = run.sample()?;
-    let risk_at_heal = metric_where(&page, "strait_partitions_at_retention_risk", "");
+    let risk_at_heal = harness::metric_sum(&page, "strait_partitions_at_retention_risk");
     let risk_page = harness::http_get(http, "/status").map(|(_, b)| b).unwrap_or_default();
     let hwm_cut = harness::vm_bytes(p.pid(), "VmHWM")?;
     let (gap_start, gap_end) = watermarks(&source.bootstrap(), "cutgap", SMALL_TOPIC_PARTITIONS)?;
@@ -648,6 +650,8 @@ async fn measure(
             gap_min_headroom.map_or("none".to_owned(), |h| format!("{h:.0} s"))
         ),
     );
+    // The producer stops, so strait can catch up to a fixed end.
+    stop.store(true, Ordering::Relaxed);
     stop_and_count(
         cli,
         &run,
