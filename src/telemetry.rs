@@ -72,6 +72,9 @@ pub const TARGET_THROTTLE: &str = "strait_target_throttle_seconds_total";
 pub const ZSTD_LEVEL: &str = "strait_zstd_level";
 /// Open broker connections, labelled `cluster`.
 pub const CONNECTIONS: &str = "strait_connections";
+/// Counter: TCP connects started per cluster (a failed connect holds the next one back, see
+/// `ReconnectGate`), labelled `cluster`.
+pub const CONNECTION_ATTEMPTS: &str = "strait_connection_attempts_total";
 /// SASL re-authentications, labelled `cluster`.
 pub const REAUTHENTICATIONS: &str = "strait_reauthentications_total";
 /// 1 while the last probe of a cluster succeeded, labelled `cluster` (source, target).
@@ -326,6 +329,7 @@ fn describe() {
     // BUDGET_THROTTLE and TARGET_THROTTLE are SecondsCounters, described where they are defined.
     describe_gauge!(ZSTD_LEVEL, Unit::Count, "zstd level used for target batches");
     describe_gauge!(CONNECTIONS, Unit::Count, "Open broker connections by cluster");
+    describe_counter!(CONNECTION_ATTEMPTS, Unit::Count, "TCP connects started by cluster");
     describe_counter!(REAUTHENTICATIONS, Unit::Count, "SASL re-authentications by cluster");
     describe_gauge!(
         CLUSTER_REACHABLE,
@@ -498,6 +502,7 @@ mod tests {
         TARGET_THROTTLE,
         ZSTD_LEVEL,
         CONNECTIONS,
+        CONNECTION_ATTEMPTS,
         REAUTHENTICATIONS,
         CLUSTER_REACHABLE,
         READY,

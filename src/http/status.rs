@@ -8,7 +8,7 @@ use hyper::Response;
 use serde::Serialize;
 
 use super::{Body, Endpoints};
-use crate::replicate::{drain_eta_secs, ClusterHealth, PartitionState, Side};
+use crate::replicate::{drain_eta_secs, total_drain_eta_secs, ClusterHealth, PartitionState, Side};
 
 /// Fixed facts shown on `/status`.
 #[derive(Clone, Debug, Default)]
@@ -44,12 +44,14 @@ impl Endpoints {
         let threshold_secs = self.info.retention_headroom_alert_secs;
         let readiness = self.health.readiness(&self.progress);
         let rates = self.health.rates();
+        let drain = self.health.drain_rates();
         let partitions: Vec<PartitionReport> = self
             .progress
             .snapshot()
             .into_iter()
             .map(|(tp, s)| {
                 let records_per_sec = rates.get(&tp).copied().unwrap_or(0.0);
+                let net_drain_per_sec = drain.get(&tp).map(|d| d.net_per_sec());
                 let lag_records = s.lag_records();
                 let risk = s.retention_risk(now_ms, threshold_secs);
                 let (state, last_error) = match &s.state {
@@ -70,7 +72,8 @@ impl Endpoints {
                     next_target_offset: s.next_target_offset,
                     lag_records,
                     records_per_sec,
-                    drain_eta_secs: drain_eta_secs(lag_records, records_per_sec),
+                    net_drain_records_per_sec: net_drain_per_sec,
+                    drain_eta_secs: net_drain_per_sec.and_then(|r| drain_eta_secs(lag_records, r)),
                     records: s.records,
                     source_bytes: s.source_bytes,
                     wire_bytes: s.wire_bytes,
@@ -128,6 +131,8 @@ impl Endpoints {
                 wire_bytes: t.wire_bytes,
                 lag_records: t.lag_records,
                 records_per_sec: rates.values().sum(),
+                net_drain_records_per_sec: (!drain.is_empty()).then(|| drain.values().map(|d| d.net_per_sec()).sum()),
+                drain_eta_secs: total_drain_eta_secs(t.lag_records, &drain),
                 partitions_at_retention_risk,
             },
             retention_headroom_alert_secs: Some(threshold_secs).filter(|&s| s > 0),
@@ -227,6 +232,12 @@ pub struct TotalsReport {
     pub lag_records: i64,
     /// Records per second over the last ten seconds.
     pub records_per_sec: f64,
+    /// Records per second the lag shrinks by over the last 30 s: replication minus the
+    /// source's growth, summed over the partitions; null before the first 30 s.
+    pub net_drain_records_per_sec: Option<f64>,
+    /// Seconds until the whole lag is replicated at that net rate; null when the lag does
+    /// not shrink.
+    pub drain_eta_secs: Option<f64>,
     /// Partitions with `at_risk` set.
     pub partitions_at_retention_risk: usize,
 }
@@ -256,7 +267,10 @@ pub struct PartitionReport {
     pub lag_records: i64,
     /// Records per second over the last ten seconds.
     pub records_per_sec: f64,
-    /// Seconds to replicate the lag at the current rate; null when nothing moves.
+    /// Records per second the lag shrinks by over the last 30 s: the next source offset's
+    /// advance minus the source high watermark's; null before the first 30 s.
+    pub net_drain_records_per_sec: Option<f64>,
+    /// Seconds until the lag is replicated at that net rate; null when the lag does not shrink.
     pub drain_eta_secs: Option<f64>,
     /// Records acknowledged.
     pub records: u64,

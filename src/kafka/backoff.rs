@@ -1,5 +1,9 @@
 use std::time::Duration;
 
+use tokio::time::Instant;
+
+use super::Error;
+
 /// Capped exponential backoff with jitter, for retrying retriable errors.
 #[derive(Clone, Debug)]
 pub struct Backoff {
@@ -41,9 +45,103 @@ impl Default for Backoff {
     }
 }
 
+/// When one connection slot (a broker address and lane) may try to connect again. After a
+/// failed connect, every caller gets that failure back at once, without a new attempt, until a
+/// capped, jittered exponential delay has passed; a connect that succeeds resets it. So the
+/// connection attempts to a cluster that cannot be reached stay bounded per slot, however many
+/// partitions retry through it, and a link that comes back is tried again within the cap.
+#[derive(Debug)]
+pub struct ReconnectGate {
+    backoff: Backoff,
+    /// The last failure and when the next attempt may start.
+    failed: Option<(Instant, Error)>,
+}
+
+impl Default for ReconnectGate {
+    fn default() -> Self {
+        Self::new(Self::BASE, Self::CAP)
+    }
+}
+
+impl ReconnectGate {
+    /// The delay after the first failed connect.
+    pub const BASE: Duration = Duration::from_millis(100);
+    /// The longest delay between two connects of one slot.
+    pub const CAP: Duration = Duration::from_secs(2);
+
+    /// A gate whose delays start at `base` and never exceed `cap`.
+    pub fn new(base: Duration, cap: Duration) -> Self {
+        Self {
+            backoff: Backoff::new(base, cap),
+            failed: None,
+        }
+    }
+
+    /// The last failure while the delay after it runs at `now`; `None`: connect.
+    pub fn blocked(&self, now: Instant) -> Option<Error> {
+        match &self.failed {
+            Some((retry_at, e)) if now < *retry_at => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    /// A connect failed at `now`: the next one waits for the next delay.
+    pub fn failed(&mut self, now: Instant, error: Error) {
+        self.failed = Some((now + self.backoff.next_delay(), error));
+    }
+
+    /// A connect succeeded: the next failure waits the base delay again.
+    pub fn connected(&mut self) {
+        self.backoff.reset();
+        self.failed = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused() -> Error {
+        Error::Connect {
+            broker: "b:9092".into(),
+            source: std::sync::Arc::new(std::io::ErrorKind::ConnectionRefused.into()),
+        }
+    }
+
+    #[test]
+    fn the_gate_bounds_attempts_whatever_the_callers_and_opens_within_the_cap() {
+        let mut gate = ReconnectGate::default();
+        let t0 = Instant::now();
+        // 5,000 callers every 10 ms for 10 minutes against a broker that refuses at once.
+        let mut attempts = 0u32;
+        let mut per_minute = [0u32; 10];
+        let mut now = t0;
+        let end = t0 + Duration::from_secs(600);
+        while now < end {
+            if gate.blocked(now).is_none() {
+                attempts += 1;
+                per_minute[(now - t0).as_secs() as usize / 60] += 1;
+                gate.failed(now, refused());
+            }
+            now += Duration::from_millis(10);
+        }
+        // At the cap, one attempt per 1.5-2 s (jitter takes up to a quarter off).
+        let bound = (60.0 / (ReconnectGate::CAP.as_secs_f64() * 0.75)).ceil() as u32;
+        assert!(per_minute[1..].iter().all(|&n| n <= bound), "{per_minute:?} > {bound}");
+        assert!(per_minute[0] <= bound + 16, "{per_minute:?}");
+        assert!(attempts >= 10 * 30, "never starved: {attempts}");
+        // The failure comes back while blocked, the same error.
+        let after = now;
+        gate.failed(after, refused());
+        assert!(matches!(gate.blocked(after), Some(Error::Connect { .. })));
+        // Within the cap the gate opens again.
+        assert!(gate.blocked(after + ReconnectGate::CAP).is_none());
+        // A success resets the delay to the base.
+        gate.connected();
+        assert!(gate.blocked(after).is_none());
+        gate.failed(after, refused());
+        assert!(gate.blocked(after + ReconnectGate::BASE).is_none());
+    }
 
     #[test]
     fn grows_then_caps_and_resets() {

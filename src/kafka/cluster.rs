@@ -20,7 +20,14 @@ use super::pace::Pace;
 use super::security::Security;
 use super::TopicPartition;
 
-type Slot = Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>;
+type Slot = Arc<tokio::sync::Mutex<SlotState>>;
+
+/// One connection slot: its connection once open, and when it may connect again after a failure.
+#[derive(Debug, Default)]
+struct SlotState {
+    conn: Option<Arc<Conn>>,
+    gate: super::backoff::ReconnectGate,
+}
 
 /// A cluster: where its brokers are, who leads which partition, and the connections to them.
 pub struct Cluster {
@@ -194,15 +201,27 @@ impl Cluster {
     async fn lane_to(&self, addr: &str, lane: u16) -> Result<Arc<Conn>> {
         let slot = Arc::clone(self.state().slots.entry((addr.to_owned(), lane)).or_default());
         let mut guard = slot.lock().await;
-        if let Some(conn) = guard.as_ref().filter(|c| !c.is_closed()) {
+        if let Some(conn) = guard.conn.as_ref().filter(|c| !c.is_closed()) {
             return Ok(Arc::clone(conn));
         }
+        // Right after a failed connect every caller gets that failure back, without an attempt.
+        if let Some(e) = guard.gate.blocked(tokio::time::Instant::now()) {
+            return Err(e);
+        }
+        metrics::counter!(crate::telemetry::CONNECTION_ATTEMPTS, "cluster" => self.name.clone()).increment(1);
         // Boxed: connecting (TLS, SASL) is rare, and its future would otherwise be part of every
         // request's future, held by every partition task for its life.
         let connect = Conn::connect_with(addr, &self.client_id, self.timeout, &self.security, self.pace.clone());
-        let conn = Arc::new(Box::pin(connect).await?);
+        let conn = match Box::pin(connect).await {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                guard.gate.failed(tokio::time::Instant::now(), e.clone());
+                return Err(e);
+            }
+        };
+        guard.gate.connected();
         tracing::debug!(cluster = %self.name, broker = addr, lane, "connected");
-        *guard = Some(Arc::clone(&conn));
+        guard.conn = Some(Arc::clone(&conn));
         // Open connections of this cluster; a slot locked by another caller counts as open.
         let open = self
             .state()
@@ -210,7 +229,7 @@ impl Cluster {
             .values()
             .filter(|s| {
                 s.try_lock()
-                    .map_or(true, |g| g.as_ref().is_some_and(|c| !c.is_closed()))
+                    .map_or(true, |g| g.conn.as_ref().is_some_and(|c| !c.is_closed()))
             })
             .count();
         metrics::gauge!(crate::telemetry::CONNECTIONS, "cluster" => self.name.clone()).set(open as f64);

@@ -72,6 +72,10 @@ impl Pending {
     }
 }
 
+/// The longest a TCP connect waits for the broker's answer (Linux sends the SYN again after 1
+/// and 3 s; across any WAN a handshake takes well under a second).
+pub(crate) const CONNECT_TIMEOUT_MAX: Duration = Duration::from_secs(5);
+
 /// A connection to one broker, shared by every task that talks to it.
 pub struct Conn {
     broker: String,
@@ -127,7 +131,10 @@ impl Conn {
             api,
             timeout_ms: timeout.as_millis() as u64,
         };
-        let tcp = tokio::time::timeout(timeout, TcpStream::connect(broker))
+        // The TCP handshake alone waits at most CONNECT_TIMEOUT_MAX: on a black-holed path the
+        // kernel's SYN retries back off to 16 s and more, so a longer wait would keep a
+        // returning link unused for that long (ReconnectGate spaces the next attempt).
+        let tcp = tokio::time::timeout(timeout.min(CONNECT_TIMEOUT_MAX), TcpStream::connect(broker))
             .await
             .map_err(|_| connect_err(std::io::ErrorKind::TimedOut.into()))?
             .map_err(connect_err)?;

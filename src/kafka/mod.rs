@@ -23,7 +23,7 @@ mod test_broker;
 mod tls;
 mod versions;
 
-pub use backoff::Backoff;
+pub use backoff::{Backoff, ReconnectGate};
 pub use client::PendingProduce;
 pub use cluster::{Cluster, ClusterMetadata, TopicMetadata};
 pub use conn::{Conn, InFlight};

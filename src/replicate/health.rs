@@ -9,7 +9,7 @@
 //! The replicator sets the flags; `crate::http` only reads them. Nothing here writes to a
 //! cluster: the probe is a metadata request for no topics, the cheapest request a broker answers.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -21,6 +21,8 @@ use crate::telemetry;
 
 use crate::report::progress::{PartitionState, PartitionStatus, Progress};
 use crate::report::retention::{Crossing, RiskWatch};
+
+use super::drain::{DrainMeter, DrainRate, Window, DRAIN_WINDOW};
 
 /// How often the monitor refreshes the gauges and the rates.
 const TICK: Duration = Duration::from_secs(1);
@@ -82,6 +84,7 @@ pub struct Health {
     /// before its first pass or when it does not run.
     orphans: Mutex<Option<Vec<super::orphans::Orphan>>>,
     rates: Mutex<RateMeter>,
+    drain: Mutex<DrainMeter>,
 }
 
 impl Default for Health {
@@ -125,6 +128,7 @@ impl Health {
             topic_errors: Mutex::default(),
             orphans: Mutex::default(),
             rates: Mutex::new(RateMeter::new(RATE_WINDOW)),
+            drain: Mutex::new(DrainMeter::new(DRAIN_WINDOW)),
         }
     }
 
@@ -224,6 +228,12 @@ impl Health {
         self.rates.lock().rates()
     }
 
+    /// Per partition, the replication and source growth rates over [`DRAIN_WINDOW`]: what
+    /// the drain ETA divides the lag by.
+    pub fn drain_rates(&self) -> BTreeMap<TopicPartition, DrainRate> {
+        self.drain.lock().rates()
+    }
+
     /// Whether the process is ready, and why not.
     pub fn readiness(&self, progress: &Progress) -> Readiness {
         let mut reasons = Vec::new();
@@ -287,6 +297,11 @@ impl Health {
         retention_gauges(&snapshot, watch, crate::checkpoint::now_ms());
         let counts = snapshot.iter().map(|(tp, s)| (tp.clone(), s.records)).collect();
         self.rates.lock().sample(Instant::now(), counts);
+        let positions = snapshot
+            .iter()
+            .map(|(tp, s)| (tp.clone(), (s.next_source_offset, s.source_high_watermark)))
+            .collect();
+        self.drain.lock().sample(Instant::now(), positions);
         let halted = snapshot
             .values()
             .filter(|s| matches!(s.state, PartitionState::Halted(_)))
@@ -386,44 +401,36 @@ async fn probe(cluster: &Cluster) -> Result<(), String> {
 
 /// Per-partition rates from samples of monotonically growing counters over a sliding window.
 #[derive(Debug)]
-pub(crate) struct RateMeter {
-    window: Duration,
-    samples: VecDeque<(Instant, BTreeMap<TopicPartition, u64>)>,
-}
+pub(crate) struct RateMeter(Window<BTreeMap<TopicPartition, u64>>);
 
 impl RateMeter {
     pub(crate) fn new(window: Duration) -> Self {
-        Self {
-            window,
-            samples: VecDeque::new(),
-        }
+        Self(Window::new(window))
     }
 
-    /// Adds a sample, keeping one sample at least `window` old as the base of the rates.
+    /// Adds a sample of every partition's counter.
     pub(crate) fn sample(&mut self, now: Instant, counts: BTreeMap<TopicPartition, u64>) {
-        self.samples.push_back((now, counts));
-        while self.samples.len() > 2 && self.samples[1].0 + self.window <= now {
-            self.samples.pop_front();
-        }
+        self.0.sample(now, counts);
     }
 
     /// Counter increase per second between the oldest and the newest sample; a partition
     /// missing from the oldest sample started from zero.
     pub(crate) fn rates(&self) -> BTreeMap<TopicPartition, f64> {
-        let (Some((t0, old)), Some((t1, new))) = (self.samples.front(), self.samples.back()) else {
-            return BTreeMap::new();
-        };
-        let secs = t1.saturating_duration_since(*t0).as_secs_f64();
-        new.iter()
-            .map(|(tp, n)| {
-                let rate = if secs > 0.0 {
-                    n.saturating_sub(old.get(tp).copied().unwrap_or(0)) as f64 / secs
-                } else {
-                    0.0
-                };
-                (tp.clone(), rate)
-            })
-            .collect()
+        match self.0.ends() {
+            Some((secs, old, new)) => new
+                .iter()
+                .map(|(tp, n)| {
+                    let rate = n.saturating_sub(old.get(tp).copied().unwrap_or(0)) as f64 / secs;
+                    (tp.clone(), rate)
+                })
+                .collect(),
+            // One sample (or none): nothing measured yet.
+            None => self
+                .0
+                .latest()
+                .map(|new| new.keys().map(|tp| (tp.clone(), 0.0)).collect())
+                .unwrap_or_default(),
+        }
     }
 }
 

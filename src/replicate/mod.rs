@@ -8,6 +8,7 @@ mod assign;
 mod check;
 mod checkpointer;
 mod claims;
+mod drain;
 mod error;
 mod first_start;
 mod groups;
@@ -25,6 +26,7 @@ pub use crate::report::{
 };
 pub use assign::Shard;
 pub use check::{check, CheckReport, ClusterCheck, TargetState, TopicCheck};
+pub use drain::{drain_eta_secs, total_drain_eta_secs, DrainRate, DRAIN_WINDOW};
 pub use error::{Error, Result};
 pub use groups::groups;
 pub use health::{ClusterHealth, Health, Readiness, Side};
@@ -53,16 +55,6 @@ use checkpointer::Checkpointer;
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// How often the zstd level control decides (see [`LevelControl`]).
 const LEVEL_EVERY: Duration = Duration::from_secs(2);
-
-/// Seconds until a lag of `lag_records` is replicated at `records_per_sec`; `None` when nothing
-/// moves (an ETA would be infinite or meaningless).
-pub fn drain_eta_secs(lag_records: i64, records_per_sec: f64) -> Option<f64> {
-    match (lag_records, records_per_sec) {
-        (0, _) => Some(0.0),
-        (l, r) if l > 0 && r > 0.0 => Some(l as f64 / r),
-        _ => None,
-    }
-}
 
 /// What a refresh needs to start partition tasks.
 struct Spawn<'a> {
@@ -322,7 +314,7 @@ impl Replicator {
                     let elapsed = last_tick.elapsed().as_secs_f64().max(0.001);
                     last_tick = tokio::time::Instant::now();
                     let rate = (t.records - last_totals.records) as f64 / elapsed;
-                    let eta = drain_eta_secs(t.lag_records, rate);
+                    let eta = total_drain_eta_secs(t.lag_records, &self.health.drain_rates());
                     let now_ms = checkpoint::now_ms();
                     let threshold_secs = self.config.alerts.retention_headroom_secs;
                     let risk = retention::Summary::of(

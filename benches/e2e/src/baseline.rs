@@ -144,16 +144,25 @@ fn rdkafka_mirror(source: &str, target: &str, topic: &str, target_topic: &str, p
         if let Some(h) = headers {
             record = record.headers(h);
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    // The producer's own thread drains the queue.
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err((e, _)) => return Err(e).context("producer send"),
+        send(&producer, record)?;
+    }
+}
+
+/// Queues `record`, waiting while librdkafka's queue is full (the producer's own thread
+/// drains it).
+pub fn send<K, P>(producer: &ThreadedProducer<DefaultProducerContext>, mut record: BaseRecord<'_, K, P>) -> Result<()>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(2));
             }
+            Err((e, _)) => return Err(e).context("producer send"),
         }
     }
 }

@@ -108,6 +108,36 @@ pub struct Cli {
     /// Skip the 1,000-partition RSS run.
     #[arg(long)]
     skip_wide: bool,
+    /// Partitions behind the cut (all but 32 in one topic, 16 at retention risk, 16 past it).
+    #[arg(long, default_value_t = 5000)]
+    cut_partitions: i32,
+    /// Seconds the link is cut: 6 hours compressed by 6 h / this (retention and the alert
+    /// threshold are compressed alike).
+    #[arg(long, default_value_t = 420)]
+    cut_secs: u64,
+    /// Source key+value kB/s written before, during and after the cut.
+    #[arg(long, default_value_t = 120)]
+    cut_source_kb_per_sec: u64,
+    /// strait's budget over the cut link, wire bytes per second.
+    #[arg(long, default_value_t = 250_000)]
+    cut_budget_bytes_per_sec: u64,
+    /// Rate of the cut link (tc tbf syntax); 25 ms each way.
+    #[arg(long, default_value = "10mbit")]
+    cut_link_rate: String,
+    /// Seconds after the link's return when the drain ETA is read from /status.
+    #[arg(long, default_value_t = 60)]
+    cut_eta_at_secs: u64,
+    /// Longest the catch-up before the cut, and the drain after it, are waited for.
+    #[arg(long, default_value_t = 300)]
+    cut_max_drain_secs: u64,
+    /// strait's fetch.buffer_max_bytes and batch.buffer_max_bytes in the cut, MiB (0: strait's
+    /// defaults): small enough that strait stops reading within the cut's first third, as it
+    /// does within minutes of a real 6-hour cut.
+    #[arg(long, default_value_t = 4)]
+    cut_buffer_mib: u64,
+    /// Skip the 6-hour cut in compressed time (needs root).
+    #[arg(long)]
+    skip_cut: bool,
     /// The strait binary; default: `cargo build --release` of this repository, then
     /// `target/release/strait`.
     #[arg(long)]

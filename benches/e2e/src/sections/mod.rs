@@ -11,6 +11,7 @@ use crate::corpus::{self, Regrouped};
 use crate::harness::{self, Broker};
 use crate::Cli;
 
+mod cut;
 mod mirrors;
 mod mm2;
 mod report;
@@ -368,6 +369,16 @@ pub async fn run_all(cli: &Cli) -> Result<Report> {
         (Ok(bin), false) => {
             if let Err(e) = wide::run(cli, bin, &source, &logs, &mut report).await {
                 report.na("many partitions", "section", format!("{e:#}"));
+            }
+        }
+    }
+    // A 6-hour cut in compressed time.
+    match (&bin, cli.skip_cut) {
+        (_, true) => report.na(cut::S, "all", "skipped (--skip-cut)"),
+        (Err(_), _) => report.na(cut::S, "all", "no strait binary"),
+        (Ok(bin), false) => {
+            if let Err(e) = cut::run(cli, &repo, bin, &logs, &mut report).await {
+                report.na(cut::S, "section", format!("{e:#}"));
             }
         }
     }
