@@ -54,6 +54,24 @@ fn keepalive() -> socket2::TcpKeepalive {
     k
 }
 
+/// How long sent data may stay unacknowledged before the kernel drops the connection (Linux):
+/// as long as keepalive takes to give up on an idle one. Keepalive probes only idle
+/// connections; one cut while it had data in flight would otherwise retransmit with a backoff
+/// that reaches minutes, and a link that came back would carry nothing on it until the next
+/// retransmission. A broker answers every request within its timeout (30 s by default), so
+/// nothing it does on a live link holds data unacknowledged this long.
+#[cfg(target_os = "linux")]
+const UNACKED_MAX: Duration = Duration::from_secs(KEEPALIVE_IDLE.as_secs() + 3 * KEEPALIVE_INTERVAL.as_secs());
+
+/// Sets how the kernel notices a broker that vanished without a reset (a black-holed path):
+/// keepalive on an idle connection, and a bound on unacknowledged data on a busy one.
+fn notice_dead_peers(socket: socket2::SockRef<'_>) -> std::io::Result<()> {
+    socket.set_tcp_keepalive(&keepalive())?;
+    #[cfg(target_os = "linux")]
+    socket.set_tcp_user_timeout(Some(UNACKED_MAX))?;
+    Ok(())
+}
+
 type Waiter = oneshot::Sender<std::result::Result<Bytes, Arc<std::io::Error>>>;
 
 #[derive(Default)]
@@ -141,9 +159,7 @@ impl Conn {
         tcp.set_nodelay(true).map_err(connect_err)?;
         // A broker that vanished without a reset (a black-holed WAN path) is noticed by the
         // kernel too, not only by the next request's timeout.
-        socket2::SockRef::from(&tcp)
-            .set_tcp_keepalive(&keepalive())
-            .map_err(connect_err)?;
+        notice_dead_peers(socket2::SockRef::from(&tcp)).map_err(connect_err)?;
         let tcp = Socket::new(tcp, pace);
         let mut stream = match security.tls() {
             None => Stream::Plain(tcp),

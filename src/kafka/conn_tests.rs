@@ -52,12 +52,15 @@ async fn a_timed_out_request_closes_its_connection_and_fails_the_others() {
 }
 
 #[test]
-fn keepalive_probes_an_idle_connection() {
+fn keepalive_probes_an_idle_connection_and_unacknowledged_data_is_bounded() {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket.set_tcp_keepalive(&keepalive()).expect("keepalive");
+    notice_dead_peers(socket2::SockRef::from(&socket)).expect("dead peer detection");
     assert!(socket.keepalive().expect("read back"));
     #[cfg(target_os = "linux")]
-    assert_eq!(socket.tcp_keepalive_time().expect("read back"), KEEPALIVE_IDLE);
+    {
+        assert_eq!(socket.tcp_keepalive_time().expect("read back"), KEEPALIVE_IDLE);
+        assert_eq!(socket.tcp_user_timeout().expect("read back"), Some(UNACKED_MAX));
+    }
 }
 
 #[tokio::test]
