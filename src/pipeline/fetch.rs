@@ -162,11 +162,15 @@ impl<S: Fetch> Fetcher<S> {
             0 => BUFFER_UNIT as f64,
             n => n as f64 * self.expansion,
         };
-        let reserved = self
-            .refetch_reserving
-            .take()
-            .unwrap_or_else(|| buffer_units(expected as usize))
-            .min(self.settings.buffer_units);
+        let reserved = match self.refetch_reserving.take() {
+            Some(units) => units,
+            // Asleep until records come, for as long as the partition is idle: holding even one
+            // unit meanwhile would let enough idle partitions take the whole buffer from the
+            // busy ones. Records that come are reserved for in `take`.
+            None if matches!(self.wait(), Wait::UntilReadable(_)) => 0,
+            None => buffer_units(expected as usize),
+        }
+        .min(self.settings.buffer_units);
         tokio::select! {
             biased;
             _ = self.cancel.cancelled() => None,
@@ -236,7 +240,9 @@ impl<S: Fetch> Fetcher<S> {
         if !starved {
             self.last_len = fetched_len;
         }
-        let limit = reserved as usize * BUFFER_UNIT;
+        // A partition that slept reserved nothing: its first chunk is still up to a unit, then
+        // fitted below like any.
+        let limit = reserved.max(1) as usize * BUFFER_UNIT;
         // No batch may decompress to more than the whole buffer: it could never be counted.
         let cap = self.settings.buffer_units as usize * BUFFER_UNIT;
         let chunk = match unpack(&self.tp, self.offset, fetched, limit, cap) {

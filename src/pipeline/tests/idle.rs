@@ -13,6 +13,9 @@ async fn idle_after_ten(rig: &mut Rig) -> tokio::task::JoinHandle<super::super::
     let (asleep, empty) = rig.source.sleeps_and_empty_answers();
     assert!(asleep >= 1, "the premise: the task went to sleep");
     assert!(empty <= 8, "woken {empty} times while idle");
+    // Asleep, it holds none of the fetch buffer: thousands of idle partitions must not take it
+    // from the busy ones.
+    assert_eq!(rig.settings.buffer.available_permits(), MEMORY_UNITS as usize);
     task
 }
 
