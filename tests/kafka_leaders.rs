@@ -325,6 +325,27 @@ async fn leader_kill_controlled_shutdown_and_rolling_restarts_lose_and_duplicate
         assert_eq!(source_recs[p].len() as i64, *n, "source {topic}/{p} read back");
     }
     let target_recs = read_all(&target.plain_bootstrap(), &topic, &source_ends).await;
+
+    // strait's source ends (one ListOffsets per leader, as /status and the drain ETA read them)
+    // agree with librdkafka's, with the partitions led by more than one node.
+    wait_healthy(&source, "source at the end").await;
+    let led_by = leaders(&source, &topic).await.expect("source leaders");
+    let nodes: std::collections::BTreeSet<i32> = led_by.values().copied().collect();
+    assert!(nodes.len() >= 2, "premise: partitions led by several nodes: {led_by:?}");
+    let cluster = strait::kafka::Cluster::new(
+        "source",
+        vec![source.plain_bootstrap()],
+        "check",
+        Duration::from_secs(10),
+    );
+    let tps: Vec<strait::kafka::TopicPartition> = (0..PARTITIONS)
+        .map(|p| strait::kafka::TopicPartition::new(&topic, p))
+        .collect();
+    let ends = cluster.list_ends(&tps).await;
+    for (tp, end) in tps.iter().zip(ends) {
+        let end = end.unwrap_or_else(|e| panic!("{topic}/{}: {e}", tp.partition));
+        assert_eq!(end, source_ends[&tp.partition], "{topic}/{} end", tp.partition);
+    }
     strait.stop().await;
     let target_ends = common::high_watermarks(&target.plain_bootstrap(), &topic, PARTITIONS).await;
     for p in 0..PARTITIONS {

@@ -90,10 +90,11 @@ impl ReconnectGate {
         self.failed = Some((now + self.backoff.next_delay(), error));
     }
 
-    /// A connect succeeded: the next failure waits the base delay again.
-    pub fn connected(&mut self) {
+    /// A connect succeeded: the next failure waits the base delay again. Returns whether the
+    /// attempt before it had failed (the slot recovered).
+    pub fn connected(&mut self) -> bool {
         self.backoff.reset();
-        self.failed = None;
+        self.failed.take().is_some()
     }
 }
 

@@ -3,6 +3,7 @@
 //! right broker. Errors name the topic and partition; retrying is the caller's choice
 //! ([`super::Error::is_retriable`]).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,7 +11,7 @@ use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::protocol::Request;
 
 use super::cluster::Cluster;
-use super::error::Result;
+use super::error::{Error, Result};
 use super::fetches::Wait;
 use super::requests::{
     self, DescribedConfigs, Fetched, FetchedPartition, OffsetSpec, ProduceAck, ProducerIdentity, TopicSpec,
@@ -45,6 +46,51 @@ impl Cluster {
         let conn = self.leader(tp).await?;
         let (response, _) = conn.send(&request).await?;
         requests::process_list_offsets(&response, conn.broker(), tp)
+    }
+
+    /// The last stable offsets (read_committed) of many partitions: one ListOffsets per leader,
+    /// all leaders at once, answered in the order asked. A partition whose leader is unknown,
+    /// or whose broker fails or answers an error for it, gets that error; one whose leader moved
+    /// is led from elsewhere at the next call.
+    pub async fn list_ends(&self, tps: &[TopicPartition]) -> Vec<Result<i64>> {
+        let mut answers: Vec<Option<Result<i64>>> = vec![None; tps.len()];
+        let mut by_leader: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+        for (i, tp) in tps.iter().enumerate() {
+            match self.leader_id(tp).await {
+                Ok(id) => by_leader.entry(id).or_default().push(i),
+                Err(e) => answers[i] = Some(Err(e)),
+            }
+        }
+        let asks = by_leader.into_values().map(|indexes| async move {
+            let asked: Vec<TopicPartition> = indexes.iter().map(|&i| tps[i].clone()).collect();
+            let answered = match self.list_ends_of(&asked).await {
+                Ok(answered) => answered,
+                Err(e) => vec![Err(e); asked.len()],
+            };
+            indexes.into_iter().zip(answered).collect::<Vec<_>>()
+        });
+        for (i, answer) in futures_util::future::join_all(asks).await.into_iter().flatten() {
+            if answer.as_ref().is_err_and(Error::needs_metadata_refresh) {
+                self.invalidate(&tps[i]);
+            }
+            answers[i] = Some(answer);
+        }
+        answers
+            .into_iter()
+            .zip(tps)
+            .map(|(a, tp)| a.unwrap_or_else(|| Err(requests::missing(self.name(), super::ApiKey::ListOffsets, tp))))
+            .collect()
+    }
+
+    /// One ListOffsets of `tps`, all led by the same broker (that of the first).
+    async fn list_ends_of(&self, tps: &[TopicPartition]) -> Result<Vec<Result<i64>>> {
+        let Some(first) = tps.first() else {
+            return Ok(Vec::new());
+        };
+        let request = requests::build_list_offsets_many(tps, OffsetSpec::Latest);
+        let conn = self.leader(first).await?;
+        let (response, _) = conn.send(&request).await?;
+        Ok(requests::process_list_offsets_many(&response, conn.broker(), tps))
     }
 
     /// Fetches raw record batches of one partition from `offset`, read_committed. The request

@@ -42,6 +42,9 @@ pub struct Cluster {
     /// Fetches share one request per broker; started on first use.
     pub(super) fetches: std::sync::OnceLock<super::fetches::Fetches>,
     state: Mutex<State>,
+    /// Woken when a connection opens after its slot failed to connect: the cluster is reachable
+    /// again, so whoever waits out a retry delay may try now.
+    reconnected: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -118,6 +121,7 @@ impl Cluster {
             lanes: 1,
             fetches: std::sync::OnceLock::new(),
             state: Mutex::new(State::default()),
+            reconnected: tokio::sync::Notify::new(),
         }
     }
 
@@ -219,8 +223,12 @@ impl Cluster {
                 return Err(e);
             }
         };
-        guard.gate.connected();
-        tracing::debug!(cluster = %self.name, broker = addr, lane, "connected");
+        if guard.gate.connected() {
+            tracing::info!(cluster = %self.name, broker = addr, lane, "connected again after failed attempts: retries waiting on this cluster go now");
+            self.reconnected.notify_waiters();
+        } else {
+            tracing::debug!(cluster = %self.name, broker = addr, lane, "connected");
+        }
         guard.conn = Some(Arc::clone(&conn));
         // Open connections of this cluster; a slot locked by another caller counts as open.
         let open = self
@@ -234,6 +242,13 @@ impl Cluster {
             .count();
         metrics::gauge!(crate::telemetry::CONNECTIONS, "cluster" => self.name.clone()).set(open as f64);
         Ok(conn)
+    }
+
+    /// Woken (every waiter at once) when a connection opens after failed attempts to connect:
+    /// a retry delay can end early then, without an attempt per waiter while the cluster is
+    /// unreachable (the connection gate keeps those bounded).
+    pub fn reconnected(&self) -> &tokio::sync::Notify {
+        &self.reconnected
     }
 
     /// The connection to broker `node_id`, as named by metadata.
@@ -341,7 +356,7 @@ impl Cluster {
     }
 
     /// The node id of the current leader of `tp`, refreshing metadata when it is unknown.
-    async fn leader_id(&self, tp: &TopicPartition) -> Result<i32> {
+    pub(super) async fn leader_id(&self, tp: &TopicPartition) -> Result<i32> {
         let cached = self.state().leaders.get(tp).copied();
         let node_id = match cached {
             Some(id) => id,

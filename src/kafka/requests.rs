@@ -3,7 +3,7 @@
 //! types of what is asked and answered. The
 //! IO between them (which broker, one send) is [`super::Cluster`]'s, in `client.rs`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 use kafka_protocol::error::ParseResponseErrorCode;
@@ -150,20 +150,38 @@ fn request_err(api: ApiKey, resource: String, code: ResponseError, message: Opti
 /// ListOffsets for one partition's start (`Earliest`), last stable offset (`Latest`) or first
 /// offset at a time (`Timestamp`).
 pub(super) fn build_list_offsets(tp: &TopicPartition, spec: OffsetSpec) -> ListOffsetsRequest {
+    build_list_offsets_many(std::slice::from_ref(tp), spec)
+}
+
+/// ListOffsets of several partitions (of one leader) in one request, each at `spec`.
+pub(super) fn build_list_offsets_many(tps: &[TopicPartition], spec: OffsetSpec) -> ListOffsetsRequest {
     let timestamp = match spec {
         OffsetSpec::Earliest => -2,
         OffsetSpec::Latest => -1,
         // Negative values are the special queries above; no record is older than the epoch.
         OffsetSpec::Timestamp(ms) => ms.max(0),
     };
+    let mut by_topic: BTreeMap<&str, Vec<ListOffsetsPartition>> = BTreeMap::new();
+    for tp in tps {
+        by_topic.entry(tp.topic.as_str()).or_default().push(
+            ListOffsetsPartition::default()
+                .with_partition_index(tp.partition)
+                .with_timestamp(timestamp),
+        );
+    }
     ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_isolation_level(READ_COMMITTED)
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(topic_name(&tp.topic))
-            .with_partitions(vec![ListOffsetsPartition::default()
-                .with_partition_index(tp.partition)
-                .with_timestamp(timestamp)])])
+        .with_topics(
+            by_topic
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    ListOffsetsTopic::default()
+                        .with_name(topic_name(topic))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        )
 }
 
 pub(super) fn process_list_offsets(response: &ListOffsetsResponse, broker: &str, tp: &TopicPartition) -> Result<i64> {
@@ -175,6 +193,33 @@ pub(super) fn process_list_offsets(response: &ListOffsetsResponse, broker: &str,
         .ok_or_else(|| missing(broker, ApiKey::ListOffsets, tp))?;
     partition_err(ApiKey::ListOffsets, tp, p.error_code, None)?;
     Ok(p.offset)
+}
+
+/// The offset of each partition asked in [`build_list_offsets_many`], in the order asked: its
+/// error when the broker answered one for it, or left it out.
+pub(super) fn process_list_offsets_many(
+    response: &ListOffsetsResponse,
+    broker: &str,
+    tps: &[TopicPartition],
+) -> Vec<Result<i64>> {
+    let answered: HashMap<(&str, i32), (i16, i64)> = response
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| ((t.name.0.as_str(), p.partition_index), (p.error_code, p.offset)))
+        })
+        .collect();
+    tps.iter()
+        .map(|tp| {
+            let (code, offset) = *answered
+                .get(&(tp.topic.as_str(), tp.partition))
+                .ok_or_else(|| missing(broker, ApiKey::ListOffsets, tp))?;
+            partition_err(ApiKey::ListOffsets, tp, code, None)?;
+            Ok(offset)
+        })
+        .collect()
 }
 
 /// A read_committed Fetch of one partition in a request of its own, of topic `id` when known
@@ -538,6 +583,59 @@ mod tests {
                 .with_partition_index(3)
                 .with_offset(77)])]);
         assert_eq!(process_list_offsets(&response, "b", &tp()).expect("ok"), 77);
+    }
+
+    #[test]
+    fn many_list_offsets_go_in_one_request_and_each_partition_gets_its_own_answer() {
+        let (a0, a1, b0) = (
+            TopicPartition::new("a", 0),
+            TopicPartition::new("a", 1),
+            TopicPartition::new("b", 0),
+        );
+        let asked = [a0.clone(), b0.clone(), a1.clone()];
+        let request = build_list_offsets_many(&asked, OffsetSpec::Latest);
+        assert_eq!(request.isolation_level, READ_COMMITTED);
+        let layout: Vec<(String, Vec<(i32, i64)>)> = request
+            .topics
+            .iter()
+            .map(|t| {
+                let parts = t.partitions.iter().map(|p| (p.partition_index, p.timestamp)).collect();
+                (t.name.0.to_string(), parts)
+            })
+            .collect();
+        assert_eq!(
+            layout,
+            vec![("a".into(), vec![(0, -1), (1, -1)]), ("b".into(), vec![(0, -1)])]
+        );
+        // a/0 answered, a/1 with an error, b/0 left out; an unasked partition is ignored.
+        let response = ListOffsetsResponse::default().with_topics(vec![
+            ListOffsetsTopicResponse::default()
+                .with_name(topic_name("a"))
+                .with_partitions(vec![
+                    ListOffsetsPartitionResponse::default()
+                        .with_partition_index(1)
+                        .with_error_code(ResponseError::NotLeaderOrFollower.code()),
+                    ListOffsetsPartitionResponse::default()
+                        .with_partition_index(0)
+                        .with_offset(12),
+                    ListOffsetsPartitionResponse::default()
+                        .with_partition_index(7)
+                        .with_offset(99),
+                ]),
+            ListOffsetsTopicResponse::default()
+                .with_name(topic_name("c"))
+                .with_partitions(vec![ListOffsetsPartitionResponse::default()
+                    .with_partition_index(0)
+                    .with_offset(5)]),
+        ]);
+        let answers = process_list_offsets_many(&response, "b1:9092", &asked);
+        assert_eq!(answers.len(), 3);
+        assert_eq!(answers[0].as_ref().expect("a/0 answered"), &12);
+        let b0_missing = answers[1].as_ref().expect_err("b/0 left out");
+        assert!(matches!(b0_missing, Error::MissingInResponse { .. }), "{b0_missing:?}");
+        let a1_error = answers[2].as_ref().expect_err("a/1 failed");
+        assert_eq!(a1_error.code(), Some(ResponseError::NotLeaderOrFollower));
+        assert!(a1_error.to_string().contains("a/1"), "{a1_error}");
     }
 
     #[test]

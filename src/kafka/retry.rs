@@ -19,6 +19,12 @@ pub enum Until<'a> {
     Cancelled(&'a CancellationToken),
     /// Retry while the next attempt would start before this instant.
     Deadline(Instant),
+    /// Retry until cancelled, and try at once when `woken` is notified (its cluster reconnected)
+    /// during an attempt or the delay after it.
+    Woken {
+        cancel: &'a CancellationToken,
+        woken: &'a tokio::sync::Notify,
+    },
 }
 
 /// How a retried request ended.
@@ -47,8 +53,17 @@ where
     let mut attempts = 0u32;
     loop {
         attempts = attempts.saturating_add(1);
+        // Registered before the attempt: a reconnect while it runs also ends the delay after it.
+        let woken = match until {
+            Until::Woken { woken, .. } => Some(woken.notified()),
+            _ => None,
+        };
+        tokio::pin!(woken);
+        if let Some(w) = woken.as_mut().as_pin_mut() {
+            w.enable();
+        }
         let outcome = match until {
-            Until::Cancelled(cancel) => tokio::select! {
+            Until::Cancelled(cancel) | Until::Woken { cancel, .. } => tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Retried::Cancelled,
                 r = op() => r,
@@ -69,9 +84,15 @@ where
         }
         on_retry(&error, attempts, delay);
         match until {
-            Until::Cancelled(cancel) => tokio::select! {
+            Until::Cancelled(cancel) | Until::Woken { cancel, .. } => tokio::select! {
                 _ = cancel.cancelled() => return Retried::Cancelled,
                 _ = tokio::time::sleep(delay) => {}
+                _ = async {
+                    match woken.as_mut().as_pin_mut() {
+                        Some(w) => w.await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
             },
             Until::Deadline(_) => tokio::time::sleep(delay).await,
         }
@@ -122,6 +143,50 @@ mod tests {
         .await;
         assert!(matches!(out, Retried::Done(4)), "{out:?}");
         assert_eq!(seen, vec![1, 2, 3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconnect_ends_the_delay_at_once_also_when_it_came_during_the_attempt() {
+        let (cancel, woken) = (CancellationToken::new(), tokio::sync::Notify::new());
+        let start = Instant::now();
+        let mut calls = 0;
+        let mut delays = Vec::new();
+        let out = retry(
+            Backoff::default(),
+            Until::Woken {
+                cancel: &cancel,
+                woken: &woken,
+            },
+            || {
+                calls += 1;
+                let (n, woken) = (calls, &woken);
+                async move {
+                    match n {
+                        // Long enough to back off to the 10 s cap.
+                        ..=10 => Err(lost()),
+                        // The cluster comes back while this attempt fails.
+                        11 => {
+                            woken.notify_waiters();
+                            Err(lost())
+                        }
+                        _ => Ok(n),
+                    }
+                }
+            },
+            |_, _, delay| delays.push(delay),
+        )
+        .await;
+        assert!(matches!(out, Retried::Done(12)), "{out:?}");
+        let before: Duration = delays[..10].iter().sum();
+        assert!(
+            delays[10] >= Duration::from_millis(7500),
+            "premise: at the cap, {delays:?}"
+        );
+        assert!(
+            start.elapsed() < before + Duration::from_millis(100),
+            "{:?} after {before:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -111,6 +111,16 @@ pub(crate) struct FakeCluster {
     asleep: std::sync::atomic::AtomicUsize,
     /// Answers without records after a long poll.
     empty_answers: std::sync::atomic::AtomicUsize,
+    /// Calls of `list_ends` (each one request per leader on a real cluster).
+    list_ends_asked: std::sync::atomic::AtomicUsize,
+    /// While set, every request fails as a cut link does (a connect refused), and counts.
+    down: std::sync::atomic::AtomicBool,
+    /// Requests refused while down.
+    refused: std::sync::atomic::AtomicUsize,
+    /// Notified at each refusal.
+    refusal: Notify,
+    /// Notified when the cluster comes back ([`Self::set_down`] with `false`).
+    reconnected: Notify,
 }
 
 pub(crate) fn partition_error(tp: &TopicPartition, api: ApiKey, code: ResponseError) -> kafka::Error {
@@ -145,6 +155,44 @@ impl FakeCluster {
     pub(crate) fn sleeps_and_empty_answers(&self) -> (usize, usize) {
         use std::sync::atomic::Ordering::Relaxed;
         (self.asleep.load(Relaxed), self.empty_answers.load(Relaxed))
+    }
+
+    /// Cuts the cluster off (`true`: every request fails with a connect error) or brings it
+    /// back, which wakes those waiting to retry, as a real cluster's reconnect does.
+    pub(crate) fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+        if !down {
+            self.reconnected.notify_waiters();
+        }
+    }
+
+    /// Waits until at least `n` requests were refused while down.
+    pub(crate) async fn refused(&self, n: usize) {
+        loop {
+            let refusal = self.refusal.notified();
+            if self.refused.load(std::sync::atomic::Ordering::SeqCst) >= n {
+                return;
+            }
+            refusal.await;
+        }
+    }
+
+    /// A connect error while down.
+    fn reachable(&self) -> kafka::Result<()> {
+        if !self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.refusal.notify_waiters();
+        Err(kafka::Error::Connect {
+            broker: "fake".into(),
+            source: std::sync::Arc::new(std::io::ErrorKind::ConnectionRefused.into()),
+        })
+    }
+
+    /// Calls of `list_ends` so far.
+    pub(crate) fn list_ends_asked(&self) -> usize {
+        self.list_ends_asked.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Answers with records from now on are slices of a response of `bytes`.
@@ -529,6 +577,7 @@ impl Fetch for FakeCluster {
         max_bytes: i32,
         wait: Wait,
     ) -> kafka::Result<FetchedPartition> {
+        self.reachable()?;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait.max_wait_ms().max(0) as u64);
         if matches!(wait, Wait::UntilReadable(_)) {
             self.asleep.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -559,6 +608,7 @@ impl Fetch for FakeCluster {
     }
 
     async fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> kafka::Result<i64> {
+        self.reachable()?;
         if !self.knows(&tp.topic) {
             return Err(partition_error(
                 tp,
@@ -587,9 +637,23 @@ impl Fetch for FakeCluster {
         })
     }
 
+    async fn list_ends(&self, tps: &[TopicPartition]) -> Vec<kafka::Result<i64>> {
+        self.list_ends_asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut ends = Vec::with_capacity(tps.len());
+        for tp in tps {
+            ends.push(self.list_offset(tp, OffsetSpec::Latest).await);
+        }
+        ends
+    }
+
     fn invalidate(&self, _tp: &TopicPartition) {}
 
+    fn reconnected(&self) -> Option<&tokio::sync::Notify> {
+        Some(&self.reconnected)
+    }
+
     async fn topic_state(&self, topic: &str) -> kafka::Result<TopicState> {
+        self.reachable()?;
         Ok(match self.knows(topic) {
             true => TopicState::Present(self.state.lock().ids.get(topic).copied()),
             false => TopicState::Missing,
@@ -601,6 +665,7 @@ impl Produce for FakeCluster {
     type Ack = Pin<Box<dyn Future<Output = kafka::Result<ProduceAck>> + Send>>;
 
     async fn init_producer_id(&self, _timeout_ms: i32) -> kafka::Result<ProducerIdentity> {
+        self.reachable()?;
         let mut st = self.state.lock();
         st.next_producer_id += 1;
         Ok(ProducerIdentity {
@@ -610,6 +675,7 @@ impl Produce for FakeCluster {
     }
 
     async fn start_produce(&self, tp: &TopicPartition, batch: Bytes, _timeout_ms: i32) -> kafka::Result<Self::Ack> {
+        self.reachable()?;
         let answer = self.produce_now(tp, batch);
         Ok(Box::pin(async move { answer }))
     }

@@ -86,7 +86,11 @@ where
             last_cause = Some(cause);
         }
     };
-    let retried = kafka::retry::retry(Backoff::default(), Until::Cancelled(cancel), op, on_retry).await;
+    let until = match cluster.reconnected() {
+        Some(woken) => Until::Woken { cancel, woken },
+        None => Until::Cancelled(cancel),
+    };
+    let retried = kafka::retry::retry(Backoff::default(), until, op, on_retry).await;
     match retried {
         Retried::Done(v) => {
             if last_cause.is_some() {

@@ -168,9 +168,17 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             }
             move_writers(&mut writers, producer, at_sequence);
             let go_on = keeps_identity(keep, at, &mut out_of_order);
+            // The target coming back ends the wait: its connections were gated meanwhile.
+            let reconnected = async {
+                match self.target.reconnected() {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = self.cancel.cancelled() => {}
                 _ = tokio::time::sleep(backoff.next_delay()) => {}
+                _ = reconnected => {}
             }
             let identities = writers.identities();
             let tail = match self.reconcile(at, Some(&identities), &writers.anchors()).await? {

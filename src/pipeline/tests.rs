@@ -287,6 +287,38 @@ async fn a_lost_answer_is_reconciled_and_nothing_is_written_twice() {
     rig.assert_memory_back();
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_target_back_after_a_long_cut_is_written_at_once_not_after_the_retry_delay() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
+    let task = rig.start(None);
+    rig.until_target_end(10).await;
+    // The link is cut: the next records cannot be written, and the partition retries for long
+    // enough to back off to its longest delay (10 s; 100 ms doubling reaches it by the 8th).
+    rig.target.set_down(true);
+    rig.source.append(&rig.tp, 7, &leak(&values(10..20)));
+    rig.target.refused(12).await;
+    let cut_for = tokio::time::Instant::now();
+    rig.target.refused(13).await;
+    assert!(
+        cut_for.elapsed() >= Duration::from_millis(7500),
+        "premise: the delay is at its cap: {:?}",
+        cut_for.elapsed()
+    );
+    // Back right after a refused attempt: without the wake the next one is 7.5-10 s away.
+    let back = tokio::time::Instant::now();
+    rig.target.set_down(false);
+    rig.until_target_end(20).await;
+    assert!(
+        back.elapsed() < Duration::from_secs(1),
+        "written {:?} after the return",
+        back.elapsed()
+    );
+    rig.stop(task).await.expect("stopped cleanly");
+    assert_eq!(rig.target_values(), values(0..20));
+    rig.assert_memory_back();
+}
+
 fn timeout() -> kafka::Error {
     kafka::Error::Timeout {
         broker: "fake".into(),

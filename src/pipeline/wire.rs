@@ -38,8 +38,16 @@ pub trait Fetch: Send + Sync + 'static {
     /// The log start (`Earliest`) or the last stable offset (`Latest`) of `tp`.
     fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> impl Future<Output = kafka::Result<i64>> + Send;
 
+    /// The last stable offsets of many partitions, in the order asked, each with its own
+    /// error: one request per leader, however many partitions.
+    fn list_ends(&self, tps: &[TopicPartition]) -> impl Future<Output = Vec<kafka::Result<i64>>> + Send;
+
     /// Forgets where `tp` is led from: an answer said its leader moved.
     fn invalidate(&self, tp: &TopicPartition);
+
+    /// Notified when the cluster is reachable again after failed connects: a retry delay ends
+    /// then. `None` when nothing tells.
+    fn reconnected(&self) -> Option<&tokio::sync::Notify>;
 
     /// What the cluster's metadata says of `topic` now.
     fn topic_state(&self, topic: &str) -> impl Future<Output = kafka::Result<TopicState>> + Send;
@@ -109,8 +117,16 @@ impl Fetch for Cluster {
         Cluster::list_offset(self, tp, spec)
     }
 
+    fn list_ends(&self, tps: &[TopicPartition]) -> impl Future<Output = Vec<kafka::Result<i64>>> + Send {
+        Cluster::list_ends(self, tps)
+    }
+
     fn invalidate(&self, tp: &TopicPartition) {
         Cluster::invalidate(self, tp);
+    }
+
+    fn reconnected(&self) -> Option<&tokio::sync::Notify> {
+        Some(Cluster::reconnected(self))
     }
 
     async fn topic_state(&self, topic: &str) -> kafka::Result<TopicState> {

@@ -16,6 +16,7 @@ mod health;
 mod heartbeat;
 mod orphans;
 mod plan;
+mod source_ends;
 mod source_group;
 mod startup;
 mod topics;
@@ -280,6 +281,16 @@ impl Replicator {
                 tokio::spawn(watch.run(every, cancel.clone()));
                 cancel.drop_guard()
             });
+        let _source_ends = {
+            let cancel = shutdown.child_token();
+            tokio::spawn(source_ends::run(
+                Arc::clone(&self.source),
+                Arc::clone(&self.progress),
+                source_ends::SOURCE_ENDS_EVERY,
+                cancel.clone(),
+            ));
+            cancel.drop_guard()
+        };
         let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(self.config.checkpoint.interval_ms));
         let mut checkpointer =
             Checkpointer::new(Arc::clone(&store)).with_stored_runs(stored_runs, self.config.groups.offset_map_max_runs);

@@ -118,6 +118,11 @@ impl Progress {
         self.partitions.lock().get(tp).cloned()
     }
 
+    /// The partitions in the table.
+    pub fn partitions(&self) -> Vec<TopicPartition> {
+        self.partitions.lock().keys().cloned().collect()
+    }
+
     /// A copy of the whole table.
     pub fn snapshot(&self) -> BTreeMap<TopicPartition, PartitionStatus> {
         self.partitions.lock().clone()
