@@ -334,7 +334,7 @@ async fn leader_kill_controlled_shutdown_and_rolling_restarts_lose_and_duplicate
     assert!(nodes.len() >= 2, "premise: partitions led by several nodes: {led_by:?}");
     let cluster = strait::kafka::Cluster::new(
         "source",
-        vec![source.plain_bootstrap()],
+        source.plain_bootstrap().split(',').map(str::to_owned).collect(),
         "check",
         Duration::from_secs(10),
     );

@@ -54,6 +54,19 @@ struct State {
     /// fetch or produce).
     slots: HashMap<(String, u16), Slot>,
     leaders: HashMap<TopicPartition, i32>,
+    /// Leader refreshes by topic ([`Refresh`]), and how many have ended.
+    refreshes: HashMap<String, (Arc<tokio::sync::Mutex<Refresh>>, u64)>,
+}
+
+/// The last leader refresh of one topic. One runs at a time per topic, and a lookup that missed
+/// the cache before a refresh ended takes its answer instead of asking again: when a cut ends,
+/// thousands of partitions whose cached leaders were dropped want them back at once, and a
+/// Metadata answer for a topic of 5,000 partitions is about 170 kB, so one request each would
+/// send the link hundreds of megabytes of the same answer.
+#[derive(Debug, Default)]
+struct Refresh {
+    /// The topic's error in the last answer, or why the request failed; `None` before the first.
+    last: Option<Result<Option<ResponseError>>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -355,36 +368,49 @@ impl Cluster {
         self.broker_lane(node_id, self.lanes).await
     }
 
-    /// The node id of the current leader of `tp`, refreshing metadata when it is unknown.
+    /// The node id of the current leader of `tp`, refreshing metadata when it is unknown (one
+    /// refresh per topic for every lookup that missed meanwhile: [`Refresh`]).
     pub(super) async fn leader_id(&self, tp: &TopicPartition) -> Result<i32> {
-        let cached = self.state().leaders.get(tp).copied();
-        let node_id = match cached {
-            Some(id) => id,
-            None => {
-                // Boxed, as connecting is: a cache miss is rare.
-                let meta = Box::pin(self.metadata(Some(std::slice::from_ref(&tp.topic)))).await?;
-                let topic = meta.topics.get(&tp.topic);
-                if let Some(code) = topic.and_then(|t| t.error) {
-                    return Err(Error::Partition {
-                        api: kafka_protocol::messages::ApiKey::Metadata,
-                        topic: tp.topic.clone(),
-                        partition: tp.partition,
-                        code,
-                        message: None,
-                    });
-                }
-                match topic.and_then(|t| t.leaders.get(&tp.partition)).copied() {
-                    Some(id) if id >= 0 => id,
-                    _ => {
-                        return Err(Error::NoLeader {
-                            topic: tp.topic.clone(),
-                            partition: tp.partition,
-                        })
-                    }
-                }
+        let (refresh, seen) = {
+            let mut state = self.state();
+            if let Some(&id) = state.leaders.get(tp) {
+                return Ok(id);
             }
+            let (refresh, ended) = state.refreshes.entry(tp.topic.clone()).or_default();
+            (Arc::clone(refresh), *ended)
         };
-        Ok(node_id)
+        let mut refresh = refresh.lock().await;
+        let ended = self.state().refreshes.get(&tp.topic).map_or(0, |(_, ended)| *ended);
+        if ended == seen || refresh.last.is_none() {
+            // Boxed, as connecting is: a cache miss is rare.
+            let answer = Box::pin(self.metadata(Some(std::slice::from_ref(&tp.topic))))
+                .await
+                .map(|meta| meta.topics.get(&tp.topic).and_then(|t| t.error));
+            if let Some((_, ended)) = self.state().refreshes.get_mut(&tp.topic) {
+                *ended += 1;
+            }
+            refresh.last = Some(answer);
+        }
+        match &refresh.last {
+            Some(Err(e)) => return Err(e.clone()),
+            Some(Ok(Some(code))) => {
+                return Err(Error::Partition {
+                    api: kafka_protocol::messages::ApiKey::Metadata,
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    code: *code,
+                    message: None,
+                })
+            }
+            _ => {}
+        }
+        match self.state().leaders.get(tp).copied() {
+            Some(id) if id >= 0 => Ok(id),
+            _ => Err(Error::NoLeader {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+            }),
+        }
     }
 
     /// Forgets the cached leader of `tp`, so the next call asks the cluster again.
@@ -396,6 +422,78 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::{ApiKey, BrokerId, MetadataResponse};
+    use kafka_protocol::protocol::HeaderVersion;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    use super::super::test_broker::{answer, api_versions, read_request};
+
+    /// A broker (node 1) whose Metadata answers say it leads `partitions` partitions of every
+    /// topic asked; `asked` counts the Metadata requests.
+    async fn metadata_broker(partitions: i32, asked: Arc<AtomicUsize>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let asked = Arc::clone(&asked);
+                tokio::spawn(async move {
+                    while let Some((api, version, header, _)) = read_request(&mut s).await {
+                        let id = header.correlation_id;
+                        if api == ApiKey::ApiVersions {
+                            api_versions(&mut s, id, version, &[(ApiKey::Metadata, 0, 12)]).await;
+                            continue;
+                        }
+                        assert_eq!(api, ApiKey::Metadata);
+                        asked.fetch_add(1, Ordering::SeqCst);
+                        let topic = |name: &str| {
+                            let parts = (0..partitions).map(|p| {
+                                MetadataResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_leader_id(BrokerId(1))
+                            });
+                            MetadataResponseTopic::default()
+                                .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
+                                .with_partitions(parts.collect())
+                        };
+                        let body = MetadataResponse::default()
+                            .with_brokers(vec![MetadataResponseBroker::default()
+                                .with_node_id(BrokerId(1))
+                                .with_host(StrBytes::from_string(addr.ip().to_string()))
+                                .with_port(i32::from(addr.port()))])
+                            .with_topics(vec![topic("spans")]);
+                        let out = answer(id, &body, version, MetadataResponse::header_version(version));
+                        s.write_all(&out).await.expect("write");
+                    }
+                });
+            }
+        });
+        addr.to_string()
+    }
+
+    #[tokio::test]
+    async fn lookups_that_miss_together_share_one_metadata_request_and_a_later_miss_asks_again() {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let addr = metadata_broker(50, Arc::clone(&asked)).await;
+        let cluster = Cluster::new("target", vec![addr], "strait", Duration::from_secs(5));
+        let tps: Vec<TopicPartition> = (0..50).map(|p| TopicPartition::new("spans", p)).collect();
+        // Every partition's leader unknown at once, as after a cut dropped them all.
+        let leaders = futures_util::future::join_all(tps.iter().map(|tp| cluster.leader_id(tp))).await;
+        assert!(leaders.iter().all(|l| matches!(l, Ok(1))), "{leaders:?}");
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "one request for 50 lookups");
+        // Cached: no request.
+        assert!(matches!(cluster.leader_id(&tps[7]).await, Ok(1)));
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        // A leader dropped after that refresh is asked again.
+        cluster.invalidate(&tps[7]);
+        assert!(matches!(cluster.leader_id(&tps[7]).await, Ok(1)));
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
+    }
 
     fn lanes(n: u16) -> Cluster {
         Cluster::new("target", vec!["127.0.0.1:1".into()], "strait", Duration::from_secs(1)).with_lanes(n)
