@@ -76,10 +76,7 @@ struct Want {
 /// stable end, within the high watermark, is not past it), the log start not past it, and no
 /// redirect.
 fn sleeps_through(wait: Wait, offset: i64, answer: &PartitionData) -> bool {
-    let visible_end = match answer.last_stable_offset {
-        lso if lso >= 0 => lso.min(answer.high_watermark),
-        _ => answer.high_watermark,
-    };
+    let visible_end = super::requests::visible_end(answer.high_watermark, answer.last_stable_offset);
     matches!(wait, Wait::UntilReadable(_))
         && answer.error_code == 0
         && answer.preferred_read_replica.0 < 0

@@ -61,6 +61,20 @@ impl FetchedPartition {
     pub fn retained_bytes(&self) -> usize {
         self.retained.max(self.records.len())
     }
+
+    /// The end a read_committed reader can read to ([`visible_end`]).
+    pub fn visible_end(&self) -> i64 {
+        visible_end(self.high_watermark, self.last_stable_offset)
+    }
+}
+
+/// The end a read_committed reader can read to: the last stable offset, when the broker gives
+/// one (it answers -1 below Fetch 4), within the high watermark.
+pub(crate) fn visible_end(high_watermark: i64, last_stable_offset: i64) -> i64 {
+    match last_stable_offset {
+        lso if lso >= 0 => lso.min(high_watermark),
+        _ => high_watermark,
+    }
 }
 
 /// The broker's acknowledgement of one produced batch.

@@ -53,16 +53,7 @@ pub(crate) fn next_fetch_bytes(current: i32, fetched: usize, max: i32) -> i32 {
 /// within the high watermark). A shared request spent its bytes on other partitions first; the
 /// partition is not caught up and keeps its fetch size.
 fn starved(f: &FetchedPartition, offset: i64) -> bool {
-    f.records.is_empty() && visible_end(f) > offset
-}
-
-/// The end a read_committed reader can read to: the last stable offset, when the broker gives
-/// one, within the high watermark.
-pub(super) fn visible_end(f: &FetchedPartition) -> i64 {
-    match f.last_stable_offset {
-        lso if lso >= 0 => lso.min(f.high_watermark),
-        _ => f.high_watermark,
-    }
+    f.records.is_empty() && f.visible_end() > offset
 }
 
 /// What one round of the fetch loop leads to.
@@ -133,10 +124,12 @@ impl<S: Fetch> Fetcher<S> {
     /// One fetch: memory first (a fetch asks only for what the shared buffer can hold), then
     /// the request, then the answer fitted to what it really takes.
     async fn round(&mut self) -> Next {
-        let Some((permit, reserved)) = self.reserve().await else {
+        // Fixed for the round: the reservation and the request follow the same decision.
+        let wait = self.wait();
+        let Some((permit, reserved)) = self.reserve(wait).await else {
             return Next::Stop;
         };
-        let fetched = match self.fetch().await {
+        let fetched = match self.fetch(wait).await {
             Ok(Some(f)) => f,
             Ok(None) => return Next::Again,
             Err(Some(e)) => return self.halt(e).await,
@@ -155,7 +148,7 @@ impl<S: Fetch> Fetcher<S> {
     }
 
     /// Reserves the buffer the next answer is expected to take. `None` when stopping.
-    async fn reserve(&mut self) -> Option<(OwnedSemaphorePermit, u32)> {
+    async fn reserve(&mut self, wait: Wait) -> Option<(OwnedSemaphorePermit, u32)> {
         let expected = match self.last_len {
             // Idle: a long poll that most likely brings nothing holds almost nothing; if data
             // comes after all, the answer waits in `take` for its real footprint.
@@ -167,7 +160,7 @@ impl<S: Fetch> Fetcher<S> {
             // Asleep until records come, for as long as the partition is idle: holding even one
             // unit meanwhile would let enough idle partitions take the whole buffer from the
             // busy ones. Records that come are reserved for in `take`.
-            None if matches!(self.wait(), Wait::UntilReadable(_)) => 0,
+            None if matches!(wait, Wait::UntilReadable(_)) => 0,
             None => buffer_units(expected as usize),
         }
         .min(self.settings.buffer_units);
@@ -197,8 +190,8 @@ impl<S: Fetch> Fetcher<S> {
     /// One Fetch request, retried while retriable and the topic exists. `Ok(None)`: the offset
     /// moved (a gap was handed on) and the caller fetches again; `Err(None)`: stopping;
     /// `Err(Some(_))`: halt.
-    async fn fetch(&mut self) -> std::result::Result<Option<FetchedPartition>, Option<Error>> {
-        let (offset, max_bytes, wait) = (self.offset, self.fetch_bytes, self.wait());
+    async fn fetch(&mut self, wait: Wait) -> std::result::Result<Option<FetchedPartition>, Option<Error>> {
+        let (offset, max_bytes) = (self.offset, self.fetch_bytes);
         let (tp, id) = (&self.tp, self.topic_id);
         let fetched = retry_while_topic_exists(&self.cancel, &*self.source, tp, id, "fetch", || async {
             let started = std::time::Instant::now();

@@ -7,7 +7,6 @@ use super::{is_behind, Anchor, Foreign, Position, TailBatch, TailError, TailPlan
 use crate::config::OnForeignWriter;
 use crate::kafka::{OffsetSpec, ProducerIdentity, ResponseError, TopicPartition, Wait};
 use crate::pipeline::error::{Error, ForeignBatches, Result};
-use crate::pipeline::fetch::visible_end;
 use crate::pipeline::retry::{kafka_err, list_offset, retry};
 use crate::pipeline::wire::Fetch;
 
@@ -115,7 +114,7 @@ impl<T: Fetch> TargetTail<'_, T> {
                 }
             }
             let had_bytes = !fetched.records.is_empty();
-            let visible_end = visible_end(&fetched);
+            let visible_end = fetched.visible_end();
             let (consumed, truncated) = self.scan_answer(scan, fetched.records)?;
             if scan.done() || scan.next_offset() > offset {
                 idle = 0;
