@@ -2,7 +2,7 @@
 //! shared connections per broker: lanes that partitions are spread over, the first also carrying
 //! everything that is not a partition's fetch or produce.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
@@ -54,6 +54,8 @@ struct State {
     /// fetch or produce).
     slots: HashMap<(String, u16), Slot>,
     leaders: HashMap<TopicPartition, i32>,
+    /// Topics a metadata answer named without an error: only those can be found deleted.
+    named: HashSet<String>,
     /// Leader refreshes by topic ([`Refresh`]), and how many have ended.
     refreshes: HashMap<String, (Arc<tokio::sync::Mutex<Refresh>>, u64)>,
 }
@@ -257,6 +259,12 @@ impl Cluster {
         Ok(conn)
     }
 
+    /// Whether a metadata answer of this cluster named `topic` without an error (it existed
+    /// once, as far as this client saw).
+    pub fn has_named(&self, topic: &str) -> bool {
+        self.state().named.contains(topic)
+    }
+
     /// Woken (every waiter at once) when a connection opens after failed attempts to connect:
     /// a retry delay can end early then, without an attempt per waiter while the cluster is
     /// unreachable (the connection gate keeps those bounded).
@@ -328,6 +336,9 @@ impl Cluster {
             let Some(name) = t.name.map(|n| n.0.to_string()) else {
                 continue;
             };
+            if t.error_code.err().is_none() && !state.named.contains(&name) {
+                state.named.insert(name.clone());
+            }
             let mut topic = TopicMetadata {
                 error: t.error_code.err(),
                 is_internal: t.is_internal,
@@ -434,9 +445,10 @@ mod tests {
 
     use super::super::test_broker::{answer, api_versions, read_request};
 
-    /// A broker (node 1) whose Metadata answers say it leads `partitions` partitions of every
-    /// topic asked; `asked` counts the Metadata requests.
-    async fn metadata_broker(partitions: i32, asked: Arc<AtomicUsize>) -> String {
+    /// A broker (node 1) whose Metadata answers say it leads `partitions` partitions of topic
+    /// "spans", or that it does not know the topic when `unknown(n)` says so of the nth request
+    /// (from 0); `asked` counts the Metadata requests.
+    async fn metadata_broker(partitions: i32, asked: Arc<AtomicUsize>, unknown: fn(usize) -> bool) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
@@ -450,16 +462,19 @@ mod tests {
                             continue;
                         }
                         assert_eq!(api, ApiKey::Metadata);
-                        asked.fetch_add(1, Ordering::SeqCst);
+                        let n = asked.fetch_add(1, Ordering::SeqCst);
                         let topic = |name: &str| {
                             let parts = (0..partitions).map(|p| {
                                 MetadataResponsePartition::default()
                                     .with_partition_index(p)
                                     .with_leader_id(BrokerId(1))
                             });
-                            MetadataResponseTopic::default()
-                                .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
-                                .with_partitions(parts.collect())
+                            let topic = MetadataResponseTopic::default()
+                                .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))));
+                            match unknown(n) {
+                                true => topic.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                                false => topic.with_partitions(parts.collect()),
+                            }
                         };
                         let body = MetadataResponse::default()
                             .with_brokers(vec![MetadataResponseBroker::default()
@@ -477,9 +492,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_topic_the_cluster_never_named_is_unseen_not_deleted() {
+        use crate::pipeline::wire::{Fetch, TopicState};
+        let asked = Arc::new(AtomicUsize::new(0));
+        // Unknown to the first two answers (just created), named by the third, then deleted.
+        let addr = metadata_broker(1, Arc::clone(&asked), |n| n != 2).await;
+        let cluster = Cluster::new("target", vec![addr], "strait", Duration::from_secs(5));
+        assert_eq!(cluster.topic_state("spans").await.expect("answer"), TopicState::Unseen);
+        assert_eq!(cluster.topic_state("spans").await.expect("answer"), TopicState::Unseen);
+        assert!(!cluster.has_named("spans"));
+        assert!(matches!(cluster.topic_state("spans").await, Ok(TopicState::Present(_))));
+        assert!(cluster.has_named("spans"));
+        assert_eq!(cluster.topic_state("spans").await.expect("answer"), TopicState::Missing);
+        assert_eq!(asked.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
     async fn lookups_that_miss_together_share_one_metadata_request_and_a_later_miss_asks_again() {
         let asked = Arc::new(AtomicUsize::new(0));
-        let addr = metadata_broker(50, Arc::clone(&asked)).await;
+        let addr = metadata_broker(50, Arc::clone(&asked), |_| false).await;
         let cluster = Cluster::new("target", vec![addr], "strait", Duration::from_secs(5));
         let tps: Vec<TopicPartition> = (0..50).map(|p| TopicPartition::new("spans", p)).collect();
         // Every partition's leader unknown at once, as after a cut dropped them all.

@@ -85,6 +85,11 @@ struct State {
     held: Option<(TopicPartition, Bytes)>,
     /// Topics deleted: their partitions answer UnknownTopicOrPartition.
     deleted: HashSet<String>,
+    /// Topics created but not yet in the metadata: their partitions answer
+    /// UnknownTopicOrPartition and the metadata does not name them ([`TopicState::Unseen`]).
+    unseen: HashSet<String>,
+    /// Metadata answers that a topic is unseen.
+    unseen_answers: usize,
     /// Topic ids, where a test gave them: a fetch pinned to another id answers UnknownTopicId.
     ids: HashMap<String, TopicId>,
     /// Fetches still to answer UnknownTopicOrPartition although the topic exists (a leader
@@ -302,9 +307,27 @@ impl FakeCluster {
         self.state.lock().fetch_panics
     }
 
-    /// Whether `topic` is (still) known.
+    /// Whether `topic` is (still, or already) known.
     fn knows(&self, topic: &str) -> bool {
-        !self.state.lock().deleted.contains(topic)
+        let st = self.state.lock();
+        !st.deleted.contains(topic) && !st.unseen.contains(topic)
+    }
+
+    /// `topic` was just created and its metadata has not reached the broker: unknown, and not
+    /// named, until [`Self::reveal_topic`].
+    pub(crate) fn hide_topic(&self, topic: &str) {
+        self.state.lock().unseen.insert(topic.to_owned());
+    }
+
+    /// The metadata names `topic` from now on.
+    pub(crate) fn reveal_topic(&self, topic: &str) {
+        self.state.lock().unseen.remove(topic);
+        self.appended.notify_waiters();
+    }
+
+    /// Metadata answers so far that a topic is not named yet.
+    pub(crate) fn unseen_answers(&self) -> usize {
+        self.state.lock().unseen_answers
     }
 
     /// The next produce is answered with `fault`.
@@ -654,9 +677,14 @@ impl Fetch for FakeCluster {
 
     async fn topic_state(&self, topic: &str) -> kafka::Result<TopicState> {
         self.reachable()?;
-        Ok(match self.knows(topic) {
-            true => TopicState::Present(self.state.lock().ids.get(topic).copied()),
-            false => TopicState::Missing,
+        let mut st = self.state.lock();
+        Ok(if st.unseen.contains(topic) {
+            st.unseen_answers += 1;
+            TopicState::Unseen
+        } else if st.deleted.contains(topic) {
+            TopicState::Missing
+        } else {
+            TopicState::Present(st.ids.get(topic).copied())
         })
     }
 }

@@ -56,8 +56,14 @@ pub trait Fetch: Send + Sync + 'static {
 /// What a cluster's metadata says of a topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TopicState {
-    /// It answers that the topic does not exist (deleted).
+    /// It answers that the topic does not exist, after it named the topic to this client
+    /// before: deleted.
     Missing,
+    /// It answers that the topic does not exist and never named it to this client: a topic just
+    /// created (by strait or anyone) whose metadata has not reached the broker asked yet. A
+    /// broker busy creating thousands of partitions answered so for more than 10 s after its
+    /// CreateTopics returned; that is no deletion.
+    Unseen,
     /// It knows the topic (or did not answer for it), with its id when it gives one.
     Present(Option<TopicId>),
 }
@@ -132,7 +138,10 @@ impl Fetch for Cluster {
     async fn topic_state(&self, topic: &str) -> kafka::Result<TopicState> {
         let meta = Cluster::metadata(self, Some(&[topic.to_owned()])).await?;
         Ok(match meta.topics.get(topic) {
-            Some(t) if t.error == Some(kafka::ResponseError::UnknownTopicOrPartition) => TopicState::Missing,
+            Some(t) if t.error == Some(kafka::ResponseError::UnknownTopicOrPartition) => match self.has_named(topic) {
+                true => TopicState::Missing,
+                false => TopicState::Unseen,
+            },
             t => TopicState::Present(t.and_then(|t| t.id).and_then(kafka::known_topic_id)),
         })
     }

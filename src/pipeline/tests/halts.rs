@@ -120,6 +120,28 @@ async fn a_deleted_target_topic_halts_its_partition_instead_of_retrying() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_target_topic_not_yet_in_the_metadata_is_waited_for_not_taken_as_deleted() {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
+    // Just created: the target's metadata does not name it yet, for far longer than a deletion
+    // takes to be believed (10 s of answers that the topic does not exist).
+    rig.target.hide_topic("spans");
+    let task = rig.start(None);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!task.is_finished(), "not halted: {:?}", rig.progress.get(&rig.tp));
+    assert!(
+        rig.target.unseen_answers() >= 5,
+        "premise: {} answers",
+        rig.target.unseen_answers()
+    );
+    assert_eq!(rig.target.end(&rig.tp), 0);
+    rig.target.reveal_topic("spans");
+    rig.until_target_end(10).await;
+    rig.stop(task).await.expect("stopped cleanly");
+    assert_eq!(rig.target_values(), values(0..10));
+}
+
+#[tokio::test(start_paused = true)]
 async fn unknown_topic_answers_while_the_topic_exists_are_retried() {
     let mut rig = Rig::new(OnForeignWriter::Halt);
     rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
