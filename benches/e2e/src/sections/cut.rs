@@ -223,6 +223,40 @@ fn metric_min_where(page: &str, name: &str, label: &str) -> Option<f64> {
         .reduce(f64::min)
 }
 
+/// How the lag was spread over the partitions, from `/status`'s `partitions` list.
+#[derive(Clone, Copy, Debug, Default)]
+struct Spread {
+    /// Partitions with a lag.
+    lagging: usize,
+    /// The largest partition lag.
+    max_lag: i64,
+    /// The largest partition `drain_eta_secs`.
+    slowest_eta: Option<f64>,
+}
+
+impl Spread {
+    fn of(page: &str) -> Self {
+        let partitions = page.find("\"partitions\": [").map_or("", |at| &page[at..]);
+        let values = |key: &str| -> Vec<Option<f64>> {
+            let pat = format!("\"{key}\":");
+            partitions
+                .match_indices(&pat)
+                .map(|(at, _)| {
+                    let value = partitions[at + pat.len()..].trim_start();
+                    let end = value.find([',', '\n', '}']).unwrap_or(value.len());
+                    value[..end].trim().parse::<f64>().ok()
+                })
+                .collect()
+        };
+        let lags: Vec<i64> = values("lag_records").into_iter().flatten().map(|l| l as i64).collect();
+        Spread {
+            lagging: lags.iter().filter(|&&l| l > 0).count(),
+            max_lag: lags.iter().copied().max().unwrap_or(0),
+            slowest_eta: values("drain_eta_secs").into_iter().flatten().reduce(f64::max),
+        }
+    }
+}
+
 /// The number after `"key":` in the `totals` object of strait's `/status` (None: null).
 fn status_total(page: &str, key: &str) -> Option<f64> {
     let totals = &page[page.find("\"totals\"")?..];
@@ -489,6 +523,7 @@ async fn measure(
     let heal = run.sample()?.0;
     let mut drain = vec![heal];
     let mut eta: Option<(f64, f64)> = None;
+    let mut eta_spread: Option<Spread> = None;
     let end_lag = (live_lag * 2.0).max(records_per_sec * 2.0);
     let drained = loop {
         tick(500).await;
@@ -500,6 +535,7 @@ async fn measure(
             let page = harness::http_get(http, "/status").map(|(_, b)| b).unwrap_or_default();
             if let Some(e) = status_total(&page, "drain_eta_secs") {
                 eta = Some((since, e));
+                eta_spread = Some(Spread::of(&page));
             }
         }
         // The lag by the producer's count: what was written since the cut began, less what
@@ -642,6 +678,22 @@ async fn measure(
             "drain ETA on /status",
             format!("the drain did not end within {} s", cli.cut_max_drain_secs),
         ),
+    }
+    if let (Some((read_at, _)), Some(end), Some(spread)) = (eta, drained, eta_spread) {
+        let slowest = spread.slowest_eta.map_or("none".to_owned(), |e| {
+            format!("{:+.1}%", (read_at + e - end) / (end - read_at) * 100.0)
+        });
+        report.add(
+            S,
+            "lag when the ETA was read: how it was spread",
+            format!("{} partitions lagging", spread.lagging),
+            format!(
+                "largest partition lag {}; the slowest partition's drain_eta_secs {} (as an ETA for the whole drain: \
+                 {slowest}); /status partitions[]",
+                spread.max_lag,
+                spread.slowest_eta.map_or("null".to_owned(), |e| format!("{e:.0} s")),
+            ),
+        );
     }
     if let Some(end) = drained {
         report.add(
