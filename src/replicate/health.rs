@@ -299,7 +299,15 @@ impl Health {
         self.rates.lock().sample(Instant::now(), counts);
         let positions = snapshot
             .iter()
-            .map(|(tp, s)| (tp.clone(), (s.next_source_offset, s.source_high_watermark)))
+            .map(|(tp, s)| {
+                let sampled = super::drain::Sampled {
+                    next: s.next_source_offset,
+                    hwm: s.source_high_watermark,
+                    records: s.records,
+                    wire_bytes: s.wire_bytes,
+                };
+                (tp.clone(), sampled)
+            })
             .collect();
         self.drain.lock().sample(Instant::now(), positions);
         let halted = snapshot
