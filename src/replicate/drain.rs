@@ -34,12 +34,6 @@ pub struct DrainRate {
     pub replicated_per_sec: f64,
     /// The source's high watermark's advance per second.
     pub growth_per_sec: f64,
-    /// Records acknowledged by the target per second.
-    pub records_per_sec: f64,
-    /// Bytes sent to the target per second.
-    pub wire_bytes_per_sec: f64,
-    /// The partition's lag at the newest sample.
-    pub lag_records: i64,
 }
 
 impl DrainRate {
@@ -49,21 +43,8 @@ impl DrainRate {
     }
 }
 
-/// Where a partition stood at one sample.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Sampled {
-    /// The next source offset.
-    pub(crate) next: i64,
-    /// The source's high watermark.
-    pub(crate) hwm: i64,
-    /// Records acknowledged so far.
-    pub(crate) records: u64,
-    /// Bytes sent to the target so far.
-    pub(crate) wire_bytes: u64,
-}
-
-/// Every partition at one sample.
-type Positions = BTreeMap<TopicPartition, Sampled>;
+/// (next source offset, source high watermark) of a partition at one sample.
+type Positions = BTreeMap<TopicPartition, (i64, i64)>;
 
 /// Samples over a sliding window: the newest, and one at least `window` old as the base.
 #[derive(Debug)]
@@ -123,16 +104,13 @@ impl DrainMeter {
             return BTreeMap::new();
         };
         new.iter()
-            .filter_map(|(tp, now)| {
-                let then = old.get(tp)?;
+            .filter_map(|(tp, (next, hwm))| {
+                let (next0, hwm0) = old.get(tp)?;
                 Some((
                     tp.clone(),
                     DrainRate {
-                        replicated_per_sec: (now.next - then.next).max(0) as f64 / secs,
-                        growth_per_sec: (now.hwm - then.hwm).max(0) as f64 / secs,
-                        records_per_sec: now.records.saturating_sub(then.records) as f64 / secs,
-                        wire_bytes_per_sec: now.wire_bytes.saturating_sub(then.wire_bytes) as f64 / secs,
-                        lag_records: (now.hwm - now.next).max(0),
+                        replicated_per_sec: (next - next0).max(0) as f64 / secs,
+                        growth_per_sec: (hwm - hwm0).max(0) as f64 / secs,
                     },
                 ))
             })
@@ -140,51 +118,9 @@ impl DrainMeter {
     }
 }
 
-/// The ETA of all partitions together.
-///
-/// Measured in records, the drain slows down as it ends (in the cut bench, from about 1,250 to
-/// about 450 records/s at the same wire rate): a partition that caught up sends each new record
-/// in a batch of its own, which costs about as many wire bytes as the record (a span of 490
-/// bytes: 457-540 bytes on the wire), while a lagging partition sends it among its backlog for a
-/// fraction of that (190 bytes). So new records take an ever larger share of the wire as the
-/// partitions catch up, and the summed lag over the summed net rate promised the end 45% early.
-///
-/// In wire bytes: the drain has the wire rate `W` of the window; new records arrive at `G` per
-/// second and, once their partition caught up, cost `c_live` bytes each (what caught-up
-/// partitions paid per record over the window); the backlog costs `c_lag` per record (what
-/// lagging partitions paid). Taking every new record at `c_live` from now on (the partitions
-/// all catch up by the end, and the last backlog records, spread thin, also go in smaller
-/// batches), the lag of `L` records drains in `L c_lag / (W - G c_live)`. When no partition
-/// caught up yet, or the costs are the same, this is the lag over the net rate in records.
+/// The ETA of all partitions together: their summed lag over their summed net drain rate.
 pub fn total_drain_eta_secs(lag_records: i64, rates: &BTreeMap<TopicPartition, DrainRate>) -> Option<f64> {
-    let records_net = || drain_eta_secs(lag_records, rates.values().map(DrainRate::net_per_sec).sum());
-    if lag_records == 0 {
-        return Some(0.0);
-    }
-    // (records, wire bytes) per second of the lagging and of the caught-up partitions.
-    let (mut lagging, mut caught_up) = ((0.0, 0.0), (0.0, 0.0));
-    for r in rates.values() {
-        let side = if r.lag_records > 0 {
-            &mut lagging
-        } else {
-            &mut caught_up
-        };
-        side.0 += r.records_per_sec;
-        side.1 += r.wire_bytes_per_sec;
-    }
-    if lagging.0 <= 0.0 || lagging.1 <= 0.0 {
-        return records_net();
-    }
-    let c_lag = lagging.1 / lagging.0;
-    let c_live = if caught_up.0 > 0.0 {
-        caught_up.1 / caught_up.0
-    } else {
-        c_lag
-    };
-    let wire: f64 = lagging.1 + caught_up.1;
-    let growth: f64 = rates.values().map(|r| r.growth_per_sec).sum();
-    let for_the_backlog = wire - growth * c_live;
-    (for_the_backlog > 0.0).then(|| lag_records as f64 * c_lag / for_the_backlog)
+    drain_eta_secs(lag_records, rates.values().map(DrainRate::net_per_sec).sum())
 }
 
 #[cfg(test)]
@@ -195,65 +131,8 @@ mod tests {
         TopicPartition::new("spans", p)
     }
 
-    /// Positions only (no records or wire bytes moved): the ETA in records.
     fn at(pairs: &[(i32, i64, i64)]) -> Positions {
-        pairs
-            .iter()
-            .map(|&(p, next, hwm)| {
-                let s = Sampled {
-                    next,
-                    hwm,
-                    ..Sampled::default()
-                };
-                (tp(p), s)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn new_records_that_cost_more_once_their_partition_caught_up_lengthen_the_eta() {
-        // Partition 0 lags: 1,000 records/s at 200 wire bytes each, the source adding 100/s.
-        // Partition 1 caught up: its 100 new records/s go one per batch, 500 bytes each.
-        let t0 = Instant::now();
-        let mut m = DrainMeter::new(DRAIN_WINDOW);
-        let sample = |secs: i64| {
-            let lagging = Sampled {
-                next: 1_000 * secs,
-                hwm: 40_000 + 100 * secs,
-                records: 1_000 * secs as u64,
-                wire_bytes: 200_000 * secs as u64,
-            };
-            let caught_up = Sampled {
-                next: 100 * secs,
-                hwm: 100 * secs,
-                records: 100 * secs as u64,
-                wire_bytes: 50_000 * secs as u64,
-            };
-            BTreeMap::from([(tp(0), lagging), (tp(1), caught_up)])
-        };
-        m.sample(t0, sample(0));
-        m.sample(t0 + Duration::from_secs(10), sample(10));
-        let rates = m.rates();
-        assert_eq!(rates[&tp(0)].lag_records, 31_000);
-        // In records: 31,000 / (1,100 - 200) = 34.4 s.
-        let in_records = drain_eta_secs(31_000, rates.values().map(DrainRate::net_per_sec).sum()).expect("draining");
-        assert!((in_records - 34.44).abs() < 0.01, "{in_records}");
-        // In wire bytes: the 250,000 B/s less 200 new records/s at 500 B leaves 150,000 B/s for
-        // the backlog at 200 B a record: 31,000 x 200 / 150,000 = 41.3 s.
-        let eta = total_drain_eta_secs(31_000, &rates).expect("draining");
-        assert!((eta - 41.33).abs() < 0.01, "{eta}");
-        // With the same cost on both sides it is the ETA in records.
-        let same = BTreeMap::from([(
-            tp(0),
-            DrainRate {
-                replicated_per_sec: 1_000.0,
-                growth_per_sec: 100.0,
-                records_per_sec: 1_000.0,
-                wire_bytes_per_sec: 200_000.0,
-                lag_records: 9_000,
-            },
-        )]);
-        assert_eq!(total_drain_eta_secs(9_000, &same), Some(10.0));
+        pairs.iter().map(|&(p, next, hwm)| (tp(p), (next, hwm))).collect()
     }
 
     #[test]

@@ -299,15 +299,7 @@ impl Health {
         self.rates.lock().sample(Instant::now(), counts);
         let positions = snapshot
             .iter()
-            .map(|(tp, s)| {
-                let sampled = super::drain::Sampled {
-                    next: s.next_source_offset,
-                    hwm: s.source_high_watermark,
-                    records: s.records,
-                    wire_bytes: s.wire_bytes,
-                };
-                (tp.clone(), sampled)
-            })
+            .map(|(tp, s)| (tp.clone(), (s.next_source_offset, s.source_high_watermark)))
             .collect();
         self.drain.lock().sample(Instant::now(), positions);
         let halted = snapshot
