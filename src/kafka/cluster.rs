@@ -63,7 +63,7 @@ struct State {
 /// The last leader refresh of one topic. One runs at a time per topic, and a lookup that missed
 /// the cache before a refresh ended takes its answer instead of asking again: when a cut ends,
 /// thousands of partitions whose cached leaders were dropped want them back at once, and a
-/// Metadata answer for a topic of 5,000 partitions is about 170 kB, so one request each would
+/// Metadata answer for a topic of 5,000 partitions is over 100 kB, so one request each would
 /// send the link hundreds of megabytes of the same answer.
 #[derive(Debug, Default)]
 struct Refresh {
