@@ -187,9 +187,14 @@ async fn a_source_topic_recreated_while_strait_is_stopped_halts_or_starts_over()
     );
     strait.stop().await;
 
-    // The source topic deleted and created again, and grown past the checkpoint's offset.
+    // The source topic deleted and created again, and grown past the checkpoint's offset. A
+    // live librdkafka producer would create the topic again itself (auto-creation on its
+    // metadata refresh), and creating it again would then find it there for ever (a CI run
+    // under load saw TopicAlreadyExists for 30 s): a new producer after.
+    drop(producer);
     common::delete_topic(&source.bootstrap(), &topic).await;
     common::create_topic_again(&source.bootstrap(), &topic, 1).await;
+    let producer = common::producer(&source.bootstrap(), &[]);
     let new: Vec<Rec> = (1000..1150).map(record).collect();
     common::send_all(&producer, &topic, 0, &new).await;
 
