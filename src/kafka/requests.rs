@@ -198,15 +198,11 @@ pub(super) fn build_list_offsets_many(tps: &[TopicPartition], spec: OffsetSpec) 
         )
 }
 
+/// The offset of the one partition asked in [`build_list_offsets`].
 pub(super) fn process_list_offsets(response: &ListOffsetsResponse, broker: &str, tp: &TopicPartition) -> Result<i64> {
-    let p = response
-        .topics
-        .iter()
-        .flat_map(|t| t.partitions.iter())
-        .find(|p| p.partition_index == tp.partition)
-        .ok_or_else(|| missing(broker, ApiKey::ListOffsets, tp))?;
-    partition_err(ApiKey::ListOffsets, tp, p.error_code, None)?;
-    Ok(p.offset)
+    process_list_offsets_many(response, broker, std::slice::from_ref(tp))
+        .pop()
+        .unwrap_or_else(|| Err(missing(broker, ApiKey::ListOffsets, tp)))
 }
 
 /// The offset of each partition asked in [`build_list_offsets_many`], in the order asked: its
