@@ -47,9 +47,12 @@ impl Default for Backoff {
 
 /// When one connection slot (a broker address and lane) may try to connect again. After a
 /// failed connect, every caller gets that failure back at once, without a new attempt, until a
-/// capped, jittered exponential delay has passed; a connect that succeeds resets it. So the
-/// connection attempts to a cluster that cannot be reached stay bounded per slot, however many
-/// partitions retry through it, and a link that comes back is tried again within the cap.
+/// capped, jittered exponential delay has passed since the failed attempt *began*; a connect
+/// that succeeds resets it. So the connection attempts to a cluster that cannot be reached stay
+/// bounded per slot (one per delay, or per connect timeout when that is longer), however many
+/// partitions retry through it; and on a black-holed path, where an attempt lasts its whole
+/// timeout, the next one starts as the last gives up, so the SYNs keep going out about once a
+/// second and a link that comes back is used within about a second, not a timeout plus a delay.
 #[derive(Debug)]
 pub struct ReconnectGate {
     backoff: Backoff,
@@ -85,9 +88,11 @@ impl ReconnectGate {
         }
     }
 
-    /// A connect failed at `now`: the next one waits for the next delay.
-    pub fn failed(&mut self, now: Instant, error: Error) {
-        self.failed = Some((now + self.backoff.next_delay(), error));
+    /// A connect that began at `started` failed at `now`: the next one may begin the next
+    /// delay after `started`, and not before `now`.
+    pub fn failed(&mut self, started: Instant, now: Instant, error: Error) {
+        let retry_at = (started + self.backoff.next_delay()).max(now);
+        self.failed = Some((retry_at, error));
     }
 
     /// A connect succeeded: the next failure waits the base delay again. Returns whether the
@@ -122,7 +127,7 @@ mod tests {
             if gate.blocked(now).is_none() {
                 attempts += 1;
                 per_minute[(now - t0).as_secs() as usize / 60] += 1;
-                gate.failed(now, refused());
+                gate.failed(now, now, refused());
             }
             now += Duration::from_millis(10);
         }
@@ -133,15 +138,52 @@ mod tests {
         assert!(attempts >= 10 * 30, "never starved: {attempts}");
         // The failure comes back while blocked, the same error.
         let after = now;
-        gate.failed(after, refused());
+        gate.failed(after, after, refused());
         assert!(matches!(gate.blocked(after), Some(Error::Connect { .. })));
         // Within the cap the gate opens again.
         assert!(gate.blocked(after + ReconnectGate::CAP).is_none());
         // A success resets the delay to the base.
         gate.connected();
         assert!(gate.blocked(after).is_none());
-        gate.failed(after, refused());
+        gate.failed(after, after, refused());
         assert!(gate.blocked(after + ReconnectGate::BASE).is_none());
+    }
+
+    #[test]
+    fn an_attempt_that_lasts_its_timeout_is_followed_at_once_so_a_black_hole_gets_a_syn_a_second() {
+        let mut gate = ReconnectGate::default();
+        let timeout = crate::kafka::conn::CONNECT_TIMEOUT_MAX;
+        let t0 = Instant::now();
+        // Refused at once: the delays space the attempts, as before.
+        for _ in 0..20 {
+            gate.failed(t0, t0, refused());
+        }
+        assert!(
+            gate.blocked(t0 + Duration::from_millis(1400)).is_some(),
+            "at the cap the delay is >= 1.5 s"
+        );
+        // A black-holed path: every attempt waits its whole timeout. The next may begin as it
+        // gives up, not a delay later.
+        let mut start = t0;
+        let mut starts = vec![];
+        for _ in 0..30 {
+            starts.push(start);
+            let gave_up = start + timeout;
+            gate.failed(start, gave_up, refused());
+            assert!(
+                gate.blocked(gave_up).is_none(),
+                "blocked after an attempt that lasted {timeout:?}"
+            );
+            start = gave_up;
+        }
+        // One attempt per timeout (2 s), each sending SYNs at 0 and 1 s: a returning link
+        // sees a SYN within about a second, and the attempts stay bounded (30 a minute).
+        let per_minute = starts.iter().filter(|&&s| s < t0 + Duration::from_secs(60)).count();
+        assert_eq!(per_minute, 30);
+        assert!(
+            timeout >= ReconnectGate::CAP.mul_f64(0.75),
+            "the bench's bound assumes attempts >= 1.5 s apart"
+        );
     }
 
     #[test]

@@ -230,11 +230,12 @@ impl Cluster {
         metrics::counter!(crate::telemetry::CONNECTION_ATTEMPTS, "cluster" => self.name.clone()).increment(1);
         // Boxed: connecting (TLS, SASL) is rare, and its future would otherwise be part of every
         // request's future, held by every partition task for its life.
+        let started = tokio::time::Instant::now();
         let connect = Conn::connect_with(addr, &self.client_id, self.timeout, &self.security, self.pace.clone());
         let conn = match Box::pin(connect).await {
             Ok(c) => Arc::new(c),
             Err(e) => {
-                guard.gate.failed(tokio::time::Instant::now(), e.clone());
+                guard.gate.failed(started, tokio::time::Instant::now(), e.clone());
                 return Err(e);
             }
         };

@@ -90,9 +90,11 @@ impl Pending {
     }
 }
 
-/// The longest a TCP connect waits for the broker's answer (Linux sends the SYN again after 1
-/// and 3 s; across any WAN a handshake takes well under a second).
-pub(crate) const CONNECT_TIMEOUT_MAX: Duration = Duration::from_secs(5);
+/// The longest a TCP connect waits for the broker's answer: two SYNs (Linux sends the second
+/// after 1 s, the third only after 3 s); across any WAN a handshake takes well under a second.
+/// The next attempt starts as this one gives up (`ReconnectGate` counts its delay from an
+/// attempt's start), so on a black-holed path a SYN goes out about every second.
+pub(crate) const CONNECT_TIMEOUT_MAX: Duration = Duration::from_secs(2);
 
 /// A connection to one broker, shared by every task that talks to it.
 pub struct Conn {
