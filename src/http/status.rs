@@ -45,9 +45,9 @@ impl Endpoints {
         let readiness = self.health.readiness(&self.progress);
         let rates = self.health.rates();
         let drain = self.health.drain_rates();
-        let partitions: Vec<PartitionReport> = self
-            .progress
-            .snapshot()
+        let snapshot = self.progress.snapshot();
+        let lags = snapshot.iter().map(|(tp, s)| (tp.clone(), s.lag_records())).collect();
+        let partitions: Vec<PartitionReport> = snapshot
             .into_iter()
             .map(|(tp, s)| {
                 let records_per_sec = rates.get(&tp).copied().unwrap_or(0.0);
@@ -132,7 +132,7 @@ impl Endpoints {
                 lag_records: t.lag_records,
                 records_per_sec: rates.values().sum(),
                 net_drain_records_per_sec: (!drain.is_empty()).then(|| drain.values().map(|d| d.net_per_sec()).sum()),
-                drain_eta_secs: total_drain_eta_secs(t.lag_records, &drain),
+                drain_eta_secs: total_drain_eta_secs(&lags, &drain),
                 partitions_at_retention_risk,
             },
             retention_headroom_alert_secs: Some(threshold_secs).filter(|&s| s > 0),

@@ -19,6 +19,7 @@ pub(super) struct Moved {
     pub(super) records: u64,
     pub(super) source_bytes: u64,
     pub(super) wire_bytes: u64,
+    pub(super) batches: u64,
 }
 
 /// The acknowledged position of one partition, and what the target holds beyond it.
@@ -115,6 +116,7 @@ impl Acker {
             records: sent.count as u64,
             source_bytes: sent.source_bytes,
             wire_bytes: sent.wire_bytes,
+            batches: 1,
         };
         self.advance(at, moved, oldest_held);
     }
@@ -179,6 +181,7 @@ impl Acker {
             s.records += moved.records;
             s.source_bytes += moved.source_bytes;
             s.wire_bytes += moved.wire_bytes;
+            s.batches += moved.batches;
             if oldest.is_some() {
                 s.oldest_unacked_timestamp_ms = oldest;
             }

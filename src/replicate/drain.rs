@@ -6,7 +6,18 @@
 //! by the replication rate alone promises the end too early by the share of the budget new
 //! records take. Both rates are read over [`DRAIN_WINDOW`], which smooths the per-second
 //! samples, and lets the jump of a high watermark last seen before an outage (the first fetch
-//! after the link returns) leave the window within half a minute.
+//! after the link returns) leave the window within half a minute. That is a partition's ETA.
+//!
+//! The ETA of all partitions together also follows the cost of a record on the wire, which is
+//! not constant when the link is the bottleneck: a partition's records go in batches of what
+//! was fetched for it, and as its lag shrinks its batches do too, so each record carries more
+//! of a batch's fixed cost (headers, and a first record compressed without its neighbours as
+//! context). With thousands of partitions a few records of lag each, the records per second the
+//! same link carries fall by half or more before the drain ends. [`drain_model`] simulates the
+//! rest of the drain in rounds, each partition sending one batch a round as the link's bytes
+//! allow, with a per-batch and a per-record cost fitted to what was sent over the window
+//! ([`BatchCost::fit`]); the drain ends when what is left would go in a second of the link, or
+//! when the lag stops shrinking at the live rate (the live traffic's own steady state).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -34,6 +45,12 @@ pub struct DrainRate {
     pub replicated_per_sec: f64,
     /// The source's high watermark's advance per second.
     pub growth_per_sec: f64,
+    /// Records the target acknowledged per second.
+    pub records_per_sec: f64,
+    /// Wire bytes of the batches acknowledged, per second.
+    pub wire_bytes_per_sec: f64,
+    /// Batches acknowledged per second.
+    pub batches_per_sec: f64,
 }
 
 impl DrainRate {
@@ -43,8 +60,22 @@ impl DrainRate {
     }
 }
 
-/// (next source offset, source high watermark) of a partition at one sample.
-type Positions = BTreeMap<TopicPartition, (i64, i64)>;
+/// A partition's positions and counters at one sample.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Mark {
+    /// Next source offset to replicate.
+    pub(crate) next: i64,
+    /// The source's high watermark.
+    pub(crate) high_watermark: i64,
+    /// Records acknowledged since the start.
+    pub(crate) records: u64,
+    /// Wire bytes acknowledged since the start.
+    pub(crate) wire_bytes: u64,
+    /// Batches acknowledged since the start.
+    pub(crate) batches: u64,
+}
+
+type Positions = BTreeMap<TopicPartition, Mark>;
 
 /// Samples over a sliding window: the newest, and one at least `window` old as the base.
 #[derive(Debug)]
@@ -104,13 +135,17 @@ impl DrainMeter {
             return BTreeMap::new();
         };
         new.iter()
-            .filter_map(|(tp, (next, hwm))| {
-                let (next0, hwm0) = old.get(tp)?;
+            .filter_map(|(tp, n)| {
+                let o = old.get(tp)?;
+                let per_sec = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
                 Some((
                     tp.clone(),
                     DrainRate {
-                        replicated_per_sec: (next - next0).max(0) as f64 / secs,
-                        growth_per_sec: (hwm - hwm0).max(0) as f64 / secs,
+                        replicated_per_sec: (n.next - o.next).max(0) as f64 / secs,
+                        growth_per_sec: (n.high_watermark - o.high_watermark).max(0) as f64 / secs,
+                        records_per_sec: per_sec(n.records, o.records),
+                        wire_bytes_per_sec: per_sec(n.wire_bytes, o.wire_bytes),
+                        batches_per_sec: per_sec(n.batches, o.batches),
                     },
                 ))
             })
@@ -118,9 +153,176 @@ impl DrainMeter {
     }
 }
 
-/// The ETA of all partitions together: their summed lag over their summed net drain rate.
-pub fn total_drain_eta_secs(lag_records: i64, rates: &BTreeMap<TopicPartition, DrainRate>) -> Option<f64> {
-    drain_eta_secs(lag_records, rates.values().map(DrainRate::net_per_sec).sum())
+/// The ETA of all partitions together, from each partition's lag and its rates over the
+/// window: the [`drain_model`] when the window saw batches acknowledged, else the summed lag
+/// over the summed net drain rate.
+pub fn total_drain_eta_secs(
+    lags: &BTreeMap<TopicPartition, i64>,
+    rates: &BTreeMap<TopicPartition, DrainRate>,
+) -> Option<f64> {
+    let lag: i64 = lags.values().sum();
+    if lag == 0 {
+        return Some(0.0);
+    }
+    let linear = || drain_eta_secs(lag, rates.values().map(DrainRate::net_per_sec).sum());
+    let wire_per_sec: f64 = rates.values().map(|r| r.wire_bytes_per_sec).sum();
+    let (records, batches): (f64, f64) = rates
+        .values()
+        .fold((0.0, 0.0), |(r, b), d| (r + d.records_per_sec, b + d.batches_per_sec));
+    let Some(cost) = BatchCost::fit(rates.values()) else {
+        return linear();
+    };
+    if wire_per_sec <= 0.0 || batches <= 0.0 {
+        return linear();
+    }
+    let usual_batch = records / batches;
+    let mut partitions: Vec<Draining> = lags
+        .iter()
+        .map(|(tp, &lag)| {
+            let r = rates.get(tp).copied().unwrap_or_default();
+            Draining {
+                lag: lag as f64,
+                growth_per_sec: r.growth_per_sec,
+                batch: if r.batches_per_sec > 0.0 {
+                    r.records_per_sec / r.batches_per_sec
+                } else {
+                    usual_batch
+                }
+                .max(1.0),
+            }
+        })
+        .collect();
+    drain_model(&mut partitions, cost, wire_per_sec)
+}
+
+/// What a batch costs on the wire: a part per batch (the batch's and the request's headers,
+/// and a first record compressed with no neighbour as context) and a part per record.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct BatchCost {
+    /// Wire bytes of a batch besides its records' own.
+    pub(crate) per_batch: f64,
+    /// Wire bytes each record adds.
+    pub(crate) per_record: f64,
+}
+
+impl BatchCost {
+    /// The cost that fits each partition's batches, records and wire bytes per second over
+    /// the window best (least squares). When the batches all had about the same number of
+    /// records the two parts cannot be told apart: all of the cost is then per record.
+    /// `None` when nothing was acknowledged.
+    pub(crate) fn fit<'a>(rates: impl IntoIterator<Item = &'a DrainRate>) -> Option<Self> {
+        let (mut bb, mut br, mut rr, mut bw, mut rw, mut w, mut r) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        for d in rates.into_iter().filter(|d| d.batches_per_sec > 0.0) {
+            let (nb, nr, nw) = (d.batches_per_sec, d.records_per_sec, d.wire_bytes_per_sec);
+            bb += nb * nb;
+            br += nb * nr;
+            rr += nr * nr;
+            bw += nb * nw;
+            rw += nr * nw;
+            w += nw;
+            r += nr;
+        }
+        if r <= 0.0 {
+            return None;
+        }
+        let det = bb * rr - br * br;
+        if det > 1e-6 * bb * rr {
+            let fitted = Self {
+                per_batch: (bw * rr - rw * br) / det,
+                per_record: (bb * rw - br * bw) / det,
+            };
+            if fitted.per_batch >= 0.0 && fitted.per_record > 0.0 {
+                return Some(fitted);
+            }
+        }
+        Some(Self {
+            per_batch: 0.0,
+            per_record: w / r,
+        })
+    }
+
+    /// Wire bytes of a batch of `records`; below one record, the expected cost of a batch
+    /// sent that share of the rounds.
+    fn batch(&self, records: f64) -> f64 {
+        self.per_batch * records.min(1.0) + self.per_record * records
+    }
+
+    /// Wire bytes of `records` sent in batches of `batch`.
+    fn all(&self, records: f64, batch: f64) -> f64 {
+        self.per_batch * (records / batch).max(records.min(1.0)) + self.per_record * records
+    }
+}
+
+/// One partition as the [`drain_model`] sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Draining {
+    /// Records of lag.
+    pub(crate) lag: f64,
+    /// Records the source adds per second.
+    pub(crate) growth_per_sec: f64,
+    /// Records in each of its batches while its lag lasts (what it sends now).
+    pub(crate) batch: f64,
+}
+
+/// What is left when the drain counts as done: what the link sends in this long.
+const DRAINED_WITHIN_SECS: f64 = 1.0;
+/// The most steps the model takes before it gives no ETA.
+const MODEL_STEPS: usize = 2_000;
+
+/// Seconds until the lag of `partitions` is replicated over a link that carries
+/// `wire_per_sec`, at `cost` a batch. In each round every partition with lag sends one batch:
+/// as many records as its batch holds, or all its lag when that is less; the round lasts as
+/// long as the link takes to carry them, and the source adds to each lag meanwhile. Rounds of
+/// the same length are taken together while no partition's lag falls below its batch. Done
+/// when what is left would go in [`DRAINED_WITHIN_SECS`] of the link, or when the rounds stop
+/// shortening with no partition left sending full batches (the live traffic's steady state);
+/// `None` when the lag does not shrink.
+pub(crate) fn drain_model(partitions: &mut [Draining], cost: BatchCost, wire_per_sec: f64) -> Option<f64> {
+    if wire_per_sec <= 0.0 {
+        return None;
+    }
+    let mut secs = 0.0;
+    let mut last_round = f64::INFINITY;
+    for _ in 0..MODEL_STEPS {
+        let left: f64 = partitions.iter().map(|p| cost.all(p.lag, p.batch)).sum();
+        if left <= wire_per_sec * DRAINED_WITHIN_SECS {
+            return Some(secs + left / wire_per_sec);
+        }
+        let round = partitions.iter().map(|p| cost.batch(p.lag.min(p.batch))).sum::<f64>() / wire_per_sec;
+        let full = partitions.iter().filter(|p| p.lag > p.batch).count();
+        if full == 0 && round >= last_round * 0.99 {
+            return Some(secs);
+        }
+        // Only two rounds in a row with no full batch tell a steady state.
+        last_round = if full == 0 { round } else { f64::INFINITY };
+        // Rounds this long, until the first partition sending full batches has one batch left.
+        let rounds = partitions
+            .iter()
+            .filter(|p| p.lag > p.batch)
+            .filter_map(|p| {
+                let shrink = p.batch - p.growth_per_sec * round;
+                (shrink > 0.0).then(|| ((p.lag - p.batch) / shrink).ceil())
+            })
+            .fold(f64::INFINITY, f64::min);
+        if full > 0 && rounds.is_infinite() {
+            // Every partition with more than a batch grows faster than it sends.
+            return None;
+        }
+        let rounds = if rounds.is_finite() { rounds.max(1.0) } else { 1.0 };
+        for p in partitions.iter_mut() {
+            let arrived = p.growth_per_sec * round;
+            if p.lag > p.batch {
+                p.lag += rounds * (arrived - p.batch);
+            } else {
+                // It sent all its lag: what is left is what arrived in the round, and a
+                // partition sends at least what arrived (its fetch takes all there is).
+                p.lag = arrived;
+                p.batch = p.batch.max(arrived);
+            }
+        }
+        secs += rounds * round;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -132,8 +334,37 @@ mod tests {
     }
 
     fn at(pairs: &[(i32, i64, i64)]) -> Positions {
-        pairs.iter().map(|&(p, next, hwm)| (tp(p), (next, hwm))).collect()
+        pairs
+            .iter()
+            .map(|&(p, next, high_watermark)| {
+                let mark = Mark {
+                    next,
+                    high_watermark,
+                    ..Mark::default()
+                };
+                (tp(p), mark)
+            })
+            .collect()
     }
+
+    fn lags(pairs: &[(i32, i64)]) -> BTreeMap<TopicPartition, i64> {
+        pairs.iter().map(|&(p, lag)| (tp(p), lag)).collect()
+    }
+
+    /// A partition's rates when its batches of `batch` records cost `cost` each.
+    fn sending(cost: BatchCost, batches_per_sec: f64, batch: f64) -> DrainRate {
+        DrainRate {
+            records_per_sec: batches_per_sec * batch,
+            batches_per_sec,
+            wire_bytes_per_sec: batches_per_sec * (cost.per_batch + cost.per_record * batch),
+            ..DrainRate::default()
+        }
+    }
+
+    const SPANS: BatchCost = BatchCost {
+        per_batch: 350.0,
+        per_record: 140.0,
+    };
 
     #[test]
     fn the_eta_is_the_lag_over_the_net_rate_not_the_replication_rate() {
@@ -190,7 +421,7 @@ mod tests {
         let mut m = DrainMeter::new(DRAIN_WINDOW);
         m.sample(t0, at(&[(0, 10, 100)]));
         m.sample(t0 + Duration::from_secs(10), at(&[(0, 10, 600)]));
-        assert_eq!(total_drain_eta_secs(590, &m.rates()), None);
+        assert_eq!(total_drain_eta_secs(&lags(&[(0, 590)]), &m.rates()), None);
     }
 
     #[test]
@@ -205,6 +436,102 @@ mod tests {
         let r = m.rates();
         assert!(!r.contains_key(&tp(2)), "a new partition has no rate yet");
         // Net: 50/s + 150/s = 200/s for a lag of 500 + 500.
-        assert_eq!(total_drain_eta_secs(1_000, &r), Some(5.0));
+        assert_eq!(total_drain_eta_secs(&lags(&[(0, 500), (1, 500)]), &r), Some(5.0));
+    }
+
+    #[test]
+    fn the_fit_tells_the_cost_of_a_batch_from_the_cost_of_a_record() {
+        let rates = [
+            sending(SPANS, 0.1, 1.0),
+            sending(SPANS, 0.2, 2.0),
+            sending(SPANS, 0.05, 9.0),
+            sending(SPANS, 3.0, 500.0),
+        ];
+        let fit = BatchCost::fit(&rates).expect("batches were sent");
+        assert!((fit.per_batch - 350.0).abs() < 1e-6, "{fit:?}");
+        assert!((fit.per_record - 140.0).abs() < 1e-6, "{fit:?}");
+        // Batches all alike: the parts cannot be told apart, so all of it is per record.
+        let alike = [sending(SPANS, 0.1, 9.0), sending(SPANS, 0.3, 9.0)];
+        let fit = BatchCost::fit(&alike).expect("batches were sent");
+        assert_eq!(fit.per_batch, 0.0);
+        assert!((fit.per_record - (350.0 / 9.0 + 140.0)).abs() < 1e-6, "{fit:?}");
+        assert_eq!(BatchCost::fit(&[DrainRate::default()]), None, "nothing sent");
+    }
+
+    #[test]
+    fn rounds_of_one_batch_a_partition_add_up_to_every_batch_s_cost_over_the_link() {
+        // Two partitions of 10 records, batches of 5, 100 B a batch + 10 B a record, 100 B/s,
+        // nothing new: 4 batches of 150 B, 6 s.
+        let cost = BatchCost {
+            per_batch: 100.0,
+            per_record: 10.0,
+        };
+        let p = Draining {
+            lag: 10.0,
+            growth_per_sec: 0.0,
+            batch: 5.0,
+        };
+        assert_eq!(drain_model(&mut [p, p], cost, 100.0), Some(6.0));
+        // Without a cost per batch, one deep partition drains at the linear rate: 10,000
+        // records at 1,000/s on the link less 200/s new is 12.5 s.
+        let records_only = BatchCost {
+            per_batch: 0.0,
+            per_record: 100.0,
+        };
+        let mut deep = [Draining {
+            lag: 10_000.0,
+            growth_per_sec: 200.0,
+            batch: 100.0,
+        }];
+        let eta = drain_model(&mut deep, records_only, 100_000.0).expect("draining");
+        assert!((eta - 12.5).abs() < 0.25, "{eta}");
+    }
+
+    #[test]
+    fn thousands_of_partitions_with_a_few_records_each_drain_slower_than_the_rate_now_says() {
+        // As measured after a cut: 5,000 partitions 12 records behind, 9-record batches, 250
+        // new records/s in all, the link carrying 225 kB/s. The records/s the link carries now
+        // (9-record batches) put the end at ~60 s; as the batches shrink to what arrives in a
+        // round, each record costs up to 490 B instead of 179 B.
+        let p = Draining {
+            lag: 12.0,
+            growth_per_sec: 0.05,
+            batch: 9.0,
+        };
+        let mut partitions = vec![p; 5_000];
+        let rate_now = 225_000.0 / (SPANS.per_batch / 9.0 + SPANS.per_record);
+        let linear = drain_eta_secs(60_000, rate_now - 250.0).expect("draining");
+        let modelled = drain_model(&mut partitions, SPANS, 225_000.0).expect("draining");
+        assert!((55.0..65.0).contains(&linear), "{linear}");
+        assert!(modelled > linear * 1.25, "modelled {modelled} vs linear {linear}");
+        // It ends: the lag left is what arrives while the link carries it.
+        let left: f64 = partitions.iter().map(|p| p.lag).sum();
+        assert!(left < 250.0 * 2.0, "{left}");
+        // The same through the window's rates: the cost is fitted from batches of two sizes,
+        // each partition's batch taken from its own rates, the link's rate from their sum.
+        let mut rates = BTreeMap::new();
+        let mut lag = BTreeMap::new();
+        for i in 0..5_000 {
+            let r = DrainRate {
+                growth_per_sec: 0.05,
+                ..sending(SPANS, 225_000.0 / 5_000.0 / 1_540.0, if i % 2 == 0 { 9.0 } else { 8.0 })
+            };
+            rates.insert(tp(i), r);
+            lag.insert(tp(i), 12);
+        }
+        let total = total_drain_eta_secs(&lag, &rates).expect("draining");
+        assert!((total - modelled).abs() < modelled * 0.1, "{total} vs {modelled}");
+    }
+
+    #[test]
+    fn no_eta_when_the_live_records_alone_outgrow_the_link() {
+        // 1,000 new records/s at >= 140 B each need more than a 100 kB/s link.
+        let mut p = [Draining {
+            lag: 50_000.0,
+            growth_per_sec: 1_000.0,
+            batch: 500.0,
+        }];
+        assert_eq!(drain_model(&mut p, SPANS, 100_000.0), None);
+        assert_eq!(drain_model(&mut p, SPANS, 0.0), None);
     }
 }

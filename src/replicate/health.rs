@@ -22,7 +22,7 @@ use crate::telemetry;
 use crate::report::progress::{PartitionState, PartitionStatus, Progress};
 use crate::report::retention::{Crossing, RiskWatch};
 
-use super::drain::{DrainMeter, DrainRate, Window, DRAIN_WINDOW};
+use super::drain::{DrainMeter, DrainRate, Mark, Window, DRAIN_WINDOW};
 
 /// How often the monitor refreshes the gauges and the rates.
 const TICK: Duration = Duration::from_secs(1);
@@ -299,7 +299,16 @@ impl Health {
         self.rates.lock().sample(Instant::now(), counts);
         let positions = snapshot
             .iter()
-            .map(|(tp, s)| (tp.clone(), (s.next_source_offset, s.source_high_watermark)))
+            .map(|(tp, s)| {
+                let mark = Mark {
+                    next: s.next_source_offset,
+                    high_watermark: s.source_high_watermark,
+                    records: s.records,
+                    wire_bytes: s.wire_bytes,
+                    batches: s.batches,
+                };
+                (tp.clone(), mark)
+            })
             .collect();
         self.drain.lock().sample(Instant::now(), positions);
         let halted = snapshot

@@ -325,11 +325,13 @@ impl Replicator {
                     let elapsed = last_tick.elapsed().as_secs_f64().max(0.001);
                     last_tick = tokio::time::Instant::now();
                     let rate = (t.records - last_totals.records) as f64 / elapsed;
-                    let eta = total_drain_eta_secs(t.lag_records, &self.health.drain_rates());
+                    let snapshot = self.progress.snapshot();
+                    let lags = snapshot.iter().map(|(tp, s)| (tp.clone(), s.lag_records())).collect();
+                    let eta = total_drain_eta_secs(&lags, &self.health.drain_rates());
                     let now_ms = checkpoint::now_ms();
                     let threshold_secs = self.config.alerts.retention_headroom_secs;
                     let risk = retention::Summary::of(
-                        self.progress.snapshot().values().map(|s| s.retention_risk(now_ms, threshold_secs)),
+                        snapshot.values().map(|s| s.retention_risk(now_ms, threshold_secs)),
                     );
                     tracing::info!(partitions = t.partitions, halted = t.halted, records = t.records,
                         records_per_sec = rate.round(), lag_records = t.lag_records,

@@ -41,6 +41,8 @@ pub struct PartitionStatus {
     pub source_bytes: u64,
     /// Bytes of the batches sent to the target.
     pub wire_bytes: u64,
+    /// Batches acknowledged by the target.
+    pub batches: u64,
     /// Source records deleted before strait could read them.
     pub gap_records: u64,
     /// Timestamp (ms) of the oldest source record not yet acknowledged by the target, as far as
