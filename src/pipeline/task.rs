@@ -438,7 +438,17 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
     /// Where a partition without a usable checkpoint starts: [`Self::start_from`] on the source, the
     /// end on the target (which must be empty unless `on_missing_checkpoint = append`). `None`
     /// when cancelled first.
+    ///
+    /// The source's position is asked first and kept: the target may not answer for hours (a
+    /// cut link, a topic it is still creating), and records the source deletes meanwhile were
+    /// there when the partition started, so the first fetch counts them as a gap. Asked after the
+    /// target, `earliest` would be the log start of that later moment: a silent skip.
     async fn fresh_start(&self) -> Result<Option<Position>> {
+        let Some(source) = self.source_start().await? else {
+            return Ok(None);
+        };
+        // Shown while the target is asked (its lag, once the source's end is known).
+        self.progress.update(&self.source_tp, |s| s.next_source_offset = source);
         let target = self.target_tail();
         let Some(end) = target.end(0).await? else {
             return Ok(None);
@@ -477,6 +487,12 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
                 });
             }
         }
+        Ok(Some(Position { source, target: end }))
+    }
+
+    /// [`Self::start_from`] on the source: the offset to start reading at. `None` when
+    /// cancelled first.
+    async fn source_start(&self) -> Result<Option<i64>> {
         let spec = match self.start_from {
             StartFrom::Earliest => OffsetSpec::Earliest,
             StartFrom::Latest => OffsetSpec::Latest,
@@ -502,7 +518,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             };
             source = latest;
         }
-        Ok(Some(Position { source, target: end }))
+        Ok(Some(source))
     }
 
     fn target_behind(&self, at: Position, end: i64) -> Error {
