@@ -164,35 +164,54 @@ pub fn total_drain_eta_secs(
     if lag == 0 {
         return Some(0.0);
     }
-    let linear = || drain_eta_secs(lag, rates.values().map(DrainRate::net_per_sec).sum());
+    let linear = drain_eta_secs(lag, rates.values().map(DrainRate::net_per_sec).sum());
     let wire_per_sec: f64 = rates.values().map(|r| r.wire_bytes_per_sec).sum();
-    let (records, batches): (f64, f64) = rates
-        .values()
-        .fold((0.0, 0.0), |(r, b), d| (r + d.records_per_sec, b + d.batches_per_sec));
-    let Some(cost) = BatchCost::fit(rates.values()) else {
-        return linear();
+    let (Some(cost), Some(batch)) = (BatchCost::fit(rates.values()), full_batch(rates.values())) else {
+        return linear;
     };
-    if wire_per_sec <= 0.0 || batches <= 0.0 {
-        return linear();
+    if wire_per_sec <= 0.0 {
+        return linear;
     }
-    let usual_batch = records / batches;
     let mut partitions: Vec<Draining> = lags
         .iter()
-        .map(|(tp, &lag)| {
-            let r = rates.get(tp).copied().unwrap_or_default();
-            Draining {
-                lag: lag as f64,
-                growth_per_sec: r.growth_per_sec,
-                batch: if r.batches_per_sec > 0.0 {
-                    r.records_per_sec / r.batches_per_sec
-                } else {
-                    usual_batch
-                }
-                .max(1.0),
-            }
+        .map(|(tp, &lag)| Draining {
+            lag: lag as f64,
+            growth_per_sec: rates.get(tp).map_or(0.0, |r| r.growth_per_sec),
+            batch,
         })
         .collect();
-    drain_model(&mut partitions, cost, wire_per_sec)
+    let modelled = drain_model(&mut partitions, cost, wire_per_sec);
+    tracing::debug!(
+        lag,
+        partitions = lags.len(),
+        lagging = lags.values().filter(|&&l| l > 0).count(),
+        per_batch_bytes = cost.per_batch.round(),
+        per_record_bytes = cost.per_record.round(),
+        wire_bytes_per_sec = wire_per_sec.round(),
+        full_batch_records = batch,
+        growth_per_sec = rates.values().map(|r| r.growth_per_sec).sum::<f64>().round(),
+        modelled_secs = modelled.map(f64::round),
+        linear_secs = linear.map(f64::round),
+        "drain model"
+    );
+    modelled
+}
+
+/// The records a batch holds while a partition's lag lasts: the 90th percentile of the
+/// partitions' mean batch over the window (a partition whose lag ran out sent smaller ones, and
+/// one or two batches of a partition say little alone). `None` when no batch was acknowledged.
+fn full_batch<'a>(rates: impl IntoIterator<Item = &'a DrainRate>) -> Option<f64> {
+    let mut sizes: Vec<f64> = rates
+        .into_iter()
+        .filter(|r| r.batches_per_sec > 0.0)
+        .map(|r| r.records_per_sec / r.batches_per_sec)
+        .collect();
+    if sizes.is_empty() {
+        return None;
+    }
+    sizes.sort_by(f64::total_cmp);
+    let at = (sizes.len() * 9 / 10).min(sizes.len() - 1);
+    Some(sizes[at].max(1.0))
 }
 
 /// What a batch costs on the wire: a part per batch (the batch's and the request's headers,
@@ -508,7 +527,7 @@ mod tests {
         let left: f64 = partitions.iter().map(|p| p.lag).sum();
         assert!(left < 250.0 * 2.0, "{left}");
         // The same through the window's rates: the cost is fitted from batches of two sizes,
-        // each partition's batch taken from its own rates, the link's rate from their sum.
+        // the full batch is the larger (nine records), the link's rate is their sum.
         let mut rates = BTreeMap::new();
         let mut lag = BTreeMap::new();
         for i in 0..5_000 {
@@ -521,6 +540,17 @@ mod tests {
         }
         let total = total_drain_eta_secs(&lag, &rates).expect("draining");
         assert!((total - modelled).abs() < modelled * 0.1, "{total} vs {modelled}");
+    }
+
+    #[test]
+    fn the_full_batch_is_what_most_partitions_still_lagging_send_not_the_mean() {
+        // 80 partitions whose lag ran out send 1-record batches, 20 still send 9: the mean
+        // (2.6) would take the drain for the end of it.
+        let mut rates: Vec<DrainRate> = (0..80).map(|_| sending(SPANS, 0.1, 1.0)).collect();
+        rates.extend((0..20).map(|_| sending(SPANS, 0.1, 9.0)));
+        assert_eq!(full_batch(&rates), Some(9.0));
+        assert_eq!(full_batch(&[sending(SPANS, 0.1, 0.5)]), Some(1.0), "at least a record");
+        assert_eq!(full_batch(&[DrainRate::default()]), None);
     }
 
     #[test]
