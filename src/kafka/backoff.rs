@@ -28,6 +28,11 @@ impl Backoff {
         full.mul_f64(1.0 - jitter)
     }
 
+    /// A backoff with the same base, never waiting longer than `cap` (nor this one's cap).
+    pub fn capped(&self, cap: Duration) -> Self {
+        Self::new(self.base, cap.min(self.cap))
+    }
+
     /// How many delays were handed out since the last reset.
     pub fn attempts(&self) -> u32 {
         self.attempt

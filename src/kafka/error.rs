@@ -215,6 +215,20 @@ impl Error {
         }
     }
 
+    /// Whether a broker is taking the partition or coordinator up: a leader just elected, a
+    /// topic just created, a coordinator loading its log. That takes seconds, so a retry waits
+    /// at most [`crate::kafka::retry::SETTLING_CAP`], not the cap of an outage.
+    pub fn settles_soon(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(
+                ResponseError::NotLeaderOrFollower
+                    | ResponseError::LeaderNotAvailable
+                    | ResponseError::CoordinatorLoadInProgress
+            )
+        )
+    }
+
     /// Whether the cached leader for the partition is likely wrong, so metadata must be refreshed
     /// before a retry.
     pub fn needs_metadata_refresh(&self) -> bool {

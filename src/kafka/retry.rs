@@ -3,6 +3,8 @@
 //! comes, or the policy's limit is reached: a cancellation (the data path: it retries for as
 //! long as strait runs) or a deadline (the checkpoint store: it gives up after its budget).
 //! What a caller does on each retry (metrics, a log line, a leader refresh) is its hook.
+//! Errors that settle soon (a partition or coordinator being taken up) back off to
+//! [`SETTLING_CAP`] only.
 
 use std::future::Future;
 use std::time::Duration;
@@ -11,6 +13,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Backoff, Error};
+
+/// The longest delay before retrying an error that [`Error::settles_soon`]: a partition of a
+/// topic just created answers NOT_LEADER_OR_FOLLOWER until its broker has taken it up (seconds
+/// to tens of seconds for thousands of partitions on a busy node), and with the outage cap of
+/// 10 s a partition found ready just after an attempt waited up to 10 s more.
+pub const SETTLING_CAP: Duration = Duration::from_secs(2);
 
 /// Where retrying stops short of a success.
 #[derive(Clone, Copy, Debug)]
@@ -51,6 +59,8 @@ where
     Fut: Future<Output = Result<T, Error>>,
 {
     let mut attempts = 0u32;
+    // The same growth, capped at SETTLING_CAP, for errors that settle soon.
+    let mut settling = backoff.capped(SETTLING_CAP);
     loop {
         attempts = attempts.saturating_add(1);
         // Registered before the attempt: a reconnect while it runs also ends the delay after it.
@@ -75,7 +85,11 @@ where
             Err(e) if e.is_retriable() => e,
             Err(error) => return Retried::Failed { error, attempts },
         };
-        let delay = backoff.next_delay();
+        let delay = if error.settles_soon() {
+            settling.next_delay()
+        } else {
+            backoff.next_delay()
+        };
         match until {
             Until::Deadline(deadline) if Instant::now() + delay > deadline => {
                 return Retried::Failed { error, attempts };
@@ -143,6 +157,48 @@ mod tests {
         .await;
         assert!(matches!(out, Retried::Done(4)), "{out:?}");
         assert_eq!(seen, vec![1, 2, 3]);
+    }
+
+    fn not_leader() -> Error {
+        Error::Partition {
+            api: super::super::ApiKey::ListOffsets,
+            topic: "spans".into(),
+            partition: 0,
+            code: crate::kafka::ResponseError::NotLeaderOrFollower,
+            message: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partition_being_taken_up_is_retried_at_most_every_two_seconds_an_outage_backs_off_to_ten() {
+        for (error, longest) in [(not_leader(), SETTLING_CAP), (lost(), Duration::from_secs(10))] {
+            let cancel = CancellationToken::new();
+            let mut calls = 0;
+            let mut delays = Vec::new();
+            let failing = error.clone();
+            let out = retry(
+                Backoff::default(),
+                Until::Cancelled(&cancel),
+                || {
+                    calls += 1;
+                    let (n, e) = (calls, failing.clone());
+                    async move {
+                        if n <= 12 {
+                            Err(e)
+                        } else {
+                            Ok(n)
+                        }
+                    }
+                },
+                |_, _, delay| delays.push(delay),
+            )
+            .await;
+            assert!(matches!(out, Retried::Done(13)), "{out:?}");
+            let max = delays.iter().copied().max().expect("retried");
+            assert!(max <= longest, "{error}: {delays:?}");
+            // Twelve doublings from 100 ms reach each cap (less a quarter of jitter at most).
+            assert!(max >= longest.mul_f64(0.75), "{error}: {delays:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
