@@ -18,6 +18,13 @@
 //! allow, with a per-batch and a per-record cost fitted to what was sent over the window
 //! ([`BatchCost::fit`]); the drain ends when what is left would go in a second of the link, or
 //! when the lag stops shrinking at the live rate (the live traffic's own steady state).
+//!
+//! While a backlog drains, the window holds full batches only (10-24 records each after a cut
+//! of 5,000 partitions), and a line through them alone says little about a batch of one or two
+//! records, which the drain's end sends: it put one at ~750 bytes where it cost ~565, and the
+//! ETA 19% late. So the meter keeps what batches of about one record cost when it last saw
+//! enough of them ([`SmallBatch`]: partitions caught up on live traffic send them, as before an
+//! outage), and the fit goes through that point ([`BatchCost::fit_anchored`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -114,24 +121,77 @@ impl<T> Window<T> {
     }
 }
 
-/// Per-partition drain rates from samples of the positions over a sliding window.
+/// Per-partition drain rates from samples of the positions over a sliding window, and the cost
+/// of the smallest batches as last seen.
 #[derive(Debug)]
-pub(crate) struct DrainMeter(Window<Positions>);
+pub(crate) struct DrainMeter {
+    window: Window<Positions>,
+    small: Option<SmallBatch>,
+}
+
+/// What a batch of about one record cost on the wire, as last measured: the partitions that sent
+/// such batches over a window (partitions caught up on live traffic do), at least
+/// [`SMALL_BATCHES_SEEN`] batches in all. It anchors the small end of [`BatchCost`] when the
+/// window holds only full batches, as while a backlog drains, where a fit of batches of 10-24
+/// records alone put a one-record batch at ~750 bytes against the ~565 it cost.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SmallBatch {
+    /// Records a batch held, on average (1 to [`SMALL_BATCH_RECORDS`]).
+    pub records: f64,
+    /// Wire bytes a batch cost, on average.
+    pub wire_bytes: f64,
+}
+
+/// A partition's batches count as small when they held this many records or fewer on average.
+const SMALL_BATCH_RECORDS: f64 = 1.5;
+/// Small batches a window must have seen for their cost to count.
+const SMALL_BATCHES_SEEN: f64 = 20.0;
 
 impl DrainMeter {
     pub(crate) fn new(window: Duration) -> Self {
-        Self(Window::new(window))
+        Self {
+            window: Window::new(window),
+            small: None,
+        }
     }
 
-    /// Adds a sample of every partition's positions.
+    /// Adds a sample of every partition's positions, and takes the small batches' cost from the
+    /// window when it saw enough of them.
     pub(crate) fn sample(&mut self, now: Instant, positions: Positions) {
-        self.0.sample(now, positions);
+        self.window.sample(now, positions);
+        let Some((secs, old, new)) = self.window.ends() else {
+            return;
+        };
+        let (mut batches, mut records, mut wire) = (0u64, 0u64, 0u64);
+        for (tp, n) in new {
+            let Some(o) = old.get(tp) else { continue };
+            let b = n.batches.saturating_sub(o.batches);
+            let r = n.records.saturating_sub(o.records);
+            if b > 0 && r as f64 <= b as f64 * SMALL_BATCH_RECORDS {
+                batches += b;
+                records += r;
+                wire += n.wire_bytes.saturating_sub(o.wire_bytes);
+            }
+        }
+        // A window shorter than half its length has seen too little to replace what is known.
+        if batches as f64 >= SMALL_BATCHES_SEEN && records >= batches && secs * 2.0 >= self.window.window.as_secs_f64()
+        {
+            self.small = Some(SmallBatch {
+                records: records as f64 / batches as f64,
+                wire_bytes: wire as f64 / batches as f64,
+            });
+        }
+    }
+
+    /// The cost of a batch of about one record, as last measured.
+    pub(crate) fn small_batch(&self) -> Option<SmallBatch> {
+        self.small
     }
 
     /// The rates between the oldest and the newest sample, for the partitions in both (a
     /// partition new in the window has no rate yet: its whole high watermark is not growth).
     pub(crate) fn rates(&self) -> BTreeMap<TopicPartition, DrainRate> {
-        let Some((secs, old, new)) = self.0.ends() else {
+        let Some((secs, old, new)) = self.window.ends() else {
             return BTreeMap::new();
         };
         new.iter()
@@ -154,11 +214,13 @@ impl DrainMeter {
 }
 
 /// The ETA of all partitions together, from each partition's lag and its rates over the
-/// window: the [`drain_model`] when the window saw batches acknowledged, else the summed lag
-/// over the summed net drain rate.
+/// window: the [`drain_model`] when the window saw batches acknowledged (its batch cost
+/// anchored on `small`, the small batches' cost as last measured, when known), else the summed
+/// lag over the summed net drain rate.
 pub fn total_drain_eta_secs(
     lags: &BTreeMap<TopicPartition, i64>,
     rates: &BTreeMap<TopicPartition, DrainRate>,
+    small: Option<SmallBatch>,
 ) -> Option<f64> {
     let lag: i64 = lags.values().sum();
     if lag == 0 {
@@ -166,7 +228,11 @@ pub fn total_drain_eta_secs(
     }
     let linear = drain_eta_secs(lag, rates.values().map(DrainRate::net_per_sec).sum());
     let wire_per_sec: f64 = rates.values().map(|r| r.wire_bytes_per_sec).sum();
-    let (Some(cost), Some(batch)) = (BatchCost::fit(rates.values()), full_batch(rates.values())) else {
+    let cost = match small {
+        Some(small) => BatchCost::fit_anchored(rates.values(), small),
+        None => BatchCost::fit(rates.values()),
+    };
+    let (Some(cost), Some(batch)) = (cost, full_batch(rates.values())) else {
         return linear;
     };
     if wire_per_sec <= 0.0 {
@@ -187,6 +253,7 @@ pub fn total_drain_eta_secs(
         lagging = lags.values().filter(|&&l| l > 0).count(),
         per_batch_bytes = cost.per_batch.round(),
         per_record_bytes = cost.per_record.round(),
+        small_batch_bytes = small.map(|s| s.wire_bytes.round()),
         wire_bytes_per_sec = wire_per_sec.round(),
         full_batch_records = batch,
         growth_per_sec = rates.values().map(|r| r.growth_per_sec).sum::<f64>().round(),
@@ -258,6 +325,38 @@ impl BatchCost {
             per_batch: 0.0,
             per_record: w / r,
         })
+    }
+
+    /// The cost that fits the window's batches best (least squares) under the constraint that
+    /// a batch of `small.records` costs `small.wire_bytes`: a line through the small batches'
+    /// measured cost, its slope from the window. A fit of full batches alone extrapolates the
+    /// cost of a small one from its slope, and the cost of compressed records is not linear that
+    /// far (a batch's first records compress worst). [`Self::fit`] when the window cannot give a
+    /// slope or the anchor disagrees with it (a negative part).
+    pub(crate) fn fit_anchored<'a>(
+        rates: impl IntoIterator<Item = &'a DrainRate> + Clone,
+        small: SmallBatch,
+    ) -> Option<Self> {
+        let (n0, c0) = (small.records, small.wire_bytes);
+        let (mut xx, mut xy) = (0.0, 0.0);
+        for d in rates.clone().into_iter().filter(|d| d.batches_per_sec > 0.0) {
+            // w = b c0 + p (r - b n0)
+            let x = d.records_per_sec - d.batches_per_sec * n0;
+            let y = d.wire_bytes_per_sec - d.batches_per_sec * c0;
+            xx += x * x;
+            xy += x * y;
+        }
+        let free = Self::fit(rates);
+        if xx <= 0.0 || free.is_none() {
+            return free;
+        }
+        let per_record = xy / xx;
+        let per_batch = c0 - per_record * n0;
+        if per_record > 0.0 && per_batch >= 0.0 {
+            Some(Self { per_batch, per_record })
+        } else {
+            free
+        }
     }
 
     /// Wire bytes of a batch of `records`; below one record, the expected cost of a batch
@@ -440,7 +539,7 @@ mod tests {
         let mut m = DrainMeter::new(DRAIN_WINDOW);
         m.sample(t0, at(&[(0, 10, 100)]));
         m.sample(t0 + Duration::from_secs(10), at(&[(0, 10, 600)]));
-        assert_eq!(total_drain_eta_secs(&lags(&[(0, 590)]), &m.rates()), None);
+        assert_eq!(total_drain_eta_secs(&lags(&[(0, 590)]), &m.rates(), None), None);
     }
 
     #[test]
@@ -455,7 +554,7 @@ mod tests {
         let r = m.rates();
         assert!(!r.contains_key(&tp(2)), "a new partition has no rate yet");
         // Net: 50/s + 150/s = 200/s for a lag of 500 + 500.
-        assert_eq!(total_drain_eta_secs(&lags(&[(0, 500), (1, 500)]), &r), Some(5.0));
+        assert_eq!(total_drain_eta_secs(&lags(&[(0, 500), (1, 500)]), &r, None), Some(5.0));
     }
 
     #[test]
@@ -538,8 +637,145 @@ mod tests {
             rates.insert(tp(i), r);
             lag.insert(tp(i), 12);
         }
-        let total = total_drain_eta_secs(&lag, &rates).expect("draining");
+        let total = total_drain_eta_secs(&lag, &rates, None).expect("draining");
         assert!((total - modelled).abs() < modelled * 0.1, "{total} vs {modelled}");
+    }
+
+    /// Marks of partitions each having sent `batches` batches of `records` records at `cost`.
+    fn sent(parts: std::ops::Range<i32>, batches: u64, records: u64, cost: BatchCost) -> Positions {
+        parts
+            .map(|p| {
+                let mark = Mark {
+                    records: batches * records,
+                    batches,
+                    wire_bytes: (batches as f64 * cost.batch(records as f64)).round() as u64,
+                    ..Mark::default()
+                };
+                (tp(p), mark)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_small_batches_cost_is_learnt_while_caught_up_and_kept_through_a_drain() {
+        let t0 = Instant::now();
+        let mut m = DrainMeter::new(DRAIN_WINDOW);
+        let secs = |s: u64| t0 + Duration::from_secs(s);
+        // Caught up: 100 partitions send a one-record batch each every 30 s.
+        m.sample(secs(0), sent(0..100, 0, 1, SPANS));
+        assert_eq!(m.small_batch(), None, "one sample is no window");
+        m.sample(secs(10), sent(0..100, 1, 1, SPANS));
+        assert_eq!(m.small_batch(), None, "10 s of a 30 s window is too short to say");
+        m.sample(secs(30), sent(0..100, 1, 1, SPANS));
+        let small = m.small_batch().expect("100 one-record batches seen");
+        assert_eq!(small.records, 1.0);
+        assert_eq!(small.wire_bytes, SPANS.batch(1.0));
+        // Cut, then a drain of full batches only: what was measured stays.
+        m.sample(secs(60), sent(0..100, 1, 1, SPANS));
+        for s in 0..40 {
+            m.sample(secs(100 + s), sent(0..100, 1 + s, 20, SPANS));
+        }
+        assert_eq!(m.small_batch(), Some(small));
+        // Too few small batches in a window do not replace it.
+        let mut few = sent(0..100, 40, 20, SPANS);
+        few.extend(sent(
+            100..110,
+            1,
+            1,
+            BatchCost {
+                per_batch: 0.0,
+                per_record: 1.0,
+            },
+        ));
+        m.sample(secs(200), few.clone());
+        let mut later = few;
+        later.extend(sent(
+            100..110,
+            2,
+            1,
+            BatchCost {
+                per_batch: 0.0,
+                per_record: 1.0,
+            },
+        ));
+        m.sample(secs(240), later);
+        assert_eq!(m.small_batch(), Some(small));
+    }
+
+    #[test]
+    fn anchored_on_the_small_batches_cost_the_fit_predicts_both_ends() {
+        // As measured in a drain after a cut: batches of 10-24 records fitted 534 B a batch
+        // and 164 B a record, so a one-record batch at 698 B, where it cost 565 B.
+        let window = BatchCost {
+            per_batch: 534.0,
+            per_record: 164.0,
+        };
+        let rates: Vec<DrainRate> = (0..50)
+            .map(|i| sending(window, 0.2, if i % 2 == 0 { 10.0 } else { 22.0 }))
+            .collect();
+        let free = BatchCost::fit(&rates).expect("batches");
+        assert!((free.batch(1.0) - 698.0).abs() < 1.0, "{free:?}");
+        let small = SmallBatch {
+            records: 1.0,
+            wire_bytes: 565.0,
+        };
+        let anchored = BatchCost::fit_anchored(&rates, small).expect("batches");
+        assert!((anchored.batch(1.0) - 565.0).abs() < 1e-6, "{anchored:?}");
+        for n in [10.0, 22.0] {
+            let (fit, real) = (anchored.batch(n), window.batch(n));
+            assert!((fit - real).abs() < real * 0.03, "{n} records: {fit} vs {real}");
+        }
+        // An anchor the window contradicts (a small batch dearer than the full ones allow) is
+        // not used.
+        let dear = SmallBatch {
+            records: 1.0,
+            wire_bytes: 5_000.0,
+        };
+        assert_eq!(BatchCost::fit_anchored(&rates, dear), Some(free));
+    }
+
+    #[test]
+    fn with_full_batches_only_the_anchor_gives_the_drain_the_real_cost_gives() {
+        // The real cost: 395 B a batch, 170 B a record. The window holds only 22-record
+        // batches, so a fit alone puts all of it on the records (188 B each) and the end of the
+        // drain, where batches shrink to a record or two, at less than it costs.
+        let real = BatchCost {
+            per_batch: 395.0,
+            per_record: 170.0,
+        };
+        let (mut rates, mut lag) = (BTreeMap::new(), BTreeMap::new());
+        for i in 0..2_000 {
+            let r = DrainRate {
+                growth_per_sec: 0.02,
+                ..sending(real, 0.05, 22.0)
+            };
+            rates.insert(tp(i), r);
+            lag.insert(tp(i), if i % 3 == 0 { 60 } else { 2 });
+        }
+        let wire: f64 = rates.values().map(|r| r.wire_bytes_per_sec).sum();
+        let mut truth: Vec<Draining> = lag
+            .values()
+            .map(|&l| Draining {
+                lag: l as f64,
+                growth_per_sec: 0.02,
+                batch: 22.0,
+            })
+            .collect();
+        let truth = drain_model(&mut truth, real, wire).expect("draining");
+        let small = SmallBatch {
+            records: 1.0,
+            wire_bytes: real.batch(1.0),
+        };
+        let anchored = total_drain_eta_secs(&lag, &rates, Some(small)).expect("draining");
+        let free = total_drain_eta_secs(&lag, &rates, None).expect("draining");
+        assert!(
+            (anchored - truth).abs() < truth * 0.01,
+            "anchored {anchored} vs {truth}"
+        );
+        assert!(
+            (free - truth).abs() > truth * 0.1,
+            "free {free} vs {truth}: the premise"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::telemetry;
 use crate::report::progress::{PartitionState, PartitionStatus, Progress};
 use crate::report::retention::{Crossing, RiskWatch};
 
-use super::drain::{DrainMeter, DrainRate, Mark, Window, DRAIN_WINDOW};
+use super::drain::{DrainMeter, DrainRate, Mark, SmallBatch, Window, DRAIN_WINDOW};
 
 /// How often the monitor refreshes the gauges and the rates.
 const TICK: Duration = Duration::from_secs(1);
@@ -232,6 +232,11 @@ impl Health {
     /// the drain ETA divides the lag by.
     pub fn drain_rates(&self) -> BTreeMap<TopicPartition, DrainRate> {
         self.drain.lock().rates()
+    }
+
+    /// The cost of a batch of about one record, as last measured (the drain ETA's anchor).
+    pub fn small_batch(&self) -> Option<SmallBatch> {
+        self.drain.lock().small_batch()
     }
 
     /// Whether the process is ready, and why not.
