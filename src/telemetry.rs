@@ -29,6 +29,9 @@ pub const TARGET_DUPLICATE_RECORDS: &str = "strait_target_duplicate_records_tota
 pub const PARTITION_HALTED: &str = "strait_partition_halted";
 /// Checkpoint writes that failed.
 pub const CHECKPOINT_ERRORS: &str = "strait_checkpoint_errors_total";
+/// Bytes of checkpoint batches sent to the target, each attempt counted: they share the link
+/// with the data (the socket pace), outside `strait_wire_bytes_total`.
+pub const CHECKPOINT_BYTES: &str = "strait_checkpoint_bytes_total";
 /// Commits of the replicated positions to the source group (`strait.<replication id>`) that
 /// failed (advisory copy: replication goes on).
 pub const SOURCE_GROUP_COMMIT_ERRORS: &str = "strait_source_group_commit_errors_total";
@@ -276,6 +279,11 @@ fn describe() {
     );
     describe_counter!(CHECKPOINT_ERRORS, Unit::Count, "Checkpoint writes that failed");
     describe_counter!(
+        CHECKPOINT_BYTES,
+        Unit::Bytes,
+        "Bytes of checkpoint batches sent to the target, each attempt counted"
+    );
+    describe_counter!(
         SOURCE_GROUP_COMMIT_ERRORS,
         Unit::Count,
         "Commits of the replicated positions to the source group that failed (advisory; replication goes on)"
@@ -483,6 +491,7 @@ mod tests {
         TARGET_DUPLICATE_RECORDS,
         PARTITION_HALTED,
         CHECKPOINT_ERRORS,
+        CHECKPOINT_BYTES,
         SOURCE_GROUP_COMMIT_ERRORS,
         CHECKPOINT_AGE,
         PARTITIONS_HALTED,

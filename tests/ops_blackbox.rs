@@ -96,6 +96,11 @@ async fn binary_serves_ops_endpoints_follows_the_target_and_checkpoints_on_sigte
         metric_sum(&metrics, "strait_checkpoint_age_seconds", &[]).is_some(),
         "{metrics}"
     );
+    // Each partition's identity was claimed in a checkpoint before its first batch.
+    assert!(
+        metric_sum(&metrics, "strait_checkpoint_bytes_total", &[]).is_some_and(|b| b > 0.0),
+        "{metrics}"
+    );
 
     // /status: per-partition offsets and figures, as JSON.
     let status = strait

@@ -483,8 +483,10 @@ impl CheckpointStore {
                 source,
             })?;
         let tp = TopicPartition::new(self.topic.clone(), WRITE_PARTITION);
+        let bytes = batch.len();
         let ack = self
             .retry(Some(&tp), "produce", || {
+                metrics::counter!(crate::telemetry::CHECKPOINT_BYTES).increment(bytes as u64);
                 self.target.produce(&tp, batch.clone(), self.produce_timeout_ms)
             })
             .await
@@ -495,7 +497,7 @@ impl CheckpointStore {
                 attempts,
                 source: e,
             })?;
-        tracing::debug!(topic = %self.topic, partition = WRITE_PARTITION, offset = ack.base_offset, count, "checkpoints written");
+        tracing::debug!(topic = %self.topic, partition = WRITE_PARTITION, offset = ack.base_offset, count, bytes, "checkpoints written");
         Ok(())
     }
 
