@@ -80,12 +80,6 @@ impl Acker {
         sequence_plus(self.start_sequence, self.records_moved())
     }
 
-    /// Whether the tail found at the last reconcile is passed: the position alone says what
-    /// the target holds of this partition's records.
-    pub(super) fn tail_done(&self) -> bool {
-        self.tail.is_done()
-    }
-
     /// Kept source records the position moved past since the start.
     fn records_moved(&self) -> i64 {
         self.acked_records + self.tail.absorbed()

@@ -118,8 +118,6 @@ pub(crate) struct FakeCluster {
     empty_answers: std::sync::atomic::AtomicUsize,
     /// Calls of `list_ends` (each one request per leader on a real cluster).
     list_ends_asked: std::sync::atomic::AtomicUsize,
-    /// Calls of `list_offset`, answered or refused.
-    offsets_asked: std::sync::atomic::AtomicUsize,
     /// While set, every request fails as a cut link does (a connect refused), and counts.
     down: std::sync::atomic::AtomicBool,
     /// Requests refused while down.
@@ -195,11 +193,6 @@ impl FakeCluster {
             broker: "fake".into(),
             source: std::sync::Arc::new(std::io::ErrorKind::ConnectionRefused.into()),
         })
-    }
-
-    /// Calls of `list_offset` so far (a reconcile asks the target's end with one).
-    pub(crate) fn offsets_asked(&self) -> usize {
-        self.offsets_asked.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Calls of `list_ends` so far.
@@ -638,7 +631,6 @@ impl Fetch for FakeCluster {
     }
 
     async fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> kafka::Result<i64> {
-        self.offsets_asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.reachable()?;
         if !self.knows(&tp.topic) {
             return Err(partition_error(

@@ -41,16 +41,11 @@ pub(super) enum Stop {
     /// The target's state is uncertain (producer state lost, foreign writes, an ambiguous
     /// answer): reconcile against the target again from the last acknowledged position.
     /// `sequence` is the identity's sequence at `at`; `keep` says whether to go on with it.
-    /// `settled`: every batch sent was answered and the tail of the last reconcile is passed,
-    /// so `at` is exactly what the target holds of this partition (a request that could not
-    /// be sent, as into a cut link): the next pipeline may start there without reading the
-    /// target again. A foreign write meanwhile shows in the first answer, which then reconciles.
     Resync {
         at: super::resume::Position,
         why: String,
         sequence: i32,
         keep: Keep,
-        settled: bool,
     },
     /// Needs an operator.
     Halt(Error),
@@ -288,12 +283,7 @@ impl<T: Fetch + Produce> Sink<T> {
             Ok(ack) => ack,
             Err(e) => {
                 self.drain().await?;
-                // Not sent, and every batch before it answered.
-                let mut stop = self.failed(e, ready.first, wire_bytes);
-                if let Stop::Resync { settled, .. } = &mut stop {
-                    *settled = self.acker.tail_done();
-                }
-                return Err(stop);
+                return Err(self.failed(e, ready.first, wire_bytes));
             }
         };
         self.next_sequence = self.next_sequence.wrapping_add(ready.count) & i32::MAX;
@@ -348,7 +338,6 @@ impl<T: Fetch + Produce> Sink<T> {
                         ),
                         sequence: self.acker.sequence(),
                         keep: Keep::NewIdentity,
-                        settled: false,
                     }),
                 }
             }
@@ -365,14 +354,12 @@ impl<T: Fetch + Produce> Sink<T> {
                 why: crate::error_chain(&err),
                 sequence: self.acker.sequence(),
                 keep: Keep::NewIdentity,
-                settled: false,
             },
             Failure::OutOfOrder => Stop::Resync {
                 at,
                 why: crate::error_chain(&err),
                 sequence: self.acker.sequence(),
                 keep: Keep::WhilePending,
-                settled: false,
             },
             Failure::TooLarge => Stop::Halt(Error::RecordTooLarge {
                 topic: self.source_tp.topic.clone(),
@@ -391,7 +378,6 @@ impl<T: Fetch + Produce> Sink<T> {
                     why: crate::error_chain(&err),
                     sequence: self.acker.sequence(),
                     keep: Keep::Identity,
-                    settled: false,
                 }
             }
         }

@@ -151,7 +151,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
                 return Ok(());
             };
             let started = resume.at;
-            let (at, why, at_sequence, keep, settled) = match self.pipeline(resume, producer, sequence).await {
+            let (at, why, at_sequence, keep) = match self.pipeline(resume, producer, sequence).await {
                 Ok(()) => return Ok(()),
                 Err(Stop::Halt(e)) => return Err(e),
                 Err(Stop::Resync {
@@ -159,16 +159,10 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
                     why,
                     sequence,
                     keep,
-                    settled,
-                }) => (at, why, sequence, keep, settled),
+                }) => (at, why, sequence, keep),
             };
-            if settled {
-                tracing::warn!(topic = %tp.topic, partition = tp.partition, source_offset = at.source,
-                    target_offset = at.target, reason = %why, "target unreachable: every batch sent was answered; going on from there once it answers");
-            } else {
-                tracing::warn!(topic = %tp.topic, partition = tp.partition, source_offset = at.source,
-                    target_offset = at.target, reason = %why, "target state uncertain: reconciling with the target");
-            }
+            tracing::warn!(topic = %tp.topic, partition = tp.partition, source_offset = at.source,
+                target_offset = at.target, reason = %why, "target state uncertain: reconciling with the target");
             if at != started {
                 backoff.reset();
             }
@@ -185,19 +179,6 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
                 _ = self.cancel.cancelled() => {}
                 _ = tokio::time::sleep(backoff.next_delay()) => {}
                 _ = reconnected => {}
-            }
-            // Nothing unanswered and no tail left: the position is exact, so no reconcile (after a
-            // cut, 5,000 partitions each reading the target's end held the link's first seconds).
-            if settled && go_on {
-                if self.cancel.is_cancelled() {
-                    return Ok(());
-                }
-                resume = Resume {
-                    at,
-                    tail: TailPlan::default(),
-                };
-                carried = Some(producer);
-                continue;
             }
             let identities = writers.identities();
             let tail = match self.reconcile(at, Some(&identities), &writers.anchors()).await? {

@@ -319,57 +319,6 @@ async fn a_target_back_after_a_long_cut_is_written_at_once_not_after_the_retry_d
     rig.assert_memory_back();
 }
 
-#[tokio::test(start_paused = true)]
-async fn after_a_cut_with_nothing_unanswered_the_partition_goes_on_without_reading_the_target() {
-    let mut rig = Rig::new(OnForeignWriter::Halt);
-    rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
-    let task = rig.start(None);
-    rig.until_target_end(10).await;
-    let asked = rig.target.offsets_asked();
-    // Cut with every batch answered: the next one cannot be sent.
-    rig.target.set_down(true);
-    rig.source.append(&rig.tp, 7, &leak(&values(10..20)));
-    rig.target.refused(3).await;
-    rig.target.set_down(false);
-    rig.until_target_end(20).await;
-    rig.stop(task).await.expect("stopped cleanly");
-    assert_eq!(
-        rig.target.offsets_asked(),
-        asked,
-        "the target's end was not asked again: the position was exact"
-    );
-    assert_eq!(rig.target_values(), values(0..20));
-    assert_eq!(rig.acked().at, Position { source: 20, target: 20 });
-    assert_eq!(rig.acked().writers.list().len(), 1, "the identity was kept");
-    rig.assert_memory_back();
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_foreign_write_during_a_cut_halts_the_partition_at_its_first_answer_and_skips_nothing() {
-    let mut rig = Rig::new(OnForeignWriter::Halt);
-    rig.source.append(&rig.tp, 7, &leak(&values(0..10)));
-    let task = rig.start(None);
-    rig.until_target_end(10).await;
-    rig.target.set_down(true);
-    rig.source.append(&rig.tp, 7, &leak(&values(10..15)));
-    rig.target.refused(3).await;
-    // Another producer writes into the target partition while strait cannot reach it.
-    rig.target.set_down(false);
-    rig.target.append(&rig.tp, 555, &[b"x", b"y", b"z"]);
-    let halted = task.await.expect("no panic");
-    match halted {
-        Err(Error::ForeignWriter(f)) => assert_eq!((f.first, f.last, f.producer_id, f.records), (10, 12, 555, 3)),
-        other => panic!("expected a foreign-writer halt, got {other:?}"),
-    }
-    // The batch sent before the answer showed the foreign records landed after them, once;
-    // the position did not move on the foreign records' account.
-    let values_on_target = rig.target_values();
-    assert_eq!(&values_on_target[..10], &values(0..10)[..]);
-    assert_eq!(values_on_target.len(), 18, "{values_on_target:?}");
-    assert_eq!(rig.acked().at, Position { source: 10, target: 10 });
-    rig.assert_memory_back();
-}
-
 fn timeout() -> kafka::Error {
     kafka::Error::Timeout {
         broker: "fake".into(),

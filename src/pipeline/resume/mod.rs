@@ -176,11 +176,6 @@ impl Tail {
         deleted - replicated
     }
 
-    /// Whether nothing of the tail is left to pass or absorb.
-    pub(crate) fn is_done(&self) -> bool {
-        self.runs.is_empty()
-    }
-
     /// strait's own records found in place so far.
     pub(crate) fn absorbed(&self) -> i64 {
         self.absorbed
