@@ -17,7 +17,7 @@ fn translations(rig: &Rig, upto: i64) -> Vec<i64> {
 #[tokio::test(start_paused = true)]
 async fn dropped_records_shift_the_translation_exactly() {
     let mut rig = Rig::new(OnForeignWriter::Halt);
-    with_aborted_transactions(&rig);
+    super::gaps::with_aborted_transactions(&rig);
     let task = rig.start(None);
     rig.until_acked(Position { source: 10, target: 5 }).await;
     rig.stop(task).await.expect("stopped cleanly");
