@@ -126,11 +126,13 @@ impl OffsetMap {
     /// store holds what the target acknowledged, the checkpoint may be older) is cut there, and
     /// the task records it again as it resumes. Nothing is pending.
     pub fn from_stored(max_runs: usize, runs: impl IntoIterator<Item = Run>, end: End) -> Self {
-        let mut sorted: Vec<Run> = runs.into_iter().filter(|r| r.len > 0).collect();
+        // A run of length 0 is an out-of-order marker ([`Self::mark_out_of_order`]).
+        let mut sorted: Vec<Run> = runs.into_iter().filter(|r| r.len >= 0).collect();
         sorted.sort_by_key(|r| r.source);
         let mut map = Self::new(max_runs);
         for mut run in sorted {
-            if run.source >= end.source {
+            // A marker at the position is kept: the catch-up it marks resumes there.
+            if run.source > end.source || (run.len > 0 && run.source == end.source) {
                 map.removed.push(run.source);
                 continue;
             }
@@ -162,7 +164,22 @@ impl OffsetMap {
         if len <= 0 {
             return;
         }
-        // Anything recorded at or past `source` is superseded.
+        self.supersede_from(source);
+        if let Some((last, dirty)) = self.runs.back_mut() {
+            if last.source_end() == source && last.target_end() == target {
+                last.len += len;
+                *dirty = true;
+                return;
+            }
+        }
+        // A source start that was removed and is used again is written again, not deleted.
+        self.removed.retain(|s| *s != source);
+        self.runs.push_back((Run { source, target, len }, true));
+        self.enforce_cap();
+    }
+
+    /// Drops what is recorded at or past `source`, and cuts the run that reaches past it.
+    fn supersede_from(&mut self, source: i64) {
         while self.runs.back().is_some_and(|(last, _)| last.source >= source) {
             if let Some((gone, _)) = self.runs.pop_back() {
                 self.removed.push(gone.source);
@@ -173,15 +190,19 @@ impl OffsetMap {
                 last.len = source - last.source;
                 *dirty = true;
             }
-            if last.source_end() == source && last.target_end() == target {
-                last.len += len;
-                *dirty = true;
-                return;
-            }
         }
-        // A source start that was removed and is used again is written again, not deleted.
+    }
+
+    /// From source offset `source` on, records are written out of source order, none of them
+    /// below target offset `target` (a fresh-first catch-up: fresh records before the backlog
+    /// behind them). Records the catch-up writes are not recorded as runs; until the first run
+    /// recorded after it, every source offset from `source` on translates to `target` (never
+    /// exact: a group starting there reads again what was written after `target` before its
+    /// offset, and misses nothing). Stored as a run of length 0.
+    pub fn mark_out_of_order(&mut self, source: i64, target: i64) {
+        self.supersede_from(source);
         self.removed.retain(|s| *s != source);
-        self.runs.push_back((Run { source, target, len }, true));
+        self.runs.push_back((Run { source, target, len: 0 }, true));
         self.enforce_cap();
     }
 
@@ -204,8 +225,14 @@ impl OffsetMap {
     }
 
     /// Drops the runs that end at or below `source`: no synced group needs them any more.
+    /// An out-of-order marker is needed up to the next run's start.
     pub fn prune_below(&mut self, source: i64) {
-        while self.runs.len() > 1 && self.runs.front().is_some_and(|(r, _)| r.source_end() <= source) {
+        let needed_until = |runs: &VecDeque<(Run, bool)>| match runs.front() {
+            Some((r, _)) if r.len == 0 => runs.get(1).map_or(i64::MAX, |(next, _)| next.source),
+            Some((r, _)) => r.source_end(),
+            None => i64::MAX,
+        };
+        while self.runs.len() > 1 && needed_until(&self.runs) <= source {
             if let Some((gone, _)) = self.runs.pop_front() {
                 self.removed.push(gone.source);
             }
@@ -253,6 +280,11 @@ impl OffsetMap {
             return Translation::Before(self.runs.front().map_or(end.target, |(r, _)| r.target));
         }
         let (run, _) = self.runs[i - 1];
+        if run.len == 0 {
+            // Written out of order from the marker on: nothing at or after `offset` lies below
+            // the marker's target offset.
+            return Translation::Before(run.target);
+        }
         if offset < run.source_end() {
             return Translation::Exact(run.target + (offset - run.source));
         }
@@ -280,6 +312,31 @@ mod tests {
         assert_eq!(m.translate(107, e), Translation::Exact(7));
         assert_eq!(m.translate(115, e), Translation::Beyond(15));
         assert_eq!(m.translate(99, e), Translation::Before(0));
+    }
+
+    #[test]
+    fn an_out_of_order_marker_translates_to_its_target_until_the_next_run() {
+        let mut m = OffsetMap::default();
+        m.record(0, 0, 100);
+        // A catch-up from source 100 at target 100: fresh records first, then the backlog.
+        m.mark_out_of_order(100, 100);
+        // After it, one range again from source 5000 at target 5000.
+        m.record(5000, 5000, 10);
+        let e = end(5010, 5010);
+        assert_eq!(m.translate(50, e), Translation::Exact(50));
+        for offset in [100, 2500, 4999] {
+            assert_eq!(m.translate(offset, e), Translation::Before(100), "offset {offset}");
+        }
+        assert_eq!(m.translate(5003, e), Translation::Exact(5003));
+        // Stored and read again at a position inside the catch-up, the marker stays.
+        let pending = m.pending();
+        let stored = OffsetMap::from_stored(100, pending.runs.clone(), end(100, 100));
+        assert_eq!(stored.translate(100, end(200, 300)), Translation::Before(100));
+        // Pruning keeps the marker while a group may stand in its range.
+        m.prune_below(4000);
+        assert_eq!(m.translate(4000, e), Translation::Before(100));
+        m.prune_below(5000);
+        assert_eq!(m.translate(5003, e), Translation::Exact(5003));
     }
 
     #[test]

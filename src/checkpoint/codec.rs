@@ -155,13 +155,16 @@ pub fn encode_value(c: &Checkpoint) -> Bytes {
 /// Encodes the value of a checkpoint record in the current format version: the writers list is
 /// appended to the body when known.
 pub fn encode_record_value(r: &CheckpointRecord) -> Bytes {
-    encode(
-        &r.checkpoint,
-        r.writers.as_deref(),
-        r.sequences.as_deref(),
-        r.topic_ids,
-        None,
-    )
+    match &r.fresh {
+        Some(fresh) => encode_catchup_value(r, fresh),
+        None => encode(
+            &r.checkpoint,
+            r.writers.as_deref(),
+            r.sequences.as_deref(),
+            r.topic_ids,
+            None,
+        ),
+    }
 }
 
 fn encode(
@@ -371,6 +374,7 @@ fn decode_fields<'a>(key: &[u8], value: &'a [u8]) -> Result<(CheckpointRecord, R
             writers,
             sequences,
             topic_ids,
+            fresh: None,
         },
         r,
     ))

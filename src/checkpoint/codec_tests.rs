@@ -155,6 +155,7 @@ fn sample_record() -> CheckpointRecord {
             source: [0x11; 16],
             target: [0; 16],
         }),
+        fresh: None,
     }
 }
 
@@ -205,6 +206,7 @@ fn a_checkpoint_without_writers_decodes_with_unknown_writers() {
         writers: Some(vec![]),
         sequences: None,
         topic_ids: None,
+        fresh: None,
     };
     let value = encode_record_value(&none);
     assert_eq!(value.len(), old.len() + 4);
@@ -217,6 +219,7 @@ fn writers_without_sequences_decode_with_unknown_sequences_and_a_wrong_count_is_
     let r = CheckpointRecord {
         sequences: None,
         topic_ids: None,
+        fresh: None,
         ..sample_record()
     };
     let value = encode_record_value(&r);
@@ -250,6 +253,7 @@ fn a_writer_count_past_the_body_is_truncated() {
     let r = CheckpointRecord {
         sequences: None,
         topic_ids: None,
+        fresh: None,
         ..sample_record()
     };
     let mut value = encode_record_value(&r).to_vec();
@@ -445,6 +449,7 @@ fn older_checkpoints_decode_without_a_fresh_range() {
     let key = key_of(&r.checkpoint);
     let without_ids = CheckpointRecord {
         topic_ids: None,
+        fresh: None,
         ..r.clone()
     };
     let without_writers = CheckpointRecord::from(r.checkpoint.clone());
@@ -605,6 +610,7 @@ proptest! {
             writers: writers.map(|w| w.into_iter().map(|(id, epoch, _)| ProducerIdentity { id, epoch }).collect()),
             sequences,
             topic_ids,
+            fresh: None,
         };
         let value = encode_record_value(&r);
         let key = key_of(&r.checkpoint);
@@ -629,6 +635,7 @@ proptest! {
             writers: Some(identities(&backlog)),
             sequences: Some(backlog.iter().map(|x| x.2).collect()),
             topic_ids: Some(TopicIds { source: [3; 16], target: [0; 16] }),
+            fresh: None,
         };
         let f = FreshRange {
             split: offsets.0,

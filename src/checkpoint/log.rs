@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 
 use super::codec::{
-    decode_any_key, decode_record, decode_run_value, encode_key, encode_record_value, encode_run_key, encode_run_value,
-    AnyKey,
+    decode_any_key, decode_catchup_record, decode_run_value, encode_key, encode_record_value, encode_run_key,
+    encode_run_value, AnyKey,
 };
 use super::{CheckpointRecord, Error, Result};
 use crate::batch::{self, BuildOptions, Compression, Record, TxnFilter};
@@ -188,7 +188,10 @@ impl Latest {
             self.entries.remove(&source);
             return;
         };
-        match decode_record(key, value) {
+        match decode_catchup_record(key, value).map(|(mut r, fresh)| {
+            r.fresh = fresh;
+            r
+        }) {
             // A checkpoint of an older writer generation than the one held (a fenced process
             // that wrote once more after a newer one claimed the partition) replaces nothing.
             Ok(c)
@@ -475,6 +478,7 @@ mod tests {
                 writers: writers(i),
                 sequences: Some(vec![i]),
                 topic_ids: None,
+                fresh: None,
             })
             .collect();
         let bytes = encode_checkpoints("dc1", &[], &cps, 1_700_000_000_000).expect("encodes");
@@ -497,6 +501,7 @@ mod tests {
                     writers: writers(i),
                     sequences: Some(vec![i]),
                     topic_ids: None,
+                    fresh: None,
                 })
             );
         }

@@ -163,6 +163,9 @@ pub struct CheckpointRecord {
     /// The ids of the source and target topics when it was written (a recreated topic has a
     /// new one). `None`: written by a strait that did not record them.
     pub topic_ids: Option<TopicIds>,
+    /// The fresh range of a partition in fresh-first catch-up (the fields above are then the
+    /// backlog's); written only with the topic ids. `None`: one range.
+    pub fresh: Option<FreshRange>,
 }
 
 /// A source and a target topic id; all zeros where the cluster gives none.
@@ -189,6 +192,7 @@ impl From<Checkpoint> for CheckpointRecord {
             writers: None,
             sequences: None,
             topic_ids: None,
+            fresh: None,
         }
     }
 }

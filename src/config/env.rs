@@ -224,6 +224,8 @@ mod tests {
         "budget.bytes_per_sec",
         "budget.per_shard",
         "budget.weights",
+        "catchup.fresh_after_secs",
+        "catchup.mode",
         "checkpoint.interval_ms",
         "checkpoint.source_group",
         "checkpoint.topic",

@@ -78,6 +78,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Comparing the target with the source again while replicating.
     pub verify: VerifyConfig,
+    /// What a partition writes first after an outage: its oldest records, or its new ones.
+    pub catchup: CatchUpConfig,
     /// Translating committed consumer-group offsets to the target.
     pub groups: GroupsConfig,
     /// Identity of this replication flow (names its checkpoints).
@@ -115,6 +117,7 @@ impl Default for Config {
             heartbeats: HeartbeatsConfig::default(),
             alerts: AlertsConfig::default(),
             verify: VerifyConfig::default(),
+            catchup: CatchUpConfig::default(),
             groups: GroupsConfig::default(),
             shutdown_grace_secs: 30,
             replication: ReplicationConfig::default(),
@@ -643,6 +646,38 @@ impl Default for HeartbeatsConfig {
 pub struct VerifyConfig {
     /// Seconds between rounds; 0 = off.
     pub interval_secs: u64,
+}
+
+/// What a partition writes first when its backlog is old (after an outage).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatchUpConfig {
+    /// `oldest_first` (every partition in source order) or `fresh_first`.
+    pub mode: CatchUpMode,
+    /// With `fresh_first`: a partition whose oldest record not replicated is older than this
+    /// many seconds writes its new records first and drains the backlog behind them.
+    pub fresh_after_secs: u64,
+}
+
+impl Default for CatchUpConfig {
+    fn default() -> Self {
+        CatchUpConfig {
+            mode: CatchUpMode::default(),
+            fresh_after_secs: 60,
+        }
+    }
+}
+
+/// The order a partition with a backlog writes in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUpMode {
+    /// Source order, always.
+    #[default]
+    OldestFirst,
+    /// New records first after an outage, the backlog behind them: records out of source
+    /// order within a target partition until the backlog is drained.
+    FreshFirst,
 }
 
 /// Alert thresholds: a partition past one is flagged on `/status`, counted in a metric, and

@@ -55,6 +55,14 @@ impl Config {
         }
         check_topics(self)?;
         check_groups(self)?;
+        if self.catchup.fresh_after_secs == 0 {
+            return Err(Error::invalid(
+                "catchup.fresh_after_secs",
+                0,
+                "is out of range: every partition with one record to send would count as after an outage",
+                "use at least 1 second, e.g. 60",
+            ));
+        }
         check_not_self_replicating(self)?;
         check_batch_and_fetch(self)?;
         check_zstd_level(self.compression.zstd_level)?;

@@ -83,6 +83,8 @@ impl Endpoints {
                     oldest_unacked_age_secs: risk.oldest_unacked_age_ms.map(|ms| ms as f64 / 1000.0),
                     retention_headroom_secs: risk.headroom_secs,
                     at_risk: risk.at_risk,
+                    catchup_split: s.catchup_split,
+                    fresh_next_offset: s.fresh_next_offset,
                 }
             })
             .collect();
@@ -293,6 +295,11 @@ pub struct PartitionReport {
     pub retention_headroom_secs: Option<f64>,
     /// Lagging with a headroom under `alerts.retention_headroom_secs`.
     pub at_risk: bool,
+    /// In a fresh-first catch-up: the first source offset of the fresh range. The backlog is
+    /// `next_source_offset` up to it; null outside a catch-up.
+    pub catchup_split: Option<i64>,
+    /// In a fresh-first catch-up: the fresh range's next source offset; null outside one.
+    pub fresh_next_offset: Option<i64>,
 }
 
 #[cfg(test)]

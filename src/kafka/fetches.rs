@@ -170,7 +170,8 @@ async fn gather(mut rx: mpsc::Receiver<Want>, request_max_bytes: i64) {
             if wants.is_empty() || !busy.insert(*key) {
                 continue;
             }
-            let batch = std::mem::take(wants);
+            let (batch, later) = once_each(std::mem::take(wants), |w| &w.tp);
+            *wants = later;
             let done = done_tx.clone();
             let key = *key;
             tokio::spawn(async move {
@@ -180,6 +181,14 @@ async fn gather(mut rx: mpsc::Receiver<Want>, request_max_bytes: i64) {
         }
         waiting.retain(|_, w| !w.is_empty());
     }
+}
+
+/// The wants of one request, at most one per partition (a request names a partition once;
+/// a partition in a fresh-first catch-up is read at two offsets), in order; the others wait for
+/// the next request.
+fn once_each<W>(wants: Vec<W>, tp: impl Fn(&W) -> &TopicPartition) -> (Vec<W>, Vec<W>) {
+    let mut named = HashSet::new();
+    wants.into_iter().partition(|w| named.insert(tp(w).clone()))
 }
 
 /// Sends one request for `wants` (all on the same connection) and hands each its answer, except
@@ -295,6 +304,23 @@ mod tests {
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
     use tokio::sync::Notify;
+
+    #[test]
+    fn a_request_names_a_partition_once_and_the_second_want_waits_for_the_next() {
+        let tp = |t: &str, p| TopicPartition::new(t, p);
+        let wants = vec![
+            tp("spans", 0),
+            tp("spans", 1),
+            tp("spans", 0),
+            tp("logs", 0),
+            tp("spans", 0),
+        ];
+        let (now, later) = once_each(wants, |w| w);
+        assert_eq!(now, vec![tp("spans", 0), tp("spans", 1), tp("logs", 0)]);
+        assert_eq!(later, vec![tp("spans", 0), tp("spans", 0)]);
+        let (next, last) = once_each(later, |w| w);
+        assert_eq!((next.len(), last.len()), (1, 1));
+    }
 
     /// The version of every Fetch a test broker read, with the topics it named.
     type Asked = Arc<Mutex<Vec<(i16, Vec<String>)>>>;

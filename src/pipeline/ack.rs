@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::catchup::Side;
 use super::checkpoints::Feed;
 use super::resume::{sequence_plus, Position, Tail};
 use super::send::Sent;
@@ -41,6 +42,8 @@ pub(super) struct Acker {
     /// Newest record timestamp of the last acknowledged batch (ms): stands in for the oldest
     /// unacknowledged record's while nothing is held.
     last_max_timestamp: Option<i64>,
+    /// Which range of a fresh-first catch-up this is; `None` with one range.
+    range: Option<Side>,
 }
 
 impl Acker {
@@ -66,6 +69,37 @@ impl Acker {
             acked_records: 0,
             tail,
             last_max_timestamp: None,
+            range: None,
+        }
+    }
+
+    /// The acker of one range of a fresh-first catch-up: its moves go to the checkpoint's
+    /// backlog or fresh part; none is recorded in the offset map (the order is not the source
+    /// order), and only the backlog's is the partition's position in the report.
+    pub(super) fn of_range(mut self, side: Side) -> Self {
+        self.range = Some(side);
+        self
+    }
+
+    /// Whether every record of this range found on the target was absorbed.
+    pub(super) fn tail_absorbed(&self) -> bool {
+        self.tail.owns_none()
+    }
+
+    fn record_run(&self, source: i64, target: i64, len: i64) {
+        if self.range.is_none() {
+            self.feed.record_run(source, target, len);
+        }
+    }
+
+    /// The other range's batch was acknowledged, ending at target offset `target_end`: with
+    /// none of its own records left to absorb, this range has nothing unacknowledged below it
+    /// (answers come in send order), so its target position moves there.
+    pub(super) fn follow(&mut self, target_end: i64, oldest_held: Option<i64>) {
+        let mut at = self.acked;
+        if self.tail.pass_to(target_end, &mut at) && at != self.acked {
+            self.count_foreign();
+            self.advance(at, Moved::default(), oldest_held);
         }
     }
 
@@ -90,27 +124,28 @@ impl Acker {
     pub(super) fn absorb(&mut self, offset: i64) -> bool {
         let absorbed = self.tail.absorb(offset, &mut self.acked);
         if absorbed {
-            self.feed.record_run(offset, self.acked.target - 1, 1);
+            self.record_run(offset, self.acked.target - 1, 1);
         }
         absorbed
     }
 
-    /// A batch was acknowledged where expected.
-    pub(super) fn batch(&mut self, sent: &Sent, oldest_held: Option<i64>) {
+    /// A batch was acknowledged where expected, from target offset `base` on (the position's,
+    /// unless the other range of a catch-up wrote since).
+    pub(super) fn batch(&mut self, sent: &Sent, base: i64, oldest_held: Option<i64>) {
         let age_ms = crate::checkpoint::now_ms() - sent.max_timestamp;
         if (0..86_400_000).contains(&age_ms) {
             metrics::histogram!(telemetry::END_TO_END_LATENCY).record(Duration::from_millis(age_ms as u64));
         }
         self.last_max_timestamp = Some(sent.max_timestamp);
-        let mut target = self.acked.target;
+        let mut target = base;
         for &(source, count) in &sent.runs {
-            self.feed.record_run(source, target, count);
+            self.record_run(source, target, count);
             target += count;
         }
         self.acked_records += sent.count;
         let at = Position {
             source: sent.until,
-            target: self.acked.target + sent.count,
+            target: base + sent.count,
         };
         let moved = Moved {
             records: sent.count as u64,
@@ -155,9 +190,10 @@ impl Acker {
 
     /// A fetch answer arrived: the source's end, and the oldest record not yet acknowledged.
     pub(super) fn fetched(&self, high_watermark: i64, oldest: Option<i64>) {
+        let fresh = self.range == Some(Side::Fresh);
         self.progress.update(&self.tp, |s| {
             s.source_high_watermark = high_watermark;
-            if oldest.is_some() {
+            if oldest.is_some() && !fresh {
                 s.oldest_unacked_timestamp_ms = oldest;
             }
         });
@@ -173,16 +209,26 @@ impl Acker {
 
     fn advance(&mut self, at: Position, moved: Moved, oldest_held: Option<i64>) {
         self.acked = at;
-        self.feed.advance(at, self.records_moved());
+        let fresh = self.range == Some(Side::Fresh);
+        if fresh {
+            self.feed.advance_fresh(at, self.records_moved());
+        } else {
+            self.feed.advance(at, self.records_moved());
+        }
         let oldest = oldest_held.or(self.last_max_timestamp);
         let (lag, average) = self.progress.update(&self.tp, |s| {
-            s.next_source_offset = at.source;
-            s.next_target_offset = at.target;
+            if fresh {
+                s.fresh_next_offset = Some(at.source);
+            } else {
+                s.next_source_offset = at.source;
+                s.next_target_offset = at.target;
+            }
             s.records += moved.records;
             s.source_bytes += moved.source_bytes;
             s.wire_bytes += moved.wire_bytes;
             s.batches += moved.batches;
-            if oldest.is_some() {
+            // The partition's oldest record not replicated is the backlog's.
+            if oldest.is_some() && !fresh {
                 s.oldest_unacked_timestamp_ms = oldest;
             }
             // Estimated from the average size of the records replicated so far.

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::resume::Position;
 use super::writers::Writers;
-use crate::checkpoint::TopicIds;
+use crate::checkpoint::{Checkpoint, CheckpointRecord, FreshRange, TopicIds};
 use crate::offsets::OffsetMap;
 
 /// The state of one partition a checkpoint records.
@@ -37,6 +37,34 @@ pub struct Acked {
     /// Bumped on every claim: a confirmation of this generation means a checkpoint holds
     /// `writers` (and a position at least this one).
     pub generation: u64,
+    /// The fresh range, while the partition is in a fresh-first catch-up (the fields above are
+    /// then the backlog's).
+    pub fresh: Option<FreshAcked>,
+}
+
+/// The fresh range of a partition in a fresh-first catch-up ([`super::catchup`]), as a
+/// checkpoint records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FreshAcked {
+    /// Its first source offset: the backlog ends below it.
+    pub split: i64,
+    /// Every kept fresh record below `at.source` is on the target; the fresh identities'
+    /// records at or beyond `at.target` are placed by their sequences.
+    pub at: Position,
+    /// The identities that write fresh records, with their sequences where the last claim or
+    /// publish stood.
+    pub writers: Writers,
+    /// Kept fresh records the position moved on by since then.
+    pub moved: i64,
+}
+
+impl FreshAcked {
+    /// The fresh writers with their sequences at the fresh position.
+    pub fn writers_at_position(&self) -> Writers {
+        let mut writers = self.writers.clone();
+        writers.moved(self.moved);
+        writers
+    }
 }
 
 /// The task's end.
@@ -116,9 +144,35 @@ impl Feed {
         });
     }
 
+    /// Publishes a new acknowledged position of the fresh range, `moved` kept fresh records past
+    /// the last claim or publish (a no-op outside a catch-up).
+    pub fn advance_fresh(&self, at: Position, moved: i64) {
+        self.state
+            .send_if_modified(|s| match s.as_mut().and_then(|a| a.fresh.as_mut()) {
+                Some(fresh) if fresh.at != at || fresh.moved != moved => {
+                    fresh.at = at;
+                    fresh.moved = moved;
+                    true
+                }
+                _ => false,
+            });
+    }
+
+    /// Source offsets from `source` on are written out of order from target offset `target`
+    /// on (see [`OffsetMap::mark_out_of_order`]).
+    pub fn mark_out_of_order(&self, source: i64, target: i64) {
+        locked(&self.map).mark_out_of_order(source, target);
+    }
+
     /// Publishes a consistent position `at` (resumed or reconciled) with the identities that
     /// may have written beyond it, as a new generation; returns it.
     pub fn publish(&self, at: Position, writers: &Writers) -> u64 {
+        self.publish_ranges(at, writers, None)
+    }
+
+    /// [`Self::publish`] of a partition that may be in a fresh-first catch-up: `at` and
+    /// `writers` are then the backlog's, `fresh` the fresh range's (its `moved` is ignored).
+    pub fn publish_ranges(&self, at: Position, writers: &Writers, fresh: Option<FreshAcked>) -> u64 {
         let end = crate::offsets::End {
             source: at.source,
             target: at.target,
@@ -138,6 +192,7 @@ impl Feed {
                 writers: writers.clone(),
                 moved: 0,
                 generation,
+                fresh: fresh.map(|f| FreshAcked { moved: 0, ..f }),
             });
         });
         generation
@@ -146,7 +201,18 @@ impl Feed {
     /// [`Self::publish`], then asks for a checkpoint at once and waits until one holding it is
     /// written. `false` when cancelled first.
     pub async fn claim(&self, at: Position, writers: &Writers, cancel: &CancellationToken) -> bool {
-        let generation = self.publish(at, writers);
+        self.claim_ranges(at, writers, None, cancel).await
+    }
+
+    /// [`Self::claim`] of [`Self::publish_ranges`].
+    pub async fn claim_ranges(
+        &self,
+        at: Position,
+        writers: &Writers,
+        fresh: Option<FreshAcked>,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let generation = self.publish_ranges(at, writers, fresh);
         self.wanted.notify_one();
         let mut written = self.written.clone();
         tokio::select! {
@@ -171,6 +237,11 @@ impl MapHandle {
         let (target_topic, end) = {
             let state = self.state.borrow();
             let acked = state.as_ref()?;
+            // In a catch-up the order is settled only once the backlog is drained: not
+            // translated until then (the group's target offset waits).
+            if acked.fresh.is_some() {
+                return None;
+            }
             let end = crate::offsets::End {
                 source: acked.at.source,
                 target: acked.at.target,
@@ -199,6 +270,37 @@ impl Acked {
         let mut writers = self.writers.clone();
         writers.moved(self.moved);
         writers
+    }
+
+    /// The checkpoint of source partition `tp` of replication `replication_id` this state
+    /// makes, written at `now_ms`.
+    pub fn to_record(&self, replication_id: &str, tp: &crate::kafka::TopicPartition, now_ms: i64) -> CheckpointRecord {
+        let (writers, sequences) = self.writers_at_position().to_record();
+        CheckpointRecord {
+            checkpoint: Checkpoint {
+                replication_id: replication_id.to_owned(),
+                source_topic: tp.topic.clone(),
+                source_partition: tp.partition,
+                target_topic: self.target_topic.clone(),
+                next_source_offset: self.at.source,
+                next_target_offset: self.at.target,
+                writer_epoch: self.writer_epoch,
+                wall_clock_ms: now_ms,
+            },
+            writers: Some(writers),
+            sequences: Some(sequences),
+            topic_ids: self.topic_ids,
+            fresh: self.fresh.as_ref().map(|f| {
+                let (writers, sequences) = f.writers_at_position().to_record();
+                FreshRange {
+                    split: f.split,
+                    next_source_offset: f.at.source,
+                    next_target_offset: f.at.target,
+                    writers,
+                    sequences,
+                }
+            }),
+        }
     }
 }
 

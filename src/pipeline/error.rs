@@ -186,6 +186,17 @@ pub enum Error {
         at: i64,
         max_runs: usize,
     },
+    /// A fresh-first catch-up's ranges, as a checkpoint or a stop gives them, are inconsistent.
+    #[error(
+        "source {topic}/{partition} at offset {offset}: fresh-first catch-up refused: {source}; set catchup.mode = \
+         \"oldest_first\" (STRAIT_CATCHUP__MODE) only once the cause is understood: the partition halts rather than guess"
+    )]
+    CatchUp {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        source: crate::pipeline::catchup::CatchUpError,
+    },
     /// What the target holds beyond the checkpoint could not be read to its end.
     #[error("target {topic}/{partition}: cannot read the records from offset {offset} to the end {end}: {reason}")]
     TailUnreadable {

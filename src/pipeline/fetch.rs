@@ -87,6 +87,9 @@ pub(super) struct Fetcher<S> {
     expansion: f64,
     /// Units to reserve for fetching again an answer that was dropped for lack of room.
     refetch_reserving: Option<u32>,
+    /// Where reading stops (a fresh-first catch-up's backlog ends at the split): records from
+    /// it on are not handed on, and the stage ends once its offset reaches it.
+    until: Option<i64>,
 }
 
 impl<S: Fetch> Fetcher<S> {
@@ -113,7 +116,24 @@ impl<S: Fetch> Fetcher<S> {
             last_len: fetch_bytes as usize,
             expansion: INITIAL_EXPANSION,
             refetch_reserving: None,
+            until: None,
         }
+    }
+
+    /// Reads up to `until` only: the stage ends (closing its channel) once everything below it
+    /// was handed on.
+    pub(super) fn until(mut self, until: i64) -> Self {
+        self.until = Some(until);
+        self
+    }
+
+    /// `to`, not past where reading stops.
+    fn bounded(&self, to: i64) -> i64 {
+        self.until.map_or(to, |u| to.min(u))
+    }
+
+    fn reached_end(&self) -> bool {
+        self.until.is_some_and(|u| self.offset >= u)
     }
 
     /// Fetches until strait stops, the sink goes away or the partition halts.
@@ -124,6 +144,9 @@ impl<S: Fetch> Fetcher<S> {
     /// One fetch: memory first (a fetch asks only for what the shared buffer can hold), then
     /// the request, then the answer fitted to what it really takes.
     async fn round(&mut self) -> Next {
+        if self.reached_end() {
+            return Next::Stop;
+        }
         // Fixed for the round: the reservation and the request follow the same decision.
         let wait = self.wait();
         let Some((permit, reserved)) = self.reserve(wait).await else {
@@ -138,11 +161,14 @@ impl<S: Fetch> Fetcher<S> {
         // Some brokers answer a fetch below the log start with later data and no error: the
         // log start in the answer tells.
         if fetched.log_start_offset > self.offset {
-            let to = fetched.log_start_offset;
+            let to = self.bounded(fetched.log_start_offset);
             if !self.send(Ok(Fetched::Gap { from: self.offset, to })).await {
                 return Next::Stop;
             }
             self.offset = to;
+            if self.reached_end() {
+                return Next::Stop;
+            }
         }
         self.take(fetched, permit, reserved).await
     }
@@ -211,6 +237,7 @@ impl<S: Fetch> Fetcher<S> {
             Err(e) if e.code() == Some(ResponseError::OffsetOutOfRange) => {
                 match Box::pin(self.out_of_range(offset)).await {
                     Ok(Some(next)) => {
+                        let next = self.bounded(next);
                         if next > offset && !self.send(Ok(Fetched::Gap { from: offset, to: next })).await {
                             return Err(None);
                         }
@@ -238,10 +265,14 @@ impl<S: Fetch> Fetcher<S> {
         let limit = reserved.max(1) as usize * BUFFER_UNIT;
         // No batch may decompress to more than the whole buffer: it could never be counted.
         let cap = self.settings.buffer_units as usize * BUFFER_UNIT;
-        let chunk = match unpack(&self.tp, self.offset, fetched, limit, cap) {
+        let mut chunk = match unpack(&self.tp, self.offset, fetched, limit, cap) {
             Ok(chunk) => chunk,
             Err(e) => return self.halt(e).await,
         };
+        if let Some(until) = self.until {
+            chunk.records.retain(|r| r.offset < until);
+            chunk.next_offset = chunk.next_offset.min(until);
+        }
         if chunk.next_offset == self.offset {
             return self.nothing_whole(had_bytes, starved).await;
         }
@@ -263,7 +294,6 @@ impl<S: Fetch> Fetcher<S> {
                 }
             }
         }
-        let mut chunk = chunk;
         chunk.buffer = Some(permit);
         self.fetch_bytes = next_fetch_bytes(self.fetch_bytes, fetched_len, self.settings.fetch_max_bytes);
         self.offset = chunk.next_offset;

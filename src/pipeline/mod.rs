@@ -121,6 +121,9 @@ pub struct TaskSettings {
     pub on_foreign_writer: OnForeignWriter,
     pub on_missing_checkpoint: OnMissingCheckpoint,
     pub on_topic_recreated: OnTopicRecreated,
+    /// With `catchup.mode = "fresh_first"`: how old a partition's oldest record not replicated
+    /// must be for it to enter a fresh-first catch-up. `None`: oldest first.
+    pub fresh_after: Option<Duration>,
 }
 
 /// The log start, last stable offset or first offset at a time of `tp` on `cluster` (`role`:

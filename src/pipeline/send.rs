@@ -16,6 +16,7 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use super::catchup::Side;
 use super::sizing::{RoundTrip, MAX_IN_FLIGHT};
 use crate::kafka::{self, ProduceAck, ResponseError};
 use crate::telemetry;
@@ -36,6 +37,8 @@ pub(super) struct Sent {
     pub(super) first_timestamp: i64,
     /// Its records' source offsets, as runs of consecutive offsets: (first, count).
     pub(super) runs: Vec<(i64, i64)>,
+    /// The range of a fresh-first catch-up it belongs to ([`Side::Fresh`] with one range).
+    pub(super) side: Side,
 }
 
 /// An answer and how long it took from the send.
@@ -75,8 +78,14 @@ impl Window {
         self.sent.len() >= MAX_IN_FLIGHT
     }
 
+    #[cfg(test)]
     pub(super) fn is_empty(&self) -> bool {
         self.sent.is_empty()
+    }
+
+    /// Batches of `side` on the wire.
+    pub(super) fn count(&self, side: Side) -> usize {
+        self.sent.iter().filter(|s| s.side == side).count()
     }
 
     /// Puts a batch in the window with its acknowledgement. `memory` (the compressed batch's
@@ -108,8 +117,8 @@ impl Window {
 
     /// Records dropped after the newest batch on the wire (control batches, aborted
     /// transactions) are acknowledged with it. `false` when nothing is on the wire.
-    pub(super) fn extend_newest(&mut self, until: i64) -> bool {
-        match self.sent.back_mut() {
+    pub(super) fn extend_newest(&mut self, side: Side, until: i64) -> bool {
+        match self.sent.iter_mut().rev().find(|s| s.side == side) {
             Some(last) => {
                 last.until = until;
                 true
@@ -118,9 +127,9 @@ impl Window {
         }
     }
 
-    /// Timestamp of the oldest record on the wire.
-    pub(super) fn oldest_timestamp(&self) -> Option<i64> {
-        self.sent.front().map(|s| s.first_timestamp)
+    /// Timestamp of the oldest record of `side` on the wire.
+    pub(super) fn oldest_timestamp(&self, side: Side) -> Option<i64> {
+        self.sent.iter().find(|s| s.side == side).map(|s| s.first_timestamp)
     }
 }
 
@@ -224,6 +233,7 @@ mod tests {
             max_timestamp: 0,
             first_timestamp: first,
             runs: vec![(first, count)],
+            side: Side::Fresh,
         }
     }
 
@@ -250,7 +260,7 @@ mod tests {
             replies.push(tx);
         }
         assert!(w.is_full());
-        assert_eq!(w.oldest_timestamp(), Some(0));
+        assert_eq!(w.oldest_timestamp(Side::Fresh), Some(0));
         // The newest answers first, the oldest last.
         for (i, tx) in replies.into_iter().enumerate().rev() {
             tx.send(Ok(ack(i as i64 * 10))).expect("listening");
@@ -294,11 +304,11 @@ mod tests {
     fn dropped_records_after_the_newest_batch_are_acknowledged_with_it() {
         let mut w = Window::new();
         assert!(
-            !w.extend_newest(12),
+            !w.extend_newest(Side::Fresh, 12),
             "nothing on the wire: the caller moves the position itself"
         );
         w.push(sent(0, 10), async { Ok(ack(0)) }, None);
-        assert!(w.extend_newest(12));
+        assert!(w.extend_newest(Side::Fresh, 12));
         assert_eq!(w.sent.back().map(|s| s.until), Some(12));
     }
 

@@ -9,6 +9,13 @@
 //!
 //! On any doubt about the target's state it stops with [`Stop::Resync`], after letting what is
 //! on the wire finish, for the task to reconcile.
+//!
+//! In a fresh-first catch-up ([`super::catchup`]) the sink writes two ranges, each a [`Lane`]
+//! with its own records, batches, producer identity and position, into the one target
+//! partition through the one window: a due fresh batch goes first, and the backlog keeps one
+//! slot of the window free for it. An answer is expected where the last one (of either range)
+//! ended. Once the backlog's records up to the split are all acknowledged, the sink stops for
+//! the task to merge the ranges.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,6 +25,7 @@ use tokio::time::Instant;
 
 use super::ack::Acker;
 use super::batch::{Batcher, Ready, Stamp};
+use super::catchup::Side;
 use super::error::{Error, Result};
 use super::memory::BatchMemory;
 use super::retry::kafka_err;
@@ -35,6 +43,9 @@ const RECORD_FRAMING_BYTES: usize = 16;
 /// Request bytes around the records of a one-partition produce, plus the topic name.
 const PRODUCE_OVERHEAD_BYTES: usize = 80;
 
+/// The reason of the stop once a catch-up's backlog is drained.
+pub(super) const DRAINED: &str = "the backlog is drained: merging the ranges";
+
 /// Why the sink stopped.
 #[derive(Debug)]
 pub(super) enum Stop {
@@ -46,6 +57,9 @@ pub(super) enum Stop {
         why: String,
         sequence: i32,
         keep: Keep,
+        /// In a catch-up, the backlog's position and sequence there (`at` and `sequence` are
+        /// the fresh range's).
+        backlog: Option<(super::resume::Position, i32)>,
     },
     /// Needs an operator.
     Halt(Error),
@@ -72,8 +86,29 @@ impl From<Error> for Stop {
 /// What the sink's loop woke up for.
 enum Event {
     Answered(Sent, kafka::Result<ProduceAck>),
-    Due,
-    Fetched(Option<Result<Fetched>>),
+    Due(Side),
+    Fetched(Side, Option<Result<Fetched>>),
+}
+
+/// One range's records on their way: batched, stamped with its identity, acknowledged.
+#[derive(Debug)]
+pub(super) struct Lane {
+    pub(super) batcher: Batcher,
+    pub(super) acker: Acker,
+    pub(super) producer: ProducerIdentity,
+    /// The sequence of the next batch to send.
+    pub(super) next_sequence: i32,
+}
+
+/// The backlog of a fresh-first catch-up: its lane, the fetch stage's channel, and the split
+/// where it ends.
+#[derive(Debug)]
+pub(super) struct Backlog {
+    pub(super) lane: Lane,
+    pub(super) rx: mpsc::Receiver<Handed>,
+    pub(super) split: i64,
+    /// Until its fetch stage ends.
+    pub(super) open: bool,
 }
 
 /// The target side of one partition: batches, sends and acknowledges, in order.
@@ -86,14 +121,15 @@ pub(super) struct Sink<T> {
     pub(super) max_batch_bytes: usize,
     /// The largest batches grow to over a long round trip ([`sizing::ceiling`]).
     pub(super) batch_ceiling: usize,
-    pub(super) batcher: Batcher,
+    /// The one range, or the fresh range of a catch-up.
+    pub(super) lane: Lane,
+    /// The backlog, in a catch-up.
+    pub(super) backlog: Option<Box<Backlog>>,
     pub(super) memory: BatchMemory,
     pub(super) window: Window,
-    pub(super) acker: Acker,
-    pub(super) producer: ProducerIdentity,
-    /// The sequence of the next batch to send.
-    pub(super) next_sequence: i32,
     pub(super) throttle: Throttle,
+    /// In a catch-up: where the last acknowledged batch (of either range) ended.
+    pub(super) landed: Option<i64>,
 }
 
 impl<T: Fetch + Produce> Sink<T> {
@@ -108,47 +144,104 @@ impl<T: Fetch + Produce> Sink<T> {
         result
     }
 
+    fn lane(&self, side: Side) -> &Lane {
+        match (side, &self.backlog) {
+            (Side::Backlog, Some(b)) => &b.lane,
+            _ => &self.lane,
+        }
+    }
+
+    fn lane_mut(&mut self, side: Side) -> &mut Lane {
+        match (side, &mut self.backlog) {
+            (Side::Backlog, Some(b)) => &mut b.lane,
+            _ => &mut self.lane,
+        }
+    }
+
     async fn write(&mut self, rx: &mut mpsc::Receiver<Handed>) -> Result<(), Stop> {
         loop {
-            let due = self.batcher.due();
+            let due = self.lane.batcher.due();
+            let backlog_due = self.backlog.as_ref().and_then(|b| b.lane.batcher.due());
+            let backlog_open = self.backlog.as_ref().is_some_and(|b| b.open);
             let event = tokio::select! {
                 biased;
                 Some((sent, answer)) = self.window.next() => Event::Answered(sent, answer),
-                _ = sleep_until(due), if due.is_some() => Event::Due,
-                msg = rx.recv() => Event::Fetched(msg.map(|m| *m)),
+                _ = sleep_until(due), if due.is_some() => Event::Due(Side::Fresh),
+                msg = rx.recv() => Event::Fetched(Side::Fresh, msg.map(|m| *m)),
+                _ = sleep_until(backlog_due), if backlog_due.is_some() => Event::Due(Side::Backlog),
+                msg = recv_backlog(&mut self.backlog), if backlog_open => Event::Fetched(Side::Backlog, msg.map(|m| *m)),
             };
             match event {
                 Event::Answered(sent, answer) => self.answered(sent, answer)?,
-                Event::Due => self.flush(self.batcher.pushed_until()).await?,
-                // The fetch stage stopped (shutdown): write what was read.
-                Event::Fetched(None) => {
-                    self.flush(self.batcher.pushed_until()).await?;
+                Event::Due(side) => self.flush(side, self.lane(side).batcher.pushed_until()).await?,
+                // The fresh (or only) fetch stage stopped (shutdown): write what was read.
+                Event::Fetched(Side::Fresh, None) => {
+                    self.flush_all().await?;
                     return self.drain().await;
                 }
-                Event::Fetched(Some(Err(e))) => {
-                    self.flush(self.batcher.pushed_until()).await?;
+                // The backlog's fetch stage ended: at the split, or stopping.
+                Event::Fetched(Side::Backlog, None) => {
+                    if let Some(b) = self.backlog.as_mut() {
+                        b.open = false;
+                    }
+                    self.flush(Side::Backlog, self.lane(Side::Backlog).batcher.pushed_until())
+                        .await?;
+                }
+                Event::Fetched(_, Some(Err(e))) => {
+                    self.flush_all().await?;
                     self.drain().await?;
                     return Err(Stop::Halt(e));
                 }
-                Event::Fetched(Some(Ok(Fetched::Gap { from, to }))) => {
-                    self.flush(self.batcher.pushed_until()).await?;
+                Event::Fetched(side, Some(Ok(Fetched::Gap { from, to }))) => {
+                    self.flush(side, self.lane(side).batcher.pushed_until()).await?;
                     self.drain().await?;
-                    self.acker.gap(from, to, self.oldest_held());
-                    self.batcher.moved(to);
+                    let oldest = self.oldest_held(side);
+                    let lane = self.lane_mut(side);
+                    lane.acker.gap(from, to, oldest);
+                    lane.batcher.moved(to);
                 }
-                Event::Fetched(Some(Ok(Fetched::Records(chunk)))) => self.chunk(chunk).await?,
+                Event::Fetched(side, Some(Ok(Fetched::Records(chunk)))) => self.chunk(side, chunk).await?,
+            }
+            if self.drained() {
+                self.drain().await?;
+                return Err(self.resync(DRAINED.into(), Keep::Identity));
             }
         }
     }
 
-    /// Takes one chunk of source records: those the target already holds move the position,
-    /// the others go into batches.
-    async fn chunk(&mut self, chunk: Chunk) -> Result<(), Stop> {
+    /// Sends what every lane holds.
+    async fn flush_all(&mut self) -> Result<(), Stop> {
+        if self.backlog.is_some() {
+            self.flush(Side::Backlog, self.lane(Side::Backlog).batcher.pushed_until())
+                .await?;
+        }
+        self.flush(Side::Fresh, self.lane.batcher.pushed_until()).await
+    }
+
+    /// Whether a catch-up's backlog is drained: its fetch stage ended, its records up to the
+    /// split are all acknowledged, and neither range has records found on the target left to
+    /// absorb. The task then merges the ranges. (A backlog stage that ended short of the split
+    /// is strait stopping: the fresh stage's end follows.)
+    fn drained(&self) -> bool {
+        let Some(b) = self.backlog.as_ref() else {
+            return false;
+        };
+        !b.open
+            && b.lane.batcher.is_empty()
+            && self.window.count(Side::Backlog) == 0
+            && b.lane.acker.position().source >= b.split
+            && b.lane.acker.tail_absorbed()
+            && self.lane.acker.tail_absorbed()
+    }
+
+    /// Takes one chunk of source records of `side`: those the target already holds move the
+    /// position, the others go into batches.
+    async fn chunk(&mut self, side: Side, chunk: Chunk) -> Result<(), Stop> {
         // The oldest record not yet acknowledged: one the sink holds, else this chunk's first.
         let oldest = self
-            .oldest_held()
+            .oldest_held(side)
             .or_else(|| chunk.records.first().map(|r| r.timestamp));
-        self.acker.fetched(chunk.high_watermark, oldest);
+        self.lane(side).acker.fetched(chunk.high_watermark, oldest);
         let Chunk {
             records,
             buffer,
@@ -158,8 +251,8 @@ impl<T: Fetch + Produce> Sink<T> {
         } = chunk;
         let encoded = source_bytes + records.len() * RECORD_FRAMING_BYTES;
         if !self.memory.try_reserve(encoded) {
-            // All taken: send what the builder holds first, then wait for memory to come back.
-            self.flush(self.batcher.pushed_until()).await?;
+            // All taken: send what the builders hold first, then wait for memory to come back.
+            self.flush_all().await?;
             let wait = self.memory.release_and_wait(encoded);
             if let Some(permit) = self.while_answering(wait).await? {
                 self.memory.hold(permit);
@@ -169,13 +262,13 @@ impl<T: Fetch + Produce> Sink<T> {
         // One clock read per chunk: its records arrived together.
         let now = Instant::now();
         for record in records {
-            if self.acker.absorb(record.offset) {
+            if self.lane_mut(side).acker.absorb(record.offset) {
                 absorbed += 1;
                 continue;
             }
-            if let Err(record) = self.batcher.push(record, now) {
-                self.flush(self.batcher.after_last_record()).await?;
-                if let Err(record) = self.batcher.push(record, Instant::now()) {
+            if let Err(record) = self.lane_mut(side).batcher.push(record, now) {
+                self.flush(side, self.lane(side).batcher.after_last_record()).await?;
+                if let Err(record) = self.lane_mut(side).batcher.push(record, Instant::now()) {
                     self.drain().await?;
                     return Err(Stop::Halt(Error::RecordTooLarge {
                         topic: self.source_tp.topic.clone(),
@@ -187,52 +280,69 @@ impl<T: Fetch + Produce> Sink<T> {
                 }
             }
         }
-        self.batcher.pushed(next_offset, source_bytes);
-        self.memory.trim(self.batcher.size_bytes());
+        self.lane_mut(side).batcher.pushed(next_offset, source_bytes);
+        self.memory.trim(self.held_bytes());
         drop(buffer);
+        let oldest = self.oldest_held(side);
+        let lane = self.lane_mut(side);
         if absorbed > 0 {
             // Written by an earlier attempt whose acknowledgement was lost: replicated all the same.
-            self.acker
-                .moved(self.acker.position().source, absorbed, self.oldest_held());
+            let at = lane.acker.position().source;
+            lane.acker.moved(at, absorbed, oldest);
         }
         // Only control, aborted or absorbed records since the last batch: the position moves
         // with the newest batch on the wire, or now when none is.
-        if self.batcher.is_empty() && !self.window.extend_newest(next_offset) {
-            self.acker.moved(next_offset, 0, self.oldest_held());
+        if self.lane(side).batcher.is_empty() && !self.window.extend_newest(side, next_offset) {
+            self.lane_mut(side).acker.moved(next_offset, 0, oldest);
         }
         Ok(())
+    }
+
+    /// Bytes of records the lanes' builders hold.
+    fn held_bytes(&self) -> usize {
+        self.lane.batcher.size_bytes() + self.backlog.as_ref().map_or(0, |b| b.lane.batcher.size_bytes())
+    }
+
+    /// Whether a batch of `side` must wait for room in the window: it is full, or, for the
+    /// backlog, all but the slot kept for fresh batches is taken.
+    fn no_room(&self, side: Side) -> bool {
+        self.window.is_full()
+            || (side == Side::Backlog && self.window.count(Side::Backlog) + 1 >= super::sizing::MAX_IN_FLIGHT)
     }
 
     /// Builds what the batcher holds into one batch and puts it on the wire, once the window
     /// has room, the budget allows it and no throttle holds it. Everything below `until` is
     /// acknowledged with it.
-    async fn flush(&mut self, until: i64) -> Result<(), Stop> {
-        if self.batcher.is_empty() {
+    async fn flush(&mut self, side: Side, until: i64) -> Result<(), Stop> {
+        if self.lane(side).batcher.is_empty() {
             return Ok(());
         }
-        if self.window.is_full() {
+        if self.no_room(side) {
             // The target (or the link to it) is what holds this partition back.
             let level = Arc::clone(&self.settings.level);
             let _waiting = level.wait_for_target();
-            while self.window.is_full() {
+            while self.no_room(side) {
                 if let Some((sent, answer)) = self.window.next().await {
                     self.answered(sent, answer)?;
                 }
             }
         }
-        if self.window.is_empty() {
-            // Nothing on the wire: the next record is the one at the acknowledged position
-            // (records found in place in the tail moved it on without being sent).
-            self.next_sequence = self.acker.sequence();
+        if self.window.count(side) == 0 {
+            // Nothing of this range on the wire: its next record is the one at its
+            // acknowledged position (records found in place in the tail moved it on without
+            // being sent).
+            let lane = self.lane_mut(side);
+            lane.next_sequence = lane.acker.sequence();
         }
+        let lane = self.lane(side);
         let stamp = Stamp {
-            producer: self.producer,
-            base_sequence: self.next_sequence,
+            producer: lane.producer,
+            base_sequence: lane.next_sequence,
             codec: self.settings.codec,
             zstd_level: self.settings.level.level(),
         };
         let level = Arc::clone(&self.settings.level);
-        let batcher = &mut self.batcher;
+        let batcher = &mut self.lane_mut(side).batcher;
         let (ready, took) = level
             .compress(|| {
                 let compress_started = std::time::Instant::now();
@@ -247,23 +357,24 @@ impl<T: Fetch + Produce> Sink<T> {
         })?;
         let Some(ready) = ready else { return Ok(()) };
         let budgeted = self.settings.budget.bytes_per_sec() > 0;
-        self.batcher.resize(sizing::batch_bytes(
+        let size = sizing::batch_bytes(
             self.max_batch_bytes,
             self.batch_ceiling,
             self.window.round_trip(),
             budgeted,
-        ));
+        );
+        self.lane_mut(side).batcher.resize(size);
         // Only zstd batches measure the levels the control chooses from.
         if stamp.codec == crate::batch::Compression::Zstd {
             self.settings
                 .level
                 .record_compress(stamp.zstd_level, ready.uncompressed_len, ready.bytes.len(), took);
         }
-        self.send(ready).await
+        self.send(side, ready).await
     }
 
     /// Spends the budget, waits out a throttle and produces.
-    async fn send(&mut self, ready: Ready) -> Result<(), Stop> {
+    async fn send(&mut self, side: Side, ready: Ready) -> Result<(), Stop> {
         let on_the_wire = self.memory.split_built(ready.uncompressed_len, ready.bytes.len());
         let wire_bytes = ready.bytes.len() + PRODUCE_OVERHEAD_BYTES + self.target_tp.topic.len();
         let budget = Arc::clone(&self.settings.budget);
@@ -286,9 +397,10 @@ impl<T: Fetch + Produce> Sink<T> {
                 return Err(self.failed(e, ready.first, wire_bytes));
             }
         };
-        self.next_sequence = self.next_sequence.wrapping_add(ready.count) & i32::MAX;
+        let lane = self.lane_mut(side);
+        lane.next_sequence = lane.next_sequence.wrapping_add(ready.count) & i32::MAX;
         tracing::trace!(topic = %self.source_tp.topic, partition = self.source_tp.partition, from = ready.first,
-            to = ready.last, records = ready.count, wire_bytes, "batch sent");
+            to = ready.last, records = ready.count, wire_bytes, range = %side, "batch sent");
         let sent = Sent {
             first: ready.first,
             until: ready.until,
@@ -298,6 +410,7 @@ impl<T: Fetch + Produce> Sink<T> {
             max_timestamp: ready.max_timestamp,
             first_timestamp: ready.first_timestamp,
             runs: ready.runs,
+            side,
         };
         self.window.push(sent, ack, on_the_wire);
         Ok(())
@@ -319,48 +432,64 @@ impl<T: Fetch + Produce> Sink<T> {
 
     /// Applies the answer for the oldest batch on the wire.
     fn answered(&mut self, sent: Sent, answer: kafka::Result<ProduceAck>) -> Result<(), Stop> {
-        let expected = self.acker.position().target;
+        let side = sent.side;
+        // Where it lands: after the last acknowledged batch of either range, or at the
+        // range's position (past the tail found at the last reconcile).
+        let expected = self.landed.unwrap_or_else(|| self.lane(side).acker.position().target);
         match answer {
             Ok(ack) => {
                 self.throttle.note(ack.throttle_ms, Instant::now());
                 match Answer::of(&ack, expected) {
                     Answer::InPlace => {
-                        self.acker.batch(&sent, self.oldest_held());
+                        let oldest = self.oldest_held(side);
+                        self.lane_mut(side).acker.batch(&sent, expected, oldest);
+                        if self.backlog.is_some() {
+                            let end = expected + sent.count;
+                            self.landed = Some(end);
+                            let other = match side {
+                                Side::Backlog => Side::Fresh,
+                                Side::Fresh => Side::Backlog,
+                            };
+                            let oldest = self.oldest_held(other);
+                            self.lane_mut(other).acker.follow(end, oldest);
+                        }
                         Ok(())
                     }
                     // The reconcile that follows reads who wrote what there before anything
                     // else is written.
-                    Answer::Elsewhere { base_offset } => Err(Stop::Resync {
-                        at: self.acker.position(),
-                        why: format!(
+                    Answer::Elsewhere { base_offset } => Err(self.resync(
+                        format!(
                             "batch landed at offset {base_offset} instead of {expected}: the target partition holds \
                              records strait did not expect there"
                         ),
-                        sequence: self.acker.sequence(),
-                        keep: Keep::NewIdentity,
-                    }),
+                        Keep::NewIdentity,
+                    )),
                 }
             }
             Err(e) => Err(self.failed(e, sent.first, sent.wire_bytes as usize)),
         }
     }
 
+    /// A stop to reconcile from the acknowledged positions.
+    fn resync(&self, why: String, keep: Keep) -> Stop {
+        let backlog = self
+            .backlog
+            .as_ref()
+            .map(|b| (b.lane.acker.position(), b.lane.acker.sequence()));
+        Stop::Resync {
+            at: self.lane.acker.position(),
+            why,
+            sequence: self.lane.acker.sequence(),
+            keep,
+            backlog,
+        }
+    }
+
     /// What a failed produce means for the partition.
     fn failed(&self, err: kafka::Error, first: i64, wire_bytes: usize) -> Stop {
-        let at = self.acker.position();
         match Failure::of(&err) {
-            Failure::NewIdentity => Stop::Resync {
-                at,
-                why: crate::error_chain(&err),
-                sequence: self.acker.sequence(),
-                keep: Keep::NewIdentity,
-            },
-            Failure::OutOfOrder => Stop::Resync {
-                at,
-                why: crate::error_chain(&err),
-                sequence: self.acker.sequence(),
-                keep: Keep::WhilePending,
-            },
+            Failure::NewIdentity => self.resync(crate::error_chain(&err), Keep::NewIdentity),
+            Failure::OutOfOrder => self.resync(crate::error_chain(&err), Keep::WhilePending),
             Failure::TooLarge => Stop::Halt(Error::RecordTooLarge {
                 topic: self.source_tp.topic.clone(),
                 partition: self.source_tp.partition,
@@ -373,12 +502,7 @@ impl<T: Fetch + Produce> Sink<T> {
                 if refresh {
                     self.target.invalidate(&self.target_tp);
                 }
-                Stop::Resync {
-                    at,
-                    why: crate::error_chain(&err),
-                    sequence: self.acker.sequence(),
-                    keep: Keep::Identity,
-                }
+                self.resync(crate::error_chain(&err), Keep::Identity)
             }
         }
     }
@@ -391,12 +515,20 @@ impl<T: Fetch + Produce> Sink<T> {
         Ok(())
     }
 
-    /// Timestamp of the oldest record the sink holds: the first of the oldest batch on the
-    /// wire, else the first in the batcher.
-    fn oldest_held(&self) -> Option<i64> {
+    /// Timestamp of the oldest record of `side` the sink holds: the first of its oldest batch on
+    /// the wire, else the first in its batcher.
+    fn oldest_held(&self, side: Side) -> Option<i64> {
         self.window
-            .oldest_timestamp()
-            .or_else(|| self.batcher.first_timestamp())
+            .oldest_timestamp(side)
+            .or_else(|| self.lane(side).batcher.first_timestamp())
+    }
+}
+
+/// The backlog's next chunk; never, without a backlog.
+async fn recv_backlog(backlog: &mut Option<Box<Backlog>>) -> Option<Handed> {
+    match backlog {
+        Some(b) => b.rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -20,7 +20,8 @@ use super::memory::BatchMemory;
 use super::resume::{sequence_plus, Align, Anchor, Position, Reconciled, Resume, Tail, TailPlan, TargetTail};
 use super::retry::{kafka_err, list_offset, retry};
 use super::send::{Throttle, Window};
-use super::sink::{Keep, Sink, Stop};
+use super::sink::{Backlog, Keep, Lane, Sink, Stop};
+use super::unpack::Handed;
 use super::wire::{Claims, Fetch, Produce};
 use super::writers::Writers;
 use super::TaskSettings;
@@ -31,7 +32,7 @@ use crate::report::{PartitionState, Progress, Retention};
 use crate::telemetry;
 
 /// Fetch answers waiting for the sink. Small: the sink is the slow side when the link is.
-const CHUNK_QUEUE: usize = 2;
+pub(super) const CHUNK_QUEUE: usize = 2;
 /// How long out-of-order answers at one position keep the identity. A batch whose answer was
 /// lost can wait above the high watermark until a lost follower leaves the in-sync replicas
 /// (`replica.lag.time.max.ms`, 30 s by default): a new identity before it lands would write its
@@ -94,7 +95,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         result
     }
 
-    fn target_tail(&self) -> TargetTail<'_, T> {
+    pub(super) fn target_tail(&self) -> TargetTail<'_, T> {
         TargetTail {
             target: &*self.target,
             tp: &self.target_tp,
@@ -135,8 +136,27 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             .as_ref()
             .and_then(Writers::of_checkpoint)
             .unwrap_or_default();
-        let Some(mut resume) = self.resume(&writers).await? else {
-            return Ok(());
+        let mut resume = match self.checkpointed_catch_up()? {
+            // A catch-up the checkpoint records goes on until its ranges merge.
+            Some(ranges) => {
+                // Boxed, like every catch-up path: rare, and otherwise part of every
+                // partition's task future for its whole life.
+                let Some((at, merged)) = Box::pin(self.resume_catch_up(ranges)).await? else {
+                    return Ok(());
+                };
+                self.caught_up();
+                writers = merged;
+                Resume {
+                    at,
+                    tail: TailPlan::default(),
+                }
+            }
+            None => {
+                let Some(resume) = self.resume(&writers).await? else {
+                    return Ok(());
+                };
+                resume
+            }
         };
         writers.found(&resume.tail);
         // The identity to go on with, when the last pipeline's is still good (its batches can
@@ -146,6 +166,22 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         let mut out_of_order: Option<(Position, tokio::time::Instant)> = None;
         let mut backoff = Backoff::default();
         loop {
+            // A fresh-first catch-up starts where nothing of the target's tail is left to absorb.
+            if resume.tail.own == 0 && self.settings.fresh_after.is_some() {
+                if let Some(split) = Box::pin(self.entry(resume.at)).await? {
+                    let entered = Box::pin(self.enter(resume.at, &writers, split, carried.take()));
+                    let Some((at, merged)) = entered.await? else {
+                        return Ok(());
+                    };
+                    self.caught_up();
+                    writers = merged;
+                    resume = Resume {
+                        at,
+                        tail: TailPlan::default(),
+                    };
+                    continue;
+                }
+            }
             self.starting(&resume);
             let Some((producer, sequence)) = self.identity(&resume, &mut writers, carried.take()).await? else {
                 return Ok(());
@@ -159,6 +195,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
                     why,
                     sequence,
                     keep,
+                    backlog: _,
                 }) => (at, why, sequence, keep),
             };
             tracing::warn!(topic = %tp.topic, partition = tp.partition, source_offset = at.source,
@@ -235,7 +272,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
     /// `Err(Fenced)` when another strait claimed the partition since this process did: a newer
     /// writer epoch, or the same one naming identities this process never used (two processes
     /// started at the same moment: both stop).
-    async fn fenced(&self, foreign_records: i64, known: &[ProducerIdentity]) -> Result<()> {
+    pub(super) async fn fenced(&self, foreign_records: i64, known: &[ProducerIdentity]) -> Result<()> {
         let ours = self.feed.writer_epoch();
         let newest = tokio::select! {
             _ = self.cancel.cancelled() => return Ok(()),
@@ -301,38 +338,8 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         let (tx, mut rx) = mpsc::channel(CHUNK_QUEUE);
         // The fetch stage also stops when the sink does (halt or resync), not only on shutdown.
         let fetch_cancel = self.cancel.child_token();
-        let fetcher = Fetcher::new(
-            self.source_tp.clone(),
-            self.topic_ids.and_then(|ids| crate::kafka::known_topic_id(ids.source)),
-            Arc::clone(&self.source),
-            Arc::clone(&self.settings),
-            fetch_cancel.clone(),
-            at.source,
-            tx,
-        );
-        let settings = &self.settings;
-        let mut sink = Sink {
-            source_tp: self.source_tp.clone(),
-            target_tp: self.target_tp.clone(),
-            target: Arc::clone(&self.target),
-            settings: Arc::clone(settings),
-            max_batch_bytes: self.max_batch_bytes,
-            batch_ceiling: self.batch_ceiling,
-            batcher: Batcher::new(self.max_batch_bytes, settings.linger, at.source),
-            memory: BatchMemory::new(Arc::clone(&settings.batch_memory), settings.batch_memory_units),
-            window: Window::new(),
-            acker: Acker::new(
-                self.source_tp.clone(),
-                Arc::clone(&self.progress),
-                Arc::clone(&self.feed),
-                at,
-                sequence,
-                Tail::new(tail.runs),
-            ),
-            producer,
-            next_sequence: sequence,
-            throttle: Throttle::default(),
-        };
+        let fetcher = self.fetcher(&fetch_cancel, at.source, tx);
+        let mut sink = self.sink(self.lane(at, Tail::new(tail.runs), (producer, sequence)), None);
         let write = async {
             let written = sink.run(&mut rx).await;
             fetch_cancel.cancel();
@@ -340,6 +347,56 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         };
         let (_, written) = tokio::join!(fetcher.run(), write);
         written
+    }
+
+    /// The fetch stage from source offset `from` into `tx`, stopped by `cancel`.
+    pub(super) fn fetcher(&self, cancel: &CancellationToken, from: i64, tx: mpsc::Sender<Handed>) -> Fetcher<S> {
+        Fetcher::new(
+            self.source_tp.clone(),
+            self.topic_ids.and_then(|ids| crate::kafka::known_topic_id(ids.source)),
+            Arc::clone(&self.source),
+            Arc::clone(&self.settings),
+            cancel.clone(),
+            from,
+            tx,
+        )
+    }
+
+    /// A lane of the sink from `at`, absorbing `tail`, writing with `producer` at `sequence`.
+    pub(super) fn lane(&self, at: Position, tail: Tail, (producer, sequence): (ProducerIdentity, i32)) -> Lane {
+        Lane {
+            batcher: Batcher::new(self.max_batch_bytes, self.settings.linger, at.source),
+            acker: Acker::new(
+                self.source_tp.clone(),
+                Arc::clone(&self.progress),
+                Arc::clone(&self.feed),
+                at,
+                sequence,
+                tail,
+            ),
+            producer,
+            next_sequence: sequence,
+        }
+    }
+
+    /// The sink around `lane` (the one range, or a catch-up's fresh range) and a catch-up's
+    /// `backlog`.
+    pub(super) fn sink(&self, lane: Lane, backlog: Option<Box<Backlog>>) -> Sink<T> {
+        let settings = &self.settings;
+        Sink {
+            source_tp: self.source_tp.clone(),
+            target_tp: self.target_tp.clone(),
+            target: Arc::clone(&self.target),
+            settings: Arc::clone(settings),
+            max_batch_bytes: self.max_batch_bytes,
+            batch_ceiling: self.batch_ceiling,
+            lane,
+            backlog,
+            memory: BatchMemory::new(Arc::clone(&settings.batch_memory), settings.batch_memory_units),
+            window: Window::new(),
+            throttle: Throttle::default(),
+            landed: None,
+        }
     }
 
     /// The starting point: from the checkpoint, reconciled with what the target holds beyond it;
@@ -404,6 +461,35 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             at,
             tail: TailPlan::default(),
         }))
+    }
+
+    /// The ranges of a fresh-first catch-up the checkpoint records (unless a topic was
+    /// recreated since: [`Self::resume`] decides then). Refused when they do not nest.
+    fn checkpointed_catch_up(&self) -> Result<Option<super::catchup::Ranges>> {
+        let Some(record) = self.checkpoint.as_ref().filter(|r| r.fresh.is_some()) else {
+            return Ok(None);
+        };
+        if self.recreated().is_some() {
+            return Ok(None);
+        }
+        super::catchup::Ranges::of_checkpoint(record, record.fresh.as_ref())
+            .map(Some)
+            .map_err(|source| Error::CatchUp {
+                topic: self.source_tp.topic.clone(),
+                partition: self.source_tp.partition,
+                offset: record.checkpoint.next_source_offset,
+                source,
+            })
+    }
+
+    /// The catch-up's ranges merged: one range again in the report.
+    fn caught_up(&self) {
+        tracing::info!(topic = %self.source_tp.topic, partition = self.source_tp.partition,
+            "fresh-first catch-up done: the backlog is drained, source order from here on");
+        self.progress.update(&self.source_tp, |s| {
+            s.catchup_split = None;
+            s.fresh_next_offset = None;
+        });
     }
 
     /// Whether the source or target topic has another id than when the checkpoint was written
@@ -521,7 +607,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         Ok(Some(source))
     }
 
-    fn target_behind(&self, at: Position, end: i64) -> Error {
+    pub(super) fn target_behind(&self, at: Position, end: i64) -> Error {
         Error::TargetBehind {
             topic: self.target_tp.topic.clone(),
             partition: self.target_tp.partition,
@@ -547,7 +633,11 @@ fn move_writers(writers: &mut Writers, producer: ProducerIdentity, at_sequence: 
 /// Whether the identity in use goes on after a stop at `at` that says `keep`. Out-of-order
 /// answers keep it for [`OUT_OF_ORDER_PATIENCE`] at one position, timed in `out_of_order`
 /// (cleared by any other stop).
-fn keeps_identity(keep: Keep, at: Position, out_of_order: &mut Option<(Position, tokio::time::Instant)>) -> bool {
+pub(super) fn keeps_identity(
+    keep: Keep,
+    at: Position,
+    out_of_order: &mut Option<(Position, tokio::time::Instant)>,
+) -> bool {
     let go_on = match keep {
         Keep::Identity => true,
         Keep::NewIdentity => false,

@@ -17,6 +17,7 @@ use crate::kafka::{self, ApiKey, ProducerIdentity, ResponseError, TopicPartition
 use crate::report::Progress;
 
 mod bombs;
+mod catchup;
 mod gaps;
 mod idle;
 mod offsets;
@@ -41,6 +42,7 @@ pub(super) fn settings(on_foreign_writer: OnForeignWriter) -> Arc<TaskSettings> 
         on_foreign_writer,
         on_missing_checkpoint: OnMissingCheckpoint::Halt,
         on_topic_recreated: OnTopicRecreated::Halt,
+        fresh_after: None,
     })
 }
 
@@ -59,6 +61,8 @@ struct Rig {
     tap: Arc<Tap>,
     cancel: CancellationToken,
     tp: TopicPartition,
+    /// The largest batch the task builds.
+    max_batch_bytes: usize,
 }
 
 impl Rig {
@@ -74,6 +78,7 @@ impl Rig {
             tap: Arc::new(checkpoints::feed(Arc::new(Notify::new()), "unused", 0, None).1),
             cancel: CancellationToken::new(),
             tp: TopicPartition::new("spans", 0),
+            max_batch_bytes: 1 << 20,
         }
     }
 
@@ -101,8 +106,8 @@ impl Rig {
             claims: Arc::clone(&self.claims),
             topic_ids: self.topic_ids,
             settings: Arc::clone(&self.settings),
-            max_batch_bytes: 1 << 20,
-            batch_ceiling: 1 << 20,
+            max_batch_bytes: self.max_batch_bytes,
+            batch_ceiling: self.max_batch_bytes,
             progress: Arc::clone(&self.progress),
             cancel: self.cancel.clone(),
             checkpoint,
@@ -205,6 +210,7 @@ fn checkpoint_at(at: Position, writers: Option<Vec<ProducerIdentity>>) -> Checkp
         writers,
         sequences: None,
         topic_ids: None,
+        fresh: None,
     }
 }
 

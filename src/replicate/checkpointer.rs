@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::checkpoint::{self, Checkpoint, CheckpointRecord, CheckpointStore, TopicIds};
+use crate::checkpoint::{self, CheckpointRecord, CheckpointStore, TopicIds};
 use crate::kafka::TopicPartition;
 use crate::offsets::{End, OffsetMap, Pending, Run};
 use crate::pipeline::checkpoints::{self as feeds, Acked, Feed, Tap};
@@ -142,20 +142,5 @@ impl Checkpointer {
 }
 
 fn record(replication_id: &str, tp: &TopicPartition, acked: &Acked, now_ms: i64) -> CheckpointRecord {
-    let (writers, sequences) = acked.writers_at_position().to_record();
-    CheckpointRecord {
-        checkpoint: Checkpoint {
-            replication_id: replication_id.to_owned(),
-            source_topic: tp.topic.clone(),
-            source_partition: tp.partition,
-            target_topic: acked.target_topic.clone(),
-            next_source_offset: acked.at.source,
-            next_target_offset: acked.at.target,
-            writer_epoch: acked.writer_epoch,
-            wall_clock_ms: now_ms,
-        },
-        writers: Some(writers),
-        sequences: Some(sequences),
-        topic_ids: acked.topic_ids,
-    }
+    acked.to_record(replication_id, tp, now_ms)
 }

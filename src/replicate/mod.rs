@@ -118,6 +118,8 @@ impl Replicator {
             produce_timeout_ms: i32::try_from(config.target.request_timeout_ms).unwrap_or(i32::MAX),
             on_target_reset: config.on_target_reset,
             on_foreign_writer: config.on_foreign_writer,
+            fresh_after: (config.catchup.mode == crate::config::CatchUpMode::FreshFirst)
+                .then(|| Duration::from_secs(config.catchup.fresh_after_secs)),
             on_missing_checkpoint: config.on_missing_checkpoint,
             on_topic_recreated: config.on_topic_recreated,
         });

@@ -56,12 +56,23 @@ pub struct PartitionStatus {
     pub writer_epoch: i64,
     /// Current state.
     pub state: PartitionState,
+    /// In a fresh-first catch-up: where the fresh range starts (the backlog ends below it).
+    pub catchup_split: Option<i64>,
+    /// In a fresh-first catch-up: the fresh range's next source offset (`next_source_offset`
+    /// is then the backlog's).
+    pub fresh_next_offset: Option<i64>,
 }
 
 impl PartitionStatus {
     /// Records on the source not yet acknowledged by the target.
     pub fn lag_records(&self) -> i64 {
-        (self.source_high_watermark - self.next_source_offset).max(0)
+        match (self.catchup_split, self.fresh_next_offset) {
+            // A fresh-first catch-up: the backlog up to the split, and the fresh range's lag.
+            (Some(split), Some(fresh)) => {
+                (split - self.next_source_offset).max(0) + (self.source_high_watermark - fresh).max(0)
+            }
+            _ => (self.source_high_watermark - self.next_source_offset).max(0),
+        }
     }
 
     /// The retention figures at `now_ms` (wall clock) for an alert threshold of

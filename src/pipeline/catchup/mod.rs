@@ -1,19 +1,38 @@
 //! Fresh-first catch-up: after an outage, a partition writes its new records first and drains
-//! its backlog behind them, with exactly-once kept across crashes. This module is the design
-//! and its pure core: the two ranges as a state machine ([`Ranges`]), the resume decision from a
+//! its backlog behind them, with exactly-once kept across crashes. This module is the design,
+//! the partition task's catch-up ([`run`]) and its pure core: the two ranges as a state machine
+//! ([`Ranges`]), the resume decision from a
 //! checkpoint of two ranges and the target's tail ([`reconcile::Reconcile`]), and the offset
 //! translation when the target order is not the source order ([`translate::first_unread`]).
 //! The checkpoint format's catch-up section is in [`crate::checkpoint`] ([`FreshRange`]).
 //!
-//! # What is not wired yet
+//! # How it is wired, and where it departs from this design
 //!
-//! Nothing here runs in the data path. There is no `catchup` config key (a key that does nothing
-//! would be a stub), the partition task never enters fresh-first, the sink has one range, the
-//! checkpointer writes no catch-up section, the resume ignores one (a checkpoint carrying it is
-//! read as its backlog alone, which halts on the fresh range's batches: see "Downgrade"), and
-//! `/status`, the offset map and the group sync know one range. What the wiring must do is
-//! below, step by step; the types here are what it calls.
-//!
+//! `catchup.mode = "fresh_first"` turns it on (`catchup.fresh_after_secs`, default 60). The
+//! partition task ([`run`]) decides the entry at every resume with one range and nothing of the
+//! target's tail left to absorb, claims both identities in one checkpoint, runs both ranges
+//! through one sink ([`crate::pipeline::sink`]: a [`crate::pipeline::sink::Lane`] per range, one
+//! window, the backlog keeping a slot free for fresh batches), reconciles both with
+//! [`Reconcile`] after every stop (a crash, a lost answer, a cut) and merges them once the
+//! backlog's fetch stage reached the split and every backlog batch is answered. The checkpoint
+//! carries the catch-up section ([`crate::checkpoint::CheckpointRecord::fresh`]); `/status`
+//! shows `catchup_split` and `fresh_next_offset`. Departures from the text below:
+//! - the entry asks the source for the first offset at `now - fresh_after_secs` (ListOffsets by
+//!   timestamp) instead of reading the record at the position: the same answer for a log in
+//!   time order, without a fetch;
+//! - compacted topics are not refused: strait does not read `cleanup.policy` yet (the config
+//!   reference says not to use the mode for them);
+//! - offset translation does not use [`translate::first_unread`]: the group sync waits for a
+//!   partition in a catch-up, and the offset map records a marker where the catch-up began
+//!   ([`crate::offsets::OffsetMap::mark_out_of_order`]), to which every offset of its range
+//!   translates afterwards (re-reads, never a miss);
+//! - the backlog's fetch size is not capped: both ranges fetch within the shared buffer, and a
+//!   request names the partition once (the other range's fetch goes in the next request);
+//! - a target found behind either range's checkpoint halts the partition whatever
+//!   `on_target_reset` says;
+//! - the drain ETA's net rate follows the backlog's position, so it is pessimistic while fresh
+//!   records also flow.
+
 //! # When a partition enters fresh-first
 //!
 //! With `catchup = "fresh_first"` (default `"oldest_first"`, today's behaviour), a partition
@@ -244,8 +263,9 @@
 //!
 //! # Test plan for the acceptance (Apache Kafka, checked with librdkafka)
 //!
-//! Not written yet; the cases, each asserting its premise (the fault was hit, the partition was
-//! in fresh-first when it was killed):
+//! Case 1 is `tests/catchup_kill.rs`; the whole task with crashes at any point runs on the fake
+//! clusters in `pipeline::tests::catchup`. Cases 2-7 are not written yet. Each asserts its
+//! premise (the fault was hit, the partition was in fresh-first when it was killed):
 //! 1. A backlog of N records older than `fresh_after_secs` (timestamps set by the producer),
 //!    new records produced during the catch-up at a known rate under a budget; strait is killed
 //!    with SIGKILL at random moments (at least 5 times, at least once with both ranges in
@@ -263,19 +283,20 @@
 //!    consumes from it and finds every record at or after the committed one).
 //! 7. A compacted topic with `catchup = "fresh_first"`: stays oldest-first.
 
+mod ranges;
 mod reconcile;
+mod run;
 #[cfg(test)]
 mod tests;
 mod translate;
 
-use super::resume::{sequence_plus, Position, Tail, TailPlan};
-use super::writers::Writers;
-use crate::checkpoint::{CheckpointRecord, FreshRange};
-use crate::kafka::ProducerIdentity;
+pub(crate) use reconcile::{Reconcile, Reconciled};
+
+pub(crate) use ranges::{Range, Ranges};
 
 /// Which of a partition's ranges. With one range, every record is on the fresh side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Side {
+pub enum Side {
     /// The backlog, `[its position, split)`.
     Backlog,
     /// The records from the split on (or every record, with one range).
@@ -294,7 +315,7 @@ impl std::fmt::Display for Side {
 /// Why a move of the ranges, an entry or a checkpoint's ranges are refused. Offsets are source
 /// offsets unless named otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum CatchUpError {
+pub enum CatchUpError {
     #[error("backlog batch acknowledged up to offset {until}, past the split at {split}")]
     PastSplit { until: i64, split: i64 },
     #[error("{side} range acknowledged up to offset {until}, behind its position {next}")]
@@ -315,428 +336,6 @@ pub(crate) enum CatchUpError {
          is corrupt, the partition halts"
     )]
     SharedWriter { id: i64, epoch: i16 },
-}
-
-/// One range's consistent position, its identities and what the target's tail holds for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Range {
-    /// Every kept record of the range below `at.source` is on the target; the range's
-    /// identities' records at or beyond `at.target` are placed by their sequences.
-    at: Position,
-    /// `None`: a checkpoint of a strait that did not record identities (one range only).
-    writers: Option<Writers>,
-    /// The range's records found beyond `at` at the last reconcile, absorbed as the range's
-    /// source is read again.
-    tail: Tail,
-    /// Of those, the ones not absorbed yet.
-    tail_own: i64,
-}
-
-impl Range {
-    fn new(at: Position, writers: Option<Writers>) -> Self {
-        Range {
-            at,
-            writers,
-            tail: Tail::default(),
-            tail_own: 0,
-        }
-    }
-
-    /// The range's position.
-    pub(crate) fn at(&self) -> Position {
-        self.at
-    }
-
-    /// The range's identities with their sequences at its position.
-    pub(crate) fn writers(&self) -> Option<&Writers> {
-        self.writers.as_ref()
-    }
-
-    /// Records of the range found on the target and not absorbed yet.
-    pub(crate) fn tail_left(&self) -> i64 {
-        self.tail_own
-    }
-
-    /// What a reconcile found beyond the position for this range.
-    fn found(&mut self, plan: TailPlan) {
-        if let Some(w) = self.writers.as_mut() {
-            w.found(&plan);
-        }
-        self.tail_own = plan.own;
-        self.tail = Tail::new(plan.runs);
-    }
-
-    /// The position moved past `records` kept records: every identity's sequence moves on.
-    fn moved(&mut self, records: i64) {
-        if let Some(w) = self.writers.as_mut() {
-            w.moved(records);
-        }
-    }
-
-    fn absorb(&mut self, offset: i64) -> bool {
-        let absorbed = self.tail.absorb(offset, &mut self.at);
-        if absorbed {
-            self.tail_own -= 1;
-            self.moved(1);
-        }
-        absorbed
-    }
-
-    fn gap(&mut self, from: i64, to: i64) -> i64 {
-        let before = self.tail.absorbed();
-        let gap = self.tail.gap(from, to, &mut self.at);
-        let found = self.tail.absorbed() - before;
-        self.tail_own -= found;
-        self.moved(found);
-        gap
-    }
-
-    fn ack(&mut self, side: Side, until: i64, count: i64, target_end: i64) -> Result<(), CatchUpError> {
-        if until < self.at.source {
-            return Err(CatchUpError::Backwards {
-                side,
-                until,
-                next: self.at.source,
-            });
-        }
-        if self.tail_own > 0 {
-            return Err(CatchUpError::TailLeft {
-                side,
-                at: self.at.source,
-                left: self.tail_own,
-            });
-        }
-        // What is left of the tail (other offsets) lies below the batch: passed.
-        self.pass_tail();
-        self.at = Position {
-            source: until,
-            target: target_end,
-        };
-        self.moved(count);
-        Ok(())
-    }
-
-    /// With none of its own records left in the tail, the position passes the tail's other
-    /// offsets (the other range's records, foreign ones, duplicates).
-    fn pass_tail(&mut self) {
-        if self.tail_own == 0 {
-            // No record of its own is left: this only passes the other offsets.
-            let _ = self.tail.absorb(self.at.source, &mut self.at);
-        }
-    }
-
-    /// The other range's batch was acknowledged, ending at `target_end`: with nothing of its
-    /// own left in the tail, this range has no record below it that is not acknowledged (acks
-    /// come in send order), so its target offset moves there.
-    fn follow(&mut self, target_end: i64) {
-        if self.tail_own == 0 {
-            self.pass_tail();
-            self.at.target = self.at.target.max(target_end);
-        }
-    }
-}
-
-/// A partition's ranges: one, as always, or two during a fresh-first catch-up.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Ranges {
-    One(Range),
-    Two {
-        /// `[backlog.at.source, split)`.
-        backlog: Range,
-        split: i64,
-        /// From the split on.
-        fresh: Range,
-    },
-}
-
-/// What a checkpoint of the ranges records.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ToCheckpoint {
-    /// The version 1 position: the one range's, or the backlog's.
-    pub(crate) at: Position,
-    /// Its writers and their sequences (`-1` unknown); `None` unknown.
-    pub(crate) writers: Option<(Vec<ProducerIdentity>, Vec<i32>)>,
-    /// The catch-up section.
-    pub(crate) fresh: Option<FreshRange>,
-}
-
-impl Ranges {
-    /// One range at `at`.
-    pub(crate) fn one(at: Position, writers: Option<Writers>) -> Self {
-        Ranges::One(Range::new(at, writers))
-    }
-
-    /// The ranges a checkpoint records (no tail: a reconcile finds it). Refused when a catch-up
-    /// section does not nest with the position or shares an identity with the backlog.
-    pub(crate) fn of_checkpoint(record: &CheckpointRecord, fresh: Option<&FreshRange>) -> Result<Self, CatchUpError> {
-        let c = &record.checkpoint;
-        let at = Position {
-            source: c.next_source_offset,
-            target: c.next_target_offset,
-        };
-        let Some(f) = fresh else {
-            return Ok(Ranges::one(at, Writers::of_checkpoint(record)));
-        };
-        if !(at.source <= f.split && f.split <= f.next_source_offset) {
-            return Err(CatchUpError::NotNested {
-                backlog: at.source,
-                split: f.split,
-                fresh: f.next_source_offset,
-            });
-        }
-        let backlog = Writers::of_checkpoint(record).unwrap_or_default();
-        let backlog_ids = backlog.identities();
-        if let Some(shared) = f.writers.iter().find(|w| backlog_ids.contains(w)) {
-            return Err(CatchUpError::SharedWriter {
-                id: shared.id,
-                epoch: shared.epoch,
-            });
-        }
-        let mut writers = Writers::default();
-        for (i, identity) in f.writers.iter().enumerate() {
-            writers.add(*identity, f.sequences.get(i).copied().filter(|s| *s >= 0));
-        }
-        Ok(Ranges::Two {
-            backlog: Range::new(at, Some(backlog)),
-            split: f.split,
-            fresh: Range::new(
-                Position {
-                    source: f.next_source_offset,
-                    target: f.next_target_offset,
-                },
-                Some(writers),
-            ),
-        })
-    }
-
-    /// Whether the partition is in a fresh-first catch-up.
-    pub(crate) fn is_catching_up(&self) -> bool {
-        matches!(self, Ranges::Two { .. })
-    }
-
-    /// The split, in a catch-up.
-    pub(crate) fn split(&self) -> Option<i64> {
-        match self {
-            Ranges::One(_) => None,
-            Ranges::Two { split, .. } => Some(*split),
-        }
-    }
-
-    /// The range of `side`; the one range is the fresh side.
-    pub(crate) fn range(&self, side: Side) -> Option<&Range> {
-        match (self, side) {
-            (Ranges::One(r), Side::Fresh) => Some(r),
-            (Ranges::One(_), Side::Backlog) => None,
-            (Ranges::Two { backlog, .. }, Side::Backlog) => Some(backlog),
-            (Ranges::Two { fresh, .. }, Side::Fresh) => Some(fresh),
-        }
-    }
-
-    fn range_mut(&mut self, side: Side, at: i64) -> Result<&mut Range, CatchUpError> {
-        match (self, side) {
-            (Ranges::One(r), Side::Fresh) => Ok(r),
-            (Ranges::One(_), Side::Backlog) => Err(CatchUpError::NoBacklog { at }),
-            (Ranges::Two { backlog, .. }, Side::Backlog) => Ok(backlog),
-            (Ranges::Two { fresh, .. }, Side::Fresh) => Ok(fresh),
-        }
-    }
-
-    /// Everything below it is replicated: the backlog's position, or the one range's.
-    pub(crate) fn lowest(&self) -> Position {
-        match self {
-            Ranges::One(r) | Ranges::Two { backlog: r, .. } => r.at,
-        }
-    }
-
-    /// Source records left to replicate with the source ending at `source_end`: the backlog's
-    /// and the fresh range's lag (offsets, an upper bound like every lag strait reports).
-    pub(crate) fn lag(&self, source_end: i64) -> i64 {
-        match self {
-            Ranges::One(r) => (source_end - r.at.source).max(0),
-            Ranges::Two { backlog, split, fresh } => {
-                (split - backlog.at.source).max(0) + (source_end - fresh.at.source).max(0)
-            }
-        }
-    }
-
-    /// Enters fresh-first at `split` (see [`entry_split`]), with `identity`, a producer
-    /// identity claimed for the fresh range (sequence 0 at the split). Only from one range of
-    /// known writers with nothing left to absorb, and a split past its position. The claim
-    /// must be in a written checkpoint before the identity sends anything.
-    pub(crate) fn enter(&mut self, split: i64, identity: ProducerIdentity) -> Result<(), CatchUpError> {
-        let Ranges::One(one) = self else {
-            let at = self.lowest().source;
-            return Err(CatchUpError::CannotEnter {
-                at,
-                why: "the partition is in a catch-up already",
-            });
-        };
-        let at = one.at.source;
-        let refuse = |why| Err(CatchUpError::CannotEnter { at, why });
-        let Some(writers) = one.writers.as_ref() else {
-            return refuse("its checkpoint does not record producer identities");
-        };
-        if writers.identities().contains(&identity) {
-            return refuse("the fresh range's identity must be a new one");
-        }
-        if one.tail_own > 0 {
-            return refuse("records found on the target are not absorbed yet");
-        }
-        if split <= at {
-            return refuse("the split must lie past the position");
-        }
-        let mut fresh_writers = Writers::default();
-        fresh_writers.add(identity, Some(0));
-        let fresh = Range::new(
-            Position {
-                source: split,
-                target: one.at.target,
-            },
-            Some(fresh_writers),
-        );
-        let backlog = std::mem::replace(one, Range::new(one.at, None));
-        *self = Ranges::Two { backlog, split, fresh };
-        Ok(())
-    }
-
-    /// Adds `identity`, new, to the writers of `side`; returns its sequence at the range's
-    /// position (its first record is the first one not found in the tail: sequence 0 there).
-    /// The claim must be in a written checkpoint before the identity sends anything.
-    pub(crate) fn claim(&mut self, side: Side, identity: ProducerIdentity) -> Result<i32, CatchUpError> {
-        if let Ranges::Two { backlog, fresh, .. } = self {
-            let other = if side == Side::Backlog { fresh } else { backlog };
-            if other
-                .writers
-                .as_ref()
-                .is_some_and(|w| w.identities().contains(&identity))
-            {
-                return Err(CatchUpError::SharedWriter {
-                    id: identity.id,
-                    epoch: identity.epoch,
-                });
-            }
-        }
-        let at = self.lowest().source;
-        let range = self.range_mut(side, at)?;
-        let sequence = sequence_plus(0, -range.tail_own);
-        range
-            .writers
-            .get_or_insert_with(Writers::default)
-            .add(identity, Some(sequence));
-        Ok(sequence)
-    }
-
-    /// Whether the kept record at `offset` of `side` is already on the target (found by the
-    /// last reconcile); if so that range moves past it. Returns whether the ranges merged.
-    pub(crate) fn absorb(&mut self, side: Side, offset: i64) -> Result<(bool, bool), CatchUpError> {
-        let absorbed = self.range_mut(side, offset)?.absorb(offset);
-        Ok((absorbed, self.settle()))
-    }
-
-    /// Records `from..to` of `side` were deleted on the source before they were read. Returns
-    /// the gap (less the range's own records found in its tail) and whether the ranges merged.
-    /// The backlog's part ends at the split; the fresh range finds its own on its own fetch.
-    pub(crate) fn gap(&mut self, side: Side, from: i64, to: i64) -> Result<(i64, bool), CatchUpError> {
-        let to = match self {
-            Ranges::Two { split, .. } if side == Side::Backlog => to.min(*split),
-            _ => to,
-        };
-        let gap = self.range_mut(side, from)?.gap(from, to);
-        Ok((gap, self.settle()))
-    }
-
-    /// The position of `side` passes offsets that hold no kept record (control batches,
-    /// aborted transactions) up to `until`, with nothing of the range in flight. Returns whether
-    /// the ranges merged.
-    pub(crate) fn passed(&mut self, side: Side, until: i64) -> Result<bool, CatchUpError> {
-        if let Ranges::Two { split, .. } = self {
-            if side == Side::Backlog && until > *split {
-                return Err(CatchUpError::PastSplit { until, split: *split });
-            }
-        }
-        let range = self.range_mut(side, until)?;
-        range.at.source = range.at.source.max(until);
-        Ok(self.settle())
-    }
-
-    /// A batch of `side` was acknowledged: `count` kept records, source up to `until`, ending
-    /// at target offset `target_end`. Returns whether the ranges merged.
-    pub(crate) fn acked(&mut self, side: Side, until: i64, count: i64, target_end: i64) -> Result<bool, CatchUpError> {
-        match self {
-            Ranges::One(r) => match side {
-                Side::Fresh => r.ack(side, until, count, target_end)?,
-                Side::Backlog => return Err(CatchUpError::NoBacklog { at: until }),
-            },
-            Ranges::Two { backlog, split, fresh } => {
-                if side == Side::Backlog && until > *split {
-                    return Err(CatchUpError::PastSplit { until, split: *split });
-                }
-                let (this, other) = match side {
-                    Side::Backlog => (backlog, fresh),
-                    Side::Fresh => (fresh, backlog),
-                };
-                this.ack(side, until, count, target_end)?;
-                other.follow(target_end);
-            }
-        }
-        Ok(self.settle())
-    }
-
-    /// Back to one range when the backlog is drained and neither range has records of its own
-    /// left to absorb: the fresh position at the later target offset, with both ranges'
-    /// identities (a backlog identity's sequence at the position is past every one it used, so a
-    /// late batch of it counts as a duplicate). Returns whether it merged.
-    fn settle(&mut self) -> bool {
-        let Ranges::Two { backlog, split, fresh } = self else {
-            return false;
-        };
-        if backlog.at.source < *split || backlog.tail_own > 0 || fresh.tail_own > 0 {
-            return false;
-        }
-        backlog.pass_tail();
-        fresh.pass_tail();
-        let mut writers = Writers::default();
-        for range in [&*backlog, &*fresh] {
-            if let Some(w) = range.writers.as_ref() {
-                let (ids, sequences) = w.to_record();
-                for (id, sequence) in ids.into_iter().zip(sequences) {
-                    writers.add(id, Some(sequence).filter(|s| *s >= 0));
-                }
-            }
-        }
-        let at = Position {
-            source: fresh.at.source,
-            target: fresh.at.target.max(backlog.at.target),
-        };
-        *self = Ranges::one(at, Some(writers));
-        true
-    }
-
-    /// What a checkpoint of the ranges records now.
-    pub(crate) fn to_checkpoint(&self) -> ToCheckpoint {
-        let record = |r: &Range| r.writers.as_ref().map(Writers::to_record);
-        match self {
-            Ranges::One(r) => ToCheckpoint {
-                at: r.at,
-                writers: record(r),
-                fresh: None,
-            },
-            Ranges::Two { backlog, split, fresh } => {
-                let (writers, sequences) = record(fresh).unwrap_or_default();
-                ToCheckpoint {
-                    at: backlog.at,
-                    writers: record(backlog),
-                    fresh: Some(FreshRange {
-                        split: *split,
-                        next_source_offset: fresh.at.source,
-                        next_target_offset: fresh.at.target,
-                        writers,
-                        sequences,
-                    }),
-                }
-            }
-        }
-    }
 }
 
 /// Where a partition at source offset `at` splits into fresh-first, if it does: its oldest

@@ -9,6 +9,24 @@ use crate::config::OnForeignWriter;
 use crate::kafka::ProducerIdentity;
 use crate::pipeline::resume::{Run, TailBatch, TailError, TailPlan, TailScan};
 
+impl crate::pipeline::resume::Scanner for Reconcile {
+    fn done(&self) -> bool {
+        Reconcile::done(self)
+    }
+    fn next_offset(&self) -> i64 {
+        Reconcile::next_offset(self)
+    }
+    fn push(&mut self, batch: TailBatch) {
+        Reconcile::push(self, batch);
+    }
+    fn deleted_until(&mut self, log_start: i64) -> i64 {
+        Reconcile::deleted_until(self, log_start)
+    }
+    fn ends_at(&mut self, offset: i64) {
+        Reconcile::ends_at(self, offset);
+    }
+}
+
 /// One range's scan.
 #[derive(Clone, Debug)]
 struct Scan {
@@ -106,11 +124,13 @@ impl Reconcile {
     }
 
     /// The target's log now starts at `log_start`: the offsets before it were deleted unread.
-    pub(crate) fn deleted_until(&mut self, log_start: i64) {
+    pub(crate) fn deleted_until(&mut self, log_start: i64) -> i64 {
         for s in &mut self.scans {
             s.scan.deleted_until(log_start);
         }
+        let deleted = (log_start - self.next).max(0);
         self.next = self.next.max(log_start);
+        deleted
     }
 
     /// The partition ends at `offset` after all.

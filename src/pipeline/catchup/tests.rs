@@ -6,10 +6,15 @@ use std::collections::VecDeque;
 use super::reconcile::Reconcile;
 use super::translate::{first_unread, Translated};
 use super::*;
-use crate::checkpoint::{decode_catchup_record, encode_catchup_value, encode_key, encode_record_value, Checkpoint};
+use crate::checkpoint::{
+    decode_catchup_record, encode_catchup_value, encode_key, encode_record_value, Checkpoint, CheckpointRecord,
+    FreshRange,
+};
 use crate::config::OnForeignWriter;
+use crate::kafka::ProducerIdentity;
 use crate::offsets::{OffsetMap, Run};
-use crate::pipeline::resume::{TailBatch, TailError};
+use crate::pipeline::resume::{Position, TailBatch, TailError};
+use crate::pipeline::writers::Writers;
 
 fn id(id: i64) -> ProducerIdentity {
     ProducerIdentity { id, epoch: 0 }
@@ -62,6 +67,7 @@ fn through_checkpoint(r: &Ranges) -> Ranges {
         writers,
         sequences,
         topic_ids: Some(crate::checkpoint::TopicIds::default()),
+        fresh: None,
     };
     let value = match &cp.fresh {
         Some(f) => encode_catchup_value(&record, f),
@@ -369,6 +375,7 @@ fn corrupt_checkpoint_ranges_are_refused() {
         writers: Some(vec![id(7)]),
         sequences: Some(vec![1000]),
         topic_ids: None,
+        fresh: None,
     };
     let fresh = cp.fresh.expect("two ranges");
     let shared = FreshRange {

@@ -68,7 +68,7 @@ pub(crate) use align::{locate, read_data, same_content, Align, Located};
 pub(crate) use scan::{
     sequence_distance, sequence_plus, Anchor, Foreign, Run, TailBatch, TailError, TailPlan, TailScan,
 };
-pub(crate) use target::{Reconciled, TargetTail};
+pub(crate) use target::{Reconciled, Scanner, TargetTail};
 
 /// Most runs (alternations between strait's records and other offsets) one reconcile keeps.
 /// A tail alternates only where another producer wrote between strait's batches since the last
@@ -174,6 +174,23 @@ impl Tail {
         }
         acked.source = to;
         deleted - replicated
+    }
+
+    /// Whether none of strait's own records is left to absorb.
+    pub(crate) fn owns_none(&self) -> bool {
+        self.runs.iter().all(|r| matches!(r, Run::Other { .. }))
+    }
+
+    /// With none of strait's own records left, moves `acked` past what is left (other
+    /// offsets), to `target_end` at least: everything below it is the other range's, foreign or
+    /// acknowledged. Returns `false`, moving nothing, while own records are left.
+    pub(crate) fn pass_to(&mut self, target_end: i64, acked: &mut Position) -> bool {
+        if !self.owns_none() {
+            return false;
+        }
+        self.pass_others(acked);
+        acked.target = acked.target.max(target_end);
+        true
     }
 
     /// strait's own records found in place so far.

@@ -20,6 +20,35 @@ const TAIL_FETCH_WAIT_MS: i32 = 100;
 /// Consecutive empty answers below the listed end before reading the tail is given up.
 const TAIL_IDLE_FETCHES: u32 = 20;
 
+/// What reads a target's tail: one range's [`TailScan`], or a catch-up's two
+/// ([`crate::pipeline::catchup::Reconcile`]), fed batch headers in offset order.
+pub(crate) trait Scanner {
+    fn done(&self) -> bool;
+    fn next_offset(&self) -> i64;
+    fn push(&mut self, batch: TailBatch);
+    /// The log starts at `log_start`: returns the offsets deleted unread.
+    fn deleted_until(&mut self, log_start: i64) -> i64;
+    fn ends_at(&mut self, offset: i64);
+}
+
+impl Scanner for TailScan {
+    fn done(&self) -> bool {
+        TailScan::done(self)
+    }
+    fn next_offset(&self) -> i64 {
+        TailScan::next_offset(self)
+    }
+    fn push(&mut self, batch: TailBatch) {
+        TailScan::push(self, batch);
+    }
+    fn deleted_until(&mut self, log_start: i64) -> i64 {
+        TailScan::deleted_until(self, log_start)
+    }
+    fn ends_at(&mut self, offset: i64) {
+        TailScan::ends_at(self, offset);
+    }
+}
+
 /// What a reconcile found beyond a position.
 #[derive(Debug)]
 pub(crate) enum Reconciled {
@@ -86,7 +115,7 @@ impl<T: Fetch> TargetTail<'_, T> {
 
     /// Feeds `scan` the batch headers of the target partition from its position to its end,
     /// one bounded fetch at a time. `false` when cancelled first.
-    async fn read_tail(&self, scan: &mut TailScan, end: i64) -> Result<bool> {
+    pub(crate) async fn read_tail(&self, scan: &mut impl Scanner, end: i64) -> Result<bool> {
         let mut max_bytes = TAIL_FETCH_BYTES;
         let mut idle = 0;
         while !scan.done() {
@@ -139,7 +168,7 @@ impl<T: Fetch> TargetTail<'_, T> {
 
     /// Feeds `scan` the headers of the whole batches of one answer; returns the bytes taken
     /// and those of a truncated last batch.
-    fn scan_answer(&self, scan: &mut TailScan, records: bytes::Bytes) -> Result<(usize, usize)> {
+    fn scan_answer(&self, scan: &mut impl Scanner, records: bytes::Bytes) -> Result<(usize, usize)> {
         let mut batches = crate::batch::batches(records);
         for batch in batches.by_ref() {
             let batch = batch.map_err(|source| Error::TargetBatch {
@@ -158,7 +187,7 @@ impl<T: Fetch> TargetTail<'_, T> {
 
     /// The tail's next offset is outside the target's log: below its start (deleted before it
     /// was read) or past its end (truncated since the end was listed). `false` when cancelled.
-    async fn out_of_range(&self, scan: &mut TailScan, offset: i64, end: i64) -> Result<bool> {
+    async fn out_of_range(&self, scan: &mut impl Scanner, offset: i64, end: i64) -> Result<bool> {
         let start = list_offset(
             self.cancel,
             self.target,
@@ -179,7 +208,7 @@ impl<T: Fetch> TargetTail<'_, T> {
 
     /// The target's log starts at `start`, after the scan's position: what lay between was
     /// deleted before it could be attributed.
-    fn deleted_unread(&self, scan: &mut TailScan, start: i64, end: i64) {
+    fn deleted_unread(&self, scan: &mut impl Scanner, start: i64, end: i64) {
         let from = scan.next_offset();
         let deleted = scan.deleted_until(start);
         if deleted > 0 {
@@ -200,7 +229,7 @@ impl<T: Fetch> TargetTail<'_, T> {
         }
     }
 
-    fn foreign_writer(&self, f: Foreign) -> Error {
+    pub(crate) fn foreign_writer(&self, f: Foreign) -> Error {
         let batches = ForeignBatches {
             topic: self.tp.topic.clone(),
             partition: self.tp.partition,

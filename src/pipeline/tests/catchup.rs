@@ -1,0 +1,164 @@
+//! Fresh-first catch-up through the whole task: the ranges split, both are written, a crash at
+//! any point resumes both from the checkpoint, and they merge back into one range.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+
+const BACKLOG: usize = 400;
+const FRESH: usize = 40;
+
+fn fresh_first_rig() -> Rig {
+    let mut rig = Rig::new(OnForeignWriter::Halt);
+    // Small batches: each one spends the budget, so the ranges interleave.
+    rig.max_batch_bytes = 4096;
+    rig.settings = Arc::new(TaskSettings {
+        fresh_after: Some(Duration::from_secs(60)),
+        // A narrow link: the catch-up lasts long enough to be seen and crashed in.
+        budget: Arc::new(crate::budget::Budget::new(500, 500, Vec::new())),
+        ..(*settings(OnForeignWriter::Halt)).clone()
+    });
+    rig
+}
+
+/// Record `i`'s value: its number, then 160 bytes that compress poorly (so batches cost the
+/// budget time).
+fn value(i: usize) -> &'static [u8] {
+    let mut x = i as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    let noise: String = (0..20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("{:08x}", x as u32)
+        })
+        .collect();
+    Box::leak(format!("record-{i:05}-{noise}").into_bytes().into_boxed_slice())
+}
+
+/// Appends records `from..to` to the source, 10 per batch. The fake's timestamps are years
+/// old: the backlog is older than `fresh_after`.
+fn append(rig: &Rig, from: usize, to: usize) {
+    let all: Vec<&'static [u8]> = (from..to).map(value).collect();
+    for chunk in all.chunks(10) {
+        rig.source.append(&rig.tp, 7, chunk);
+    }
+}
+
+/// Waits (paused time) until the published state is in a catch-up.
+async fn until_catching_up(rig: &Rig) {
+    for _ in 0..10_000 {
+        if rig.tap.current().is_some_and(|a| a.fresh.is_some()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("the partition never entered fresh-first: {:?}", rig.tap.current());
+}
+
+/// Every source value on the target exactly once.
+fn assert_each_once(rig: &Rig, total: usize) {
+    let mut seen: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+    for v in rig.target_values() {
+        *seen.entry(v).or_default() += 1;
+    }
+    let twice: Vec<_> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(v, _)| String::from_utf8_lossy(v))
+        .collect();
+    assert!(twice.is_empty(), "written more than once: {twice:?}");
+    let missing: Vec<usize> = (0..total).filter(|i| !seen.contains_key(value(*i))).collect();
+    assert!(missing.is_empty(), "missing: {missing:?}");
+    assert_eq!(seen.len(), total);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_old_backlog_splits_writes_both_ranges_once_and_merges_back() {
+    let mut rig = fresh_first_rig();
+    append(&rig, 0, BACKLOG);
+    let task = rig.start(None);
+    until_catching_up(&rig).await;
+    let acked = rig.acked();
+    let fresh = acked.fresh.clone().expect("in a catch-up");
+    assert_eq!(fresh.split, BACKLOG as i64, "the split is the source's end at entry");
+    // New records arrive during the catch-up.
+    append(&rig, BACKLOG, BACKLOG + FRESH);
+    rig.until_target_end((BACKLOG + FRESH) as i64).await;
+    // Merged back: one range at the source's end.
+    rig.until_acked(Position {
+        source: (BACKLOG + FRESH) as i64,
+        target: (BACKLOG + FRESH) as i64,
+    })
+    .await;
+    assert_eq!(rig.acked().fresh, None, "one range again");
+    let status = rig.progress.get(&rig.tp).expect("reported");
+    assert_eq!((status.catchup_split, status.fresh_next_offset), (None, None));
+    rig.stop(task).await.expect("stopped cleanly");
+    assert_each_once(&rig, BACKLOG + FRESH);
+    // Fresh first: a new record is on the target before the backlog's last; each range in
+    // source order.
+    let order: Vec<usize> = rig
+        .target_values()
+        .iter()
+        .map(|v| {
+            (0..BACKLOG + FRESH)
+                .find(|i| value(*i) == v.as_slice())
+                .expect("a source value")
+        })
+        .collect();
+    let first_fresh = order.iter().position(|i| *i >= BACKLOG).expect("fresh records");
+    let last_backlog = order.iter().rposition(|i| *i < BACKLOG).expect("backlog records");
+    assert!(
+        first_fresh < last_backlog,
+        "fresh records waited for the backlog: {order:?}"
+    );
+    for range in [0..BACKLOG, BACKLOG..BACKLOG + FRESH] {
+        let within: Vec<usize> = order.iter().copied().filter(|i| range.contains(i)).collect();
+        assert!(within.windows(2).all(|w| w[0] < w[1]), "out of order within {range:?}");
+    }
+    // The offset map marks the catch-up: offsets inside it translate to where it began.
+    let map = rig.tap.map();
+    let end = crate::offsets::End {
+        source: (BACKLOG + FRESH) as i64,
+        target: (BACKLOG + FRESH) as i64,
+    };
+    assert_eq!(map.translate(100, end), crate::offsets::Translation::Before(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn crashes_during_a_catch_up_lose_nothing_and_write_nothing_twice() {
+    let mut rig = fresh_first_rig();
+    append(&rig, 0, BACKLOG);
+    let mut task = rig.start(None);
+    until_catching_up(&rig).await;
+    let mut total = BACKLOG;
+    let mut crashed_in_catch_up = 0;
+    for round in 0..6 {
+        append(&rig, total, total + 10);
+        total += 10;
+        // Let it write some, then crash (no flush, no final checkpoint).
+        tokio::time::sleep(Duration::from_millis(300 + round * 700)).await;
+        task.abort();
+        let _ = task.await;
+        let checkpoint = rig.acked().to_record("test", &rig.tp, 0);
+        if checkpoint.fresh.is_some() {
+            crashed_in_catch_up += 1;
+        }
+        task = rig.start(Some(checkpoint));
+    }
+    assert!(
+        crashed_in_catch_up >= 2,
+        "only {crashed_in_catch_up} crashes hit a catch-up"
+    );
+    rig.until_target_end(total as i64).await;
+    rig.until_acked(Position {
+        source: total as i64,
+        target: rig.target.end(&rig.tp),
+    })
+    .await;
+    rig.stop(task).await.expect("stopped cleanly");
+    assert_each_once(&rig, total);
+    assert_eq!(rig.target.end(&rig.tp), total as i64, "nothing else on the target");
+}
