@@ -166,10 +166,13 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         let mut out_of_order: Option<(Position, tokio::time::Instant)> = None;
         let mut backoff = Backoff::default();
         loop {
-            // A fresh-first catch-up starts where nothing of the target's tail is left to absorb.
+            // A fresh-first catch-up starts where nothing of the target's tail is left to absorb:
+            // past the tail's other offsets (duplicates, foreign records), where both ranges
+            // write next.
             if resume.tail.own == 0 && self.settings.fresh_after.is_some() {
                 if let Some(split) = Box::pin(self.entry(resume.at)).await? {
-                    let entered = Box::pin(self.enter(resume.at, &writers, split, carried.take()));
+                    let past = self.past_tail(&resume);
+                    let entered = Box::pin(self.enter(past, &writers, split, carried.take()));
                     let Some((at, merged)) = entered.await? else {
                         return Ok(());
                     };
@@ -482,6 +485,27 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             })
     }
 
+    /// The position past `resume`'s tail, which holds none of strait's records to absorb:
+    /// its other offsets are passed (foreign records counted, as the sink would).
+    fn past_tail(&self, resume: &Resume) -> Position {
+        let (mut offsets, mut foreign) = (0, 0);
+        for run in &resume.tail.runs {
+            if let super::resume::Run::Other { offsets: o, foreign: f } = run {
+                offsets += o;
+                foreign += f;
+            }
+        }
+        if foreign > 0 {
+            let tp = &self.source_tp;
+            metrics::counter!(telemetry::FOREIGN_RECORDS, &telemetry::labels(&tp.topic, tp.partition))
+                .increment(foreign as u64);
+        }
+        Position {
+            source: resume.at.source,
+            target: resume.at.target + offsets,
+        }
+    }
+
     /// The catch-up's ranges merged: one range again in the report.
     fn caught_up(&self) {
         tracing::info!(topic = %self.source_tp.topic, partition = self.source_tp.partition,
@@ -633,10 +657,10 @@ fn move_writers(writers: &mut Writers, producer: ProducerIdentity, at_sequence: 
 /// Whether the identity in use goes on after a stop at `at` that says `keep`. Out-of-order
 /// answers keep it for [`OUT_OF_ORDER_PATIENCE`] at one position, timed in `out_of_order`
 /// (cleared by any other stop).
-pub(super) fn keeps_identity(
+pub(super) fn keeps_identity<P: PartialEq + Copy>(
     keep: Keep,
-    at: Position,
-    out_of_order: &mut Option<(Position, tokio::time::Instant)>,
+    at: P,
+    out_of_order: &mut Option<(P, tokio::time::Instant)>,
 ) -> bool {
     let go_on = match keep {
         Keep::Identity => true,

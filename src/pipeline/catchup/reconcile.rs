@@ -159,6 +159,14 @@ impl Reconcile {
             }
             duplicates += plan.duplicates;
             reanchored += plan.reanchored;
+            // A foreign batch is in both ranges' tails: counted once, when the backlog passes it.
+            if s.side == Side::Fresh && matches!(ranges, Ranges::Two { .. }) {
+                for run in &mut plan.runs {
+                    if let Run::Other { foreign, .. } = run {
+                        *foreign = 0;
+                    }
+                }
+            }
             match (&mut ranges, s.side) {
                 (Ranges::One(r), _)
                 | (Ranges::Two { backlog: r, .. }, Side::Backlog)

@@ -34,18 +34,26 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         };
         let since = crate::checkpoint::now_ms() - i64::try_from(fresh_after.as_millis()).unwrap_or(i64::MAX);
         let (cancel, source, tp) = (&self.cancel, &*self.source, &self.source_tp);
-        let Some(first_new) =
-            list_offset(cancel, source, "source", tp, OffsetSpec::Timestamp(since), at.source).await?
-        else {
-            return Ok(None);
+        let asked = async {
+            let spec = OffsetSpec::Timestamp(since);
+            let Some(first_new) = list_offset(cancel, source, "source", tp, spec, at.source).await? else {
+                return Ok(None);
+            };
+            if (0..=at.source).contains(&first_new) {
+                return Ok(None);
+            }
+            let end = list_offset(cancel, source, "source", tp, OffsetSpec::Latest, at.source).await?;
+            Ok::<_, Error>(end.filter(|end| *end > at.source))
         };
-        if (0..=at.source).contains(&first_new) {
-            return Ok(None);
+        match asked.await {
+            Ok(split) => Ok(split),
+            // The partition goes on oldest first rather than halt.
+            Err(e) => {
+                tracing::warn!(topic = %tp.topic, partition = tp.partition, source_offset = at.source,
+                    error = %crate::error_chain(&e), "cannot tell the age of the backlog: oldest first this time");
+                Ok(None)
+            }
         }
-        let Some(end) = list_offset(cancel, source, "source", tp, OffsetSpec::Latest, at.source).await? else {
-            return Ok(None);
-        };
-        Ok((end > at.source).then_some(end))
     }
 
     /// Enters a fresh-first catch-up at `split` from one range at `at` (nothing of it left to
@@ -94,7 +102,8 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         let mut must_claim = mark.is_some();
         let tp = &self.source_tp;
         let mut backoff = Backoff::default();
-        let mut out_of_order = None;
+        // Keyed on both ranges' positions: either moving restarts the patience.
+        let mut out_of_order: Option<((i64, i64), tokio::time::Instant)> = None;
         loop {
             if let Some(at) = mark.take() {
                 // From here on the target holds records out of order; marked in the offset map
@@ -118,6 +127,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
                 }) => (at, why, sequence, keep, backlog),
             };
             let started = ranges.lowest();
+            let fresh_started = ranges.range(Side::Fresh).map(Range::at);
             let (backlog_at, backlog_sequence) = backlog.unwrap_or((ranges.lowest(), ids.backlog.1));
             ranges
                 .stopped(Side::Backlog, backlog_at, ids.backlog.0, backlog_sequence)
@@ -126,10 +136,10 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             tracing::info!(topic = %tp.topic, partition = tp.partition, backlog_source_offset = backlog_at.source,
                 fresh_source_offset = fresh_at.source, target_offset = fresh_at.target.max(backlog_at.target),
                 reason = %why, "fresh-first catch-up: reconciling both ranges with the target");
-            if backlog_at != started {
+            if backlog_at != started || Some(fresh_at) != fresh_started {
                 backoff.reset();
             }
-            let go_on = keeps_identity(keep, fresh_at, &mut out_of_order);
+            let go_on = keeps_identity(keep, (backlog_at.source, fresh_at.source), &mut out_of_order);
             carried = if go_on {
                 [Some(ids.backlog.0), Some(ids.fresh.0)]
             } else {
@@ -187,6 +197,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         if !tail.read_tail(&mut scan, end).await? {
             return Ok(None);
         }
+        let tp = &self.source_tp;
         let reconciled = match scan.finish() {
             Ok(r) => r,
             Err(TailError::Foreign(f)) => {
@@ -205,6 +216,13 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
                 })
             }
         };
+        if reconciled.duplicates > 0 {
+            metrics::counter!(
+                crate::telemetry::TARGET_DUPLICATE_RECORDS,
+                &crate::telemetry::labels(&tp.topic, tp.partition)
+            )
+            .increment(reconciled.duplicates as u64);
+        }
         if reconciled.foreign > 0 {
             self.fenced(reconciled.foreign, &known).await?;
             tracing::warn!(topic = %self.source_tp.topic, partition = self.source_tp.partition, target = %self.target_tp,

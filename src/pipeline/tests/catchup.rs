@@ -162,3 +162,40 @@ async fn crashes_during_a_catch_up_lose_nothing_and_write_nothing_twice() {
     assert_each_once(&rig, total);
     assert_eq!(rig.target.end(&rig.tp), total as i64, "nothing else on the target");
 }
+
+#[tokio::test(start_paused = true)]
+async fn entering_after_foreign_records_in_the_tail_writes_past_them_without_a_resync() {
+    let mut rig = fresh_first_rig();
+    rig.settings = Arc::new(TaskSettings {
+        on_foreign_writer: OnForeignWriter::Skip,
+        ..(*rig.settings).clone()
+    });
+    append(&rig, 0, BACKLOG);
+    // Another producer wrote to the target beyond the checkpoint.
+    rig.target
+        .append(&rig.tp, 99, &[b"foreign-1", b"foreign-2", b"foreign-3"]);
+    let task = rig.start(Some(checkpoint_at(Position { source: 0, target: 0 }, Some(Vec::new()))));
+    until_catching_up(&rig).await;
+    append(&rig, BACKLOG, BACKLOG + FRESH);
+    let end = (BACKLOG + FRESH) as i64 + 3;
+    rig.until_target_end(end).await;
+    rig.until_acked(Position {
+        source: (BACKLOG + FRESH) as i64,
+        target: end,
+    })
+    .await;
+    rig.stop(task).await.expect("stopped cleanly");
+    // Three identities: the backlog's, the fresh range's, the merged range's. A first batch
+    // that landed past where it was expected would have taken new ones.
+    assert_eq!(rig.acked().writers.identities().len(), 3, "{:?}", rig.acked().writers);
+    let values = rig.target_values();
+    assert_eq!(
+        &values[..3],
+        &[b"foreign-1".to_vec(), b"foreign-2".to_vec(), b"foreign-3".to_vec()]
+    );
+    let mut rest: Vec<Vec<u8>> = values[3..].to_vec();
+    rest.sort();
+    let mut want: Vec<Vec<u8>> = (0..BACKLOG + FRESH).map(|i| value(i).to_vec()).collect();
+    want.sort();
+    assert_eq!(rest, want, "every source record once");
+}
