@@ -124,6 +124,15 @@ impl Shares {
         Err(Duration::from_secs_f64((-self.classes[i].tokens / share).max(0.0)))
     }
 
+    /// Class `i` takes `bytes` at `now` at once, on credit, whatever its debt: the senders
+    /// waiting in it pay for them.
+    pub(super) fn charge(&mut self, i: usize, bytes: f64, now: Duration) {
+        self.refill(now);
+        let c = &mut self.classes[i];
+        c.tokens -= bytes;
+        c.last_active = Some(now);
+    }
+
     /// Tokens (bytes) over all classes at `now`; negative while senders pay off a batch.
     pub(super) fn tokens(&mut self, now: Duration) -> f64 {
         self.refill(now);

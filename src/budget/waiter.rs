@@ -156,6 +156,18 @@ impl Budget {
         crate::telemetry::BUDGET_THROTTLED.add(waited);
     }
 
+    /// Takes `bytes` for `topic` at once, on credit, ahead of the senders waiting in its class:
+    /// a fresh-first catch-up's new records, which must not queue behind the backlog's batches.
+    /// The waiting senders pay for them, so the long-run rate holds.
+    pub fn charge(&self, topic: &str, bytes: usize) {
+        if self.bytes_per_sec() == 0 {
+            return;
+        }
+        let i = self.class_of(topic);
+        let now = self.now();
+        self.state().charge(i, bytes as f64, now);
+    }
+
     /// Tokens (bytes) left over all classes; negative while senders pay off a batch.
     pub fn tokens(&self) -> f64 {
         let now = self.now();
@@ -231,6 +243,24 @@ mod tests {
             sent += chunk;
         }
         sent
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_charge_goes_at_once_and_the_next_sender_pays_for_it() {
+        let budget = Budget::new(100_000, 10_000, Vec::new());
+        budget.acquire("spans", 10_000).await;
+        let started = tokio::time::Instant::now();
+        // On credit, however deep the debt.
+        budget.charge("spans", 50_000);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert!(budget.tokens() < -40_000.0, "{}", budget.tokens());
+        // The next sender waits out both.
+        budget.acquire("spans", 1).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -379,8 +379,14 @@ impl<T: Fetch + Produce> Sink<T> {
         let wire_bytes = ready.bytes.len() + PRODUCE_OVERHEAD_BYTES + self.target_tp.topic.len();
         let budget = Arc::clone(&self.settings.budget);
         let topic = self.target_tp.topic.clone();
-        self.while_answering(async move { budget.acquire(&topic, wire_bytes).await })
-            .await?;
+        if side == Side::Fresh && self.backlog.is_some() {
+            // A catch-up's new records go first: the backlog's batches waiting for the budget
+            // pay for them.
+            budget.charge(&topic, wire_bytes);
+        } else {
+            self.while_answering(async move { budget.acquire(&topic, wire_bytes).await })
+                .await?;
+        }
         // A quota throttled the target connection: send nothing before the broker unmutes it
         // (KIP-219), so requests do not wait out their timeout in a muted socket.
         if let Some(until) = self.throttle.take() {

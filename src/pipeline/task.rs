@@ -166,13 +166,11 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         let mut out_of_order: Option<(Position, tokio::time::Instant)> = None;
         let mut backoff = Backoff::default();
         loop {
-            // A fresh-first catch-up starts where nothing of the target's tail is left to absorb:
-            // past the tail's other offsets (duplicates, foreign records), where both ranges
-            // write next.
-            if resume.tail.own == 0 && self.settings.fresh_after.is_some() {
+            // A fresh-first catch-up: the backlog starts here, absorbing what the target holds
+            // beyond; the new records are written after it.
+            if self.settings.fresh_after.is_some() {
                 if let Some(split) = Box::pin(self.entry(resume.at)).await? {
-                    let past = self.past_tail(&resume);
-                    let entered = Box::pin(self.enter(past, &writers, split, carried.take()));
+                    let entered = Box::pin(self.enter(resume.at, &resume.tail, &writers, split, carried.take()));
                     let Some((at, merged)) = entered.await? else {
                         return Ok(());
                     };
@@ -483,27 +481,6 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
                 offset: record.checkpoint.next_source_offset,
                 source,
             })
-    }
-
-    /// The position past `resume`'s tail, which holds none of strait's records to absorb:
-    /// its other offsets are passed (foreign records counted, as the sink would).
-    fn past_tail(&self, resume: &Resume) -> Position {
-        let (mut offsets, mut foreign) = (0, 0);
-        for run in &resume.tail.runs {
-            if let super::resume::Run::Other { offsets: o, foreign: f } = run {
-                offsets += o;
-                foreign += f;
-            }
-        }
-        if foreign > 0 {
-            let tp = &self.source_tp;
-            metrics::counter!(telemetry::FOREIGN_RECORDS, &telemetry::labels(&tp.topic, tp.partition))
-                .increment(foreign as u64);
-        }
-        Position {
-            source: resume.at.source,
-            target: resume.at.target + offsets,
-        }
     }
 
     /// The catch-up's ranges merged: one range again in the report.

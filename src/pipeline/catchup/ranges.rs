@@ -163,6 +163,15 @@ impl Ranges {
         Ranges::One(Range::new(at, writers))
     }
 
+    /// One range at `at` with `writers` (their sequences at `at`, the tail's identities among
+    /// them) and what a reconcile found beyond it.
+    pub(crate) fn one_with_tail(at: Position, writers: Writers, tail: TailPlan) -> Self {
+        let mut range = Range::new(at, Some(writers));
+        range.tail_own = tail.own;
+        range.tail = Tail::new(tail.runs);
+        Ranges::One(range)
+    }
+
     /// The ranges a checkpoint records (no tail: a reconcile finds it). Refused when a catch-up
     /// section does not nest with the position or shares an identity with the backlog.
     pub(crate) fn of_checkpoint(record: &CheckpointRecord, fresh: Option<&FreshRange>) -> Result<Self, CatchUpError> {
@@ -299,18 +308,17 @@ impl Ranges {
         if writers.identities().contains(&identity) {
             return refuse("the fresh range's identity must be a new one");
         }
-        if one.tail_own > 0 {
-            return refuse("records found on the target are not absorbed yet");
-        }
         if split <= at {
             return refuse("the split must lie past the position");
         }
         let mut fresh_writers = Writers::default();
         fresh_writers.add(identity, Some(0));
+        // The fresh range writes after whatever the target holds beyond the position; the
+        // backlog absorbs its own records there as it reads them again.
         let fresh = Range::new(
             Position {
                 source: split,
-                target: one.at.target,
+                target: one.at.target + one.tail.offsets(),
             },
             Some(fresh_writers),
         );

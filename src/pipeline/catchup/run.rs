@@ -8,7 +8,7 @@ use super::{Range, Ranges, Reconcile, Reconciled, Side};
 use crate::kafka::{Backoff, OffsetSpec, ProducerIdentity};
 use crate::pipeline::checkpoints::FreshAcked;
 use crate::pipeline::error::{Error, Result};
-use crate::pipeline::resume::{is_behind, Position, TailError, MAX_TAIL_RUNS};
+use crate::pipeline::resume::{is_behind, Position, TailError, TailPlan, MAX_TAIL_RUNS};
 use crate::pipeline::retry::{kafka_err, list_offset, retry};
 use crate::pipeline::sink::{Backlog, Keep, Stop};
 use crate::pipeline::task::{keeps_identity, PartitionTask, CHUNK_QUEUE};
@@ -56,17 +56,19 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         }
     }
 
-    /// Enters a fresh-first catch-up at `split` from one range at `at` (nothing of it left to
-    /// absorb) with `writers`, and runs it until the ranges merge. Returns the merged range's
-    /// position and writers; `None` when cancelled first.
+    /// Enters a fresh-first catch-up at `split` from one range at `at` with `writers` and what
+    /// the target holds beyond it (`tail`: the backlog absorbs it, the fresh range writes after
+    /// it), and runs it until the ranges merge. Returns the merged range's position and writers;
+    /// `None` when cancelled first.
     pub(in crate::pipeline) async fn enter(
         &self,
         at: Position,
+        tail: &TailPlan,
         writers: &Writers,
         split: i64,
         carried: Option<ProducerIdentity>,
     ) -> Result<Option<(Position, Writers)>> {
-        let mut ranges = Ranges::one(at, Some(writers.clone()));
+        let mut ranges = Ranges::one_with_tail(at, writers.clone(), tail.clone());
         let Some(fresh) = self.new_identity(at.target).await? else {
             return Ok(None);
         };

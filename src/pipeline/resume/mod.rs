@@ -176,6 +176,17 @@ impl Tail {
         deleted - replicated
     }
 
+    /// Target offsets the tail still spans (strait's records and other offsets).
+    pub(crate) fn offsets(&self) -> i64 {
+        self.runs
+            .iter()
+            .map(|r| match r {
+                Run::Own(n) => *n,
+                Run::Other { offsets, .. } => *offsets,
+            })
+            .sum()
+    }
+
     /// Whether none of strait's own records is left to absorb.
     pub(crate) fn owns_none(&self) -> bool {
         self.runs.iter().all(|r| matches!(r, Run::Other { .. }))
