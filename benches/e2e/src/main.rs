@@ -138,6 +138,27 @@ pub struct Cli {
     /// Skip the 6-hour cut in compressed time (needs root).
     #[arg(long)]
     skip_cut: bool,
+    /// Seconds the link is cut before the fresh-first catch-up is measured.
+    #[arg(long, default_value_t = 600)]
+    catchup_cut_secs: u64,
+    /// Partitions of the span topic in the fresh-first run.
+    #[arg(long, default_value_t = 6)]
+    catchup_partitions: i32,
+    /// Source key+value kB/s written before, during and after the cut in the fresh-first run.
+    #[arg(long, default_value_t = 300)]
+    catchup_source_kb_per_sec: u64,
+    /// strait's budget in the fresh-first run, wire bytes per second.
+    #[arg(long, default_value_t = 1_000_000)]
+    catchup_budget_bytes_per_sec: u64,
+    /// Rate of the link in the fresh-first run (tc tbf syntax); 25 ms each way.
+    #[arg(long, default_value = "10mbit")]
+    catchup_link_rate: String,
+    /// strait's catchup.fresh_after_secs in the fresh-first run.
+    #[arg(long, default_value_t = 30)]
+    catchup_fresh_after_secs: u64,
+    /// Skip the fresh-first catch-up after a cut (needs root).
+    #[arg(long)]
+    skip_catchup: bool,
     /// The strait binary; default: `cargo build --release` of this repository, then
     /// `target/release/strait`.
     #[arg(long)]

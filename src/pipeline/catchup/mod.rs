@@ -17,6 +17,8 @@
 //! backlog's fetch stage reached the split and every backlog batch is answered. The checkpoint
 //! carries the catch-up section ([`crate::checkpoint::CheckpointRecord::fresh`]); `/status`
 //! shows `catchup_split` and `fresh_next_offset`. Departures from the text below:
+//! - it enters at resumes only, not whenever the window empties while running (a partition
+//!   that fell behind without a stop goes on oldest first until its next resume);
 //! - the entry asks the source for the first offset at `now - fresh_after_secs` (ListOffsets by
 //!   timestamp) instead of reading the record at the position: the same answer for a log in
 //!   time order, without a fetch;
@@ -37,8 +39,10 @@
 //!
 //! With `catchup = "fresh_first"` (default `"oldest_first"`, today's behaviour), a partition
 //! enters at a point where nothing it sent is unanswered: at every resume (start, restart,
-//! reconcile after a lost answer or a cut), and while running whenever its in-flight window is
-//! empty. It enters when ([`entry_split`]):
+//! reconcile after a lost answer or a cut). What the target holds beyond the position then (the
+//! batch whose answer a cut lost, foreign records) goes with the backlog, which absorbs its own
+//! records there as it reads them again; the fresh range writes after it. It enters when
+//! ([`entry_split`]):
 //! - it has one range (never three: a second cut during a catch-up makes the fresh range lag,
 //!   and that lag drains oldest-first within the fresh range);
 //! - the source holds records beyond its position, and the record at its position (the oldest
@@ -68,10 +72,12 @@
 //!
 //! Both ranges go to the partition's one sink and one in-flight window, to the one target
 //! partition (one writer per target partition, as today). When a send slot opens the sink sends
-//! a due fresh batch if there is one, else a backlog batch. Each batch is admitted by the budget
-//! like any ([`crate::budget::Budget::acquire`], the partition's weight class, first come first
-//! served within it), so the fresh range takes what it needs within the partition's share and the
-//! backlog gets the rest of that share: the partition as a whole still uses its full share
+//! a due fresh batch if there is one, else a backlog batch. A backlog batch is admitted by the
+//! budget like any ([`crate::budget::Budget::acquire`], the partition's weight class, first come
+//! first served within it); a fresh batch is charged at once ([`crate::budget::Budget::charge`]),
+//! on credit, so it never queues behind backlog batches waiting for the budget, and those pay for
+//! it. The fresh range takes what it needs within the partition's share and the backlog gets the
+//! rest of that share: the partition as a whole still uses its full share
 //! (issue 18's "backlog drained at >= 97% of the budget" holds for the sum). Fresh batches are
 //! small (linger-bound) and compress worse; backlog batches are full. If new records arrive
 //! faster than the partition's share, the backlog does not drain: it did not in oldest-first

@@ -31,6 +31,9 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use strait::kafka::TopicSpec;
 use strait_spans::{Encoding, SpanGenerator};
 
+use super::probe::{
+    first_reconnect_after, metric_min_where, metric_where, partition_values, running, set_cut, status_total, watermarks,
+};
 use super::report::verdict;
 use super::{Report, MIB, TCP_IP_HEADER};
 use crate::harness::{self, Broker, Link, Proc};
@@ -43,22 +46,6 @@ const REAL_CUT_SECS: f64 = 6.0 * 3600.0;
 const SMALL_TOPIC_PARTITIONS: i32 = 16;
 /// Target connections per broker (strait's default `target.connections_per_broker`).
 const TARGET_LANES: f64 = 2.0;
-/// Seconds from `heal` to the first line of strait's text log at `log` saying a target
-/// connection opened again after failed attempts.
-fn first_reconnect_after(log: &Path, heal: chrono::DateTime<chrono::Utc>) -> Option<f64> {
-    let text = std::fs::read_to_string(log).ok()?;
-    text.lines()
-        .filter(|l| l.contains("connected again") && l.contains("cluster=target"))
-        .filter_map(|l| chrono::DateTime::parse_from_rfc3339(l.split_whitespace().next()?).ok())
-        .map(|t| {
-            (t.with_timezone(&chrono::Utc) - heal)
-                .num_microseconds()
-                .unwrap_or(i64::MAX) as f64
-                / 1e6
-        })
-        .find(|&secs| secs >= 0.0)
-}
-
 /// Target seconds from the link's return to 95% of the budget.
 const FULL_BUDGET_SECS: f64 = 5.0;
 
@@ -160,52 +147,6 @@ fn produce(
     Ok(())
 }
 
-/// (log start offset, high watermark) summed over `topic`'s partitions, read with librdkafka
-/// (16 readers at once: across the link each answer takes a round trip).
-fn watermarks(bootstrap: &str, topic: &str, partitions: i32) -> Result<(i64, i64)> {
-    let readers = 16.min(partitions).max(1);
-    let handles: Vec<_> = (0..readers)
-        .map(|r| {
-            let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
-            std::thread::spawn(move || -> Result<(i64, i64)> {
-                let c: BaseConsumer = ClientConfig::new()
-                    .set("bootstrap.servers", bootstrap)
-                    .create()
-                    .context("while creating a watermark reader")?;
-                let mut sum = (0, 0);
-                for p in (r..partitions).step_by(readers as usize) {
-                    let (lo, hi) = c
-                        .fetch_watermarks(&topic, p, Duration::from_secs(30))
-                        .with_context(|| format!("while reading the watermarks of {topic}/{p}"))?;
-                    sum.0 += lo;
-                    sum.1 += hi;
-                }
-                Ok(sum)
-            })
-        })
-        .collect();
-    let mut sum = (0, 0);
-    for h in handles {
-        let (lo, hi) = h.join().map_err(|_| anyhow::anyhow!("a watermark reader panicked"))??;
-        sum.0 += lo;
-        sum.1 += hi;
-    }
-    Ok(sum)
-}
-
-/// Cuts (every packet dropped both ways) or restores the emulated link.
-fn set_cut(repo: &Path, link: &Link, cut: bool) -> Result<()> {
-    let out = std::process::Command::new("bash")
-        .arg(repo.join("tools/wan/link.sh"))
-        .args([if cut { "cut" } else { "heal" }, &link.name])
-        .output()
-        .context("while running tools/wan/link.sh")?;
-    if !out.status.success() {
-        bail!("link.sh failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
-}
-
 /// Increase of `attempts` in each whole minute from the first sample.
 fn per_minute(samples: &[Sample]) -> Vec<f64> {
     let Some(first) = samples.first() else {
@@ -223,27 +164,6 @@ fn per_minute(samples: &[Sample]) -> Vec<f64> {
     out
 }
 
-/// Partitions in state `running` on a `/status` page.
-fn running(page: &str) -> usize {
-    page.matches("\"state\": \"running\"").count()
-}
-
-/// Sum of metric `name` over the series whose labels contain `label` (e.g. `topic="cutgap"`).
-fn metric_where(page: &str, name: &str, label: &str) -> f64 {
-    page.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum()
-}
-
-/// Smallest value of metric `name` over the series whose labels contain `label`.
-fn metric_min_where(page: &str, name: &str, label: &str) -> Option<f64> {
-    page.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .reduce(f64::min)
-}
-
 /// How the lag was spread over the partitions, from `/status`'s `partitions` list.
 #[derive(Clone, Copy, Debug, Default)]
 struct Spread {
@@ -257,18 +177,7 @@ struct Spread {
 
 impl Spread {
     fn of(page: &str) -> Self {
-        let partitions = page.find("\"partitions\": [").map_or("", |at| &page[at..]);
-        let values = |key: &str| -> Vec<Option<f64>> {
-            let pat = format!("\"{key}\":");
-            partitions
-                .match_indices(&pat)
-                .map(|(at, _)| {
-                    let value = partitions[at + pat.len()..].trim_start();
-                    let end = value.find([',', '\n', '}']).unwrap_or(value.len());
-                    value[..end].trim().parse::<f64>().ok()
-                })
-                .collect()
-        };
+        let values = |key: &str| partition_values(page, key);
         let lags: Vec<i64> = values("lag_records").into_iter().flatten().map(|l| l as i64).collect();
         Spread {
             lagging: lags.iter().filter(|&&l| l > 0).count(),
@@ -276,15 +185,6 @@ impl Spread {
             slowest_eta: values("drain_eta_secs").into_iter().flatten().reduce(f64::max),
         }
     }
-}
-
-/// The number after `"key":` in the `totals` object of strait's `/status` (None: null).
-fn status_total(page: &str, key: &str) -> Option<f64> {
-    let totals = &page[page.find("\"totals\"")?..];
-    let rest = &totals[totals.find(&format!("\"{key}\""))? + key.len() + 2..];
-    let value = rest.trim_start_matches([':', ' ']);
-    let end = value.find([',', '\n', '}']).unwrap_or(value.len());
-    value[..end].trim().parse().ok()
 }
 
 /// One sample of strait's counters.

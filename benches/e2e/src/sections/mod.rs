@@ -11,9 +11,11 @@ use crate::corpus::{self, Regrouped};
 use crate::harness::{self, Broker};
 use crate::Cli;
 
+mod catchup;
 mod cut;
 mod mirrors;
 mod mm2;
+mod probe;
 mod report;
 mod rtt;
 mod wan;
@@ -379,6 +381,16 @@ pub async fn run_all(cli: &Cli) -> Result<Report> {
         (Ok(bin), false) => {
             if let Err(e) = cut::run(cli, &repo, bin, &logs, &mut report).await {
                 report.na(cut::S, "section", format!("{e:#}"));
+            }
+        }
+    }
+    // Fresh spans first after a cut.
+    match (&bin, cli.skip_catchup) {
+        (_, true) => report.na(catchup::S, "all", "skipped (--skip-catchup)"),
+        (Err(_), _) => report.na(catchup::S, "all", "no strait binary"),
+        (Ok(bin), false) => {
+            if let Err(e) = catchup::run(cli, &repo, bin, &logs, &mut report).await {
+                report.na(catchup::S, "section", format!("{e:#}"));
             }
         }
     }
