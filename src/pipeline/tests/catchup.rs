@@ -239,3 +239,67 @@ async fn entering_with_its_own_records_in_the_tail_absorbs_them_in_the_backlog()
         "7 absorbed, the rest written"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn backlog_records_the_source_deletes_during_a_catch_up_are_an_exact_gap() {
+    const BIG: usize = 2000;
+    let mut rig = fresh_first_rig();
+    // Little memory: strait cannot have read the whole backlog ahead when the source deletes
+    // most of it.
+    rig.settings = Arc::new(TaskSettings {
+        budget: Arc::new(crate::budget::Budget::new(5000, 5000, Vec::new())),
+        buffer: Arc::new(Semaphore::new(64)),
+        buffer_units: 64,
+        batch_memory: Arc::new(Semaphore::new(64)),
+        batch_memory_units: 64,
+        fetch_max_bytes: 16 * 1024,
+        ..(*rig.settings).clone()
+    });
+    append(&rig, 0, BIG);
+    let task = rig.start(None);
+    until_catching_up(&rig).await;
+    append(&rig, BIG, BIG + FRESH);
+    let deleted_below: usize = 1500;
+    rig.source.delete_before(&rig.tp, deleted_below as i64);
+    let end = (BIG + FRESH) as i64;
+    for _ in 0..60_000 {
+        let done = rig
+            .tap
+            .current()
+            .is_some_and(|a| a.fresh.is_none() && a.at.source == end);
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    rig.stop(task).await.expect("stopped cleanly");
+    let acked = rig.acked();
+    assert_eq!(
+        (acked.fresh.is_none(), acked.at.source),
+        (true, end),
+        "drained and merged"
+    );
+    let on_target: Vec<usize> = rig
+        .target_values()
+        .iter()
+        .map(|v| {
+            (0..BIG + FRESH)
+                .find(|i| value(*i) == v.as_slice())
+                .expect("a source value")
+        })
+        .collect();
+    let written_deleted = on_target.iter().filter(|i| **i < deleted_below).count();
+    let status = rig.progress.get(&rig.tp).expect("reported");
+    // Every deleted record is either on the target (read before the deletion) or in the gap.
+    assert_eq!(
+        status.gap_records as usize + written_deleted,
+        deleted_below,
+        "{status:?}"
+    );
+    assert!(status.gap_records > 0, "the premise: records were lost to retention");
+    // Everything the source still holds is on the target once.
+    for i in deleted_below..BIG + FRESH {
+        assert_eq!(on_target.iter().filter(|o| **o == i).count(), 1, "record {i}");
+    }
+    assert_eq!(on_target.len(), written_deleted + BIG + FRESH - deleted_below);
+}
