@@ -88,6 +88,8 @@ struct State {
     /// Topics created but not yet in the metadata: their partitions answer
     /// UnknownTopicOrPartition and the metadata does not name them ([`TopicState::Unseen`]).
     unseen: HashSet<String>,
+    /// Topics whose `cleanup.policy` includes `compact`.
+    compacted: HashSet<String>,
     /// Metadata answers that a topic is unseen.
     unseen_answers: usize,
     /// Topic ids, where a test gave them: a fetch pinned to another id answers UnknownTopicId.
@@ -315,6 +317,10 @@ impl FakeCluster {
 
     /// `topic` was just created and its metadata has not reached the broker: unknown, and not
     /// named, until [`Self::reveal_topic`].
+    pub(crate) fn compact_topic(&self, topic: &str) {
+        self.state.lock().compacted.insert(topic.to_owned());
+    }
+
     pub(crate) fn hide_topic(&self, topic: &str) {
         self.state.lock().unseen.insert(topic.to_owned());
     }
@@ -686,6 +692,11 @@ impl Fetch for FakeCluster {
         } else {
             TopicState::Present(st.ids.get(topic).copied())
         })
+    }
+
+    async fn compacted(&self, topic: &str) -> kafka::Result<bool> {
+        self.reachable()?;
+        Ok(self.state.lock().compacted.contains(topic))
     }
 }
 

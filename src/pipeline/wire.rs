@@ -51,6 +51,10 @@ pub trait Fetch: Send + Sync + 'static {
 
     /// What the cluster's metadata says of `topic` now.
     fn topic_state(&self, topic: &str) -> impl Future<Output = kafka::Result<TopicState>> + Send;
+
+    /// Whether `topic`'s `cleanup.policy` includes `compact`; `false` from a cluster that does
+    /// not describe configs.
+    fn compacted(&self, topic: &str) -> impl Future<Output = kafka::Result<bool>> + Send;
 }
 
 /// What a cluster's metadata says of a topic.
@@ -144,6 +148,18 @@ impl Fetch for Cluster {
             },
             t => TopicState::Present(t.and_then(|t| t.id).and_then(kafka::known_topic_id)),
         })
+    }
+
+    async fn compacted(&self, topic: &str) -> kafka::Result<bool> {
+        use kafka_protocol::messages::DescribeConfigsRequest;
+        if !self.supports::<DescribeConfigsRequest>().await? {
+            return Ok(false);
+        }
+        let configs = Cluster::describe_topic_config(self, topic).await?;
+        Ok(configs
+            .values
+            .get("cleanup.policy")
+            .is_some_and(|p| p.split(',').any(|v| v.trim() == "compact")))
     }
 }
 

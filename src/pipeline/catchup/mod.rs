@@ -22,8 +22,6 @@
 //! - the entry asks the source for the first offset at `now - fresh_after_secs` (ListOffsets by
 //!   timestamp) instead of reading the record at the position: the same answer for a log in
 //!   time order, without a fetch;
-//! - compacted topics are not refused: strait does not read `cleanup.policy` yet (the config
-//!   reference says not to use the mode for them);
 //! - offset translation does not use [`translate::first_unread`]: the group sync waits for a
 //!   partition in a catch-up, and the offset map records a marker where the catch-up began
 //!   ([`crate::offsets::OffsetMap::mark_out_of_order`]), to which every offset of its range
@@ -98,8 +96,8 @@
 //! what the mode is for (today's traces are searchable while yesterday's arrive). It is wrong for:
 //! - compacted topics and changelogs: the target keeps the last *written* value of a key, which
 //!   may be an older backlog value written after a fresh one. Fresh-first is refused for a topic
-//!   whose `cleanup.policy` includes `compact` (the partition stays oldest-first, and `strait
-//!   plan` says so);
+//!   whose `cleanup.policy` includes `compact` (the source is asked at each entry; the
+//!   partition stays oldest-first and logs why);
 //! - consumers that need per-key order within a partition;
 //! - a consumer started on the target by timestamp (ListOffsets by time answers the first offset
 //!   whose timestamp is at or after it, which may lie after backlog records of that time that are

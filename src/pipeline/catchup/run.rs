@@ -35,6 +35,17 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
         let since = crate::checkpoint::now_ms() - i64::try_from(fresh_after.as_millis()).unwrap_or(i64::MAX);
         let (cancel, source, tp) = (&self.cancel, &*self.source, &self.source_tp);
         let asked = async {
+            // A compacted topic keeps the last value written for a key: a backlog value written
+            // after a fresh one would win. Oldest first for it.
+            if source
+                .compacted(&tp.topic)
+                .await
+                .map_err(|e| kafka_err("source", "describe configs", tp, at.source, e))?
+            {
+                tracing::info!(topic = %tp.topic, partition = tp.partition, source_offset = at.source,
+                    "the topic is compacted (cleanup.policy): no fresh-first catch-up, oldest first");
+                return Ok(None);
+            }
             let spec = OffsetSpec::Timestamp(since);
             let Some(first_new) = list_offset(cancel, source, "source", tp, spec, at.source).await? else {
                 return Ok(None);

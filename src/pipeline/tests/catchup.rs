@@ -303,3 +303,29 @@ async fn backlog_records_the_source_deletes_during_a_catch_up_are_an_exact_gap()
     }
     assert_eq!(on_target.len(), written_deleted + BIG + FRESH - deleted_below);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_compacted_topic_stays_oldest_first() {
+    let mut rig = fresh_first_rig();
+    rig.source.compact_topic(&rig.tp.topic);
+    append(&rig, 0, BACKLOG);
+    let task = rig.start(None);
+    append(&rig, BACKLOG, BACKLOG + FRESH);
+    let end = (BACKLOG + FRESH) as i64;
+    // Watched all along: never two ranges.
+    for _ in 0..60_000 {
+        let acked = rig.tap.current();
+        assert!(
+            acked.as_ref().is_none_or(|a| a.fresh.is_none()),
+            "split a compacted topic: {acked:?}"
+        );
+        if acked.is_some_and(|a| a.at.source == end) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    rig.stop(task).await.expect("stopped cleanly");
+    assert_eq!(rig.acked().at.source, end);
+    let values: Vec<Vec<u8>> = (0..BACKLOG + FRESH).map(|i| value(i).to_vec()).collect();
+    assert_eq!(rig.target_values(), values, "source order");
+}
