@@ -206,18 +206,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             }
             move_writers(&mut writers, producer, at_sequence);
             let go_on = keeps_identity(keep, at, &mut out_of_order);
-            // The target coming back ends the wait: its connections were gated meanwhile.
-            let reconnected = async {
-                match self.target.reconnected() {
-                    Some(n) => n.notified().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = self.cancel.cancelled() => {}
-                _ = tokio::time::sleep(backoff.next_delay()) => {}
-                _ = reconnected => {}
-            }
+            self.pause(backoff.next_delay()).await;
             let identities = writers.identities();
             let tail = match self.reconcile(at, Some(&identities), &writers.anchors()).await? {
                 None => return Ok(()),
@@ -227,6 +216,22 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             writers.found(&tail);
             resume = Resume { at, tail };
             carried = go_on.then_some(producer);
+        }
+    }
+
+    /// Waits `delay` before reconciling, ended early by shutdown or by the target coming back
+    /// (its connections were gated meanwhile).
+    pub(super) async fn pause(&self, delay: std::time::Duration) {
+        let reconnected = async {
+            match self.target.reconnected() {
+                Some(n) => n.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.cancel.cancelled() => {}
+            _ = tokio::time::sleep(delay) => {}
+            _ = reconnected => {}
         }
     }
 

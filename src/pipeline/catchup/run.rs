@@ -10,7 +10,7 @@ use crate::pipeline::checkpoints::FreshAcked;
 use crate::pipeline::error::{Error, Result};
 use crate::pipeline::resume::{is_behind, Position, TailError, TailPlan, MAX_TAIL_RUNS};
 use crate::pipeline::retry::{kafka_err, list_offset, retry};
-use crate::pipeline::sink::{Backlog, Keep, Stop};
+use crate::pipeline::sink::{Backlog, Stop};
 use crate::pipeline::task::{keeps_identity, PartitionTask, CHUNK_QUEUE};
 use crate::pipeline::wire::{Claims, Fetch, Produce};
 use crate::pipeline::writers::Writers;
@@ -158,18 +158,9 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             } else {
                 [None, None]
             };
-            if keep != Keep::Identity || why_is_failure(&why) {
-                let reconnected = async {
-                    match self.target.reconnected() {
-                        Some(n) => n.notified().await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    _ = self.cancel.cancelled() => {}
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    _ = reconnected => {}
-                }
+            // A drained backlog is no failure: the ranges merge at once.
+            if why_is_failure(&why) {
+                self.pause(backoff.next_delay()).await;
             }
             let Some(reconciled) = self.reconcile_ranges(ranges).await? else {
                 return Ok(None);
