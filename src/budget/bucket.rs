@@ -103,6 +103,11 @@ impl Shares {
         self.classes[i].waiting += 1;
     }
 
+    /// Senders waiting for tokens, over all classes.
+    pub(super) fn waiting(&self) -> usize {
+        self.classes.iter().map(|c| c.waiting).sum()
+    }
+
     /// A waiting sender of class `i` gave up before it was served.
     pub(super) fn leave(&mut self, i: usize) {
         self.classes[i].waiting = self.classes[i].waiting.saturating_sub(1);

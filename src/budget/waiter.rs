@@ -115,6 +115,11 @@ impl Budget {
         self.rules.lock().iter().map(ToString::to_string).collect()
     }
 
+    /// Senders waiting for tokens now (one at most per weight class: the others queue behind it).
+    pub fn waiting(&self) -> usize {
+        self.state().waiting()
+    }
+
     /// Total time senders have waited for tokens.
     pub fn waited(&self) -> Duration {
         Duration::from_nanos(self.waited_nanos.load(Ordering::Relaxed))

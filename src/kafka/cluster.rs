@@ -39,6 +39,8 @@ pub struct Cluster {
     pace: Option<Arc<dyn Pace>>,
     /// Connections per broker that partitions' fetches and produce requests are spread over.
     lanes: u16,
+    /// A topic whose partitions have a connection of their own to each broker.
+    own_lane: Option<String>,
     /// Fetches share one request per broker; started on first use.
     pub(super) fetches: std::sync::OnceLock<super::fetches::Fetches>,
     state: Mutex<State>,
@@ -134,6 +136,7 @@ impl Cluster {
             security,
             pace: None,
             lanes: 1,
+            own_lane: None,
             fetches: std::sync::OnceLock::new(),
             state: Mutex::new(State::default()),
             reconnected: tokio::sync::Notify::new(),
@@ -168,6 +171,15 @@ impl Cluster {
         self
     }
 
+    /// The partitions of `topic` fetch and produce over a connection of their own to each
+    /// broker, past the lanes and the quiet connection: the checkpoint topic, whose small writes
+    /// must not wait behind megabytes of data (a broker answers a connection's requests in
+    /// order, and the bytes of one connection leave in order).
+    pub fn with_own_lane(mut self, topic: &str) -> Self {
+        self.own_lane = Some(topic.to_owned());
+        self
+    }
+
     /// Connections per broker that partitions are spread over.
     pub(super) fn lanes(&self) -> u16 {
         self.lanes
@@ -176,6 +188,9 @@ impl Cluster {
     /// The lane of `tp`: partitions of a topic take the lanes in turn.
     fn lane(&self, tp: &TopicPartition) -> u16 {
         use std::hash::{Hash, Hasher};
+        if self.own_lane.as_deref() == Some(tp.topic.as_str()) {
+            return self.lanes.saturating_add(1);
+        }
         if self.lanes <= 1 {
             return 0;
         }
@@ -542,6 +557,17 @@ mod tests {
         // A partition's lane never changes, so its batches stay on one connection, in order.
         assert_eq!((0..8).map(of).collect::<Vec<_>>(), first);
         assert!((0..1000).all(|p| of(p) < 2));
+    }
+
+    #[test]
+    fn the_checkpoint_topic_has_a_lane_of_its_own() {
+        for n in [1, 4] {
+            let c = lanes(n).with_own_lane("strait.checkpoints");
+            let own = c.lane(&TopicPartition::new("strait.checkpoints", 0));
+            // Past the data lanes and the quiet connection (lane `n`).
+            assert!(own > n, "{own} with {n} lanes");
+            assert!((0..100).all(|p| c.lane(&TopicPartition::new("spans", p)) < n));
+        }
     }
 
     #[test]

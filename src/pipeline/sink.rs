@@ -16,11 +16,18 @@
 //! slot of the window free for it. An answer is expected where the last one (of either range)
 //! ended. Once the backlog's records up to the split are all acknowledged, the sink stops for
 //! the task to merge the ranges.
+//!
+//! A backlog batch never holds the loop up: the backlog takes a chunk or builds a batch only
+//! when the window has room for it, and a built batch waits for the budget beside the loop
+//! ([`Parked`]), so new records are taken, batched and sent meanwhile. One backlog batch
+//! waits at a time; the backlog's next is built once it is on the wire, and the rest of a
+//! chunk that fills more than one batch waits for that ([`Rest`]).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use super::ack::Acker;
@@ -86,6 +93,10 @@ impl From<Error> for Stop {
 /// What the sink's loop woke up for.
 enum Event {
     Answered(Sent, kafka::Result<ProduceAck>),
+    /// The budget admitted the parked backlog batch.
+    Admitted,
+    /// The backlog can go on with the rest of its chunk.
+    Rest,
     Due(Side),
     Fetched(Side, Option<Result<Fetched>>),
 }
@@ -109,6 +120,44 @@ pub(super) struct Backlog {
     pub(super) split: i64,
     /// Until its fetch stage ends.
     pub(super) open: bool,
+    /// The rest of a chunk, waiting for the parked batch to go.
+    pub(super) rest: Option<Box<Rest>>,
+}
+
+/// A chunk's records not yet in a batch, and what is done once they all are.
+#[derive(Debug)]
+pub(super) struct Rest {
+    /// A record that did not fit the full batch, first to go.
+    head: Option<crate::batch::Record>,
+    records: std::vec::IntoIter<crate::batch::Record>,
+    next_offset: i64,
+    source_bytes: usize,
+    /// The chunk's share of the fetch buffer, given back once all its records are batched.
+    buffer: Option<OwnedSemaphorePermit>,
+    /// Its records found already on the target.
+    absorbed: u64,
+}
+
+/// A backlog batch built and waiting for the budget (then for room in the window) beside the
+/// sink's loop, so new records do not wait behind it.
+pub(super) struct Parked {
+    ready: Ready,
+    /// Its share of batch memory, given back once answered.
+    on_the_wire: Option<OwnedSemaphorePermit>,
+    wire_bytes: usize,
+    /// The budget's admission; `None` once admitted.
+    admit: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl std::fmt::Debug for Parked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parked")
+            .field("first", &self.ready.first)
+            .field("until", &self.ready.until)
+            .field("wire_bytes", &self.wire_bytes)
+            .field("admitted", &self.admit.is_none())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The target side of one partition: batches, sends and acknowledges, in order.
@@ -130,6 +179,8 @@ pub(super) struct Sink<T> {
     pub(super) throttle: Throttle,
     /// In a catch-up: where the last acknowledged batch (of either range) ended.
     pub(super) landed: Option<i64>,
+    /// In a catch-up: the backlog batch waiting beside the loop.
+    pub(super) parked: Option<Box<Parked>>,
 }
 
 impl<T: Fetch + Produce> Sink<T> {
@@ -160,19 +211,42 @@ impl<T: Fetch + Produce> Sink<T> {
 
     async fn write(&mut self, rx: &mut mpsc::Receiver<Handed>) -> Result<(), Stop> {
         loop {
+            self.send_parked().await?;
             let due = self.lane.batcher.due();
-            let backlog_due = self.backlog.as_ref().and_then(|b| b.lane.batcher.due());
-            let backlog_open = self.backlog.as_ref().is_some_and(|b| b.open);
+            // The backlog moves only when a batch of it could go on the wire at once.
+            let backlog_free = self.parked.is_none() && !self.no_room(Side::Backlog);
+            let backlog_due = self
+                .backlog
+                .as_ref()
+                .and_then(|b| b.lane.batcher.due())
+                .filter(|_| backlog_free);
+            let rest = backlog_free && self.backlog.as_ref().is_some_and(|b| b.rest.is_some());
+            let backlog_open = backlog_free && !rest && self.backlog.as_ref().is_some_and(|b| b.open);
+            let waiting = self.parked.as_ref().is_some_and(|p| p.admit.is_some());
             let event = tokio::select! {
                 biased;
                 Some((sent, answer)) = self.window.next() => Event::Answered(sent, answer),
                 _ = sleep_until(due), if due.is_some() => Event::Due(Side::Fresh),
                 msg = rx.recv() => Event::Fetched(Side::Fresh, msg.map(|m| *m)),
+                () = admission(&mut self.parked), if waiting => Event::Admitted,
+                () = std::future::ready(()), if rest => Event::Rest,
                 _ = sleep_until(backlog_due), if backlog_due.is_some() => Event::Due(Side::Backlog),
                 msg = recv_backlog(&mut self.backlog), if backlog_open => Event::Fetched(Side::Backlog, msg.map(|m| *m)),
             };
             match event {
                 Event::Answered(sent, answer) => self.answered(sent, answer)?,
+                Event::Admitted => {
+                    if let Some(p) = self.parked.as_mut() {
+                        p.admit = None;
+                    }
+                }
+                Event::Rest => {
+                    if let Some(rest) = self.backlog.as_mut().and_then(|b| b.rest.take()) {
+                        // Boxed: only catch-ups take this way, and every task's future would
+                        // otherwise hold room for it.
+                        Box::pin(self.push(Side::Backlog, rest, true)).await?;
+                    }
+                }
                 Event::Due(side) => self.flush(side, self.lane(side).batcher.pushed_until()).await?,
                 // The fresh (or only) fetch stage stopped (shutdown): write what was read.
                 Event::Fetched(Side::Fresh, None) => {
@@ -211,6 +285,9 @@ impl<T: Fetch + Produce> Sink<T> {
 
     /// Sends what every lane holds.
     async fn flush_all(&mut self) -> Result<(), Stop> {
+        if let Some(rest) = self.backlog.as_mut().and_then(|b| b.rest.take()) {
+            Box::pin(self.push(Side::Backlog, rest, false)).await?;
+        }
         if self.backlog.is_some() {
             self.flush(Side::Backlog, self.lane(Side::Backlog).batcher.pushed_until())
                 .await?;
@@ -227,6 +304,8 @@ impl<T: Fetch + Produce> Sink<T> {
             return false;
         };
         !b.open
+            && self.parked.is_none()
+            && b.rest.is_none()
             && b.lane.batcher.is_empty()
             && self.window.count(Side::Backlog) == 0
             && b.lane.acker.position().source >= b.split
@@ -258,15 +337,36 @@ impl<T: Fetch + Produce> Sink<T> {
                 self.memory.hold(permit);
             }
         }
-        let mut absorbed = 0u64;
-        // One clock read per chunk: its records arrived together.
+        let rest = Box::new(Rest {
+            head: None,
+            records: records.into_iter(),
+            next_offset,
+            source_bytes,
+            buffer,
+            absorbed: 0,
+        });
+        self.push(side, rest, true).await
+    }
+
+    /// Pushes a chunk's records into `side`'s batches. With `wait_beside`, a backlog record
+    /// that finds the batch full while the backlog's last batch is parked (or the window has
+    /// no room) leaves the rest of the chunk in [`Backlog::rest`], for the loop to go on with.
+    async fn push(&mut self, side: Side, mut rest: Box<Rest>, wait_beside: bool) -> Result<(), Stop> {
+        // One clock read per go: the records arrived together.
         let now = Instant::now();
-        for record in records {
+        while let Some(record) = rest.head.take().or_else(|| rest.records.next()) {
             if self.lane_mut(side).acker.absorb(record.offset) {
-                absorbed += 1;
+                rest.absorbed += 1;
                 continue;
             }
             if let Err(record) = self.lane_mut(side).batcher.push(record, now) {
+                if wait_beside && side == Side::Backlog && (self.parked.is_some() || self.no_room(side)) {
+                    rest.head = Some(record);
+                    if let Some(b) = self.backlog.as_mut() {
+                        b.rest = Some(rest);
+                    }
+                    return Ok(());
+                }
                 self.flush(side, self.lane(side).batcher.after_last_record()).await?;
                 if let Err(record) = self.lane_mut(side).batcher.push(record, Instant::now()) {
                     self.drain().await?;
@@ -280,6 +380,13 @@ impl<T: Fetch + Produce> Sink<T> {
                 }
             }
         }
+        let Rest {
+            next_offset,
+            source_bytes,
+            buffer,
+            absorbed,
+            ..
+        } = *rest;
         self.lane_mut(side).batcher.pushed(next_offset, source_bytes);
         self.memory.trim(self.held_bytes());
         drop(buffer);
@@ -292,10 +399,22 @@ impl<T: Fetch + Produce> Sink<T> {
         }
         // Only control, aborted or absorbed records since the last batch: the position moves
         // with the newest batch on the wire, or now when none is.
-        if self.lane(side).batcher.is_empty() && !self.window.extend_newest(side, next_offset) {
+        if self.lane(side).batcher.is_empty() && !self.extend_newest(side, next_offset) {
             self.lane_mut(side).acker.moved(next_offset, 0, oldest);
         }
         Ok(())
+    }
+
+    /// Moves the end of `side`'s newest batch not yet answered to `until`: the parked one, else
+    /// the newest on the wire. False when it has none.
+    fn extend_newest(&mut self, side: Side, until: i64) -> bool {
+        if side == Side::Backlog {
+            if let Some(p) = self.parked.as_mut() {
+                p.ready.until = until;
+                return true;
+            }
+        }
+        self.window.extend_newest(side, until)
     }
 
     /// Bytes of records the lanes' builders hold.
@@ -314,6 +433,10 @@ impl<T: Fetch + Produce> Sink<T> {
     /// has room, the budget allows it and no throttle holds it. Everything below `until` is
     /// acknowledged with it.
     async fn flush(&mut self, side: Side, until: i64) -> Result<(), Stop> {
+        if side == Side::Backlog {
+            // The backlog's batches go in order: the parked one first.
+            self.unpark().await?;
+        }
         if self.lane(side).batcher.is_empty() {
             return Ok(());
         }
@@ -373,20 +496,68 @@ impl<T: Fetch + Produce> Sink<T> {
         self.send(side, ready).await
     }
 
-    /// Spends the budget, waits out a throttle and produces.
+    /// Spends the budget, waits out a throttle and produces. A catch-up's backlog batch waits
+    /// for the budget beside the loop instead ([`Parked`]).
     async fn send(&mut self, side: Side, ready: Ready) -> Result<(), Stop> {
         let on_the_wire = self.memory.split_built(ready.uncompressed_len, ready.bytes.len());
         let wire_bytes = ready.bytes.len() + PRODUCE_OVERHEAD_BYTES + self.target_tp.topic.len();
         let budget = Arc::clone(&self.settings.budget);
         let topic = self.target_tp.topic.clone();
-        if side == Side::Fresh && self.backlog.is_some() {
+        if self.backlog.is_none() {
+            self.while_answering(async move { budget.acquire(&topic, wire_bytes).await })
+                .await?;
+        } else if side == Side::Fresh {
             // A catch-up's new records go first: the backlog's batches waiting for the budget
             // pay for them.
             budget.charge(&topic, wire_bytes);
         } else {
-            self.while_answering(async move { budget.acquire(&topic, wire_bytes).await })
-                .await?;
+            self.parked = Some(Box::new(Parked {
+                ready,
+                on_the_wire,
+                wire_bytes,
+                admit: Some(Box::pin(async move { budget.acquire(&topic, wire_bytes).await })),
+            }));
+            return Ok(());
         }
+        self.produce(side, ready, on_the_wire, wire_bytes).await
+    }
+
+    /// Sends the parked backlog batch once the budget admitted it and the window has room.
+    async fn send_parked(&mut self) -> Result<(), Stop> {
+        if self.window.is_full() || self.parked.as_ref().is_none_or(|p| p.admit.is_some()) {
+            return Ok(());
+        }
+        match self.parked.take() {
+            // Boxed, as a catch-up's: every task's future would otherwise hold room for it.
+            Some(p) => Box::pin(self.produce(Side::Backlog, p.ready, p.on_the_wire, p.wire_bytes)).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the parked backlog batch to be admitted and for room, and sends it.
+    async fn unpark(&mut self) -> Result<(), Stop> {
+        let Some(mut p) = self.parked.take() else {
+            return Ok(());
+        };
+        if let Some(admit) = p.admit.take() {
+            self.while_answering(admit).await?;
+        }
+        while self.window.is_full() {
+            if let Some((sent, answer)) = self.window.next().await {
+                self.answered(sent, answer)?;
+            }
+        }
+        Box::pin(self.produce(Side::Backlog, p.ready, p.on_the_wire, p.wire_bytes)).await
+    }
+
+    /// Waits out a throttle and produces a batch the budget admitted.
+    async fn produce(
+        &mut self,
+        side: Side,
+        ready: Ready,
+        on_the_wire: Option<OwnedSemaphorePermit>,
+        wire_bytes: usize,
+    ) -> Result<(), Stop> {
         // A quota throttled the target connection: send nothing before the broker unmutes it
         // (KIP-219), so requests do not wait out their timeout in a muted socket.
         if let Some(until) = self.throttle.take() {
@@ -524,9 +695,24 @@ impl<T: Fetch + Produce> Sink<T> {
     /// Timestamp of the oldest record of `side` the sink holds: the first of its oldest batch on
     /// the wire, else the first in its batcher.
     fn oldest_held(&self, side: Side) -> Option<i64> {
+        let parked = || {
+            self.parked
+                .as_ref()
+                .filter(|_| side == Side::Backlog)
+                .map(|p| p.ready.first_timestamp)
+        };
         self.window
             .oldest_timestamp(side)
+            .or_else(parked)
             .or_else(|| self.lane(side).batcher.first_timestamp())
+    }
+}
+
+/// The parked batch's admission by the budget; never, without one waiting.
+async fn admission(parked: &mut Option<Box<Parked>>) {
+    match parked.as_mut().and_then(|p| p.admit.as_mut()) {
+        Some(admit) => admit.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -356,6 +356,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             rx: backlog_rx,
             split: *split,
             open: true,
+            rest: None,
         };
         let mut sink = self.sink(lane(fresh, Side::Fresh, ids.fresh), Some(Box::new(backlog)));
         let write = async {

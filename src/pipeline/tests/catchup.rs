@@ -128,6 +128,40 @@ async fn an_old_backlog_splits_writes_both_ranges_once_and_merges_back() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn new_records_go_out_while_a_backlog_batch_waits_for_the_budget() {
+    let rig = fresh_first_rig();
+    let budget = Arc::clone(&rig.settings.budget);
+    // The premise: a backlog batch waits longer for the budget than the new records may take.
+    let allowed = Duration::from_secs(1);
+    let backlog_wait = Duration::from_secs_f64(rig.max_batch_bytes as f64 / budget.bytes_per_sec() as f64);
+    assert!(backlog_wait > 4 * allowed, "{backlog_wait:?}");
+    let mut rig = rig;
+    append(&rig, 0, BACKLOG);
+    let task = rig.start(None);
+    until_catching_up(&rig).await;
+    let mut waited = false;
+    for _ in 0..20_000 {
+        if budget.waiting() > 0 {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(waited, "no backlog batch ever waited for the budget");
+    append(&rig, BACKLOG, BACKLOG + 10);
+    let appended = tokio::time::Instant::now();
+    let newest = value(BACKLOG + 9).to_vec();
+    while !rig.target_values().contains(&newest) {
+        assert!(
+            appended.elapsed() < allowed,
+            "new records still not on the target after {allowed:?}: they wait behind the backlog"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    rig.stop(task).await.expect("stopped cleanly");
+}
+
+#[tokio::test(start_paused = true)]
 async fn crashes_during_a_catch_up_lose_nothing_and_write_nothing_twice() {
     let mut rig = fresh_first_rig();
     append(&rig, 0, BACKLOG);
