@@ -104,6 +104,8 @@ struct State {
     fetch_panic: Option<&'static str>,
     /// Fetches that panicked.
     fetch_panics: usize,
+    /// How long a produce's answer takes (its batch is written at once).
+    answer_after: std::time::Duration,
 }
 
 /// A cluster of in-memory partitions.
@@ -286,6 +288,11 @@ impl FakeCluster {
     /// From now on a fetch below the log start is answered from the log start with no error.
     pub(crate) fn answer_below_start_with_later_records(&self) {
         self.state.lock().below_start_answers_later = true;
+    }
+
+    /// Produce answers come `after` their batches are written (a long round trip).
+    pub(crate) fn answer_after(&self, after: std::time::Duration) {
+        self.state.lock().answer_after = after;
     }
 
     /// The next `n` fetches answer UnknownTopicOrPartition while the topic still exists.
@@ -716,7 +723,11 @@ impl Produce for FakeCluster {
     async fn start_produce(&self, tp: &TopicPartition, batch: Bytes, _timeout_ms: i32) -> kafka::Result<Self::Ack> {
         self.reachable()?;
         let answer = self.produce_now(tp, batch);
-        Ok(Box::pin(async move { answer }))
+        let after = self.state.lock().answer_after;
+        Ok(Box::pin(async move {
+            tokio::time::sleep(after).await;
+            answer
+        }))
     }
 }
 

@@ -12,8 +12,8 @@
 //!
 //! In a fresh-first catch-up ([`super::catchup`]) the sink writes two ranges, each a [`Lane`]
 //! with its own records, batches, producer identity and position, into the one target
-//! partition through the one window: a due fresh batch goes first, and the backlog keeps one
-//! slot of the window free for it. An answer is expected where the last one (of either range)
+//! partition through the one window, in which each range has its own slots (one producer
+//! identity each): a due fresh batch goes first. An answer is expected where the last one (of either range)
 //! ended. Once the backlog's records up to the split are all acknowledged, the sink stops for
 //! the task to merge the ranges.
 //!
@@ -422,11 +422,18 @@ impl<T: Fetch + Produce> Sink<T> {
         self.lane.batcher.size_bytes() + self.backlog.as_ref().map_or(0, |b| b.lane.batcher.size_bytes())
     }
 
-    /// Whether a batch of `side` must wait for room in the window: it is full, or, for the
-    /// backlog, all but the slot kept for fresh batches is taken.
+    /// Whether a batch of `side` must wait for room in the window. One range: the window is
+    /// full. In a catch-up each range has its identity, and Kafka keeps the last
+    /// [`MAX_IN_FLIGHT`](super::sizing::MAX_IN_FLIGHT) batches of each producer: new records
+    /// have that many slots of their own, so they never wait for the answer to a backlog batch;
+    /// the backlog one fewer, so fewer of its bytes are queued on the connection ahead of them.
     fn no_room(&self, side: Side) -> bool {
-        self.window.is_full()
-            || (side == Side::Backlog && self.window.count(Side::Backlog) + 1 >= super::sizing::MAX_IN_FLIGHT)
+        use super::sizing::MAX_IN_FLIGHT;
+        match (side, &self.backlog) {
+            (_, None) => self.window.is_full(),
+            (Side::Fresh, Some(_)) => self.window.count(Side::Fresh) >= MAX_IN_FLIGHT,
+            (Side::Backlog, Some(_)) => self.window.count(Side::Backlog) + 1 >= MAX_IN_FLIGHT,
+        }
     }
 
     /// Builds what the batcher holds into one batch and puts it on the wire, once the window
@@ -524,7 +531,7 @@ impl<T: Fetch + Produce> Sink<T> {
 
     /// Sends the parked backlog batch once the budget admitted it and the window has room.
     async fn send_parked(&mut self) -> Result<(), Stop> {
-        if self.window.is_full() || self.parked.as_ref().is_none_or(|p| p.admit.is_some()) {
+        if self.no_room(Side::Backlog) || self.parked.as_ref().is_none_or(|p| p.admit.is_some()) {
             return Ok(());
         }
         match self.parked.take() {
@@ -542,7 +549,7 @@ impl<T: Fetch + Produce> Sink<T> {
         if let Some(admit) = p.admit.take() {
             self.while_answering(admit).await?;
         }
-        while self.window.is_full() {
+        while self.no_room(Side::Backlog) {
             if let Some((sent, answer)) = self.window.next().await {
                 self.answered(sent, answer)?;
             }

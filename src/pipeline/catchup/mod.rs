@@ -12,7 +12,9 @@
 //! partition task ([`run`]) decides the entry at every resume with one range and nothing of the
 //! target's tail left to absorb, claims both identities in one checkpoint, runs both ranges
 //! through one sink ([`crate::pipeline::sink`]: a [`crate::pipeline::sink::Lane`] per range, one
-//! window, the backlog keeping a slot free for fresh batches), reconciles both with
+//! window in which each identity has its own slots, up to Kafka's five batches per producer
+//! for fresh batches and four for the backlog's; a backlog batch waits for the budget beside
+//! the sink's loop, never in it, so new records are taken and sent meanwhile), reconciles both with
 //! [`Reconcile`] after every stop (a crash, a lost answer, a cut) and merges them once the
 //! backlog's fetch stage reached the split and every backlog batch is answered. The checkpoint
 //! carries the catch-up section ([`crate::checkpoint::CheckpointRecord::fresh`]); `/status`

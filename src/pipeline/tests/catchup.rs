@@ -162,6 +162,51 @@ async fn new_records_go_out_while_a_backlog_batch_waits_for_the_budget() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn new_records_have_slots_of_their_own_in_the_window() {
+    let mut rig = fresh_first_rig();
+    // No budget: the window is all that holds the backlog back, and answers take 10 s.
+    rig.settings = Arc::new(TaskSettings {
+        budget: Arc::new(crate::budget::Budget::unlimited()),
+        ..(*rig.settings).clone()
+    });
+    rig.target.answer_after(Duration::from_secs(10));
+    append(&rig, 0, BACKLOG);
+    let task = rig.start(None);
+    until_catching_up(&rig).await;
+    // The premise: the backlog's batches fill its slots (four, the fifth kept for new
+    // records) and none is answered yet.
+    let started = tokio::time::Instant::now();
+    while rig.target.end(&rig.tp) < 4 * 20 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the backlog's first batches were answered first"
+    );
+    let backlog_sent = rig.target.end(&rig.tp);
+    // Five batches of new records, 20 ms apart (the linger is 5 ms).
+    let appended = tokio::time::Instant::now();
+    for i in 0..5 {
+        append(&rig, BACKLOG + 10 * i, BACKLOG + 10 * (i + 1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let newest = value(BACKLOG + 49).to_vec();
+    while !rig.target_values().contains(&newest) {
+        assert!(
+            appended.elapsed() < Duration::from_secs(2),
+            "new records waited for an answer to the backlog's batches"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        rig.target.end(&rig.tp),
+        backlog_sent + 50,
+        "only the new records went out meanwhile (the backlog's slots stayed full)"
+    );
+    rig.stop(task).await.expect("stopped cleanly");
+}
+
+#[tokio::test(start_paused = true)]
 async fn crashes_during_a_catch_up_lose_nothing_and_write_nothing_twice() {
     let mut rig = fresh_first_rig();
     append(&rig, 0, BACKLOG);
