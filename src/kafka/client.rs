@@ -42,10 +42,13 @@ impl Cluster {
 
     /// The earliest or latest (read_committed) offset of a partition.
     pub async fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> Result<i64> {
-        let request = requests::build_list_offsets(tp, spec);
         let conn = self.leader(tp).await?;
-        let (response, _) = conn.send(&request).await?;
-        requests::process_list_offsets(&response, conn.broker(), tp)
+        // Shared with the other partitions asking the same broker meanwhile: one request in
+        // flight.
+        self.lists
+            .get_or_init(super::lists::Lists::start)
+            .list(conn, tp, spec)
+            .await
     }
 
     /// The last stable offsets (read_committed) of many partitions: one ListOffsets per leader,

@@ -43,6 +43,8 @@ pub struct Cluster {
     own_lane: Option<String>,
     /// Fetches share one request per broker; started on first use.
     pub(super) fetches: std::sync::OnceLock<super::fetches::Fetches>,
+    /// So do ListOffsets; started on first use.
+    pub(super) lists: std::sync::OnceLock<super::lists::Lists>,
     state: Mutex<State>,
     /// Woken when a connection opens after its slot failed to connect: the cluster is reachable
     /// again, so whoever waits out a retry delay may try now.
@@ -138,6 +140,7 @@ impl Cluster {
             lanes: 1,
             own_lane: None,
             fetches: std::sync::OnceLock::new(),
+            lists: std::sync::OnceLock::new(),
             state: Mutex::new(State::default()),
             reconnected: tokio::sync::Notify::new(),
         }

@@ -20,18 +20,17 @@
 //! cost one entry each in a long poll per connection, not a wake-up, a channel send and a leader
 //! lookup each per poll.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::conn::Conn;
 use super::error::{Error, Result};
+use super::gather;
 use super::{TopicId, TopicPartition};
 
-/// Partitions waiting for the next request, across all brokers: one per partition reader.
-const QUEUE: usize = 4096;
 /// Most bytes the requests to one broker ask for together, split between its connections;
 /// partitions that do not fit get an empty answer and ask again. A response is in memory whole
 /// while it is split among its partitions, before the fetch buffer counts it, so this is kept
@@ -58,18 +57,18 @@ impl Wait {
     }
 }
 
-/// One partition's place in the next request to its leader.
-struct Want {
-    conn: Arc<Conn>,
-    tp: TopicPartition,
+/// What a fetch asks of one partition.
+struct FetchAt {
     /// The topic's id when known: the fetch then reads that topic only, not one created again
     /// under its name.
     id: Option<TopicId>,
     offset: i64,
     max_bytes: i32,
     wait: Wait,
-    reply: oneshot::Sender<Result<Answer>>,
 }
+
+/// One partition's place in the next request to its leader.
+type Want = gather::Question<FetchAt, Answer>;
 
 /// Whether a fetch from `offset` that waits as `wait` says sleeps through `answer`: it waits
 /// until readable, and the answer has no error, no records, nothing readable at the offset (the
@@ -104,8 +103,12 @@ impl Fetches {
     /// Starts the task that gathers wants into requests of at most `request_max_bytes`. Needs a
     /// tokio runtime.
     pub(crate) fn start(request_max_bytes: i64) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(gather(rx, request_max_bytes));
+        let (tx, rx) = mpsc::channel(gather::QUEUE);
+        // A request names a partition once (one in a fresh-first catch-up is read at two
+        // offsets): the other want waits for the next request. Wants that slept through an
+        // answer go into the next request to the same connection.
+        let split = |wants| gather::once_each(wants, usize::MAX, |w: &Want| &w.tp);
+        tokio::spawn(gather::gather(rx, split, move |wants| send(wants, request_max_bytes)));
         Self { tx }
     }
 
@@ -121,74 +124,14 @@ impl Fetches {
         max_bytes: i32,
         wait: Wait,
     ) -> Result<Answer> {
-        let broker = conn.broker().to_owned();
-        let (reply, answer) = oneshot::channel();
-        let want = Want {
-            conn,
-            tp: tp.clone(),
+        let at = FetchAt {
             id,
             offset,
             max_bytes,
             wait,
-            reply,
         };
-        let gone = || Error::ConnectionLost {
-            broker: broker.clone(),
-            source: Some(Arc::new(std::io::Error::other("the fetch queue stopped"))),
-        };
-        self.tx.send(want).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        gather::ask(&self.tx, conn, tp, at, "fetch").await
     }
-}
-
-/// Groups wants by connection and keeps one request in flight per connection. Wants that slept
-/// through an answer go into the next request to the same connection.
-async fn gather(mut rx: mpsc::Receiver<Want>, request_max_bytes: i64) {
-    let mut waiting: HashMap<usize, Vec<Want>> = HashMap::new();
-    let mut busy: HashSet<usize> = HashSet::new();
-    let (done_tx, mut done_rx) = mpsc::channel::<(usize, Vec<Want>)>(QUEUE);
-    loop {
-        tokio::select! {
-            want = rx.recv() => {
-                let Some(want) = want else { return };
-                let mut add = |w: Want| waiting.entry(Arc::as_ptr(&w.conn) as usize).or_default().push(w);
-                add(want);
-                while let Ok(w) = rx.try_recv() {
-                    add(w);
-                }
-            }
-            Some((key, asleep)) = done_rx.recv() => {
-                busy.remove(&key);
-                if !asleep.is_empty() {
-                    waiting.entry(key).or_default().extend(asleep);
-                }
-            }
-        }
-        for (key, wants) in waiting.iter_mut() {
-            // A caller that stopped waiting (shutdown, a halted partition) withdrew its want.
-            wants.retain(|w| !w.reply.is_closed());
-            if wants.is_empty() || !busy.insert(*key) {
-                continue;
-            }
-            let (batch, later) = once_each(std::mem::take(wants), |w| &w.tp);
-            *wants = later;
-            let done = done_tx.clone();
-            let key = *key;
-            tokio::spawn(async move {
-                let asleep = send(batch, request_max_bytes).await;
-                let _ = done.send((key, asleep)).await;
-            });
-        }
-        waiting.retain(|_, w| !w.is_empty());
-    }
-}
-
-/// The wants of one request, at most one per partition (a request names a partition once;
-/// a partition in a fresh-first catch-up is read at two offsets), in order; the others wait for
-/// the next request.
-fn once_each<W>(wants: Vec<W>, tp: impl Fn(&W) -> &TopicPartition) -> (Vec<W>, Vec<W>) {
-    let mut named = HashSet::new();
-    wants.into_iter().partition(|w| named.insert(tp(w).clone()))
 }
 
 /// Sends one request for `wants` (all on the same connection) and hands each its answer, except
@@ -197,11 +140,14 @@ async fn send(wants: Vec<Want>, request_max_bytes: i64) -> Vec<Want> {
     let Some(conn) = wants.first().map(|w| Arc::clone(&w.conn)) else {
         return Vec::new();
     };
-    let parts: Vec<_> = wants.iter().map(|w| (&w.tp, w.id, w.offset, w.max_bytes)).collect();
-    let max_wait_ms = wants.iter().map(|w| w.wait.max_wait_ms()).max().unwrap_or(0);
+    let parts: Vec<_> = wants
+        .iter()
+        .map(|w| (&w.tp, w.asks.id, w.asks.offset, w.asks.max_bytes))
+        .collect();
+    let max_wait_ms = wants.iter().map(|w| w.asks.wait.max_wait_ms()).max().unwrap_or(0);
     let request = super::requests::build_shared_fetch(&parts, max_wait_ms, request_max_bytes);
     drop(parts);
-    let cap = super::requests::fetch_version_cap(wants.iter().map(|w| w.id));
+    let cap = super::requests::fetch_version_cap(wants.iter().map(|w| w.asks.id));
     let response = match conn.send_at_most(&request, cap).await {
         Ok((response, _)) => response,
         Err(e) => {
@@ -217,7 +163,7 @@ async fn send(wants: Vec<Want>, request_max_bytes: i64) -> Vec<Want> {
     let mut asleep = Vec::new();
     for (i, (w, slot)) in wants.into_iter().zip(slots).enumerate() {
         let answer = match slot {
-            Some(p) if top_level == 0 && sleeps_through(w.wait, w.offset, &p) && !w.reply.is_closed() => {
+            Some(p) if top_level == 0 && sleeps_through(w.asks.wait, w.asks.offset, &p) && !w.withdrawn() => {
                 asleep.push(w);
                 continue;
             }
@@ -251,7 +197,7 @@ fn place(wants: &[Want], topics: Vec<FetchableTopicResponse>) -> Vec<Option<Part
     // Versions 13+ name each topic of the response by id only.
     let names: HashMap<TopicId, &str> = wants
         .iter()
-        .filter_map(|w| w.id.map(|id| (id, w.tp.topic.as_str())))
+        .filter_map(|w| w.asks.id.map(|id| (id, w.tp.topic.as_str())))
         .collect();
     let index: HashMap<(&str, i32), usize> = wants
         .iter()
@@ -295,14 +241,10 @@ fn unshare(answers: &mut [Option<PartitionData>]) -> Option<(usize, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_broker::{answer, api_versions, read_request};
     use super::*;
     use bytes::Bytes;
     use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
-    use kafka_protocol::protocol::{Decodable, HeaderVersion};
     use std::sync::Mutex;
-    use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpListener;
     use tokio::sync::Notify;
 
     #[test]
@@ -315,10 +257,10 @@ mod tests {
             tp("logs", 0),
             tp("spans", 0),
         ];
-        let (now, later) = once_each(wants, |w| w);
+        let (now, later) = gather::once_each(wants, usize::MAX, |w| w);
         assert_eq!(now, vec![tp("spans", 0), tp("spans", 1), tp("logs", 0)]);
         assert_eq!(later, vec![tp("spans", 0), tp("spans", 0)]);
-        let (next, last) = once_each(later, |w| w);
+        let (next, last) = gather::once_each(later, usize::MAX, |w| w);
         assert_eq!((next.len(), last.len()), (1, 1));
     }
 
@@ -327,28 +269,12 @@ mod tests {
 
     /// A broker on one connection: it answers ApiVersions (Fetch up to `max_version`) and every
     /// Fetch, decoded, with what `fetch` makes of it.
-    async fn serve<F, Fut>(max_version: i16, mut fetch: F) -> String
+    async fn serve<F, Fut>(max_version: i16, fetch: F) -> String
     where
         F: FnMut(i16, FetchRequest) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = FetchResponse> + Send,
     {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr").to_string();
-        tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.expect("accept");
-            while let Some((api, version, header, mut frame)) = read_request(&mut s).await {
-                let id = header.correlation_id;
-                if api == ApiKey::ApiVersions {
-                    api_versions(&mut s, id, version, &[(ApiKey::Fetch, 4, max_version)]).await;
-                    continue;
-                }
-                let request = FetchRequest::decode(&mut frame, version).expect("fetch");
-                let body = fetch(version, request).await;
-                let out = answer(id, &body, version, FetchResponse::header_version(version));
-                s.write_all(&out).await.expect("write");
-            }
-        });
-        addr
+        super::super::test_broker::serve(ApiKey::Fetch, 4, max_version, fetch).await
     }
 
     /// The partitions a Fetch asks for, in its order.

@@ -163,20 +163,28 @@ fn request_err(api: ApiKey, resource: String, code: ResponseError, message: Opti
 
 /// ListOffsets for one partition's start (`Earliest`), last stable offset (`Latest`) or first
 /// offset at a time (`Timestamp`).
+#[cfg(test)]
 pub(super) fn build_list_offsets(tp: &TopicPartition, spec: OffsetSpec) -> ListOffsetsRequest {
     build_list_offsets_many(std::slice::from_ref(tp), spec)
 }
 
 /// ListOffsets of several partitions (of one leader) in one request, each at `spec`.
 pub(super) fn build_list_offsets_many(tps: &[TopicPartition], spec: OffsetSpec) -> ListOffsetsRequest {
-    let timestamp = match spec {
-        OffsetSpec::Earliest => -2,
-        OffsetSpec::Latest => -1,
-        // Negative values are the special queries above; no record is older than the epoch.
-        OffsetSpec::Timestamp(ms) => ms.max(0),
-    };
+    let asks: Vec<(&TopicPartition, OffsetSpec)> = tps.iter().map(|tp| (tp, spec)).collect();
+    build_list_offsets_each(&asks)
+}
+
+/// ListOffsets of several partitions (of one leader, each named once) in one request, each at
+/// its own spec.
+pub(super) fn build_list_offsets_each(asks: &[(&TopicPartition, OffsetSpec)]) -> ListOffsetsRequest {
     let mut by_topic: BTreeMap<&str, Vec<ListOffsetsPartition>> = BTreeMap::new();
-    for tp in tps {
+    for (tp, spec) in asks {
+        let timestamp = match spec {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            // Negative values are the special queries above; no record is older than the epoch.
+            OffsetSpec::Timestamp(ms) => (*ms).max(0),
+        };
         by_topic.entry(tp.topic.as_str()).or_default().push(
             ListOffsetsPartition::default()
                 .with_partition_index(tp.partition)
@@ -199,6 +207,7 @@ pub(super) fn build_list_offsets_many(tps: &[TopicPartition], spec: OffsetSpec) 
 }
 
 /// The offset of the one partition asked in [`build_list_offsets`].
+#[cfg(test)]
 pub(super) fn process_list_offsets(response: &ListOffsetsResponse, broker: &str, tp: &TopicPartition) -> Result<i64> {
     process_list_offsets_many(response, broker, std::slice::from_ref(tp))
         .pop()

@@ -54,3 +54,31 @@ pub(super) async fn api_versions(s: &mut TcpStream, correlation_id: i32, version
     );
     s.write_all(&frame).await.expect("write");
 }
+
+/// A broker on one connection: it answers ApiVersions (offering `api` at `min..=max`) and every
+/// request of `api`, decoded, with what `handle` makes of it. Returns its address.
+pub(super) async fn serve<Req, Resp, F, Fut>(api: ApiKey, min: i16, max: i16, mut handle: F) -> String
+where
+    Req: kafka_protocol::protocol::Decodable + Send,
+    Resp: Encodable + kafka_protocol::protocol::HeaderVersion + Send,
+    F: FnMut(i16, Req) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Resp> + Send,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        while let Some((asked, version, header, mut frame)) = read_request(&mut s).await {
+            let id = header.correlation_id;
+            if asked == ApiKey::ApiVersions {
+                api_versions(&mut s, id, version, &[(api, min, max)]).await;
+                continue;
+            }
+            let request = Req::decode(&mut frame, version).expect("a request of the served api");
+            let body = handle(version, request).await;
+            let out = answer(id, &body, version, Resp::header_version(version));
+            s.write_all(&out).await.expect("write");
+        }
+    });
+    addr
+}
