@@ -297,10 +297,13 @@ impl Conn {
             }
             pending.waiters.insert(correlation_id, tx);
         }
+        let bytes = frame.len();
         if self.outgoing.send(frame).await.is_err() {
             self.pending.lock().waiters.remove(&correlation_id);
             return Err(self.lost(None));
         }
+        let conn = Arc::as_ptr(&self.pending) as usize;
+        tracing::trace!(broker = %self.broker, conn, api = ?api, correlation_id, bytes, "request queued");
         Ok(InFlight {
             broker: self.broker.clone(),
             api,
@@ -693,6 +696,9 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: BufReader<R>, pending: &Mut
             );
         }
         let correlation_id = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        // With the request's line below, the time each request took on the wire and the broker.
+        let conn = pending as *const Mutex<Pending> as usize;
+        tracing::trace!(conn, correlation_id, bytes = frame.len(), "answer read");
         let waiter = pending.lock().waiters.remove(&correlation_id);
         if let Some(w) = waiter {
             let _ = w.send(Ok(frame));
