@@ -225,8 +225,7 @@ pub struct ClusterConfig {
     /// Connections to each broker (1 to 16) that partitions' fetches and produce requests are
     /// spread over, a partition always on the same one. A Kafka broker handles one
     /// connection's requests one at a time, so several let it serve several partitions at once.
-    /// One more per broker carries the idle partitions' long polls; on the target, two more
-    /// carry metadata and ListOffsets, and checkpoint writes, so neither waits behind data.
+    /// One more per broker carries the idle partitions' long polls.
     pub connections_per_broker: u16,
     /// TLS to every broker of this cluster.
     pub tls: TlsConfig,
