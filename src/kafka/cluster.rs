@@ -41,9 +41,6 @@ pub struct Cluster {
     lanes: u16,
     /// A topic whose partitions have a connection of their own to each broker.
     own_lane: Option<String>,
-    /// Whether lane 0 carries only what is not a partition's fetch or produce (the data lanes
-    /// are then 1 to `lanes`).
-    control_apart: bool,
     /// Fetches share one request per broker; started on first use.
     pub(super) fetches: std::sync::OnceLock<super::fetches::Fetches>,
     /// So do ListOffsets; started on first use.
@@ -142,7 +139,6 @@ impl Cluster {
             pace: None,
             lanes: 1,
             own_lane: None,
-            control_apart: false,
             fetches: std::sync::OnceLock::new(),
             lists: std::sync::OnceLock::new(),
             state: Mutex::new(State::default()),
@@ -187,21 +183,6 @@ impl Cluster {
         self
     }
 
-    /// What is not a partition's fetch or produce (metadata, ListOffsets, producer ids) goes
-    /// over a connection of its own to each broker, not the first data lane. After a cut, the
-    /// batches admitted while it lasted leave at the budget's pace, hundreds of kilobytes queued
-    /// per connection; a reconcile's metadata and ListOffsets behind them would wait seconds
-    /// before any partition could start.
-    pub fn with_control_apart(mut self) -> Self {
-        self.control_apart = true;
-        self
-    }
-
-    /// The first data lane: 1 when lane 0 is control's alone.
-    fn first_data_lane(&self) -> u16 {
-        u16::from(self.control_apart)
-    }
-
     /// Connections per broker that partitions are spread over.
     pub(super) fn lanes(&self) -> u16 {
         self.lanes
@@ -210,22 +191,16 @@ impl Cluster {
     /// The lane of `tp`: partitions of a topic take the lanes in turn.
     fn lane(&self, tp: &TopicPartition) -> u16 {
         use std::hash::{Hash, Hasher};
-        let first = self.first_data_lane();
         if self.own_lane.as_deref() == Some(tp.topic.as_str()) {
-            return self.quiet_lane().saturating_add(1);
+            return self.lanes.saturating_add(1);
         }
         if self.lanes <= 1 {
-            return first;
+            return 0;
         }
         let mut h = std::collections::hash_map::DefaultHasher::new();
         tp.topic.hash(&mut h);
         let spread = h.finish().wrapping_add(tp.partition.unsigned_abs().into());
-        first + (spread % u64::from(self.lanes)) as u16
-    }
-
-    /// The lane idle partitions sleep on: the one after the data lanes.
-    fn quiet_lane(&self) -> u16 {
-        self.first_data_lane().saturating_add(self.lanes)
+        (spread % u64::from(self.lanes)) as u16
     }
 
     /// The brokers named by the last metadata answer: `(node id, host:port)`, by node id.
@@ -420,7 +395,7 @@ impl Cluster {
     /// ones (a broker answers one request of a connection at a time).
     pub(super) async fn quiet_conn(&self, tp: &TopicPartition) -> Result<Arc<Conn>> {
         let node_id = self.leader_id(tp).await?;
-        self.broker_lane(node_id, self.quiet_lane()).await
+        self.broker_lane(node_id, self.lanes).await
     }
 
     /// The node id of the current leader of `tp`, refreshing metadata when it is unknown (one
@@ -596,19 +571,6 @@ mod tests {
             assert!(own > n, "{own} with {n} lanes");
             assert!((0..100).all(|p| c.lane(&TopicPartition::new("spans", p)) < n));
         }
-    }
-
-    #[test]
-    fn control_apart_leaves_lane_0_to_metadata_and_list_offsets() {
-        for n in [1, 4] {
-            let c = lanes(n).with_control_apart().with_own_lane("strait.checkpoints");
-            let data: Vec<u16> = (0..100).map(|p| c.lane(&TopicPartition::new("spans", p))).collect();
-            assert!(data.iter().all(|l| (1..=n).contains(l)), "{data:?}");
-            assert_eq!(c.quiet_lane(), n + 1);
-            assert_eq!(c.lane(&TopicPartition::new("strait.checkpoints", 0)), n + 2);
-        }
-        // Without it, lane 0 is also the first data lane.
-        assert!((0..100).any(|p| lanes(4).lane(&TopicPartition::new("spans", p)) == 0));
     }
 
     #[test]

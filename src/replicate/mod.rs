@@ -93,11 +93,8 @@ impl Replicator {
             })
         };
         let source = Arc::new(cluster("source", &config.source));
-        // Neither checkpoints nor a reconcile's metadata and ListOffsets queue behind data on a
-        // connection.
-        let target = cluster("target", &config.target)
-            .with_own_lane(&config.checkpoint.topic)
-            .with_control_apart();
+        // Checkpoints do not queue behind data on a connection.
+        let target = cluster("target", &config.target).with_own_lane(&config.checkpoint.topic);
         let (bytes_per_sec, burst_bytes) = config.budget.share(config.shard.count);
         let budget = Arc::new(Budget::new(bytes_per_sec, burst_bytes, config.budget.weights.clone()));
         // Every byte to the target, checkpoints included, leaves at the budget's pace.
