@@ -25,6 +25,15 @@
 //!   not the limit): down to the level that fits, at least one level, at once. The period's
 //!   batches have already lowered the speed estimates (a busier machine compresses slower per
 //!   second of compression time), so the fitting level reflects the CPU now available.
+//! - Link-bound under a budget, yet part of the link went unused (more than [`SPARE`] of what
+//!   the budget offered in the period was taken by nobody) while compression took a real share
+//!   of the cores: batches come out slower than the link takes them. Each partition compresses
+//!   its own batches one after another, so at a high level a few partitions' next batches are
+//!   not ready when the budget could take them, even with cores to spare. One level down, and
+//!   no higher than that for [`HOLD_PERIODS`]; then the level above is tried again, since the
+//!   partitions' pace changes (a backlog drains, fewer partitions remain). Without this the
+//!   control raised the level while senders queued and nothing lowered it: a drain after a cut
+//!   used 87% of the budget at levels 17-18 and all of it at 15.
 //! - At start-up under a budget, once calibrated: the level that fits the budget at once
 //!   ([`LevelControl::raise_to`]), since it costs at most [`CPU_SHARE`] of the cores even with
 //!   the link full. Batches built at the start level before the first period would otherwise
@@ -54,6 +63,12 @@ pub const CPU_SHARE: f64 = 0.5;
 const CPU_BOUND: f64 = 0.8;
 /// Share of the period spent waiting for the link above which the link is the bottleneck.
 const LINK_BOUND: f64 = 0.5;
+/// Share of the budget's bytes in a period that nobody took above which the link was not full.
+const SPARE: f64 = 0.03;
+/// Share of the cores compressing below which compression cannot be why the link went unused.
+const STARVED_CPU: f64 = 0.1;
+/// Periods during which the level stays at or below the one a starved link lowered it to.
+const HOLD_PERIODS: u32 = 30;
 
 /// The zstd level in use, adapted to what limits replication: raised while the link is the
 /// bottleneck and compression leaves CPU to spare, lowered when compression becomes the
@@ -76,6 +91,15 @@ pub struct LevelControl {
     target: Mutex<TargetWaits>,
     /// The counters at the last [`LevelControl::adapt`].
     window: Mutex<LevelWindow>,
+    /// The highest level allowed for a while after a starved link lowered it.
+    ceiling: Mutex<Ceiling>,
+}
+
+/// A level the control does not raise above for `periods` more periods.
+#[derive(Debug, Default, Clone, Copy)]
+struct Ceiling {
+    level: i32,
+    periods: u32,
 }
 
 /// Time during which at least one writer waited for the target: on the same scale as the
@@ -119,6 +143,9 @@ struct LevelWindow {
     target_waited: Duration,
     compressing: Duration,
     compressed_bytes: u64,
+    /// The budget's bytes admitted so far, and its tokens, at that instant.
+    taken: u64,
+    tokens: f64,
 }
 
 /// What one control period measured.
@@ -131,6 +158,8 @@ struct Period {
     compressing: Duration,
     /// The link's rate in wire bytes per second: the budget, or what the target took.
     wire_per_sec: f64,
+    /// Share of the bytes the budget offered in the period that nobody took (0 without one).
+    unused: f64,
 }
 
 impl LevelControl {
@@ -153,7 +182,10 @@ impl LevelControl {
                 target_waited: Duration::ZERO,
                 compressing: Duration::ZERO,
                 compressed_bytes: 0,
+                taken: 0,
+                tokens: 0.0,
             }),
+            ceiling: Mutex::new(Ceiling::default()),
         }
     }
 
@@ -247,39 +279,52 @@ impl LevelControl {
     /// is what senders waited for `budget` when it has a rate, else what writers waited for
     /// the target. Returns the level before and after.
     pub fn adapt(&self, budget: &Budget, cores: usize) -> (i32, i32) {
+        let period = self.measure(budget);
+        let before = self.level();
+        (before, self.step(period, cores))
+    }
+
+    /// What the time since the previous call measured, against `budget`.
+    fn measure(&self, budget: &Budget) -> Period {
         let at = Instant::now();
+        let rate = budget.bytes_per_sec();
         let now = LevelWindow {
             at,
             budget_waited: budget.waited(),
             target_waited: self.targets().total_at(at),
             compressing: self.compressing(),
             compressed_bytes: self.compressed_bytes.load(Ordering::Relaxed),
+            taken: budget.taken(),
+            tokens: if rate > 0 { budget.tokens() } else { 0.0 },
         };
         let then = std::mem::replace(&mut *self.window.lock(), now);
         let wall = now.at.duration_since(then.at);
-        let (waited, wire_per_sec) = if budget.bytes_per_sec() > 0 {
-            (
-                now.budget_waited.saturating_sub(then.budget_waited),
-                budget.bytes_per_sec() as f64,
-            )
-        } else {
-            let out = now.compressed_bytes.saturating_sub(then.compressed_bytes);
-            (
-                now.target_waited.saturating_sub(then.target_waited),
-                out as f64 / wall.as_secs_f64().max(1e-9),
-            )
-        };
-        let before = self.level();
-        let after = self.step(
+        let secs = wall.as_secs_f64().max(1e-9);
+        let compressing = now.compressing.saturating_sub(then.compressing);
+        if rate > 0 {
+            // The bucket earned `offered`; what it neither gave out nor kept overflowed its
+            // burst: link time nobody used. Classes idle all period sit at their cap and
+            // cancel out.
+            let offered = rate as f64 * secs;
+            let taken = now.taken.saturating_sub(then.taken) as f64;
+            let overflow = then.tokens - now.tokens + offered - taken;
             Period {
                 wall,
-                waited,
-                compressing: now.compressing.saturating_sub(then.compressing),
-                wire_per_sec,
-            },
-            cores,
-        );
-        (before, after)
+                waited: now.budget_waited.saturating_sub(then.budget_waited),
+                compressing,
+                wire_per_sec: rate as f64,
+                unused: (overflow / offered).clamp(0.0, 1.0),
+            }
+        } else {
+            let out = now.compressed_bytes.saturating_sub(then.compressed_bytes);
+            Period {
+                wall,
+                waited: now.target_waited.saturating_sub(then.target_waited),
+                compressing,
+                wire_per_sec: out as f64 / secs,
+                unused: 0.0,
+            }
+        }
     }
 
     /// One control step over `period`, on `cores`; see the module docs. Returns the new level.
@@ -288,19 +333,35 @@ impl LevelControl {
         let cores = cores.max(1) as f64;
         let cpu_share = period.compressing.as_secs_f64() / (wall * cores);
         let link_bound = period.waited.as_secs_f64() / wall > LINK_BOUND;
+        let spare = period.unused > SPARE;
         let current = self.level();
+        let mut ceiling = self.ceiling.lock();
+        let cap = if ceiling.periods > 0 {
+            ceiling.periods -= 1;
+            ceiling.level.max(current)
+        } else {
+            self.max
+        };
         let mut model = self.model.lock();
         let known = |l: i32| model.estimate(l).is_some();
         let modelled = period.wire_per_sec > 0.0 && (self.min..=self.max).any(known);
         let fit = || model.fitting(period.wire_per_sec, CPU_SHARE * cores, self.min, self.max);
-        let next = if link_bound && cpu_share < CPU_SHARE {
-            match fit() {
+        let next = if link_bound && !spare && cpu_share < CPU_SHARE {
+            let raised = match fit() {
                 _ if !modelled => current + 1,
                 Some(fit) if fit > current => fit,
                 // The model knows nothing above: measure the next level.
                 _ if !known(current + 1) => current + 1,
                 _ => current,
-            }
+            };
+            raised.min(cap)
+        } else if link_bound && spare && cpu_share > STARVED_CPU && cpu_share <= CPU_BOUND {
+            // Starved: see the module docs.
+            *ceiling = Ceiling {
+                level: current - 1,
+                periods: HOLD_PERIODS,
+            };
+            current - 1
         } else if cpu_share > CPU_BOUND || (!link_bound && cpu_share > CPU_SHARE) {
             match fit() {
                 _ if !modelled => current - 1,
@@ -314,6 +375,15 @@ impl LevelControl {
         };
         model.age();
         let next = next.clamp(self.min, self.max);
+        tracing::debug!(
+            level = current,
+            next,
+            waited_share = period.waited.as_secs_f64() / wall,
+            unused_share = period.unused,
+            cpu_share,
+            ceiling = (ceiling.periods > 0).then_some(ceiling.level),
+            "zstd level period"
+        );
         self.level.store(next, Ordering::Relaxed);
         next
     }
@@ -366,7 +436,72 @@ mod tests {
             waited: Duration::from_secs_f64(waited_secs),
             compressing: Duration::from_secs_f64(compressing_secs),
             wire_per_sec,
+            unused: 0.0,
         }
+    }
+
+    /// A period of 2 s in which `unused` of the budget's bytes went to nobody.
+    fn starved(waited_secs: f64, compressing_secs: f64, unused: f64) -> Period {
+        Period {
+            unused,
+            ..period(waited_secs, compressing_secs, 200_000.0)
+        }
+    }
+
+    #[test]
+    fn a_link_left_part_unused_while_senders_queue_lowers_the_level_and_holds_it() {
+        // The model says 16 fits 200 kB/s within half of two cores.
+        let c = seeded(17, 1, 19);
+        // Senders queued most of the period, yet 10% of the budget went unused, compression at
+        // a quarter of the cores: one level down.
+        assert_eq!(c.step(starved(1.6, 1.0, 0.1), 2), 16);
+        assert_eq!(c.step(starved(1.6, 1.0, 0.1), 2), 15);
+        // Full again: the fitting level (16) is above the ceiling (15) for a while...
+        for _ in 0..HOLD_PERIODS {
+            assert_eq!(c.step(period(1.8, 1.0, 200_000.0), 2), 15);
+        }
+        // ...then tried again.
+        assert_eq!(c.step(period(1.8, 1.0, 200_000.0), 2), 16);
+    }
+
+    #[test]
+    fn unused_link_without_compression_to_blame_holds_the_level() {
+        let c = seeded(12, 1, 19);
+        // Compression at 5% of the cores cannot be why batches were late: hold.
+        assert_eq!(c.step(starved(1.6, 0.2, 0.2), 2), 12);
+        // Senders hardly waited: nothing says the link was the limit; hold.
+        assert_eq!(c.step(starved(0.2, 1.0, 0.2), 2), 12);
+        // A link used to within the margin is full: up to the fitting level.
+        assert_eq!(c.step(starved(1.6, 1.0, 0.02), 2), 16);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budgets_unused_share_is_measured_from_its_bucket() {
+        // 100 kB/s, a burst of 10 kB, batches of 20 kB.
+        let budget = Budget::new(100_000, 10_000, Vec::new());
+        let c = LevelControl::new(12, 1, 19);
+        // Two senders keep it busy for 2 s: all of it taken.
+        c.measure(&budget);
+        saturate(&budget).await;
+        let full = c.measure(&budget);
+        assert!(full.unused < 0.01, "{full:?}");
+        assert!(full.waited > Duration::from_secs(1), "{full:?}");
+        // One sender takes four batches back to back (waiting out each one's debt), then is
+        // busy elsewhere for 0.5 s, over and over: it waits 0.6 s of every 1.1 s, and the bucket
+        // fills to its burst and overflows for 0.2 s of every 1.1 s (18%).
+        let until = Instant::now() + Duration::from_millis(2200);
+        while Instant::now() < until {
+            for _ in 0..4 {
+                budget.acquire("spans", 20_000).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let starved = c.measure(&budget);
+        assert!((0.15..0.21).contains(&starved.unused), "{starved:?}");
+        assert!(
+            starved.waited.as_secs_f64() / starved.wall.as_secs_f64() > LINK_BOUND,
+            "{starved:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -32,6 +32,8 @@ pub struct Budget {
     classify: Mutex<HashMap<String, usize>>,
     /// Nanoseconds senders spent waiting for tokens (link-bound time), for the level control.
     waited_nanos: AtomicU64,
+    /// Bytes admitted so far (waited for or charged), for the level control's link use.
+    taken: AtomicU64,
     /// The socket pace: bytes written below TLS, in chunks, at the budget plus headroom.
     socket: Mutex<bucket::Pace>,
 }
@@ -56,6 +58,7 @@ impl Budget {
             rate: AtomicU64::new(bytes_per_sec),
             classify: Mutex::new(HashMap::new()),
             waited_nanos: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
             socket: Mutex::new(bucket::Pace::new(Duration::ZERO)),
         }
     }
@@ -125,6 +128,11 @@ impl Budget {
         Duration::from_nanos(self.waited_nanos.load(Ordering::Relaxed))
     }
 
+    /// Total bytes admitted, by [`Budget::acquire`] and [`Budget::charge`].
+    pub fn taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
+    }
+
     fn class_of(&self, topic: &str) -> usize {
         let mut cache = self.classify.lock();
         if let Some(&i) = cache.get(topic) {
@@ -156,6 +164,7 @@ impl Budget {
             }
         }
         waiting.served();
+        self.taken.fetch_add(bytes as u64, Ordering::Relaxed);
         let waited = started.elapsed();
         self.waited_nanos.fetch_add(nanos(waited), Ordering::Relaxed);
         crate::telemetry::BUDGET_THROTTLED.add(waited);
@@ -171,6 +180,7 @@ impl Budget {
         let i = self.class_of(topic);
         let now = self.now();
         self.state().charge(i, bytes as f64, now);
+        self.taken.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// Tokens (bytes) left over all classes; negative while senders pay off a batch.
