@@ -29,8 +29,9 @@
 //!   the budget offered in the period was taken by nobody) while compression took a real share
 //!   of the cores: batches come out slower than the link takes them. Each partition compresses
 //!   its own batches one after another, so at a high level a few partitions' next batches are
-//!   not ready when the budget could take them, even with cores to spare. One level down, and
-//!   no higher than that for [`HOLD_PERIODS`]; then the level above is tried again, since the
+//!   not ready when the budget could take them, even with cores to spare. After
+//!   [`STARVED_PERIODS`] such periods in a row (one alone is often the ramp after a pause), one
+//!   level down, and no higher than that for [`HOLD_PERIODS`]; then the level above is tried again, since the
 //!   partitions' pace changes (a backlog drains, fewer partitions remain). Without this the
 //!   control raised the level while senders queued and nothing lowered it: a drain after a cut
 //!   used 87% of the budget at levels 17-18 and all of it at 15.
@@ -66,7 +67,10 @@ const LINK_BOUND: f64 = 0.5;
 /// Share of the budget's bytes in a period that nobody took above which the link was not full.
 const SPARE: f64 = 0.03;
 /// Share of the cores compressing below which compression cannot be why the link went unused.
-const STARVED_CPU: f64 = 0.1;
+const STARVED_CPU: f64 = 0.15;
+/// Starved periods in a row that lower the level: one alone is often the ramp after a pause
+/// (partitions resuming, batches growing), which a lower level does not help.
+const STARVED_PERIODS: u32 = 2;
 /// Periods during which the level stays at or below the one a starved link lowered it to.
 const HOLD_PERIODS: u32 = 30;
 
@@ -91,15 +95,17 @@ pub struct LevelControl {
     target: Mutex<TargetWaits>,
     /// The counters at the last [`LevelControl::adapt`].
     window: Mutex<LevelWindow>,
-    /// The highest level allowed for a while after a starved link lowered it.
+    /// Starved periods in a row, and the highest level allowed for a while after they lowered it.
     ceiling: Mutex<Ceiling>,
 }
 
-/// A level the control does not raise above for `periods` more periods.
+/// A level the control does not raise above for `periods` more periods; `starved` periods in a
+/// row so far.
 #[derive(Debug, Default, Clone, Copy)]
 struct Ceiling {
     level: i32,
     periods: u32,
+    starved: u32,
 }
 
 /// Time during which at least one writer waited for the target: on the same scale as the
@@ -336,6 +342,8 @@ impl LevelControl {
         let spare = period.unused > SPARE;
         let current = self.level();
         let mut ceiling = self.ceiling.lock();
+        let starved = link_bound && spare && cpu_share > STARVED_CPU && cpu_share <= CPU_BOUND;
+        ceiling.starved = if starved { ceiling.starved + 1 } else { 0 };
         let cap = if ceiling.periods > 0 {
             ceiling.periods -= 1;
             ceiling.level.max(current)
@@ -355,11 +363,12 @@ impl LevelControl {
                 _ => current,
             };
             raised.min(cap)
-        } else if link_bound && spare && cpu_share > STARVED_CPU && cpu_share <= CPU_BOUND {
+        } else if starved && ceiling.starved >= STARVED_PERIODS {
             // Starved: see the module docs.
             *ceiling = Ceiling {
                 level: current - 1,
                 periods: HOLD_PERIODS,
+                starved: 0,
             };
             current - 1
         } else if cpu_share > CPU_BOUND || (!link_bound && cpu_share > CPU_SHARE) {
@@ -453,7 +462,12 @@ mod tests {
         // The model says 16 fits 200 kB/s within half of two cores.
         let c = seeded(17, 1, 19);
         // Senders queued most of the period, yet 10% of the budget went unused, compression at
-        // a quarter of the cores: one level down.
+        // a quarter of the cores: once may be a ramp, twice in a row is one level down.
+        assert_eq!(c.step(starved(1.6, 1.0, 0.1), 2), 17);
+        assert_eq!(c.step(starved(1.6, 1.0, 0.1), 2), 16);
+        // A full period between starved ones starts the count again.
+        assert_eq!(c.step(starved(1.6, 1.0, 0.1), 2), 16);
+        assert_eq!(c.step(period(1.8, 1.0, 200_000.0), 2), 16);
         assert_eq!(c.step(starved(1.6, 1.0, 0.1), 2), 16);
         assert_eq!(c.step(starved(1.6, 1.0, 0.1), 2), 15);
         // Full again: the fitting level (16) is above the ceiling (15) for a while...
@@ -467,8 +481,9 @@ mod tests {
     #[test]
     fn unused_link_without_compression_to_blame_holds_the_level() {
         let c = seeded(12, 1, 19);
-        // Compression at 5% of the cores cannot be why batches were late: hold.
-        assert_eq!(c.step(starved(1.6, 0.2, 0.2), 2), 12);
+        // Compression at 10% of the cores cannot be why batches were late: hold.
+        assert_eq!(c.step(starved(1.6, 0.4, 0.2), 2), 12);
+        assert_eq!(c.step(starved(1.6, 0.4, 0.2), 2), 12);
         // Senders hardly waited: nothing says the link was the limit; hold.
         assert_eq!(c.step(starved(0.2, 1.0, 0.2), 2), 12);
         // A link used to within the margin is full: up to the fitting level.

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::protocol::Request;
 
 use super::cluster::Cluster;
@@ -18,19 +17,20 @@ use super::requests::{
 };
 use super::TopicPartition;
 
-/// A produce request on the wire.
+/// A batch queued for the wire (in a produce request shared with other partitions).
 #[derive(Debug)]
 pub struct PendingProduce {
-    tp: TopicPartition,
     broker: String,
-    in_flight: super::conn::InFlight<ProduceRequest>,
+    acked: super::produces::Acked,
 }
 
 impl PendingProduce {
     /// Waits for the broker's acknowledgement.
     pub async fn ack(self) -> Result<ProduceAck> {
-        let (response, _) = self.in_flight.response().await?;
-        requests::process_produce(&response, &self.broker, &self.tp)
+        let broker = self.broker;
+        self.acked
+            .await
+            .map_err(|_| super::gather::stopped(&broker, "produce"))?
     }
 }
 
@@ -161,18 +161,17 @@ impl Cluster {
         self.start_produce(tp, batch, timeout_ms).await?.ack().await
     }
 
-    /// Puts one record batch for a partition on the wire (to its leader) and returns a handle to
-    /// the acknowledgement. Batches started one after another on the same leader are written
-    /// and answered in that order.
+    /// Queues one record batch for a partition for the wire (its lane to the leader), in the
+    /// next produce request on that connection (shared with the other partitions that queue one
+    /// meanwhile: [`super::produces`]), and returns a handle to the acknowledgement. Batches
+    /// started one after another for a partition are written and answered in that order.
     pub async fn start_produce(&self, tp: &TopicPartition, batch: Bytes, timeout_ms: i32) -> Result<PendingProduce> {
-        let request = requests::build_produce(tp, batch, timeout_ms);
         let conn = self.lane_conn(tp).await?;
-        let in_flight = conn.enqueue(&request).await?;
-        Ok(PendingProduce {
-            tp: tp.clone(),
-            broker: conn.broker().to_owned(),
-            in_flight,
-        })
+        let broker = conn.broker().to_owned();
+        let produces = self.produces.get_or_init(super::produces::Produces::start);
+        // Boxed: this future sits in every partition task's, which is kept small.
+        let acked = Box::pin(produces.produce(conn, tp, batch, timeout_ms)).await?;
+        Ok(PendingProduce { broker, acked })
     }
 
     /// Asks for a new idempotent (non-transactional) producer id.

@@ -45,6 +45,8 @@ pub struct Cluster {
     pub(super) fetches: std::sync::OnceLock<super::fetches::Fetches>,
     /// So do ListOffsets; started on first use.
     pub(super) lists: std::sync::OnceLock<super::lists::Lists>,
+    /// Produce requests shared by the partitions of a connection, started on first use.
+    pub(super) produces: std::sync::OnceLock<super::produces::Produces>,
     state: Mutex<State>,
     /// Woken when a connection opens after its slot failed to connect: the cluster is reachable
     /// again, so whoever waits out a retry delay may try now.
@@ -141,6 +143,7 @@ impl Cluster {
             own_lane: None,
             fetches: std::sync::OnceLock::new(),
             lists: std::sync::OnceLock::new(),
+            produces: std::sync::OnceLock::new(),
             state: Mutex::new(State::default()),
             reconnected: tokio::sync::Notify::new(),
         }

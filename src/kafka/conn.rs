@@ -103,7 +103,7 @@ pub struct Conn {
     timeout: Duration,
     versions: BrokerVersions,
     next_correlation: Arc<AtomicI32>,
-    outgoing: mpsc::Sender<Bytes>,
+    outgoing: mpsc::Sender<Outgoing>,
     pending: Arc<Mutex<Pending>>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
@@ -209,7 +209,7 @@ impl Conn {
         }
 
         let pending = Arc::new(Mutex::new(Pending::default()));
-        let (outgoing, queue) = mpsc::channel::<Bytes>(OUTGOING_QUEUE);
+        let (outgoing, queue) = mpsc::channel::<Outgoing>(OUTGOING_QUEUE);
         let (reader, writer) = match stream {
             Stream::Plain(tcp) => {
                 let (read_half, write_half) = tokio::io::split(tcp);
@@ -273,17 +273,31 @@ impl Conn {
 
     /// [`Self::send`], at version `cap` at most.
     pub async fn send_at_most<R: Request>(&self, request: &R, cap: i16) -> Result<(R::Response, i16)> {
-        self.enqueue_at_most(request, cap).await?.response().await
+        self.enqueue_at_most(request, cap, None).await?.response().await
     }
 
     /// Queues a request for the wire and returns at once with a handle to its response.
     /// Requests queued one after another on a connection are written, and answered, in that
     /// order: this is how several produce requests of one partition stay in flight in order.
     pub async fn enqueue<R: Request>(&self, request: &R) -> Result<InFlight<R>> {
-        self.enqueue_at_most(request, i16::MAX).await
+        self.enqueue_at_most(request, i16::MAX, None).await
     }
 
-    async fn enqueue_at_most<R: Request>(&self, request: &R, cap: i16) -> Result<InFlight<R>> {
+    /// [`Self::enqueue`], and a signal sent when the writer starts writing the request to the
+    /// socket (every request queued before it is then written); dropped unsent if the
+    /// connection fails first.
+    pub async fn enqueue_started<R: Request>(&self, request: &R) -> Result<(InFlight<R>, oneshot::Receiver<()>)> {
+        let (started, on_started) = oneshot::channel();
+        let in_flight = self.enqueue_at_most(request, i16::MAX, Some(started)).await?;
+        Ok((in_flight, on_started))
+    }
+
+    async fn enqueue_at_most<R: Request>(
+        &self,
+        request: &R,
+        cap: i16,
+        started: Option<oneshot::Sender<()>>,
+    ) -> Result<InFlight<R>> {
         let version = self.version_at_most::<R>(cap)?;
         let api = api_key::<R>();
         let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
@@ -298,7 +312,7 @@ impl Conn {
             pending.waiters.insert(correlation_id, tx);
         }
         let bytes = frame.len();
-        if self.outgoing.send(frame).await.is_err() {
+        if self.outgoing.send(Outgoing { frame, started }).await.is_err() {
             self.pending.lock().waiters.remove(&correlation_id);
             return Err(self.lost(None));
         }
@@ -322,6 +336,13 @@ impl Conn {
             source,
         }
     }
+}
+
+/// An encoded request waiting for the writer, and who wants to know when it starts on it.
+#[derive(Debug)]
+struct Outgoing {
+    frame: Bytes,
+    started: Option<oneshot::Sender<()>>,
 }
 
 /// A request on the wire whose response has not been read yet.
@@ -504,7 +525,7 @@ impl Reauth {
 fn spawn_io<R, W>(
     read_half: R,
     mut write_half: W,
-    mut queue: mpsc::Receiver<Bytes>,
+    mut queue: mpsc::Receiver<Outgoing>,
     pending: &Arc<Mutex<Pending>>,
     mut reauth: Option<Reauth>,
 ) -> (JoinHandle<()>, JoinHandle<()>)
@@ -540,15 +561,18 @@ where
                 }
                 frame = queue.recv() => frame,
             };
-            let Some(frame) = frame else {
+            let Some(Outgoing { frame, started }) = frame else {
                 return;
             };
+            if let Some(started) = started {
+                let _ = started.send(());
+            }
             // TLS buffers records: flush so a request is not held back until the next one.
-            let written = async {
+            let sent = async {
                 write_half.write_all(&frame).await?;
                 write_half.flush().await
             };
-            if let Err(e) = written.await {
+            if let Err(e) = sent.await {
                 writer_pending.lock().fail_all(Arc::new(e));
                 return;
             }

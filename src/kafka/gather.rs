@@ -1,8 +1,9 @@
-//! What Fetch and ListOffsets share ([`super::fetches`], [`super::lists`]): callers ask about one
-//! partition each, a task gathers the questions by broker connection, and each connection has
-//! one request in flight, holding every question asked while the previous one was out. A broker
-//! answers a connection's requests one at a time, so one request per partition would queue each
-//! behind all the others.
+//! What Fetch, ListOffsets and Produce share ([`super::fetches`], [`super::lists`],
+//! [`super::produces`]): callers ask about one partition each, a task gathers the questions by
+//! broker connection, and each connection has one request at a time on its way, holding every
+//! question asked while the previous one was (answered for fetches and lists; for produces,
+//! until the writer started on it). A broker answers a connection's requests one at a time, so one request per
+//! partition would queue each behind all the others.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -47,10 +48,21 @@ pub(super) async fn ask<Q, A>(
     what: &str,
 ) -> Result<A> {
     let broker = conn.broker().to_owned();
-    let gone = || Error::ConnectionLost {
-        broker: broker.clone(),
-        source: Some(Arc::new(std::io::Error::other(format!("the {what} queue stopped")))),
-    };
+    let answer = put(queue, conn, tp, asks, what).await?;
+    answer.await.map_err(|_| stopped(&broker, what))?
+}
+
+/// Queues `asks` of `tp` on `conn` for the next request to that broker, through `queue`, and
+/// returns where the answer will come: questions queued one after another are asked in that
+/// order. Dropping the receiver withdraws the question if it has not gone yet.
+pub(super) async fn put<Q, A>(
+    queue: &mpsc::Sender<Question<Q, A>>,
+    conn: Arc<Conn>,
+    tp: &TopicPartition,
+    asks: Q,
+    what: &str,
+) -> Result<oneshot::Receiver<Result<A>>> {
+    let broker = conn.broker().to_owned();
     let (reply, answer) = oneshot::channel();
     let question = Question {
         conn,
@@ -58,13 +70,22 @@ pub(super) async fn ask<Q, A>(
         asks,
         reply,
     };
-    queue.send(question).await.map_err(|_| gone())?;
-    answer.await.map_err(|_| gone())?
+    queue.send(question).await.map_err(|_| stopped(&broker, what))?;
+    Ok(answer)
 }
 
-/// Gathers questions by connection and keeps one request in flight per connection until the
-/// queue is dropped. `split` takes a request's questions from those waiting (the rest wait for
-/// the next one); `send` sends them, answers them and returns those to ask again.
+/// The error of a question whose queue stopped before it was answered.
+pub(super) fn stopped(broker: &str, what: &str) -> Error {
+    Error::ConnectionLost {
+        broker: broker.to_owned(),
+        source: Some(Arc::new(std::io::Error::other(format!("the {what} queue stopped")))),
+    }
+}
+
+/// Gathers questions by connection and keeps one `send` going per connection until the queue
+/// is dropped. `split` takes a request's questions from those waiting (the rest wait
+/// for the next one); `send` sends them and returns those to ask again once the connection may
+/// take another request (after the answer, or earlier when answers are handed on).
 pub(super) async fn gather<Q, A, S, F>(mut rx: mpsc::Receiver<Question<Q, A>>, split: Split<Q, A>, send: S)
 where
     Q: Send + 'static,

@@ -16,6 +16,7 @@ mod gather;
 mod groups;
 mod lists;
 mod pace;
+mod produces;
 mod requests;
 pub mod retry;
 mod sasl;

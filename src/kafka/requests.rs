@@ -351,30 +351,58 @@ pub(super) fn process_fetched_partition(p: PartitionData, tp: &TopicPartition) -
     }))
 }
 
-/// One record batch for a partition, acks=all.
-pub(super) fn build_produce(tp: &TopicPartition, batch: Bytes, timeout_ms: i32) -> ProduceRequest {
+/// One record batch for each partition of `batches` (each named once: a produce request
+/// carries one batch per partition), acks=all.
+pub(super) fn build_produce_each(batches: &[(&TopicPartition, Bytes)], timeout_ms: i32) -> ProduceRequest {
+    let mut by_topic: BTreeMap<&str, Vec<PartitionProduceData>> = BTreeMap::new();
+    for (tp, batch) in batches {
+        by_topic.entry(tp.topic.as_str()).or_default().push(
+            PartitionProduceData::default()
+                .with_index(tp.partition)
+                .with_records(Some(batch.clone())),
+        );
+    }
     ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(timeout_ms)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(&tp.topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(tp.partition)
-                .with_records(Some(batch))])])
+        .with_topic_data(
+            by_topic
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    TopicProduceData::default()
+                        .with_name(topic_name(topic))
+                        .with_partition_data(partitions)
+                })
+                .collect(),
+        )
 }
 
-pub(super) fn process_produce(response: &ProduceResponse, broker: &str, tp: &TopicPartition) -> Result<ProduceAck> {
-    let p = response
-        .responses
-        .iter()
-        .flat_map(|t| t.partition_responses.iter())
-        .find(|p| p.index == tp.partition)
-        .ok_or_else(|| missing(broker, ApiKey::Produce, tp))?;
-    partition_err(ApiKey::Produce, tp, p.error_code, p.error_message.as_ref())?;
-    Ok(ProduceAck {
-        base_offset: p.base_offset,
-        throttle_ms: response.throttle_time_ms,
-    })
+/// The acknowledgement of each partition of a [`build_produce_each`] request, in the order
+/// asked: its base offset, or its own error (one absent from the answer included).
+pub(super) fn process_produce_each(
+    response: &ProduceResponse,
+    broker: &str,
+    tps: &[TopicPartition],
+) -> Vec<Result<ProduceAck>> {
+    let mut answered: HashMap<(&str, i32), &kafka_protocol::messages::produce_response::PartitionProduceResponse> =
+        HashMap::new();
+    for t in &response.responses {
+        for p in &t.partition_responses {
+            answered.insert((t.name.0.as_str(), p.index), p);
+        }
+    }
+    tps.iter()
+        .map(|tp| {
+            let p = answered
+                .get(&(tp.topic.as_str(), tp.partition))
+                .ok_or_else(|| missing(broker, ApiKey::Produce, tp))?;
+            partition_err(ApiKey::Produce, tp, p.error_code, p.error_message.as_ref())?;
+            Ok(ProduceAck {
+                base_offset: p.base_offset,
+                throttle_ms: response.throttle_time_ms,
+            })
+        })
+        .collect()
 }
 
 /// A new idempotent (non-transactional) producer id.

@@ -11,25 +11,74 @@ fn tp() -> TopicPartition {
 }
 
 #[test]
-fn a_produce_answer_names_its_partition_error_and_throttle() {
+fn a_produce_request_carries_one_batch_per_partition_by_topic() {
+    let (a, b, c) = (tp(), TopicPartition::new("spans", 4), TopicPartition::new("logs", 0));
+    let request = build_produce_each(
+        &[
+            (&a, Bytes::from_static(b"a")),
+            (&b, Bytes::from_static(b"b")),
+            (&c, Bytes::from_static(b"c")),
+        ],
+        30_000,
+    );
+    assert_eq!((request.acks, request.timeout_ms), (-1, 30_000));
+    let sent: Vec<(String, i32, Option<Bytes>)> = request
+        .topic_data
+        .iter()
+        .flat_map(|t| {
+            t.partition_data
+                .iter()
+                .map(|p| (t.name.0.to_string(), p.index, p.records.clone()))
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            ("logs".to_owned(), 0, Some(Bytes::from_static(b"c"))),
+            ("spans".to_owned(), 3, Some(Bytes::from_static(b"a"))),
+            ("spans".to_owned(), 4, Some(Bytes::from_static(b"b"))),
+        ]
+    );
+}
+
+#[test]
+fn a_produce_answer_names_each_partitions_error_and_throttle() {
     let answer = |code: i16, base_offset| {
         ProduceResponse::default()
             .with_throttle_time_ms(250)
-            .with_responses(vec![TopicProduceResponse::default()
-                .with_name(topic_name("spans"))
-                .with_partition_responses(vec![PartitionProduceResponse::default()
-                    .with_index(3)
-                    .with_error_code(code)
-                    .with_base_offset(base_offset)])])
+            .with_responses(vec![
+                TopicProduceResponse::default()
+                    .with_name(topic_name("spans"))
+                    .with_partition_responses(vec![
+                        PartitionProduceResponse::default()
+                            .with_index(3)
+                            .with_error_code(code)
+                            .with_base_offset(base_offset),
+                        PartitionProduceResponse::default().with_index(5).with_base_offset(7),
+                    ]),
+                // Another topic's partition 4: not spans/4.
+                TopicProduceResponse::default()
+                    .with_name(topic_name("logs"))
+                    .with_partition_responses(vec![PartitionProduceResponse::default().with_index(4)]),
+            ])
     };
-    let ack = process_produce(&answer(0, 42), "b1:9092", &tp()).expect("ok");
-    assert_eq!((ack.base_offset, ack.throttle_ms), (42, 250));
-    let err = process_produce(&answer(ResponseError::NotLeaderOrFollower.code(), -1), "b1:9092", &tp())
-        .expect_err("error code");
+    let asked = [tp(), TopicPartition::new("spans", 5), TopicPartition::new("spans", 4)];
+    let acks = process_produce_each(&answer(0, 42), "b1:9092", &asked);
+    let ok: Vec<Option<(i64, i32)>> = acks
+        .iter()
+        .map(|a| a.as_ref().ok().map(|a| (a.base_offset, a.throttle_ms)))
+        .collect();
+    assert_eq!(ok, vec![Some((42, 250)), Some((7, 250)), None]);
+    assert!(matches!(acks[2], Err(Error::MissingInResponse { .. })), "{:?}", acks[2]);
+    let acks = process_produce_each(
+        &answer(ResponseError::NotLeaderOrFollower.code(), -1),
+        "b1:9092",
+        &asked,
+    );
+    let err = acks[0].as_ref().expect_err("error code");
     assert_eq!(err.code(), Some(ResponseError::NotLeaderOrFollower));
     assert!(err.to_string().contains("spans/3"), "{err}");
-    let other = process_produce(&answer(0, 42), "b1:9092", &TopicPartition::new("spans", 4)).expect_err("absent");
-    assert!(matches!(other, Error::MissingInResponse { .. }), "{other:?}");
+    assert!(acks[1].is_ok(), "{:?}", acks[1]);
 }
 
 #[test]
