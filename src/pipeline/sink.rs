@@ -47,8 +47,11 @@ use crate::kafka::{self, ProduceAck, ProducerIdentity, TopicPartition};
 /// deltas, counts as varints): an estimate for reserving batch memory.
 const RECORD_FRAMING_BYTES: usize = 16;
 
-/// Request bytes around the records of a one-partition produce, plus the topic name.
-const PRODUCE_OVERHEAD_BYTES: usize = 80;
+/// Request bytes a batch adds around its records: its partition's entry in a produce request
+/// shared with the connection's other partitions (index, length, tagged fields: about 8
+/// bytes) and its share of the request's header and topic name. A request of one batch
+/// carries about 50 bytes more, which the socket pace's headroom takes.
+const PRODUCE_OVERHEAD_BYTES: usize = 16;
 
 /// The reason of the stop once a catch-up's backlog is drained.
 pub(super) const DRAINED: &str = "the backlog is drained: merging the ranges";
@@ -507,7 +510,7 @@ impl<T: Fetch + Produce> Sink<T> {
     /// for the budget beside the loop instead ([`Parked`]).
     async fn send(&mut self, side: Side, ready: Ready) -> Result<(), Stop> {
         let on_the_wire = self.memory.split_built(ready.uncompressed_len, ready.bytes.len());
-        let wire_bytes = ready.bytes.len() + PRODUCE_OVERHEAD_BYTES + self.target_tp.topic.len();
+        let wire_bytes = ready.bytes.len() + PRODUCE_OVERHEAD_BYTES;
         let budget = Arc::clone(&self.settings.budget);
         let topic = self.target_tp.topic.clone();
         if self.backlog.is_none() {
