@@ -25,9 +25,10 @@
 //!   not the limit): down to the level that fits, at least one level, at once. The period's
 //!   batches have already lowered the speed estimates (a busier machine compresses slower per
 //!   second of compression time), so the fitting level reflects the CPU now available.
-//! - Link-bound under a budget, yet part of the link went unused (more than [`SPARE`] of what
-//!   the budget offered in the period was taken by nobody) while compression took a real share
-//!   of the cores: batches come out slower than the link takes them. Each partition compresses
+//! - Senders queued for the budget (more than [`STARVED_WAIT`] of the period), yet part of the
+//!   link went unused (more than [`SPARE`] of what the budget offered in the period was taken
+//!   by nobody) while compression took a real share of the cores: batches come out slower
+//!   than the link takes them. Each partition compresses
 //!   its own batches one after another, so at a high level a few partitions' next batches are
 //!   not ready when the budget could take them, even with cores to spare. After
 //!   [`STARVED_PERIODS`] such periods in a row (one alone is often the ramp after a pause), one
@@ -71,6 +72,10 @@ const STARVED_CPU: f64 = 0.15;
 /// Starved periods in a row that lower the level: one alone is often the ramp after a pause
 /// (partitions resuming, batches growing), which a lower level does not help.
 const STARVED_PERIODS: u32 = 2;
+/// Batches smaller than this compress without waiting for a compression slot.
+const SMALL_BATCH_BYTES: usize = 64 * 1024;
+/// Share of the period senders waited for the link above which they had batches to send.
+const STARVED_WAIT: f64 = 0.1;
 /// Periods during which the level stays at or below the one a starved link lowered it to.
 const HOLD_PERIODS: u32 = 30;
 
@@ -228,14 +233,20 @@ impl LevelControl {
         )
     }
 
-    /// Runs `compress` (one batch's zstd compression: up to a second for 1 MiB at the highest
-    /// levels on a busy machine) once fewer batches than cores are compressing, and on a
-    /// multi-thread runtime inside `block_in_place`, so the worker's other tasks (the paced
-    /// socket writers, the control loop) move to another thread meanwhile instead of stalling
-    /// and losing budget. Elsewhere (tests' current-thread runtimes) it runs inline.
-    pub async fn compress<T>(&self, compress: impl FnOnce() -> T) -> T {
+    /// Runs `compress` (one batch's zstd compression of `bytes`: up to a second for 1 MiB at
+    /// the highest levels on a busy machine) once fewer batches than cores are compressing,
+    /// and on a multi-thread runtime inside `block_in_place`, so the worker's other tasks (the
+    /// paced socket writers, the control loop) move to another thread meanwhile instead of
+    /// stalling and losing budget. Elsewhere (tests' current-thread runtimes) it runs inline.
+    /// A batch under [`SMALL_BATCH_BYTES`] (a few milliseconds at any level: new records of a
+    /// catch-up, live traffic) does not queue for a slot behind large ones.
+    pub async fn compress<T>(&self, bytes: usize, compress: impl FnOnce() -> T) -> T {
         // The semaphore is never closed.
-        let _slot = self.compress_slots.acquire().await.ok();
+        let _slot = if bytes < SMALL_BATCH_BYTES {
+            None
+        } else {
+            self.compress_slots.acquire().await.ok()
+        };
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(compress),
             _ => compress(),
@@ -342,7 +353,8 @@ impl LevelControl {
         let spare = period.unused > SPARE;
         let current = self.level();
         let mut ceiling = self.ceiling.lock();
-        let starved = link_bound && spare && cpu_share > STARVED_CPU && cpu_share <= CPU_BOUND;
+        let queued = period.waited.as_secs_f64() / wall > STARVED_WAIT;
+        let starved = queued && spare && cpu_share > STARVED_CPU && cpu_share <= CPU_BOUND;
         ceiling.starved = if starved { ceiling.starved + 1 } else { 0 };
         let cap = if ceiling.periods > 0 {
             ceiling.periods -= 1;
@@ -484,10 +496,33 @@ mod tests {
         // Compression at 10% of the cores cannot be why batches were late: hold.
         assert_eq!(c.step(starved(1.6, 0.4, 0.2), 2), 12);
         assert_eq!(c.step(starved(1.6, 0.4, 0.2), 2), 12);
-        // Senders hardly waited: nothing says the link was the limit; hold.
-        assert_eq!(c.step(starved(0.2, 1.0, 0.2), 2), 12);
+        // Senders hardly waited (live traffic under the budget): nothing was late; hold.
+        assert_eq!(c.step(starved(0.1, 1.0, 0.2), 2), 12);
+        assert_eq!(c.step(starved(0.1, 1.0, 0.2), 2), 12);
         // A link used to within the margin is full: up to the fitting level.
         assert_eq!(c.step(starved(1.6, 1.0, 0.02), 2), 16);
+        // At 16, senders queue a fifth of each period and a tenth of the link goes unused:
+        // batches are late, though the link is not the limit by half the period; down.
+        assert_eq!(c.step(starved(0.4, 1.0, 0.1), 2), 16);
+        assert_eq!(c.step(starved(0.4, 1.0, 0.1), 2), 15);
+    }
+
+    #[tokio::test]
+    async fn small_batches_do_not_queue_behind_large_ones_for_compression() {
+        let c = LevelControl::new(3, 1, 19);
+        // Every slot held by a large batch that does not finish.
+        let permits = c.compress_slots.available_permits();
+        let held = c.compress_slots.acquire_many(permits as u32).await.expect("open");
+        assert_eq!(c.compress(4 * 1024, || 7).await, 7);
+        // Polled once: a large batch waits for a slot.
+        let large = tokio::select! {
+            biased;
+            v = c.compress(1 << 20, || 8) => Some(v),
+            () = std::future::ready(()) => None,
+        };
+        assert_eq!(large, None, "a large batch went without a slot");
+        drop(held);
+        assert_eq!(c.compress(1 << 20, || 9).await, 9);
     }
 
     #[tokio::test(start_paused = true)]

@@ -19,7 +19,9 @@
 //!
 //! A backlog batch never holds the loop up: the backlog takes a chunk or builds a batch only
 //! when the window has room for it, and a built batch waits for the budget beside the loop
-//! ([`Parked`]), so new records are taken, batched and sent meanwhile. One backlog batch
+//! ([`Parked`]), so new records are taken, batched and sent meanwhile. Its admission runs on a
+//! task of its own ([`crate::budget::Admission`]): the loop may be compressing when the
+//! budget's turn comes, and the turn is taken then, not when the loop next looks. One backlog batch
 //! waits at a time; the backlog's next is built once it is on the wire, and the rest of a
 //! chunk that fills more than one batch waits for that ([`Rest`]).
 
@@ -476,7 +478,7 @@ impl<T: Fetch + Produce> Sink<T> {
         let level = Arc::clone(&self.settings.level);
         let batcher = &mut self.lane_mut(side).batcher;
         let (ready, took) = level
-            .compress(|| {
+            .compress(batcher.size_bytes(), || {
                 let compress_started = std::time::Instant::now();
                 (batcher.build(until, stamp), compress_started.elapsed())
             })
