@@ -24,9 +24,11 @@ use super::gather;
 use super::requests::{build_produce_each, process_produce_each, ProduceAck};
 use super::TopicPartition;
 
-/// Most bytes of batches one request carries (a first batch goes whatever its size): well under
-/// the broker's `socket.request.max.bytes` (100 MiB by default).
-const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+/// Most bytes of batches one request carries (a first batch goes whatever its size). Small: a
+/// request is answered as a whole, and a batch queued behind it on a paced connection waits for
+/// all of it, so gathering is for many small batches (thousands of partitions after a cut), and
+/// large ones (a catch-up's backlog, 100 kB and more each) still go one per request.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// One partition's batch.
 pub(super) struct Batch {
