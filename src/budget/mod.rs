@@ -32,7 +32,7 @@ pub use crate::config::WeightRule;
 pub use calibrate::CalibrateError;
 pub use level::{LevelControl, TargetWait, CPU_SHARE};
 pub use model::{Estimate, LevelModel, Sample, MAX_LEVEL};
-pub use waiter::{Admission, Budget, WeightsNeedRestart};
+pub use waiter::{Budget, WeightsNeedRestart};
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)

@@ -170,17 +170,6 @@ impl Budget {
         crate::telemetry::BUDGET_THROTTLED.add(waited);
     }
 
-    /// [`Budget::acquire`] on a task of its own: the sender's turn comes, and is taken, when the
-    /// budget has room, whether or not the sender polls the returned [`Admission`] then. A
-    /// partition that parks a batch for the budget and meanwhile compresses the next one
-    /// (blocking its own loop for up to a second) would otherwise hold its class's queue,
-    /// first in line and unpolled, while the bucket filled and overflowed: the link went part
-    /// unused with a sender waiting all along. Dropping the admission leaves the queue.
-    pub fn admit(self: &std::sync::Arc<Self>, topic: String, bytes: usize) -> Admission {
-        let budget = std::sync::Arc::clone(self);
-        Admission(tokio::spawn(async move { budget.acquire(&topic, bytes).await }))
-    }
-
     /// Takes `bytes` for `topic` at once, on credit, ahead of the senders waiting in its class:
     /// a fresh-first catch-up's new records, which must not queue behind the backlog's batches.
     /// The waiting senders pay for them, so the long-run rate holds.
@@ -210,26 +199,6 @@ impl Budget {
 pub struct WeightsNeedRestart {
     pub now: Vec<String>,
     pub asked: Vec<String>,
-}
-
-/// A batch's admission by the budget, taken on a task of its own ([`Budget::admit`]); resolves
-/// once admitted. Dropped before, it leaves the queue.
-#[derive(Debug)]
-pub struct Admission(tokio::task::JoinHandle<()>);
-
-impl std::future::Future for Admission {
-    type Output = ();
-
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        // An aborted or panicked admission has nothing to wait for either.
-        std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ())
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// A sender waiting in [`Budget::acquire`]; dropped before it is served, it leaves its class.
@@ -289,32 +258,6 @@ mod tests {
             sent += chunk;
         }
         sent
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_admission_takes_its_turn_while_its_sender_is_busy_and_leaves_when_dropped() {
-        let budget = Arc::new(Budget::new(100_000, 10_000, Vec::new()));
-        budget.acquire("spans", 50_000).await;
-        // Half a second of debt ahead of it.
-        let admission = budget.admit("spans".to_owned(), 20_000);
-        // The sender does something else for a second, polling nothing.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(budget.taken(), 70_000, "admitted meanwhile");
-        // Its admission is then ready; a sender behind it was never held by it.
-        let started = Instant::now();
-        admission.await;
-        budget.acquire("spans", 1_000).await;
-        assert!(
-            started.elapsed() < Duration::from_millis(200),
-            "{:?}",
-            started.elapsed()
-        );
-        // Dropped while it waits: out of the queue, nothing taken.
-        let taken = budget.taken();
-        drop(budget.admit("spans".to_owned(), 500_000));
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(budget.taken(), taken);
-        assert_eq!(budget.waiting(), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -26,6 +26,7 @@
 //! chunk that fills more than one batch waits for that ([`Rest`]).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -149,8 +150,8 @@ pub(super) struct Parked {
     /// Its share of batch memory, given back once answered.
     on_the_wire: Option<OwnedSemaphorePermit>,
     wire_bytes: usize,
-    /// The budget's admission, on a task of its own; `None` once admitted.
-    admit: Option<crate::budget::Admission>,
+    /// The budget's admission; `None` once admitted.
+    admit: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl std::fmt::Debug for Parked {
@@ -526,7 +527,7 @@ impl<T: Fetch + Produce> Sink<T> {
                 ready,
                 on_the_wire,
                 wire_bytes,
-                admit: Some(budget.admit(topic, wire_bytes)),
+                admit: Some(Box::pin(async move { budget.acquire(&topic, wire_bytes).await })),
             }));
             return Ok(());
         }
@@ -722,7 +723,7 @@ impl<T: Fetch + Produce> Sink<T> {
 /// The parked batch's admission by the budget; never, without one waiting.
 async fn admission(parked: &mut Option<Box<Parked>>) {
     match parked.as_mut().and_then(|p| p.admit.as_mut()) {
-        Some(admit) => admit.await,
+        Some(admit) => admit.as_mut().await,
         None => std::future::pending().await,
     }
 }
