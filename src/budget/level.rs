@@ -32,7 +32,10 @@
 //!   its own batches one after another, so at a high level a few partitions' next batches are
 //!   not ready when the budget could take them, even with cores to spare. After
 //!   [`STARVED_PERIODS`] such periods in a row (one alone is often the ramp after a pause), one
-//!   level down, and no higher than that for [`HOLD_PERIODS`]; then the level above is tried again, since the
+//!   level down, and no higher than that for [`HOLD_PERIODS`], but never below the level the
+//!   last raise started from: only a raise is undone this way. Link left unused has other
+//!   causes (partitions resuming after a cut, thousands of small batches) that a lower level
+//!   does not cure; then the level above is tried again, since the
 //!   partitions' pace changes (a backlog drains, fewer partitions remain). Without this the
 //!   control raised the level while senders queued and nothing lowered it: a drain after a cut
 //!   used 87% of the budget at levels 17-18 and all of it at 15.
@@ -105,12 +108,13 @@ pub struct LevelControl {
 }
 
 /// A level the control does not raise above for `periods` more periods; `starved` periods in a
-/// row so far.
+/// row so far; the level the last raise started from, while the level is above it.
 #[derive(Debug, Default, Clone, Copy)]
 struct Ceiling {
     level: i32,
     periods: u32,
     starved: u32,
+    raised_from: Option<i32>,
 }
 
 /// Time during which at least one writer waited for the target: on the same scale as the
@@ -375,12 +379,16 @@ impl LevelControl {
                 _ => current,
             };
             raised.min(cap)
-        } else if starved && ceiling.starved >= STARVED_PERIODS {
-            // Starved: see the module docs.
+        } else if starved
+            && ceiling.starved >= STARVED_PERIODS
+            && ceiling.raised_from.is_some_and(|from| current > from)
+        {
+            // Starved after a raise: see the module docs.
             *ceiling = Ceiling {
                 level: current - 1,
                 periods: HOLD_PERIODS,
                 starved: 0,
+                raised_from: ceiling.raised_from,
             };
             current - 1
         } else if cpu_share > CPU_BOUND || (!link_bound && cpu_share > CPU_SHARE) {
@@ -396,6 +404,11 @@ impl LevelControl {
         };
         model.age();
         let next = next.clamp(self.min, self.max);
+        if next > current {
+            ceiling.raised_from = Some(current);
+        } else if ceiling.raised_from.is_some_and(|from| next <= from) {
+            ceiling.raised_from = None;
+        }
         tracing::debug!(
             level = current,
             next,
@@ -470,21 +483,32 @@ mod tests {
     }
 
     #[test]
-    fn a_link_left_part_unused_while_senders_queue_lowers_the_level_and_holds_it() {
+    fn a_link_left_part_unused_after_a_raise_undoes_it_and_holds_it() {
         // The model says 16 fits 200 kB/s within half of two cores.
-        let c = seeded(17, 1, 19);
+        let c = seeded(14, 1, 19);
+        // Unused link with no raise to blame (the ramp after a cut): the level holds.
+        for _ in 0..3 {
+            assert_eq!(c.step(starved(1.6, 1.0, 0.1), 2), 14);
+        }
+        // A full period: up to 16.
+        assert_eq!(c.step(period(1.8, 1.0, 200_000.0), 2), 16);
         // Senders queued most of the period, yet 10% of the budget went unused, compression at
         // a quarter of the cores: once may be a ramp, twice in a row is one level down.
-        assert_eq!(c.step(starved(1.6, 1.0, 0.1), 2), 17);
-        assert_eq!(c.step(starved(1.6, 1.0, 0.1), 2), 16);
-        // A full period between starved ones starts the count again.
-        assert_eq!(c.step(starved(1.6, 1.0, 0.1), 2), 16);
-        assert_eq!(c.step(period(1.8, 1.0, 200_000.0), 2), 16);
         assert_eq!(c.step(starved(1.6, 1.0, 0.1), 2), 16);
         assert_eq!(c.step(starved(1.6, 1.0, 0.1), 2), 15);
-        // Full again: the fitting level (16) is above the ceiling (15) for a while...
-        for _ in 0..HOLD_PERIODS {
-            assert_eq!(c.step(period(1.8, 1.0, 200_000.0), 2), 15);
+        // A full period between starved ones starts the count again.
+        assert_eq!(c.step(starved(1.6, 1.0, 0.1), 2), 15);
+        assert_eq!(c.step(period(1.8, 1.0, 200_000.0), 2), 15);
+        assert_eq!(c.step(starved(1.6, 1.0, 0.1), 2), 15);
+        assert_eq!(c.step(starved(1.6, 1.0, 0.1), 2), 14);
+        // Down to where the raise started, and no further.
+        for _ in 0..4 {
+            assert_eq!(c.step(starved(1.6, 1.0, 0.1), 2), 14);
+        }
+        // Full again: the fitting level (16) is above the ceiling (14) for a while (30
+        // periods from the drop, four of them gone)...
+        for _ in 4..HOLD_PERIODS {
+            assert_eq!(c.step(period(1.8, 1.0, 200_000.0), 2), 14);
         }
         // ...then tried again.
         assert_eq!(c.step(period(1.8, 1.0, 200_000.0), 2), 16);
