@@ -216,14 +216,16 @@ fn xerial_blocks(input: &[u8], base_offset: i64, mut each: impl FnMut(&[u8]) -> 
 /// to create and hold megabytes each, so builders (partitions) share them rather than keep one
 /// each, and they are not tied to threads either: compression runs on whichever thread
 /// `block_in_place` leaves it, and a context per thread grew with the runtime's blocking
-/// threads. Batches compress at most one per core at a time (`budget::LevelControl::compress`),
-/// so about that many are ever in use; at most [`zstd_pool_cap`] are kept.
+/// threads. Batches compress at most two per core at a time, one large and one small
+/// (`budget::LevelControl::compress`), so about that many are ever in use; at most
+/// [`zstd_pool_cap`] are kept.
 static ZSTD_POOL: parking_lot::Mutex<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
     parking_lot::const_mutex(Vec::new());
 
-/// Contexts kept in [`ZSTD_POOL`]: one per core, and one more for the checkpoint writer.
+/// Contexts kept in [`ZSTD_POOL`]: two per core (large and small batches), and one more for
+/// the checkpoint writer.
 fn zstd_pool_cap() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
+    2 * std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
 }
 
 /// A zstd context at `level` in `slot`: the one it holds, set to `level`, or a new one.

@@ -138,6 +138,12 @@ impl Shares {
         c.last_active = Some(now);
     }
 
+    /// Tokens (bytes) of class `i` at `now`.
+    pub(super) fn class_tokens(&mut self, i: usize, now: Duration) -> f64 {
+        self.refill(now);
+        self.classes[i].tokens
+    }
+
     /// Tokens (bytes) over all classes at `now`; negative while senders pay off a batch.
     pub(super) fn tokens(&mut self, now: Duration) -> f64 {
         self.refill(now);
@@ -150,6 +156,8 @@ impl Shares {
 pub(super) struct Pace {
     tokens: f64,
     last_refill: Duration,
+    /// Bytes earned beyond the one-chunk cap: link time no write used.
+    overflow: f64,
 }
 
 impl Pace {
@@ -157,6 +165,7 @@ impl Pace {
         Self {
             tokens: 0.0,
             last_refill: now,
+            overflow: 0.0,
         }
     }
 
@@ -165,7 +174,9 @@ impl Pace {
     pub(super) fn delay(&mut self, rate: f64, chunk: f64, now: Duration) -> Duration {
         let dt = now.saturating_sub(self.last_refill).as_secs_f64();
         self.last_refill = now;
-        self.tokens = (self.tokens + dt * rate).min(chunk);
+        let earned = self.tokens + dt * rate;
+        self.overflow += (earned - chunk).max(0.0);
+        self.tokens = earned.min(chunk);
         if self.tokens >= 0.0 {
             Duration::ZERO
         } else {
@@ -176,6 +187,12 @@ impl Pace {
     /// Records `bytes` written.
     pub(super) fn spend(&mut self, bytes: f64) {
         self.tokens -= bytes;
+    }
+
+    /// Bytes the pace offered that no write took (earned beyond its one-chunk cap), up to the
+    /// last [`Pace::delay`].
+    pub(super) fn unused(&self) -> f64 {
+        self.overflow
     }
 }
 
@@ -278,8 +295,10 @@ mod tests {
         p.spend(500.0);
         assert_eq!(p.delay(1_000.0, 500.0, secs(0.0)), secs(0.5));
         assert_eq!(p.delay(1_000.0, 500.0, secs(0.5)), Duration::ZERO);
-        // A long idle time earns one chunk at the most.
+        assert_eq!(p.unused(), 0.0);
+        // A long idle time earns one chunk at the most; the rest went unused.
         assert_eq!(p.delay(1_000.0, 500.0, secs(60.0)), Duration::ZERO);
+        assert_eq!(p.unused(), 59_000.0);
         p.spend(1_500.0);
         assert_eq!(p.delay(1_000.0, 500.0, secs(60.0)), secs(1.0));
     }

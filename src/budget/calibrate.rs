@@ -1,14 +1,14 @@
 //! The start-up calibration of the level model: compresses a generated sample once at every
-//! level the control may use and times each, on a blocking thread. Levels 1 to 19 took 876 ms
-//! of wall time on a shared 2-core machine with a load average near 10.
+//! level the control may use and times each in CPU time, as real batches are ([`super::cpu`]),
+//! on a blocking thread. Levels 1 to 19 took 876 ms of wall time on a shared 2-core machine
+//! with a load average near 10.
 //!
 //! The sample imitates what strait mostly carries (tracing spans: ids, names from a small set,
 //! timestamps, tags) and is 384 KiB, above zstd's 256 KiB boundary, so every level compresses
 //! it with the parameters it uses on full 1 MiB batches. Its absolute ratio and speed are not
 //! the real data's; the model corrects them from real batches ([`super::model`]).
 
-use std::time::Instant;
-
+use super::cpu::CpuTimer;
 use super::model::Sample;
 
 /// Bytes of the calibration sample.
@@ -23,12 +23,12 @@ pub struct CalibrateError {
     source: std::io::Error,
 }
 
-/// Compresses the sample at each of `levels`, timed by the wall clock.
+/// Compresses the sample at each of `levels`, timed in the thread's CPU time.
 pub(super) fn calibrate(levels: std::ops::RangeInclusive<i32>) -> Result<Vec<Sample>, CalibrateError> {
     let data = sample(SAMPLE_BYTES);
     levels
         .map(|level| {
-            let started = Instant::now();
+            let started = CpuTimer::start();
             let out = zstd::bulk::compress(&data, level).map_err(|source| CalibrateError { level, source })?;
             Ok(Sample {
                 level,

@@ -22,9 +22,10 @@
 //!   When the fitting level is the highest one the model can estimate and it is the current
 //!   one, the level above it is tried, one step, to measure it.
 //! - CPU-bound (compression above 80% of the cores, or above half of them while the link is
-//!   not the limit): down to the level that fits, at least one level, at once. The period's
-//!   batches have already lowered the speed estimates (a busier machine compresses slower per
-//!   second of compression time), so the fitting level reflects the CPU now available.
+//!   not the limit): down to the level that fits, at least one level, at once. Compression is
+//!   timed in the threads' CPU time ([`super::cpu`]), so the share is work done, not the time
+//!   thousands of small batches compressing at once spent waiting for a core; the period's
+//!   batches have already updated the speed estimates.
 //! - Senders queued for the budget (more than [`STARVED_WAIT`] of the period), yet part of the
 //!   link went unused (more than [`SPARE`] of what the budget offered in the period was taken
 //!   by nobody) while compression took a real share of the cores: batches come out slower
@@ -99,6 +100,10 @@ pub struct LevelControl {
     model: Mutex<LevelModel>,
     /// One permit per core: batches compressing at once (see [`LevelControl::compress`]).
     compress_slots: tokio::sync::Semaphore,
+    /// As many more for batches under [`SMALL_BATCH_BYTES`], so they do not queue behind large
+    /// ones, yet thousands of partitions' small batches do not compress at once either (each
+    /// holds a zstd context of megabytes and a blocking thread).
+    small_slots: tokio::sync::Semaphore,
     /// Writers waiting for the target with their in-flight window full.
     target: Mutex<TargetWaits>,
     /// The counters at the last [`LevelControl::adapt`].
@@ -161,6 +166,8 @@ struct LevelWindow {
     /// The budget's bytes admitted so far, and its tokens, at that instant.
     taken: u64,
     tokens: f64,
+    /// The budget's [`Budget::behind`] at that instant.
+    behind: (Duration, Duration, f64),
 }
 
 /// What one control period measured.
@@ -180,6 +187,7 @@ struct Period {
 impl LevelControl {
     /// Starts at `level`, kept within `min..=max`.
     pub fn new(level: i32, min: i32, max: i32) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         Self {
             level: AtomicI32::new(level.clamp(min, max)),
             min,
@@ -187,9 +195,8 @@ impl LevelControl {
             compress_nanos: AtomicU64::new(0),
             compressed_bytes: AtomicU64::new(0),
             model: Mutex::new(LevelModel::default()),
-            compress_slots: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
-            ),
+            compress_slots: tokio::sync::Semaphore::new(cores),
+            small_slots: tokio::sync::Semaphore::new(cores),
             target: Mutex::new(TargetWaits::default()),
             window: Mutex::new(LevelWindow {
                 at: Instant::now(),
@@ -199,6 +206,7 @@ impl LevelControl {
                 compressed_bytes: 0,
                 taken: 0,
                 tokens: 0.0,
+                behind: (Duration::ZERO, Duration::ZERO, 0.0),
             }),
             ceiling: Mutex::new(Ceiling::default()),
         }
@@ -209,7 +217,7 @@ impl LevelControl {
         self.level.load(Ordering::Relaxed)
     }
 
-    /// Measures every level in `min..=max` on a generated sample, by the wall clock, and seeds
+    /// Measures every level in `min..=max` on a generated sample, in CPU time, and seeds
     /// the model with it. Blocks for up to about a second: run it off the runtime.
     pub fn calibrate(&self) -> Result<(), CalibrateError> {
         let samples = calibrate(self.min..=self.max)?;
@@ -243,14 +251,16 @@ impl LevelControl {
     /// paced socket writers, the control loop) move to another thread meanwhile instead of
     /// stalling and losing budget. Elsewhere (tests' current-thread runtimes) it runs inline.
     /// A batch under [`SMALL_BATCH_BYTES`] (a few milliseconds at any level: new records of a
-    /// catch-up, live traffic) does not queue for a slot behind large ones.
+    /// catch-up, live traffic) takes a slot of its own kind, also one per core, so it does not
+    /// queue behind large ones.
     pub async fn compress<T>(&self, bytes: usize, compress: impl FnOnce() -> T) -> T {
-        // The semaphore is never closed.
-        let _slot = if bytes < SMALL_BATCH_BYTES {
-            None
+        let slots = if bytes < SMALL_BATCH_BYTES {
+            &self.small_slots
         } else {
-            self.compress_slots.acquire().await.ok()
+            &self.compress_slots
         };
+        // The semaphores are never closed.
+        let _slot = slots.acquire().await.ok();
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(compress),
             _ => compress(),
@@ -317,6 +327,7 @@ impl LevelControl {
             compressed_bytes: self.compressed_bytes.load(Ordering::Relaxed),
             taken: budget.taken(),
             tokens: if rate > 0 { budget.tokens() } else { 0.0 },
+            behind: budget.behind(),
         };
         let then = std::mem::replace(&mut *self.window.lock(), now);
         let wall = now.at.duration_since(then.at);
@@ -329,6 +340,13 @@ impl LevelControl {
             let offered = rate as f64 * secs;
             let taken = now.taken.saturating_sub(then.taken) as f64;
             let overflow = then.tokens - now.tokens + offered - taken;
+            let share = |now: Duration, then: Duration| now.saturating_sub(then).as_secs_f64() / secs;
+            tracing::debug!(
+                late_share = share(now.behind.0, then.behind.0),
+                idle_share = share(now.behind.1, then.behind.1),
+                socket_unused_share = (now.behind.2 - then.behind.2) / offered,
+                "budget period"
+            );
             Period {
                 wall,
                 waited: now.budget_waited.saturating_sub(then.budget_waited),
@@ -547,6 +565,18 @@ mod tests {
         assert_eq!(large, None, "a large batch went without a slot");
         drop(held);
         assert_eq!(c.compress(1 << 20, || 9).await, 9);
+        // Small batches are bounded too: with their slots all held, the next one waits.
+        let permits = c.small_slots.available_permits();
+        assert!(permits >= 1);
+        let held = c.small_slots.acquire_many(permits as u32).await.expect("open");
+        let small = tokio::select! {
+            biased;
+            v = c.compress(4 * 1024, || 10) => Some(v),
+            () = std::future::ready(()) => None,
+        };
+        assert_eq!(small, None, "a small batch went past the bound");
+        drop(held);
+        assert_eq!(c.compress(4 * 1024, || 11).await, 11);
     }
 
     #[tokio::test(start_paused = true)]

@@ -18,10 +18,11 @@
 //! Layout: `bucket` holds the token arithmetic (no clock, no runtime: times are passed in);
 //! `waiter` the [`Budget`] that senders wait on and the socket pace; `level` the
 //! [`LevelControl`]; `model` its speed and ratio per level (pure); `calibrate` the start-up
-//! measurement that seeds it.
+//! measurement that seeds it; `cpu` the CPU time both measure compression in.
 
 mod bucket;
 mod calibrate;
+mod cpu;
 mod level;
 mod model;
 mod waiter;
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 pub use crate::config::WeightRule;
 pub use calibrate::CalibrateError;
+pub use cpu::CpuTimer;
 pub use level::{LevelControl, TargetWait, CPU_SHARE};
 pub use model::{Estimate, LevelModel, Sample, MAX_LEVEL};
 pub use waiter::{Budget, WeightsNeedRestart};

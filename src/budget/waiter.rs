@@ -34,6 +34,10 @@ pub struct Budget {
     waited_nanos: AtomicU64,
     /// Bytes admitted so far (waited for or charged), for the level control's link use.
     taken: AtomicU64,
+    /// Time the tokens a sender found had been there when it took them, in nanoseconds: after
+    /// a sleep (woken late), or at once (no sender was waiting). Diagnostics of link time lost.
+    late_nanos: AtomicU64,
+    idle_nanos: AtomicU64,
     /// The socket pace: bytes written below TLS, in chunks, at the budget plus headroom.
     socket: Mutex<bucket::Pace>,
 }
@@ -59,6 +63,8 @@ impl Budget {
             classify: Mutex::new(HashMap::new()),
             waited_nanos: AtomicU64::new(0),
             taken: AtomicU64::new(0),
+            late_nanos: AtomicU64::new(0),
+            idle_nanos: AtomicU64::new(0),
             socket: Mutex::new(bucket::Pace::new(Duration::ZERO)),
         }
     }
@@ -133,6 +139,17 @@ impl Budget {
         self.taken.load(Ordering::Relaxed)
     }
 
+    /// Where link time went unused, for the level control's log: the time tokens waited for a
+    /// sender woken late, for a sender that was not there yet, and the bytes the socket pace
+    /// offered that no write took.
+    pub fn behind(&self) -> (Duration, Duration, f64) {
+        (
+            Duration::from_nanos(self.late_nanos.load(Ordering::Relaxed)),
+            Duration::from_nanos(self.idle_nanos.load(Ordering::Relaxed)),
+            self.socket.lock().unused(),
+        )
+    }
+
     fn class_of(&self, topic: &str) -> usize {
         let mut cache = self.classify.lock();
         if let Some(&i) = cache.get(topic) {
@@ -155,12 +172,28 @@ impl Budget {
         self.state().enqueue(i);
         // Cancel-safe: a sender dropped while it waits stops counting as waiting.
         let mut waiting = Waiting { budget: self, class: i };
+        let mut slept = false;
         loop {
             let now = self.now();
-            let taken = self.state().take(i, bytes as f64, now);
+            let (ahead, taken) = {
+                let mut st = self.state();
+                let ahead = st.class_tokens(i, now) / st.share(now, i);
+                (ahead, st.take(i, bytes as f64, now))
+            };
             match taken {
-                Ok(()) => break,
-                Err(wait) => tokio::time::sleep(wait.clamp(Duration::from_millis(1), RECHECK)).await,
+                Ok(()) => {
+                    // Tokens left when the sender took: how long the link's share waited for
+                    // it, woken late (it slept) or arrived after the tokens were there.
+                    let behind = if slept { &self.late_nanos } else { &self.idle_nanos };
+                    if ahead > 0.0 {
+                        behind.fetch_add(nanos(Duration::from_secs_f64(ahead.min(1e6))), Ordering::Relaxed);
+                    }
+                    break;
+                }
+                Err(wait) => {
+                    slept = true;
+                    tokio::time::sleep(wait.clamp(Duration::from_millis(1), RECHECK)).await;
+                }
             }
         }
         waiting.served();

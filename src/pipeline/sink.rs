@@ -482,7 +482,7 @@ impl<T: Fetch + Produce> Sink<T> {
         let batcher = &mut self.lane_mut(side).batcher;
         let (ready, took) = level
             .compress(batcher.size_bytes(), || {
-                let compress_started = std::time::Instant::now();
+                let compress_started = crate::budget::CpuTimer::start();
                 (batcher.build(until, stamp), compress_started.elapsed())
             })
             .await;
