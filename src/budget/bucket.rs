@@ -151,7 +151,7 @@ impl Shares {
     }
 }
 
-/// The socket pace: a burst of one chunk, a debt of at most one chunk beyond what was written.
+/// The socket pace: a burst of `burst` bytes, a debt of at most one write beyond it.
 #[derive(Debug)]
 pub(super) struct Pace {
     tokens: f64,
@@ -170,13 +170,13 @@ impl Pace {
     }
 
     /// How long from `now` until the next write may go at `rate` bytes per second (> 0), the
-    /// bucket holding at most `chunk` bytes.
-    pub(super) fn delay(&mut self, rate: f64, chunk: f64, now: Duration) -> Duration {
+    /// bucket holding at most `burst` bytes.
+    pub(super) fn delay(&mut self, rate: f64, burst: f64, now: Duration) -> Duration {
         let dt = now.saturating_sub(self.last_refill).as_secs_f64();
         self.last_refill = now;
         let earned = self.tokens + dt * rate;
-        self.overflow += (earned - chunk).max(0.0);
-        self.tokens = earned.min(chunk);
+        self.overflow += (earned - burst).max(0.0);
+        self.tokens = earned.min(burst);
         if self.tokens >= 0.0 {
             Duration::ZERO
         } else {
@@ -189,8 +189,8 @@ impl Pace {
         self.tokens -= bytes;
     }
 
-    /// Bytes the pace offered that no write took (earned beyond its one-chunk cap), up to the
-    /// last [`Pace::delay`].
+    /// Bytes the pace offered that no write took (earned beyond its burst), up to the last
+    /// [`Pace::delay`].
     pub(super) fn unused(&self) -> f64 {
         self.overflow
     }
@@ -289,14 +289,14 @@ mod tests {
     }
 
     #[test]
-    fn the_pace_holds_one_chunk_and_waits_out_its_debt() {
+    fn the_pace_holds_one_burst_and_waits_out_its_debt() {
         let mut p = Pace::new(secs(0.0));
         assert_eq!(p.delay(1_000.0, 500.0, secs(0.0)), Duration::ZERO);
         p.spend(500.0);
         assert_eq!(p.delay(1_000.0, 500.0, secs(0.0)), secs(0.5));
         assert_eq!(p.delay(1_000.0, 500.0, secs(0.5)), Duration::ZERO);
         assert_eq!(p.unused(), 0.0);
-        // A long idle time earns one chunk at the most; the rest went unused.
+        // A long idle time earns one burst at the most; the rest went unused.
         assert_eq!(p.delay(1_000.0, 500.0, secs(60.0)), Duration::ZERO);
         assert_eq!(p.unused(), 59_000.0);
         p.spend(1_500.0);

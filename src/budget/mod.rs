@@ -11,9 +11,10 @@
 //!
 //! Two levels: batch admission ([`Budget::acquire`]) decides who sends and sets the long-run
 //! rate; the socket pace (the [`crate::kafka::Pace`] impl, applied to every target connection
-//! below TLS) writes what was admitted in 8 KiB chunks at the budget plus 0.5%. So a 1 MiB batch
-//! admitted on credit trickles out instead of bursting, and any window exceeds the budget by at
-//! most 0.5% plus one chunk, whatever the batch size.
+//! below TLS) writes what was admitted in 8 KiB chunks at the budget plus 0.5%, with the same
+//! burst as admission (so a writer woken late catches up). So a 1 MiB batch admitted on credit
+//! trickles out instead of bursting, and any window exceeds the budget by at most 0.5% plus one
+//! burst, whatever the batch size.
 //!
 //! Layout: `bucket` holds the token arithmetic (no clock, no runtime: times are passed in);
 //! `waiter` the [`Budget`] that senders wait on and the socket pace; `level` the

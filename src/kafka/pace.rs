@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-/// The most one write passes to the socket: the most a paced socket can run ahead of its rate.
+/// The most one write passes to the socket, so a large request leaves in steps of the pace.
 pub const CHUNK_BYTES: usize = 8 * 1024;
 
 /// A rate that socket writes follow.
