@@ -155,28 +155,35 @@ impl Shares {
 #[derive(Debug)]
 pub(super) struct Pace {
     tokens: f64,
+    burst: f64,
     last_refill: Duration,
-    /// Bytes earned beyond the one-chunk cap: link time no write used.
+    /// Bytes earned beyond the burst: link time no write used.
     overflow: f64,
 }
 
 impl Pace {
-    pub(super) fn new(now: Duration) -> Self {
+    /// A pace holding at most `burst` bytes.
+    pub(super) fn new(burst: f64, now: Duration) -> Self {
         Self {
             tokens: 0.0,
+            burst,
             last_refill: now,
             overflow: 0.0,
         }
     }
 
-    /// How long from `now` until the next write may go at `rate` bytes per second (> 0), the
-    /// bucket holding at most `burst` bytes.
-    pub(super) fn delay(&mut self, rate: f64, burst: f64, now: Duration) -> Duration {
+    /// A new burst from the next [`Pace::delay`] on.
+    pub(super) fn set_burst(&mut self, burst: f64) {
+        self.burst = burst;
+    }
+
+    /// How long from `now` until the next write may go at `rate` bytes per second (> 0).
+    pub(super) fn delay(&mut self, rate: f64, now: Duration) -> Duration {
         let dt = now.saturating_sub(self.last_refill).as_secs_f64();
         self.last_refill = now;
         let earned = self.tokens + dt * rate;
-        self.overflow += (earned - burst).max(0.0);
-        self.tokens = earned.min(burst);
+        self.overflow += (earned - self.burst).max(0.0);
+        self.tokens = earned.min(self.burst);
         if self.tokens >= 0.0 {
             Duration::ZERO
         } else {
@@ -290,17 +297,17 @@ mod tests {
 
     #[test]
     fn the_pace_holds_one_burst_and_waits_out_its_debt() {
-        let mut p = Pace::new(secs(0.0));
-        assert_eq!(p.delay(1_000.0, 500.0, secs(0.0)), Duration::ZERO);
+        let mut p = Pace::new(500.0, secs(0.0));
+        assert_eq!(p.delay(1_000.0, secs(0.0)), Duration::ZERO);
         p.spend(500.0);
-        assert_eq!(p.delay(1_000.0, 500.0, secs(0.0)), secs(0.5));
-        assert_eq!(p.delay(1_000.0, 500.0, secs(0.5)), Duration::ZERO);
+        assert_eq!(p.delay(1_000.0, secs(0.0)), secs(0.5));
+        assert_eq!(p.delay(1_000.0, secs(0.5)), Duration::ZERO);
         assert_eq!(p.unused(), 0.0);
         // A long idle time earns one burst at the most; the rest went unused.
-        assert_eq!(p.delay(1_000.0, 500.0, secs(60.0)), Duration::ZERO);
+        assert_eq!(p.delay(1_000.0, secs(60.0)), Duration::ZERO);
         assert_eq!(p.unused(), 59_000.0);
         p.spend(1_500.0);
-        assert_eq!(p.delay(1_000.0, 500.0, secs(60.0)), secs(1.0));
+        assert_eq!(p.delay(1_000.0, secs(60.0)), secs(1.0));
     }
 
     #[test]

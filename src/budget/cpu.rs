@@ -11,25 +11,22 @@ use std::time::{Duration, Instant};
 /// A measurement of the calling thread's CPU time; the wall clock where the platform has no
 /// per-thread clock.
 #[derive(Debug, Clone, Copy)]
-pub struct CpuTimer {
-    started: Option<Duration>,
-    wall: Instant,
+pub enum CpuTimer {
+    Cpu(Duration),
+    Wall(Instant),
 }
 
 impl CpuTimer {
     /// Starts measuring the calling thread.
     pub fn start() -> Self {
-        Self {
-            started: thread_cpu_time(),
-            wall: Instant::now(),
-        }
+        thread_cpu_time().map_or_else(|| CpuTimer::Wall(Instant::now()), CpuTimer::Cpu)
     }
 
     /// CPU time the calling thread spent since [`CpuTimer::start`] (on the same thread).
     pub fn elapsed(&self) -> Duration {
-        match (self.started, thread_cpu_time()) {
-            (Some(started), Some(now)) => now.saturating_sub(started),
-            _ => self.wall.elapsed(),
+        match self {
+            CpuTimer::Cpu(started) => thread_cpu_time().map_or(Duration::ZERO, |now| now.saturating_sub(*started)),
+            CpuTimer::Wall(started) => started.elapsed(),
         }
     }
 }

@@ -61,7 +61,7 @@ use tokio::time::Instant;
 
 use super::calibrate::{calibrate, CalibrateError};
 use super::model::{LevelModel, Sample};
-use super::{nanos, Budget};
+use super::{nanos, Behind, Budget};
 
 /// Share of the cores compression may take while the link is the bottleneck.
 pub const CPU_SHARE: f64 = 0.5;
@@ -167,7 +167,7 @@ struct LevelWindow {
     taken: u64,
     tokens: f64,
     /// The budget's [`Budget::behind`] at that instant.
-    behind: (Duration, Duration, f64),
+    behind: Behind,
 }
 
 /// What one control period measured.
@@ -206,7 +206,7 @@ impl LevelControl {
                 compressed_bytes: 0,
                 taken: 0,
                 tokens: 0.0,
-                behind: (Duration::ZERO, Duration::ZERO, 0.0),
+                behind: Behind::default(),
             }),
             ceiling: Mutex::new(Ceiling::default()),
         }
@@ -342,9 +342,9 @@ impl LevelControl {
             let overflow = then.tokens - now.tokens + offered - taken;
             let share = |now: Duration, then: Duration| now.saturating_sub(then).as_secs_f64() / secs;
             tracing::debug!(
-                late_share = share(now.behind.0, then.behind.0),
-                idle_share = share(now.behind.1, then.behind.1),
-                socket_unused_share = (now.behind.2 - then.behind.2) / offered,
+                late_share = share(now.behind.late, then.behind.late),
+                idle_share = share(now.behind.idle, then.behind.idle),
+                socket_unused_share = (now.behind.socket_unused_bytes - then.behind.socket_unused_bytes) / offered,
                 "budget period"
             );
             Period {

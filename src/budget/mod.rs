@@ -35,7 +35,7 @@ pub use calibrate::CalibrateError;
 pub use cpu::CpuTimer;
 pub use level::{LevelControl, TargetWait, CPU_SHARE};
 pub use model::{Estimate, LevelModel, Sample, MAX_LEVEL};
-pub use waiter::{Budget, WeightsNeedRestart};
+pub use waiter::{Behind, Budget, WeightsNeedRestart};
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)

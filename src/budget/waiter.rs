@@ -29,8 +29,6 @@ pub struct Budget {
     gates: Vec<tokio::sync::Mutex<()>>,
     /// The rate in bytes per second, for the unlimited fast path and for batch sizing.
     rate: AtomicU64,
-    /// `budget.burst_bytes` as configured (0 = a tenth of a second), for the socket pace.
-    burst_bytes: AtomicU64,
     classify: Mutex<HashMap<String, usize>>,
     /// Nanoseconds senders spent waiting for tokens (link-bound time), for the level control.
     waited_nanos: AtomicU64,
@@ -62,13 +60,15 @@ impl Budget {
             )),
             gates,
             rate: AtomicU64::new(bytes_per_sec),
-            burst_bytes: AtomicU64::new(burst_bytes),
             classify: Mutex::new(HashMap::new()),
             waited_nanos: AtomicU64::new(0),
             taken: AtomicU64::new(0),
             late_nanos: AtomicU64::new(0),
             idle_nanos: AtomicU64::new(0),
-            socket: Mutex::new(bucket::Pace::new(Duration::ZERO)),
+            socket: Mutex::new(bucket::Pace::new(
+                socket_burst(bytes_per_sec, burst_bytes),
+                Duration::ZERO,
+            )),
         }
     }
 
@@ -98,7 +98,7 @@ impl Budget {
         let mut st = self.state();
         st.set(bytes_per_sec as f64, effective_burst(bytes_per_sec, burst_bytes), now);
         self.rate.store(bytes_per_sec, Ordering::Relaxed);
-        self.burst_bytes.store(burst_bytes, Ordering::Relaxed);
+        self.socket.lock().set_burst(socket_burst(bytes_per_sec, burst_bytes));
     }
 
     /// Changes the weights of the rules at run time. Only weights can change: the classes and
@@ -143,15 +143,13 @@ impl Budget {
         self.taken.load(Ordering::Relaxed)
     }
 
-    /// Where link time went unused, for the level control's log: the time tokens waited for a
-    /// sender woken late, for a sender that was not there yet, and the bytes the socket pace
-    /// offered that no write took.
-    pub fn behind(&self) -> (Duration, Duration, f64) {
-        (
-            Duration::from_nanos(self.late_nanos.load(Ordering::Relaxed)),
-            Duration::from_nanos(self.idle_nanos.load(Ordering::Relaxed)),
-            self.socket.lock().unused(),
-        )
+    /// Where link time went unused so far, for the level control's log.
+    pub fn behind(&self) -> Behind {
+        Behind {
+            late: Duration::from_nanos(self.late_nanos.load(Ordering::Relaxed)),
+            idle: Duration::from_nanos(self.idle_nanos.load(Ordering::Relaxed)),
+            socket_unused_bytes: self.socket.lock().unused(),
+        }
     }
 
     fn class_of(&self, topic: &str) -> usize {
@@ -179,15 +177,16 @@ impl Budget {
         let mut slept = false;
         loop {
             let now = self.now();
-            let (ahead, taken) = {
+            let taken = {
                 let mut st = self.state();
-                let ahead = st.class_tokens(i, now) / st.share(now, i);
-                (ahead, st.take(i, bytes as f64, now))
+                // On success, the tokens found before taking, in seconds of the class's share.
+                st.take(i, bytes as f64, now)
+                    .map(|()| (st.class_tokens(i, now) + bytes as f64) / st.share(now, i))
             };
             match taken {
-                Ok(()) => {
-                    // Tokens left when the sender took: how long the link's share waited for
-                    // it, woken late (it slept) or arrived after the tokens were there.
+                Ok(ahead) => {
+                    // How long the link's share waited for this sender: woken late (it slept)
+                    // or arrived after the tokens were there.
                     let behind = if slept { &self.late_nanos } else { &self.idle_nanos };
                     if ahead > 0.0 {
                         behind.fetch_add(nanos(Duration::from_secs_f64(ahead.min(1e6))), Ordering::Relaxed);
@@ -227,6 +226,11 @@ impl Budget {
     }
 }
 
+/// The socket pace's burst: the budget's, and one chunk at least.
+fn socket_burst(bytes_per_sec: u64, burst_bytes: u64) -> f64 {
+    effective_burst(bytes_per_sec, burst_bytes).max(crate::kafka::CHUNK_BYTES as f64)
+}
+
 /// New `budget.weights` rules that change more than weights: a restart applies them.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -236,6 +240,18 @@ impl Budget {
 pub struct WeightsNeedRestart {
     pub now: Vec<String>,
     pub asked: Vec<String>,
+}
+
+/// Link time lost so far, as [`Budget::behind`] counts it (diagnostics; `late` and `idle`
+/// overlap what the bucket kept).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Behind {
+    /// Time the tokens a sender took had waited for it, summed, when the sender slept first.
+    pub late: Duration,
+    /// The same when the sender arrived to find them there.
+    pub idle: Duration,
+    /// Bytes the socket pace offered that no write took.
+    pub socket_unused_bytes: f64,
 }
 
 /// A sender waiting in [`Budget::acquire`]; dropped before it is served, it leaves its class.
@@ -271,16 +287,13 @@ impl Drop for Waiting<'_> {
 /// most the headroom plus one burst (1.5% at the default).
 impl crate::kafka::Pace for Budget {
     fn delay(&self) -> Duration {
-        let bytes_per_sec = self.bytes_per_sec();
-        let rate = bytes_per_sec as f64 * SOCKET_HEADROOM;
+        let rate = self.bytes_per_sec() as f64 * SOCKET_HEADROOM;
         if rate == 0.0 {
             return Duration::ZERO;
         }
-        let burst = effective_burst(bytes_per_sec, self.burst_bytes.load(Ordering::Relaxed))
-            .max(crate::kafka::CHUNK_BYTES as f64);
         let now = self.now();
         let mut s = self.socket.lock();
-        s.delay(rate, burst, now)
+        s.delay(rate, now)
     }
 
     fn spent(&self, bytes: usize) {
