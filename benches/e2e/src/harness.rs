@@ -110,12 +110,39 @@ impl Broker {
 
     /// [`Broker::start`] with `extra` server properties after the bench's own.
     pub async fn start_with(name: &str, netns: Option<&str>, host: &str, extra: &[(&str, &str)]) -> Result<Broker> {
+        Self::start_on(&std::env::temp_dir(), name, netns, host, extra).await
+    }
+
+    /// [`Broker::start_with`] with the node's directory (its logs included) in memory
+    /// (`/dev/shm`), for runs of thousands of partitions. Kafka preallocates each segment's
+    /// offset and time index as a 10 MB sparse file and maps it; the first index entry (after
+    /// `index.interval.bytes`, 4 KiB of log) faults it in, and on a disk whose `read_ahead_kb`
+    /// is 8192 (this machine's) each such fault reads 8 MB of zeros into the page cache. 5,000
+    /// new partitions reach 4 KiB together in the cut's drain: the node spent half a minute of
+    /// its CPU in the kernel (benches/README.md, 2026-12-06, "the target's stall"). In memory a
+    /// fault maps one page, as on a disk with the usual 128 KiB read-ahead it reads little.
+    pub async fn start_in_memory(
+        name: &str,
+        netns: Option<&str>,
+        host: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Broker> {
+        Self::start_on(Path::new("/dev/shm"), name, netns, host, extra).await
+    }
+
+    async fn start_on(
+        base: &Path,
+        name: &str,
+        netns: Option<&str>,
+        host: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Broker> {
         use std::os::unix::process::CommandExt;
         let repo = repo_root();
         kafka_home(&repo)?;
         let port = free_port()?;
         let controller = free_port()?;
-        let dir = std::env::temp_dir().join(format!("strait-e2e-{}-{name}-{port}", std::process::id()));
+        let dir = base.join(format!("strait-e2e-{}-{name}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("while creating {}", dir.display()))?;
         let props = [
             ("process.roles", "broker,controller".to_owned()),

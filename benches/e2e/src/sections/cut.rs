@@ -238,7 +238,9 @@ pub(super) async fn run(cli: &Cli, repo: &Path, bin: &Path, logs: &Path, report:
     };
     let threshold_secs = (2.0 * 3600.0 / k).round() as u64;
     // The source checks retention every second (Kafka's default is 5 minutes).
-    let source = Broker::start_with(
+    // Both nodes keep their data in memory: the first index entries of thousands of new
+    // partitions cost seconds of CPU on this machine's disk ([`Broker::start_in_memory`]).
+    let source = Broker::start_in_memory(
         "cutsrc",
         None,
         "127.0.0.1",
@@ -247,7 +249,7 @@ pub(super) async fn run(cli: &Cli, repo: &Path, bin: &Path, logs: &Path, report:
     .await?;
     let name = format!("ct{}", std::process::id() % 100_000);
     let link = Link::up(repo, &name, &cli.cut_link_rate, 25)?;
-    let far = Broker::start("cutdst", Some(&name), &link.far).await?;
+    let far = Broker::start_in_memory("cutdst", Some(&name), &link.far, &[]).await?;
     let src = source.cluster();
     for (name, r) in src.create_topics(&topics.specs(), 60_000).await? {
         r.with_context(|| format!("while creating {name}"))?;
