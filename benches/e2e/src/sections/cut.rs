@@ -221,18 +221,15 @@ struct Run<'a> {
 impl Run<'_> {
     fn sample(&self) -> Result<(Sample, String)> {
         let (_, page) = harness::http_get(self.http, "/metrics")?;
-        let s = Sample {
-            t: self.start.elapsed().as_secs_f64(),
+        let counters = Sample {
             attempts: metric_where(&page, "strait_connection_attempts_total", "cluster=\"target\""),
             wire: harness::metric_sum(&page, "strait_wire_bytes_total"),
-            link: self.link.tx()?,
             moved: harness::metric_sum(&page, "strait_records_replicated_total")
                 + harness::metric_sum(&page, "strait_source_gap_records_total"),
-            written: self.written.load(Ordering::Relaxed) as f64,
-            rss: harness::vm_bytes(self.pid, "VmRSS").unwrap_or(0),
             at_risk: harness::metric_sum(&page, "strait_partitions_at_retention_risk"),
+            ..Sample::default()
         };
-        Ok((s, page))
+        Ok((self.sample_light(&counters)?, page))
     }
 
     /// A sample without strait's metrics: the link, RSS and the producer's count now, the
