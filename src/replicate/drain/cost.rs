@@ -97,16 +97,88 @@ impl BatchCost {
             free
         }
     }
+}
 
+/// What the [`drain_model`] needs of a cost: the wire bytes of one batch by its records.
+pub(crate) trait Price {
     /// Wire bytes of a batch of `records`; below one record, the expected cost of a batch
     /// sent that share of the rounds.
-    pub(super) fn batch(&self, records: f64) -> f64 {
+    fn batch(&self, records: f64) -> f64;
+
+    /// Wire bytes of `records` sent in batches of `batch` (at least one record).
+    fn all(&self, records: f64, batch: f64) -> f64 {
+        if records <= batch {
+            self.batch(records)
+        } else {
+            records / batch * self.batch(batch)
+        }
+    }
+}
+
+impl Price for BatchCost {
+    fn batch(&self, records: f64) -> f64 {
         self.per_batch * records.min(1.0) + self.per_record * records
     }
+}
 
-    /// Wire bytes of `records` sent in batches of `batch`.
-    fn all(&self, records: f64, batch: f64) -> f64 {
-        self.per_batch * (records / batch).max(records.min(1.0)) + self.per_record * records
+/// A batch's cost as a power of its records, `one * records^exponent` from one record up,
+/// through two measured points: the small batches' cost ([`SmallBatch`]) and the full
+/// batches' (the window's fit at the full batch). zstd compresses a batch's first records
+/// worst and each next one against more context, so the cost per added record falls with the
+/// batch's size; a line through the same two points prices the batches between them too low
+/// (up to a fifth, for spans at level 19: batches of 2-10 records, which a drain's end sends)
+/// where the power stays within a twentieth (`tests::the_power_through_both_ends_follows_what_spans_cost`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct PowerCost {
+    /// Wire bytes of a batch of one record.
+    pub(crate) one: f64,
+    /// How the cost grows with the records: 1 is a cost per record alone.
+    pub(crate) exponent: f64,
+}
+
+impl PowerCost {
+    /// The power through `small` and a batch of `full` records costing `full_bytes`; `None`
+    /// when the two are too close in records to tell a slope (less than twice as many), or
+    /// disagree with a cost that grows no faster than the records (a negative or larger than
+    /// one exponent).
+    pub(crate) fn through(small: SmallBatch, full: f64, full_bytes: f64) -> Option<Self> {
+        let (n0, c0) = (small.records, small.wire_bytes);
+        if n0 < 1.0 || c0 <= 0.0 || full < 2.0 * n0 || full_bytes <= c0 {
+            return None;
+        }
+        let exponent = (full_bytes / c0).ln() / (full / n0).ln();
+        (exponent > 0.0 && exponent <= 1.0).then(|| Self {
+            one: c0 / n0.powf(exponent),
+            exponent,
+        })
+    }
+}
+
+impl Price for PowerCost {
+    fn batch(&self, records: f64) -> f64 {
+        if records < 1.0 {
+            self.one * records
+        } else {
+            self.one * records.powf(self.exponent)
+        }
+    }
+}
+
+/// The cost the model prices a drain with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Cost {
+    /// A part per batch and a part per record (no small batches' cost known).
+    Line(BatchCost),
+    /// A power through the small and the full batches' costs.
+    Power(PowerCost),
+}
+
+impl Price for Cost {
+    fn batch(&self, records: f64) -> f64 {
+        match self {
+            Self::Line(c) => c.batch(records),
+            Self::Power(c) => c.batch(records),
+        }
     }
 }
 
@@ -134,7 +206,7 @@ const MODEL_STEPS: usize = 2_000;
 /// when what is left would go in [`DRAINED_WITHIN_SECS`] of the link, or when the rounds stop
 /// shortening with no partition left sending full batches (the live traffic's steady state);
 /// `None` when the lag does not shrink.
-pub(crate) fn drain_model(partitions: &mut [Draining], cost: BatchCost, wire_per_sec: f64) -> Option<f64> {
+pub(crate) fn drain_model(partitions: &mut [Draining], cost: &impl Price, wire_per_sec: f64) -> Option<f64> {
     if wire_per_sec <= 0.0 {
         return None;
     }

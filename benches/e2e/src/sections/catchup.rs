@@ -21,7 +21,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{Message, Offset, TopicPartitionList};
 use strait_spans::{Encoding, SpanGenerator};
 
-use super::probe::{partition_values, running, set_cut, status_total, watermarks};
+use super::probe::{first_reconnect_after, partition_values, running, set_cut, status_total, watermarks};
 use super::report::verdict;
 use super::{Report, TCP_IP_HEADER};
 use crate::harness::{self, Broker, Link, Proc};
@@ -264,8 +264,11 @@ async fn measure(
     set_cut(repo, link, false)?;
     let heal = Instant::now();
     let heal_ms = now_ms();
+    let heal_wall = chrono::Utc::now();
     let payload = |(bytes, packets): (u64, u64)| bytes.saturating_sub(TCP_IP_HEADER * packets) as f64;
     let link_at_heal = payload(link.tx()?);
+    // The link's payload at every tick of the drain, seconds from the return.
+    let mut trace = vec![(0.0, link_at_heal)];
 
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -278,6 +281,7 @@ async fn measure(
     let drained = loop {
         tick(500).await;
         p.check_alive()?;
+        trace.push((heal.elapsed().as_secs_f64(), payload(link.tx()?)));
         let status = harness::http_get(http, "/status").map(|(_, b)| b).unwrap_or_default();
         let splits = partition_values(&status, "catchup_split");
         split_seen = split_seen.max(splits.iter().filter(|s| s.is_some()).count());
@@ -359,5 +363,24 @@ async fn measure(
             format!("{} s after the return; log tail: {}", max.as_secs(), p.log_tail(6)),
         ),
     }
+    // Where the drain's share of the budget goes: the return (before the first connection),
+    // and each second of the drain.
+    let reconnected = first_reconnect_after(&p.log, heal_wall);
+    let per_sec: Vec<String> = trace
+        .windows(3)
+        .step_by(2)
+        .map(|w| format!("{:.0}", (w[2].1 - w[0].1) / (w[2].0 - w[0].0) / budget * 100.0))
+        .collect();
+    report.add(
+        S,
+        "link use after the return, per second",
+        reconnected.map_or("no connection logged".to_owned(), |s| {
+            format!("first target connection {s:.2} s after the return")
+        }),
+        format!(
+            "% of budget in each second from the return to the drain's end (TCP payload at the link, read every 0.5 s): {}",
+            per_sec.join(" ")
+        ),
+    );
     Ok(())
 }
