@@ -134,7 +134,7 @@ impl Endpoints {
                 lag_records: t.lag_records,
                 records_per_sec: rates.values().sum(),
                 net_drain_records_per_sec: (!drain.is_empty()).then(|| drain.values().map(|d| d.net_per_sec()).sum()),
-                drain_eta_secs: total_drain_eta_secs(&lags, &drain, self.health.small_batch()),
+                drain_eta_secs: total_drain_eta_secs(&lags, &drain, self.health.batches_seen()),
                 partitions_at_retention_risk,
             },
             retention_headroom_alert_secs: Some(threshold_secs).filter(|&s| s > 0),

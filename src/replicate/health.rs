@@ -22,7 +22,7 @@ use crate::telemetry;
 use crate::report::progress::{PartitionState, PartitionStatus, Progress};
 use crate::report::retention::{Crossing, RiskWatch};
 
-use super::drain::{DrainMeter, DrainRate, Mark, SmallBatch, Window, DRAIN_WINDOW};
+use super::drain::{BatchesSeen, DrainMeter, DrainRate, Mark, Window, DRAIN_WINDOW};
 
 /// How often the monitor refreshes the gauges and the rates.
 const TICK: Duration = Duration::from_secs(1);
@@ -234,9 +234,9 @@ impl Health {
         self.drain.lock().rates()
     }
 
-    /// The cost of a batch of about one record, as last measured (the drain ETA's anchor).
-    pub fn small_batch(&self) -> Option<SmallBatch> {
-        self.drain.lock().small_batch()
+    /// What the small and the full batches were, as last measured (the drain ETA's anchors).
+    pub fn batches_seen(&self) -> BatchesSeen {
+        self.drain.lock().batches_seen()
     }
 
     /// Whether the process is ready, and why not.

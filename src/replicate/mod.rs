@@ -27,7 +27,7 @@ pub use crate::report::{
 };
 pub use assign::Shard;
 pub use check::{check, CheckReport, ClusterCheck, TargetState, TopicCheck};
-pub use drain::{drain_eta_secs, total_drain_eta_secs, DrainRate, SmallBatch, DRAIN_WINDOW};
+pub use drain::{drain_eta_secs, total_drain_eta_secs, BatchesSeen, DrainRate, SmallBatch, DRAIN_WINDOW};
 pub use error::{Error, Result};
 pub use groups::groups;
 pub use health::{ClusterHealth, Health, Readiness, Side};
@@ -330,7 +330,7 @@ impl Replicator {
                     let rate = (t.records - last_totals.records) as f64 / elapsed;
                     let snapshot = self.progress.snapshot();
                     let lags = snapshot.iter().map(|(tp, s)| (tp.clone(), s.lag_records())).collect();
-                    let eta = total_drain_eta_secs(&lags, &self.health.drain_rates(), self.health.small_batch());
+                    let eta = total_drain_eta_secs(&lags, &self.health.drain_rates(), self.health.batches_seen());
                     let now_ms = checkpoint::now_ms();
                     let threshold_secs = self.config.alerts.retention_headroom_secs;
                     let risk = retention::Summary::of(

@@ -31,6 +31,12 @@
 //! of their records through both measured points ([`PowerCost`]), measured within a twentieth
 //! of what spans cost at every size; a line ([`BatchCost::fit_anchored`], or the window's fit
 //! when no small batch was seen) where the two points cannot give one.
+//!
+//! The full batch is what most partitions still lagging send over the window. At a drain's end
+//! most partitions' lag runs out and the window's batches shrink with it, while the few still
+//! far behind go on sending full ones; so the model takes the full batch as last measured while
+//! most partitions lagged by more than a batch ([`BatchesSeen::full_records`]) when the window's
+//! is smaller.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -133,12 +139,26 @@ impl<T> Window<T> {
     }
 }
 
-/// Per-partition drain rates from samples of the positions over a sliding window, and the cost
-/// of the smallest batches as last seen.
+/// Per-partition drain rates from samples of the positions over a sliding window, and what
+/// the smallest and the full batches were as last seen.
 #[derive(Debug)]
 pub(crate) struct DrainMeter {
     window: Window<Positions>,
-    small: Option<SmallBatch>,
+    seen: BatchesSeen,
+}
+
+/// What the meter learnt of batches beyond its window, for the drain model.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BatchesSeen {
+    /// The cost of a batch of about one record, as last measured.
+    pub small: Option<SmallBatch>,
+    /// Records a partition's batch holds while its lag lasts, as last measured: over a window
+    /// in which at least half the partitions that sent batches still lagged by more than their
+    /// mean batch at its end. At a drain's end most partitions' lag runs out and the window's
+    /// batches shrink, but the few partitions still far behind send full batches: priced at
+    /// the window's shrunk batch, their lag took rounds it does not, and the ETA read 20 s before
+    /// the end of a cut's drain went from 20 s to 50-70 s.
+    pub full_records: Option<f64>,
 }
 
 /// What a batch of about one record cost on the wire, as last measured: the partitions that sent
@@ -163,7 +183,7 @@ impl DrainMeter {
     pub(crate) fn new(window: Duration) -> Self {
         Self {
             window: Window::new(window),
-            small: None,
+            seen: BatchesSeen::default(),
         }
     }
 
@@ -174,30 +194,46 @@ impl DrainMeter {
         let Some((secs, old, new)) = self.window.ends() else {
             return;
         };
+        // A window shorter than half its length has seen too little to replace what is known.
+        if secs * 2.0 < self.window.window.as_secs_f64() {
+            return;
+        }
         let (mut batches, mut records, mut wire) = (0u64, 0u64, 0u64);
+        let (mut sending, mut full) = (0usize, Vec::new());
         for (tp, n) in new {
             let Some(o) = old.get(tp) else { continue };
             let b = n.batches.saturating_sub(o.batches);
             let r = n.records.saturating_sub(o.records);
-            if b > 0 && r as f64 <= b as f64 * SMALL_BATCH_RECORDS {
+            if b == 0 {
+                continue;
+            }
+            sending += 1;
+            let mean = r as f64 / b as f64;
+            if (n.high_watermark - n.next) as f64 >= mean {
+                full.push(mean);
+            }
+            if mean <= SMALL_BATCH_RECORDS {
                 batches += b;
                 records += r;
                 wire += n.wire_bytes.saturating_sub(o.wire_bytes);
             }
         }
-        // A window shorter than half its length has seen too little to replace what is known.
-        if batches as f64 >= SMALL_BATCHES_SEEN && records >= batches && secs * 2.0 >= self.window.window.as_secs_f64()
-        {
-            self.small = Some(SmallBatch {
+        if batches as f64 >= SMALL_BATCHES_SEEN && records >= batches {
+            self.seen.small = Some(SmallBatch {
                 records: records as f64 / batches as f64,
                 wire_bytes: wire as f64 / batches as f64,
             });
         }
+        if !full.is_empty() && full.len() * 2 >= sending {
+            full.sort_by(f64::total_cmp);
+            let at = (full.len() * 9 / 10).min(full.len() - 1);
+            self.seen.full_records = Some(full[at].max(1.0));
+        }
     }
 
-    /// The cost of a batch of about one record, as last measured.
-    pub(crate) fn small_batch(&self) -> Option<SmallBatch> {
-        self.small
+    /// What the small and the full batches were, as last measured.
+    pub(crate) fn batches_seen(&self) -> BatchesSeen {
+        self.seen
     }
 
     /// The rates between the oldest and the newest sample, for the partitions in both (a
@@ -227,13 +263,14 @@ impl DrainMeter {
 
 /// The ETA of all partitions together, from each partition's lag and its rates over the
 /// window: the [`drain_model`] when the window saw batches acknowledged (its batch cost
-/// anchored on `small`, the small batches' cost as last measured, when known), else the summed
-/// lag over the summed net drain rate.
+/// anchored on the small batches' cost as last measured, when known, and its full batch not
+/// below the one last measured), else the summed lag over the summed net drain rate.
 pub fn total_drain_eta_secs(
     lags: &BTreeMap<TopicPartition, i64>,
     rates: &BTreeMap<TopicPartition, DrainRate>,
-    small: Option<SmallBatch>,
+    seen: BatchesSeen,
 ) -> Option<f64> {
+    let small = seen.small;
     let lag: i64 = lags.values().sum();
     if lag == 0 {
         return Some(0.0);
@@ -246,6 +283,7 @@ pub fn total_drain_eta_secs(
     if wire_per_sec <= 0.0 {
         return linear;
     }
+    let batch = batch.max(seen.full_records.unwrap_or(0.0));
     let cost = match small {
         // The window tells what its full batches cost, the small batches' cost as last
         // measured the other end.

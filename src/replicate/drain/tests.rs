@@ -92,7 +92,10 @@ fn no_eta_while_the_lag_does_not_shrink_and_zero_when_caught_up() {
     let mut m = DrainMeter::new(DRAIN_WINDOW);
     m.sample(t0, at(&[(0, 10, 100)]));
     m.sample(t0 + Duration::from_secs(10), at(&[(0, 10, 600)]));
-    assert_eq!(total_drain_eta_secs(&lags(&[(0, 590)]), &m.rates(), None), None);
+    assert_eq!(
+        total_drain_eta_secs(&lags(&[(0, 590)]), &m.rates(), BatchesSeen::default()),
+        None
+    );
 }
 
 #[test]
@@ -107,7 +110,10 @@ fn the_total_eta_sums_lags_and_net_rates_and_skips_partitions_new_in_the_window(
     let r = m.rates();
     assert!(!r.contains_key(&tp(2)), "a new partition has no rate yet");
     // Net: 50/s + 150/s = 200/s for a lag of 500 + 500.
-    assert_eq!(total_drain_eta_secs(&lags(&[(0, 500), (1, 500)]), &r, None), Some(5.0));
+    assert_eq!(
+        total_drain_eta_secs(&lags(&[(0, 500), (1, 500)]), &r, BatchesSeen::default()),
+        Some(5.0)
+    );
 }
 
 #[test]
@@ -190,7 +196,7 @@ fn thousands_of_partitions_with_a_few_records_each_drain_slower_than_the_rate_no
         rates.insert(tp(i), r);
         lag.insert(tp(i), 12);
     }
-    let total = total_drain_eta_secs(&lag, &rates, None).expect("draining");
+    let total = total_drain_eta_secs(&lag, &rates, BatchesSeen::default()).expect("draining");
     assert!((total - modelled).abs() < modelled * 0.1, "{total} vs {modelled}");
 }
 
@@ -216,11 +222,15 @@ fn the_small_batches_cost_is_learnt_while_caught_up_and_kept_through_a_drain() {
     let secs = |s: u64| t0 + Duration::from_secs(s);
     // Caught up: 100 partitions send a one-record batch each every 30 s.
     m.sample(secs(0), sent(0..100, 0, 1, SPANS));
-    assert_eq!(m.small_batch(), None, "one sample is no window");
+    assert_eq!(m.batches_seen().small, None, "one sample is no window");
     m.sample(secs(10), sent(0..100, 1, 1, SPANS));
-    assert_eq!(m.small_batch(), None, "10 s of a 30 s window is too short to say");
+    assert_eq!(
+        m.batches_seen().small,
+        None,
+        "10 s of a 30 s window is too short to say"
+    );
     m.sample(secs(30), sent(0..100, 1, 1, SPANS));
-    let small = m.small_batch().expect("100 one-record batches seen");
+    let small = m.batches_seen().small.expect("100 one-record batches seen");
     assert_eq!(small.records, 1.0);
     assert_eq!(small.wire_bytes, SPANS.batch(1.0));
     // Cut, then a drain of full batches only: what was measured stays.
@@ -228,7 +238,7 @@ fn the_small_batches_cost_is_learnt_while_caught_up_and_kept_through_a_drain() {
     for s in 0..40 {
         m.sample(secs(100 + s), sent(0..100, 1 + s, 20, SPANS));
     }
-    assert_eq!(m.small_batch(), Some(small));
+    assert_eq!(m.batches_seen().small, Some(small));
     // Too few small batches in a window do not replace it.
     let mut few = sent(0..100, 40, 20, SPANS);
     few.extend(sent(
@@ -252,7 +262,7 @@ fn the_small_batches_cost_is_learnt_while_caught_up_and_kept_through_a_drain() {
         },
     ));
     m.sample(secs(240), later);
-    assert_eq!(m.small_batch(), Some(small));
+    assert_eq!(m.batches_seen().small, Some(small));
 }
 
 #[test]
@@ -412,7 +422,15 @@ fn with_full_batches_only_the_anchors_give_the_drain_what_spans_cost() {
             .collect()
     };
     let real = drain_model(&mut draining(), &truth, wire).expect("draining");
-    let priced = total_drain_eta_secs(&lag, &rates, Some(small)).expect("draining");
+    let priced = total_drain_eta_secs(
+        &lag,
+        &rates,
+        BatchesSeen {
+            small: Some(small),
+            full_records: None,
+        },
+    )
+    .expect("draining");
     assert!(
         (priced - real).abs() < real * 0.05,
         "priced {priced:.1} s vs {real:.1} s"
@@ -421,7 +439,7 @@ fn with_full_batches_only_the_anchors_give_the_drain_what_spans_cost() {
     let line = BatchCost::fit_anchored(rates.values(), small).expect("batches");
     let by_line = drain_model(&mut draining(), &line, wire).expect("draining");
     assert!(by_line < real * 0.92, "by a line {by_line:.1} s vs {real:.1} s");
-    let free = total_drain_eta_secs(&lag, &rates, None).expect("draining");
+    let free = total_drain_eta_secs(&lag, &rates, BatchesSeen::default()).expect("draining");
     assert!(free < real * 0.92, "by the window alone {free:.1} s vs {real:.1} s");
 }
 
@@ -446,4 +464,82 @@ fn no_eta_when_the_live_records_alone_outgrow_the_link() {
     }];
     assert_eq!(drain_model(&mut p, &SPANS, 100_000.0), None);
     assert_eq!(drain_model(&mut p, &SPANS, 0.0), None);
+}
+
+/// Positions of partitions `parts`, each having sent `records` records in `batches` batches
+/// since the start, and `lag` records behind.
+fn lagging(parts: std::ops::Range<i32>, batches: u64, records: u64, lag: i64) -> Positions {
+    parts
+        .map(|p| {
+            let mark = Mark {
+                next: records as i64,
+                high_watermark: records as i64 + lag,
+                records,
+                batches,
+                ..Mark::default()
+            };
+            (tp(p), mark)
+        })
+        .collect()
+}
+
+#[test]
+fn the_full_batch_is_kept_from_a_drain_s_middle_through_its_end() {
+    let t0 = Instant::now();
+    let mut m = DrainMeter::new(DRAIN_WINDOW);
+    let secs = |s: u64| t0 + Duration::from_secs(s);
+    // Caught up: one-record batches, nothing behind; no full batch to tell.
+    m.sample(secs(0), lagging(0..100, 0, 0, 0));
+    m.sample(secs(30), lagging(0..100, 30, 30, 0));
+    assert_eq!(m.batches_seen().full_records, None);
+    // Draining: 22-record batches, each partition far more than a batch behind.
+    m.sample(secs(40), lagging(0..100, 30, 30, 500));
+    m.sample(secs(70), lagging(0..100, 40, 250, 300));
+    assert_eq!(m.batches_seen().full_records, Some(22.0));
+    // The drain's end: the lag ran out, the window's batches shrink to 3 records.
+    m.sample(secs(100), lagging(0..100, 50, 280, 1));
+    m.sample(secs(130), lagging(0..100, 60, 310, 0));
+    let shrunk = full_batch(m.rates().values()).expect("batches");
+    assert!(shrunk < 5.0, "the premise: the window's batch shrank to {shrunk}");
+    assert_eq!(m.batches_seen().full_records, Some(22.0), "kept");
+}
+
+#[test]
+fn at_a_drain_s_end_the_partitions_still_far_behind_send_full_batches() {
+    // 20 s before a cut's drain ends: most of 5,000 partitions have a record left, 50 are 60
+    // behind; over the window the batches shrank to 2-3 records, while a partition still
+    // behind sends 22 at a time.
+    let (mut rates, mut lag) = (BTreeMap::new(), BTreeMap::new());
+    for i in 0..5_000 {
+        let r = DrainRate {
+            growth_per_sec: 0.05,
+            ..sending(SPANS, 0.05, if i % 2 == 0 { 2.0 } else { 3.0 })
+        };
+        rates.insert(tp(i), r);
+        lag.insert(tp(i), if i < 50 { 60 } else { 1 });
+    }
+    let wire: f64 = rates.values().map(|r| r.wire_bytes_per_sec).sum();
+    let mut truth: Vec<Draining> = lag
+        .values()
+        .map(|&l| Draining {
+            lag: l as f64,
+            growth_per_sec: 0.05,
+            batch: 22.0,
+        })
+        .collect();
+    let truth = drain_model(&mut truth, &SPANS, wire).expect("draining");
+    let eta = |full_records| {
+        let seen = BatchesSeen {
+            small: None,
+            full_records,
+        };
+        total_drain_eta_secs(&lag, &rates, seen).expect("draining")
+    };
+    let kept = eta(Some(22.0));
+    assert!((kept - truth).abs() < truth * 0.05, "kept {kept:.1} s vs {truth:.1} s");
+    let shrunk = eta(None);
+    assert!(
+        shrunk > truth * 1.3,
+        "the premise: shrunk {shrunk:.1} s vs {truth:.1} s"
+    );
 }
