@@ -7,11 +7,16 @@ use super::{DrainRate, SmallBatch};
 /// partitions' mean batch over the window (a partition whose lag ran out sent smaller ones, and
 /// one or two batches of a partition say little alone). `None` when no batch was acknowledged.
 pub(super) fn full_batch<'a>(rates: impl IntoIterator<Item = &'a DrainRate>) -> Option<f64> {
-    let mut sizes: Vec<f64> = rates
+    let sizes: Vec<f64> = rates
         .into_iter()
         .filter(|r| r.batches_per_sec > 0.0)
         .map(|r| r.records_per_sec / r.batches_per_sec)
         .collect();
+    percentile_90(sizes)
+}
+
+/// The 90th percentile of partitions' mean batches, at least a record; `None` for none.
+pub(super) fn percentile_90(mut sizes: Vec<f64>) -> Option<f64> {
     if sizes.is_empty() {
         return None;
     }

@@ -34,9 +34,8 @@
 //!
 //! The full batch is what most partitions still lagging send over the window. At a drain's end
 //! most partitions' lag runs out and the window's batches shrink with it, while the few still
-//! far behind go on sending full ones; so the model takes the full batch as last measured while
-//! most partitions lagged by more than a batch ([`BatchesSeen::full_records`]) when the window's
-//! is smaller.
+//! far behind go on sending full ones; so the model takes the largest full batch of the last
+//! minute's windows ([`BatchesSeen::full_records`]) when the window's is smaller.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -145,19 +144,25 @@ impl<T> Window<T> {
 pub(crate) struct DrainMeter {
     window: Window<Positions>,
     seen: BatchesSeen,
+    /// Each window's full batch, by when the window ended, over the last [`FULL_BATCH_KEPT`].
+    fulls: VecDeque<(Instant, f64)>,
 }
+
+/// How long a window's full batch counts for [`BatchesSeen::full_records`]: longer than a
+/// drain's last stretch, where the window's batches shrink.
+const FULL_BATCH_KEPT: Duration = Duration::from_secs(60);
 
 /// What the meter learnt of batches beyond its window, for the drain model.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct BatchesSeen {
     /// The cost of a batch of about one record, as last measured.
     pub small: Option<SmallBatch>,
-    /// Records a partition's batch holds while its lag lasts, as last measured: over a window
-    /// in which at least half the partitions that sent batches still lagged by more than their
-    /// mean batch at its end. At a drain's end most partitions' lag runs out and the window's
-    /// batches shrink, but the few partitions still far behind send full batches: priced at
-    /// the window's shrunk batch, their lag took rounds it does not, and the ETA read 20 s before
-    /// the end of a cut's drain went from 20 s to 50-70 s.
+    /// Records a partition's batch holds while its lag lasts: the largest full batch (see
+    /// `full_batch`) of the windows that ended in the last minute. At a drain's end
+    /// most partitions' lag runs out and the window's batches shrink, but the few partitions
+    /// still far behind send full batches: priced at the window's shrunk batch, their lag took
+    /// rounds it does not, and the ETA read 10-20 s before the end of a cut's drain went from
+    /// 20 s to 39-62 s.
     pub full_records: Option<f64>,
 }
 
@@ -184,6 +189,7 @@ impl DrainMeter {
         Self {
             window: Window::new(window),
             seen: BatchesSeen::default(),
+            fulls: VecDeque::new(),
         }
     }
 
@@ -199,7 +205,7 @@ impl DrainMeter {
             return;
         }
         let (mut batches, mut records, mut wire) = (0u64, 0u64, 0u64);
-        let (mut sending, mut full) = (0usize, Vec::new());
+        let mut means = Vec::new();
         for (tp, n) in new {
             let Some(o) = old.get(tp) else { continue };
             let b = n.batches.saturating_sub(o.batches);
@@ -207,11 +213,8 @@ impl DrainMeter {
             if b == 0 {
                 continue;
             }
-            sending += 1;
             let mean = r as f64 / b as f64;
-            if (n.high_watermark - n.next) as f64 >= mean {
-                full.push(mean);
-            }
+            means.push(mean);
             if mean <= SMALL_BATCH_RECORDS {
                 batches += b;
                 records += r;
@@ -224,11 +227,13 @@ impl DrainMeter {
                 wire_bytes: wire as f64 / batches as f64,
             });
         }
-        if !full.is_empty() && full.len() * 2 >= sending {
-            full.sort_by(f64::total_cmp);
-            let at = (full.len() * 9 / 10).min(full.len() - 1);
-            self.seen.full_records = Some(full[at].max(1.0));
+        if let Some(full) = cost::percentile_90(means) {
+            self.fulls.push_back((now, full));
         }
+        while self.fulls.front().is_some_and(|(t, _)| *t + FULL_BATCH_KEPT <= now) {
+            self.fulls.pop_front();
+        }
+        self.seen.full_records = self.fulls.iter().map(|(_, f)| *f).reduce(f64::max);
     }
 
     /// What the small and the full batches were, as last measured.

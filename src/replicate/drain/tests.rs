@@ -488,20 +488,29 @@ fn the_full_batch_is_kept_from_a_drain_s_middle_through_its_end() {
     let t0 = Instant::now();
     let mut m = DrainMeter::new(DRAIN_WINDOW);
     let secs = |s: u64| t0 + Duration::from_secs(s);
-    // Caught up: one-record batches, nothing behind; no full batch to tell.
+    // Caught up: one-record batches.
     m.sample(secs(0), lagging(0..100, 0, 0, 0));
     m.sample(secs(30), lagging(0..100, 30, 30, 0));
-    assert_eq!(m.batches_seen().full_records, None);
-    // Draining: 22-record batches, each partition far more than a batch behind.
+    assert_eq!(m.batches_seen().full_records, Some(1.0));
+    // Draining: 22-record batches.
     m.sample(secs(40), lagging(0..100, 30, 30, 500));
     m.sample(secs(70), lagging(0..100, 40, 250, 300));
     assert_eq!(m.batches_seen().full_records, Some(22.0));
     // The drain's end: the lag ran out, the window's batches shrink to 3 records.
     m.sample(secs(100), lagging(0..100, 50, 280, 1));
-    m.sample(secs(130), lagging(0..100, 60, 310, 0));
+    m.sample(secs(120), lagging(0..100, 60, 310, 0));
     let shrunk = full_batch(m.rates().values()).expect("batches");
     assert!(shrunk < 5.0, "the premise: the window's batch shrank to {shrunk}");
     assert_eq!(m.batches_seen().full_records, Some(22.0), "kept");
+    // Caught up again: a minute later the drain's batches no longer count.
+    m.sample(secs(150), lagging(0..100, 90, 340, 0));
+    assert_eq!(
+        m.batches_seen().full_records,
+        Some(3.0),
+        "the end's windows still count"
+    );
+    m.sample(secs(180), lagging(0..100, 120, 370, 0));
+    assert_eq!(m.batches_seen().full_records, Some(1.0));
 }
 
 #[test]
