@@ -102,8 +102,6 @@ struct State {
     below_start_answers_later: bool,
     /// The message every fetch panics with, once set.
     fetch_panic: Option<&'static str>,
-    /// Each fetch asked: the partition, the offset and the most bytes.
-    fetches_asked: Vec<(TopicPartition, i64, i32)>,
     /// Fetches that panicked.
     fetch_panics: usize,
     /// How long a produce's answer takes (its batch is written at once).
@@ -163,11 +161,6 @@ impl FakeCluster {
 
     /// Fetches that waited until something was readable, and answers that came back empty after
     /// a long poll.
-    /// Each fetch asked so far: the partition, the offset and the most bytes.
-    pub(crate) fn fetches_asked(&self) -> Vec<(TopicPartition, i64, i32)> {
-        self.state.lock().fetches_asked.clone()
-    }
-
     pub(crate) fn sleeps_and_empty_answers(&self) -> (usize, usize) {
         use std::sync::atomic::Ordering::Relaxed;
         (self.asleep.load(Relaxed), self.empty_answers.load(Relaxed))
@@ -621,7 +614,6 @@ impl Fetch for FakeCluster {
         wait: Wait,
     ) -> kafka::Result<FetchedPartition> {
         self.reachable()?;
-        self.state.lock().fetches_asked.push((tp.clone(), offset, max_bytes));
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait.max_wait_ms().max(0) as u64);
         if matches!(wait, Wait::UntilReadable(_)) {
             self.asleep.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

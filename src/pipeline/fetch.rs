@@ -121,16 +121,9 @@ impl<S: Fetch> Fetcher<S> {
     }
 
     /// Reads up to `until` only: the stage ends (closing its channel) once everything below it
-    /// was handed on. A range with an end ahead of it (a fresh-first catch-up's backlog) is
-    /// behind by its nature, so it fetches at the full size from its first request instead of
-    /// doubling up from the floor one answer at a time: after a cut that ramp held the first
-    /// backlog batches to a few hundred records each, and the budget idle for a second.
+    /// was handed on.
     pub(super) fn until(mut self, until: i64) -> Self {
         self.until = Some(until);
-        if until > self.offset {
-            self.fetch_bytes = self.settings.fetch_max_bytes;
-            self.last_len = self.fetch_bytes as usize;
-        }
         self
     }
 

@@ -408,21 +408,3 @@ async fn a_compacted_topic_stays_oldest_first() {
     let values: Vec<Vec<u8>> = (0..BACKLOG + FRESH).map(|i| value(i).to_vec()).collect();
     assert_eq!(rig.target_values(), values, "source order");
 }
-
-#[tokio::test(start_paused = true)]
-async fn a_backlog_fetches_at_the_full_size_from_its_first_request() {
-    let mut rig = fresh_first_rig();
-    append(&rig, 0, BACKLOG);
-    let task = rig.start(None);
-    until_catching_up(&rig).await;
-    let split = rig.acked().fresh.expect("in a catch-up").split;
-    append(&rig, BACKLOG, BACKLOG + FRESH);
-    rig.until_target_end((BACKLOG + FRESH) as i64).await;
-    rig.stop(task).await.expect("stopped cleanly");
-    let asked = rig.source.fetches_asked();
-    let full = rig.settings.fetch_max_bytes;
-    let (backlog, fresh): (Vec<_>, Vec<_>) = asked.iter().partition(|(_, offset, _)| *offset < split);
-    assert_eq!(backlog.first().map(|f| f.2), Some(full), "{asked:?}");
-    // The premise: a range without an end starts at the floor.
-    assert!(fresh.first().is_some_and(|f| f.2 < full), "{asked:?}");
-}
