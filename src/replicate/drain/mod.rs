@@ -143,7 +143,8 @@ impl<T> Window<T> {
 #[derive(Debug)]
 pub(crate) struct DrainMeter {
     window: Window<Positions>,
-    seen: BatchesSeen,
+    /// The small batches' cost, as last measured.
+    small: Option<SmallBatch>,
     /// Each window's full batch, by when the window ended, over the last [`FULL_BATCH_KEPT`].
     fulls: VecDeque<(Instant, f64)>,
 }
@@ -188,7 +189,7 @@ impl DrainMeter {
     pub(crate) fn new(window: Duration) -> Self {
         Self {
             window: Window::new(window),
-            seen: BatchesSeen::default(),
+            small: None,
             fulls: VecDeque::new(),
         }
     }
@@ -222,7 +223,7 @@ impl DrainMeter {
             }
         }
         if batches as f64 >= SMALL_BATCHES_SEEN && records >= batches {
-            self.seen.small = Some(SmallBatch {
+            self.small = Some(SmallBatch {
                 records: records as f64 / batches as f64,
                 wire_bytes: wire as f64 / batches as f64,
             });
@@ -233,12 +234,14 @@ impl DrainMeter {
         while self.fulls.front().is_some_and(|(t, _)| *t + FULL_BATCH_KEPT <= now) {
             self.fulls.pop_front();
         }
-        self.seen.full_records = self.fulls.iter().map(|(_, f)| *f).reduce(f64::max);
     }
 
     /// What the small and the full batches were, as last measured.
     pub(crate) fn batches_seen(&self) -> BatchesSeen {
-        self.seen
+        BatchesSeen {
+            small: self.small,
+            full_records: self.fulls.iter().map(|(_, f)| *f).reduce(f64::max),
+        }
     }
 
     /// The rates between the oldest and the newest sample, for the partitions in both (a
@@ -275,7 +278,6 @@ pub fn total_drain_eta_secs(
     rates: &BTreeMap<TopicPartition, DrainRate>,
     seen: BatchesSeen,
 ) -> Option<f64> {
-    let small = seen.small;
     let lag: i64 = lags.values().sum();
     if lag == 0 {
         return Some(0.0);
@@ -289,7 +291,7 @@ pub fn total_drain_eta_secs(
         return linear;
     }
     let batch = batch.max(seen.full_records.unwrap_or(0.0));
-    let cost = match small {
+    let cost = match seen.small {
         // The window tells what its full batches cost, the small batches' cost as last
         // measured the other end.
         Some(small) => PowerCost::through(small, batch, free.batch(batch)).map_or_else(
@@ -314,7 +316,7 @@ pub fn total_drain_eta_secs(
         one_record_bytes = cost.batch(1.0).round(),
         full_batch_bytes = cost.batch(batch).round(),
         cost = ?cost,
-        small_batch_bytes = small.map(|s| s.wire_bytes.round()),
+        small_batch_bytes = seen.small.map(|s| s.wire_bytes.round()),
         wire_bytes_per_sec = wire_per_sec.round(),
         full_batch_records = batch,
         growth_per_sec = rates.values().map(|r| r.growth_per_sec).sum::<f64>().round(),
