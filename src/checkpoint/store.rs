@@ -521,7 +521,13 @@ impl CheckpointStore {
             }
             tracing::warn!(topic = %self.topic, action, attempts, error = %crate::error_chain(e), "checkpoint request failed; retrying");
         };
-        match retry(backoff, Until::Deadline(deadline), op, on_retry).await {
+        // The target coming back ends a delay at once: partitions entering a catch-up wait for
+        // this write, and the delays of a long outage reach 5 s.
+        let until = Until::Deadline {
+            at: deadline,
+            woken: Some(self.target.reconnected()),
+        };
+        match retry(backoff, until, op, on_retry).await {
             Retried::Done(v) => Ok(v),
             Retried::Failed { error, attempts } => Err((Box::new(error), attempts)),
             // No cancellation is given.

@@ -100,6 +100,13 @@ impl ReconnectGate {
         self.failed = Some((retry_at, error));
     }
 
+    /// Another connection to the broker opened: the next caller may connect at once, and the
+    /// next failure waits the base delay again.
+    pub fn reopen(&mut self) {
+        self.backoff.reset();
+        self.failed = None;
+    }
+
     /// A connect succeeded: the next failure waits the base delay again. Returns whether the
     /// attempt before it had failed (the slot recovered).
     pub fn connected(&mut self) -> bool {
@@ -152,6 +159,21 @@ mod tests {
         assert!(gate.blocked(after).is_none());
         gate.failed(after, after, refused());
         assert!(gate.blocked(after + ReconnectGate::BASE).is_none());
+        // Another connection to the broker opened: this slot may connect at once.
+        for _ in 0..20 {
+            gate.failed(after, after, refused());
+        }
+        assert!(
+            gate.blocked(after + ReconnectGate::BASE).is_some(),
+            "premise: at the cap"
+        );
+        gate.reopen();
+        assert!(gate.blocked(after).is_none());
+        gate.failed(after, after, refused());
+        assert!(
+            gate.blocked(after + ReconnectGate::BASE).is_none(),
+            "back to the base delay"
+        );
     }
 
     #[test]

@@ -59,6 +59,9 @@ struct State {
     /// Connections by broker address and lane (lane 0 also carries what is not a partition's
     /// fetch or produce).
     slots: HashMap<(String, u16), Slot>,
+    /// Per broker address: woken when a connection to it opens after failed attempts, so its
+    /// other slots' attempts still waiting on the path start again at once.
+    back: HashMap<String, Arc<tokio::sync::Notify>>,
     leaders: HashMap<TopicPartition, i32>,
     /// Topics a metadata answer named without an error: only those can be found deleted.
     named: HashSet<String>,
@@ -239,7 +242,11 @@ impl Cluster {
 
     /// Connection `lane` to `addr`, opened (or reopened after a failure) on demand.
     async fn lane_to(&self, addr: &str, lane: u16) -> Result<Arc<Conn>> {
-        let slot = Arc::clone(self.state().slots.entry((addr.to_owned(), lane)).or_default());
+        let (slot, back) = {
+            let mut state = self.state();
+            let slot = Arc::clone(state.slots.entry((addr.to_owned(), lane)).or_default());
+            (slot, Arc::clone(state.back.entry(addr.to_owned()).or_default()))
+        };
         let mut guard = slot.lock().await;
         if let Some(conn) = guard.conn.as_ref().filter(|c| !c.is_closed()) {
             return Ok(Arc::clone(conn));
@@ -251,9 +258,26 @@ impl Cluster {
         metrics::counter!(crate::telemetry::CONNECTION_ATTEMPTS, "cluster" => self.name.clone()).increment(1);
         // Boxed: connecting (TLS, SASL) is rare, and its future would otherwise be part of every
         // request's future, held by every partition task for its life.
-        let started = tokio::time::Instant::now();
-        let connect = Conn::connect_with(addr, &self.client_id, self.timeout, &self.security, self.pace.clone());
-        let conn = match Box::pin(connect).await {
+        let mut started = tokio::time::Instant::now();
+        let connect = || {
+            Box::pin(Conn::connect_with(
+                addr,
+                &self.client_id,
+                self.timeout,
+                &self.security,
+                self.pace.clone(),
+            ))
+        };
+        let came_back = back.notified();
+        let again = || {
+            tracing::debug!(cluster = %self.name, broker = addr, lane,
+                "another connection to the broker opened: connecting again at once");
+            metrics::counter!(crate::telemetry::CONNECTION_ATTEMPTS, "cluster" => self.name.clone()).increment(1);
+            started = tokio::time::Instant::now();
+            connect()
+        };
+        let (attempt, _) = Box::pin(attempt_or_again(connect(), came_back, again)).await;
+        let conn = match attempt {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 guard.gate.failed(started, tokio::time::Instant::now(), e.clone());
@@ -262,6 +286,8 @@ impl Cluster {
         };
         if guard.gate.connected() {
             tracing::info!(cluster = %self.name, broker = addr, lane, "connected again after failed attempts: retries waiting on this cluster go now");
+            back.notify_waiters();
+            self.reopen_gates(addr, lane);
             self.reconnected.notify_waiters();
         } else {
             tracing::debug!(cluster = %self.name, broker = addr, lane, "connected");
@@ -279,6 +305,20 @@ impl Cluster {
             .count();
         metrics::gauge!(crate::telemetry::CONNECTIONS, "cluster" => self.name.clone()).set(open as f64);
         Ok(conn)
+    }
+
+    /// The other slots of `addr` idle behind a failed connect may connect at once: one
+    /// connection to the broker just opened. (A slot connecting now is woken by the broker's
+    /// notify instead.)
+    fn reopen_gates(&self, addr: &str, lane: u16) {
+        let state = self.state();
+        for ((a, l), slot) in &state.slots {
+            if a == addr && *l != lane {
+                if let Ok(mut other) = slot.try_lock() {
+                    other.gate.reopen();
+                }
+            }
+        }
     }
 
     /// Whether a metadata answer of this cluster named `topic` without an error (it existed
@@ -452,6 +492,30 @@ impl Cluster {
     }
 }
 
+/// Runs a connect `attempt`; when `came_back` fires first (another connection to the broker
+/// opened after failed attempts: the path is back), drops it for the one `again` starts. On a
+/// black-holed path an attempt's SYN was lost and its retransmission may be a second away; a
+/// new attempt's first SYN goes now. Also says whether it started again.
+async fn attempt_or_again<T, A, B>(
+    attempt: A,
+    came_back: tokio::sync::futures::Notified<'_>,
+    again: impl FnOnce() -> B,
+) -> (T, bool)
+where
+    A: std::future::Future<Output = T>,
+    B: std::future::Future<Output = T>,
+{
+    tokio::pin!(came_back);
+    // Registered before the attempt starts: a connection opening meanwhile is not missed.
+    came_back.as_mut().enable();
+    tokio::pin!(attempt);
+    tokio::select! {
+        biased;
+        out = &mut attempt => (out, false),
+        () = came_back => (again().await, true),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,6 +530,36 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::super::test_broker::{answer, api_versions, read_request};
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_waiting_on_the_path_starts_again_when_the_broker_is_back() {
+        let back = tokio::sync::Notify::new();
+        let start = tokio::time::Instant::now();
+        // The first attempt's SYN was lost: it hangs. Another slot of the broker connects
+        // 100 ms in.
+        let ((out, again), ()) = tokio::join!(
+            attempt_or_again(std::future::pending::<u32>(), back.notified(), || async { 7 }),
+            async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                back.notify_waiters();
+            }
+        );
+        assert_eq!((out, again), (7, true));
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        // An attempt that ends first is kept, and a notify from before the attempt is not
+        // taken for the broker's return.
+        back.notify_waiters();
+        let (out, again) = attempt_or_again(
+            async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                3
+            },
+            back.notified(),
+            || async { unreachable!("not started again") },
+        )
+        .await;
+        assert_eq!((out, again), (3, false));
+    }
 
     /// A broker (node 1) whose Metadata answers say it leads `partitions` partitions of topic
     /// "spans", or that it does not know the topic when `unknown(n)` says so of the nth request

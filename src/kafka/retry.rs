@@ -25,8 +25,12 @@ pub const SETTLING_CAP: Duration = Duration::from_secs(2);
 pub enum Until<'a> {
     /// Retry until cancelled.
     Cancelled(&'a CancellationToken),
-    /// Retry while the next attempt would start before this instant.
-    Deadline(Instant),
+    /// Retry while the next attempt would start before `at`; with `woken`, try at once when it
+    /// is notified (its cluster reconnected) during an attempt or the delay after it.
+    Deadline {
+        at: Instant,
+        woken: Option<&'a tokio::sync::Notify>,
+    },
     /// Retry until cancelled, and try at once when `woken` is notified (its cluster reconnected)
     /// during an attempt or the delay after it.
     Woken {
@@ -65,7 +69,7 @@ where
         attempts = attempts.saturating_add(1);
         // Registered before the attempt: a reconnect while it runs also ends the delay after it.
         let woken = match until {
-            Until::Woken { woken, .. } => Some(woken.notified()),
+            Until::Woken { woken, .. } | Until::Deadline { woken: Some(woken), .. } => Some(woken.notified()),
             _ => None,
         };
         tokio::pin!(woken);
@@ -78,7 +82,7 @@ where
                 _ = cancel.cancelled() => return Retried::Cancelled,
                 r = op() => r,
             },
-            Until::Deadline(_) => op().await,
+            Until::Deadline { .. } => op().await,
         };
         let error = match outcome {
             Ok(v) => return Retried::Done(v),
@@ -91,24 +95,28 @@ where
             backoff.next_delay()
         };
         match until {
-            Until::Deadline(deadline) if Instant::now() + delay > deadline => {
+            Until::Deadline { at, .. } if Instant::now() + delay > at => {
                 return Retried::Failed { error, attempts };
             }
             _ => {}
         }
         on_retry(&error, attempts, delay);
+        let woken = async {
+            match woken.as_mut().as_pin_mut() {
+                Some(w) => w.await,
+                None => std::future::pending().await,
+            }
+        };
         match until {
             Until::Cancelled(cancel) | Until::Woken { cancel, .. } => tokio::select! {
                 _ = cancel.cancelled() => return Retried::Cancelled,
                 _ = tokio::time::sleep(delay) => {}
-                _ = async {
-                    match woken.as_mut().as_pin_mut() {
-                        Some(w) => w.await,
-                        None => std::future::pending().await,
-                    }
-                } => {}
+                _ = woken => {}
             },
-            Until::Deadline(_) => tokio::time::sleep(delay).await,
+            Until::Deadline { .. } => tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = woken => {}
+            },
         }
     }
 }
@@ -203,16 +211,31 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_reconnect_ends_the_delay_at_once_also_when_it_came_during_the_attempt() {
+        // The data path (until cancelled) and the checkpoint store (until a deadline) alike.
+        for deadline in [false, true] {
+            a_reconnect_ends_the_delay(deadline).await;
+        }
+    }
+
+    async fn a_reconnect_ends_the_delay(deadline: bool) {
         let (cancel, woken) = (CancellationToken::new(), tokio::sync::Notify::new());
         let start = Instant::now();
         let mut calls = 0;
         let mut delays = Vec::new();
-        let out = retry(
-            Backoff::default(),
+        let until = if deadline {
+            Until::Deadline {
+                at: start + Duration::from_secs(600),
+                woken: Some(&woken),
+            }
+        } else {
             Until::Woken {
                 cancel: &cancel,
                 woken: &woken,
-            },
+            }
+        };
+        let out = retry(
+            Backoff::default(),
+            until,
             || {
                 calls += 1;
                 let (n, woken) = (calls, &woken);
@@ -232,7 +255,7 @@ mod tests {
             |_, _, delay| delays.push(delay),
         )
         .await;
-        assert!(matches!(out, Retried::Done(12)), "{out:?}");
+        assert!(matches!(out, Retried::Done(12)), "deadline {deadline}: {out:?}");
         let before: Duration = delays[..10].iter().sum();
         assert!(
             delays[10] >= Duration::from_millis(7500),
@@ -240,7 +263,7 @@ mod tests {
         );
         assert!(
             start.elapsed() < before + Duration::from_millis(100),
-            "{:?} after {before:?}",
+            "deadline {deadline}: {:?} after {before:?}",
             start.elapsed()
         );
     }
@@ -263,7 +286,10 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(2);
         let out: Retried<()> = retry(
             Backoff::default(),
-            Until::Deadline(deadline),
+            Until::Deadline {
+                at: deadline,
+                woken: None,
+            },
             || async { Err(lost()) },
             |_, _, _| {},
         )
