@@ -24,11 +24,9 @@
 //! on a task of its own was tried twice in the catch-up bench: new spans waited 4.9 s at p99
 //! while the socket pace lost link time to late wakes (admitted batches queued on the
 //! connection ahead of new ones); with the pace fixed, p99 1.99 s and 94.3% of the budget
-//! against 1.76 s and 95.6% in the loop: nothing gained. Up to [`PARKED_MAX`] backlog
-//! batches wait, in order: the next is compressed while the first waits for its turn, so the
-//! budget does not go idle while every partition compresses (with one, the link ran at 33-60% of
-//! the budget in the seconds after a cut's return, while the first batches were small). The
-//! rest of a chunk that fills more than those waits for the first to go ([`Rest`]).
+//! against 1.76 s and 95.6% in the loop: nothing gained. One backlog batch
+//! waits at a time; the backlog's next is built once it is on the wire, and the rest of a
+//! chunk that fills more than one batch waits for that ([`Rest`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -59,9 +57,6 @@ const RECORD_FRAMING_BYTES: usize = 16;
 /// bytes) and its share of the request's header and topic name. A request of one batch
 /// carries about 50 bytes more, which the socket pace's headroom takes.
 const PRODUCE_OVERHEAD_BYTES: usize = 16;
-
-/// Backlog batches built and waiting for the budget, at most.
-const PARKED_MAX: usize = 2;
 
 /// The reason of the stop once a catch-up's backlog is drained.
 pub(super) const DRAINED: &str = "the backlog is drained: merging the ranges";
@@ -192,12 +187,8 @@ pub(super) struct Sink<T> {
     pub(super) throttle: Throttle,
     /// In a catch-up: where the last acknowledged batch (of either range) ended.
     pub(super) landed: Option<i64>,
-    /// In a catch-up: the backlog batches waiting beside the loop, oldest first.
-    #[allow(
-        clippy::box_collection,
-        reason = "every partition task's future holds the sink: one pointer, not the deque's four words"
-    )]
-    pub(super) parked: Box<std::collections::VecDeque<Parked>>,
+    /// In a catch-up: the backlog batch waiting beside the loop.
+    pub(super) parked: Option<Box<Parked>>,
 }
 
 impl<T: Fetch + Produce> Sink<T> {
@@ -231,7 +222,7 @@ impl<T: Fetch + Produce> Sink<T> {
             self.send_parked().await?;
             let due = self.lane.batcher.due();
             // The backlog moves only when a batch of it could go on the wire at once.
-            let backlog_free = self.parked.len() < PARKED_MAX && !self.no_room(Side::Backlog);
+            let backlog_free = self.parked.is_none() && !self.no_room(Side::Backlog);
             let backlog_due = self
                 .backlog
                 .as_ref()
@@ -239,7 +230,7 @@ impl<T: Fetch + Produce> Sink<T> {
                 .filter(|_| backlog_free);
             let rest = backlog_free && self.backlog.as_ref().is_some_and(|b| b.rest.is_some());
             let backlog_open = backlog_free && !rest && self.backlog.as_ref().is_some_and(|b| b.open);
-            let waiting = self.parked.front().is_some_and(|p| p.admit.is_some());
+            let waiting = self.parked.as_ref().is_some_and(|p| p.admit.is_some());
             let event = tokio::select! {
                 biased;
                 Some((sent, answer)) = self.window.next() => Event::Answered(sent, answer),
@@ -253,7 +244,7 @@ impl<T: Fetch + Produce> Sink<T> {
             match event {
                 Event::Answered(sent, answer) => self.answered(sent, answer)?,
                 Event::Admitted => {
-                    if let Some(p) = self.parked.front_mut() {
+                    if let Some(p) = self.parked.as_mut() {
                         p.admit = None;
                     }
                 }
@@ -285,9 +276,6 @@ impl<T: Fetch + Produce> Sink<T> {
                 }
                 Event::Fetched(side, Some(Ok(Fetched::Gap { from, to }))) => {
                     self.flush(side, self.lane(side).batcher.pushed_until()).await?;
-                    if side == Side::Backlog {
-                        self.unpark_all().await?;
-                    }
                     self.drain().await?;
                     let oldest = self.oldest_held(side);
                     let lane = self.lane_mut(side);
@@ -309,7 +297,6 @@ impl<T: Fetch + Produce> Sink<T> {
             Box::pin(self.push(Side::Backlog, rest, false)).await?;
         }
         if self.backlog.is_some() {
-            self.unpark_all().await?;
             self.flush(Side::Backlog, self.lane(Side::Backlog).batcher.pushed_until())
                 .await?;
         }
@@ -325,7 +312,7 @@ impl<T: Fetch + Produce> Sink<T> {
             return false;
         };
         !b.open
-            && self.parked.is_empty()
+            && self.parked.is_none()
             && b.rest.is_none()
             && b.lane.batcher.is_empty()
             && self.window.count(Side::Backlog) == 0
@@ -370,7 +357,7 @@ impl<T: Fetch + Produce> Sink<T> {
     }
 
     /// Pushes a chunk's records into `side`'s batches. With `wait_beside`, a backlog record
-    /// that finds the batch full while no other backlog batch may be parked (or the window has
+    /// that finds the batch full while the backlog's last batch is parked (or the window has
     /// no room) leaves the rest of the chunk in [`Backlog::rest`], for the loop to go on with.
     async fn push(&mut self, side: Side, mut rest: Box<Rest>, wait_beside: bool) -> Result<(), Stop> {
         // One clock read per go: the records arrived together.
@@ -381,7 +368,7 @@ impl<T: Fetch + Produce> Sink<T> {
                 continue;
             }
             if let Err(record) = self.lane_mut(side).batcher.push(record, now) {
-                if wait_beside && side == Side::Backlog && (self.parked.len() >= PARKED_MAX || self.no_room(side)) {
+                if wait_beside && side == Side::Backlog && (self.parked.is_some() || self.no_room(side)) {
                     rest.head = Some(record);
                     if let Some(b) = self.backlog.as_mut() {
                         b.rest = Some(rest);
@@ -426,11 +413,11 @@ impl<T: Fetch + Produce> Sink<T> {
         Ok(())
     }
 
-    /// Moves the end of `side`'s newest batch not yet answered to `until`: the newest parked
-    /// one, else the newest on the wire. False when it has none.
+    /// Moves the end of `side`'s newest batch not yet answered to `until`: the parked one, else
+    /// the newest on the wire. False when it has none.
     fn extend_newest(&mut self, side: Side, until: i64) -> bool {
         if side == Side::Backlog {
-            if let Some(p) = self.parked.back_mut() {
+            if let Some(p) = self.parked.as_mut() {
                 p.ready.until = until;
                 return true;
             }
@@ -462,10 +449,8 @@ impl<T: Fetch + Produce> Sink<T> {
     /// acknowledged with it.
     async fn flush(&mut self, side: Side, until: i64) -> Result<(), Stop> {
         if side == Side::Backlog {
-            // The backlog's batches go in order, after the parked ones: room for one more.
-            while self.parked.len() >= PARKED_MAX {
-                self.unpark().await?;
-            }
+            // The backlog's batches go in order: the parked one first.
+            self.unpark().await?;
         }
         if self.lane(side).batcher.is_empty() {
             return Ok(());
@@ -480,9 +465,8 @@ impl<T: Fetch + Produce> Sink<T> {
                 }
             }
         }
-        let parked = if side == Side::Backlog { self.parked.len() } else { 0 };
-        if self.window.count(side) + parked == 0 {
-            // Nothing of this range on the wire or built: its next record is the one at its
+        if self.window.count(side) == 0 {
+            // Nothing of this range on the wire: its next record is the one at its
             // acknowledged position (records found in place in the tail moved it on without
             // being sent).
             let lane = self.lane_mut(side);
@@ -510,9 +494,6 @@ impl<T: Fetch + Produce> Sink<T> {
             source,
         })?;
         let Some(ready) = ready else { return Ok(()) };
-        // Stamped: the range's next batch follows it, also when this one is parked.
-        let lane = self.lane_mut(side);
-        lane.next_sequence = lane.next_sequence.wrapping_add(ready.count) & i32::MAX;
         let budgeted = self.settings.budget.bytes_per_sec() > 0;
         let size = sizing::batch_bytes(
             self.max_batch_bytes,
@@ -545,41 +526,32 @@ impl<T: Fetch + Produce> Sink<T> {
             // pay for them.
             budget.charge(&topic, wire_bytes);
         } else {
-            self.parked.push_back(Parked {
+            self.parked = Some(Box::new(Parked {
                 ready,
                 on_the_wire,
                 wire_bytes,
                 admit: Some(Box::pin(async move { budget.acquire(&topic, wire_bytes).await })),
-            });
+            }));
             return Ok(());
         }
         self.produce(side, ready, on_the_wire, wire_bytes).await
     }
 
-    /// Sends the oldest parked backlog batch once the budget admitted it and the window has
-    /// room.
+    /// Sends the parked backlog batch once the budget admitted it and the window has room.
     async fn send_parked(&mut self) -> Result<(), Stop> {
-        if self.no_room(Side::Backlog) || self.parked.front().is_none_or(|p| p.admit.is_some()) {
+        if self.no_room(Side::Backlog) || self.parked.as_ref().is_none_or(|p| p.admit.is_some()) {
             return Ok(());
         }
-        match self.parked.pop_front() {
+        match self.parked.take() {
             // Boxed, as a catch-up's: every task's future would otherwise hold room for it.
             Some(p) => Box::pin(self.produce(Side::Backlog, p.ready, p.on_the_wire, p.wire_bytes)).await,
             None => Ok(()),
         }
     }
 
-    /// Sends every parked backlog batch, in order.
-    async fn unpark_all(&mut self) -> Result<(), Stop> {
-        while !self.parked.is_empty() {
-            self.unpark().await?;
-        }
-        Ok(())
-    }
-
-    /// Waits for the oldest parked backlog batch to be admitted and for room, and sends it.
+    /// Waits for the parked backlog batch to be admitted and for room, and sends it.
     async fn unpark(&mut self) -> Result<(), Stop> {
-        let Some(mut p) = self.parked.pop_front() else {
+        let Some(mut p) = self.parked.take() else {
             return Ok(());
         };
         if let Some(admit) = p.admit.take() {
@@ -617,6 +589,8 @@ impl<T: Fetch + Produce> Sink<T> {
                 return Err(self.failed(e, ready.first, wire_bytes));
             }
         };
+        let lane = self.lane_mut(side);
+        lane.next_sequence = lane.next_sequence.wrapping_add(ready.count) & i32::MAX;
         tracing::trace!(topic = %self.source_tp.topic, partition = self.source_tp.partition, from = ready.first,
             to = ready.last, records = ready.count, wire_bytes, range = %side, "batch sent");
         let sent = Sent {
@@ -738,7 +712,7 @@ impl<T: Fetch + Produce> Sink<T> {
     fn oldest_held(&self, side: Side) -> Option<i64> {
         let parked = || {
             self.parked
-                .front()
+                .as_ref()
                 .filter(|_| side == Side::Backlog)
                 .map(|p| p.ready.first_timestamp)
         };
@@ -749,9 +723,9 @@ impl<T: Fetch + Produce> Sink<T> {
     }
 }
 
-/// The oldest parked batch's admission by the budget; never, without one waiting.
-async fn admission(parked: &mut std::collections::VecDeque<Parked>) {
-    match parked.front_mut().and_then(|p| p.admit.as_mut()) {
+/// The parked batch's admission by the budget; never, without one waiting.
+async fn admission(parked: &mut Option<Box<Parked>>) {
+    match parked.as_mut().and_then(|p| p.admit.as_mut()) {
         Some(admit) => admit.as_mut().await,
         None => std::future::pending().await,
     }

@@ -402,7 +402,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             window: Window::new(),
             throttle: Throttle::default(),
             landed: None,
-            parked: Box::default(),
+            parked: None,
         }
     }
 
