@@ -255,11 +255,11 @@ impl Cluster {
         if let Some(e) = guard.gate.blocked(tokio::time::Instant::now()) {
             return Err(e);
         }
-        metrics::counter!(crate::telemetry::CONNECTION_ATTEMPTS, "cluster" => self.name.clone()).increment(1);
         // Boxed: connecting (TLS, SASL) is rare, and its future would otherwise be part of every
         // request's future, held by every partition task for its life.
         let mut started = tokio::time::Instant::now();
         let connect = || {
+            metrics::counter!(crate::telemetry::CONNECTION_ATTEMPTS, "cluster" => self.name.clone()).increment(1);
             Box::pin(Conn::connect_with(
                 addr,
                 &self.client_id,
@@ -272,12 +272,10 @@ impl Cluster {
         let again = || {
             tracing::debug!(cluster = %self.name, broker = addr, lane,
                 "another connection to the broker opened: connecting again at once");
-            metrics::counter!(crate::telemetry::CONNECTION_ATTEMPTS, "cluster" => self.name.clone()).increment(1);
             started = tokio::time::Instant::now();
             connect()
         };
-        let (attempt, _) = Box::pin(attempt_or_again(connect(), came_back, again)).await;
-        let conn = match attempt {
+        let conn = match Box::pin(attempt_or_again(connect(), came_back, again)).await {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 guard.gate.failed(started, tokio::time::Instant::now(), e.clone());
@@ -495,12 +493,12 @@ impl Cluster {
 /// Runs a connect `attempt`; when `came_back` fires first (another connection to the broker
 /// opened after failed attempts: the path is back), drops it for the one `again` starts. On a
 /// black-holed path an attempt's SYN was lost and its retransmission may be a second away; a
-/// new attempt's first SYN goes now. Also says whether it started again.
+/// new attempt's first SYN goes now.
 async fn attempt_or_again<T, A, B>(
     attempt: A,
     came_back: tokio::sync::futures::Notified<'_>,
     again: impl FnOnce() -> B,
-) -> (T, bool)
+) -> T
 where
     A: std::future::Future<Output = T>,
     B: std::future::Future<Output = T>,
@@ -511,8 +509,8 @@ where
     tokio::pin!(attempt);
     tokio::select! {
         biased;
-        out = &mut attempt => (out, false),
-        () = came_back => (again().await, true),
+        out = &mut attempt => out,
+        () = came_back => again().await,
     }
 }
 
@@ -536,20 +534,20 @@ mod tests {
         let back = tokio::sync::Notify::new();
         let start = tokio::time::Instant::now();
         // The first attempt's SYN was lost: it hangs. Another slot of the broker connects
-        // 100 ms in.
-        let ((out, again), ()) = tokio::join!(
+        // 100 ms in. The answer says which attempt gave it: 7 is the one started again.
+        let (out, ()) = tokio::join!(
             attempt_or_again(std::future::pending::<u32>(), back.notified(), || async { 7 }),
             async {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 back.notify_waiters();
             }
         );
-        assert_eq!((out, again), (7, true));
+        assert_eq!(out, 7, "started again");
         assert_eq!(start.elapsed(), Duration::from_millis(100));
         // An attempt that ends first is kept, and a notify from before the attempt is not
         // taken for the broker's return.
         back.notify_waiters();
-        let (out, again) = attempt_or_again(
+        let out = attempt_or_again(
             async {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 3
@@ -558,7 +556,7 @@ mod tests {
             || async { unreachable!("not started again") },
         )
         .await;
-        assert_eq!((out, again), (3, false));
+        assert_eq!(out, 3, "the first attempt's answer, not started again");
     }
 
     /// A broker (node 1) whose Metadata answers say it leads `partitions` partitions of topic

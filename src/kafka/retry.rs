@@ -39,6 +39,33 @@ pub enum Until<'a> {
     },
 }
 
+impl<'a> Until<'a> {
+    /// What cancels the retries, if anything does.
+    fn cancel(self) -> Option<&'a CancellationToken> {
+        match self {
+            Until::Cancelled(cancel) | Until::Woken { cancel, .. } => Some(cancel),
+            Until::Deadline { .. } => None,
+        }
+    }
+
+    /// What ends a delay early, if anything does.
+    fn woken(self) -> Option<&'a tokio::sync::Notify> {
+        match self {
+            Until::Woken { woken, .. } => Some(woken),
+            Until::Deadline { woken, .. } => woken,
+            Until::Cancelled(_) => None,
+        }
+    }
+}
+
+/// Waits for `token` to be cancelled; never, without one.
+async fn cancelled(token: Option<&CancellationToken>) {
+    match token {
+        Some(t) => t.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// How a retried request ended.
 #[derive(Debug)]
 pub enum Retried<T> {
@@ -68,21 +95,15 @@ where
     loop {
         attempts = attempts.saturating_add(1);
         // Registered before the attempt: a reconnect while it runs also ends the delay after it.
-        let woken = match until {
-            Until::Woken { woken, .. } | Until::Deadline { woken: Some(woken), .. } => Some(woken.notified()),
-            _ => None,
-        };
+        let woken = until.woken().map(tokio::sync::Notify::notified);
         tokio::pin!(woken);
         if let Some(w) = woken.as_mut().as_pin_mut() {
             w.enable();
         }
-        let outcome = match until {
-            Until::Cancelled(cancel) | Until::Woken { cancel, .. } => tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Retried::Cancelled,
-                r = op() => r,
-            },
-            Until::Deadline { .. } => op().await,
+        let outcome = tokio::select! {
+            biased;
+            () = cancelled(until.cancel()) => return Retried::Cancelled,
+            r = op() => r,
         };
         let error = match outcome {
             Ok(v) => return Retried::Done(v),
@@ -107,16 +128,10 @@ where
                 None => std::future::pending().await,
             }
         };
-        match until {
-            Until::Cancelled(cancel) | Until::Woken { cancel, .. } => tokio::select! {
-                _ = cancel.cancelled() => return Retried::Cancelled,
-                _ = tokio::time::sleep(delay) => {}
-                _ = woken => {}
-            },
-            Until::Deadline { .. } => tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = woken => {}
-            },
+        tokio::select! {
+            () = cancelled(until.cancel()) => return Retried::Cancelled,
+            () = tokio::time::sleep(delay) => {}
+            () = woken => {}
         }
     }
 }
