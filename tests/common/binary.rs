@@ -13,13 +13,7 @@ use super::wait::eventually;
 /// How long [`Running`]'s drop waits after SIGTERM before it kills.
 const DROP_GRACE: Duration = Duration::from_secs(15);
 
-/// A free TCP port on loopback (free when asked; the binary binds it a moment later).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
-}
+pub use super::ports::free_port;
 
 /// The strait binary's command line and environment.
 #[derive(Clone, Debug)]

@@ -142,20 +142,7 @@ pub fn installed() -> bool {
     out.is_ok_and(|s| s.success())
 }
 
-/// A free loopback port never handed out before in this process (the kernel may give a just
-/// released ephemeral port again, and a node needs three distinct ones).
-fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().expect("port list");
-    loop {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let port = l.local_addr().expect("local addr").port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
-}
+use super::ports::free_port;
 
 /// A KRaft cluster id: 16 random bytes in unpadded base64url, as Kafka's `random-uuid` prints,
 /// starting with a letter (the format tool would read a leading `-` as an option).

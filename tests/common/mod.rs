@@ -2,7 +2,7 @@
 //! independent librdkafka client for writing and checking data, strait run in-process
 //! ([`Strait`]) or as the real binary (`binary`), the one polling helper (`wait`), captured
 //! logs (`logs`), metrics (`metrics`), reading a target back (`target`), the topic tests'
-//! helpers (`topics`) and a throwaway PKI (`pki`).
+//! helpers (`topics`), a throwaway PKI (`pki`) and listener ports (`ports`).
 #![allow(dead_code, unreachable_pub)]
 
 pub mod binary;
@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod logs;
 pub mod metrics;
 pub mod pki;
+pub mod ports;
 pub mod secured;
 pub mod target;
 pub mod topics;
