@@ -295,6 +295,9 @@ impl<S: Fetch> Fetcher<S> {
             }
         }
         chunk.buffer = Some(permit);
+        tracing::trace!(topic = %self.tp.topic, partition = self.tp.partition, offset = self.offset,
+            next_offset = chunk.next_offset, records = chunk.records.len(), fetched_bytes = fetched_len,
+            asked_bytes = self.fetch_bytes, until = ?self.until, "fetched");
         self.fetch_bytes = next_fetch_bytes(self.fetch_bytes, fetched_len, self.settings.fetch_max_bytes);
         self.offset = chunk.next_offset;
         metrics::counter!(telemetry::SOURCE_RECORDS, &self.labels).increment(chunk.records.len() as u64);

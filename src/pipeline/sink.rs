@@ -246,6 +246,8 @@ impl<T: Fetch + Produce> Sink<T> {
                 Event::Admitted => {
                     if let Some(p) = self.parked.as_mut() {
                         p.admit = None;
+                        tracing::trace!(topic = %self.source_tp.topic, partition = self.source_tp.partition,
+                            from = p.ready.first, "backlog batch admitted");
                     }
                 }
                 Event::Rest => {
@@ -494,6 +496,9 @@ impl<T: Fetch + Produce> Sink<T> {
             source,
         })?;
         let Some(ready) = ready else { return Ok(()) };
+        tracing::trace!(topic = %self.source_tp.topic, partition = self.source_tp.partition, from = ready.first,
+            records = ready.count, uncompressed = ready.uncompressed_len, wire_bytes = ready.bytes.len(),
+            cpu_ms = took.as_secs_f64() * 1e3, range = %side, "batch built");
         let budgeted = self.settings.budget.bytes_per_sec() > 0;
         let size = sizing::batch_bytes(
             self.max_batch_bytes,

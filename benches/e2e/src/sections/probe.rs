@@ -104,9 +104,19 @@ pub(super) fn status_total(page: &str, key: &str) -> Option<f64> {
 /// Seconds from `heal` to the first line of strait's text log at `log` saying a target
 /// connection opened again after failed attempts.
 pub(super) fn first_reconnect_after(log: &Path, heal: chrono::DateTime<chrono::Utc>) -> Option<f64> {
-    let text = std::fs::read_to_string(log).ok()?;
+    logged_after(log, heal, &["connected again", "cluster=target"])
+        .first()
+        .copied()
+}
+
+/// Seconds from `heal` to each line of strait's text log at `log` (in order) logged at or
+/// after it that contains every one of `needles`.
+pub(super) fn logged_after(log: &Path, heal: chrono::DateTime<chrono::Utc>, needles: &[&str]) -> Vec<f64> {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return Vec::new();
+    };
     text.lines()
-        .filter(|l| l.contains("connected again") && l.contains("cluster=target"))
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
         .filter_map(|l| chrono::DateTime::parse_from_rfc3339(l.split_whitespace().next()?).ok())
         .map(|t| {
             (t.with_timezone(&chrono::Utc) - heal)
@@ -114,5 +124,6 @@ pub(super) fn first_reconnect_after(log: &Path, heal: chrono::DateTime<chrono::U
                 .unwrap_or(i64::MAX) as f64
                 / 1e6
         })
-        .find(|&secs| secs >= 0.0)
+        .filter(|&secs| secs >= 0.0)
+        .collect()
 }
