@@ -294,7 +294,7 @@ async fn measure(
         tick(100).await;
         trace.push((heal.elapsed().as_secs_f64(), payload(link.tx()?)));
         ticks += 1;
-        if ticks % 5 != 0 {
+        if !ticks.is_multiple_of(5) {
             continue;
         }
         p.check_alive()?;
@@ -310,7 +310,6 @@ async fn measure(
             break None;
         }
     };
-    let link_at_end = payload(link.tx()?);
     let end_ms = now_ms();
     // Spans written up to the drain's end get up to 5 s more to arrive.
     tick(5000).await;
@@ -371,7 +370,7 @@ async fn measure(
     );
     match drained {
         Some(polled) => {
-            let polled_share = (link_at_end - link_at_heal) / polled / budget;
+            let polled_share = (payload_at(&trace, polled) - link_at_heal) / polled / budget;
             let (secs, use_share) = match logged_end {
                 Some(end) => (end, (payload_at(&trace, end) - link_at_heal) / end / budget),
                 None => (polled, polled_share),
