@@ -15,12 +15,14 @@ use strait::replicate::Replicator;
 /// Exit code for a configuration error (EX_USAGE in sysexits.h).
 const EXIT_CONFIG: u8 = 64;
 
-/// mimalloc, not the C library's allocator. The release binary is static on musl, whose
-/// allocator gives every freed block above about 128 KiB back to the kernel at once and maps a
-/// new one for the next: each batch, fetch answer and record buffer of the data path cost an
-/// `mmap`, page faults on first touch and an `munmap` with a TLB flush on every core. Profiled
-/// in a catch-up's first seconds, that was about half of strait's CPU (compression a third),
-/// on a machine whose cores it shares with the brokers.
+/// The static binary (musl, what the image ships) allocates with mimalloc. musl's allocator
+/// gives every freed block above about 128 KiB back to the kernel at once and maps a new one
+/// for the next: each batch, fetch answer and record buffer of the data path cost an `mmap`,
+/// page faults on first touch and an `munmap` with a TLB flush on every core. Profiled in a
+/// catch-up's first seconds, that was about half of strait's CPU (compression a third), on a
+/// machine whose cores it shares with the brokers. glibc's allocator raises its mapping
+/// threshold to the blocks it sees freed, so glibc builds keep it.
+#[cfg(target_env = "musl")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
