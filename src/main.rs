@@ -26,6 +26,48 @@ const EXIT_CONFIG: u8 = 64;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's settings for strait, which it reads from the environment once, as the process
+/// loads: freed pages go back to the kernel at once (not after 1 s), threads keep no spare
+/// pages per size class, and arenas are committed as they are used. With mimalloc's defaults
+/// the bench's 5,000 partitions with a backlog peaked at 523 MiB of RSS (musl's allocator
+/// 163-209 MiB, issue 18's bound 256 MiB); with these, 212 MiB, and a catch-up keeps the CPU
+/// the allocator saves. A setting the environment already has is left as it is.
+#[cfg(any(test, target_env = "musl"))]
+const ALLOCATOR_SETTINGS: [(&str, &str); 3] = [
+    ("MIMALLOC_PURGE_DELAY", "0"),
+    ("MIMALLOC_PAGE_FULL_RETAIN", "0"),
+    ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+];
+
+/// The [`ALLOCATOR_SETTINGS`] that `is_set` says the environment lacks.
+#[cfg(any(test, target_env = "musl"))]
+fn missing_allocator_settings(is_set: impl Fn(&str) -> bool) -> Vec<(&'static str, &'static str)> {
+    ALLOCATOR_SETTINGS
+        .into_iter()
+        .filter(|(name, _)| !is_set(name))
+        .collect()
+}
+
+/// Starts the binary again in this process (`exec`: same pid, same arguments) with the
+/// [`ALLOCATOR_SETTINGS`] the environment lacks, so mimalloc reads them as it loads; nothing to
+/// do when it has them all. Should `exec` fail, strait goes on with mimalloc's defaults.
+#[cfg(target_env = "musl")]
+fn with_allocator_settings() {
+    use std::os::unix::process::CommandExt;
+    let missing = missing_allocator_settings(|name| std::env::var_os(name).is_some());
+    if missing.is_empty() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let error = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .envs(missing)
+        .exec();
+    eprintln!("warning: cannot start again with the allocator's settings ({error}): going on with its defaults");
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "strait", about = "Cross-cluster Kafka replicator", version)]
 struct Cli {
@@ -89,6 +131,8 @@ enum ConfigCommand {
 const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
+    #[cfg(target_env = "musl")]
+    with_allocator_settings();
     let cli = Cli::parse();
     if let Err(e) = strait::telemetry::init_logs_from_env() {
         eprintln!("error: {e}");
@@ -415,4 +459,22 @@ async fn wait_for_signal(shutdown: CancellationToken) {
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_allocator_settings_the_environment_lacks_are_added() {
+        let all = missing_allocator_settings(|_| false);
+        assert_eq!(all, ALLOCATOR_SETTINGS);
+        assert!(missing_allocator_settings(|_| true).is_empty(), "all set: no exec");
+        // An operator's own purge delay stays; the other two are added.
+        let missing = missing_allocator_settings(|name| name == "MIMALLOC_PURGE_DELAY");
+        assert_eq!(
+            missing,
+            [("MIMALLOC_PAGE_FULL_RETAIN", "0"), ("MIMALLOC_ARENA_EAGER_COMMIT", "0")]
+        );
+    }
 }
