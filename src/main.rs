@@ -30,7 +30,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// loads: freed pages go back to the kernel at once (not after 1 s), threads keep no spare
 /// pages per size class, and arenas are committed as they are used. With mimalloc's defaults
 /// the bench's 5,000 partitions with a backlog peaked at 523 MiB of RSS (musl's allocator
-/// 163-209 MiB, issue 18's bound 256 MiB); with these, 212 MiB, and a catch-up keeps the CPU
+/// 163-209 MiB, issue 18's bound 256 MiB); with these, 212-238 MiB, and a catch-up keeps the CPU
 /// the allocator saves. A setting the environment already has is left as it is.
 #[cfg(any(test, target_env = "musl"))]
 const ALLOCATOR_SETTINGS: [(&str, &str); 3] = [
