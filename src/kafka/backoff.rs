@@ -56,8 +56,9 @@ impl Default for Backoff {
 /// that succeeds resets it. So the connection attempts to a cluster that cannot be reached stay
 /// bounded per slot (one per delay, or per connect timeout when that is longer), however many
 /// partitions retry through it; and on a black-holed path, where an attempt lasts its whole
-/// timeout, the next one starts as the last gives up, so the SYNs keep going out about once a
-/// second and a link that comes back is used within about a second, not a timeout plus a delay.
+/// timeout, the next one starts as the last gives up, so the attempts follow each other without
+/// a pause (each sending a SYN every third of a second, `super::dial`) and a link that comes
+/// back is used within a fraction of a second, not a timeout plus a delay.
 #[derive(Debug)]
 pub struct ReconnectGate {
     backoff: Backoff,

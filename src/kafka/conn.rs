@@ -25,7 +25,6 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Request, StrBytes, VersionRange};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 use super::pace::{Pace, Socket};
 use tokio::sync::{mpsc, oneshot};
@@ -90,10 +89,11 @@ impl Pending {
     }
 }
 
-/// The longest a TCP connect waits for the broker's answer: two SYNs (Linux sends the second
-/// after 1 s, the third only after 3 s); across any WAN a handshake takes well under a second.
-/// The next attempt starts as this one gives up (`ReconnectGate` counts its delay from an
-/// attempt's start), so on a black-holed path a SYN goes out about every second.
+/// The longest a TCP connect waits for the broker's answer: each socket's first SYN and the
+/// retransmission a second later (the third only after 3 s); across any WAN a handshake takes
+/// well under a second. The next attempt starts as this one gives up (`ReconnectGate` counts
+/// its delay from an attempt's start), and an attempt staggers three sockets over its first
+/// second ([`super::dial`]), so on a black-holed path a SYN goes out every third of a second.
 pub(crate) const CONNECT_TIMEOUT_MAX: Duration = Duration::from_secs(2);
 
 /// A connection to one broker, shared by every task that talks to it.
@@ -154,9 +154,8 @@ impl Conn {
         // The TCP handshake alone waits at most CONNECT_TIMEOUT_MAX: on a black-holed path the
         // kernel's SYN retries back off to 16 s and more, so a longer wait would keep a
         // returning link unused for that long (ReconnectGate spaces the next attempt).
-        let tcp = tokio::time::timeout(timeout.min(CONNECT_TIMEOUT_MAX), TcpStream::connect(broker))
+        let tcp = super::dial::tcp(broker, timeout.min(CONNECT_TIMEOUT_MAX))
             .await
-            .map_err(|_| connect_err(std::io::ErrorKind::TimedOut.into()))?
             .map_err(connect_err)?;
         tcp.set_nodelay(true).map_err(connect_err)?;
         // A broker that vanished without a reset (a black-holed WAN path) is noticed by the

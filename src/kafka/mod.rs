@@ -9,6 +9,7 @@ mod backoff;
 mod client;
 mod cluster;
 mod conn;
+mod dial;
 mod error;
 mod fetches;
 mod frame;
