@@ -252,6 +252,24 @@ impl Broker {
         Ok(total)
     }
 
+    /// How many partition logs of `topic` the node holds: the directories `topic-N` in its
+    /// data directory, read from the node's own files (not through any client).
+    pub fn partition_logs(&self, topic: &str) -> usize {
+        let prefix = format!("{topic}-");
+        let Ok(entries) = std::fs::read_dir(self.dir.join("data")) else {
+            return 0;
+        };
+        entries
+            .filter_map(std::result::Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix(&prefix))
+                    .is_some_and(|p| p.parse::<u32>().is_ok())
+            })
+            .count()
+    }
+
     async fn wait_ready(&mut self) -> Result<()> {
         let c = self.cluster();
         let deadline = Instant::now() + Duration::from_secs(120);
