@@ -178,7 +178,7 @@ pub(super) async fn run(cli: &Cli, bin: &Path, source: &Broker, logs: &Path, rep
     let topic = "wide2.wide";
     let spec = TopicSpec {
         name: topic.to_owned(),
-        partitions: parts as i32,
+        partitions: parts,
         replication_factor: -1,
         configs: BTreeMap::new(),
     };
