@@ -187,6 +187,7 @@ impl Conn {
                 versions: &versions,
                 next_correlation: 2,
             };
+            let auth_started = tokio::time::Instant::now();
             let auth = tokio::time::timeout(timeout, sasl.authenticate(&mut hs))
                 .await
                 .map_err(|_| timed_out(ApiKey::SaslAuthenticate))??;
@@ -203,7 +204,7 @@ impl Conn {
                 versions: versions.clone(),
                 next_correlation: Arc::clone(&next_correlation),
                 timeout,
-                due: reauth_due(auth.session_lifetime_ms),
+                due: reauth_due(auth_started, auth.session_lifetime_ms),
             });
         }
 
@@ -453,9 +454,14 @@ impl AsyncWrite for Stream {
 }
 
 /// When to re-authenticate a session the broker limited to `lifetime_ms` (none: never).
-fn reauth_due(lifetime_ms: i64) -> Option<tokio::time::Instant> {
+/// When to re-authenticate a session of `lifetime_ms` whose authentication began at `started`.
+/// Counted from the start of the exchange, not from its answer: the broker's session begins
+/// when it handles the last SaslAuthenticate, which is after the client sent it, so a slow
+/// answer (a loaded broker, a long link) cannot eat the margin before the broker closes an
+/// expired connection.
+fn reauth_due(started: tokio::time::Instant, lifetime_ms: i64) -> Option<tokio::time::Instant> {
     let lifetime = Duration::from_millis(u64::try_from(lifetime_ms).ok().filter(|l| *l > 0)?);
-    Some(tokio::time::Instant::now() + lifetime.mul_f64(REAUTH_AT))
+    Some(started + lifetime.mul_f64(REAUTH_AT))
 }
 
 async fn until(due: Option<tokio::time::Instant>) {
@@ -504,8 +510,9 @@ impl Reauth {
             next_correlation: &self.next_correlation,
             timeout: self.timeout,
         };
+        let started = tokio::time::Instant::now();
         let auth = self.sasl.authenticate(&mut exchange).await?;
-        self.due = reauth_due(auth.session_lifetime_ms);
+        self.due = reauth_due(started, auth.session_lifetime_ms);
         *LAST_REAUTH_FAILURE.lock() = None;
         metrics::counter!(crate::telemetry::REAUTHENTICATIONS, "cluster" => self.sasl.cluster().to_owned())
             .increment(1);

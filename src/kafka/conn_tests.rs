@@ -69,3 +69,22 @@ async fn oversized_frames_are_refused() {
     let err = read_frame(&mut data).await.expect_err("2 GiB frame refused");
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
 }
+
+#[tokio::test(start_paused = true)]
+async fn re_authentication_is_due_from_when_the_exchange_began_not_from_its_answer() {
+    let started = tokio::time::Instant::now();
+    // The answer took a second (a loaded broker): the broker's session began at most then.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let due = reauth_due(started, 3000).expect("a session lifetime");
+    assert_eq!(
+        due,
+        started + Duration::from_millis(2550),
+        "85% of the lifetime from the start"
+    );
+    assert!(
+        due < tokio::time::Instant::now() + Duration::from_millis(2550),
+        "not from the answer"
+    );
+    assert_eq!(reauth_due(started, 0), None, "no lifetime, no re-authentication");
+    assert_eq!(reauth_due(started, -1), None);
+}
