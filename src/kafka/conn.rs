@@ -453,9 +453,8 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// When to re-authenticate a session the broker limited to `lifetime_ms` (none: never).
-/// When to re-authenticate a session of `lifetime_ms` whose authentication began at `started`.
-/// Counted from the start of the exchange, not from its answer: the broker's session begins
+/// When to re-authenticate a session the broker limited to `lifetime_ms` (none: never), its
+/// authentication having begun at `started`. Counted from the start of the exchange, not from its answer: the broker's session begins
 /// when it handles the last SaslAuthenticate, which is after the client sent it, so a slow
 /// answer (a loaded broker, a long link) cannot eat the margin before the broker closes an
 /// expired connection.

@@ -105,6 +105,25 @@ async fn backlog(
     })
 }
 
+/// The "replicated while measured" row of a backlog run into `which` target topic.
+fn replicated(report: &mut Report, which: &str, b: &Backlog, records: u64, payload: f64) {
+    report.add(
+        S,
+        format!("replicated while measured, {which}"),
+        format!("{:.0}/{} records", b.replicated, records),
+        format!(
+            "{} in {:.0} s from start ({:.1} MB/s)",
+            if b.replicated >= records as f64 {
+                "all"
+            } else {
+                "stopped early"
+            },
+            b.elapsed,
+            b.replicated * payload / records as f64 / MB / b.elapsed
+        ),
+    );
+}
+
 fn secs(s: Option<f64>) -> String {
     s.map_or("never".to_owned(), |s| format!("{s:.1} s"))
 }
@@ -147,7 +166,6 @@ pub(super) async fn run(cli: &Cli, bin: &Path, source: &Broker, logs: &Path, rep
             return Err(e);
         }
     };
-    let done = |b: &Backlog| b.replicated >= records as f64;
     report.add(
         S,
         "start-up, backlog, target topic created by strait",
@@ -158,18 +176,8 @@ pub(super) async fn run(cli: &Cli, bin: &Path, source: &Broker, logs: &Path, rep
             secs(created.logs_created),
         ),
     );
-    report.add(
-        S,
-        "replicated while measured, target topic created by strait",
-        format!("{:.0}/{} records", created.replicated, records),
-        format!(
-            "{} in {:.0} s from start ({:.1} MB/s)",
-            if done(&created) { "all" } else { "stopped early" },
-            created.elapsed,
-            created.replicated * payload / records as f64 / MB / created.elapsed
-        ),
-    );
-    if done(&created) {
+    replicated(report, "target topic created by strait", &created, records, payload);
+    if created.replicated >= records as f64 {
         tokio::task::block_in_place(|| idle(cli, bin, source, &target, logs, report))?;
     } else {
         report.na(S, "idle partitions", "the backlog was not drained: no idle restart");
@@ -218,17 +226,7 @@ pub(super) async fn run(cli: &Cli, bin: &Path, source: &Broker, logs: &Path, rep
             met(ready.all_running.is_some_and(|s| s <= 30.0)),
         ),
     );
-    report.add(
-        S,
-        "replicated while measured, target topic ready",
-        format!("{:.0}/{} records", ready.replicated, records),
-        format!(
-            "{} in {:.0} s from start ({:.1} MB/s)",
-            if done(&ready) { "all" } else { "stopped early" },
-            ready.elapsed,
-            ready.replicated * payload / records as f64 / MB / ready.elapsed
-        ),
-    );
+    replicated(report, "target topic ready", &ready, records, payload);
     let peak = created.peak.max(ready.peak);
     report.add(
         S,
