@@ -1,10 +1,9 @@
-//! What compression costs in CPU time, not wall time. Batches under 64 KiB compress without
-//! waiting for a compression slot, so after a cut thousands of partitions' small batches
-//! compress at once on the runtime's blocking threads; timed by the wall clock, each counted
-//! the time it waited for a core too, and the sum reached 130% of the cores while the link
-//! carried 250 kB/s. The level control took that for compression being the bottleneck and
-//! lowered the level five times through the drain. The calling thread's CPU time counts only
-//! the work done.
+//! What compression costs in CPU time, not wall time. After a cut, many partitions' batches
+//! compress at once, more of them than there are cores; timed by the wall clock (when small
+//! batches did not wait for a compression slot), each counted the time it waited for a core
+//! too, and the sum reached 130% of the cores while the link carried 250 kB/s. The level
+//! control took that for compression being the bottleneck and lowered the level five times
+//! through the drain. The calling thread's CPU time counts only the work done.
 
 use std::time::{Duration, Instant};
 

@@ -102,8 +102,12 @@ pub struct LevelControl {
     compress_slots: tokio::sync::Semaphore,
     /// As many more for batches under [`SMALL_BATCH_BYTES`], so they do not queue behind large
     /// ones, yet thousands of partitions' small batches do not compress at once either (each
-    /// holds a zstd context of megabytes and a blocking thread).
+    /// holds a zstd context of megabytes and a thread).
     small_slots: tokio::sync::Semaphore,
+    /// The threads batches compress on, one per slot of either kind, started with the first
+    /// batch compressed on a multi-thread runtime (`None` if the system refused a thread).
+    threads: std::sync::OnceLock<Option<super::threads::Threads>>,
+    cores: usize,
     /// Writers waiting for the target with their in-flight window full.
     target: Mutex<TargetWaits>,
     /// The counters at the last [`LevelControl::adapt`].
@@ -197,6 +201,8 @@ impl LevelControl {
             model: Mutex::new(LevelModel::default()),
             compress_slots: tokio::sync::Semaphore::new(cores),
             small_slots: tokio::sync::Semaphore::new(cores),
+            threads: std::sync::OnceLock::new(),
+            cores,
             target: Mutex::new(TargetWaits::default()),
             window: Mutex::new(LevelWindow {
                 at: Instant::now(),
@@ -247,13 +253,17 @@ impl LevelControl {
 
     /// Runs `compress` (one batch's zstd compression of `bytes`: up to a second for 1 MiB at
     /// the highest levels on a busy machine) once fewer batches than cores are compressing,
-    /// and on a multi-thread runtime inside `block_in_place`, so the worker's other tasks (the
-    /// paced socket writers, the control loop) move to another thread meanwhile instead of
-    /// stalling and losing budget. Elsewhere (tests' current-thread runtimes) it runs inline.
-    /// A batch under [`SMALL_BATCH_BYTES`] (a few milliseconds at any level: new records of a
-    /// catch-up, live traffic) takes a slot of its own kind, also one per core, so it does not
-    /// queue behind large ones.
-    pub async fn compress<T>(&self, bytes: usize, compress: impl FnOnce() -> T) -> T {
+    /// and on a multi-thread runtime on one of the compression threads ([`super::threads`]),
+    /// so the worker's other tasks (the paced socket writers, the control loop) go on
+    /// meanwhile instead of stalling and losing budget. Elsewhere (tests' current-thread
+    /// runtimes) it runs inline. A batch under [`SMALL_BATCH_BYTES`] (a few milliseconds at
+    /// any level: new records of a catch-up, live traffic) takes a slot of its own kind, also
+    /// one per core, so it does not queue behind large ones.
+    pub async fn compress<T, F>(&self, bytes: usize, compress: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
         let slots = if bytes < SMALL_BATCH_BYTES {
             &self.small_slots
         } else {
@@ -262,7 +272,15 @@ impl LevelControl {
         // The semaphores are never closed.
         let _slot = slots.acquire().await.ok();
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(compress),
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                let threads = self
+                    .threads
+                    .get_or_init(|| super::threads::Threads::start(2 * self.cores, "strait-zstd"));
+                match threads {
+                    Some(threads) => threads.run(compress).await,
+                    None => tokio::task::block_in_place(compress),
+                }
+            }
             _ => compress(),
         }
     }

@@ -152,7 +152,10 @@ impl<S: Fetch> Fetcher<S> {
         let Some((permit, reserved)) = self.reserve(wait).await else {
             return Next::Stop;
         };
-        let fetched = match self.fetch(wait).await {
+        // Boxed, like the sink's stages: while the partition waits for memory or for room in
+        // the sink's channel, the request's future (kilobytes, with the client's) is not part
+        // of its task.
+        let fetched = match Box::pin(self.fetch(wait)).await {
             Ok(Some(f)) => f,
             Ok(None) => return Next::Again,
             Err(Some(e)) => return self.halt(e).await,

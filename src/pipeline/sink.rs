@@ -241,6 +241,9 @@ impl<T: Fetch + Produce> Sink<T> {
                 _ = sleep_until(backlog_due), if backlog_due.is_some() => Event::Due(Side::Backlog),
                 msg = recv_backlog(&mut self.backlog), if backlog_open => Event::Fetched(Side::Backlog, msg.map(|m| *m)),
             };
+            // The stages below are boxed: a partition spends most of its life waiting in the
+            // select above, and their futures (kilobytes, with the client's inside) would
+            // otherwise be room in every partition's task for all of it.
             match event {
                 Event::Answered(sent, answer) => self.answered(sent, answer)?,
                 Event::Admitted => {
@@ -257,10 +260,10 @@ impl<T: Fetch + Produce> Sink<T> {
                         Box::pin(self.push(Side::Backlog, rest, true)).await?;
                     }
                 }
-                Event::Due(side) => self.flush(side, self.lane(side).batcher.pushed_until()).await?,
+                Event::Due(side) => Box::pin(self.flush(side, self.lane(side).batcher.pushed_until())).await?,
                 // The fresh (or only) fetch stage stopped (shutdown): write what was read.
                 Event::Fetched(Side::Fresh, None) => {
-                    self.flush_all().await?;
+                    Box::pin(self.flush_all()).await?;
                     return self.drain().await;
                 }
                 // The backlog's fetch stage ended: at the split, or stopping.
@@ -268,23 +271,22 @@ impl<T: Fetch + Produce> Sink<T> {
                     if let Some(b) = self.backlog.as_mut() {
                         b.open = false;
                     }
-                    self.flush(Side::Backlog, self.lane(Side::Backlog).batcher.pushed_until())
-                        .await?;
+                    Box::pin(self.flush(Side::Backlog, self.lane(Side::Backlog).batcher.pushed_until())).await?;
                 }
                 Event::Fetched(_, Some(Err(e))) => {
-                    self.flush_all().await?;
+                    Box::pin(self.flush_all()).await?;
                     self.drain().await?;
                     return Err(Stop::Halt(e));
                 }
                 Event::Fetched(side, Some(Ok(Fetched::Gap { from, to }))) => {
-                    self.flush(side, self.lane(side).batcher.pushed_until()).await?;
+                    Box::pin(self.flush(side, self.lane(side).batcher.pushed_until())).await?;
                     self.drain().await?;
                     let oldest = self.oldest_held(side);
                     let lane = self.lane_mut(side);
                     lane.acker.gap(from, to, oldest);
                     lane.batcher.moved(to);
                 }
-                Event::Fetched(side, Some(Ok(Fetched::Records(chunk)))) => self.chunk(side, chunk).await?,
+                Event::Fetched(side, Some(Ok(Fetched::Records(chunk)))) => Box::pin(self.chunk(side, chunk)).await?,
             }
             if self.drained() {
                 self.drain().await?;
@@ -482,13 +484,19 @@ impl<T: Fetch + Produce> Sink<T> {
             zstd_level: self.settings.level.level(),
         };
         let level = Arc::clone(&self.settings.level);
-        let batcher = &mut self.lane_mut(side).batcher;
-        let (ready, took) = level
-            .compress(batcher.size_bytes(), || {
+        // The batcher goes to a compression thread and comes back with the batch. Only
+        // dropping the whole task can drop it on the way (the sink is never cancelled
+        // otherwise), and with it everything not yet acknowledged.
+        let lane = self.lane_mut(side);
+        let mut batcher = std::mem::replace(&mut lane.batcher, Batcher::new(0, std::time::Duration::ZERO, until));
+        let (batcher, ready, took) = level
+            .compress(batcher.size_bytes(), move || {
                 let compress_started = crate::budget::CpuTimer::start();
-                (batcher.build(until, stamp), compress_started.elapsed())
+                let ready = batcher.build(until, stamp);
+                (batcher, ready, compress_started.elapsed())
             })
             .await;
+        self.lane_mut(side).batcher = batcher;
         let ready = ready.map_err(|source| Error::Build {
             topic: self.source_tp.topic.clone(),
             partition: self.source_tp.partition,

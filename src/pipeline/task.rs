@@ -152,7 +152,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
                 }
             }
             None => {
-                let Some(resume) = self.resume(&writers).await? else {
+                let Some(resume) = Box::pin(self.resume(&writers)).await? else {
                     return Ok(());
                 };
                 resume
@@ -184,7 +184,8 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
                 }
             }
             self.starting(&resume);
-            let Some((producer, sequence)) = self.identity(&resume, &mut writers, carried.take()).await? else {
+            let Some((producer, sequence)) = Box::pin(self.identity(&resume, &mut writers, carried.take())).await?
+            else {
                 return Ok(());
             };
             let started = resume.at;
@@ -208,7 +209,7 @@ impl<S: Fetch, T: Fetch + Produce, C: Claims> PartitionTask<S, T, C> {
             let go_on = keeps_identity(keep, at, &mut out_of_order);
             self.pause(backoff.next_delay()).await;
             let identities = writers.identities();
-            let tail = match self.reconcile(at, Some(&identities), &writers.anchors()).await? {
+            let tail = match Box::pin(self.reconcile(at, Some(&identities), &writers.anchors())).await? {
                 None => return Ok(()),
                 Some(Reconciled::Behind(end)) => return Err(self.target_behind(at, end)),
                 Some(Reconciled::Tail(tail)) => tail,
@@ -684,9 +685,10 @@ mod tests {
     /// 5,000 partitions each KiB of it is 5 MB. With the real Kafka client's futures inside
     /// (measured 16,072 bytes before the snappy table became lazy, 14,008 after, 9,008 once
     /// the rare paths' futures were boxed: connecting, a metadata refresh, a topic's state, an
-    /// offset out of range).
+    /// offset out of range; 5,192 once the stages a partition passes through between waits
+    /// were too: a fetch request, a chunk, a flush, the start-up's resume and identity).
     #[test]
-    fn a_partition_task_future_stays_under_10_kib() {
+    fn a_partition_task_future_stays_under_6_kib() {
         let cluster = Arc::new(Cluster::new(
             "source",
             vec!["127.0.0.1:1".into()],
@@ -717,6 +719,6 @@ mod tests {
         let size = std::mem::size_of_val(&run);
         // The premise: the future holds the client's requests, not only the task's fields.
         assert!(size > 4096, "{size} bytes");
-        assert!(size <= 10 * 1024, "the partition task's future takes {size} bytes");
+        assert!(size <= 6 * 1024, "the partition task's future takes {size} bytes");
     }
 }
