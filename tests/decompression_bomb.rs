@@ -7,7 +7,7 @@
 //! batch against a 16 MiB buffer, cheap enough for every run, and twice what a debug build's
 //! whole process was seen to peak at, 59-65 MiB with its start-up zstd calibration, so that a
 //! peak below the batch's size proves it was not decompressed); README "Memory" records a run
-//! with a 250 MiB batch against the default 64 MiB buffer.
+//! with a 250 MiB batch against a 64 MiB buffer.
 
 mod common;
 

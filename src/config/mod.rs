@@ -339,7 +339,7 @@ impl Default for BatchConfig {
         BatchConfig {
             max_bytes: 1024 * 1024,
             linger_ms: 100,
-            buffer_max_bytes: 64 * 1024 * 1024,
+            buffer_max_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -373,7 +373,7 @@ impl Default for FetchConfig {
         FetchConfig {
             max_bytes: 1024 * 1024,
             max_wait_ms: 50,
-            buffer_max_bytes: 64 * 1024 * 1024,
+            buffer_max_bytes: 32 * 1024 * 1024,
         }
     }
 }

@@ -354,7 +354,9 @@ fn check_batch_and_fetch(config: &Config) -> Result<()> {
             "batch.buffer_max_bytes",
             config.batch.buffer_max_bytes,
             "cannot hold one batch of batch.max_bytes",
-            format!("use at least batch.max_bytes ({batch_max}); 67108864 (64 MiB) suits a thousand partitions"),
+            format!(
+                "use at least batch.max_bytes ({batch_max}); the default, 33554432 (32 MiB), suits 5,000 partitions"
+            ),
         ));
     }
     if config.batch.linger_ms > MAX_WAIT_MS {
@@ -380,7 +382,7 @@ fn check_batch_and_fetch(config: &Config) -> Result<()> {
             "fetch.buffer_max_bytes",
             buffer,
             "is below 1 MiB",
-            "use at least 1048576; 67108864 (64 MiB) suits a thousand partitions",
+            "use at least 1048576; the default, 33554432 (32 MiB), suits 5,000 partitions",
         ));
     }
     if config.fetch.max_wait_ms > MAX_WAIT_MS {

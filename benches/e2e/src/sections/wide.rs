@@ -134,7 +134,8 @@ fn secs(s: Option<f64>) -> String {
 /// A new topic of thousands of partitions is not writable at once: its broker creates the
 /// partitions' logs one after the other (~280 a second on this machine's node when idle), so
 /// the first run's start-up is mostly the broker's. The second run's target topic exists and
-/// every log is created before strait starts: its start-up is strait's own.
+/// every log is created before strait starts: its start-up is strait's own, and only it is
+/// judged against the 30 s target.
 pub(super) async fn run(cli: &Cli, bin: &Path, source: &Broker, logs: &Path, report: &mut Report) -> Result<()> {
     let parts = cli.wide_partitions;
     let target = Broker::start("wide", None, "127.0.0.1").await?;
@@ -171,9 +172,9 @@ pub(super) async fn run(cli: &Cli, bin: &Path, source: &Broker, logs: &Path, rep
         "start-up, backlog, target topic created by strait",
         secs(created.all_running),
         format!(
-            "{} (target <= 30 s): from spawn until /status shows all {parts} partitions running; the target broker held a log for every partition {} after spawn (its data directory, sampled every 0.2 s): a new partition cannot be written before",
-            met(created.all_running.is_some_and(|s| s <= 30.0)),
+            "not judged, the target broker's pace: from spawn until /status shows all {parts} partitions running; the target broker held a log for every partition {} after spawn (its data directory, sampled every 0.2 s), and a partition cannot be written before its log exists: strait had all running {} after that; strait's own start-up (target <= 30 s) is the ready topic's row",
             secs(created.logs_created),
+            secs(created.all_running.zip(created.logs_created).map(|(all, logs)| all - logs)),
         ),
     );
     replicated(report, "target topic created by strait", &created, records, payload);
