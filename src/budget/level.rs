@@ -105,7 +105,8 @@ pub struct LevelControl {
     /// holds a zstd context of megabytes and a thread).
     small_slots: tokio::sync::Semaphore,
     /// The threads batches compress on, one per slot of either kind, started with the first
-    /// batch compressed on a multi-thread runtime (`None` if the system refused a thread).
+    /// batch compressed on a multi-thread runtime. `None` if the system refused a thread then:
+    /// batches compress in `block_in_place` for the rest of the run (logged once).
     threads: std::sync::OnceLock<Option<super::threads::Threads>>,
     cores: usize,
     /// Writers waiting for the target with their in-flight window full.
@@ -565,6 +566,25 @@ mod tests {
         // batches are late, though the link is not the limit by half the period; down.
         assert_eq!(c.step(starved(0.4, 1.0, 0.1), 2), 16);
         assert_eq!(c.step(starved(0.4, 1.0, 0.1), 2), 15);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn on_a_multi_thread_runtime_a_batch_compresses_on_a_compression_thread_holding_its_slot() {
+        let c = std::sync::Arc::new(LevelControl::new(3, 1, 19));
+        let large = c.compress_slots.available_permits();
+        let control = std::sync::Arc::clone(&c);
+        let (name, free_meanwhile) = c
+            .compress(1 << 20, move || {
+                let name = std::thread::current().name().map(str::to_owned);
+                (name, control.compress_slots.available_permits())
+            })
+            .await;
+        assert!(
+            name.as_deref().is_some_and(|n| n.starts_with("strait-zstd-")),
+            "compressed on {name:?}"
+        );
+        assert_eq!(free_meanwhile, large - 1, "the batch held a slot while compressing");
+        assert_eq!(c.compress_slots.available_permits(), large, "and gave it back");
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
 //! The threads batches are compressed on: a fixed set, started with the first batch and kept
-//! for the process's life.
+//! as long as the level control that owns them (the replicator's life).
 //!
 //! Compressing a batch takes up to a second of CPU, which may not run on the runtime's worker
 //! threads (their other tasks, the paced socket writers among them, would stall meanwhile).
@@ -49,8 +49,9 @@ impl Threads {
     }
 
     /// Runs `job` on one of the threads and waits for its result. Should the queue refuse it
-    /// (more callers at once than the threads were sized for, or the threads gone), it runs
-    /// here instead, in `block_in_place`.
+    /// (twice as many jobs as threads, running and queued: only when callers gave up on jobs
+    /// that still run; or the threads gone), it runs here instead: in `block_in_place` on a
+    /// multi-thread runtime, inline on any other.
     pub(crate) async fn run<T, F>(&self, job: F) -> T
     where
         T: Send + 'static,
@@ -62,7 +63,10 @@ impl Threads {
             let _ = tx.send(catch_unwind(AssertUnwindSafe(job)));
         });
         if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) = self.jobs.try_send(job) {
-            tokio::task::block_in_place(job);
+            match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(job),
+                _ => job(),
+            }
         }
         match rx.await {
             Ok(Ok(value)) => value,
@@ -128,7 +132,8 @@ mod tests {
             })
             .await
         });
-        tokio::task::block_in_place(|| running.recv()).expect("the first job runs");
+        tokio::task::block_in_place(|| running.recv_timeout(std::time::Duration::from_secs(60)))
+            .expect("the first job runs");
         threads.jobs.try_send(Box::new(|| ())).expect("the queue holds one job");
         // The premise: the queue is full.
         assert!(threads.jobs.try_send(Box::new(|| ())).is_err(), "the queue is full");

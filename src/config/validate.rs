@@ -355,7 +355,12 @@ fn check_batch_and_fetch(config: &Config) -> Result<()> {
             config.batch.buffer_max_bytes,
             "cannot hold one batch of batch.max_bytes",
             format!(
-                "use at least batch.max_bytes ({batch_max}); the default, 33554432 (32 MiB), suits 5,000 partitions"
+                "use at least batch.max_bytes ({batch_max}); {}",
+                if batch_max <= 32 * MIB {
+                    "the default, 33554432 (32 MiB), suits 5,000 partitions"
+                } else {
+                    "several times it, so that partitions share the batch memory"
+                }
             ),
         ));
     }
@@ -651,7 +656,13 @@ mod tests {
             (
                 |c| c.batch.buffer_max_bytes = c.batch.max_bytes - 1,
                 "batch.buffer_max_bytes",
-                "at least batch.max_bytes",
+                "the default, 33554432 (32 MiB), suits",
+            ),
+            // Batches above the default bound: the hint does not offer the default.
+            (
+                |c| c.batch.max_bytes = 40 * MIB,
+                "batch.buffer_max_bytes",
+                "use at least batch.max_bytes (41943040); several times it",
             ),
             (|c| c.fetch.max_bytes = 0, "fetch.max_bytes", "1 KiB"),
             (|c| c.fetch.max_wait_ms = 60_001, "fetch.max_wait_ms", "0 to 60000"),
