@@ -215,9 +215,9 @@ fn xerial_blocks(input: &[u8], base_offset: i64, mut each: impl FnMut(&[u8]) -> 
 /// zstd contexts kept between batches, each with the level it is set to. Contexts are costly
 /// to create and hold megabytes each, so builders (partitions) share them rather than keep one
 /// each, and they are not tied to threads either (the checkpoint writer compresses on the
-/// runtime's threads, batches on the compression threads of `budget::threads`). Batches compress at most two per core at a time, one large and one small
-/// (`budget::LevelControl::compress`), so about that many are ever in use; at most
-/// [`zstd_pool_cap`] are kept.
+/// runtime's threads, batches on the threads of `budget::compress`). Batches compress at most
+/// two per core at a time, one large and one small (`budget::compress::CompressGate`), so
+/// about that many are ever in use; at most [`zstd_pool_cap`] are kept.
 static ZSTD_POOL: parking_lot::Mutex<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
     parking_lot::const_mutex(Vec::new());
 

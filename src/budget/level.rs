@@ -60,6 +60,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::calibrate::{calibrate, CalibrateError};
+use super::compress::CompressGate;
 use super::model::{LevelModel, Sample};
 use super::{nanos, Behind, Budget};
 
@@ -76,8 +77,6 @@ const STARVED_CPU: f64 = 0.15;
 /// Starved periods in a row that lower the level: one alone is often the ramp after a pause
 /// (partitions resuming, batches growing), which a lower level does not help.
 const STARVED_PERIODS: u32 = 2;
-/// Batches smaller than this compress without waiting for a compression slot.
-const SMALL_BATCH_BYTES: usize = 64 * 1024;
 /// Share of the period senders waited for the link above which they had batches to send.
 const STARVED_WAIT: f64 = 0.1;
 /// Periods during which the level stays at or below the one a starved link lowered it to.
@@ -98,17 +97,8 @@ pub struct LevelControl {
     compressed_bytes: AtomicU64,
     /// Speed and ratio per level.
     model: Mutex<LevelModel>,
-    /// One permit per core: batches compressing at once (see [`LevelControl::compress`]).
-    compress_slots: tokio::sync::Semaphore,
-    /// As many more for batches under [`SMALL_BATCH_BYTES`], so they do not queue behind large
-    /// ones, yet thousands of partitions' small batches do not compress at once either (each
-    /// holds a zstd context of megabytes and a thread).
-    small_slots: tokio::sync::Semaphore,
-    /// The threads batches compress on, one per slot of either kind, started with the first
-    /// batch compressed on a multi-thread runtime. `None` if the system refused a thread then:
-    /// batches compress in `block_in_place` for the rest of the run (logged once).
-    threads: std::sync::OnceLock<Option<super::threads::Threads>>,
-    cores: usize,
+    /// Where batches compress, and how many at once.
+    gate: CompressGate,
     /// Writers waiting for the target with their in-flight window full.
     target: Mutex<TargetWaits>,
     /// The counters at the last [`LevelControl::adapt`].
@@ -200,10 +190,7 @@ impl LevelControl {
             compress_nanos: AtomicU64::new(0),
             compressed_bytes: AtomicU64::new(0),
             model: Mutex::new(LevelModel::default()),
-            compress_slots: tokio::sync::Semaphore::new(cores),
-            small_slots: tokio::sync::Semaphore::new(cores),
-            threads: std::sync::OnceLock::new(),
-            cores,
+            gate: CompressGate::new(cores),
             target: Mutex::new(TargetWaits::default()),
             window: Mutex::new(LevelWindow {
                 at: Instant::now(),
@@ -252,38 +239,13 @@ impl LevelControl {
         )
     }
 
-    /// Runs `compress` (one batch's zstd compression of `bytes`: up to a second for 1 MiB at
-    /// the highest levels on a busy machine) once fewer batches than cores are compressing,
-    /// and on a multi-thread runtime on one of the compression threads ([`super::threads`]),
-    /// so the worker's other tasks (the paced socket writers, the control loop) go on
-    /// meanwhile instead of stalling and losing budget. Elsewhere (tests' current-thread
-    /// runtimes) it runs inline. A batch under [`SMALL_BATCH_BYTES`] (a few milliseconds at
-    /// any level: new records of a catch-up, live traffic) takes a slot of its own kind, also
-    /// one per core, so it does not queue behind large ones.
+    /// Runs `compress`, one batch's compression of `bytes`, through the [`CompressGate`].
     pub async fn compress<T, F>(&self, bytes: usize, compress: F) -> T
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let slots = if bytes < SMALL_BATCH_BYTES {
-            &self.small_slots
-        } else {
-            &self.compress_slots
-        };
-        // The semaphores are never closed.
-        let _slot = slots.acquire().await.ok();
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-                let threads = self
-                    .threads
-                    .get_or_init(|| super::threads::Threads::start(2 * self.cores, "strait-zstd"));
-                match threads {
-                    Some(threads) => threads.run(compress).await,
-                    None => tokio::task::block_in_place(compress),
-                }
-            }
-            _ => compress(),
-        }
+        self.gate.run(bytes, compress).await
     }
 
     /// Raises the level to `level` (within the bounds) if it is lower; returns the level now.
@@ -566,55 +528,6 @@ mod tests {
         // batches are late, though the link is not the limit by half the period; down.
         assert_eq!(c.step(starved(0.4, 1.0, 0.1), 2), 16);
         assert_eq!(c.step(starved(0.4, 1.0, 0.1), 2), 15);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn on_a_multi_thread_runtime_a_batch_compresses_on_a_compression_thread_holding_its_slot() {
-        let c = std::sync::Arc::new(LevelControl::new(3, 1, 19));
-        let large = c.compress_slots.available_permits();
-        let control = std::sync::Arc::clone(&c);
-        let (name, free_meanwhile) = c
-            .compress(1 << 20, move || {
-                let name = std::thread::current().name().map(str::to_owned);
-                (name, control.compress_slots.available_permits())
-            })
-            .await;
-        assert!(
-            name.as_deref().is_some_and(|n| n.starts_with("strait-zstd-")),
-            "compressed on {name:?}"
-        );
-        assert_eq!(free_meanwhile, large - 1, "the batch held a slot while compressing");
-        assert_eq!(c.compress_slots.available_permits(), large, "and gave it back");
-    }
-
-    #[tokio::test]
-    async fn small_batches_do_not_queue_behind_large_ones_for_compression() {
-        let c = LevelControl::new(3, 1, 19);
-        // Every slot held by a large batch that does not finish.
-        let permits = c.compress_slots.available_permits();
-        let held = c.compress_slots.acquire_many(permits as u32).await.expect("open");
-        assert_eq!(c.compress(4 * 1024, || 7).await, 7);
-        // Polled once: a large batch waits for a slot.
-        let large = tokio::select! {
-            biased;
-            v = c.compress(1 << 20, || 8) => Some(v),
-            () = std::future::ready(()) => None,
-        };
-        assert_eq!(large, None, "a large batch went without a slot");
-        drop(held);
-        assert_eq!(c.compress(1 << 20, || 9).await, 9);
-        // Small batches are bounded too: with their slots all held, the next one waits.
-        let permits = c.small_slots.available_permits();
-        assert!(permits >= 1);
-        let held = c.small_slots.acquire_many(permits as u32).await.expect("open");
-        let small = tokio::select! {
-            biased;
-            v = c.compress(4 * 1024, || 10) => Some(v),
-            () = std::future::ready(()) => None,
-        };
-        assert_eq!(small, None, "a small batch went past the bound");
-        drop(held);
-        assert_eq!(c.compress(4 * 1024, || 11).await, 11);
     }
 
     #[tokio::test(start_paused = true)]

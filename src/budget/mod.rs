@@ -19,15 +19,15 @@
 //! Layout: `bucket` holds the token arithmetic (no clock, no runtime: times are passed in);
 //! `waiter` the [`Budget`] that senders wait on and the socket pace; `level` the
 //! [`LevelControl`]; `model` its speed and ratio per level (pure); `calibrate` the start-up
-//! measurement that seeds it; `cpu` the CPU time both measure compression in; `threads` the
-//! threads batches compress on.
+//! measurement that seeds it; `cpu` the CPU time both measure compression in; `compress` where
+//! batches compress and how many at once.
 
 mod bucket;
 mod calibrate;
+mod compress;
 mod cpu;
 mod level;
 mod model;
-mod threads;
 mod waiter;
 
 use std::time::Duration;

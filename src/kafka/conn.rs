@@ -454,10 +454,10 @@ impl AsyncWrite for Stream {
 }
 
 /// When to re-authenticate a session the broker limited to `lifetime_ms` (none: never), its
-/// authentication having begun at `started`. Counted from the start of the exchange, not from its answer: the broker's session begins
-/// when it handles the last SaslAuthenticate, which is after the client sent it, so a slow
-/// answer (a loaded broker, a long link) cannot eat the margin before the broker closes an
-/// expired connection.
+/// authentication having begun at `started`. Counted from the start of the exchange, not from
+/// its answer: the broker's session begins when it handles the last SaslAuthenticate, which is
+/// after the client sent it, so a slow answer (a loaded broker, a long link) cannot eat the
+/// margin before the broker closes an expired connection.
 fn reauth_due(started: tokio::time::Instant, lifetime_ms: i64) -> Option<tokio::time::Instant> {
     let lifetime = Duration::from_millis(u64::try_from(lifetime_ms).ok().filter(|l| *l > 0)?);
     Some(started + lifetime.mul_f64(REAUTH_AT))

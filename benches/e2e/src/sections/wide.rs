@@ -52,6 +52,13 @@ struct Backlog {
     elapsed: f64,
 }
 
+impl Backlog {
+    /// Whether all `records` were replicated.
+    fn drained(&self, records: u64) -> bool {
+        self.replicated >= records as f64
+    }
+}
+
 /// Runs strait on the wide topic to `prefix`'s target topic until it replicated `records`.
 async fn backlog(
     cli: &Cli,
@@ -113,11 +120,7 @@ fn replicated(report: &mut Report, which: &str, b: &Backlog, records: u64, paylo
         format!("{:.0}/{} records", b.replicated, records),
         format!(
             "{} in {:.0} s from start ({:.1} MB/s)",
-            if b.replicated >= records as f64 {
-                "all"
-            } else {
-                "stopped early"
-            },
+            if b.drained(records) { "all" } else { "stopped early" },
             b.elapsed,
             b.replicated * payload / records as f64 / MB / b.elapsed
         ),
@@ -178,7 +181,7 @@ pub(super) async fn run(cli: &Cli, bin: &Path, source: &Broker, logs: &Path, rep
         ),
     );
     replicated(report, "target topic created by strait", &created, records, payload);
-    if created.replicated >= records as f64 {
+    if created.drained(records) {
         tokio::task::block_in_place(|| idle(cli, bin, source, &target, logs, report))?;
     } else {
         report.na(S, "idle partitions", "the backlog was not drained: no idle restart");

@@ -1,13 +1,14 @@
-//! The threads batches are compressed on: a fixed set, started with the first batch and kept
-//! as long as the level control that owns them (the replicator's life).
+//! Where batches compress, and how many at once: [`CompressGate`] holds the slots, and
+//! [`Threads`] the fixed set of threads the work runs on, started with the first batch and kept
+//! as long as the gate (the replicator's life).
 //!
 //! Compressing a batch takes up to a second of CPU, which may not run on the runtime's worker
 //! threads (their other tasks, the paced socket writers among them, would stall meanwhile).
 //! Running it in `block_in_place` instead hands the worker's tasks to a new thread from the
 //! runtime's blocking pool for every batch: at 5,000 busy partitions that was 25 threads alive
 //! at once, each with its own allocator heap and scratch buffer holding memory. Here the work
-//! goes to threads that already exist, as many as batches may compress at once (the callers'
-//! slots bound that), and comes back through a one-shot channel the calling task awaits.
+//! goes to threads that already exist, as many as batches may compress at once (the slots
+//! bound that), and comes back through a one-shot channel the calling task awaits.
 //!
 //! A panic in a job is caught on its thread (which goes on) and resumed in the caller, so it
 //! takes the same path as any other panic of the partition's task.
@@ -15,9 +16,90 @@
 use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::sync::oneshot;
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::sync::{oneshot, Semaphore};
+
+/// Batches smaller than this take a slot of their own kind (see [`CompressGate::run`]).
+const SMALL_BATCH_BYTES: usize = 64 * 1024;
+
+/// The slots batches compress in and the threads they compress on.
+#[derive(Debug)]
+pub(crate) struct CompressGate {
+    /// One permit per core: large batches compressing at once.
+    large: Semaphore,
+    /// As many more for batches under [`SMALL_BATCH_BYTES`], so they do not queue behind large
+    /// ones, yet thousands of partitions' small batches do not compress at once either (each
+    /// holds a zstd context of megabytes and a thread).
+    small: Semaphore,
+    /// One thread per slot of either kind, started with the first batch compressed on a
+    /// multi-thread runtime. `None` if the system refused a thread then: batches compress in
+    /// `block_in_place` for the rest of the run (logged once).
+    threads: OnceLock<Option<Threads>>,
+    cores: usize,
+}
+
+impl CompressGate {
+    pub(crate) fn new(cores: usize) -> Self {
+        Self {
+            large: Semaphore::new(cores),
+            small: Semaphore::new(cores),
+            threads: OnceLock::new(),
+            cores,
+        }
+    }
+
+    /// Runs `compress` (one batch's compression of `bytes`: up to a second for 1 MiB at the
+    /// highest zstd levels on a busy machine) once fewer batches of its kind than cores are
+    /// compressing, and on a multi-thread runtime on one of the threads, so the worker's other
+    /// tasks (the paced socket writers, the control loop) go on meanwhile instead of stalling
+    /// and losing budget. Elsewhere (tests' current-thread runtimes) it runs inline. A batch
+    /// under [`SMALL_BATCH_BYTES`] (a few milliseconds at any level: new records of a
+    /// catch-up, live traffic) takes a slot of its own kind, so it does not queue behind
+    /// large ones.
+    pub(crate) async fn run<T, F>(&self, bytes: usize, compress: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let slots = if bytes < SMALL_BATCH_BYTES {
+            &self.small
+        } else {
+            &self.large
+        };
+        // The semaphores are never closed.
+        let _slot = slots.acquire().await.ok();
+        let threads = if multi_thread() {
+            self.threads
+                .get_or_init(|| Threads::start(2 * self.cores, "strait-zstd"))
+                .as_ref()
+        } else {
+            None
+        };
+        match threads {
+            Some(threads) => threads.run(compress).await,
+            None => in_place(compress),
+        }
+    }
+}
+
+fn multi_thread() -> bool {
+    matches!(
+        Handle::try_current().map(|h| h.runtime_flavor()),
+        Ok(RuntimeFlavor::MultiThread)
+    )
+}
+
+/// Runs `job` where the caller is: in `block_in_place` on a multi-thread runtime (the worker's
+/// other tasks move meanwhile), inline on any other.
+fn in_place<T>(job: impl FnOnce() -> T) -> T {
+    if multi_thread() {
+        tokio::task::block_in_place(job)
+    } else {
+        job()
+    }
+}
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -50,8 +132,7 @@ impl Threads {
 
     /// Runs `job` on one of the threads and waits for its result. Should the queue refuse it
     /// (twice as many jobs as threads, running and queued: only when callers gave up on jobs
-    /// that still run; or the threads gone), it runs here instead: in `block_in_place` on a
-    /// multi-thread runtime, inline on any other.
+    /// that still run; or the threads gone), it runs here instead ([`in_place`]).
     pub(crate) async fn run<T, F>(&self, job: F) -> T
     where
         T: Send + 'static,
@@ -63,10 +144,7 @@ impl Threads {
             let _ = tx.send(catch_unwind(AssertUnwindSafe(job)));
         });
         if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) = self.jobs.try_send(job) {
-            match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(job),
-                _ => job(),
-            }
+            in_place(job);
         }
         match rx.await {
             Ok(Ok(value)) => value,
@@ -142,5 +220,54 @@ mod tests {
         assert_eq!(ran_on, here, "the refused job ran in the caller");
         release.send(()).expect("released");
         first.await.expect("first job");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn on_a_multi_thread_runtime_a_batch_compresses_on_a_compression_thread_holding_its_slot() {
+        let c = Arc::new(CompressGate::new(2));
+        let large = c.large.available_permits();
+        let control = Arc::clone(&c);
+        let (name, free_meanwhile) = c
+            .run(1 << 20, move || {
+                let name = std::thread::current().name().map(str::to_owned);
+                (name, control.large.available_permits())
+            })
+            .await;
+        assert!(
+            name.as_deref().is_some_and(|n| n.starts_with("strait-zstd-")),
+            "compressed on {name:?}"
+        );
+        assert_eq!(free_meanwhile, large - 1, "the batch held a slot while compressing");
+        assert_eq!(c.large.available_permits(), large, "and gave it back");
+    }
+
+    #[tokio::test]
+    async fn small_batches_do_not_queue_behind_large_ones_for_compression() {
+        let c = CompressGate::new(2);
+        // Every slot held by a large batch that does not finish.
+        let permits = c.large.available_permits();
+        let held = c.large.acquire_many(permits as u32).await.expect("open");
+        assert_eq!(c.run(4 * 1024, || 7).await, 7);
+        // Polled once: a large batch waits for a slot.
+        let large = tokio::select! {
+            biased;
+            v = c.run(1 << 20, || 8) => Some(v),
+            () = std::future::ready(()) => None,
+        };
+        assert_eq!(large, None, "a large batch went without a slot");
+        drop(held);
+        assert_eq!(c.run(1 << 20, || 9).await, 9);
+        // Small batches are bounded too: with their slots all held, the next one waits.
+        let permits = c.small.available_permits();
+        assert!(permits >= 1);
+        let held = c.small.acquire_many(permits as u32).await.expect("open");
+        let small = tokio::select! {
+            biased;
+            v = c.run(4 * 1024, || 10) => Some(v),
+            () = std::future::ready(()) => None,
+        };
+        assert_eq!(small, None, "a small batch went past the bound");
+        drop(held);
+        assert_eq!(c.run(4 * 1024, || 11).await, 11);
     }
 }
